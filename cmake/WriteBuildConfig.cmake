@@ -1,0 +1,12 @@
+execute_process(COMMAND git -C ${SOURCE_DIR} describe --always --dirty --abbrev=12
+                OUTPUT_VARIABLE rev OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+if(NOT rev)
+  set(rev "unknown")
+endif()
+set(content "#pragma once\n#define TEXTSCALE_VERSION \"${VERSION}\"\n#define TEXTSCALE_GIT_REVISION \"${rev}\"\n#define TEXTSCALE_BUILD_TYPE \"${BUILD_TYPE}\"\n#define TEXTSCALE_BUILD_CUDA \"${CUDA}\"\n")
+if(EXISTS ${OUTPUT})
+  file(READ ${OUTPUT} old)
+endif()
+if(NOT "${old}" STREQUAL "${content}")
+  file(WRITE ${OUTPUT} "${content}")
+endif()

@@ -1,0 +1,52 @@
+// Typed exceptions and the per-library check macros.
+//
+// Expected failures (a bad input row, an optional dataset that is absent) are values, not
+// exceptions. Exceptions carry what failed and where; `main` is the one place that catches them.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace textscale {
+
+// Base of every error textscale throws on purpose.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The user's input or configuration is wrong (bad option, malformed file, missing dataset).
+class InputError : public Error {
+ public:
+  using Error::Error;
+};
+
+// An operating-system call failed (open, read, write, rename): message includes strerror.
+class IoError : public Error {
+ public:
+  using Error::Error;
+};
+
+// An HDF5 call failed: message names the call, the source location and HDF5's own error stack.
+class Hdf5Error : public Error {
+ public:
+  using Error::Error;
+};
+
+// Formats "what: strerror(errno)".
+[[nodiscard]] std::string errno_message(const std::string& what, int error_number);
+
+namespace detail {
+[[noreturn]] void throw_hdf5_error(const char* expression, const char* file, int line);
+}  // namespace detail
+
+}  // namespace textscale
+
+// Checks an HDF5 call that returns a negative value (herr_t / hid_t) on failure.
+#define TS_CHECK_HDF5(expression)                                                      \
+  ([&]() {                                                                             \
+    auto ts_check_result_ = (expression);                                              \
+    if (ts_check_result_ < 0)                                                          \
+      ::textscale::detail::throw_hdf5_error(#expression, __FILE__, __LINE__);          \
+    return ts_check_result_;                                                           \
+  }())

@@ -1,0 +1,61 @@
+// Turns the records of a block into tensor rows (or, in the counting pass, into word counts).
+// One RowEncoder per thread; it holds scratch buffers and is not shared.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "textscale/preprocess/labels.h"
+#include "textscale/preprocess/options.h"
+#include "textscale/preprocess/record.h"
+#include "textscale/preprocess/text.h"
+#include "textscale/preprocess/vocabulary.h"
+
+namespace textscale::preprocess {
+
+// Rows of one output file, row-major: chars [rows, L], words [rows, W].
+struct EncodedRows {
+  std::vector<std::int32_t> labels;        // [rows]
+  std::vector<std::uint8_t> chars;         // [rows * L], empty without chars
+  std::vector<std::int32_t> char_lengths;  // [rows]
+  std::vector<std::int32_t> words;         // [rows * W], empty without words
+  std::vector<std::int32_t> word_lengths;  // [rows]
+  [[nodiscard]] std::size_t rows() const { return labels.size(); }
+};
+
+struct BlockResult {
+  std::int64_t sequence = 0;
+  std::int64_t records = 0;
+  EncodedRows train;  // rows for the main output
+  EncodedRows valid;  // rows carved out for validation
+  std::vector<BadRow> bad;
+};
+
+// Deterministic validation membership: splitmix64(seed, ordinal) / 2^64 < fraction. Independent
+// of threads, blocks and input length, so a streaming pass can decide it row by row.
+[[nodiscard]] bool in_validation(std::uint64_t seed, std::int64_t ordinal, double fraction);
+
+class RowEncoder {
+ public:
+  RowEncoder(const PreprocessOptions& options, const CharQuantizer& quantizer);
+
+  // Counting pass: adds the tokens of every good training row to `counter`; fills result.bad
+  // and result.records.
+  void count(const Block& block, TokenCounter& counter, BlockResult& result);
+  // Encoding pass: `vocabulary` is required when options.words.
+  void encode(const Block& block, const Vocabulary* vocabulary, BlockResult& result);
+
+ private:
+  // Label and text of a record, or false after appending the reason to result.bad.
+  bool prepare(const Block& block, const RawRecord& record, BlockResult& result, std::int32_t& label);
+
+  const PreprocessOptions& options_;
+  const CharQuantizer& quantizer_;
+  LabelMapper labels_;
+  Tokenizer tokenizer_;
+  std::string text_;  // the row's text after unescaping and joining
+};
+
+}  // namespace textscale::preprocess

@@ -1,0 +1,92 @@
+#include "textscale/preprocess/options.h"
+
+#include <filesystem>
+#include <thread>
+
+#include "textscale/common/error.h"
+#include "textscale/preprocess/labels.h"
+
+namespace textscale::preprocess {
+
+const char* to_string(InputFormat format) {
+  switch (format) {
+    case InputFormat::zhang: return "zhang";
+    case InputFormat::tsv: return "tsv";
+    case InputFormat::imdb: return "imdb";
+  }
+  return "?";
+}
+
+const char* to_string(Unescape unescape) {
+  switch (unescape) {
+    case Unescape::none: return "none";
+    case Unescape::newline: return "newline";
+    case Unescape::backslash: return "backslash";
+  }
+  return "?";
+}
+
+const char* to_string(LabelKind kind) {
+  switch (kind) {
+    case LabelKind::index0: return "index0";
+    case LabelKind::index1: return "index1";
+    case LabelKind::names: return "names";
+  }
+  return "?";
+}
+
+std::string default_validation_path(const std::string& output) {
+  std::filesystem::path path(output);
+  const std::string extension = path.extension().string();
+  if (extension == ".h5" || extension == ".hdf5") return (path.parent_path() / path.stem()).string() + ".valid" + extension;
+  return output + ".valid.h5";
+}
+
+void resolve(PreprocessOptions& o) {
+  namespace fs = std::filesystem;
+  if (o.input.empty()) throw InputError("--input is required");
+  if (o.output.empty()) throw InputError("--output is required");
+  switch (o.format) {
+    case InputFormat::zhang:
+      o.delimiter = ',';
+      o.header = false;
+      o.label_column = 0;
+      o.labels = LabelKind::index1;
+      if (o.classes_file.empty() && o.input != "-") {
+        const fs::path beside = fs::path(o.input).parent_path() / "classes.txt";
+        if (fs::is_regular_file(beside)) o.classes_file = beside.string();
+      }
+      break;
+    case InputFormat::imdb:
+      o.class_names = {"neg", "pos"};
+      o.classes_file.clear();
+      break;
+    case InputFormat::tsv:
+      if (o.label_column < 0) throw InputError("--label-column must be >= 0");
+      for (const int column : o.text_columns) {
+        if (column < 0) throw InputError("--text-columns must be >= 0");
+        if (column == o.label_column) throw InputError("--text-columns includes the label column");
+      }
+      if (o.labels == LabelKind::names && o.classes_file.empty())
+        throw InputError("--labels names needs --classes FILE (one class name per line)");
+      break;
+  }
+  if (!o.classes_file.empty()) o.class_names = read_class_names(o.classes_file);
+  if (!o.chars && !o.words) throw InputError("nothing to write: both --no-chars and --no-words given");
+  if (o.chars && o.char_length < 1) throw InputError("--char-length must be >= 1");
+  if (o.words && o.word_length < 1) throw InputError("--word-length must be >= 1");
+  if (o.words && o.vocab_from.empty() && o.vocab_size < 3)
+    throw InputError("--vocab-size must be >= 3 (it counts the reserved ids 0 and 1)");
+  if (!o.vocab_from.empty() && !o.words) throw InputError("--vocab-from needs word encoding (drop --no-words)");
+  if (o.validation_fraction < 0.0 || o.validation_fraction >= 1.0)
+    throw InputError("--validation-fraction must be in [0, 1)");
+  if (o.validation_fraction > 0.0 && o.validation_output.empty()) o.validation_output = default_validation_path(o.output);
+  if (o.validation_fraction == 0.0) o.validation_output.clear();
+  if (o.compression < 0 || o.compression > 9) throw InputError("--compress must be 0..9");
+  if (o.max_row_bytes < 16) throw InputError("--max-row-bytes must be >= 16");
+  if (o.threads <= 0) o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (o.split.empty()) o.split = o.vocab_from.empty() ? "train" : "test";
+  if (o.max_errors_shown < 0) o.max_errors_shown = 0;
+}
+
+}  // namespace textscale::preprocess

@@ -1,0 +1,433 @@
+#include "textscale/preprocess/pipeline.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <iomanip>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <numeric>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "textscale/common/build_info.h"
+#include "textscale/common/error.h"
+#include "textscale/common/hdf5.h"
+#include "textscale/preprocess/hdf5_writer.h"
+#include "textscale/preprocess/record_reader.h"
+#include "textscale/preprocess/row_encoder.h"
+#include "textscale/preprocess/source.h"
+
+namespace textscale::preprocess {
+
+inline constexpr std::int64_t kSchemaVersion = 1;
+
+std::int64_t PreprocessSummary::bad_rows() const {
+  return std::accumulate(bad_by_reason.begin(), bad_by_reason.end(), std::int64_t{0});
+}
+
+namespace {
+
+std::unique_ptr<RecordReader> open_reader(const std::string& input, const PreprocessOptions& options, bool hash) {
+  if (options.format == InputFormat::imdb) return make_imdb_reader(input, options, hash);
+  return make_delimited_reader(input, options, hash);
+}
+
+// One pass over the input: a reader thread cuts blocks, `threads` workers transform them, and
+// the calling thread receives the results in input order. At most `capacity` blocks are alive at
+// once, which bounds memory.
+class Pass {
+ public:
+  using Work = std::function<void(int worker, const Block&, BlockResult&)>;
+  using Consume = std::function<void(BlockResult&)>;
+
+  Pass(RecordReader& reader, int threads) : reader_(reader), threads_(threads), capacity_(2 * threads + 2) {}
+
+  void run(const Work& work, const Consume& consume) {
+    std::thread reader([&] { guard([&] { read(); }); });
+    std::vector<std::thread> workers;
+    for (int w = 0; w < threads_; ++w) workers.emplace_back([&, w] { guard([&] { encode(w, work); }); });
+    guard([&] { deliver(consume); });
+    reader.join();
+    for (auto& worker : workers) worker.join();
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  template <typename F>
+  void guard(F&& f) {
+    try {
+      f();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+      aborted_ = true;
+      changed_.notify_all();
+    }
+  }
+
+  void read() {
+    std::int64_t sequence = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        changed_.wait(lock, [&] { return aborted_ || in_flight_ < capacity_; });
+        if (aborted_) return;
+      }
+      std::optional<Block> block = reader_.next();
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!block) {
+        blocks_total_ = sequence;
+        changed_.notify_all();
+        return;
+      }
+      block->sequence = sequence++;
+      ++in_flight_;
+      pending_.push_back(std::move(*block));
+      changed_.notify_all();
+    }
+  }
+
+  void encode(int worker, const Work& work) {
+    for (;;) {
+      Block block;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        changed_.wait(lock, [&] { return aborted_ || !pending_.empty() || blocks_total_ >= 0; });
+        if (aborted_ || pending_.empty()) return;
+        block = std::move(pending_.front());
+        pending_.pop_front();
+      }
+      BlockResult result;
+      work(worker, block, result);
+      result.sequence = block.sequence;
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_.emplace(result.sequence, std::move(result));
+      changed_.notify_all();
+    }
+  }
+
+  void deliver(const Consume& consume) {
+    for (std::int64_t next = 0;; ++next) {
+      BlockResult result;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        changed_.wait(lock, [&] { return aborted_ || done_.count(next) || blocks_total_ == next; });
+        if (aborted_ || blocks_total_ == next) return;
+        auto found = done_.find(next);
+        result = std::move(found->second);
+        done_.erase(found);
+        --in_flight_;
+        changed_.notify_all();
+      }
+      consume(result);
+    }
+  }
+
+  RecordReader& reader_;
+  int threads_;
+  int capacity_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Block> pending_;
+  std::map<std::int64_t, BlockResult> done_;
+  int in_flight_ = 0;
+  std::int64_t blocks_total_ = -1;  // known once the reader is done
+  bool aborted_ = false;
+  std::exception_ptr error_;
+};
+
+// Bad-row bookkeeping shared by both passes (only the first pass reports).
+class BadRowLog {
+ public:
+  BadRowLog(const PreprocessOptions& options, PreprocessSummary& summary) : options_(options), summary_(summary) {}
+  void add(const std::vector<BadRow>& rows) {
+    for (const BadRow& row : rows) {
+      if (options_.strict)
+        throw InputError(row.where + ": " + to_string(row.reason) + ": " + row.detail + " (--strict)");
+      ++summary_.bad_by_reason[static_cast<int>(row.reason)];
+      if (static_cast<int>(summary_.first_bad.size()) < options_.max_errors_shown) {
+        summary_.first_bad.push_back(row);
+        if (!options_.quiet)
+          std::fprintf(stderr, "warning: %s: %s: %s (row skipped)\n", row.where.c_str(), to_string(row.reason),
+                       row.detail.c_str());
+      }
+    }
+  }
+
+ private:
+  const PreprocessOptions& options_;
+  PreprocessSummary& summary_;
+};
+
+// Standard input cannot be read twice: copy it to a temporary file beside the output first.
+class StdinCopy {
+ public:
+  explicit StdinCopy(const std::string& output) {
+    path_ = output + ".stdin-" + std::to_string(::getpid());
+    std::FILE* out = std::fopen(path_.c_str(), "wb");
+    if (!out) throw IoError(errno_message("cannot create temporary file '" + path_ + "'", errno));
+    std::vector<char> buffer(1u << 20);
+    for (;;) {
+      const ssize_t got = ::read(STDIN_FILENO, buffer.data(), buffer.size());
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) {
+        std::fclose(out);
+        throw IoError(errno_message("cannot read standard input", errno));
+      }
+      if (got == 0) break;
+      if (std::fwrite(buffer.data(), 1, static_cast<std::size_t>(got), out) != static_cast<std::size_t>(got)) {
+        std::fclose(out);
+        throw IoError(errno_message("cannot write temporary file '" + path_ + "'", errno));
+      }
+    }
+    if (std::fclose(out) != 0) throw IoError(errno_message("cannot write temporary file '" + path_ + "'", errno));
+  }
+  ~StdinCopy() { std::remove(path_.c_str()); }
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+Vocabulary load_vocabulary(const std::string& path) {
+  h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file.valid()) {
+    H5Eclear2(H5E_DEFAULT);
+    throw InputError("--vocab-from '" + path + "': not a readable HDF5 file");
+  }
+  try {
+    if (h5::read_int_attribute(file.get(), "schema_version") != kSchemaVersion)
+      throw InputError("unsupported schema_version (this build reads " + std::to_string(kSchemaVersion) + ")");
+    const std::string tokenizer = h5::read_string_attribute(file.get(), "tokenizer");
+    if (tokenizer != kTokenizerName)
+      throw InputError("its tokenizer is '" + tokenizer + "', this build uses '" + std::string(kTokenizerName) + "'");
+    std::vector<std::string> words = h5::read_string_dataset(file.get(), "vocab");
+    return Vocabulary::from_words(std::move(words), {});
+  } catch (const Error& error) {
+    throw InputError("--vocab-from '" + path + "': " + error.what());
+  }
+}
+
+std::string options_json(const PreprocessOptions& o) {
+  std::ostringstream out;
+  const auto quote = [](const std::string& s) {
+    std::string q = "\"";
+    for (const char c : s) {
+      if (c == '"' || c == '\\') q.push_back('\\');
+      if (c == '\t') {
+        q += "\\t";
+        continue;
+      }
+      q.push_back(c);
+    }
+    return q + "\"";
+  };
+  out << "{\"input\":" << quote(o.input) << ",\"format\":\"" << to_string(o.format) << "\",\"output\":" << quote(o.output)
+      << ",\"delimiter\":" << quote(std::string(1, o.delimiter)) << ",\"header\":" << (o.header ? "true" : "false")
+      << ",\"label_column\":" << o.label_column << ",\"text_columns\":[";
+  for (std::size_t i = 0; i < o.text_columns.size(); ++i) out << (i ? "," : "") << o.text_columns[i];
+  out << "],\"labels\":\"" << to_string(o.labels) << "\",\"classes\":" << quote(o.classes_file) << ",\"unescape\":\""
+      << to_string(o.unescape) << "\",\"chars\":" << (o.chars ? "true" : "false") << ",\"char_length\":" << o.char_length
+      << ",\"words\":" << (o.words ? "true" : "false") << ",\"word_length\":" << o.word_length
+      << ",\"vocab_size\":" << o.vocab_size << ",\"min_count\":" << o.min_count << ",\"vocab_from\":" << quote(o.vocab_from)
+      << ",\"shuffle\":" << (o.shuffle ? "true" : "false") << ",\"seed\":" << o.seed
+      << ",\"validation_fraction\":" << o.validation_fraction << ",\"strict\":" << (o.strict ? "true" : "false")
+      << ",\"max_row_bytes\":" << o.max_row_bytes << ",\"compress\":" << o.compression << "}";
+  return out.str();
+}
+
+std::string now_iso8601() {
+  const std::time_t now = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return text;
+}
+
+void write_metadata(RowFileWriter& writer, const std::string& split, const PreprocessOptions& o,
+                    const PreprocessSummary& summary, const CharQuantizer& quantizer, const Vocabulary* vocabulary,
+                    const std::string& source_name) {
+  const hid_t file = writer.file();
+  using h5::write_attribute;
+  write_attribute(file, "schema_version", kSchemaVersion);
+  write_attribute(file, "created_by", version_line());
+  write_attribute(file, "created", now_iso8601());
+  write_attribute(file, "split", split);
+  write_attribute(file, "num_rows", static_cast<std::int64_t>(writer.rows()));
+  write_attribute(file, "num_bad_rows", summary.bad_rows());
+  std::int64_t num_classes = static_cast<std::int64_t>(o.class_names.size());
+  if (num_classes == 0) num_classes = static_cast<std::int64_t>(writer.class_counts().size());
+  write_attribute(file, "num_classes", num_classes);
+  write_attribute(file, "classes", o.class_names);
+  write_attribute(file, "source_file", source_name);
+  write_attribute(file, "source_sha256", summary.sha256);
+  write_attribute(file, "source_bytes", static_cast<std::int64_t>(summary.stored_bytes));
+  write_attribute(file, "input_format", std::string(to_string(o.format)));
+  write_attribute(file, "unescape", std::string(to_string(o.unescape)));
+  write_attribute(file, "options", options_json(o));
+  write_attribute(file, "shuffle_seed", o.shuffle ? static_cast<std::int64_t>(o.seed) : std::int64_t{-1});
+  write_attribute(file, "validation_fraction", o.validation_fraction);
+  write_attribute(file, "validation_seed", static_cast<std::int64_t>(o.seed));
+  if (o.chars) {
+    write_attribute(file, "alphabet", quantizer.alphabet());
+    write_attribute(file, "char_length", static_cast<std::int64_t>(o.char_length));
+    write_attribute(file, "char_order", std::string("reversed"));
+  }
+  if (o.words) {
+    write_attribute(file, "word_length", static_cast<std::int64_t>(o.word_length));
+    write_attribute(file, "vocab_size", static_cast<std::int64_t>(vocabulary->size()));
+    write_attribute(file, "min_count", o.min_count);
+    write_attribute(file, "tokenizer", std::string(kTokenizerName));
+    write_attribute(file, "vocab_source", o.vocab_from.empty() ? std::string("self") : o.vocab_from);
+    h5::write_string_dataset(file, "vocab", vocabulary->words());
+    const hsize_t count = vocabulary->size();
+    h5::Handle space(TS_CHECK_HDF5(H5Screate_simple(1, &count, nullptr)));
+    h5::Handle dataset(TS_CHECK_HDF5(H5Dcreate2(file, "vocab_counts", H5T_STD_I64LE, space.get(), H5P_DEFAULT,
+                                                H5P_DEFAULT, H5P_DEFAULT)));
+    TS_CHECK_HDF5(H5Dwrite(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, vocabulary->counts().data()));
+  }
+}
+
+}  // namespace
+
+PreprocessSummary run_preprocess(PreprocessOptions& options) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  h5::silence_automatic_error_printing();
+  resolve(options);
+  const PreprocessOptions& o = options;
+  PreprocessSummary summary;
+
+  // Refuse early, before any work, when an output exists.
+  for (const std::string& path : {o.output, o.validation_output}) {
+    if (!path.empty() && !o.overwrite && std::filesystem::exists(path))
+      throw InputError("output '" + path + "' exists (use --overwrite to replace it)");
+  }
+
+  const bool count_pass = o.words && o.vocab_from.empty();
+  std::optional<StdinCopy> stdin_copy;
+  std::string input = o.input;
+  if (input == "-" && count_pass) {
+    stdin_copy.emplace(o.output);
+    input = stdin_copy->path();
+  }
+  const std::string source_name = o.input == "-" ? "<stdin>" : o.input;
+
+  const CharQuantizer quantizer;
+  Vocabulary vocabulary;
+  if (!o.vocab_from.empty()) vocabulary = load_vocabulary(o.vocab_from);
+  std::vector<std::unique_ptr<RowEncoder>> encoders;
+  for (int t = 0; t < o.threads; ++t) encoders.push_back(std::make_unique<RowEncoder>(o, quantizer));
+  BadRowLog bad_rows(o, summary);
+
+  const auto finish_reader = [&](const RecordReader& reader) {
+    summary.input_bytes = reader.text_bytes();
+    summary.stored_bytes = reader.stored_bytes();
+    if (summary.sha256.empty()) summary.sha256 = reader.sha256_hex();
+  };
+
+  if (count_pass) {
+    auto reader = open_reader(input, o, true);
+    std::vector<TokenCounter> counters(static_cast<std::size_t>(o.threads));
+    Pass pass(*reader, o.threads);
+    pass.run([&](int w, const Block& block, BlockResult& result) {
+               encoders[static_cast<std::size_t>(w)]->count(block, counters[static_cast<std::size_t>(w)], result);
+             },
+             [&](BlockResult& result) {
+               summary.records += result.records;
+               bad_rows.add(result.bad);
+             });
+    finish_reader(*reader);
+    ++summary.passes;
+    for (std::size_t t = 1; t < counters.size(); ++t) {
+      counters[0].merge(counters[t]);
+      counters[t] = TokenCounter();
+    }
+    summary.distinct_words = static_cast<std::int64_t>(counters[0].distinct());
+    vocabulary = Vocabulary::build(counters[0], o.vocab_size, o.min_count);
+  }
+  if (o.words) summary.vocabulary_size = static_cast<std::int64_t>(vocabulary.size());
+
+  const RowLayout layout{o.chars, o.char_length, o.words, o.word_length, o.compression};
+  RowFileWriter train(o.output, layout, o.overwrite, o.shuffle, o.seed);
+  std::optional<RowFileWriter> valid;
+  if (!o.validation_output.empty()) valid.emplace(o.validation_output, layout, o.overwrite, o.shuffle, o.seed + 1);
+  {
+    auto reader = open_reader(input, o, !count_pass);
+    Pass pass(*reader, o.threads);
+    const Vocabulary* words = o.words ? &vocabulary : nullptr;
+    std::int64_t records = 0;
+    pass.run([&](int w, const Block& block, BlockResult& result) {
+               encoders[static_cast<std::size_t>(w)]->encode(block, words, result);
+             },
+             [&](BlockResult& result) {
+               records += result.records;
+               if (!count_pass) bad_rows.add(result.bad);
+               train.append(result.train);
+               if (valid) valid->append(result.valid);
+             });
+    if (!count_pass) {
+      summary.records = records;
+      finish_reader(*reader);
+    } else if (records != summary.records) {
+      throw InputError("input '" + source_name + "' changed between passes (" + std::to_string(summary.records) +
+                       " then " + std::to_string(records) + " records)");
+    }
+    ++summary.passes;
+  }
+  if (train.rows() == 0) throw InputError("input '" + source_name + "' holds no usable row");
+
+  write_metadata(train, o.split, o, summary, quantizer, o.words ? &vocabulary : nullptr, source_name);
+  if (valid) write_metadata(*valid, "valid", o, summary, quantizer, o.words ? &vocabulary : nullptr, source_name);
+  summary.train = {o.output, train.rows(), train.class_counts()};
+  if (valid) summary.valid = {o.validation_output, valid->rows(), valid->class_counts()};
+  train.commit();
+  if (valid) valid->commit();
+  summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return summary;
+}
+
+std::string format_summary(const PreprocessSummary& s, const PreprocessOptions& o) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(1);
+  const double mb = static_cast<double>(s.input_bytes) / 1e6;
+  out << "read " << s.records << " rows (" << mb << " MB of text) in " << s.seconds << " s: "
+      << (s.seconds > 0 ? mb / s.seconds : 0.0) << " MB/s, "
+      << (s.seconds > 0 ? static_cast<double>(s.records) / s.seconds : 0.0) << " rows/s, " << s.passes
+      << (s.passes == 1 ? " pass" : " passes") << "\n";
+  out << "bad rows: " << s.bad_rows();
+  for (int r = 0; r < kBadRowReasons; ++r)
+    if (s.bad_by_reason[r]) out << "; " << to_string(static_cast<BadRowReason>(r)) << " " << s.bad_by_reason[r];
+  if (s.bad_rows() > static_cast<std::int64_t>(s.first_bad.size()))
+    out << " (first " << s.first_bad.size() << " shown above)";
+  out << "\n";
+  const auto describe = [&](const OutputSummary& output) {
+    out << "wrote " << output.path << ": " << output.rows << " rows; per class";
+    for (std::size_t c = 0; c < output.class_counts.size(); ++c) {
+      out << (c ? ", " : " ");
+      if (c < o.class_names.size()) out << o.class_names[c] << "=";
+      else out << c << "=";
+      out << output.class_counts[c];
+    }
+    out << "\n";
+  };
+  describe(s.train);
+  if (!s.valid.path.empty()) describe(s.valid);
+  if (o.chars) out << "chars: uint8 [N, " << o.char_length << "], Zhang alphabet (69 symbols), reversed\n";
+  if (o.words)
+    out << "words: int32 [N, " << o.word_length << "], vocabulary " << s.vocabulary_size << " ids"
+        << (s.distinct_words ? " (of " + std::to_string(s.distinct_words) + " distinct training words)" : std::string())
+        << "\n";
+  out << "source sha256 " << s.sha256 << "\n";
+  return out.str();
+}
+
+}  // namespace textscale::preprocess

@@ -1,0 +1,368 @@
+#include "textscale/preprocess/record_reader.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+
+#include "textscale/common/error.h"
+
+namespace textscale::preprocess {
+
+const char* to_string(BadRowReason reason) {
+  switch (reason) {
+    case BadRowReason::unterminated_quote: return "unterminated quote";
+    case BadRowReason::stray_quote: return "character after closing quote";
+    case BadRowReason::field_count: return "wrong number of fields";
+    case BadRowReason::row_too_long: return "row too long";
+    case BadRowReason::label_not_integer: return "label not an integer";
+    case BadRowReason::label_out_of_range: return "label out of range";
+    case BadRowReason::unknown_label_name: return "unknown class name";
+    case BadRowReason::empty_text: return "empty text";
+    case BadRowReason::invalid_utf8: return "invalid UTF-8";
+    case BadRowReason::unreadable_file: return "unreadable file";
+    case BadRowReason::count_: break;
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr std::size_t kReadChunk = 1u << 20;
+constexpr std::size_t kMaxRecordsPerBlock = 1u << 16;
+
+class DelimitedReader final : public RecordReader {
+ public:
+  DelimitedReader(const std::string& path, const PreprocessOptions& options, bool hash)
+      : source_(path, hash), options_(options), buffer_(kReadChunk) {
+    if (options_.header) {
+      Block scratch;
+      scratch.sources.push_back(source_.path());
+      RawRecord record;
+      if (read_record(scratch, record)) {
+        for (std::uint32_t i = 0; i < record.field_count; ++i) header_.emplace_back(scratch.field(record, i));
+        expected_fields_ = static_cast<int>(record.field_count);
+      }
+    }
+  }
+
+  std::optional<Block> next() override {
+    Block block;
+    block.sources.push_back(source_.path());
+    block.arena.reserve(options_.block_bytes + options_.block_bytes / 4);
+    while (block.arena.size() < options_.block_bytes && block.records.size() < kMaxRecordsPerBlock) {
+      RawRecord record;
+      if (!read_record(block, record)) break;
+      record.ordinal = ordinal_++;
+      block.records.push_back(std::move(record));
+    }
+    if (block.records.empty()) return std::nullopt;
+    return block;
+  }
+
+  std::string sha256_hex() const override { return source_.sha256_hex(); }
+  std::uint64_t stored_bytes() const override { return source_.stored_bytes(); }
+  std::uint64_t text_bytes() const override { return text_bytes_; }
+  const std::vector<std::string>& header() const override { return header_; }
+
+ private:
+  enum class State { field_start, unquoted, quoted, after_quote, after_quote_cr, skip_line };
+
+  bool fill() {
+    if (eof_) return false;
+    pos_ = 0;
+    end_ = source_.read(buffer_.data(), buffer_.size());
+    text_bytes_ += end_;
+    if (end_ == 0) eof_ = true;
+    return end_ > 0;
+  }
+
+  void end_field(Block& block, RawRecord& record, std::size_t field_start) {
+    block.fields.push_back(FieldSpan{static_cast<std::uint32_t>(field_start),
+                                     static_cast<std::uint32_t>(block.arena.size() - field_start)});
+    ++record.field_count;
+  }
+
+  void mark_bad(RawRecord& record, BadRowReason reason, std::string detail) {
+    if (record.bad) return;
+    record.bad = true;
+    record.reason = reason;
+    record.detail = std::move(detail);
+  }
+
+  // Ends the record: checks the number of fields against the first record (or the header).
+  void finish_record(RawRecord& record) {
+    if (record.bad) return;
+    if (expected_fields_ < 0) {
+      expected_fields_ = static_cast<int>(record.field_count);
+    } else if (static_cast<int>(record.field_count) != expected_fields_) {
+      mark_bad(record, BadRowReason::field_count,
+               "expected " + std::to_string(expected_fields_) + " fields, found " +
+                   std::to_string(record.field_count));
+    }
+  }
+
+  // Parses one record into the block; false when the input is exhausted before a record starts.
+  bool read_record(Block& block, RawRecord& record) {
+    const char delimiter = options_.delimiter;
+    record.line = line_;
+    record.source = 0;
+    record.first_field = static_cast<std::uint32_t>(block.fields.size());
+    record.field_count = 0;
+    const std::size_t record_start = block.arena.size();
+    std::size_t field_start = record_start;
+    State state = State::field_start;
+    bool started = false;
+    std::int64_t quote_line = 0;
+
+    for (;;) {
+      if (pos_ == end_ && !fill()) {
+        // End of input.
+        if (!started) return false;
+        if (state == State::quoted) {
+          mark_bad(record, BadRowReason::unterminated_quote,
+                   "quoted field opened on line " + std::to_string(quote_line) + " never closes");
+        }
+        if (state != State::skip_line) end_field(block, record, field_start);
+        finish_record(record);
+        return true;
+      }
+      started = true;
+      if (state != State::skip_line && block.arena.size() - record_start > options_.max_row_bytes) {
+        mark_bad(record, BadRowReason::row_too_long,
+                 "longer than --max-row-bytes " + std::to_string(options_.max_row_bytes));
+        state = State::skip_line;
+      }
+      const char* data = buffer_.data();
+      switch (state) {
+        case State::field_start:
+          if (data[pos_] == '"') {
+            quote_line = line_;
+            ++pos_;
+            state = State::quoted;
+          } else {
+            state = State::unquoted;
+          }
+          break;
+        case State::unquoted: {
+          const char* begin = data + pos_;
+          const std::size_t available = end_ - pos_;
+          const char* newline = static_cast<const char*>(std::memchr(begin, '\n', available));
+          const std::size_t limit = newline ? static_cast<std::size_t>(newline - begin) : available;
+          const char* stop = static_cast<const char*>(std::memchr(begin, delimiter, limit));
+          if (stop) {
+            block.arena.append(begin, static_cast<std::size_t>(stop - begin));
+            end_field(block, record, field_start);
+            field_start = block.arena.size();
+            pos_ += static_cast<std::size_t>(stop - begin) + 1;
+            state = State::field_start;
+          } else if (newline) {
+            block.arena.append(begin, limit);
+            // CRLF: the CR may have arrived at the end of the previous buffer.
+            if (block.arena.size() > field_start && block.arena.back() == '\r') block.arena.pop_back();
+            end_field(block, record, field_start);
+            pos_ += limit + 1;
+            ++line_;
+            finish_record(record);
+            return true;
+          } else {
+            block.arena.append(begin, available);
+            pos_ = end_;
+          }
+          break;
+        }
+        case State::quoted: {
+          const char* begin = data + pos_;
+          const std::size_t available = end_ - pos_;
+          const char* quote = static_cast<const char*>(std::memchr(begin, '"', available));
+          const std::size_t length = quote ? static_cast<std::size_t>(quote - begin) : available;
+          line_ += std::count(begin, begin + length, '\n');
+          block.arena.append(begin, length);
+          pos_ += length;
+          if (quote) {
+            ++pos_;
+            state = State::after_quote;
+          }
+          break;
+        }
+        case State::after_quote: {
+          const char c = data[pos_];
+          if (c == '"') {  // "" inside a quoted field: one literal quote
+            block.arena.push_back('"');
+            ++pos_;
+            state = State::quoted;
+          } else if (c == delimiter) {
+            end_field(block, record, field_start);
+            field_start = block.arena.size();
+            ++pos_;
+            state = State::field_start;
+          } else if (c == '\n') {
+            end_field(block, record, field_start);
+            ++pos_;
+            ++line_;
+            finish_record(record);
+            return true;
+          } else if (c == '\r') {
+            ++pos_;
+            state = State::after_quote_cr;
+          } else {
+            mark_bad(record, BadRowReason::stray_quote,
+                     std::string("unexpected '") + c + "' after the closing quote of field " +
+                         std::to_string(record.field_count + 1));
+            state = State::skip_line;
+          }
+          break;
+        }
+        case State::after_quote_cr:
+          if (data[pos_] == '\n') {
+            end_field(block, record, field_start);
+            ++pos_;
+            ++line_;
+            finish_record(record);
+            return true;
+          }
+          mark_bad(record, BadRowReason::stray_quote, "carriage return inside a record");
+          state = State::skip_line;
+          break;
+        case State::skip_line: {
+          const char* begin = data + pos_;
+          const char* newline = static_cast<const char*>(std::memchr(begin, '\n', end_ - pos_));
+          if (newline) {
+            pos_ += static_cast<std::size_t>(newline - begin) + 1;
+            ++line_;
+            // Drop whatever part of the bad record was copied; keep its fields empty.
+            block.arena.resize(record_start);
+            block.fields.resize(record.first_field);
+            record.field_count = 0;
+            return true;
+          }
+          pos_ = end_;
+          break;
+        }
+      }
+    }
+  }
+
+  ByteSource source_;
+  const PreprocessOptions& options_;
+  std::vector<char> buffer_;
+  std::size_t pos_ = 0;
+  std::size_t end_ = 0;
+  bool eof_ = false;
+  std::int64_t line_ = 1;
+  std::int64_t ordinal_ = 0;
+  int expected_fields_ = -1;
+  std::uint64_t text_bytes_ = 0;
+  std::vector<std::string> header_;
+};
+
+class ImdbReader final : public RecordReader {
+ public:
+  ImdbReader(const std::string& folder, const PreprocessOptions& options, bool hash)
+      : options_(options), root_(folder) {
+    namespace fs = std::filesystem;
+    if (!fs::is_directory(root_))
+      throw IoError("input '" + folder + "' is not a folder (--format imdb reads an aclImdb split folder)");
+    for (const auto& [name, label] : {std::pair{"neg", 0}, std::pair{"pos", 1}}) {
+      const fs::path dir = root_ / name;
+      if (!fs::is_directory(dir))
+        throw InputError("input '" + folder + "' is not an aclImdb split folder: '" + dir.string() + "' is missing");
+      std::vector<std::pair<std::uint64_t, fs::path>> entries;
+      for (const auto& entry : fs::directory_iterator(dir)) {
+        if (entry.path().extension() != ".txt") continue;
+        const std::string stem = entry.path().filename().string();
+        std::uint64_t id = UINT64_MAX;
+        std::from_chars(stem.data(), stem.data() + stem.size(), id);
+        entries.emplace_back(id, entry.path());
+      }
+      std::sort(entries.begin(), entries.end());
+      for (auto& [id, path] : entries) files_.emplace_back(std::move(path), label);
+    }
+    if (hash) sha_ = std::make_unique<Sha256>();
+  }
+
+  std::optional<Block> next() override {
+    if (index_ >= files_.size()) {
+      if (sha_ && digest_.empty()) digest_ = sha_->hex();
+      return std::nullopt;
+    }
+    Block block;
+    while (index_ < files_.size() && block.arena.size() < options_.block_bytes &&
+           block.records.size() < kMaxRecordsPerBlock) {
+      const auto& [path, label] = files_[index_];
+      RawRecord record;
+      record.ordinal = static_cast<std::int64_t>(index_++);
+      record.line = 0;
+      record.source = static_cast<std::int32_t>(block.sources.size());
+      block.sources.push_back(path.string());
+      record.preset_label = label;
+      record.first_field = static_cast<std::uint32_t>(block.fields.size());
+      std::string content;
+      if (!read_file(path, content)) {
+        record.bad = true;
+        record.reason = BadRowReason::unreadable_file;
+        record.detail = "cannot read the file";
+      } else if (content.size() > options_.max_row_bytes) {
+        record.bad = true;
+        record.reason = BadRowReason::row_too_long;
+        record.detail = "longer than --max-row-bytes " + std::to_string(options_.max_row_bytes);
+      } else {
+        block.fields.push_back(FieldSpan{static_cast<std::uint32_t>(block.arena.size()),
+                                         static_cast<std::uint32_t>(content.size())});
+        block.arena += content;
+        record.field_count = 1;
+      }
+      if (sha_) {
+        // Hash of the split: relative path, a NUL, then the content, file after file.
+        const std::string relative = std::filesystem::relative(path, root_).generic_string();
+        sha_->update(relative.data(), relative.size() + 1);
+        sha_->update(content.data(), content.size());
+      }
+      stored_ += content.size();
+      block.records.push_back(std::move(record));
+    }
+    if (index_ >= files_.size() && sha_ && digest_.empty()) digest_ = sha_->hex();
+    return block;
+  }
+
+  std::string sha256_hex() const override { return digest_; }
+  std::uint64_t stored_bytes() const override { return stored_; }
+  std::uint64_t text_bytes() const override { return stored_; }
+  const std::vector<std::string>& header() const override { return header_; }
+
+ private:
+  static bool read_file(const std::filesystem::path& path, std::string& content) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return false;
+    in.seekg(0, std::ios::end);
+    const auto size = in.tellg();
+    if (size < 0) return false;
+    content.resize(static_cast<std::size_t>(size));
+    in.seekg(0);
+    in.read(content.data(), size);
+    return static_cast<bool>(in) || size == 0;
+  }
+
+  const PreprocessOptions& options_;
+  std::filesystem::path root_;
+  std::vector<std::pair<std::filesystem::path, int>> files_;
+  std::size_t index_ = 0;
+  std::unique_ptr<Sha256> sha_;
+  std::string digest_;
+  std::uint64_t stored_ = 0;
+  std::vector<std::string> header_;
+};
+
+}  // namespace
+
+std::unique_ptr<RecordReader> make_delimited_reader(const std::string& path, const PreprocessOptions& options,
+                                                    bool hash) {
+  return std::make_unique<DelimitedReader>(path, options, hash);
+}
+
+std::unique_ptr<RecordReader> make_imdb_reader(const std::string& folder, const PreprocessOptions& options,
+                                               bool hash) {
+  return std::make_unique<ImdbReader>(folder, options, hash);
+}
+
+}  // namespace textscale::preprocess

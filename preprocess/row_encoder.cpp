@@ -1,0 +1,111 @@
+#include "textscale/preprocess/row_encoder.h"
+
+#include <algorithm>
+
+namespace textscale::preprocess {
+
+bool in_validation(std::uint64_t seed, std::int64_t ordinal, double fraction) {
+  if (fraction <= 0.0) return false;
+  std::uint64_t z = seed + 0x9E3779B97F4A7C15ull * (static_cast<std::uint64_t>(ordinal) + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53 < fraction;
+}
+
+RowEncoder::RowEncoder(const PreprocessOptions& options, const CharQuantizer& quantizer)
+    : options_(options), quantizer_(quantizer), labels_(options.labels, options.class_names) {}
+
+bool RowEncoder::prepare(const Block& block, const RawRecord& record, BlockResult& result, std::int32_t& label) {
+  const auto reject = [&](BadRowReason reason, std::string detail) {
+    result.bad.push_back(BadRow{reason, record.ordinal, block.where(record), std::move(detail)});
+    return false;
+  };
+  if (record.bad) return reject(record.reason, record.detail);
+
+  const bool delimited = record.preset_label < 0;
+  if (delimited) {
+    const auto needed = static_cast<std::uint32_t>(
+        std::max(options_.label_column, options_.text_columns.empty()
+                                            ? 1
+                                            : *std::max_element(options_.text_columns.begin(),
+                                                                options_.text_columns.end())) + 1);
+    if (record.field_count < needed || record.field_count < 2)
+      return reject(BadRowReason::field_count, "found " + std::to_string(record.field_count) +
+                                                   " fields, the layout needs " + std::to_string(std::max(needed, 2u)));
+    const LabelMapper::Result mapped =
+        labels_.map(block.field(record, static_cast<std::uint32_t>(options_.label_column)));
+    if (!mapped.ok) return reject(mapped.reason, mapped.detail);
+    label = mapped.label;
+  } else {
+    label = record.preset_label;
+  }
+
+  // Text: the text columns, each unescaped, joined by one space.
+  text_.clear();
+  bool first = true;
+  const auto add = [&](std::uint32_t index) {
+    if (!first) text_.push_back(' ');
+    first = false;
+    append_unescaped(text_, block.field(record, index), options_.unescape);
+  };
+  if (!delimited) {
+    add(0);
+  } else if (options_.text_columns.empty()) {
+    for (std::uint32_t i = 0; i < record.field_count; ++i)
+      if (static_cast<int>(i) != options_.label_column) add(i);
+  } else {
+    for (const int column : options_.text_columns) add(static_cast<std::uint32_t>(column));
+  }
+  if (is_blank(text_)) return reject(BadRowReason::empty_text, "no text in the text columns");
+  const std::size_t invalid = find_invalid_utf8(text_);
+  if (invalid != std::string_view::npos)
+    return reject(BadRowReason::invalid_utf8, "invalid UTF-8 at byte " + std::to_string(invalid) + " of the text");
+  return true;
+}
+
+void RowEncoder::count(const Block& block, TokenCounter& counter, BlockResult& result) {
+  result.sequence = block.sequence;
+  result.records = static_cast<std::int64_t>(block.records.size());
+  for (const RawRecord& record : block.records) {
+    std::int32_t label = 0;
+    if (!prepare(block, record, result, label)) continue;
+    if (in_validation(options_.seed, record.ordinal, options_.validation_fraction)) continue;
+    tokenizer_.for_each(text_, [&](std::string_view token) {
+      counter.add(token);
+      return true;
+    });
+  }
+}
+
+void RowEncoder::encode(const Block& block, const Vocabulary* vocabulary, BlockResult& result) {
+  result.sequence = block.sequence;
+  result.records = static_cast<std::int64_t>(block.records.size());
+  const auto L = static_cast<std::size_t>(options_.char_length);
+  const auto W = static_cast<std::size_t>(options_.word_length);
+  for (const RawRecord& record : block.records) {
+    std::int32_t label = 0;
+    if (!prepare(block, record, result, label)) continue;
+    EncodedRows& rows =
+        in_validation(options_.seed, record.ordinal, options_.validation_fraction) ? result.valid : result.train;
+    rows.labels.push_back(label);
+    if (options_.chars) {
+      const std::size_t at = rows.chars.size();
+      rows.chars.resize(at + L);
+      rows.char_lengths.push_back(quantizer_.encode(text_, options_.char_length, rows.chars.data() + at));
+    }
+    if (options_.words) {
+      const std::size_t at = rows.words.size();
+      rows.words.resize(at + W, Vocabulary::kPadding);
+      std::int32_t* row = rows.words.data() + at;
+      std::size_t kept = 0;
+      tokenizer_.for_each(text_, [&](std::string_view token) {
+        row[kept++] = vocabulary->id(token);
+        return kept < W;
+      });
+      rows.word_lengths.push_back(static_cast<std::int32_t>(kept));
+    }
+  }
+}
+
+}  // namespace textscale::preprocess

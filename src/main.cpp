@@ -1,0 +1,66 @@
+// textscale: text classification from corpus to trained model.
+// This is the single place where errors are caught and turned into a message and an exit code.
+
+#include <csignal>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "textscale/cli/commands.h"
+#include "textscale/common/build_info.h"
+#include "textscale/common/error.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: textscale <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  preprocess   CSV/TSV/IMDB corpora -> HDF5 tensors (characters, words, labels)\n"
+    "  inspect      print the summary of a preprocessed HDF5 file\n"
+    "\n"
+    "  textscale <command> --help   options of a command\n"
+    "  textscale --version          version, git revision and library versions\n";
+
+int dispatch(int argc, char** argv) {
+  if (argc < 2) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  const std::string command = argv[1];
+  const std::vector<std::string> arguments(argv + 2, argv + argc);
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (command == "--version") {
+    const textscale::BuildInfo info = textscale::build_info();
+    std::printf("%s\n%s\n", textscale::version_line().c_str(), info.libraries.c_str());
+    return 0;
+  }
+  if (command == "preprocess") return textscale::cli::preprocess_command(arguments);
+  if (command == "inspect") return textscale::cli::inspect_command(arguments);
+  std::fprintf(stderr, "textscale: unknown command '%s'\n\n%s", command.c_str(), kUsage);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // A write past a file-size limit then fails with EFBIG and is reported, instead of killing us.
+  std::signal(SIGXFSZ, SIG_IGN);
+  try {
+    return dispatch(argc, argv);
+  } catch (const textscale::cli::UsageError& error) {
+    std::fprintf(stderr, "textscale: %s\n(see textscale %s --help)\n", error.message.c_str(),
+                 argc > 1 ? argv[1] : "");
+    return 2;
+  } catch (const textscale::Error& error) {
+    std::fprintf(stderr, "error: %s\n", error.what());
+    return 1;
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "internal error: %s\n", error.what());
+    return 3;
+  }
+}
