@@ -91,8 +91,13 @@ class DelimitedReader final : public RecordReader {
   }
 
   // Ends the record: checks the number of fields against the first record (or the header).
-  void finish_record(RawRecord& record) {
+  void finish_record(const Block& block, std::size_t record_start, RawRecord& record) {
     if (record.bad) return;
+    if (block.arena.size() - record_start > options_.max_row_bytes) {
+      mark_bad(record, BadRowReason::row_too_long,
+               "longer than --max-row-bytes " + std::to_string(options_.max_row_bytes));
+      return;
+    }
     if (expected_fields_ < 0) {
       expected_fields_ = static_cast<int>(record.field_count);
     } else if (static_cast<int>(record.field_count) != expected_fields_) {
@@ -124,7 +129,7 @@ class DelimitedReader final : public RecordReader {
                    "quoted field opened on line " + std::to_string(quote_line) + " never closes");
         }
         if (state != State::skip_line) end_field(block, record, field_start);
-        finish_record(record);
+        finish_record(block, record_start, record);
         return true;
       }
       started = true;
@@ -163,7 +168,7 @@ class DelimitedReader final : public RecordReader {
             end_field(block, record, field_start);
             pos_ += limit + 1;
             ++line_;
-            finish_record(record);
+            finish_record(block, record_start, record);
             return true;
           } else {
             block.arena.append(begin, available);
@@ -200,7 +205,7 @@ class DelimitedReader final : public RecordReader {
             end_field(block, record, field_start);
             ++pos_;
             ++line_;
-            finish_record(record);
+            finish_record(block, record_start, record);
             return true;
           } else if (c == '\r') {
             ++pos_;
@@ -218,7 +223,7 @@ class DelimitedReader final : public RecordReader {
             end_field(block, record, field_start);
             ++pos_;
             ++line_;
-            finish_record(record);
+            finish_record(block, record_start, record);
             return true;
           }
           mark_bad(record, BadRowReason::stray_quote, "carriage return inside a record");

@@ -1,3 +1,120 @@
-#define BOOST_TEST_MODULE x
+// Character quantisation, unescaping, UTF-8 validation and the word tokenizer.
+#define BOOST_TEST_MODULE text
 #include <boost/test/unit_test.hpp>
-BOOST_AUTO_TEST_CASE(placeholder_until_written) { BOOST_TEST(true); }
+
+#include <string>
+#include <vector>
+
+#include "textscale/preprocess/text.h"
+
+using namespace textscale::preprocess;
+
+namespace {
+std::vector<int> encode(const std::string& text, int length) {
+  static const CharQuantizer quantizer;
+  std::vector<std::uint8_t> row(static_cast<std::size_t>(length), 0xFF);  // poisoned
+  const int kept = quantizer.encode(text, length, row.data());
+  std::vector<int> out(row.begin(), row.end());
+  out.push_back(kept);
+  return out;
+}
+
+std::vector<std::string> tokens(const std::string& text) {
+  Tokenizer tokenizer;
+  std::vector<std::string> out;
+  tokenizer.for_each(text, [&](std::string_view t) {
+    out.emplace_back(t);
+    return true;
+  });
+  return out;
+}
+
+std::string unescaped(const std::string& field, Unescape mode) {
+  std::string out;
+  append_unescaped(out, field, mode);
+  return out;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(alphabet_has_69_symbols_in_paper_order) {
+  const CharQuantizer q;
+  BOOST_TEST(q.alphabet().size() == 69u);
+  BOOST_TEST(q.index('a') == 1);
+  BOOST_TEST(q.index('z') == 26);
+  BOOST_TEST(q.index('0') == 27);
+  BOOST_TEST(q.index('9') == 36);
+  BOOST_TEST(q.index('-') == 37);  // first listing; the second '-' adds nothing
+  BOOST_TEST(q.index(',') == 38);
+  BOOST_TEST(q.index('~') == 57);
+  BOOST_TEST(q.index('`') == 58);
+  BOOST_TEST(q.index('+') == 59);
+  BOOST_TEST(q.index('=') == 60);  // right after '+', the duplicate '-' skipped
+  BOOST_TEST(q.index('}') == 68);
+  BOOST_TEST(q.index('\n') == 69);
+  BOOST_TEST(q.index('A') == 1);  // lower-cased
+  BOOST_TEST(q.index(' ') == 0);
+  BOOST_TEST(q.index('\t') == 0);
+}
+
+BOOST_AUTO_TEST_CASE(keeps_first_characters_reversed_and_pads) {
+  // "Hello, World" with L = 5 keeps "hello" and stores "olleh".
+  BOOST_TEST(encode("Hello, World", 5) == (std::vector<int>{15, 12, 12, 5, 8, 5}));
+  // Shorter than L: reversed text then zeros.
+  BOOST_TEST(encode("ab!", 6) == (std::vector<int>{41, 2, 1, 0, 0, 0, 3}));
+  BOOST_TEST(encode("", 3) == (std::vector<int>{0, 0, 0, 0}));
+}
+
+BOOST_AUTO_TEST_CASE(multibyte_character_is_one_unknown_symbol) {
+  // "é" is two bytes but one character: "aéb" -> b, 0, a.
+  BOOST_TEST(encode("a\xC3\xA9" "b", 4) == (std::vector<int>{2, 0, 1, 0, 3}));
+  // A 4-byte emoji counts once, and the length limit counts characters, not bytes.
+  BOOST_TEST(encode("\xF0\x9F\x98\x80xyz", 2) == (std::vector<int>{24, 0, 2}));
+}
+
+BOOST_AUTO_TEST_CASE(unescape_modes) {
+  BOOST_TEST(unescaped("a\\nb", Unescape::newline) == "a\nb");
+  BOOST_TEST(unescaped("second\\team", Unescape::newline) == "second\\team");
+  BOOST_TEST(unescaped("a\\nb", Unescape::none) == "a\\nb");
+  // AG News: a backslash (or a run of them) is a line break, "\$" a dollar sign.
+  BOOST_TEST(unescaped("social\\network", Unescape::backslash) == "social\nnetwork");
+  BOOST_TEST(unescaped("over \\$1 billion", Unescape::backslash) == "over $1 billion");
+  BOOST_TEST(unescaped("end.\\\\Next", Unescape::backslash) == "end.\nNext");
+  BOOST_TEST(unescaped("trailing\\", Unescape::backslash) == "trailing\n");
+  BOOST_TEST(unescaped("trailing\\", Unescape::newline) == "trailing\\");
+}
+
+BOOST_AUTO_TEST_CASE(blank_text) {
+  BOOST_TEST(is_blank(""));
+  BOOST_TEST(is_blank(" \t\r\n"));
+  BOOST_TEST(!is_blank("  x "));
+}
+
+BOOST_AUTO_TEST_CASE(utf8_validation) {
+  const auto npos = std::string_view::npos;
+  BOOST_TEST(find_invalid_utf8("plain ascii text that is longer than eight bytes") == npos);
+  BOOST_TEST(find_invalid_utf8("caf\xC3\xA9 \xE2\x80\x94 \xF0\x9F\x98\x80") == npos);
+  BOOST_TEST(find_invalid_utf8("abc\xFF") == 3u);                  // never valid
+  BOOST_TEST(find_invalid_utf8("abcdefgh\xC0\x80") == 8u);         // overlong NUL
+  BOOST_TEST(find_invalid_utf8("x\xED\xA0\x80") == 1u);            // UTF-16 surrogate
+  BOOST_TEST(find_invalid_utf8("x\xE2\x80") == 1u);                // truncated
+  BOOST_TEST(find_invalid_utf8("x\xF4\x90\x80\x80") == 1u);        // above U+10FFFF
+  BOOST_TEST(find_invalid_utf8("\xC3(") == 0u);                    // bad continuation
+  BOOST_TEST(find_invalid_utf8("latin1 caf\xE9") == 10u);          // Latin-1, not UTF-8
+}
+
+BOOST_AUTO_TEST_CASE(tokenizer_rules) {
+  BOOST_TEST(tokens("Hello, World! It's 2024.") == (std::vector<std::string>{"hello", "world", "it", "s", "2024"}));
+  // U+2014 EM DASH and U+2019 separate; Latin-1 capitals are lower-cased; other scripts are words.
+  BOOST_TEST(tokens("caf\xC3\xA9\xE2\x80\x94\xC3\x89" "COLE don\xE2\x80\x99t \xD0\x9C\xD0\xB8\xD1\x80") ==
+             (std::vector<std::string>{"caf\xC3\xA9", "\xC3\xA9" "cole", "don", "t", "\xD0\x9C\xD0\xB8\xD1\x80"}));
+  BOOST_TEST(tokens("<br /><br />Great").size() == 3u);  // HTML is not special: br, br, great
+  BOOST_TEST(tokens("  ...  ").empty());
+  BOOST_TEST(tokens("\xC2\xA0x\xC3\x97y") == (std::vector<std::string>{"x", "y"}));  // NBSP and multiplication sign
+}
+
+BOOST_AUTO_TEST_CASE(tokenizer_stops_when_asked) {
+  Tokenizer tokenizer;
+  int seen = 0;
+  tokenizer.for_each("a b c d e", [&](std::string_view) { return ++seen < 2; });
+  BOOST_TEST(seen == 2);
+}
