@@ -119,6 +119,14 @@ void RowFileWriter::write_rows(Dataset& dataset, const void* data, std::size_t c
 }
 
 void RowFileWriter::write_to_file(const EncodedRows& rows) {
+  try {
+    write_columns(rows);
+  } catch (const Hdf5Error& error) {
+    throw IoError("cannot write output '" + path_ + "': " + error.what());
+  }
+}
+
+void RowFileWriter::write_columns(const EncodedRows& rows) {
   const std::size_t n = rows.rows();
   write_rows(labels_, rows.labels.data(), n);
   if (layout_.chars) {
@@ -209,14 +217,14 @@ void RowFileWriter::copy_spool_permuted() {
 
 void RowFileWriter::commit() {
   if (shuffle_) copy_spool_permuted();
-  labels_.handle.reset();
-  chars_.handle.reset();
-  char_lengths_.handle.reset();
-  words_.handle.reset();
-  word_lengths_.handle.reset();
-  if (file_.close() < 0) {
-    H5Eclear2(H5E_DEFAULT);
-    throw IoError("cannot finish writing '" + temporary_path_ + "' (disk full?)");
+  // Closing flushes cached chunks: this is where a full disk shows up, with HDF5's error stack
+  // (which carries the system's message) in the exception.
+  try {
+    for (Dataset* dataset : {&labels_, &chars_, &char_lengths_, &words_, &word_lengths_})
+      TS_CHECK_HDF5(dataset->handle.close());
+    TS_CHECK_HDF5(file_.close());
+  } catch (const Hdf5Error& error) {
+    throw IoError("cannot write output '" + path_ + "': " + error.what());
   }
   // Make the bytes durable before the name points at them.
   const int fd = ::open(temporary_path_.c_str(), O_RDONLY | O_CLOEXEC);

@@ -10,6 +10,7 @@
 #include "textscale/cli/commands.h"
 #include "textscale/common/build_info.h"
 #include "textscale/common/error.h"
+#include "textscale/common/hdf5.h"
 
 namespace {
 
@@ -50,6 +51,7 @@ int dispatch(int argc, char** argv) {
 int main(int argc, char** argv) {
   // A write past a file-size limit then fails with EFBIG and is reported, instead of killing us.
   std::signal(SIGXFSZ, SIG_IGN);
+  textscale::h5::skip_library_teardown_at_exit();
   try {
     return dispatch(argc, argv);
   } catch (const textscale::cli::UsageError& error) {

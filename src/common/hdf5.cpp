@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <sstream>
+#include <vector>
 
 #include "textscale/common/error.h"
 
@@ -13,19 +14,34 @@ std::string errno_message(const std::string& what, int error_number) {
 
 namespace detail {
 namespace {
-herr_t append_frame(unsigned n, const H5E_error2_t* frame, void* client_data) {
-  auto* out = static_cast<std::ostringstream*>(client_data);
-  *out << "\n  #" << n << " " << (frame->func_name ? frame->func_name : "?") << ": "
-       << (frame->desc ? frame->desc : "");
+herr_t collect_frame(unsigned, const H5E_error2_t* frame, void* client_data) {
+  auto* frames = static_cast<std::vector<std::string>*>(client_data);
+  std::string text = std::string(frame->func_name ? frame->func_name : "?") + ": " + (frame->desc ? frame->desc : "");
+  for (char& c : text)
+    if (c == '\n') c = ' ';
+  frames->push_back(std::move(text));
   return 0;
 }
 }  // namespace
 
 void throw_hdf5_error(const char* expression, const char* file, int line) {
-  std::ostringstream message;
-  message << "HDF5 call failed: " << expression << " at " << file << ":" << line;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, append_frame, &message);
+  // HDF5's stack repeats itself; the outermost frame says what failed and the innermost why
+  // (for I/O, with the system's errno message).
+  std::vector<std::string> frames;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect_frame, &frames);
   H5Eclear2(H5E_DEFAULT);
+  std::ostringstream message;
+  message << "HDF5 call failed: " << expression << " (" << file << ":" << line << ")";
+  if (!frames.empty()) message << ": " << frames.front();
+  if (frames.size() > 1) {
+    std::string cause = frames.back();
+    const std::size_t system = cause.find("error message = '");
+    if (system != std::string::npos) {
+      const std::size_t begin = system + 17;
+      cause = cause.substr(begin, cause.find('\'', begin) - begin);
+    }
+    message << "; cause: " << cause.substr(0, 300);
+  }
   throw Hdf5Error(message.str());
 }
 }  // namespace detail
@@ -46,6 +62,8 @@ herr_t Handle::close() {
     default: return H5Idec_ref(id);
   }
 }
+
+void skip_library_teardown_at_exit() { H5dont_atexit(); }
 
 void silence_automatic_error_printing() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 

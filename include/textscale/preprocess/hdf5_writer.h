@@ -58,6 +58,7 @@ class RowFileWriter {
   Dataset create(const char* name, hid_t file_type, hid_t memory_type, hsize_t width, hsize_t chunk_rows);
   void write_rows(Dataset& dataset, const void* data, std::size_t count);
   void write_to_file(const EncodedRows& rows);
+  void write_columns(const EncodedRows& rows);
   void spool(const EncodedRows& rows);
   void copy_spool_permuted();
   [[nodiscard]] std::size_t spool_row_bytes() const;

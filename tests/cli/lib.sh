@@ -1,0 +1,50 @@
+# Shared helpers for the command-line tests (sourced). TEXTSCALE_BIN is set by ctest.
+set -euo pipefail
+: "${TEXTSCALE_BIN:?TEXTSCALE_BIN must point to the textscale binary}"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/textscale-cli.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+failures=0
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+# run_ts EXPECTED_STATUS ARGS...: runs textscale, keeps stdout/stderr in $WORK/out and $WORK/err.
+run_ts() {
+  local expected=$1
+  shift
+  local status=0
+  "$TEXTSCALE_BIN" "$@" >"$WORK/out" 2>"$WORK/err" || status=$?
+  if [ "$status" != "$expected" ]; then
+    fail "textscale $* exited $status, expected $expected; stderr:"
+    sed 's/^/    /' "$WORK/err" >&2
+    return 0
+  fi
+}
+
+expect_in() {  # expect_in FILE TEXT: FILE contains TEXT
+  grep -qF -- "$2" "$1" || fail "expected '$2' in $(basename "$1"): $(head -c 600 "$1")"
+}
+
+expect_absent() {  # expect_absent PATH...: no such file
+  local p
+  for p in "$@"; do [ ! -e "$p" ] || fail "$p should not exist"; done
+}
+
+no_leftovers() {  # no temporary files beside outputs in DIR
+  local left
+  left=$(find "$1" -name '*.tmp-*' -o -name '*.spool-*' -o -name '*.stdin-*' | head -3)
+  [ -z "$left" ] || fail "temporary files left behind: $left"
+}
+
+finish() {
+  if [ "$failures" -gt 0 ]; then
+    echo "$failures check(s) failed" >&2
+    exit 1
+  fi
+  echo "all checks passed"
+}
+
+# py EXPR-SCRIPT: run Debian's python3 (the one with h5py/numpy).
+py() { /usr/bin/python3 "$@"; }
