@@ -353,9 +353,11 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
     }
     summary.distinct_words = static_cast<std::int64_t>(counters[0].distinct());
     vocabulary = Vocabulary::build(counters[0], o.vocab_size, o.min_count);
+    summary.count_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   }
   if (o.words) summary.vocabulary_size = static_cast<std::int64_t>(vocabulary.size());
 
+  const auto encode_start = Clock::now();
   const RowLayout layout{o.chars, o.char_length, o.words, o.word_length, o.compression};
   RowFileWriter train(o.output, layout, o.overwrite, o.shuffle, o.seed);
   std::optional<RowFileWriter> valid;
@@ -385,13 +387,17 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
   }
   if (train.rows() == 0) throw InputError("input '" + source_name + "' holds no usable row");
 
+  const auto commit_start = Clock::now();
+  summary.encode_seconds = std::chrono::duration<double>(commit_start - encode_start).count();
   write_metadata(train, o.split, o, summary, quantizer, o.words ? &vocabulary : nullptr, source_name);
   if (valid) write_metadata(*valid, "valid", o, summary, quantizer, o.words ? &vocabulary : nullptr, source_name);
   summary.train = {o.output, train.rows(), train.class_counts()};
   if (valid) summary.valid = {o.validation_output, valid->rows(), valid->class_counts()};
   train.commit();
   if (valid) valid->commit();
-  summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const auto end = Clock::now();
+  summary.commit_seconds = std::chrono::duration<double>(end - commit_start).count();
+  summary.seconds = std::chrono::duration<double>(end - start).count();
   return summary;
 }
 
@@ -402,7 +408,10 @@ std::string format_summary(const PreprocessSummary& s, const PreprocessOptions& 
   out << "read " << s.records << " rows (" << mb << " MB of text) in " << s.seconds << " s: "
       << (s.seconds > 0 ? mb / s.seconds : 0.0) << " MB/s, "
       << (s.seconds > 0 ? static_cast<double>(s.records) / s.seconds : 0.0) << " rows/s, " << s.passes
-      << (s.passes == 1 ? " pass" : " passes") << "\n";
+      << (s.passes == 1 ? " pass" : " passes") << " (";
+  out << std::setprecision(2);
+  if (s.passes > 1) out << "vocabulary " << s.count_seconds << " s, ";
+  out << "encoding " << s.encode_seconds << " s, writing " << s.commit_seconds << " s)\n" << std::setprecision(1);
   out << "bad rows: " << s.bad_rows();
   for (int r = 0; r < kBadRowReasons; ++r)
     if (s.bad_by_reason[r]) out << "; " << to_string(static_cast<BadRowReason>(r)) << " " << s.bad_by_reason[r];

@@ -2,6 +2,10 @@
 
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace textscale::preprocess {
 
 void append_unescaped(std::string& out, std::string_view field, Unescape mode) {
@@ -89,6 +93,53 @@ std::size_t find_invalid_utf8(std::string_view text) {
     i += length;
   }
   return std::string_view::npos;
+}
+
+namespace {
+void classify_tail(const unsigned char* text, std::size_t n, std::uint64_t& separator, std::uint64_t& special) {
+  separator = 0;
+  special = 0;
+  for (std::size_t k = 0; k < 64; ++k) {
+    if (k >= n) {
+      separator |= ~std::uint64_t{0} << k;
+      break;
+    }
+    const unsigned char c = text[k];
+    const bool digit = c >= '0' && c <= '9';
+    const bool letter = (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+    const bool upper = c >= 'A' && c <= 'Z';
+    separator |= static_cast<std::uint64_t>(c < 0x80 && !digit && !letter) << k;
+    special |= static_cast<std::uint64_t>(upper || c >= 0x80) << k;
+  }
+}
+}  // namespace
+
+void classify_tokens(const unsigned char* text, std::size_t n, std::uint64_t* separators, std::uint64_t* specials) {
+  std::size_t w = 0;
+#if defined(__SSE2__)
+  // Range checks as signed compares after shifting the range to start at -128.
+  const auto in_range = [](__m128i x, char low, char count) {
+    const __m128i shifted = _mm_add_epi8(x, _mm_set1_epi8(static_cast<char>(-128 - low)));
+    return _mm_cmplt_epi8(shifted, _mm_set1_epi8(static_cast<char>(-128 + count)));
+  };
+  for (; (w + 1) * 64 <= n; ++w) {
+    std::uint64_t separator = 0, special = 0;
+    for (int q = 0; q < 4; ++q) {
+      const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(text + w * 64 + 16 * q));
+      const __m128i digit = in_range(c, '0', 10);
+      const __m128i letter = in_range(_mm_or_si128(c, _mm_set1_epi8(0x20)), 'a', 26);
+      const __m128i upper = in_range(c, 'A', 26);
+      const auto high = static_cast<std::uint32_t>(_mm_movemask_epi8(c));
+      const auto word = static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_or_si128(digit, letter)));
+      const auto capital = static_cast<std::uint32_t>(_mm_movemask_epi8(upper));
+      separator |= static_cast<std::uint64_t>(~(word | high) & 0xFFFFu) << (16 * q);
+      special |= static_cast<std::uint64_t>(capital | high) << (16 * q);
+    }
+    separators[w] = separator;
+    specials[w] = special;
+  }
+#endif
+  for (; w * 64 < n; ++w) classify_tail(text + w * 64, n - w * 64, separators[w], specials[w]);
 }
 
 CharQuantizer::CharQuantizer() {

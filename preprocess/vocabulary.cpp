@@ -7,59 +7,64 @@
 
 namespace textscale::preprocess {
 
-std::uint64_t hash_word(std::string_view word) {
+WordKey WordKey::of(std::string_view word) {
   constexpr std::uint64_t kMul = 0x9E3779B97F4A7C15ull;
-  std::uint64_t h = 0x2545F4914F6CDD1Dull ^ (word.size() * kMul);
-  std::size_t i = 0;
-  for (; i + 8 <= word.size(); i += 8) {
-    std::uint64_t chunk;
-    std::memcpy(&chunk, word.data() + i, 8);
-    h = (h ^ chunk) * kMul;
-    h ^= h >> 29;
-  }
-  if (i < word.size()) {
+  const auto* p = reinterpret_cast<const unsigned char*>(word.data());
+  const std::size_t n = word.size();
+  WordKey key;
+  const std::size_t head = n < 8 ? n : 8;
+  for (std::size_t i = 0; i < head; ++i) key.prefix |= static_cast<std::uint64_t>(p[i]) << (8 * i);
+  std::uint64_t h = (key.prefix ^ n) * kMul;
+  for (std::size_t i = 8; i < n; i += 8) {
     std::uint64_t chunk = 0;
-    std::memcpy(&chunk, word.data() + i, word.size() - i);
-    h = (h ^ chunk) * kMul;
-    h ^= h >> 29;
+    std::memcpy(&chunk, p + i, std::min<std::size_t>(8, n - i));
+    h = ((h ^ (h >> 29)) ^ chunk) * kMul;
   }
-  h *= 0xBF58476D1CE4E5B9ull;
   h ^= h >> 32;
-  return h;
+  key.tag = static_cast<std::uint32_t>(h & 0xFFFFFF00u) | static_cast<std::uint32_t>(n < 255 ? n : 255);
+  return key;
 }
 
-TokenCounter::TokenCounter() : slots_(1u << 12) {}
+WordIndex::WordIndex() : slots_(1u << 12) {}
 
-void TokenCounter::grow() {
-  std::vector<Slot> old(slots_.size() * 2);
-  old.swap(slots_);
-  const std::uint64_t mask = slots_.size() - 1;
-  for (const Slot& slot : old) {
-    if (slot.count == 0) continue;
-    std::uint64_t i = slot.hash & mask;
-    while (slots_[i].count != 0) i = (i + 1) & mask;
-    slots_[i] = slot;
+void WordIndex::grow() {
+  std::vector<Slot> slots(slots_.size() * 2);
+  const std::uint64_t mask = slots.size() - 1;
+  for (const Slot& slot : slots_) {
+    if (slot.entry == kAbsent) continue;
+    const WordKey key{slot.prefix, slot.tag};
+    std::uint64_t i = (key.spread() >> 24) & mask;
+    while (slots[i].entry != kAbsent) i = (i + 1) & mask;
+    slots[i] = slot;
   }
+  slots_.swap(slots);
 }
 
-void TokenCounter::add(std::string_view word, std::int64_t count) {
-  total_ += count;
-  const std::uint64_t h = hash_word(word);
+std::uint32_t WordIndex::insert(std::string_view word) {
+  const WordKey key = WordKey::of(word);
   const std::uint64_t mask = slots_.size() - 1;
-  std::uint64_t i = h & mask;
-  for (;;) {
-    Slot& slot = slots_[i];
-    if (slot.count == 0) break;
-    if (slot.hash == h && slot.size == word.size() &&
-        std::memcmp(arena_.data() + slot.offset, word.data(), word.size()) == 0) {
-      slot.count += count;
-      return;
-    }
-    i = (i + 1) & mask;
+  std::uint64_t i = (key.spread() >> 24) & mask;
+  for (;; i = (i + 1) & mask) {
+    const Slot& slot = slots_[i];
+    if (slot.entry == kAbsent) break;
+    if (matches(slot, key, word)) return slot.entry;
   }
-  slots_[i] = Slot{h, arena_.size(), static_cast<std::uint32_t>(word.size()), count};
+  const auto entry = static_cast<std::uint32_t>(offsets_.size());
+  offsets_.push_back(arena_.size());
   arena_.append(word);
-  if (++size_ * 2 > slots_.size()) grow();
+  slots_[i] = Slot{key.prefix, key.tag, entry};
+  if (offsets_.size() * 2 > slots_.size()) grow();
+  return entry;
+}
+
+std::uint32_t WordIndex::find(std::string_view word) const {
+  const WordKey key = WordKey::of(word);
+  const std::uint64_t mask = slots_.size() - 1;
+  for (std::uint64_t i = (key.spread() >> 24) & mask;; i = (i + 1) & mask) {
+    const Slot& slot = slots_[i];
+    if (slot.entry == kAbsent) return kAbsent;
+    if (matches(slot, key, word)) return slot.entry;
+  }
 }
 
 void TokenCounter::merge(const TokenCounter& other) {
@@ -108,28 +113,10 @@ Vocabulary Vocabulary::from_words(std::vector<std::string> words, std::vector<st
 }
 
 void Vocabulary::index() {
-  std::size_t capacity = 16;
-  while (capacity < words_.size() * 2) capacity *= 2;
-  table_.assign(capacity, -1);
-  mask_ = capacity - 1;
+  index_ = WordIndex();
   for (std::size_t id = 2; id < words_.size(); ++id) {
-    std::uint64_t i = hash_word(words_[id]) & mask_;
-    while (table_[i] >= 0) {
-      if (words_[static_cast<std::size_t>(table_[i])] == words_[id])
-        throw InputError("vocabulary lists the word '" + words_[id] + "' twice");
-      i = (i + 1) & mask_;
-    }
-    table_[i] = static_cast<std::int32_t>(id);
-  }
-}
-
-std::int32_t Vocabulary::id(std::string_view word) const {
-  std::uint64_t i = hash_word(word) & mask_;
-  for (;;) {
-    const std::int32_t candidate = table_[i];
-    if (candidate < 0) return kUnknown;
-    if (words_[static_cast<std::size_t>(candidate)] == word) return candidate;
-    i = (i + 1) & mask_;
+    if (index_.insert(words_[id]) != id - 2)
+      throw InputError("vocabulary lists the word '" + words_[id] + "' twice");
   }
 }
 

@@ -118,3 +118,31 @@ BOOST_AUTO_TEST_CASE(tokenizer_stops_when_asked) {
   tokenizer.for_each("a b c d e", [&](std::string_view) { return ++seen < 2; });
   BOOST_TEST(seen == 2);
 }
+
+BOOST_AUTO_TEST_CASE(bitmask_tokenizer_equals_the_byte_by_byte_reference) {
+  // Random text over a pool with ASCII letters of both cases, digits, punctuation, whitespace
+  // and multi-byte characters that are token characters (é, É, Ж) or separators (—, NBSP),
+  // long enough to cross many 64-byte words.
+  const std::vector<std::string> pool = {"a", "Z", "q", "7", " ", ".", "'", "\n", "\xC3\xA9", "\xC3\x89",
+                                         "\xD0\x96", "\xE2\x80\x94", "\xC2\xA0", "x", "Y", "-", "\xF0\x9F\x98\x80"};
+  std::uint64_t state = 12345;
+  for (int trial = 0; trial < 300; ++trial) {
+    std::string text;
+    const int length = trial % 7 == 0 ? trial : 1 + trial * 3;
+    for (int i = 0; i < length; ++i) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      text += pool[(state >> 33) % pool.size()];
+    }
+    Tokenizer fast, reference;
+    std::vector<std::string> a, b;
+    fast.for_each(text, [&](std::string_view t) {
+      a.emplace_back(t);
+      return true;
+    });
+    reference.for_each_scalar(text, [&](std::string_view t) {
+      b.emplace_back(t);
+      return true;
+    });
+    BOOST_TEST(a == b, "trial " << trial);
+  }
+}

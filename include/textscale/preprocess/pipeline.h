@@ -38,7 +38,10 @@ struct PreprocessSummary {
   std::uint64_t stored_bytes = 0;    // bytes as stored (compressed size for .gz)
   std::string sha256;
   int passes = 0;
-  double seconds = 0.0;
+  double seconds = 0.0;         // everything
+  double count_seconds = 0.0;   // counting pass and vocabulary
+  double encode_seconds = 0.0;  // encoding pass
+  double commit_seconds = 0.0;  // permutation copy (--shuffle), close, sync, rename
 };
 
 // Runs the preprocessing. Throws InputError / IoError / Hdf5Error for a fatal problem (including
