@@ -40,7 +40,7 @@ when only use really well were also because than which he some don't it's them a
 first other her by love buy even best work how album could been any better into music
 story little these his would did quality bought make think money its then well ever too
 book's i'm she who same never reading price recommend still again does people over
-author should back great used made book, found many while new through way little those
+author should back great used made found many while new through way little those
 off long two worth thing another easy characters find buying disappointed nice pretty
 bad better going know want say got while years each since both sound cd fun right give
 different year received waste day series before old few set case life amazon where

@@ -114,8 +114,8 @@ void RowFileWriter::write_rows(Dataset& dataset, const void* data, std::size_t c
   h5::Handle file_space(TS_CHECK_HDF5(H5Dget_space(dataset.handle.get())));
   TS_CHECK_HDF5(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, size, nullptr));
   h5::Handle memory_space(TS_CHECK_HDF5(H5Screate_simple(rank, size, nullptr)));
-  TS_CHECK_HDF5(H5Dwrite(dataset.handle.get(), dataset.memory_type, memory_space.get(), file_space.get(),
-                         H5P_DEFAULT, data));
+  TS_CHECK_HDF5(
+      H5Dwrite(dataset.handle.get(), dataset.memory_type, memory_space.get(), file_space.get(), H5P_DEFAULT, data));
 }
 
 void RowFileWriter::write_to_file(const EncodedRows& rows) {
@@ -167,7 +167,8 @@ void RowFileWriter::spool(const EncodedRows& rows) {
 
 void RowFileWriter::append(const EncodedRows& rows) {
   for (const std::int32_t label : rows.labels) {
-    if (static_cast<std::size_t>(label) >= class_counts_.size()) class_counts_.resize(static_cast<std::size_t>(label) + 1);
+    if (static_cast<std::size_t>(label) >= class_counts_.size())
+      class_counts_.resize(static_cast<std::size_t>(label) + 1);
     ++class_counts_[static_cast<std::size_t>(label)];
   }
   rows_ += static_cast<std::int64_t>(rows.rows());

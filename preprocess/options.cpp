@@ -10,27 +10,36 @@ namespace textscale::preprocess {
 
 const char* to_string(InputFormat format) {
   switch (format) {
-    case InputFormat::zhang: return "zhang";
-    case InputFormat::tsv: return "tsv";
-    case InputFormat::imdb: return "imdb";
+    case InputFormat::zhang:
+      return "zhang";
+    case InputFormat::tsv:
+      return "tsv";
+    case InputFormat::imdb:
+      return "imdb";
   }
   return "?";
 }
 
 const char* to_string(Unescape unescape) {
   switch (unescape) {
-    case Unescape::none: return "none";
-    case Unescape::newline: return "newline";
-    case Unescape::backslash: return "backslash";
+    case Unescape::none:
+      return "none";
+    case Unescape::newline:
+      return "newline";
+    case Unescape::backslash:
+      return "backslash";
   }
   return "?";
 }
 
 const char* to_string(LabelKind kind) {
   switch (kind) {
-    case LabelKind::index0: return "index0";
-    case LabelKind::index1: return "index1";
-    case LabelKind::names: return "names";
+    case LabelKind::index0:
+      return "index0";
+    case LabelKind::index1:
+      return "index1";
+    case LabelKind::names:
+      return "names";
   }
   return "?";
 }
@@ -38,7 +47,8 @@ const char* to_string(LabelKind kind) {
 std::string default_validation_path(const std::string& output) {
   std::filesystem::path path(output);
   const std::string extension = path.extension().string();
-  if (extension == ".h5" || extension == ".hdf5") return (path.parent_path() / path.stem()).string() + ".valid" + extension;
+  if (extension == ".h5" || extension == ".hdf5")
+    return (path.parent_path() / path.stem()).string() + ".valid" + extension;
   return output + ".valid.h5";
 }
 
@@ -80,7 +90,8 @@ void resolve(PreprocessOptions& o) {
   if (!o.vocab_from.empty() && !o.words) throw InputError("--vocab-from needs word encoding (drop --no-words)");
   if (o.validation_fraction < 0.0 || o.validation_fraction >= 1.0)
     throw InputError("--validation-fraction must be in [0, 1)");
-  if (o.validation_fraction > 0.0 && o.validation_output.empty()) o.validation_output = default_validation_path(o.output);
+  if (o.validation_fraction > 0.0 && o.validation_output.empty())
+    o.validation_output = default_validation_path(o.output);
   if (o.validation_fraction == 0.0) o.validation_output.clear();
   if (o.compression < 0 || o.compression > 9) throw InputError("--compress must be 0..9");
   if (o.max_row_bytes < 16) throw InputError("--max-row-bytes must be >= 16");

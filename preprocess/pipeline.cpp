@@ -231,17 +231,19 @@ std::string options_json(const PreprocessOptions& o) {
     }
     return q + "\"";
   };
-  out << "{\"input\":" << quote(o.input) << ",\"format\":\"" << to_string(o.format) << "\",\"output\":" << quote(o.output)
-      << ",\"delimiter\":" << quote(std::string(1, o.delimiter)) << ",\"header\":" << (o.header ? "true" : "false")
-      << ",\"label_column\":" << o.label_column << ",\"text_columns\":[";
+  out << "{\"input\":" << quote(o.input) << ",\"format\":\"" << to_string(o.format)
+      << "\",\"output\":" << quote(o.output) << ",\"delimiter\":" << quote(std::string(1, o.delimiter))
+      << ",\"header\":" << (o.header ? "true" : "false") << ",\"label_column\":" << o.label_column
+      << ",\"text_columns\":[";
   for (std::size_t i = 0; i < o.text_columns.size(); ++i) out << (i ? "," : "") << o.text_columns[i];
   out << "],\"labels\":\"" << to_string(o.labels) << "\",\"classes\":" << quote(o.classes_file) << ",\"unescape\":\""
-      << to_string(o.unescape) << "\",\"chars\":" << (o.chars ? "true" : "false") << ",\"char_length\":" << o.char_length
-      << ",\"words\":" << (o.words ? "true" : "false") << ",\"word_length\":" << o.word_length
-      << ",\"vocab_size\":" << o.vocab_size << ",\"min_count\":" << o.min_count << ",\"vocab_from\":" << quote(o.vocab_from)
-      << ",\"shuffle\":" << (o.shuffle ? "true" : "false") << ",\"seed\":" << o.seed
-      << ",\"validation_fraction\":" << o.validation_fraction << ",\"strict\":" << (o.strict ? "true" : "false")
-      << ",\"max_row_bytes\":" << o.max_row_bytes << ",\"compress\":" << o.compression << "}";
+      << to_string(o.unescape) << "\",\"chars\":" << (o.chars ? "true" : "false")
+      << ",\"char_length\":" << o.char_length << ",\"words\":" << (o.words ? "true" : "false")
+      << ",\"word_length\":" << o.word_length << ",\"vocab_size\":" << o.vocab_size << ",\"min_count\":" << o.min_count
+      << ",\"vocab_from\":" << quote(o.vocab_from) << ",\"shuffle\":" << (o.shuffle ? "true" : "false")
+      << ",\"seed\":" << o.seed << ",\"validation_fraction\":" << o.validation_fraction
+      << ",\"strict\":" << (o.strict ? "true" : "false") << ",\"max_row_bytes\":" << o.max_row_bytes
+      << ",\"compress\":" << o.compression << "}";
   return out.str();
 }
 
@@ -290,9 +292,10 @@ void write_metadata(RowFileWriter& writer, const std::string& split, const Prepr
     h5::write_string_dataset(file, "vocab", vocabulary->words());
     const hsize_t count = vocabulary->size();
     h5::Handle space(TS_CHECK_HDF5(H5Screate_simple(1, &count, nullptr)));
-    h5::Handle dataset(TS_CHECK_HDF5(H5Dcreate2(file, "vocab_counts", H5T_STD_I64LE, space.get(), H5P_DEFAULT,
-                                                H5P_DEFAULT, H5P_DEFAULT)));
-    TS_CHECK_HDF5(H5Dwrite(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, vocabulary->counts().data()));
+    h5::Handle dataset(TS_CHECK_HDF5(
+        H5Dcreate2(file, "vocab_counts", H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+    TS_CHECK_HDF5(
+        H5Dwrite(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, vocabulary->counts().data()));
   }
 }
 
@@ -338,13 +341,14 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
     auto reader = open_reader(input, o, true);
     std::vector<TokenCounter> counters(static_cast<std::size_t>(o.threads));
     Pass pass(*reader, o.threads);
-    pass.run([&](int w, const Block& block, BlockResult& result) {
-               encoders[static_cast<std::size_t>(w)]->count(block, counters[static_cast<std::size_t>(w)], result);
-             },
-             [&](BlockResult& result) {
-               summary.records += result.records;
-               bad_rows.add(result.bad);
-             });
+    pass.run(
+        [&](int w, const Block& block, BlockResult& result) {
+          encoders[static_cast<std::size_t>(w)]->count(block, counters[static_cast<std::size_t>(w)], result);
+        },
+        [&](BlockResult& result) {
+          summary.records += result.records;
+          bad_rows.add(result.bad);
+        });
     finish_reader(*reader);
     ++summary.passes;
     for (std::size_t t = 1; t < counters.size(); ++t) {
@@ -367,9 +371,8 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
     Pass pass(*reader, o.threads);
     const Vocabulary* words = o.words ? &vocabulary : nullptr;
     std::int64_t records = 0;
-    pass.run([&](int w, const Block& block, BlockResult& result) {
-               encoders[static_cast<std::size_t>(w)]->encode(block, words, result);
-             },
+    pass.run([&](int w, const Block& block,
+                 BlockResult& result) { encoders[static_cast<std::size_t>(w)]->encode(block, words, result); },
              [&](BlockResult& result) {
                records += result.records;
                if (!count_pass) bad_rows.add(result.bad);
@@ -405,8 +408,8 @@ std::string format_summary(const PreprocessSummary& s, const PreprocessOptions& 
   std::ostringstream out;
   out << std::fixed << std::setprecision(1);
   const double mb = static_cast<double>(s.input_bytes) / 1e6;
-  out << "read " << s.records << " rows (" << mb << " MB of text) in " << s.seconds << " s: "
-      << (s.seconds > 0 ? mb / s.seconds : 0.0) << " MB/s, "
+  out << "read " << s.records << " rows (" << mb << " MB of text) in " << s.seconds
+      << " s: " << (s.seconds > 0 ? mb / s.seconds : 0.0) << " MB/s, "
       << (s.seconds > 0 ? static_cast<double>(s.records) / s.seconds : 0.0) << " rows/s, " << s.passes
       << (s.passes == 1 ? " pass" : " passes") << " (";
   out << std::setprecision(2);
@@ -422,8 +425,10 @@ std::string format_summary(const PreprocessSummary& s, const PreprocessOptions& 
     out << "wrote " << output.path << ": " << output.rows << " rows; per class";
     for (std::size_t c = 0; c < output.class_counts.size(); ++c) {
       out << (c ? ", " : " ");
-      if (c < o.class_names.size()) out << o.class_names[c] << "=";
-      else out << c << "=";
+      if (c < o.class_names.size())
+        out << o.class_names[c] << "=";
+      else
+        out << c << "=";
       out << output.class_counts[c];
     }
     out << "\n";

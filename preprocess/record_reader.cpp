@@ -11,17 +11,28 @@ namespace textscale::preprocess {
 
 const char* to_string(BadRowReason reason) {
   switch (reason) {
-    case BadRowReason::unterminated_quote: return "unterminated quote";
-    case BadRowReason::stray_quote: return "character after closing quote";
-    case BadRowReason::field_count: return "wrong number of fields";
-    case BadRowReason::row_too_long: return "row too long";
-    case BadRowReason::label_not_integer: return "label not an integer";
-    case BadRowReason::label_out_of_range: return "label out of range";
-    case BadRowReason::unknown_label_name: return "unknown class name";
-    case BadRowReason::empty_text: return "empty text";
-    case BadRowReason::invalid_utf8: return "invalid UTF-8";
-    case BadRowReason::unreadable_file: return "unreadable file";
-    case BadRowReason::count_: break;
+    case BadRowReason::unterminated_quote:
+      return "unterminated quote";
+    case BadRowReason::stray_quote:
+      return "character after closing quote";
+    case BadRowReason::field_count:
+      return "wrong number of fields";
+    case BadRowReason::row_too_long:
+      return "row too long";
+    case BadRowReason::label_not_integer:
+      return "label not an integer";
+    case BadRowReason::label_out_of_range:
+      return "label out of range";
+    case BadRowReason::unknown_label_name:
+      return "unknown class name";
+    case BadRowReason::empty_text:
+      return "empty text";
+    case BadRowReason::invalid_utf8:
+      return "invalid UTF-8";
+    case BadRowReason::unreadable_file:
+      return "unreadable file";
+    case BadRowReason::count_:
+      break;
   }
   return "?";
 }
@@ -102,8 +113,7 @@ class DelimitedReader final : public RecordReader {
       expected_fields_ = static_cast<int>(record.field_count);
     } else if (static_cast<int>(record.field_count) != expected_fields_) {
       mark_bad(record, BadRowReason::field_count,
-               "expected " + std::to_string(expected_fields_) + " fields, found " +
-                   std::to_string(record.field_count));
+               "expected " + std::to_string(expected_fields_) + " fields, found " + std::to_string(record.field_count));
     }
   }
 
@@ -312,8 +322,8 @@ class ImdbReader final : public RecordReader {
         record.reason = BadRowReason::row_too_long;
         record.detail = "longer than --max-row-bytes " + std::to_string(options_.max_row_bytes);
       } else {
-        block.fields.push_back(FieldSpan{static_cast<std::uint32_t>(block.arena.size()),
-                                         static_cast<std::uint32_t>(content.size())});
+        block.fields.push_back(
+            FieldSpan{static_cast<std::uint32_t>(block.arena.size()), static_cast<std::uint32_t>(content.size())});
         block.arena += content;
         record.field_count = 1;
       }
@@ -365,8 +375,7 @@ std::unique_ptr<RecordReader> make_delimited_reader(const std::string& path, con
   return std::make_unique<DelimitedReader>(path, options, hash);
 }
 
-std::unique_ptr<RecordReader> make_imdb_reader(const std::string& folder, const PreprocessOptions& options,
-                                               bool hash) {
+std::unique_ptr<RecordReader> make_imdb_reader(const std::string& folder, const PreprocessOptions& options, bool hash) {
   return std::make_unique<ImdbReader>(folder, options, hash);
 }
 

@@ -26,10 +26,11 @@ bool RowEncoder::prepare(const Block& block, const RawRecord& record, BlockResul
   const bool delimited = record.preset_label < 0;
   if (delimited) {
     const auto needed = static_cast<std::uint32_t>(
-        std::max(options_.label_column, options_.text_columns.empty()
-                                            ? 1
-                                            : *std::max_element(options_.text_columns.begin(),
-                                                                options_.text_columns.end())) + 1);
+        std::max(options_.label_column,
+                 options_.text_columns.empty()
+                     ? 1
+                     : *std::max_element(options_.text_columns.begin(), options_.text_columns.end())) +
+        1);
     if (record.field_count < needed || record.field_count < 2)
       return reject(BadRowReason::field_count, "found " + std::to_string(record.field_count) +
                                                    " fields, the layout needs " + std::to_string(std::max(needed, 2u)));

@@ -21,7 +21,9 @@ Sha256::Sha256() : context_(EVP_MD_CTX_new()) {
     throw Error("OpenSSL: cannot initialise SHA-256");
 }
 
-Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(context_)); }
+Sha256::~Sha256() {
+  EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(context_));
+}
 
 void Sha256::update(const void* data, std::size_t size) {
   if (size > 0) EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(context_), data, size);
@@ -65,8 +67,8 @@ ByteSource::ByteSource(const std::string& path, bool hash) : path_(path), hash_(
     have += got;
   }
   pending_.resize(have);
-  gzip_ = have == 2 && static_cast<unsigned char>(pending_[0]) == 0x1f &&
-          static_cast<unsigned char>(pending_[1]) == 0x8b;
+  gzip_ =
+      have == 2 && static_cast<unsigned char>(pending_[0]) == 0x1f && static_cast<unsigned char>(pending_[1]) == 0x8b;
   if (gzip_) {
     raw_.assign(pending_.begin(), pending_.end());
     pending_.clear();
@@ -128,8 +130,8 @@ std::size_t ByteSource::read(char* destination, std::size_t capacity) {
   zstream_.avail_out = static_cast<uInt>(capacity);
   while (zstream_.avail_out == capacity) {
     if (zstream_.avail_in == 0 && !refill()) {
-      throw IoError("input '" + path_ + "' is a truncated gzip stream (ended after " +
-                    std::to_string(stored_bytes_) + " bytes)");
+      throw IoError("input '" + path_ + "' is a truncated gzip stream (ended after " + std::to_string(stored_bytes_) +
+                    " bytes)");
     }
     const int status = inflate(&zstream_, Z_NO_FLUSH);
     if (status == Z_STREAM_END) {
@@ -149,6 +151,8 @@ std::size_t ByteSource::read(char* destination, std::size_t capacity) {
   return capacity - zstream_.avail_out;
 }
 
-std::string ByteSource::sha256_hex() const { return digest_hex_; }
+std::string ByteSource::sha256_hex() const {
+  return digest_hex_;
+}
 
 }  // namespace textscale::preprocess

@@ -103,8 +103,8 @@ Vocabulary Vocabulary::from_words(std::vector<std::string> words, std::vector<st
   if (words.size() < 2 || words[0] != kPaddingToken || words[1] != kUnknownToken)
     throw InputError("vocabulary must start with the reserved words <pad> and <unk>");
   if (!counts.empty() && counts.size() != words.size())
-    throw InputError("vocabulary has " + std::to_string(words.size()) + " words but " +
-                     std::to_string(counts.size()) + " counts");
+    throw InputError("vocabulary has " + std::to_string(words.size()) + " words but " + std::to_string(counts.size()) +
+                     " counts");
   Vocabulary vocabulary;
   vocabulary.words_ = std::move(words);
   vocabulary.counts_ = counts.empty() ? std::vector<std::int64_t>(vocabulary.words_.size(), 0) : std::move(counts);
@@ -115,8 +115,7 @@ Vocabulary Vocabulary::from_words(std::vector<std::string> words, std::vector<st
 void Vocabulary::index() {
   index_ = WordIndex();
   for (std::size_t id = 2; id < words_.size(); ++id) {
-    if (index_.insert(words_[id]) != id - 2)
-      throw InputError("vocabulary lists the word '" + words_[id] + "' twice");
+    if (index_.insert(words_[id]) != id - 2) throw InputError("vocabulary lists the word '" + words_[id] + "' twice");
   }
 }
 

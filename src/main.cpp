@@ -55,8 +55,7 @@ int main(int argc, char** argv) {
   try {
     return dispatch(argc, argv);
   } catch (const textscale::cli::UsageError& error) {
-    std::fprintf(stderr, "textscale: %s\n(see textscale %s --help)\n", error.message.c_str(),
-                 argc > 1 ? argv[1] : "");
+    std::fprintf(stderr, "textscale: %s\n(see textscale %s --help)\n", error.message.c_str(), argc > 1 ? argv[1] : "");
     return 2;
   } catch (const textscale::Error& error) {
     std::fprintf(stderr, "error: %s\n", error.what());

@@ -86,8 +86,8 @@ int inspect_command(const std::vector<std::string>& arguments) {
     throw InputError("'" + path + "' has no schema_version attribute: not written by textscale preprocess");
   std::cout << path << ": schema " << number("schema_version") << ", split " << text("split") << ", "
             << number("num_rows") << " rows (" << number("num_bad_rows") << " bad rows skipped)\n";
-  std::cout << "source " << text("source_file") << " (" << text("input_format") << ", sha256 "
-            << text("source_sha256") << ")\ncreated " << text("created") << " by " << text("created_by") << "\n";
+  std::cout << "source " << text("source_file") << " (" << text("input_format") << ", sha256 " << text("source_sha256")
+            << ")\ncreated " << text("created") << " by " << text("created_by") << "\n";
   const std::vector<std::string> classes = h5::read_string_list_attribute(f, "classes");
   const DatasetShape labels = shape_of(f, "labels");
   if (!labels.present) throw InputError("'" + path + "': dataset 'labels' is missing");
@@ -125,7 +125,8 @@ int inspect_command(const std::vector<std::string>& arguments) {
       throw InputError("--row " + std::to_string(row) + " is outside 0.." + std::to_string(all_labels.size() - 1));
     const std::int32_t label = all_labels[static_cast<std::size_t>(row)];
     std::cout << "row " << row << ": label " << label;
-    if (label >= 0 && static_cast<std::size_t>(label) < classes.size()) std::cout << " (" << classes[static_cast<std::size_t>(label)] << ")";
+    if (label >= 0 && static_cast<std::size_t>(label) < classes.size())
+      std::cout << " (" << classes[static_cast<std::size_t>(label)] << ")";
     std::cout << "\n";
     if (chars.present) {
       // Stored reversed; print in reading order, '_' for symbol 0 and a pilcrow for a newline.
@@ -134,9 +135,12 @@ int inspect_command(const std::vector<std::string>& arguments) {
       std::string decoded;
       for (int j = length - 1; j >= 0; --j) {
         const std::uint8_t code = codes[static_cast<std::size_t>(j)];
-        if (code == 0) decoded += '_';
-        else if (alphabet[code - 1u] == '\n') decoded += "\u00b6";  // pilcrow for a newline
-        else decoded += alphabet[code - 1u];
+        if (code == 0)
+          decoded += '_';
+        else if (alphabet[code - 1u] == '\n')
+          decoded += "\u00b6";  // pilcrow for a newline
+        else
+          decoded += alphabet[code - 1u];
       }
       std::cout << "  chars (" << length << "): " << decoded << "\n";
     }

@@ -39,8 +39,8 @@ BuildInfo build_info() {
 std::string version_line() {
   const BuildInfo info = build_info();
   std::ostringstream out;
-  out << "textscale " << info.version << " (rev " << info.git_revision << ", " << info.build_type
-      << ", cuda " << (info.cuda ? "on" : "off") << ")";
+  out << "textscale " << info.version << " (rev " << info.git_revision << ", " << info.build_type << ", cuda "
+      << (info.cuda ? "on" : "off") << ")";
   return out.str();
 }
 

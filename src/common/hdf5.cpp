@@ -52,20 +52,32 @@ herr_t Handle::close() {
   if (id_ < 0) return 0;
   hid_t id = release();
   switch (H5Iget_type(id)) {
-    case H5I_FILE: return H5Fclose(id);
-    case H5I_GROUP: return H5Gclose(id);
-    case H5I_DATASET: return H5Dclose(id);
-    case H5I_DATASPACE: return H5Sclose(id);
-    case H5I_DATATYPE: return H5Tclose(id);
-    case H5I_ATTR: return H5Aclose(id);
-    case H5I_GENPROP_LST: return H5Pclose(id);
-    default: return H5Idec_ref(id);
+    case H5I_FILE:
+      return H5Fclose(id);
+    case H5I_GROUP:
+      return H5Gclose(id);
+    case H5I_DATASET:
+      return H5Dclose(id);
+    case H5I_DATASPACE:
+      return H5Sclose(id);
+    case H5I_DATATYPE:
+      return H5Tclose(id);
+    case H5I_ATTR:
+      return H5Aclose(id);
+    case H5I_GENPROP_LST:
+      return H5Pclose(id);
+    default:
+      return H5Idec_ref(id);
   }
 }
 
-void skip_library_teardown_at_exit() { H5dont_atexit(); }
+void skip_library_teardown_at_exit() {
+  H5dont_atexit();
+}
 
-void silence_automatic_error_printing() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+void silence_automatic_error_printing() {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
 
 Handle utf8_vlen_string_type() {
   Handle type(TS_CHECK_HDF5(H5Tcopy(H5T_C_S1)));
@@ -89,13 +101,10 @@ Handle open_attribute(hid_t object, const std::string& name) {
 }  // namespace
 
 void write_attribute(hid_t object, const std::string& name, const std::string& value) {
-  // Fixed-length UTF-8 scalar: h5py returns it as str, h5dump prints it verbatim.
-  Handle type(TS_CHECK_HDF5(H5Tcopy(H5T_C_S1)));
-  TS_CHECK_HDF5(H5Tset_size(type.get(), value.empty() ? 1 : value.size()));
-  TS_CHECK_HDF5(H5Tset_cset(type.get(), H5T_CSET_UTF8));
-  TS_CHECK_HDF5(H5Tset_strpad(type.get(), H5T_STR_NULLPAD));
-  const char empty = '\0';
-  write_scalar_attribute(object, name, type.get(), value.empty() ? &empty : value.data());
+  // Variable-length UTF-8 scalar: h5py returns it as str, h5dump prints it verbatim.
+  Handle type = utf8_vlen_string_type();
+  const char* pointer = value.c_str();
+  write_scalar_attribute(object, name, type.get(), &pointer);
 }
 
 void write_attribute(hid_t object, const std::string& name, std::int64_t value) {
@@ -118,7 +127,9 @@ void write_attribute(hid_t object, const std::string& name, const std::vector<st
   if (!pointers.empty()) TS_CHECK_HDF5(H5Awrite(attribute.get(), type.get(), pointers.data()));
 }
 
-bool has_attribute(hid_t object, const std::string& name) { return H5Aexists(object, name.c_str()) > 0; }
+bool has_attribute(hid_t object, const std::string& name) {
+  return H5Aexists(object, name.c_str()) > 0;
+}
 
 std::string read_string_attribute(hid_t object, const std::string& name) {
   Handle attribute = open_attribute(object, name);
@@ -184,7 +195,8 @@ void write_string_dataset(hid_t file, const std::string& name, const std::vector
   Handle type = utf8_vlen_string_type();
   const hsize_t count = values.size();
   Handle space(TS_CHECK_HDF5(H5Screate_simple(1, &count, nullptr)));
-  Handle dataset(TS_CHECK_HDF5(H5Dcreate2(file, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+  Handle dataset(
+      TS_CHECK_HDF5(H5Dcreate2(file, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
   std::vector<const char*> pointers;
   pointers.reserve(values.size());
   for (const auto& v : values) pointers.push_back(v.c_str());

@@ -1,8 +1,8 @@
 // Record splitting (RFC 4180 quoting, line numbers, malformed rows), sources (.gz, SHA-256),
 // and the IMDB folder reader.
 #define BOOST_TEST_MODULE records
-#include <boost/test/unit_test.hpp>
 #include <zlib.h>
+#include <boost/test/unit_test.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -13,7 +13,9 @@
 #include "textscale/preprocess/record_reader.h"
 
 namespace textscale::preprocess {
-std::ostream& operator<<(std::ostream& out, BadRowReason reason) { return out << to_string(reason); }
+std::ostream& operator<<(std::ostream& out, BadRowReason reason) {
+  return out << to_string(reason);
+}
 }  // namespace textscale::preprocess
 
 using namespace textscale::preprocess;
@@ -24,7 +26,8 @@ namespace {
 struct TempDir {
   fs::path path;
   TempDir() {
-    path = fs::temp_directory_path() / ("textscale-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    path =
+        fs::temp_directory_path() / ("textscale-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
     fs::create_directories(path);
   }
   ~TempDir() { fs::remove_all(path); }
@@ -136,7 +139,8 @@ BOOST_AUTO_TEST_CASE(tsv_with_header_and_quotes_inside_unquoted_fields) {
   options.delimiter = '\t';
   options.header = true;
   TempDir dir;
-  const std::string path = dir.write("sst.tsv", "label\tsentence\n0\tit 's a \" quoted word\n1\t\"quoted, tab\tinside\"\n");
+  const std::string path =
+      dir.write("sst.tsv", "label\tsentence\n0\tit 's a \" quoted word\n1\t\"quoted, tab\tinside\"\n");
   auto reader = make_delimited_reader(path, options, true);
   const auto rows = read_all(*reader);
   BOOST_TEST(reader->header() == (std::vector<std::string>{"label", "sentence"}));

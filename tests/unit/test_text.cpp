@@ -66,7 +66,9 @@ BOOST_AUTO_TEST_CASE(keeps_first_characters_reversed_and_pads) {
 
 BOOST_AUTO_TEST_CASE(multibyte_character_is_one_unknown_symbol) {
   // "é" is two bytes but one character: "aéb" -> b, 0, a.
-  BOOST_TEST(encode("a\xC3\xA9" "b", 4) == (std::vector<int>{2, 0, 1, 0, 3}));
+  BOOST_TEST(encode("a\xC3\xA9"
+                    "b",
+                    4) == (std::vector<int>{2, 0, 1, 0, 3}));
   // A 4-byte emoji counts once, and the length limit counts characters, not bytes.
   BOOST_TEST(encode("\xF0\x9F\x98\x80xyz", 2) == (std::vector<int>{24, 0, 2}));
 }
@@ -93,20 +95,24 @@ BOOST_AUTO_TEST_CASE(utf8_validation) {
   const auto npos = std::string_view::npos;
   BOOST_TEST(find_invalid_utf8("plain ascii text that is longer than eight bytes") == npos);
   BOOST_TEST(find_invalid_utf8("caf\xC3\xA9 \xE2\x80\x94 \xF0\x9F\x98\x80") == npos);
-  BOOST_TEST(find_invalid_utf8("abc\xFF") == 3u);                  // never valid
-  BOOST_TEST(find_invalid_utf8("abcdefgh\xC0\x80") == 8u);         // overlong NUL
-  BOOST_TEST(find_invalid_utf8("x\xED\xA0\x80") == 1u);            // UTF-16 surrogate
-  BOOST_TEST(find_invalid_utf8("x\xE2\x80") == 1u);                // truncated
-  BOOST_TEST(find_invalid_utf8("x\xF4\x90\x80\x80") == 1u);        // above U+10FFFF
-  BOOST_TEST(find_invalid_utf8("\xC3(") == 0u);                    // bad continuation
-  BOOST_TEST(find_invalid_utf8("latin1 caf\xE9") == 10u);          // Latin-1, not UTF-8
+  BOOST_TEST(find_invalid_utf8("abc\xFF") == 3u);            // never valid
+  BOOST_TEST(find_invalid_utf8("abcdefgh\xC0\x80") == 8u);   // overlong NUL
+  BOOST_TEST(find_invalid_utf8("x\xED\xA0\x80") == 1u);      // UTF-16 surrogate
+  BOOST_TEST(find_invalid_utf8("x\xE2\x80") == 1u);          // truncated
+  BOOST_TEST(find_invalid_utf8("x\xF4\x90\x80\x80") == 1u);  // above U+10FFFF
+  BOOST_TEST(find_invalid_utf8("\xC3(") == 0u);              // bad continuation
+  BOOST_TEST(find_invalid_utf8("latin1 caf\xE9") == 10u);    // Latin-1, not UTF-8
 }
 
 BOOST_AUTO_TEST_CASE(tokenizer_rules) {
   BOOST_TEST(tokens("Hello, World! It's 2024.") == (std::vector<std::string>{"hello", "world", "it", "s", "2024"}));
   // U+2014 EM DASH and U+2019 separate; Latin-1 capitals are lower-cased; other scripts are words.
-  BOOST_TEST(tokens("caf\xC3\xA9\xE2\x80\x94\xC3\x89" "COLE don\xE2\x80\x99t \xD0\x9C\xD0\xB8\xD1\x80") ==
-             (std::vector<std::string>{"caf\xC3\xA9", "\xC3\xA9" "cole", "don", "t", "\xD0\x9C\xD0\xB8\xD1\x80"}));
+  BOOST_TEST(tokens("caf\xC3\xA9\xE2\x80\x94\xC3\x89"
+                    "COLE don\xE2\x80\x99t \xD0\x9C\xD0\xB8\xD1\x80") ==
+             (std::vector<std::string>{"caf\xC3\xA9",
+                                       "\xC3\xA9"
+                                       "cole",
+                                       "don", "t", "\xD0\x9C\xD0\xB8\xD1\x80"}));
   BOOST_TEST(tokens("<br /><br />Great").size() == 3u);  // HTML is not special: br, br, great
   BOOST_TEST(tokens("  ...  ").empty());
   BOOST_TEST(tokens("\xC2\xA0x\xC3\x97y") == (std::vector<std::string>{"x", "y"}));  // NBSP and multiplication sign
@@ -123,8 +129,23 @@ BOOST_AUTO_TEST_CASE(bitmask_tokenizer_equals_the_byte_by_byte_reference) {
   // Random text over a pool with ASCII letters of both cases, digits, punctuation, whitespace
   // and multi-byte characters that are token characters (é, É, Ж) or separators (—, NBSP),
   // long enough to cross many 64-byte words.
-  const std::vector<std::string> pool = {"a", "Z", "q", "7", " ", ".", "'", "\n", "\xC3\xA9", "\xC3\x89",
-                                         "\xD0\x96", "\xE2\x80\x94", "\xC2\xA0", "x", "Y", "-", "\xF0\x9F\x98\x80"};
+  const std::vector<std::string> pool = {"a",
+                                         "Z",
+                                         "q",
+                                         "7",
+                                         " ",
+                                         ".",
+                                         "'",
+                                         "\n",
+                                         "\xC3\xA9",
+                                         "\xC3\x89",
+                                         "\xD0\x96",
+                                         "\xE2\x80\x94",
+                                         "\xC2\xA0",
+                                         "x",
+                                         "Y",
+                                         "-",
+                                         "\xF0\x9F\x98\x80"};
   std::uint64_t state = 12345;
   for (int trial = 0; trial < 300; ++trial) {
     std::string text;

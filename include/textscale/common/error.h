@@ -43,10 +43,9 @@ namespace detail {
 }  // namespace textscale
 
 // Checks an HDF5 call that returns a negative value (herr_t / hid_t) on failure.
-#define TS_CHECK_HDF5(expression)                                                      \
-  ([&]() {                                                                             \
-    auto ts_check_result_ = (expression);                                              \
-    if (ts_check_result_ < 0)                                                          \
-      ::textscale::detail::throw_hdf5_error(#expression, __FILE__, __LINE__);          \
-    return ts_check_result_;                                                           \
+#define TS_CHECK_HDF5(expression)                                                                     \
+  ([&]() {                                                                                            \
+    auto ts_check_result_ = (expression);                                                             \
+    if (ts_check_result_ < 0) ::textscale::detail::throw_hdf5_error(#expression, __FILE__, __LINE__); \
+    return ts_check_result_;                                                                          \
   }())

@@ -17,11 +17,11 @@ void write(Level level, const std::string& message);
 
 }  // namespace textscale::log
 
-#define TS_LOG(level_, stream_expr)                                              \
-  do {                                                                           \
-    if (::textscale::log::Level::level_ >= ::textscale::log::level()) {          \
-      std::ostringstream ts_log_stream_;                                         \
-      ts_log_stream_ << stream_expr;                                             \
+#define TS_LOG(level_, stream_expr)                                                   \
+  do {                                                                                \
+    if (::textscale::log::Level::level_ >= ::textscale::log::level()) {               \
+      std::ostringstream ts_log_stream_;                                              \
+      ts_log_stream_ << stream_expr;                                                  \
       ::textscale::log::write(::textscale::log::Level::level_, ts_log_stream_.str()); \
-    }                                                                            \
+    }                                                                                 \
   } while (false)

@@ -30,11 +30,11 @@ enum class LabelKind {
 
 struct PreprocessOptions {
   // Input and output.
-  std::string input;   // file, "-" for standard input, or a folder (imdb); .gz read directly
+  std::string input;  // file, "-" for standard input, or a folder (imdb); .gz read directly
   InputFormat format = InputFormat::zhang;
   std::string output;  // FILE.h5, written atomically
   bool overwrite = false;
-  std::string split;   // recorded as the `split` attribute; default "train", or "test" with vocab_from
+  std::string split;  // recorded as the `split` attribute; default "train", or "test" with vocab_from
 
   // Record layout (zhang fixes: ',' delimiter, no header, label column 0 as index1).
   char delimiter = ',';
@@ -42,18 +42,18 @@ struct PreprocessOptions {
   int label_column = 0;
   std::vector<int> text_columns;  // 0-based; empty = every column except the label column
   LabelKind labels = LabelKind::index1;
-  std::string classes_file;                // one class name per line
-  std::vector<std::string> class_names;    // resolved from classes_file or the format
+  std::string classes_file;              // one class name per line
+  std::vector<std::string> class_names;  // resolved from classes_file or the format
   Unescape unescape = Unescape::newline;
 
   // Encoding.
   bool chars = true;
-  int char_length = 1014;       // L
+  int char_length = 1014;  // L
   bool words = true;
-  int word_length = 300;        // W
-  int vocab_size = 50000;       // V, counting the ids 0 (padding) and 1 (out of vocabulary)
-  std::int64_t min_count = 1;   // words seen fewer times in training are out of vocabulary
-  std::string vocab_from;       // take the vocabulary from this training file instead of building it
+  int word_length = 300;       // W
+  int vocab_size = 50000;      // V, counting the ids 0 (padding) and 1 (out of vocabulary)
+  std::int64_t min_count = 1;  // words seen fewer times in training are out of vocabulary
+  std::string vocab_from;      // take the vocabulary from this training file instead of building it
 
   // Order and splits.
   bool shuffle = false;
@@ -62,13 +62,13 @@ struct PreprocessOptions {
   std::string validation_output;  // default: <output stem>.valid.h5
 
   // Bad input.
-  bool strict = false;             // the first bad row is fatal
-  int max_errors_shown = 10;       // bad rows reported one by one; the rest are counted
+  bool strict = false;        // the first bad row is fatal
+  int max_errors_shown = 10;  // bad rows reported one by one; the rest are counted
   std::size_t max_row_bytes = 1u << 20;
 
   // Resources.
-  int threads = 0;                 // encoding threads; 0 = all cores
-  int compression = 0;             // gzip level for the tensors, 0 = none
+  int threads = 0;                     // encoding threads; 0 = all cores
+  int compression = 0;                 // gzip level for the tensors, 0 = none
   std::size_t block_bytes = 1u << 20;  // unit of work handed to a thread
   bool quiet = false;
 };

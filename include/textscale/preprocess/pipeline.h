@@ -31,7 +31,7 @@ struct PreprocessSummary {
   std::vector<BadRow> first_bad;  // the first --max-errors-shown bad rows
   [[nodiscard]] std::int64_t bad_rows() const;
   OutputSummary train;
-  OutputSummary valid;              // rows == 0 and path empty without a validation split
+  OutputSummary valid;               // rows == 0 and path empty without a validation split
   std::int64_t vocabulary_size = 0;  // including <pad> and <unk>
   std::int64_t distinct_words = 0;   // in the counting pass
   std::uint64_t input_bytes = 0;     // text bytes after decompression, per pass

@@ -17,10 +17,10 @@ enum class BadRowReason : int {
   label_not_integer,
   label_out_of_range,
   unknown_label_name,
-  empty_text,              // only whitespace in every text column
+  empty_text,  // only whitespace in every text column
   invalid_utf8,
-  unreadable_file,         // imdb: a review file that cannot be read
-  count_                   // number of reasons
+  unreadable_file,  // imdb: a review file that cannot be read
+  count_            // number of reasons
 };
 inline constexpr int kBadRowReasons = static_cast<int>(BadRowReason::count_);
 
@@ -47,7 +47,7 @@ struct RawRecord {
   std::int32_t preset_label = -1;  // label known from the layout (imdb), else -1
   std::uint32_t first_field = 0;   // index into Block::fields
   std::uint32_t field_count = 0;
-  bool bad = false;                // the reader already found it malformed
+  bool bad = false;  // the reader already found it malformed
   BadRowReason reason{};
   std::string detail;
 };

@@ -35,12 +35,10 @@ class RecordReader {
 
 // Reads delimited records (zhang, tsv) from a file, a .gz file or standard input ("-").
 [[nodiscard]] std::unique_ptr<RecordReader> make_delimited_reader(const std::string& path,
-                                                                  const PreprocessOptions& options,
-                                                                  bool hash);
+                                                                  const PreprocessOptions& options, bool hash);
 
 // Reads an aclImdb split folder: <dir>/neg/*.txt then <dir>/pos/*.txt, each by numeric id.
 [[nodiscard]] std::unique_ptr<RecordReader> make_imdb_reader(const std::string& folder,
-                                                             const PreprocessOptions& options,
-                                                             bool hash);
+                                                             const PreprocessOptions& options, bool hash);
 
 }  // namespace textscale::preprocess

@@ -149,8 +149,10 @@ class Tokenizer {
  private:
   static std::uint32_t decode(const unsigned char* p, int length) {
     switch (length) {
-      case 2: return (std::uint32_t(p[0] & 0x1F) << 6) | (p[1] & 0x3F);
-      case 3: return (std::uint32_t(p[0] & 0x0F) << 12) | (std::uint32_t(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+      case 2:
+        return (std::uint32_t(p[0] & 0x1F) << 6) | (p[1] & 0x3F);
+      case 3:
+        return (std::uint32_t(p[0] & 0x0F) << 12) | (std::uint32_t(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
       default:
         return (std::uint32_t(p[0] & 0x07) << 18) | (std::uint32_t(p[1] & 0x3F) << 12) |
                (std::uint32_t(p[2] & 0x3F) << 6) | (p[3] & 0x3F);

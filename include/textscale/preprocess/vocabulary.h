@@ -47,8 +47,7 @@ class WordIndex {
     std::uint32_t entry = kAbsent;
   };
   [[nodiscard]] bool matches(const Slot& slot, const WordKey& key, std::string_view word) const {
-    return slot.tag == key.tag && slot.prefix == key.prefix &&
-           (word.size() <= 8 || this->word(slot.entry) == word);
+    return slot.tag == key.tag && slot.prefix == key.prefix && (word.size() <= 8 || this->word(slot.entry) == word);
   }
   void grow();
 
