@@ -1,6 +1,7 @@
 #include "textscale/preprocess/row_encoder.h"
 
 #include <algorithm>
+#include <functional>
 
 namespace textscale::preprocess {
 
@@ -65,6 +66,22 @@ bool RowEncoder::prepare(const Block& block, const RawRecord& record, BlockResul
   return true;
 }
 
+void RowEncoder::collect_tokens(std::size_t limit) {
+  tokens_.clear();
+  lowered_.clear();
+  lowered_.reserve(text_.size());  // lower-cased tokens never add up to more than the text
+  tokenizer_.for_each(text_, [&](std::string_view token) {
+    const std::less<const char*> before;
+    if (before(token.data(), text_.data()) || !before(token.data(), text_.data() + text_.size())) {
+      const std::size_t at = lowered_.size();
+      lowered_.append(token);
+      token = std::string_view(lowered_).substr(at);
+    }
+    tokens_.push_back(token);
+    return tokens_.size() < limit;
+  });
+}
+
 void RowEncoder::count(const Block& block, TokenCounter& counter, BlockResult& result) {
   result.sequence = block.sequence;
   result.records = static_cast<std::int64_t>(block.records.size());
@@ -72,10 +89,8 @@ void RowEncoder::count(const Block& block, TokenCounter& counter, BlockResult& r
     std::int32_t label = 0;
     if (!prepare(block, record, result, label)) continue;
     if (in_validation(options_.seed, record.ordinal, options_.validation_fraction)) continue;
-    tokenizer_.for_each(text_, [&](std::string_view token) {
-      counter.add(token);
-      return true;
-    });
+    collect_tokens(SIZE_MAX);
+    counter.add_all(tokens_.data(), tokens_.size());
   }
 }
 
@@ -98,13 +113,9 @@ void RowEncoder::encode(const Block& block, const Vocabulary* vocabulary, BlockR
     if (options_.words) {
       const std::size_t at = rows.words.size();
       rows.words.resize(at + W, Vocabulary::kPadding);
-      std::int32_t* row = rows.words.data() + at;
-      std::size_t kept = 0;
-      tokenizer_.for_each(text_, [&](std::string_view token) {
-        row[kept++] = vocabulary->id(token);
-        return kept < W;
-      });
-      rows.word_lengths.push_back(static_cast<std::int32_t>(kept));
+      collect_tokens(W);
+      vocabulary->ids(tokens_.data(), tokens_.size(), rows.words.data() + at, scratch_);
+      rows.word_lengths.push_back(static_cast<std::int32_t>(tokens_.size()));
     }
   }
 }

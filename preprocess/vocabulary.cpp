@@ -40,8 +40,7 @@ void WordIndex::grow() {
   slots_.swap(slots);
 }
 
-std::uint32_t WordIndex::insert(std::string_view word) {
-  const WordKey key = WordKey::of(word);
+std::uint32_t WordIndex::insert(std::string_view word, const WordKey& key) {
   const std::uint64_t mask = slots_.size() - 1;
   std::uint64_t i = (key.spread() >> 24) & mask;
   for (;; i = (i + 1) & mask) {
@@ -57,14 +56,49 @@ std::uint32_t WordIndex::insert(std::string_view word) {
   return entry;
 }
 
-std::uint32_t WordIndex::find(std::string_view word) const {
-  const WordKey key = WordKey::of(word);
+std::uint32_t WordIndex::find(std::string_view word, const WordKey& key) const {
   const std::uint64_t mask = slots_.size() - 1;
   for (std::uint64_t i = (key.spread() >> 24) & mask;; i = (i + 1) & mask) {
     const Slot& slot = slots_[i];
     if (slot.entry == kAbsent) return kAbsent;
     if (matches(slot, key, word)) return slot.entry;
   }
+}
+
+void WordIndex::prefetch(const std::string_view* words, std::size_t count, std::vector<WordKey>& keys) const {
+  keys.resize(count);
+  const std::uint64_t mask = slots_.size() - 1;
+  for (std::size_t i = 0; i < count; ++i) {
+    keys[i] = WordKey::of(words[i]);
+    __builtin_prefetch(&slots_[(keys[i].spread() >> 24) & mask]);
+  }
+}
+
+void WordIndex::insert_all(const std::string_view* words, std::size_t count, std::uint32_t* entries,
+                           std::vector<WordKey>& keys) {
+  prefetch(words, count, keys);
+  for (std::size_t i = 0; i < count; ++i) entries[i] = insert(words[i], keys[i]);
+}
+
+void WordIndex::find_all(const std::string_view* words, std::size_t count, std::uint32_t* entries,
+                         std::vector<WordKey>& keys) const {
+  prefetch(words, count, keys);
+  for (std::size_t i = 0; i < count; ++i) entries[i] = find(words[i], keys[i]);
+}
+
+void TokenCounter::add_all(const std::string_view* words, std::size_t count) {
+  entries_.resize(count);
+  index_.insert_all(words, count, entries_.data(), keys_);
+  if (index_.size() > counts_.size()) counts_.resize(index_.size(), 0);
+  for (std::size_t i = 0; i < count; ++i) ++counts_[entries_[i]];
+  total_ += static_cast<std::int64_t>(count);
+}
+
+void Vocabulary::ids(const std::string_view* words, std::size_t count, std::int32_t* ids, Scratch& scratch) const {
+  scratch.entries.resize(count);
+  index_.find_all(words, count, scratch.entries.data(), scratch.keys);
+  for (std::size_t i = 0; i < count; ++i)
+    ids[i] = scratch.entries[i] == WordIndex::kAbsent ? kUnknown : static_cast<std::int32_t>(scratch.entries[i]) + 2;
 }
 
 void TokenCounter::merge(const TokenCounter& other) {

@@ -54,8 +54,14 @@ class RowEncoder {
   const PreprocessOptions& options_;
   const CharQuantizer& quantizer_;
   LabelMapper labels_;
+  // The row's tokens (up to `limit`) as views into text_ or lowered_.
+  void collect_tokens(std::size_t limit);
+
   Tokenizer tokenizer_;
-  std::string text_;  // the row's text after unescaping and joining
+  std::string text_;     // the row's text after unescaping and joining
+  std::string lowered_;  // lower-cased copies of tokens that needed it; never reallocates mid-row
+  std::vector<std::string_view> tokens_;
+  Vocabulary::Scratch scratch_;
 };
 
 }  // namespace textscale::preprocess

@@ -30,9 +30,15 @@ class WordIndex {
   static constexpr std::uint32_t kAbsent = UINT32_MAX;
   WordIndex();
   // Entry number of `word`, inserting it if absent.
-  std::uint32_t insert(std::string_view word);
+  std::uint32_t insert(std::string_view word) { return insert(word, WordKey::of(word)); }
   // Entry number of `word`, or kAbsent.
-  [[nodiscard]] std::uint32_t find(std::string_view word) const;
+  [[nodiscard]] std::uint32_t find(std::string_view word) const { return find(word, WordKey::of(word)); }
+  // The same for many words at once: all their slots are prefetched first, so the cache misses
+  // of a row's tokens overlap instead of following one another. entries[i] is the result for
+  // words[i]; `keys` is scratch space.
+  void insert_all(const std::string_view* words, std::size_t count, std::uint32_t* entries, std::vector<WordKey>& keys);
+  void find_all(const std::string_view* words, std::size_t count, std::uint32_t* entries,
+                std::vector<WordKey>& keys) const;
   [[nodiscard]] std::size_t size() const { return offsets_.size(); }
   [[nodiscard]] std::string_view word(std::uint32_t entry) const {
     const std::uint64_t begin = offsets_[entry];
@@ -49,6 +55,9 @@ class WordIndex {
   [[nodiscard]] bool matches(const Slot& slot, const WordKey& key, std::string_view word) const {
     return slot.tag == key.tag && slot.prefix == key.prefix && (word.size() <= 8 || this->word(slot.entry) == word);
   }
+  std::uint32_t insert(std::string_view word, const WordKey& key);
+  [[nodiscard]] std::uint32_t find(std::string_view word, const WordKey& key) const;
+  void prefetch(const std::string_view* words, std::size_t count, std::vector<WordKey>& keys) const;
   void grow();
 
   std::vector<Slot> slots_;
@@ -65,6 +74,8 @@ class TokenCounter {
     if (entry >= counts_.size()) counts_.resize(entry + 1, 0);
     counts_[entry] += count;
   }
+  // Counts every word of words[0, count).
+  void add_all(const std::string_view* words, std::size_t count);
   void merge(const TokenCounter& other);
   [[nodiscard]] std::size_t distinct() const { return index_.size(); }
   [[nodiscard]] std::int64_t total() const { return total_; }
@@ -78,6 +89,8 @@ class TokenCounter {
   WordIndex index_;
   std::vector<std::int64_t> counts_;
   std::int64_t total_ = 0;
+  std::vector<WordKey> keys_;
+  std::vector<std::uint32_t> entries_;
 };
 
 // Word <-> id. Ids 0 and 1 are reserved: 0 pads, 1 stands for every out-of-vocabulary word.
@@ -100,6 +113,12 @@ class Vocabulary {
     const std::uint32_t entry = index_.find(word);
     return entry == WordIndex::kAbsent ? kUnknown : static_cast<std::int32_t>(entry) + 2;
   }
+  // ids[i] = id(words[i]) for i < count; `scratch` is the caller's (one per thread).
+  struct Scratch {
+    std::vector<WordKey> keys;
+    std::vector<std::uint32_t> entries;
+  };
+  void ids(const std::string_view* words, std::size_t count, std::int32_t* ids, Scratch& scratch) const;
   [[nodiscard]] const std::vector<std::string>& words() const { return words_; }
   [[nodiscard]] const std::vector<std::int64_t>& counts() const { return counts_; }
   [[nodiscard]] std::size_t size() const { return words_.size(); }
