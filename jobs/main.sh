@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The main job, from a fresh Debian 12 machine: install what is missing, build, preprocess AG News
+# (a 10k-row training sample and the official 7,600-row test split) into HDF5 and print the
+# summaries. Data from ${TEXTSCALE_DATA:-../shared/data} (data/fetch.sh fetches it elsewhere);
+# outputs in ${TEXTSCALE_RUN_DIR:-runs/main}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+data=${TEXTSCALE_DATA:-$root/../shared/data}
+out=${TEXTSCALE_RUN_DIR:-$root/runs/main}
+bash .ci/install-deps.sh
+bash .ci/build.sh > "${TMPDIR:-/tmp}/textscale-build.log" 2>&1 || { cat "${TMPDIR:-/tmp}/textscale-build.log"; exit 1; }
+textscale=$root/build/bin/textscale
+if [ ! -f "$data/ag_news/test.csv" ]; then
+  echo "error: AG News not found in '$data' (set TEXTSCALE_DATA, or run: data/fetch.sh ag_news)" >&2
+  exit 1
+fi
+mkdir -p "$out"
+"$textscale" --version
+echo
+echo "== AG News training sample (TSV, class names) -> $out/ag_train.h5 (+ 5% validation)"
+"$textscale" preprocess --input "$data/ag_news/alps_train_sample/dev.tsv" --format tsv \
+  --label-column 1 --labels names --classes "$data/ag_news/classes.txt" --unescape backslash \
+  --shuffle --seed 1 --validation-fraction 0.05 --output "$out/ag_train.h5" --overwrite
+echo
+echo "== AG News test split (Zhang CSV), training vocabulary -> $out/ag_test.h5"
+"$textscale" preprocess --input "$data/ag_news/test.csv" --format zhang --unescape backslash \
+  --vocab-from "$out/ag_train.h5" --output "$out/ag_test.h5" --overwrite
+echo
+"$textscale" inspect "$out/ag_test.h5" --row 0
