@@ -38,6 +38,8 @@ textscale_require(dnnl_FOUND "oneDNN" "libdnnl-dev")
 
 find_package(ZLIB)
 textscale_require(ZLIB_FOUND "zlib" "zlib1g-dev")
+find_package(nlohmann_json 3 CONFIG)
+textscale_require(nlohmann_json_FOUND "nlohmann/json" "nlohmann-json3-dev")
 find_package(OpenSSL)
 textscale_require(OPENSSL_FOUND "OpenSSL (libcrypto, for SHA-256)" "libssl-dev")
 

@@ -2,6 +2,10 @@
 
 #include <unistd.h>
 
+#include <pthread.h>
+#include <csignal>
+
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -18,9 +22,13 @@
 #include <sstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "textscale/common/build_info.h"
 #include "textscale/common/error.h"
 #include "textscale/common/hdf5.h"
+#include "textscale/common/interrupt.h"
+#include "textscale/common/log.h"
 #include "textscale/preprocess/hdf5_writer.h"
 #include "textscale/preprocess/record_reader.h"
 #include "textscale/preprocess/row_encoder.h"
@@ -52,10 +60,18 @@ class Pass {
   Pass(RecordReader& reader, int threads) : reader_(reader), threads_(threads), capacity_(2 * threads + 2) {}
 
   void run(const Work& work, const Consume& consume) {
-    std::thread reader([&] { guard([&] { read(); }); });
+    std::thread reader([&] {
+      guard([&] { read(); });
+      reader_done_ = true;
+    });
     std::vector<std::thread> workers;
     for (int w = 0; w < threads_; ++w) workers.emplace_back([&, w] { guard([&] { encode(w, work); }); });
     guard([&] { deliver(consume); });
+    // After an interrupt the reader may be blocked reading a pipe: signal it until it notices.
+    while (interrupt_signal() != 0 && !reader_done_) {
+      pthread_kill(reader.native_handle(), interrupt_signal());
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
     reader.join();
     for (auto& worker : workers) worker.join();
     if (error_) std::rethrow_exception(error_);
@@ -82,6 +98,7 @@ class Pass {
         changed_.wait(lock, [&] { return aborted_ || in_flight_ < capacity_; });
         if (aborted_) return;
       }
+      throw_if_interrupted();
       std::optional<Block> block = reader_.next();
       std::lock_guard<std::mutex> lock(mutex_);
       if (!block) {
@@ -120,7 +137,10 @@ class Pass {
       BlockResult result;
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        changed_.wait(lock, [&] { return aborted_ || done_.count(next) || blocks_total_ == next; });
+        // Polls for SIGINT/SIGTERM: the signal may land on any thread.
+        while (!changed_.wait_for(lock, std::chrono::milliseconds(100),
+                                  [&] { return aborted_ || done_.count(next) || blocks_total_ == next; }))
+          throw_if_interrupted();
         if (aborted_ || blocks_total_ == next) return;
         auto found = done_.find(next);
         result = std::move(found->second);
@@ -142,6 +162,7 @@ class Pass {
   int in_flight_ = 0;
   std::int64_t blocks_total_ = -1;  // known once the reader is done
   bool aborted_ = false;
+  std::atomic<bool> reader_done_{false};
   std::exception_ptr error_;
 };
 
@@ -157,8 +178,7 @@ class BadRowLog {
       if (static_cast<int>(summary_.first_bad.size()) < options_.max_errors_shown) {
         summary_.first_bad.push_back(row);
         if (!options_.quiet)
-          std::fprintf(stderr, "warning: %s: %s: %s (row skipped)\n", row.where.c_str(), to_string(row.reason),
-                       row.detail.c_str());
+          TS_LOG(warn, row.where << ": " << to_string(row.reason) << ": " << row.detail << " (row skipped)");
       }
     }
   }
@@ -171,25 +191,29 @@ class BadRowLog {
 // Standard input cannot be read twice: copy it to a temporary file beside the output first.
 class StdinCopy {
  public:
-  explicit StdinCopy(const std::string& output) {
-    path_ = output + ".stdin-" + std::to_string(::getpid());
-    std::FILE* out = std::fopen(path_.c_str(), "wb");
+  explicit StdinCopy(const std::string& output) : path_(output + ".stdin-" + std::to_string(::getpid())) {
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> out(std::fopen(path_.c_str(), "wb"), std::fclose);
     if (!out) throw IoError(errno_message("cannot create temporary file '" + path_ + "'", errno));
-    std::vector<char> buffer(1u << 20);
-    for (;;) {
-      const ssize_t got = ::read(STDIN_FILENO, buffer.data(), buffer.size());
-      if (got < 0 && errno == EINTR) continue;
-      if (got < 0) {
-        std::fclose(out);
-        throw IoError(errno_message("cannot read standard input", errno));
+    try {
+      std::vector<char> buffer(1u << 20);
+      for (;;) {
+        const ssize_t got = ::read(STDIN_FILENO, buffer.data(), buffer.size());
+        if (got < 0 && errno == EINTR) {
+          throw_if_interrupted();
+          continue;
+        }
+        if (got < 0) throw IoError(errno_message("cannot read standard input", errno));
+        if (got == 0) break;
+        if (std::fwrite(buffer.data(), 1, static_cast<std::size_t>(got), out.get()) != static_cast<std::size_t>(got))
+          throw IoError(errno_message("cannot write temporary file '" + path_ + "'", errno));
       }
-      if (got == 0) break;
-      if (std::fwrite(buffer.data(), 1, static_cast<std::size_t>(got), out) != static_cast<std::size_t>(got)) {
-        std::fclose(out);
+      if (std::fclose(out.release()) != 0)
         throw IoError(errno_message("cannot write temporary file '" + path_ + "'", errno));
-      }
+    } catch (...) {
+      out.reset();
+      std::remove(path_.c_str());
+      throw;
     }
-    if (std::fclose(out) != 0) throw IoError(errno_message("cannot write temporary file '" + path_ + "'", errno));
   }
   ~StdinCopy() { std::remove(path_.c_str()); }
   [[nodiscard]] const std::string& path() const { return path_; }
@@ -218,33 +242,33 @@ Vocabulary load_vocabulary(const std::string& path) {
 }
 
 std::string options_json(const PreprocessOptions& o) {
-  std::ostringstream out;
-  const auto quote = [](const std::string& s) {
-    std::string q = "\"";
-    for (const char c : s) {
-      if (c == '"' || c == '\\') q.push_back('\\');
-      if (c == '\t') {
-        q += "\\t";
-        continue;
-      }
-      q.push_back(c);
-    }
-    return q + "\"";
+  const nlohmann::json json = {
+      {"input", o.input},
+      {"format", to_string(o.format)},
+      {"output", o.output},
+      {"delimiter", std::string(1, o.delimiter)},
+      {"header", o.header},
+      {"label_column", o.label_column},
+      {"text_columns", o.text_columns},
+      {"labels", to_string(o.labels)},
+      {"classes", o.classes_file},
+      {"unescape", to_string(o.unescape)},
+      {"chars", o.chars},
+      {"char_length", o.char_length},
+      {"words", o.words},
+      {"word_length", o.word_length},
+      {"vocab_size", o.vocab_size},
+      {"min_count", o.min_count},
+      {"vocab_from", o.vocab_from},
+      {"shuffle", o.shuffle},
+      {"seed", o.seed},
+      {"validation_fraction", o.validation_fraction},
+      {"validation_output", o.validation_output},
+      {"strict", o.strict},
+      {"max_row_bytes", o.max_row_bytes},
+      {"compress", o.compression},
   };
-  out << "{\"input\":" << quote(o.input) << ",\"format\":\"" << to_string(o.format)
-      << "\",\"output\":" << quote(o.output) << ",\"delimiter\":" << quote(std::string(1, o.delimiter))
-      << ",\"header\":" << (o.header ? "true" : "false") << ",\"label_column\":" << o.label_column
-      << ",\"text_columns\":[";
-  for (std::size_t i = 0; i < o.text_columns.size(); ++i) out << (i ? "," : "") << o.text_columns[i];
-  out << "],\"labels\":\"" << to_string(o.labels) << "\",\"classes\":" << quote(o.classes_file) << ",\"unescape\":\""
-      << to_string(o.unescape) << "\",\"chars\":" << (o.chars ? "true" : "false")
-      << ",\"char_length\":" << o.char_length << ",\"words\":" << (o.words ? "true" : "false")
-      << ",\"word_length\":" << o.word_length << ",\"vocab_size\":" << o.vocab_size << ",\"min_count\":" << o.min_count
-      << ",\"vocab_from\":" << quote(o.vocab_from) << ",\"shuffle\":" << (o.shuffle ? "true" : "false")
-      << ",\"seed\":" << o.seed << ",\"validation_fraction\":" << o.validation_fraction
-      << ",\"strict\":" << (o.strict ? "true" : "false") << ",\"max_row_bytes\":" << o.max_row_bytes
-      << ",\"compress\":" << o.compression << "}";
-  return out.str();
+  return json.dump();
 }
 
 std::string now_iso8601() {

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "textscale/common/error.h"
+#include "textscale/common/interrupt.h"
 
 namespace textscale::preprocess {
 
@@ -88,7 +89,10 @@ std::size_t ByteSource::read_stored(char* destination, std::size_t capacity) {
   for (;;) {
     const ssize_t got = ::read(fd_, destination, capacity);
     if (got < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR) {
+        throw_if_interrupted();
+        continue;
+      }
       throw IoError(errno_message("cannot read input '" + path_ + "'", errno));
     }
     if (got == 0) {

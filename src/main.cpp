@@ -11,6 +11,7 @@
 #include "textscale/common/build_info.h"
 #include "textscale/common/error.h"
 #include "textscale/common/hdf5.h"
+#include "textscale/common/interrupt.h"
 
 namespace {
 
@@ -52,8 +53,12 @@ int main(int argc, char** argv) {
   // A write past a file-size limit then fails with EFBIG and is reported, instead of killing us.
   std::signal(SIGXFSZ, SIG_IGN);
   textscale::h5::skip_library_teardown_at_exit();
+  textscale::install_interrupt_handlers();
   try {
     return dispatch(argc, argv);
+  } catch (const textscale::Interrupted& interrupted) {
+    std::fprintf(stderr, "interrupted by signal %d: stopped, partial outputs removed\n", interrupted.signal());
+    return 128 + interrupted.signal();
   } catch (const textscale::cli::UsageError& error) {
     std::fprintf(stderr, "textscale: %s\n(see textscale %s --help)\n", error.message.c_str(), argc > 1 ? argv[1] : "");
     return 2;
