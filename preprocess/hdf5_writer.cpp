@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <numeric>
 #include <random>
 
 #include "textscale/common/error.h"
@@ -14,6 +16,8 @@ namespace textscale::preprocess {
 
 namespace {
 constexpr hsize_t kChunkBytes = 1u << 20;
+constexpr hsize_t kPage = 4096;                       // alignment of direct I/O
+constexpr hsize_t kMaxPreallocatedChunk = 16u << 20;  // larger aligned chunks: write through HDF5
 constexpr std::size_t kChunkCacheBytes = 32u << 20;
 constexpr std::size_t kCopyBatchRows = 4096;
 
@@ -35,130 +39,271 @@ std::vector<std::uint64_t> seeded_permutation(std::uint64_t n, std::uint64_t see
   return order;
 }
 
-RowFileWriter::RowFileWriter(std::string path, RowLayout layout, bool overwrite, bool shuffle, std::uint64_t seed)
-    : path_(std::move(path)), layout_(layout), overwrite_(overwrite), shuffle_(shuffle), seed_(seed) {
+struct RowFileWriter::Column {
+  const char* name;
+  hid_t file_type;
+  hid_t memory_type;
+  hsize_t width;          // 0 for a 1-D dataset
+  std::size_t row_bytes;  // bytes of one row, in memory and in the file
+  h5::Handle dataset;
+  std::int64_t written = 0;  // rows stored or staged
+  bool preallocated = false;
+  // Preallocated chunks: their file addresses, and one chunk being filled.
+  hsize_t chunk_rows = 0;
+  std::int64_t rows = 0;  // the dataset's size
+  std::vector<haddr_t> chunk_addresses;
+  std::unique_ptr<unsigned char, decltype(&std::free)> staging{nullptr, &std::free};
+  hsize_t staged = 0;
+  std::size_t next_chunk = 0;
+
+  [[nodiscard]] std::size_t chunk_bytes() const { return static_cast<std::size_t>(chunk_rows) * row_bytes; }
+};
+
+RowFileWriter::RowFileWriter(std::string path, RowLayout layout, bool overwrite, bool shuffle, std::uint64_t seed,
+                             std::optional<std::int64_t> expected_rows)
+    : path_(std::move(path)),
+      layout_(layout),
+      overwrite_(overwrite),
+      shuffle_(shuffle),
+      seed_(seed),
+      expected_rows_(expected_rows) {
   namespace fs = std::filesystem;
   if (!overwrite_ && fs::exists(path_))
     throw InputError("output '" + path_ + "' exists (use --overwrite to replace it)");
-  const std::string suffix = ".tmp-" + std::to_string(::getpid());
-  temporary_path_ = path_ + suffix;
-  file_ = h5::Handle(H5Fcreate(temporary_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  temporary_path_ = path_ + ".tmp-" + std::to_string(::getpid());
+  // Every object of 4 KiB or more starts on a page boundary, so preallocated chunks can take
+  // direct I/O.
+  h5::Handle access(TS_CHECK_HDF5(H5Pcreate(H5P_FILE_ACCESS)));
+  TS_CHECK_HDF5(H5Pset_alignment(access.get(), kPage, kPage));
+  file_ = h5::Handle(H5Fcreate(temporary_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()));
   if (!file_.valid()) {
     H5Eclear2(H5E_DEFAULT);
     throw IoError(errno_message("cannot create output '" + temporary_path_ + "'", errno));
   }
-  const hsize_t row_chunk = 1u << 16;
-  labels_ = create("labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 0, row_chunk);
+  const auto add = [&](const char* name, hid_t file_type, hid_t memory_type, hsize_t width, std::size_t element) {
+    auto column = std::make_unique<Column>();
+    column->name = name;
+    column->file_type = file_type;
+    column->memory_type = memory_type;
+    column->width = width;
+    column->row_bytes = element * std::max<hsize_t>(width, 1);
+    columns_.push_back(std::move(column));
+  };
+  add("labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 0, 4);
   if (layout_.chars) {
-    const auto L = static_cast<hsize_t>(layout_.char_length);
-    chars_ = create("chars", H5T_STD_U8LE, H5T_NATIVE_UINT8, L, std::max<hsize_t>(1, kChunkBytes / L));
-    char_lengths_ = create("char_lengths", H5T_STD_I32LE, H5T_NATIVE_INT32, 0, row_chunk);
+    add("chars", H5T_STD_U8LE, H5T_NATIVE_UINT8, static_cast<hsize_t>(layout_.char_length), 1);
+    add("char_lengths", H5T_STD_I32LE, H5T_NATIVE_INT32, 0, 4);
   }
   if (layout_.words) {
-    const auto W = static_cast<hsize_t>(layout_.word_length);
-    words_ = create("words", H5T_STD_I32LE, H5T_NATIVE_INT32, W, std::max<hsize_t>(1, kChunkBytes / (4 * W)));
-    word_lengths_ = create("word_lengths", H5T_STD_I32LE, H5T_NATIVE_INT32, 0, row_chunk);
+    add("words", H5T_STD_I32LE, H5T_NATIVE_INT32, static_cast<hsize_t>(layout_.word_length), 4);
+    add("word_lengths", H5T_STD_I32LE, H5T_NATIVE_INT32, 0, 4);
   }
   if (shuffle_) {
     spool_path_ = path_ + ".spool-" + std::to_string(::getpid());
     spool_ = std::fopen(spool_path_.c_str(), "w+b");
     if (!spool_) throw IoError(errno_message("cannot create temporary file '" + spool_path_ + "'", errno));
+  } else {
+    create_columns();
   }
 }
 
 RowFileWriter::~RowFileWriter() {
   if (spool_) std::fclose(spool_);
   if (!spool_path_.empty()) std::remove(spool_path_.c_str());
+  if (raw_fd_ >= 0) ::close(raw_fd_);
   if (!committed_) {
-    labels_.handle.reset();
-    chars_.handle.reset();
-    char_lengths_.handle.reset();
-    words_.handle.reset();
-    word_lengths_.handle.reset();
+    columns_.clear();
     file_.reset();
     std::remove(temporary_path_.c_str());
   }
 }
 
-RowFileWriter::Dataset RowFileWriter::create(const char* name, hid_t file_type, hid_t memory_type, hsize_t width,
-                                             hsize_t chunk_rows) {
-  const int rank = width == 0 ? 1 : 2;
-  const hsize_t dims[2] = {0, width};
-  const hsize_t max_dims[2] = {H5S_UNLIMITED, width};
-  const hsize_t chunk[2] = {chunk_rows, width};
+namespace {
+// Rows per chunk: about kChunkBytes, and a whole number of pages.
+hsize_t aligned_chunk_rows(std::size_t row_bytes) {
+  const hsize_t step = kPage / std::gcd<hsize_t>(kPage, row_bytes);
+  const hsize_t target = std::max<hsize_t>(1, kChunkBytes / row_bytes);
+  return std::max(step, target / step * step);
+}
+}  // namespace
+
+void RowFileWriter::create_columns() {
+  // The preallocated layout needs the final row count and unfiltered chunks of sensible size.
+  std::optional<std::int64_t> known = shuffle_ ? std::optional<std::int64_t>(rows_) : expected_rows_;
+  bool preallocate = known.has_value() && layout_.compression == 0;
+  for (const auto& column : columns_)
+    preallocate = preallocate && aligned_chunk_rows(column->row_bytes) * column->row_bytes <= kMaxPreallocatedChunk;
+  for (const auto& column : columns_) {
+    if (preallocate)
+      create_preallocated(*column, *known);
+    else
+      create_extendible(*column);
+  }
+  if (preallocate) open_raw_file();
+}
+
+void RowFileWriter::create_extendible(Column& column) {
+  const int rank = column.width == 0 ? 1 : 2;
+  const hsize_t chunk_rows = std::max<hsize_t>(1, kChunkBytes / column.row_bytes);
+  const hsize_t dims[2] = {0, column.width};
+  const hsize_t max_dims[2] = {H5S_UNLIMITED, column.width};
+  const hsize_t chunk[2] = {column.width == 0 ? hsize_t{1} << 16 : chunk_rows, column.width};
   h5::Handle space(TS_CHECK_HDF5(H5Screate_simple(rank, dims, max_dims)));
-  h5::Handle create_properties(TS_CHECK_HDF5(H5Pcreate(H5P_DATASET_CREATE)));
-  TS_CHECK_HDF5(H5Pset_chunk(create_properties.get(), rank, chunk));
+  h5::Handle create(TS_CHECK_HDF5(H5Pcreate(H5P_DATASET_CREATE)));
+  TS_CHECK_HDF5(H5Pset_chunk(create.get(), rank, chunk));
   if (layout_.compression > 0) {
-    TS_CHECK_HDF5(H5Pset_shuffle(create_properties.get()));
-    TS_CHECK_HDF5(H5Pset_deflate(create_properties.get(), static_cast<unsigned>(layout_.compression)));
+    TS_CHECK_HDF5(H5Pset_shuffle(create.get()));
+    TS_CHECK_HDF5(H5Pset_deflate(create.get(), static_cast<unsigned>(layout_.compression)));
   }
   // Room for a few chunks of each dataset, so appends smaller than a chunk never read back.
-  h5::Handle access_properties(TS_CHECK_HDF5(H5Pcreate(H5P_DATASET_ACCESS)));
-  TS_CHECK_HDF5(H5Pset_chunk_cache(access_properties.get(), 521, kChunkCacheBytes, 1.0));
-  Dataset dataset;
-  dataset.handle = h5::Handle(TS_CHECK_HDF5(H5Dcreate2(file_.get(), name, file_type, space.get(), H5P_DEFAULT,
-                                                       create_properties.get(), access_properties.get())));
-  dataset.memory_type = memory_type;
-  dataset.width = width;
-  return dataset;
+  h5::Handle access(TS_CHECK_HDF5(H5Pcreate(H5P_DATASET_ACCESS)));
+  TS_CHECK_HDF5(H5Pset_chunk_cache(access.get(), 521, kChunkCacheBytes, 1.0));
+  column.dataset = h5::Handle(TS_CHECK_HDF5(
+      H5Dcreate2(file_.get(), column.name, column.file_type, space.get(), H5P_DEFAULT, create.get(), access.get())));
 }
 
-void RowFileWriter::write_rows(Dataset& dataset, const void* data, std::size_t count) {
+void RowFileWriter::create_preallocated(Column& column, std::int64_t rows) {
+  const int rank = column.width == 0 ? 1 : 2;
+  column.preallocated = true;
+  column.rows = rows;
+  column.chunk_rows = aligned_chunk_rows(column.row_bytes);
+  const hsize_t dims[2] = {static_cast<hsize_t>(rows), column.width};
+  const hsize_t max_dims[2] = {H5S_UNLIMITED, column.width};
+  const hsize_t chunk[2] = {column.chunk_rows, column.width};
+  h5::Handle space(TS_CHECK_HDF5(H5Screate_simple(rank, dims, max_dims)));
+  h5::Handle create(TS_CHECK_HDF5(H5Pcreate(H5P_DATASET_CREATE)));
+  TS_CHECK_HDF5(H5Pset_chunk(create.get(), rank, chunk));
+  TS_CHECK_HDF5(H5Pset_alloc_time(create.get(), H5D_ALLOC_TIME_EARLY));
+  TS_CHECK_HDF5(H5Pset_fill_time(create.get(), H5D_FILL_TIME_NEVER));
+  column.dataset = h5::Handle(TS_CHECK_HDF5(
+      H5Dcreate2(file_.get(), column.name, column.file_type, space.get(), H5P_DEFAULT, create.get(), H5P_DEFAULT)));
+  const hsize_t chunks = (static_cast<hsize_t>(rows) + column.chunk_rows - 1) / column.chunk_rows;
+  column.chunk_addresses.resize(chunks);
+  for (hsize_t c = 0; c < chunks; ++c) {
+    const hsize_t offset[2] = {c * column.chunk_rows, 0};
+    unsigned filter_mask = 0;
+    haddr_t address = HADDR_UNDEF;
+    hsize_t size = 0;
+    TS_CHECK_HDF5(H5Dget_chunk_info_by_coord(column.dataset.get(), offset, &filter_mask, &address, &size));
+    if (address == HADDR_UNDEF || size != column.chunk_bytes())
+      throw Hdf5Error(std::string("chunk ") + std::to_string(c) + " of '" + column.name + "' was not preallocated");
+    column.chunk_addresses[c] = address;
+  }
+  column.staging.reset(static_cast<unsigned char*>(std::aligned_alloc(kPage, column.chunk_bytes())));
+  if (!column.staging) throw std::bad_alloc();
+}
+
+void RowFileWriter::open_raw_file() {
+  // Direct I/O needs every chunk on a page boundary; otherwise (or where the file system refuses
+  // O_DIRECT, e.g. tmpfs) the same writes go through the page cache.
+  bool aligned = true;
+  for (const auto& column : columns_)
+    for (const haddr_t address : column->chunk_addresses) aligned = aligned && address % kPage == 0;
+  raw_direct_ = aligned;
+  if (aligned) raw_fd_ = ::open(temporary_path_.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT);
+  if (raw_fd_ < 0) {
+    raw_direct_ = false;
+    raw_fd_ = ::open(temporary_path_.c_str(), O_WRONLY | O_CLOEXEC);
+  }
+  if (raw_fd_ < 0) throw IoError(errno_message("cannot open '" + temporary_path_ + "' for writing", errno));
+}
+
+void RowFileWriter::flush_chunk(Column& column) {
+  const std::size_t bytes = column.chunk_bytes();
+  const std::size_t used = static_cast<std::size_t>(column.staged) * column.row_bytes;
+  std::memset(column.staging.get() + used, 0, bytes - used);  // the tail of the last chunk
+  const auto address = static_cast<off_t>(column.chunk_addresses[column.next_chunk++]);
+  for (std::size_t done = 0; done < bytes;) {
+    const ssize_t wrote =
+        ::pwrite(raw_fd_, column.staging.get() + done, bytes - done, address + static_cast<off_t>(done));
+    if (wrote < 0 && errno == EINTR) continue;
+    if (wrote < 0 && errno == EINVAL && raw_direct_) {
+      // The file system accepted O_DIRECT at open but not for this write: fall back to the page cache.
+      ::close(raw_fd_);
+      raw_direct_ = false;
+      raw_fd_ = ::open(temporary_path_.c_str(), O_WRONLY | O_CLOEXEC);
+      if (raw_fd_ < 0) throw IoError(errno_message("cannot open '" + temporary_path_ + "' for writing", errno));
+      continue;
+    }
+    if (wrote <= 0)
+      throw IoError(errno_message("cannot write output '" + path_ + "' (dataset " + column.name + ")",
+                                  wrote < 0 ? errno : ENOSPC));
+    done += static_cast<std::size_t>(wrote);
+  }
+  column.staged = 0;
+}
+
+void RowFileWriter::append_column(Column& column, const void* data, std::size_t count) {
   if (count == 0) return;
-  const int rank = dataset.width == 0 ? 1 : 2;
-  const hsize_t start[2] = {static_cast<hsize_t>(written_), 0};
-  const hsize_t size[2] = {static_cast<hsize_t>(count), dataset.width};
-  const hsize_t new_dims[2] = {static_cast<hsize_t>(written_) + count, dataset.width};
-  TS_CHECK_HDF5(H5Dset_extent(dataset.handle.get(), new_dims));
-  h5::Handle file_space(TS_CHECK_HDF5(H5Dget_space(dataset.handle.get())));
-  TS_CHECK_HDF5(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, size, nullptr));
-  h5::Handle memory_space(TS_CHECK_HDF5(H5Screate_simple(rank, size, nullptr)));
-  TS_CHECK_HDF5(
-      H5Dwrite(dataset.handle.get(), dataset.memory_type, memory_space.get(), file_space.get(), H5P_DEFAULT, data));
-}
-
-void RowFileWriter::write_to_file(const EncodedRows& rows) {
-  try {
-    write_columns(rows);
-  } catch (const Hdf5Error& error) {
-    throw IoError("cannot write output '" + path_ + "': " + error.what());
+  if (!column.preallocated) {
+    try {
+      const int rank = column.width == 0 ? 1 : 2;
+      const hsize_t start[2] = {static_cast<hsize_t>(column.written), 0};
+      const hsize_t size[2] = {static_cast<hsize_t>(count), column.width};
+      const hsize_t new_dims[2] = {static_cast<hsize_t>(column.written) + count, column.width};
+      TS_CHECK_HDF5(H5Dset_extent(column.dataset.get(), new_dims));
+      h5::Handle file_space(TS_CHECK_HDF5(H5Dget_space(column.dataset.get())));
+      TS_CHECK_HDF5(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, size, nullptr));
+      h5::Handle memory_space(TS_CHECK_HDF5(H5Screate_simple(rank, size, nullptr)));
+      TS_CHECK_HDF5(
+          H5Dwrite(column.dataset.get(), column.memory_type, memory_space.get(), file_space.get(), H5P_DEFAULT, data));
+    } catch (const Hdf5Error& error) {
+      throw IoError("cannot write output '" + path_ + "': " + error.what());
+    }
+    column.written += static_cast<std::int64_t>(count);
+    return;
+  }
+  if (column.written + static_cast<std::int64_t>(count) > column.rows)
+    throw InputError("more rows than counted for '" + path_ + "': the input changed between passes");
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  while (count > 0) {
+    const std::size_t n = std::min<std::size_t>(count, column.chunk_rows - column.staged);
+    std::memcpy(column.staging.get() + column.staged * column.row_bytes, bytes, n * column.row_bytes);
+    column.staged += n;
+    column.written += static_cast<std::int64_t>(n);
+    bytes += n * column.row_bytes;
+    count -= n;
+    if (column.staged == column.chunk_rows) flush_chunk(column);
   }
 }
 
 void RowFileWriter::write_columns(const EncodedRows& rows) {
   const std::size_t n = rows.rows();
-  write_rows(labels_, rows.labels.data(), n);
+  std::size_t c = 0;
+  append_column(*columns_[c++], rows.labels.data(), n);
   if (layout_.chars) {
-    write_rows(chars_, rows.chars.data(), n);
-    write_rows(char_lengths_, rows.char_lengths.data(), n);
+    append_column(*columns_[c++], rows.chars.data(), n);
+    append_column(*columns_[c++], rows.char_lengths.data(), n);
   }
   if (layout_.words) {
-    write_rows(words_, rows.words.data(), n);
-    write_rows(word_lengths_, rows.word_lengths.data(), n);
+    append_column(*columns_[c++], rows.words.data(), n);
+    append_column(*columns_[c++], rows.word_lengths.data(), n);
   }
-  written_ += static_cast<std::int64_t>(n);
 }
 
 std::size_t RowFileWriter::spool_row_bytes() const {
-  return 4 + (layout_.chars ? 4 + static_cast<std::size_t>(layout_.char_length) : 0) +
-         (layout_.words ? 4 + 4 * static_cast<std::size_t>(layout_.word_length) : 0);
+  std::size_t bytes = 0;
+  for (const auto& column : columns_) bytes += column->row_bytes;
+  return bytes;
 }
 
 void RowFileWriter::spool(const EncodedRows& rows) {
-  const auto L = static_cast<std::size_t>(layout_.char_length);
-  const auto W = static_cast<std::size_t>(layout_.word_length);
-  std::vector<char> record(spool_row_bytes());
+  // One fixed-size record per row: the row of each column, in column order.
+  std::vector<unsigned char> record(spool_row_bytes());
+  const std::vector<const unsigned char*> sources = {reinterpret_cast<const unsigned char*>(rows.labels.data()),
+                                                     reinterpret_cast<const unsigned char*>(rows.chars.data()),
+                                                     reinterpret_cast<const unsigned char*>(rows.char_lengths.data()),
+                                                     reinterpret_cast<const unsigned char*>(rows.words.data()),
+                                                     reinterpret_cast<const unsigned char*>(rows.word_lengths.data())};
+  std::vector<const unsigned char*> columns = {sources[0]};
+  if (layout_.chars) columns.insert(columns.end(), {sources[1], sources[2]});
+  if (layout_.words) columns.insert(columns.end(), {sources[3], sources[4]});
   for (std::size_t i = 0; i < rows.rows(); ++i) {
-    char* p = record.data();
-    std::memcpy(p, &rows.labels[i], 4), p += 4;
-    if (layout_.chars) {
-      std::memcpy(p, &rows.char_lengths[i], 4), p += 4;
-      std::memcpy(p, rows.chars.data() + i * L, L), p += L;
-    }
-    if (layout_.words) {
-      std::memcpy(p, &rows.word_lengths[i], 4), p += 4;
-      std::memcpy(p, rows.words.data() + i * W, 4 * W);
+    unsigned char* p = record.data();
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+      const std::size_t bytes = columns_[c]->row_bytes;
+      std::memcpy(p, columns[c] + i * bytes, bytes);
+      p += bytes;
     }
     if (std::fwrite(record.data(), record.size(), 1, spool_) != 1)
       throw IoError(errno_message("cannot write temporary file '" + spool_path_ + "'", errno));
@@ -175,7 +320,7 @@ void RowFileWriter::append(const EncodedRows& rows) {
   if (shuffle_)
     spool(rows);
   else
-    write_to_file(rows);
+    write_columns(rows);
 }
 
 void RowFileWriter::copy_spool_permuted() {
@@ -183,46 +328,40 @@ void RowFileWriter::copy_spool_permuted() {
     throw IoError(errno_message("cannot write temporary file '" + spool_path_ + "'", errno));
   const int fd = ::fileno(spool_);
   const std::size_t row_bytes = spool_row_bytes();
-  const auto L = static_cast<std::size_t>(layout_.char_length);
-  const auto W = static_cast<std::size_t>(layout_.word_length);
   const std::vector<std::uint64_t> order = seeded_permutation(static_cast<std::uint64_t>(rows_), seed_);
-  std::vector<char> record(row_bytes);
-  EncodedRows batch;
+  std::vector<unsigned char> record(row_bytes);
+  std::vector<std::vector<unsigned char>> batch(columns_.size());
   for (std::size_t begin = 0; begin < order.size(); begin += kCopyBatchRows) {
     const std::size_t end = std::min(order.size(), begin + kCopyBatchRows);
-    batch = EncodedRows{};
+    for (auto& column : batch) column.clear();
     for (std::size_t i = begin; i < end; ++i) {
       const auto offset = static_cast<off_t>(order[i] * row_bytes);
       if (::pread(fd, record.data(), row_bytes, offset) != static_cast<ssize_t>(row_bytes))
         throw IoError(errno_message("cannot read temporary file '" + spool_path_ + "'", errno));
-      const char* p = record.data();
-      std::int32_t value;
-      std::memcpy(&value, p, 4), p += 4;
-      batch.labels.push_back(value);
-      if (layout_.chars) {
-        std::memcpy(&value, p, 4), p += 4;
-        batch.char_lengths.push_back(value);
-        batch.chars.insert(batch.chars.end(), p, p + L), p += L;
-      }
-      if (layout_.words) {
-        std::memcpy(&value, p, 4), p += 4;
-        batch.word_lengths.push_back(value);
-        const std::size_t at = batch.words.size();
-        batch.words.resize(at + W);
-        std::memcpy(batch.words.data() + at, p, 4 * W);
+      const unsigned char* p = record.data();
+      for (std::size_t c = 0; c < columns_.size(); ++c) {
+        batch[c].insert(batch[c].end(), p, p + columns_[c]->row_bytes);
+        p += columns_[c]->row_bytes;
       }
     }
-    write_to_file(batch);
+    for (std::size_t c = 0; c < columns_.size(); ++c) append_column(*columns_[c], batch[c].data(), end - begin);
   }
 }
 
 void RowFileWriter::commit() {
-  if (shuffle_) copy_spool_permuted();
-  // Closing flushes cached chunks: this is where a full disk shows up, with HDF5's error stack
-  // (which carries the system's message) in the exception.
+  if (shuffle_) {
+    create_columns();
+    copy_spool_permuted();
+  }
+  for (const auto& column : columns_)
+    if (column->preallocated && column->staged > 0) flush_chunk(*column);
+  if (expected_rows_ && !shuffle_ && rows_ != *expected_rows_)
+    throw InputError("'" + path_ + "': " + std::to_string(rows_) + " rows written, " + std::to_string(*expected_rows_) +
+                     " counted: the input changed between passes");
+  // Closing flushes HDF5's caches: this is where a full disk shows up for rows written through
+  // HDF5, with its error stack (which carries the system's message) in the exception.
   try {
-    for (Dataset* dataset : {&labels_, &chars_, &char_lengths_, &words_, &word_lengths_})
-      TS_CHECK_HDF5(dataset->handle.close());
+    for (const auto& column : columns_) TS_CHECK_HDF5(column->dataset.close());
     TS_CHECK_HDF5(file_.close());
   } catch (const Hdf5Error& error) {
     throw IoError("cannot write output '" + path_ + "': " + error.what());

@@ -361,7 +361,11 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
     if (summary.sha256.empty()) summary.sha256 = reader.sha256_hex();
   };
 
+  // Rows per output, known after the counting pass: the writers then preallocate their files.
+  std::optional<std::int64_t> train_rows, valid_rows;
   if (count_pass) {
+    train_rows = 0;
+    valid_rows = 0;
     auto reader = open_reader(input, o, true);
     std::vector<TokenCounter> counters(static_cast<std::size_t>(o.threads));
     Pass pass(*reader, o.threads);
@@ -371,6 +375,8 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
         },
         [&](BlockResult& result) {
           summary.records += result.records;
+          *train_rows += result.train_rows;
+          *valid_rows += result.valid_rows;
           bad_rows.add(result.bad);
         });
     finish_reader(*reader);
@@ -387,9 +393,11 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
 
   const auto encode_start = Clock::now();
   const RowLayout layout{o.chars, o.char_length, o.words, o.word_length, o.compression};
-  RowFileWriter train(o.output, layout, o.overwrite, o.shuffle, o.seed);
+  if (train_rows && *train_rows == 0) throw InputError("input '" + source_name + "' holds no usable row");
+  RowFileWriter train(o.output, layout, o.overwrite, o.shuffle, o.seed, train_rows);
   std::optional<RowFileWriter> valid;
-  if (!o.validation_output.empty()) valid.emplace(o.validation_output, layout, o.overwrite, o.shuffle, o.seed + 1);
+  if (!o.validation_output.empty())
+    valid.emplace(o.validation_output, layout, o.overwrite, o.shuffle, o.seed + 1, valid_rows);
   {
     auto reader = open_reader(input, o, !count_pass);
     Pass pass(*reader, o.threads);

@@ -88,7 +88,11 @@ void RowEncoder::count(const Block& block, TokenCounter& counter, BlockResult& r
   for (const RawRecord& record : block.records) {
     std::int32_t label = 0;
     if (!prepare(block, record, result, label)) continue;
-    if (in_validation(options_.seed, record.ordinal, options_.validation_fraction)) continue;
+    if (in_validation(options_.seed, record.ordinal, options_.validation_fraction)) {
+      ++result.valid_rows;
+      continue;
+    }
+    ++result.train_rows;
     collect_tokens(SIZE_MAX);
     counter.add_all(tokens_.data(), tokens_.size());
   }
@@ -99,6 +103,17 @@ void RowEncoder::encode(const Block& block, const Vocabulary* vocabulary, BlockR
   result.records = static_cast<std::int64_t>(block.records.size());
   const auto L = static_cast<std::size_t>(options_.char_length);
   const auto W = static_cast<std::size_t>(options_.word_length);
+  // Room for every record in the main output, so the rows are never copied by vector growth.
+  const std::size_t expected = block.records.size();
+  result.train.labels.reserve(expected);
+  if (options_.chars) {
+    result.train.chars.reserve(expected * L);
+    result.train.char_lengths.reserve(expected);
+  }
+  if (options_.words) {
+    result.train.words.reserve(expected * W);
+    result.train.word_lengths.reserve(expected);
+  }
   for (const RawRecord& record : block.records) {
     std::int32_t label = 0;
     if (!prepare(block, record, result, label)) continue;

@@ -145,3 +145,60 @@ BOOST_AUTO_TEST_CASE(validation_membership_is_deterministic_and_near_the_fractio
   BOOST_TEST(in < 10500);
   BOOST_TEST(!in_validation(5, 3, 0.0));
 }
+
+BOOST_AUTO_TEST_CASE(preallocated_file_equals_the_appended_one) {
+  // With the row count known up front, chunks are preallocated on page boundaries and written
+  // directly (O_DIRECT where the file system allows it); the content must be the same as
+  // appending through HDF5, including a last, partial chunk.
+  const RowLayout layout{true, 1014, true, 300, 0};
+  const int n = 5000;  // 2 full chunks of chars (2048 rows) and a partial one
+  const fs::path a = temp_path("appended.h5"), b = temp_path("preallocated.h5");
+  fs::remove(a);
+  fs::remove(b);
+  {
+    RowFileWriter appended(a.string(), layout, false, false, 1);
+    RowFileWriter preallocated(b.string(), layout, false, false, 1, n);
+    BOOST_TEST(!appended.direct());
+    for (int first = 0; first < n; first += 700) {
+      const auto rows = make_rows(first, std::min(700, n - first), layout);
+      appended.append(rows);
+      preallocated.append(rows);
+    }
+    appended.commit();
+    preallocated.commit();
+  }
+  h5::Handle fa(H5Fopen(a.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)), fb(H5Fopen(b.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  BOOST_TEST(read_dataset<std::uint8_t>(fa.get(), "chars", H5T_NATIVE_UINT8) ==
+             read_dataset<std::uint8_t>(fb.get(), "chars", H5T_NATIVE_UINT8));
+  BOOST_TEST(read_dataset<std::int32_t>(fa.get(), "words", H5T_NATIVE_INT32) ==
+             read_dataset<std::int32_t>(fb.get(), "words", H5T_NATIVE_INT32));
+  const auto labels = read_dataset<std::int32_t>(fb.get(), "labels", H5T_NATIVE_INT32);
+  BOOST_TEST(labels == make_rows(0, n, layout).labels);
+  BOOST_TEST(read_dataset<std::int32_t>(fb.get(), "word_lengths", H5T_NATIVE_INT32) ==
+             make_rows(0, n, layout).word_lengths);
+  // Preallocated chunks are whole pages.
+  h5::Handle chars(H5Dopen2(fb.get(), "chars", H5P_DEFAULT));
+  h5::Handle create(H5Dget_create_plist(chars.get()));
+  hsize_t chunk[2] = {0, 0};
+  BOOST_REQUIRE(H5Pget_chunk(create.get(), 2, chunk) == 2);
+  BOOST_TEST(chunk[0] * chunk[1] % 4096 == 0u);
+  fs::remove(a);
+  fs::remove(b);
+}
+
+BOOST_AUTO_TEST_CASE(fewer_rows_than_counted_is_an_error_and_leaves_nothing) {
+  const RowLayout layout{true, 16, false, 1, 0};
+  const fs::path path = temp_path("short.h5");
+  fs::remove(path);
+  {
+    RowFileWriter writer(path.string(), layout, false, false, 1, 100);
+    writer.append(make_rows(0, 60, layout));
+    BOOST_CHECK_THROW(writer.commit(), textscale::InputError);
+  }
+  BOOST_TEST(!fs::exists(path));
+  {
+    RowFileWriter writer(path.string(), layout, false, false, 1, 10);
+    BOOST_CHECK_THROW(writer.append(make_rows(0, 5000, layout)), textscale::InputError);
+  }
+  BOOST_TEST(!fs::exists(path));
+}

@@ -2,13 +2,26 @@
 //
 // Rows go to "<path>.tmp-<pid>" and the file only takes its final name in commit(); if anything
 // fails before, the destructor removes the temporary file, so a half-written file never sits
-// under the output name. With shuffling, rows are first spooled to a raw temporary file of
-// fixed-size records and copied into the HDF5 file in a seeded permutation, so memory stays at
-// 8 bytes per row whatever the text size.
+// under the output name.
+//
+// Two ways to store the rows, chosen by what is known when the writer starts:
+// - the number of rows is known (after a counting pass, or at commit time when shuffling): the
+//   datasets are created at their final size with every chunk allocated up front at a 4 KiB
+//   aligned address (chunk sizes are multiples of 4 KiB), and whole chunks are written straight
+//   to those addresses with O_DIRECT. On the machines we measured, buffered writes through the
+//   page cache ran at 0.4-0.8 GB/s and direct writes at 2.2 GB/s, and the output is several
+//   times the size of the input: this is what bounds large runs. HDF5 never touches the chunk
+//   ranges (their fill value is never written), and its own metadata stays on other pages.
+// - otherwise (a single pass with an unknown row count): extendible datasets appended through
+//   HDF5.
+// With shuffling, rows are first spooled to a raw temporary file of fixed-size records and
+// copied in a seeded permutation, so memory stays at 8 bytes per row whatever the text size.
 #pragma once
 
 #include <cstdint>
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,7 +35,7 @@ struct RowLayout {
   int char_length = 1014;
   bool words = true;
   int word_length = 300;
-  int compression = 0;  // gzip level, 0 = none
+  int compression = 0;  // gzip level, 0 = none (compressed datasets are always written through HDF5)
 };
 
 // Seeded Fisher-Yates over [0, n) with std::mt19937_64 and an unbiased bounded draw (both fully
@@ -31,8 +44,10 @@ struct RowLayout {
 
 class RowFileWriter {
  public:
-  // Throws InputError if `path` exists and !overwrite, IoError/Hdf5Error if it cannot be created.
-  RowFileWriter(std::string path, RowLayout layout, bool overwrite, bool shuffle, std::uint64_t seed);
+  // expected_rows: the number of rows that will be appended, when known. Throws InputError if
+  // `path` exists and !overwrite, IoError/Hdf5Error if it cannot be created.
+  RowFileWriter(std::string path, RowLayout layout, bool overwrite, bool shuffle, std::uint64_t seed,
+                std::optional<std::int64_t> expected_rows = std::nullopt);
   RowFileWriter(const RowFileWriter&) = delete;
   RowFileWriter& operator=(const RowFileWriter&) = delete;
   ~RowFileWriter();
@@ -41,26 +56,29 @@ class RowFileWriter {
   [[nodiscard]] std::int64_t rows() const { return rows_; }
   // Per class counts of the rows appended so far.
   [[nodiscard]] const std::vector<std::int64_t>& class_counts() const { return class_counts_; }
-  // The open HDF5 file, for attributes and extra datasets.
+  // The open HDF5 file, for attributes and extra datasets (until commit).
   [[nodiscard]] hid_t file() const { return file_.get(); }
   [[nodiscard]] const std::string& path() const { return path_; }
+  // Whether rows go to preallocated chunks with direct I/O (false: through HDF5).
+  [[nodiscard]] bool direct() const { return raw_fd_ >= 0 && raw_direct_; }
 
-  // Copies spooled rows in their permuted order (when shuffling), closes the file, syncs it and
-  // renames it to its final name.
+  // Writes what is still buffered (the spooled rows in their permuted order when shuffling),
+  // closes the file, syncs it and renames it to its final name. Throws InputError when a known
+  // row count was not met (the input changed between passes).
   void commit();
 
  private:
-  struct Dataset {
-    h5::Handle handle;
-    hid_t memory_type = H5I_INVALID_HID;
-    hsize_t width = 0;  // 0 for a 1-D dataset
-  };
-  Dataset create(const char* name, hid_t file_type, hid_t memory_type, hsize_t width, hsize_t chunk_rows);
-  void write_rows(Dataset& dataset, const void* data, std::size_t count);
-  void write_to_file(const EncodedRows& rows);
+  struct Column;
+  void create_columns();
+  void create_extendible(Column& column);
+  void create_preallocated(Column& column, std::int64_t rows);
+  void open_raw_file();
+  void append_column(Column& column, const void* data, std::size_t count);
+  void flush_chunk(Column& column);
   void write_columns(const EncodedRows& rows);
   void spool(const EncodedRows& rows);
   void copy_spool_permuted();
+  void close_columns();
   [[nodiscard]] std::size_t spool_row_bytes() const;
 
   std::string path_;
@@ -70,12 +88,14 @@ class RowFileWriter {
   bool overwrite_;
   bool shuffle_;
   std::uint64_t seed_;
+  std::optional<std::int64_t> expected_rows_;
   bool committed_ = false;
   h5::Handle file_;
-  Dataset labels_, chars_, char_lengths_, words_, word_lengths_;
+  std::vector<std::unique_ptr<Column>> columns_;  // labels, chars, char_lengths, words, word_lengths
+  int raw_fd_ = -1;
+  bool raw_direct_ = false;
   std::FILE* spool_ = nullptr;
   std::int64_t rows_ = 0;
-  std::int64_t written_ = 0;  // rows in the HDF5 datasets
   std::vector<std::int64_t> class_counts_;
 };
 

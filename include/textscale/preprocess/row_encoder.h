@@ -28,6 +28,8 @@ struct EncodedRows {
 struct BlockResult {
   std::int64_t sequence = 0;
   std::int64_t records = 0;
+  std::int64_t train_rows = 0;  // good rows for each output (counted in both passes)
+  std::int64_t valid_rows = 0;
   EncodedRows train;  // rows for the main output
   EncodedRows valid;  // rows carved out for validation
   std::vector<BadRow> bad;
