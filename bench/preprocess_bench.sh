@@ -28,6 +28,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 
+invocation="bench/preprocess_bench.sh $*"
 rows=${ROWS:-3600000}
 seed=${SEED:-1}
 bench_dir=${BENCH_DIR:-/tmp/textscale-bench}
@@ -142,6 +143,7 @@ report=$(
   echo "- host: $(nproc) cores ($(lscpu | awk -F': *' '/Model name/ {print $2; exit}')), $(free -g | awk '/Mem:/ {print $2}') GiB RAM; input in page cache"
   echo "- textscale: $("$textscale" --version 2>/dev/null | head -n 1); peer: $("$python" --version 2>&1), numpy $("$python" -c 'import numpy; print(numpy.__version__)'), h5py $("$python" -c 'import h5py; print(h5py.__version__)')"
   echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "- command: \`$invocation\` (from the repository root, after \`bash .ci/build.sh\`)"
   echo
   echo "| run | rows | wall s | MB/s | rows/s | CPU s | peak RSS MB |"
   echo "|---|---:|---:|---:|---:|---:|---:|"
