@@ -14,7 +14,11 @@ interrupt_while_blocked() {  # interrupt_while_blocked SIGNAL OUTPUT ARGS...
   local writer=$!
   "$TEXTSCALE_BIN" preprocess --input - --output "$output" "$@" < feed > out 2> err &
   local pid=$!
-  sleep 1
+  # Signal once it is under way: its temporary file exists (up to 10 s on a busy machine).
+  local started=0
+  while [ $started -lt 100 ] && ! compgen -G "$output.*" > /dev/null; do sleep 0.1; started=$((started + 1)); done
+  compgen -G "$output.*" > /dev/null || fail "no temporary file for $output after 10 s"
+  sleep 0.2
   kill -"$signal" "$pid"
   local status=0 waited=0
   while kill -0 "$pid" 2>/dev/null && [ $waited -lt 50 ]; do sleep 0.1; waited=$((waited + 1)); done
