@@ -235,7 +235,14 @@ Vocabulary load_vocabulary(const std::string& path) {
     if (tokenizer != kTokenizerName)
       throw InputError("its tokenizer is '" + tokenizer + "', this build uses '" + std::string(kTokenizerName) + "'");
     std::vector<std::string> words = h5::read_string_dataset(file.get(), "vocab");
-    return Vocabulary::from_words(std::move(words), {});
+    std::vector<std::int64_t> counts;
+    if (H5Lexists(file.get(), "vocab_counts", H5P_DEFAULT) > 0) {
+      h5::Handle dataset(TS_CHECK_HDF5(H5Dopen2(file.get(), "vocab_counts", H5P_DEFAULT)));
+      h5::Handle space(TS_CHECK_HDF5(H5Dget_space(dataset.get())));
+      counts.resize(static_cast<std::size_t>(H5Sget_simple_extent_npoints(space.get())));
+      TS_CHECK_HDF5(H5Dread(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, counts.data()));
+    }
+    return Vocabulary::from_words(std::move(words), std::move(counts));
   } catch (const Error& error) {
     throw InputError("--vocab-from '" + path + "': " + error.what());
   }

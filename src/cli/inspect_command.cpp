@@ -96,7 +96,10 @@ int inspect_command(const std::vector<std::string>& arguments) {
     h5::Handle dataset(TS_CHECK_HDF5(H5Dopen2(f, "labels", H5P_DEFAULT)));
     TS_CHECK_HDF5(H5Dread(dataset.get(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, all_labels.data()));
   }
-  std::vector<long long> counts(static_cast<std::size_t>(std::stoll(number("num_classes"))), 0);
+  std::size_t num_classes = classes.size();
+  if (h5::has_attribute(f, "num_classes"))
+    num_classes = static_cast<std::size_t>(std::max<std::int64_t>(0, h5::read_int_attribute(f, "num_classes")));
+  std::vector<long long> counts(num_classes, 0);
   for (const std::int32_t label : all_labels) {
     if (label >= 0 && static_cast<std::size_t>(label) < counts.size()) ++counts[static_cast<std::size_t>(label)];
   }

@@ -92,6 +92,7 @@ py - <<'PY' || fail "--vocab-from"
 import h5py
 a, b = h5py.File("ag_train.h5", "r"), h5py.File("ag_test2.h5", "r")
 assert list(a["vocab"][:]) == list(b["vocab"][:])
+assert list(a["vocab_counts"][:]) == list(b["vocab_counts"][:])  # training counts travel with it
 assert b.attrs["split"] == "test" and b.attrs["vocab_source"] == "ag_train.h5"
 assert a.attrs["split"] == "train" and a.attrs["vocab_source"] == "self"
 PY
