@@ -63,16 +63,20 @@ bool RowEncoder::prepare(const Block& block, const RawRecord& record, BlockResul
   const std::size_t invalid = find_invalid_utf8(text_);
   if (invalid != std::string_view::npos)
     return reject(BadRowReason::invalid_utf8, "invalid UTF-8 at byte " + std::to_string(invalid) + " of the text");
+  text_.append(kPadding, '\0');
   return true;
 }
 
 void RowEncoder::collect_tokens(std::size_t limit) {
   tokens_.clear();
   lowered_.clear();
-  lowered_.reserve(text_.size());  // lower-cased tokens never add up to more than the text
-  tokenizer_.for_each(text_, [&](std::string_view token) {
+  // Lower-cased tokens never add up to more than the text: lowered_ does not reallocate while
+  // tokens_ points into it.
+  lowered_.reserve(text_.size());
+  const std::string_view text = this->text();
+  tokenizer_.for_each(text, [&](std::string_view token) {
     const std::less<const char*> before;
-    if (before(token.data(), text_.data()) || !before(token.data(), text_.data() + text_.size())) {
+    if (before(token.data(), text.data()) || !before(token.data(), text.data() + text.size())) {
       const std::size_t at = lowered_.size();
       lowered_.append(token);
       token = std::string_view(lowered_).substr(at);
@@ -80,6 +84,7 @@ void RowEncoder::collect_tokens(std::size_t limit) {
     tokens_.push_back(token);
     return tokens_.size() < limit;
   });
+  lowered_.append(kPadding, '\0');
 }
 
 void RowEncoder::count(const Block& block, TokenCounter& counter, BlockResult& result) {
@@ -123,7 +128,7 @@ void RowEncoder::encode(const Block& block, const Vocabulary* vocabulary, BlockR
     if (options_.chars) {
       const std::size_t at = rows.chars.size();
       rows.chars.resize(at + L);
-      rows.char_lengths.push_back(quantizer_.encode(text_, options_.char_length, rows.chars.data() + at));
+      rows.char_lengths.push_back(quantizer_.encode(text(), options_.char_length, rows.chars.data() + at));
     }
     if (options_.words) {
       const std::size_t at = rows.words.size();

@@ -25,6 +25,24 @@ WordKey WordKey::of(std::string_view word) {
   return key;
 }
 
+WordKey WordKey::of_padded(std::string_view word) {
+  constexpr std::uint64_t kMul = 0x9E3779B97F4A7C15ull;
+  const auto* p = reinterpret_cast<const unsigned char*>(word.data());
+  const std::size_t n = word.size();
+  const auto load = [p](std::size_t at, std::size_t bytes) {
+    std::uint64_t value;
+    std::memcpy(&value, p + at, 8);
+    return bytes >= 8 ? value : value & ((std::uint64_t{1} << (8 * bytes)) - 1);
+  };
+  WordKey key;
+  key.prefix = n == 0 ? 0 : load(0, n);
+  std::uint64_t h = (key.prefix ^ n) * kMul;
+  for (std::size_t i = 8; i < n; i += 8) h = ((h ^ (h >> 29)) ^ load(i, n - i)) * kMul;
+  h ^= h >> 32;
+  key.tag = static_cast<std::uint32_t>(h & 0xFFFFFF00u) | static_cast<std::uint32_t>(n < 255 ? n : 255);
+  return key;
+}
+
 WordIndex::WordIndex() : slots_(1u << 12) {}
 
 void WordIndex::grow() {
@@ -69,7 +87,7 @@ void WordIndex::prefetch(const std::string_view* words, std::size_t count, std::
   keys.resize(count);
   const std::uint64_t mask = slots_.size() - 1;
   for (std::size_t i = 0; i < count; ++i) {
-    keys[i] = WordKey::of(words[i]);
+    keys[i] = WordKey::of_padded(words[i]);
     __builtin_prefetch(&slots_[(keys[i].spread() >> 24) & mask]);
   }
 }

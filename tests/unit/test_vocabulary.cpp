@@ -60,3 +60,33 @@ BOOST_AUTO_TEST_CASE(from_words_checks_reserved_ids_and_duplicates) {
   const Vocabulary v = Vocabulary::from_words({"<pad>", "<unk>", "a", "b"}, {});
   BOOST_TEST(v.id("b") == 3);
 }
+
+BOOST_AUTO_TEST_CASE(padded_keys_equal_plain_keys) {
+  // of_padded reads whole 8-byte words past the end; bytes there must not change the key.
+  std::mt19937 rng(3);
+  for (int trial = 0; trial < 2000; ++trial) {
+    std::string word(rng() % 40 + 1, 'x');
+    for (char& c : word) c = static_cast<char>('a' + rng() % 26);
+    std::string padded = word + std::string(8, static_cast<char>(rng()));
+    const WordKey a = WordKey::of(word);
+    const WordKey b = WordKey::of_padded(std::string_view(padded.data(), word.size()));
+    BOOST_TEST(a.prefix == b.prefix);
+    BOOST_TEST(a.tag == b.tag);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(batched_lookups_equal_single_lookups) {
+  TokenCounter counter;
+  for (const char* w : {"alpha", "beta", "beta", "a-rather-long-word-over-eight", "gamma"}) counter.add(w);
+  const Vocabulary v = Vocabulary::build(counter, 10, 1);
+  const std::string text = std::string("beta alpha a-rather-long-word-over-eight zeta") + std::string(8, '\0');
+  const std::vector<std::string_view> words = {std::string_view(text.data(), 4), std::string_view(text.data() + 5, 5),
+                                               std::string_view(text.data() + 11, 29),
+                                               std::string_view(text.data() + 41, 4)};
+  std::vector<std::int32_t> ids(words.size());
+  Vocabulary::Scratch scratch;
+  v.ids(words.data(), words.size(), ids.data(), scratch);
+  for (std::size_t i = 0; i < words.size(); ++i) BOOST_TEST(ids[i] == v.id(words[i]));
+  BOOST_TEST(ids[3] == Vocabulary::kUnknown);
+  BOOST_TEST(ids[0] == 2);  // beta, the most frequent
+}

@@ -59,9 +59,14 @@ class RowEncoder {
   // The row's tokens (up to `limit`) as views into text_ or lowered_.
   void collect_tokens(std::size_t limit);
 
+  // The row's text; text_ holds it followed by kPadding NUL bytes so that tokens can be hashed
+  // 8 bytes at a time (WordKey::of_padded).
+  [[nodiscard]] std::string_view text() const { return std::string_view(text_.data(), text_.size() - kPadding); }
+  static constexpr std::size_t kPadding = 8;
+
   Tokenizer tokenizer_;
-  std::string text_;     // the row's text after unescaping and joining
-  std::string lowered_;  // lower-cased copies of tokens that needed it; never reallocates mid-row
+  std::string text_;     // the row's text after unescaping and joining, then kPadding NULs
+  std::string lowered_;  // lower-cased copies of tokens that needed it, then kPadding NULs
   std::vector<std::string_view> tokens_;
   Vocabulary::Scratch scratch_;
 };

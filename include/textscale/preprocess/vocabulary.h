@@ -17,6 +17,9 @@ struct WordKey {
   std::uint64_t prefix = 0;
   std::uint32_t tag = 0;
   [[nodiscard]] static WordKey of(std::string_view word);
+  // The same key, reading 8 bytes at a time: requires round_up(size, 8) readable bytes at
+  // word.data() (bytes past the word are masked off, so their values do not matter).
+  [[nodiscard]] static WordKey of_padded(std::string_view word);
   [[nodiscard]] std::uint64_t spread() const { return (prefix ^ tag) * 0x9E3779B97F4A7C15ull; }
 };
 
@@ -35,7 +38,8 @@ class WordIndex {
   [[nodiscard]] std::uint32_t find(std::string_view word) const { return find(word, WordKey::of(word)); }
   // The same for many words at once: all their slots are prefetched first, so the cache misses
   // of a row's tokens overlap instead of following one another. entries[i] is the result for
-  // words[i]; `keys` is scratch space.
+  // words[i]; `keys` is scratch space. Requires 8 readable bytes past the end of every word
+  // (WordKey::of_padded).
   void insert_all(const std::string_view* words, std::size_t count, std::uint32_t* entries, std::vector<WordKey>& keys);
   void find_all(const std::string_view* words, std::size_t count, std::uint32_t* entries,
                 std::vector<WordKey>& keys) const;
@@ -74,7 +78,7 @@ class TokenCounter {
     if (entry >= counts_.size()) counts_.resize(entry + 1, 0);
     counts_[entry] += count;
   }
-  // Counts every word of words[0, count).
+  // Counts every word of words[0, count) (8 readable bytes past the end of each, see WordIndex).
   void add_all(const std::string_view* words, std::size_t count);
   void merge(const TokenCounter& other);
   [[nodiscard]] std::size_t distinct() const { return index_.size(); }
@@ -113,7 +117,8 @@ class Vocabulary {
     const std::uint32_t entry = index_.find(word);
     return entry == WordIndex::kAbsent ? kUnknown : static_cast<std::int32_t>(entry) + 2;
   }
-  // ids[i] = id(words[i]) for i < count; `scratch` is the caller's (one per thread).
+  // ids[i] = id(words[i]) for i < count (8 readable bytes past the end of each, see WordIndex);
+  // `scratch` is the caller's (one per thread).
   struct Scratch {
     std::vector<WordKey> keys;
     std::vector<std::uint32_t> entries;
