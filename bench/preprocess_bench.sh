@@ -11,9 +11,11 @@
 # once (cat > /dev/null) before each run, so every run reads it from the page cache, and `sync`
 # runs between runs (untimed) so one run's write-back does not land in the next one's time.
 #
-# Usage: bench/preprocess_bench.sh [--rows N] [--seed S] [--bench-dir DIR] [--csv PATH]
+# Usage: bench/preprocess_bench.sh [--rows N] [--seed S] [--bench-dir DIR] [--csv PATH] [--imdb N]
 #                                  [--threads N] [--out FILE] [--no-peer] [--no-single-thread]
 #                                  [--keep-outputs]
+# --imdb N benchmarks real text instead: $TEXTSCALE_DATA/imdb/train.csv.gz (default ../shared/data)
+# decompressed and repeated N times.
 # Environment (flags win): ROWS (3600000), SEED (1), BENCH_DIR (/tmp/textscale-bench), CSV,
 #   THREADS (0 = all cores), TEXTSCALE (build/bin/textscale), PYTHON (/usr/bin/python3).
 # The CSV is generated only when missing (default $BENCH_DIR/zhang_synth_<rows>_s<seed>.csv, about
@@ -33,6 +35,8 @@ rows=${ROWS:-3600000}
 seed=${SEED:-1}
 bench_dir=${BENCH_DIR:-/tmp/textscale-bench}
 csv=${CSV:-}
+imdb_copies=0
+data_dir=${TEXTSCALE_DATA:-$repo/../shared/data}
 threads=${THREADS:-0}
 textscale=${TEXTSCALE:-$repo/build/bin/textscale}
 python=${PYTHON:-/usr/bin/python3}
@@ -48,6 +52,7 @@ while [[ $# -gt 0 ]]; do
     --seed) seed=$2; shift 2 ;;
     --bench-dir) bench_dir=$2; shift 2 ;;
     --csv) csv=$2; shift 2 ;;
+    --imdb) imdb_copies=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --out) out_file=$2; shift 2 ;;
     --no-peer) run_peer=0; shift ;;
@@ -63,6 +68,14 @@ done
 "$python" -c 'import numpy, h5py' 2>/dev/null || { echo "$python lacks numpy or h5py" >&2; exit 1; }
 
 mkdir -p "$bench_dir"
+if [[ $imdb_copies -gt 0 ]]; then
+  # Real text: the IMDB training CSV (25,000 reviews, Zhang polarity format) repeated N times.
+  csv=$bench_dir/imdb_train_x${imdb_copies}.csv
+  if [[ ! -s $csv ]]; then
+    [[ -f $data_dir/imdb/train.csv.gz ]] || { echo "no $data_dir/imdb/train.csv.gz (set TEXTSCALE_DATA)" >&2; exit 1; }
+    for ((i = 0; i < imdb_copies; ++i)); do gzip -dc "$data_dir/imdb/train.csv.gz"; done > "$csv"
+  fi
+fi
 csv=${csv:-$bench_dir/zhang_synth_${rows}_s${seed}.csv}
 if [[ ! -s $csv ]]; then
   echo "generating $csv ($rows rows, seed $seed)" >&2
