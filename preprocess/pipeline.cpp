@@ -292,6 +292,7 @@ void write_metadata(RowFileWriter& writer, const std::string& split, const Prepr
   using h5::write_attribute;
   write_attribute(file, "schema_version", kSchemaVersion);
   write_attribute(file, "created_by", version_line());
+  write_attribute(file, "libraries", build_info().libraries);
   write_attribute(file, "created", now_iso8601());
   write_attribute(file, "split", split);
   write_attribute(file, "num_rows", static_cast<std::int64_t>(writer.rows()));

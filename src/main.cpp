@@ -38,7 +38,8 @@ int dispatch(int argc, char** argv) {
   }
   if (command == "--version") {
     const textscale::BuildInfo info = textscale::build_info();
-    std::printf("%s\n%s\n", textscale::version_line().c_str(), info.libraries.c_str());
+    std::printf("%s\n%s\n%s\n", textscale::version_line().c_str(), info.libraries.c_str(),
+                textscale::device_summary().c_str());
     return 0;
   }
   if (command == "preprocess") return textscale::cli::preprocess_command(arguments);

@@ -36,6 +36,14 @@ BuildInfo build_info() {
   return info;
 }
 
+std::string device_summary() {
+#ifdef TEXTSCALE_WITH_CUDA
+  return cuda::device_summary();
+#else
+  return "CPU only build";
+#endif
+}
+
 std::string version_line() {
   const BuildInfo info = build_info();
   std::ostringstream out;

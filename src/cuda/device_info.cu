@@ -19,13 +19,14 @@ std::string library_versions() {
   int nccl = 0;
   if (ncclGetVersion(&nccl) == ncclSuccess)
     out << ", nccl " << nccl / 10000 << "." << (nccl % 10000) / 100 << "." << nccl % 100;
+  return out.str();
+}
+
+std::string device_summary() {
   int devices = 0;
   const cudaError_t status = cudaGetDeviceCount(&devices);
-  if (status == cudaSuccess)
-    out << ", " << devices << " GPU(s)";
-  else
-    out << ", no GPU (" << cudaGetErrorString(status) << ")";
-  return out.str();
+  if (status != cudaSuccess) return std::string("no GPU (") + cudaGetErrorString(status) + ")";
+  return std::to_string(devices) + " GPU(s)";
 }
 
 }  // namespace textscale::cuda

@@ -75,4 +75,12 @@ import h5py
 a, b = h5py.File("yahoo.h5", "r"), h5py.File("packed.h5", "r")
 assert b["chars"].compression == "gzip" and (a["chars"][:] == b["chars"][:]).all()
 PY
+# gzip arriving on standard input is recognised by its magic bytes.
+gzip -c yahoo/train.csv | "$TEXTSCALE_BIN" preprocess --input - --classes yahoo/classes.txt --output piped.h5 -q
+py - <<'PY' || fail "gzip on standard input"
+import h5py
+a, b = h5py.File("yahoo.h5", "r"), h5py.File("piped.h5", "r")
+assert (a["chars"][:] == b["chars"][:]).all() and b.attrs["source_file"] == "<stdin>"
+assert "hdf5 1." in b.attrs["libraries"]
+PY
 finish

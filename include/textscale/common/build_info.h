@@ -17,5 +17,7 @@ struct BuildInfo {
 [[nodiscard]] BuildInfo build_info();
 // One line: "textscale 0.1.0 (rev abc123, Release, cuda on)".
 [[nodiscard]] std::string version_line();
+// The accelerators this process can see ("2 GPU(s)", "no GPU (...)", "CPU only build").
+[[nodiscard]] std::string device_summary();
 
 }  // namespace textscale

@@ -6,8 +6,10 @@
 
 namespace textscale::cuda {
 
-// "cuda runtime 13.0, cudnn 9.x.y, nccl 2.x.y, N GPU(s)" — never throws; a machine without a GPU
-// or driver reports "no GPU (reason)".
+// "cuda runtime 13.0, cudnn 9.x.y, nccl 2.x.y": the libraries this binary runs with. Touches no
+// device.
 [[nodiscard]] std::string library_versions();
+// "N GPU(s)", or "no GPU (reason)" on a machine without a GPU or driver. Never throws.
+[[nodiscard]] std::string device_summary();
 
 }  // namespace textscale::cuda
