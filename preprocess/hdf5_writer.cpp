@@ -11,6 +11,7 @@
 #include <random>
 
 #include "textscale/common/error.h"
+#include "textscale/preprocess/chunk_writer.h"
 
 namespace textscale::preprocess {
 
@@ -52,7 +53,8 @@ struct RowFileWriter::Column {
   hsize_t chunk_rows = 0;
   std::int64_t rows = 0;  // the dataset's size
   std::vector<haddr_t> chunk_addresses;
-  std::unique_ptr<unsigned char, decltype(&std::free)> staging{nullptr, &std::free};
+  unsigned char* staging = nullptr;  // a buffer of chunks_' pool while a chunk is being filled
+  int stream = 0;                    // this column's buffer pool in chunks_
   hsize_t staged = 0;
   std::size_t next_chunk = 0;
 
@@ -87,6 +89,7 @@ RowFileWriter::RowFileWriter(std::string path, RowLayout layout, bool overwrite,
     column->memory_type = memory_type;
     column->width = width;
     column->row_bytes = element * std::max<hsize_t>(width, 1);
+    column->stream = static_cast<int>(columns_.size());
     columns_.push_back(std::move(column));
   };
   add("labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 0, 4);
@@ -110,7 +113,7 @@ RowFileWriter::RowFileWriter(std::string path, RowLayout layout, bool overwrite,
 RowFileWriter::~RowFileWriter() {
   if (spool_) std::fclose(spool_);
   if (!spool_path_.empty()) std::remove(spool_path_.c_str());
-  if (raw_fd_ >= 0) ::close(raw_fd_);
+  chunks_.reset();
   if (!committed_) {
     columns_.clear();
     file_.reset();
@@ -189,8 +192,6 @@ void RowFileWriter::create_preallocated(Column& column, std::int64_t rows) {
       throw Hdf5Error(std::string("chunk ") + std::to_string(c) + " of '" + column.name + "' was not preallocated");
     column.chunk_addresses[c] = address;
   }
-  column.staging.reset(static_cast<unsigned char*>(std::aligned_alloc(kPage, column.chunk_bytes())));
-  if (!column.staging) throw std::bad_alloc();
 }
 
 void RowFileWriter::open_raw_file() {
@@ -199,37 +200,15 @@ void RowFileWriter::open_raw_file() {
   bool aligned = true;
   for (const auto& column : columns_)
     for (const haddr_t address : column->chunk_addresses) aligned = aligned && address % kPage == 0;
-  raw_direct_ = aligned;
-  if (aligned) raw_fd_ = ::open(temporary_path_.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT);
-  if (raw_fd_ < 0) {
-    raw_direct_ = false;
-    raw_fd_ = ::open(temporary_path_.c_str(), O_WRONLY | O_CLOEXEC);
-  }
-  if (raw_fd_ < 0) throw IoError(errno_message("cannot open '" + temporary_path_ + "' for writing", errno));
+  chunks_ = std::make_unique<ChunkWriter>(temporary_path_, aligned);
 }
 
 void RowFileWriter::flush_chunk(Column& column) {
   const std::size_t bytes = column.chunk_bytes();
   const std::size_t used = static_cast<std::size_t>(column.staged) * column.row_bytes;
-  std::memset(column.staging.get() + used, 0, bytes - used);  // the tail of the last chunk
-  const auto address = static_cast<off_t>(column.chunk_addresses[column.next_chunk++]);
-  for (std::size_t done = 0; done < bytes;) {
-    const ssize_t wrote =
-        ::pwrite(raw_fd_, column.staging.get() + done, bytes - done, address + static_cast<off_t>(done));
-    if (wrote < 0 && errno == EINTR) continue;
-    if (wrote < 0 && errno == EINVAL && raw_direct_) {
-      // The file system accepted O_DIRECT at open but not for this write: fall back to the page cache.
-      ::close(raw_fd_);
-      raw_direct_ = false;
-      raw_fd_ = ::open(temporary_path_.c_str(), O_WRONLY | O_CLOEXEC);
-      if (raw_fd_ < 0) throw IoError(errno_message("cannot open '" + temporary_path_ + "' for writing", errno));
-      continue;
-    }
-    if (wrote <= 0)
-      throw IoError(errno_message("cannot write output '" + path_ + "' (dataset " + column.name + ")",
-                                  wrote < 0 ? errno : ENOSPC));
-    done += static_cast<std::size_t>(wrote);
-  }
+  std::memset(column.staging + used, 0, bytes - used);  // the tail of the last chunk
+  chunks_->submit(column.stream, column.staging, bytes, column.chunk_addresses[column.next_chunk++]);
+  column.staging = nullptr;
   column.staged = 0;
 }
 
@@ -257,8 +236,9 @@ void RowFileWriter::append_column(Column& column, const void* data, std::size_t 
     throw InputError("more rows than counted for '" + path_ + "': the input changed between passes");
   const auto* bytes = static_cast<const unsigned char*>(data);
   while (count > 0) {
+    if (!column.staging) column.staging = chunks_->acquire(column.stream, column.chunk_bytes());
     const std::size_t n = std::min<std::size_t>(count, column.chunk_rows - column.staged);
-    std::memcpy(column.staging.get() + column.staged * column.row_bytes, bytes, n * column.row_bytes);
+    std::memcpy(column.staging + column.staged * column.row_bytes, bytes, n * column.row_bytes);
     column.staged += n;
     column.written += static_cast<std::int64_t>(n);
     bytes += n * column.row_bytes;
@@ -355,6 +335,11 @@ void RowFileWriter::commit() {
   }
   for (const auto& column : columns_)
     if (column->preallocated && column->staged > 0) flush_chunk(*column);
+  if (chunks_) {
+    chunks_->finish();
+    direct_ = chunks_->direct();
+    chunks_.reset();
+  }
   if (expected_rows_ && !shuffle_ && rows_ != *expected_rows_)
     throw InputError("'" + path_ + "': " + std::to_string(rows_) + " rows written, " + std::to_string(*expected_rows_) +
                      " counted: the input changed between passes");

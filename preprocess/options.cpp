@@ -93,6 +93,7 @@ void resolve(PreprocessOptions& o) {
   if (o.validation_fraction > 0.0 && o.validation_output.empty())
     o.validation_output = default_validation_path(o.output);
   if (o.validation_fraction == 0.0) o.validation_output.clear();
+  if (o.min_count < 1) throw InputError("--min-count must be >= 1");
   if (o.compression < 0 || o.compression > 9) throw InputError("--compress must be 0..9");
   if (o.max_row_bytes < 16) throw InputError("--max-row-bytes must be >= 16");
   if (o.threads <= 0) o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

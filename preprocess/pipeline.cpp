@@ -33,6 +33,7 @@
 #include "textscale/preprocess/record_reader.h"
 #include "textscale/preprocess/row_encoder.h"
 #include "textscale/preprocess/source.h"
+#include "textscale/preprocess/token_spool.h"
 
 namespace textscale::preprocess {
 
@@ -248,6 +249,29 @@ Vocabulary load_vocabulary(const std::string& path) {
   }
 }
 
+// Words of a block from the counting pass's spool: entry numbers mapped to vocabulary ids.
+void fill_words(const TokenSpool::Segment& segment, const std::vector<std::int32_t>& ids, std::size_t W,
+                BlockResult& result) {
+  const auto changed = [] { return InputError("the input changed between passes"); };
+  if (segment.rows.size() != result.train.rows() + result.valid.rows()) throw changed();
+  for (EncodedRows* rows : {&result.train, &result.valid}) {
+    rows->words.assign(rows->rows() * W, Vocabulary::kPadding);
+    rows->word_lengths.clear();
+    rows->word_lengths.reserve(rows->rows());
+  }
+  std::size_t at = 0;
+  for (const std::uint32_t value : segment.rows) {
+    EncodedRows& rows = (value & 1u) ? result.valid : result.train;
+    const std::size_t kept = value >> 1;
+    const std::size_t row = rows.word_lengths.size();
+    if (row >= rows.rows() || kept > W || at + kept > segment.entries.size()) throw changed();
+    std::int32_t* out = rows.words.data() + row * W;
+    for (std::size_t k = 0; k < kept; ++k) out[k] = ids[segment.entries[at + k]];
+    at += kept;
+    rows.word_lengths.push_back(static_cast<std::int32_t>(kept));
+  }
+}
+
 std::string options_json(const PreprocessOptions& o) {
   const nlohmann::json json = {
       {"input", o.input},
@@ -371,30 +395,39 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
 
   // Rows per output, known after the counting pass: the writers then preallocate their files.
   std::optional<std::int64_t> train_rows, valid_rows;
+  // The counting pass's word entries, and per counting thread its entries' final ids.
+  std::optional<TokenSpool> spool;
+  std::vector<std::vector<std::int32_t>> entry_ids;
   if (count_pass) {
     train_rows = 0;
     valid_rows = 0;
+    spool.emplace(o.output + ".tokens-" + std::to_string(::getpid()));
     auto reader = open_reader(input, o, true);
     std::vector<TokenCounter> counters(static_cast<std::size_t>(o.threads));
     Pass pass(*reader, o.threads);
     pass.run(
         [&](int w, const Block& block, BlockResult& result) {
           encoders[static_cast<std::size_t>(w)]->count(block, counters[static_cast<std::size_t>(w)], result);
+          result.worker = w;
         },
         [&](BlockResult& result) {
           summary.records += result.records;
           *train_rows += result.train_rows;
           *valid_rows += result.valid_rows;
           bad_rows.add(result.bad);
+          spool->append(TokenSpool::Segment{static_cast<std::uint32_t>(result.worker), std::move(result.token_rows),
+                                            std::move(result.token_entries)});
         });
     finish_reader(*reader);
     ++summary.passes;
-    for (std::size_t t = 1; t < counters.size(); ++t) {
-      counters[0].merge(counters[t]);
-      counters[t] = TokenCounter();
-    }
+    // Merging appends to thread 0's index, so every thread's entry numbers stay valid.
+    for (std::size_t t = 1; t < counters.size(); ++t) counters[0].merge(counters[t]);
     summary.distinct_words = static_cast<std::int64_t>(counters[0].distinct());
     vocabulary = Vocabulary::build(counters[0], o.vocab_size, o.min_count);
+    for (const TokenCounter& counter : counters) {
+      std::vector<std::int32_t>& ids = entry_ids.emplace_back(counter.index().size());
+      for (std::uint32_t e = 0; e < ids.size(); ++e) ids[e] = vocabulary.id(counter.index().word(e));
+    }
     summary.count_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   }
   if (o.words) summary.vocabulary_size = static_cast<std::int64_t>(vocabulary.size());
@@ -409,16 +442,26 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
   {
     auto reader = open_reader(input, o, !count_pass);
     Pass pass(*reader, o.threads);
-    const Vocabulary* words = o.words ? &vocabulary : nullptr;
+    // Words come from the counting pass's spool when it kept them, else the threads encode them.
+    const Vocabulary* words = o.words && !spool ? &vocabulary : nullptr;
+    std::vector<TokenSpool::Segment> segments(static_cast<std::size_t>(o.threads));
+    std::vector<TokenSpool::Buffer> buffers(static_cast<std::size_t>(o.threads));
     std::int64_t records = 0;
-    pass.run([&](int w, const Block& block,
-                 BlockResult& result) { encoders[static_cast<std::size_t>(w)]->encode(block, words, result); },
-             [&](BlockResult& result) {
-               records += result.records;
-               if (!count_pass) bad_rows.add(result.bad);
-               train.append(result.train);
-               if (valid) valid->append(result.valid);
-             });
+    pass.run(
+        [&](int w, const Block& block, BlockResult& result) {
+          const auto t = static_cast<std::size_t>(w);
+          encoders[t]->encode(block, words, result);
+          if (spool) {
+            spool->read(static_cast<std::size_t>(block.sequence), segments[t], buffers[t]);
+            fill_words(segments[t], entry_ids.at(segments[t].worker), static_cast<std::size_t>(o.word_length), result);
+          }
+        },
+        [&](BlockResult& result) {
+          records += result.records;
+          if (!count_pass) bad_rows.add(result.bad);
+          train.append(result.train);
+          if (valid) valid->append(result.valid);
+        });
     if (!count_pass) {
       summary.records = records;
       finish_reader(*reader);

@@ -90,16 +90,18 @@ void RowEncoder::collect_tokens(std::size_t limit) {
 void RowEncoder::count(const Block& block, TokenCounter& counter, BlockResult& result) {
   result.sequence = block.sequence;
   result.records = static_cast<std::int64_t>(block.records.size());
+  const auto W = static_cast<std::size_t>(options_.word_length);
   for (const RawRecord& record : block.records) {
     std::int32_t label = 0;
     if (!prepare(block, record, result, label)) continue;
-    if (in_validation(options_.seed, record.ordinal, options_.validation_fraction)) {
-      ++result.valid_rows;
-      continue;
-    }
-    ++result.train_rows;
-    collect_tokens(SIZE_MAX);
-    counter.add_all(tokens_.data(), tokens_.size());
+    const bool validation = in_validation(options_.seed, record.ordinal, options_.validation_fraction);
+    ++(validation ? result.valid_rows : result.train_rows);
+    // Training rows count all their tokens; validation rows only need entries for their first W.
+    collect_tokens(validation ? W : SIZE_MAX);
+    const std::uint32_t* entries = counter.add_all(tokens_.data(), tokens_.size(), !validation);
+    const std::size_t kept = std::min(W, tokens_.size());
+    result.token_rows.push_back(static_cast<std::uint32_t>(kept << 1) | (validation ? 1u : 0u));
+    result.token_entries.insert(result.token_entries.end(), entries, entries + kept);
   }
 }
 
@@ -115,7 +117,7 @@ void RowEncoder::encode(const Block& block, const Vocabulary* vocabulary, BlockR
     result.train.chars.reserve(expected * L);
     result.train.char_lengths.reserve(expected);
   }
-  if (options_.words) {
+  if (vocabulary) {
     result.train.words.reserve(expected * W);
     result.train.word_lengths.reserve(expected);
   }
@@ -130,7 +132,7 @@ void RowEncoder::encode(const Block& block, const Vocabulary* vocabulary, BlockR
       rows.chars.resize(at + L);
       rows.char_lengths.push_back(quantizer_.encode(text(), options_.char_length, rows.chars.data() + at));
     }
-    if (options_.words) {
+    if (vocabulary) {
       const std::size_t at = rows.words.size();
       rows.words.resize(at + W, Vocabulary::kPadding);
       collect_tokens(W);

@@ -1,5 +1,6 @@
 #include "textscale/preprocess/text.h"
 
+#include <algorithm>
 #include <cstring>
 
 #if defined(__SSE2__)
@@ -155,8 +156,25 @@ CharQuantizer::CharQuantizer() {
 
 int CharQuantizer::encode(std::string_view text, int length, std::uint8_t* destination) const {
   const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const auto limit = static_cast<std::size_t>(length);
+  // Fast path, the common case: the first `length` bytes (or the whole text) are ASCII, so
+  // characters are bytes and the reversed codes are written in one pass.
+  const std::size_t prefix = std::min(limit, text.size());
+  std::size_t ascii = 0;
+  for (; ascii + 8 <= prefix; ascii += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, p + ascii, 8);
+    if (word & 0x8080808080808080ull) break;
+  }
+  while (ascii < prefix && p[ascii] < 0x80) ++ascii;
+  if (ascii == prefix) {
+    for (std::size_t j = 0; j < prefix; ++j) destination[j] = table_[p[prefix - 1 - j]];
+    std::memset(destination + prefix, 0, limit - prefix);
+    return static_cast<int>(prefix);
+  }
+  // General path: a multi-byte character is one character with code 0. Write the kept prefix
+  // forwards, then reverse it in place.
   const auto* end = p + text.size();
-  // Write the kept prefix forwards, then reverse it in place.
   int kept = 0;
   while (p < end && kept < length) {
     const unsigned char c = *p;

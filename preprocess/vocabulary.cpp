@@ -104,12 +104,15 @@ void WordIndex::find_all(const std::string_view* words, std::size_t count, std::
   for (std::size_t i = 0; i < count; ++i) entries[i] = find(words[i], keys[i]);
 }
 
-void TokenCounter::add_all(const std::string_view* words, std::size_t count) {
+const std::uint32_t* TokenCounter::add_all(const std::string_view* words, std::size_t count, bool counted) {
   entries_.resize(count);
   index_.insert_all(words, count, entries_.data(), keys_);
   if (index_.size() > counts_.size()) counts_.resize(index_.size(), 0);
-  for (std::size_t i = 0; i < count; ++i) ++counts_[entries_[i]];
-  total_ += static_cast<std::int64_t>(count);
+  if (counted) {
+    for (std::size_t i = 0; i < count; ++i) ++counts_[entries_[i]];
+    total_ += static_cast<std::int64_t>(count);
+  }
+  return entries_.data();
 }
 
 void Vocabulary::ids(const std::string_view* words, std::size_t count, std::int32_t* ids, Scratch& scratch) const {
@@ -131,7 +134,7 @@ Vocabulary Vocabulary::build(const TokenCounter& counter, int size, std::int64_t
   std::vector<Entry> entries;
   entries.reserve(counter.distinct());
   counter.for_each([&](std::string_view word, std::int64_t count) {
-    if (count >= min_count) entries.push_back({word, count});
+    if (count > 0 && count >= min_count) entries.push_back({word, count});
   });
   const std::size_t keep = std::min<std::size_t>(entries.size(), static_cast<std::size_t>(std::max(size - 2, 0)));
   const auto order = [](const Entry& a, const Entry& b) {

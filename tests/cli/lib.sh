@@ -34,7 +34,7 @@ expect_absent() {  # expect_absent PATH...: no such file
 
 no_leftovers() {  # no temporary files beside outputs in DIR
   local left
-  left=$(find "$1" -name '*.tmp-*' -o -name '*.spool-*' -o -name '*.stdin-*' | head -3)
+  left=$(find "$1" -name '*.tmp-*' -o -name '*.spool-*' -o -name '*.stdin-*' -o -name '*.tokens-*' | head -3)
   [ -z "$left" ] || fail "temporary files left behind: $left"
 }
 

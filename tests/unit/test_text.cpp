@@ -167,3 +167,30 @@ BOOST_AUTO_TEST_CASE(bitmask_tokenizer_equals_the_byte_by_byte_reference) {
     BOOST_TEST(a == b, "trial " << trial);
   }
 }
+
+BOOST_AUTO_TEST_CASE(ascii_fast_path_equals_the_general_path) {
+  // Texts whose first L bytes are ASCII take a one-pass path; the result must not depend on it:
+  // compare against the same text with a multi-byte character appended far past L (general path
+  // only when it falls within the first L bytes).
+  const CharQuantizer q;
+  for (int length : {1, 7, 8, 9, 64, 1014}) {
+    for (std::size_t size : {0u, 1u, 5u, 8u, 63u, 1013u, 1014u, 1015u, 3000u}) {
+      std::string text;
+      for (std::size_t i = 0; i < size; ++i) text.push_back(static_cast<char>(32 + (i * 7) % 95));
+      std::vector<std::uint8_t> fast(static_cast<std::size_t>(length), 0xFF);
+      const int kept = q.encode(text, length, fast.data());
+      // Reference: reversed table lookups of the first min(L, size) characters.
+      const std::size_t k = std::min<std::size_t>(static_cast<std::size_t>(length), size);
+      BOOST_TEST(kept == static_cast<int>(k));
+      for (std::size_t j = 0; j < static_cast<std::size_t>(length); ++j)
+        BOOST_TEST(fast[j] == (j < k ? q.index(static_cast<unsigned char>(text[k - 1 - j])) : 0));
+      // A multi-byte character in the middle forces the general path and still counts once.
+      if (size > 2) {
+        std::string mixed = text.substr(0, size / 2) + "\xC3\xA9" + text.substr(size / 2);
+        std::vector<std::uint8_t> general(static_cast<std::size_t>(length), 0xFF);
+        const int kept_mixed = q.encode(mixed, length, general.data());
+        BOOST_TEST(kept_mixed == static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(length), size + 1)));
+      }
+    }
+  }
+}

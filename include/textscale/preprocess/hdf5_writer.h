@@ -30,6 +30,8 @@
 
 namespace textscale::preprocess {
 
+class ChunkWriter;
+
 struct RowLayout {
   bool chars = true;
   int char_length = 1014;
@@ -59,8 +61,9 @@ class RowFileWriter {
   // The open HDF5 file, for attributes and extra datasets (until commit).
   [[nodiscard]] hid_t file() const { return file_.get(); }
   [[nodiscard]] const std::string& path() const { return path_; }
-  // Whether rows go to preallocated chunks with direct I/O (false: through HDF5).
-  [[nodiscard]] bool direct() const { return raw_fd_ >= 0 && raw_direct_; }
+  // After commit: whether rows went to preallocated chunks with direct I/O (false: through HDF5
+  // or the page cache).
+  [[nodiscard]] bool direct() const { return direct_; }
 
   // Writes what is still buffered (the spooled rows in their permuted order when shuffling),
   // closes the file, syncs it and renames it to its final name. Throws InputError when a known
@@ -92,8 +95,8 @@ class RowFileWriter {
   bool committed_ = false;
   h5::Handle file_;
   std::vector<std::unique_ptr<Column>> columns_;  // labels, chars, char_lengths, words, word_lengths
-  int raw_fd_ = -1;
-  bool raw_direct_ = false;
+  std::unique_ptr<ChunkWriter> chunks_;           // preallocated layout: writes chunks in the background
+  bool direct_ = false;
   std::FILE* spool_ = nullptr;
   std::int64_t rows_ = 0;
   std::vector<std::int64_t> class_counts_;

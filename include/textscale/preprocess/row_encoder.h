@@ -33,6 +33,11 @@ struct BlockResult {
   EncodedRows train;  // rows for the main output
   EncodedRows valid;  // rows carved out for validation
   std::vector<BadRow> bad;
+  // Counting pass: per good row, (kept tokens << 1) | is_validation, and the first W word entries
+  // of each row in the counting thread's TokenCounter (see TokenSpool).
+  int worker = 0;
+  std::vector<std::uint32_t> token_rows;
+  std::vector<std::uint32_t> token_entries;
 };
 
 // Deterministic validation membership: splitmix64(seed, ordinal) / 2^64 < fraction. Independent
@@ -43,10 +48,12 @@ class RowEncoder {
  public:
   RowEncoder(const PreprocessOptions& options, const CharQuantizer& quantizer);
 
-  // Counting pass: adds the tokens of every good training row to `counter`; fills result.bad
-  // and result.records.
+  // Counting pass: adds the tokens of every good training row to `counter`, and records the
+  // first W entries of every good row (training or validation) in result.token_*; fills
+  // result.bad and result.records.
   void count(const Block& block, TokenCounter& counter, BlockResult& result);
-  // Encoding pass: `vocabulary` is required when options.words.
+  // Encoding pass: words are encoded when `vocabulary` is given; without it (words come from the
+  // counting pass's spool, or --no-words) the words tensors are left empty.
   void encode(const Block& block, const Vocabulary* vocabulary, BlockResult& result);
 
  private:

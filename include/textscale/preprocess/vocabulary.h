@@ -78,8 +78,11 @@ class TokenCounter {
     if (entry >= counts_.size()) counts_.resize(entry + 1, 0);
     counts_[entry] += count;
   }
-  // Counts every word of words[0, count) (8 readable bytes past the end of each, see WordIndex).
-  void add_all(const std::string_view* words, std::size_t count);
+  // Counts every word of words[0, count) (8 readable bytes past the end of each, see WordIndex),
+  // or with counted = false only indexes them (words of validation rows: they need entries but
+  // must not count). Returns the words' entry numbers, valid until the next call.
+  const std::uint32_t* add_all(const std::string_view* words, std::size_t count, bool counted = true);
+  [[nodiscard]] const WordIndex& index() const { return index_; }
   void merge(const TokenCounter& other);
   [[nodiscard]] std::size_t distinct() const { return index_.size(); }
   [[nodiscard]] std::int64_t total() const { return total_; }
