@@ -11,6 +11,7 @@
 #include <random>
 
 #include "textscale/common/error.h"
+#include "textscale/common/interrupt.h"
 #include "textscale/preprocess/chunk_writer.h"
 
 namespace textscale::preprocess {
@@ -312,6 +313,7 @@ void RowFileWriter::copy_spool_permuted() {
   std::vector<unsigned char> record(row_bytes);
   std::vector<std::vector<unsigned char>> batch(columns_.size());
   for (std::size_t begin = 0; begin < order.size(); begin += kCopyBatchRows) {
+    throw_if_interrupted();
     const std::size_t end = std::min(order.size(), begin + kCopyBatchRows);
     for (auto& column : batch) column.clear();
     for (std::size_t i = begin; i < end; ++i) {
@@ -328,7 +330,7 @@ void RowFileWriter::copy_spool_permuted() {
   }
 }
 
-void RowFileWriter::commit() {
+void RowFileWriter::finish() {
   if (shuffle_) {
     create_columns();
     copy_spool_permuted();
@@ -359,11 +361,21 @@ void RowFileWriter::commit() {
     throw IoError(errno_message("cannot sync '" + temporary_path_ + "'", error));
   }
   ::close(fd);
+  finished_ = true;
+}
+
+void RowFileWriter::publish() {
+  if (!finished_) throw Error("RowFileWriter::publish before finish");
   if (!overwrite_ && std::filesystem::exists(path_))
     throw InputError("output '" + path_ + "' appeared while writing (use --overwrite to replace it)");
   if (std::rename(temporary_path_.c_str(), path_.c_str()) != 0)
     throw IoError(errno_message("cannot rename '" + temporary_path_ + "' to '" + path_ + "'", errno));
   committed_ = true;
+}
+
+void RowFileWriter::commit() {
+  finish();
+  publish();
 }
 
 }  // namespace textscale::preprocess

@@ -60,6 +60,7 @@ void resolve(PreprocessOptions& o) {
     case InputFormat::zhang:
       o.delimiter = ',';
       o.header = false;
+      o.quoting = true;
       o.label_column = 0;
       o.labels = LabelKind::index1;
       if (o.classes_file.empty() && o.input != "-") {
@@ -93,6 +94,8 @@ void resolve(PreprocessOptions& o) {
   if (o.validation_fraction > 0.0 && o.validation_output.empty())
     o.validation_output = default_validation_path(o.output);
   if (o.validation_fraction == 0.0) o.validation_output.clear();
+  if (!o.validation_output.empty() && fs::weakly_canonical(o.validation_output) == fs::weakly_canonical(o.output))
+    throw InputError("--validation-output must differ from --output");
   if (o.min_count < 1) throw InputError("--min-count must be >= 1");
   if (o.compression < 0 || o.compression > 9) throw InputError("--compress must be 0..9");
   if (o.max_row_bytes < 16) throw InputError("--max-row-bytes must be >= 16");

@@ -198,6 +198,7 @@ class StdinCopy {
     try {
       std::vector<char> buffer(1u << 20);
       for (;;) {
+        throw_if_interrupted();
         const ssize_t got = ::read(STDIN_FILENO, buffer.data(), buffer.size());
         if (got < 0 && errno == EINTR) {
           throw_if_interrupted();
@@ -279,6 +280,7 @@ std::string options_json(const PreprocessOptions& o) {
       {"output", o.output},
       {"delimiter", std::string(1, o.delimiter)},
       {"header", o.header},
+      {"quoting", o.quoting},
       {"label_column", o.label_column},
       {"text_columns", o.text_columns},
       {"labels", to_string(o.labels)},
@@ -424,6 +426,7 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
     for (std::size_t t = 1; t < counters.size(); ++t) counters[0].merge(counters[t]);
     summary.distinct_words = static_cast<std::int64_t>(counters[0].distinct());
     vocabulary = Vocabulary::build(counters[0], o.vocab_size, o.min_count);
+    throw_if_interrupted();
     for (const TokenCounter& counter : counters) {
       std::vector<std::int32_t>& ids = entry_ids.emplace_back(counter.index().size());
       for (std::uint32_t e = 0; e < ids.size(); ++e) ids[e] = vocabulary.id(counter.index().word(e));
@@ -479,8 +482,13 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
   if (valid) write_metadata(*valid, "valid", o, summary, quantizer, o.words ? &vocabulary : nullptr, source_name);
   summary.train = {o.output, train.rows(), train.class_counts()};
   if (valid) summary.valid = {o.validation_output, valid->rows(), valid->class_counts()};
-  train.commit();
-  if (valid) valid->commit();
+  // Both files are complete on disk before either takes its name.
+  throw_if_interrupted();
+  train.finish();
+  if (valid) valid->finish();
+  throw_if_interrupted();
+  train.publish();
+  if (valid) valid->publish();
   const auto end = Clock::now();
   summary.commit_seconds = std::chrono::duration<double>(end - commit_start).count();
   summary.seconds = std::chrono::duration<double>(end - start).count();

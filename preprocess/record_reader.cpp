@@ -39,13 +39,13 @@ const char* to_string(BadRowReason reason) {
 
 namespace {
 
-constexpr std::size_t kReadChunk = 1u << 20;
-constexpr std::size_t kMaxRecordsPerBlock = 1u << 16;
+// Also bounds the memory of a block's encoded rows (about 2.2 KB a row with the default sizes).
+constexpr std::size_t kMaxRecordsPerBlock = 4096;
 
 class DelimitedReader final : public RecordReader {
  public:
   DelimitedReader(const std::string& path, const PreprocessOptions& options, bool hash)
-      : source_(path, hash), options_(options), buffer_(kReadChunk) {
+      : source_(path, hash), options_(options), buffer_(std::max<std::size_t>(options.read_bytes, 4)) {
     if (options_.header) {
       Block scratch;
       scratch.sources.push_back(source_.path());
@@ -68,6 +68,7 @@ class DelimitedReader final : public RecordReader {
       block.records.push_back(std::move(record));
     }
     if (block.records.empty()) return std::nullopt;
+    if (expected_fields_ < 0) settle_field_count(block);
     return block;
   }
 
@@ -82,10 +83,18 @@ class DelimitedReader final : public RecordReader {
   bool fill() {
     if (eof_) return false;
     pos_ = 0;
-    end_ = source_.read(buffer_.data(), buffer_.size());
+    end_ = 0;
+    // The first fill gathers at least 3 bytes, to see a byte order mark.
+    for (std::size_t got = 1; got > 0 && (end_ == 0 || (first_fill_ && end_ < 3));)
+      end_ += got = source_.read(buffer_.data() + end_, buffer_.size() - end_);
     text_bytes_ += end_;
     if (end_ == 0) eof_ = true;
-    return end_ > 0;
+    if (first_fill_) {
+      // A UTF-8 byte order mark at the start of the input is not text.
+      first_fill_ = false;
+      if (end_ >= 3 && std::memcmp(buffer_.data(), "\xEF\xBB\xBF", 3) == 0) pos_ = 3;
+    }
+    return end_ > pos_;
   }
 
   void end_field(Block& block, RawRecord& record, std::size_t field_start) {
@@ -100,8 +109,8 @@ class DelimitedReader final : public RecordReader {
     record.reason = reason;
     record.detail = std::move(detail);
   }
-
-  // Ends the record: checks the number of fields against the first record (or the header).
+  // Ends the record: checks its size, and its number of fields against the header or, without
+  // one, against the most common count in the first block (settle_field_count).
   void finish_record(const Block& block, std::size_t record_start, RawRecord& record) {
     if (record.bad) return;
     if (block.arena.size() - record_start > options_.max_row_bytes) {
@@ -109,12 +118,33 @@ class DelimitedReader final : public RecordReader {
                "longer than --max-row-bytes " + std::to_string(options_.max_row_bytes));
       return;
     }
-    if (expected_fields_ < 0) {
-      expected_fields_ = static_cast<int>(record.field_count);
-    } else if (static_cast<int>(record.field_count) != expected_fields_) {
+    if (expected_fields_ >= 0) check_field_count(record);
+  }
+
+  void check_field_count(RawRecord& record) {
+    if (static_cast<int>(record.field_count) != expected_fields_)
       mark_bad(record, BadRowReason::field_count,
                "expected " + std::to_string(expected_fields_) + " fields, found " + std::to_string(record.field_count));
+  }
+
+  // Without a header, the number of fields is the most common one in the first block (ties: the
+  // first seen), so that one malformed first row does not condemn the rows after it.
+  void settle_field_count(Block& block) {
+    std::vector<std::pair<std::uint32_t, std::size_t>> seen;  // (fields, rows), in first-seen order
+    for (const RawRecord& record : block.records) {
+      if (record.bad) continue;
+      auto found = std::find_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == record.field_count; });
+      if (found == seen.end())
+        seen.emplace_back(record.field_count, 1);
+      else
+        ++found->second;
     }
+    if (seen.empty()) return;  // decided by a later block
+    expected_fields_ = static_cast<int>(std::max_element(seen.begin(), seen.end(), [](const auto& a, const auto& b) {
+                                          return a.second < b.second;
+                                        })->first);
+    for (RawRecord& record : block.records)
+      if (!record.bad) check_field_count(record);
   }
 
   // Parses one record into the block; false when the input is exhausted before a record starts.
@@ -136,7 +166,8 @@ class DelimitedReader final : public RecordReader {
         if (!started) return false;
         if (state == State::quoted) {
           mark_bad(record, BadRowReason::unterminated_quote,
-                   "quoted field opened on line " + std::to_string(quote_line) + " never closes");
+                   "quoted field opened on line " + std::to_string(quote_line) +
+                       " never closes (--no-quoting reads quotes as text)");
         }
         if (state != State::skip_line) end_field(block, record, field_start);
         finish_record(block, record_start, record);
@@ -149,9 +180,18 @@ class DelimitedReader final : public RecordReader {
         state = State::skip_line;
       }
       const char* data = buffer_.data();
+      if (state == State::field_start && record.field_count == 0 && block.arena.size() == record_start &&
+          (data[pos_] == '\n' || data[pos_] == '\r')) {
+        // Empty lines (and a stray carriage return at a record's start) are skipped.
+        if (data[pos_] == '\n') ++line_;
+        ++pos_;
+        record.line = line_;
+        started = false;
+        continue;
+      }
       switch (state) {
         case State::field_start:
-          if (data[pos_] == '"') {
+          if (data[pos_] == '"' && options_.quoting) {
             quote_line = line_;
             ++pos_;
             state = State::quoted;
@@ -223,7 +263,8 @@ class DelimitedReader final : public RecordReader {
           } else {
             mark_bad(record, BadRowReason::stray_quote,
                      std::string("unexpected '") + c + "' after the closing quote of field " +
-                         std::to_string(record.field_count + 1));
+                         std::to_string(record.field_count + 1) + " (opened on line " + std::to_string(quote_line) +
+                         "; --no-quoting reads quotes as text)");
             state = State::skip_line;
           }
           break;
@@ -264,6 +305,7 @@ class DelimitedReader final : public RecordReader {
   std::size_t pos_ = 0;
   std::size_t end_ = 0;
   bool eof_ = false;
+  bool first_fill_ = true;
   std::int64_t line_ = 1;
   std::int64_t ordinal_ = 0;
   int expected_fields_ = -1;

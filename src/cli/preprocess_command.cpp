@@ -79,6 +79,7 @@ int preprocess_command(const std::vector<std::string>& arguments) {
   layout.add_options()("delimiter", po::value(&delimiter)->value_name("CHAR")->default_value("tab"),
                        "field delimiter ('tab' or one character)")("header", po::bool_switch(&o.header),
                                                                    "the first row is a header")(
+      "no-quoting", "quotes are ordinary text (default: a field starting with \" is quoted, RFC 4180)")(
       "label-column", po::value(&o.label_column)->default_value(0), "0-based column of the label")(
       "text-columns", po::value(&text_columns)->value_name("K,K,..."),
       "0-based text columns, joined by a space (default: every column but the label)")(
@@ -134,6 +135,7 @@ int preprocess_command(const std::vector<std::string>& arguments) {
   o.delimiter = parse_delimiter(delimiter);
   if (o.format == preprocess::InputFormat::tsv) o.labels = parse_labels(labels);
   if (!text_columns.empty()) o.text_columns = parse_columns(text_columns);
+  o.quoting = !values.count("no-quoting");
   o.chars = !values.count("no-chars");
   o.words = !values.count("no-words");
   if (o.input.empty()) throw UsageError{"--input is required"};

@@ -242,3 +242,53 @@ BOOST_AUTO_TEST_CASE(imdb_folder_neg_then_pos_by_numeric_id) {
   BOOST_TEST(reader->sha256_hex().size() == 64u);
   BOOST_CHECK_THROW(make_imdb_reader((dir.path / "train/pos").string(), options, true), textscale::InputError);
 }
+
+BOOST_AUTO_TEST_CASE(tiny_reads_split_every_token_and_give_the_same_records) {
+  // Quotes, "" escapes, CRLF, empty lines and a bad row, read a few bytes at a time so that every
+  // state of the reader meets the end of its buffer.
+  const std::string content =
+      "\xEF\xBB\xBF\"1\",\"a \"\"b\"\"\",\"c,d\"\r\n"
+      "\r\n"
+      "\"2\",\"multi\nline\",\"x\"\r\n"
+      "\n"
+      "3,plain,\"q\"z\n"
+      "4,\"\",last\r\n";
+  PreprocessOptions whole;
+  const auto expected = parse(content, whole);
+  BOOST_REQUIRE(expected.size() == 4u);
+  BOOST_TEST(expected[0].fields == (std::vector<std::string>{"1", "a \"b\"", "c,d"}));  // BOM dropped
+  BOOST_TEST(expected[1].fields == (std::vector<std::string>{"2", "multi\nline", "x"}));
+  BOOST_TEST(expected[1].line == 3);  // the empty line 2 is skipped, not a record
+  BOOST_TEST((expected[2].bad && expected[2].reason == BadRowReason::stray_quote && expected[2].line == 6));
+  BOOST_TEST(expected[3].fields == (std::vector<std::string>{"4", "", "last"}));
+  BOOST_TEST(expected[3].line == 7);
+  for (std::size_t read_bytes : {4u, 5u, 6u, 7u, 11u, 13u}) {
+    PreprocessOptions options;
+    options.read_bytes = read_bytes;
+    const auto rows = parse(content, options);
+    BOOST_REQUIRE(rows.size() == expected.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      BOOST_TEST(rows[i].fields == expected[i].fields, "read_bytes " << read_bytes << " row " << i);
+      BOOST_TEST(rows[i].line == expected[i].line, "read_bytes " << read_bytes << " row " << i);
+      BOOST_TEST(rows[i].bad == expected[i].bad);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(field_count_is_the_most_common_one_not_the_first_rows) {
+  const auto rows = parse("\"1\",\"a\",\"b\",\"extra\"\n\"2\",\"c\",\"d\"\n\"1\",\"e\",\"f\"\n\"2\",\"g\",\"h\"\n");
+  BOOST_REQUIRE(rows.size() == 4u);
+  BOOST_TEST((rows[0].bad && rows[0].reason == BadRowReason::field_count));
+  BOOST_TEST((!rows[1].bad && !rows[2].bad && !rows[3].bad));
+}
+
+BOOST_AUTO_TEST_CASE(without_quoting_quotes_are_text) {
+  PreprocessOptions options;
+  options.delimiter = '\t';
+  options.quoting = false;
+  const auto rows = parse("0\t\"quoted\" start\n1\t\" never closed\n0\tfine\n", options);
+  BOOST_REQUIRE(rows.size() == 3u);
+  BOOST_TEST(rows[0].fields[1] == "\"quoted\" start");
+  BOOST_TEST(rows[1].fields[1] == "\" never closed");
+  BOOST_TEST(!rows[2].bad);
+}

@@ -66,8 +66,13 @@ class RowFileWriter {
   [[nodiscard]] bool direct() const { return direct_; }
 
   // Writes what is still buffered (the spooled rows in their permuted order when shuffling),
-  // closes the file, syncs it and renames it to its final name. Throws InputError when a known
+  // closes the file and syncs it, still under its temporary name. Throws InputError when a known
   // row count was not met (the input changed between passes).
+  void finish();
+  // Renames the finished file to its final name. Outputs that belong together are all
+  // finished before any is published, so a failure leaves none of them.
+  void publish();
+  // finish() then publish().
   void commit();
 
  private:
@@ -92,6 +97,7 @@ class RowFileWriter {
   bool shuffle_;
   std::uint64_t seed_;
   std::optional<std::int64_t> expected_rows_;
+  bool finished_ = false;
   bool committed_ = false;
   h5::Handle file_;
   std::vector<std::unique_ptr<Column>> columns_;  // labels, chars, char_lengths, words, word_lengths

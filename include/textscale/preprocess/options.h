@@ -1,5 +1,5 @@
 // Everything `textscale preprocess` can be told, resolved to plain values.
-// docs/preprocess.md explains each option; docs/hdf5-schema.md the file it writes.
+// README.md (`textscale preprocess`) explains each option; docs/hdf5-schema.md the file it writes.
 #pragma once
 
 #include <cstddef>
@@ -39,6 +39,7 @@ struct PreprocessOptions {
   // Record layout (zhang fixes: ',' delimiter, no header, label column 0 as index1).
   char delimiter = ',';
   bool header = false;
+  bool quoting = true;  // a field starting with '"' is quoted (RFC 4180); off: quotes are text
   int label_column = 0;
   std::vector<int> text_columns;  // 0-based; empty = every column except the label column
   LabelKind labels = LabelKind::index1;
@@ -70,6 +71,7 @@ struct PreprocessOptions {
   int threads = 0;                     // encoding threads; 0 = all cores
   int compression = 0;                 // gzip level for the tensors, 0 = none
   std::size_t block_bytes = 1u << 20;  // unit of work handed to a thread
+  std::size_t read_bytes = 1u << 20;   // bytes per read of the input (tests make it tiny)
   bool quiet = false;
 };
 
