@@ -18,8 +18,9 @@ namespace textscale::preprocess {
 
 namespace {
 constexpr hsize_t kChunkBytes = 1u << 20;
-constexpr hsize_t kPage = 4096;                       // alignment of direct I/O
-constexpr hsize_t kMaxPreallocatedChunk = 16u << 20;  // larger aligned chunks: write through HDF5
+constexpr hsize_t kPage = 4096;                             // alignment of direct I/O
+constexpr hsize_t kMaxPreallocatedChunk = 16u << 20;        // larger aligned chunks: write through HDF5
+constexpr std::uint64_t kMinPreallocatedBytes = 64u << 20;  // smaller outputs: write through HDF5
 constexpr std::size_t kChunkCacheBytes = 32u << 20;
 constexpr std::size_t kCopyBatchRows = 4096;
 
@@ -132,26 +133,31 @@ hsize_t aligned_chunk_rows(std::size_t row_bytes) {
 }  // namespace
 
 void RowFileWriter::create_columns() {
-  // The preallocated layout needs the final row count and unfiltered chunks of sensible size.
+  // The preallocated layout needs the final row count, unfiltered chunks of sensible size, and
+  // pays off for large files only; small ones get chunks no longer than the file.
   std::optional<std::int64_t> known = shuffle_ ? std::optional<std::int64_t>(rows_) : expected_rows_;
-  bool preallocate = known.has_value() && layout_.compression == 0;
+  std::size_t row_bytes = 0;
+  for (const auto& column : columns_) row_bytes += column->row_bytes;
+  bool preallocate = known.has_value() && layout_.compression == 0 &&
+                     static_cast<std::uint64_t>(*known) * row_bytes >= kMinPreallocatedBytes;
   for (const auto& column : columns_)
     preallocate = preallocate && aligned_chunk_rows(column->row_bytes) * column->row_bytes <= kMaxPreallocatedChunk;
   for (const auto& column : columns_) {
     if (preallocate)
       create_preallocated(*column, *known);
     else
-      create_extendible(*column);
+      create_extendible(*column, known);
   }
   if (preallocate) open_raw_file();
 }
 
-void RowFileWriter::create_extendible(Column& column) {
+void RowFileWriter::create_extendible(Column& column, std::optional<std::int64_t> rows) {
   const int rank = column.width == 0 ? 1 : 2;
-  const hsize_t chunk_rows = std::max<hsize_t>(1, kChunkBytes / column.row_bytes);
+  hsize_t chunk_rows = column.width == 0 ? hsize_t{1} << 16 : std::max<hsize_t>(1, kChunkBytes / column.row_bytes);
+  if (rows) chunk_rows = std::min<hsize_t>(chunk_rows, static_cast<hsize_t>(std::max<std::int64_t>(*rows, 1)));
   const hsize_t dims[2] = {0, column.width};
   const hsize_t max_dims[2] = {H5S_UNLIMITED, column.width};
-  const hsize_t chunk[2] = {column.width == 0 ? hsize_t{1} << 16 : chunk_rows, column.width};
+  const hsize_t chunk[2] = {chunk_rows, column.width};
   h5::Handle space(TS_CHECK_HDF5(H5Screate_simple(rank, dims, max_dims)));
   h5::Handle create(TS_CHECK_HDF5(H5Pcreate(H5P_DATASET_CREATE)));
   TS_CHECK_HDF5(H5Pset_chunk(create.get(), rank, chunk));

@@ -224,7 +224,15 @@ class StdinCopy {
   std::string path_;
 };
 
-Vocabulary load_vocabulary(const std::string& path) {
+// What a test split takes from its training file (--vocab-from).
+struct TrainingFile {
+  Vocabulary vocabulary;
+  std::vector<std::string> classes;
+  std::int64_t num_classes = 0;
+  std::int64_t min_count = 1;
+};
+
+TrainingFile load_training_file(const std::string& path) {
   h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!file.valid()) {
     H5Eclear2(H5E_DEFAULT);
@@ -244,7 +252,15 @@ Vocabulary load_vocabulary(const std::string& path) {
       counts.resize(static_cast<std::size_t>(H5Sget_simple_extent_npoints(space.get())));
       TS_CHECK_HDF5(H5Dread(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, counts.data()));
     }
-    return Vocabulary::from_words(std::move(words), std::move(counts));
+    TrainingFile training;
+    training.vocabulary = Vocabulary::from_words(std::move(words), std::move(counts));
+    if (h5::has_attribute(file.get(), "classes"))
+      training.classes = h5::read_string_list_attribute(file.get(), "classes");
+    if (h5::has_attribute(file.get(), "num_classes"))
+      training.num_classes = h5::read_int_attribute(file.get(), "num_classes");
+    if (h5::has_attribute(file.get(), "min_count"))
+      training.min_count = h5::read_int_attribute(file.get(), "min_count");
+    return training;
   } catch (const Error& error) {
     throw InputError("--vocab-from '" + path + "': " + error.what());
   }
@@ -311,9 +327,9 @@ std::string now_iso8601() {
   return text;
 }
 
-void write_metadata(RowFileWriter& writer, const std::string& split, const PreprocessOptions& o,
-                    const PreprocessSummary& summary, const CharQuantizer& quantizer, const Vocabulary* vocabulary,
-                    const std::string& source_name) {
+void write_metadata(RowFileWriter& writer, const std::string& split, std::uint64_t shuffle_seed,
+                    std::int64_t training_classes, const PreprocessOptions& o, const PreprocessSummary& summary,
+                    const CharQuantizer& quantizer, const Vocabulary* vocabulary, const std::string& source_name) {
   const hid_t file = writer.file();
   using h5::write_attribute;
   write_attribute(file, "schema_version", kSchemaVersion);
@@ -323,8 +339,11 @@ void write_metadata(RowFileWriter& writer, const std::string& split, const Prepr
   write_attribute(file, "split", split);
   write_attribute(file, "num_rows", static_cast<std::int64_t>(writer.rows()));
   write_attribute(file, "num_bad_rows", summary.bad_rows());
+  // Without class names: the largest label + 1, but never fewer than the training file's
+  // (a test split may lack the last class).
   std::int64_t num_classes = static_cast<std::int64_t>(o.class_names.size());
-  if (num_classes == 0) num_classes = static_cast<std::int64_t>(writer.class_counts().size());
+  if (num_classes == 0)
+    num_classes = std::max(static_cast<std::int64_t>(writer.class_counts().size()), training_classes);
   write_attribute(file, "num_classes", num_classes);
   write_attribute(file, "classes", o.class_names);
   write_attribute(file, "source_file", source_name);
@@ -333,7 +352,7 @@ void write_metadata(RowFileWriter& writer, const std::string& split, const Prepr
   write_attribute(file, "input_format", std::string(to_string(o.format)));
   write_attribute(file, "unescape", std::string(to_string(o.unescape)));
   write_attribute(file, "options", options_json(o));
-  write_attribute(file, "shuffle_seed", o.shuffle ? static_cast<std::int64_t>(o.seed) : std::int64_t{-1});
+  write_attribute(file, "shuffle_seed", o.shuffle ? static_cast<std::int64_t>(shuffle_seed) : std::int64_t{-1});
   write_attribute(file, "validation_fraction", o.validation_fraction);
   write_attribute(file, "validation_seed", static_cast<std::int64_t>(o.seed));
   if (o.chars) {
@@ -384,7 +403,14 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
 
   const CharQuantizer quantizer;
   Vocabulary vocabulary;
-  if (!o.vocab_from.empty()) vocabulary = load_vocabulary(o.vocab_from);
+  std::int64_t training_classes = 0;
+  if (!o.vocab_from.empty()) {
+    TrainingFile training = load_training_file(o.vocab_from);
+    vocabulary = std::move(training.vocabulary);
+    training_classes = training.num_classes;
+    options.min_count = training.min_count;  // recorded as the vocabulary's
+    if (options.class_names.empty()) options.class_names = std::move(training.classes);
+  }
   std::vector<std::unique_ptr<RowEncoder>> encoders;
   for (int t = 0; t < o.threads; ++t) encoders.push_back(std::make_unique<RowEncoder>(o, quantizer));
   BadRowLog bad_rows(o, summary);
@@ -478,8 +504,11 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
 
   const auto commit_start = Clock::now();
   summary.encode_seconds = std::chrono::duration<double>(commit_start - encode_start).count();
-  write_metadata(train, o.split, o, summary, quantizer, o.words ? &vocabulary : nullptr, source_name);
-  if (valid) write_metadata(*valid, "valid", o, summary, quantizer, o.words ? &vocabulary : nullptr, source_name);
+  write_metadata(train, o.split, o.seed, training_classes, o, summary, quantizer, o.words ? &vocabulary : nullptr,
+                 source_name);
+  if (valid)
+    write_metadata(*valid, "valid", o.seed + 1, training_classes, o, summary, quantizer,
+                   o.words ? &vocabulary : nullptr, source_name);
   summary.train = {o.output, train.rows(), train.class_counts()};
   if (valid) summary.valid = {o.validation_output, valid->rows(), valid->class_counts()};
   // Both files are complete on disk before either takes its name.

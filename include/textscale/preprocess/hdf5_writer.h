@@ -78,7 +78,7 @@ class RowFileWriter {
  private:
   struct Column;
   void create_columns();
-  void create_extendible(Column& column);
+  void create_extendible(Column& column, std::optional<std::int64_t> rows);
   void create_preallocated(Column& column, std::int64_t rows);
   void open_raw_file();
   void append_column(Column& column, const void* data, std::size_t count);
