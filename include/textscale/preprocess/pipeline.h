@@ -3,9 +3,11 @@
 // Passes over the input, each streamed through a reader thread, encoding threads and the
 // calling thread (which alone touches HDF5):
 //   1. counting (only when words are wanted and no --vocab-from): validates every row, reports
-//      bad rows, counts training tokens; then the vocabulary is built;
-//   2. encoding: rows -> tensors, appended to the output(s) in input order (or spooled and
-//      permuted with --shuffle).
+//      bad rows, counts training tokens and spools every row's first W word entries
+//      (TokenSpool); then the vocabulary is built;
+//   2. encoding: rows -> character tensors, words from the spool (or tokenised here when there
+//      was no counting pass), appended to the output(s) in input order (or spooled and permuted
+//      with --shuffle).
 // Memory is bounded by the blocks in flight, the vocabulary and 8 bytes per row when shuffling.
 #pragma once
 
