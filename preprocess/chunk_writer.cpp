@@ -99,17 +99,19 @@ void ChunkWriter::run() {
 
 void ChunkWriter::write(const Job& job) {
   for (std::size_t done = 0; done < job.bytes;) {
-    const ssize_t wrote = ::pwrite(fd_, job.buffer + done, job.bytes - done, static_cast<off_t>(job.offset + done));
+    const int fd = fd_;
+    const ssize_t wrote = ::pwrite(fd, job.buffer + done, job.bytes - done, static_cast<off_t>(job.offset + done));
     if (wrote < 0 && errno == EINTR) continue;
     if (wrote < 0 && errno == EINVAL) {
       // The file system accepted O_DIRECT at open but refuses it for writes: use the page cache
       // (a second descriptor; the first stays open for writes other threads have in progress).
       std::lock_guard<std::mutex> lock(mutex_);
+      if (fd != fd_) continue;  // another thread has switched already
       if (!direct_) throw IoError(errno_message("cannot write '" + path_ + "'", EINVAL));
-      const int fd = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0) throw IoError(errno_message("cannot open '" + path_ + "' for writing", errno));
+      const int buffered = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
+      if (buffered < 0) throw IoError(errno_message("cannot open '" + path_ + "' for writing", errno));
       retired_fd_ = fd_;
-      fd_ = fd;
+      fd_ = buffered;
       direct_ = false;
       continue;
     }
