@@ -40,7 +40,6 @@ class ByteSource {
   std::size_t read(char* destination, std::size_t capacity);
 
   [[nodiscard]] const std::string& path() const { return path_; }
-  [[nodiscard]] bool compressed() const { return gzip_; }
   [[nodiscard]] std::uint64_t stored_bytes() const { return stored_bytes_; }
   // Lower-case hex SHA-256 of the stored bytes; valid once read() has returned 0.
   [[nodiscard]] std::string sha256_hex() const;

@@ -38,7 +38,6 @@ class TokenSpool {
   // Reads segment `index` (0-based, in append order) into `segment`. Safe to call from several
   // threads at once (each with its own buffer) once all segments are appended.
   void read(std::size_t index, Segment& segment, Buffer& buffer) const;
-  [[nodiscard]] std::size_t segments() const { return offsets_.size(); }
 
  private:
   static void reserve(Buffer& buffer, std::size_t bytes);
