@@ -1,0 +1,190 @@
+#!/usr/bin/python3
+"""Train a PyTorch peer model (bench/peer_models.py) on a textscale HDF5 file and evaluate it.
+
+The reference for textscale's trainer: same models, same data, same optimisation semantics.
+
+- Data: `chars` uint8 [N, L] and `labels` int32 [N] of files written by `textscale preprocess`
+  (docs/hdf5-schema.md), read whole into memory. The number of classes is the larger
+  `num_classes` attribute of the two files.
+- Each epoch visits the training rows in a fresh random permutation (numpy's default_rng seeded
+  with --seed, drawn once per epoch) in batches of --batch-size; the last, partial batch is kept.
+- Loss: softmax cross-entropy, averaged over the batch.
+- Optimiser: torch.optim.SGD (momentum m, dampening 0, not Nesterov: v = m v + g, w -= lr v) or
+  torch.optim.Adam (betas 0.9, 0.999, eps 1e-8). --weight-decay adds wd * w to every parameter's
+  gradient (biases, BatchNorm and the embedding included).
+- Schedule: constant, or step: the learning rate of epoch e (1-based) is
+  lr * step_factor ** ((e - 1) // step_epochs).
+- Weights: torch.manual_seed(--seed) before the model is built (also drives dropout).
+- After each epoch the model is evaluated on the test file in eval mode (dropout off, BatchNorm
+  running statistics) and one JSON line is appended to --metrics:
+  {"epoch", "train_loss" (mean over the epoch's samples), "test_loss", "test_accuracy", "lr",
+   "train_seconds" (training loop only), "samples_per_second" (training rows / train_seconds)}.
+  A human-readable line goes to standard output.
+
+Usage (with /usr/bin/python3: torch, numpy, h5py):
+
+    /usr/bin/python3 bench/peer_train.py --model crepe-small --train runs/ag_train.h5 \\
+        --test runs/ag_test.h5 --epochs 10 --batch-size 128 --lr 0.01 --momentum 0.9 \\
+        --schedule step --step-epochs 3 --step-factor 0.5 --seed 1 --threads 2 \\
+        --metrics runs/peer-crepe-small.jsonl
+
+--limit-train N / --limit-test N use only the first N rows (for smoke tests).
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from peer_models import MODEL_NAMES, build_model, count_parameters
+
+
+def load_split(path, limit):
+    """(chars uint8 [N, L], labels int64 [N], num_classes) from a textscale HDF5 file."""
+    with h5py.File(path, "r") as f:
+        version = int(f.attrs.get("schema_version", -1))
+        if version != 1:
+            sys.exit(f"error: {path}: schema_version {version}, expected 1")
+        for name in ("chars", "labels"):
+            if name not in f:
+                sys.exit(f"error: {path}: no '{name}' dataset (preprocessed with --no-chars?)")
+        n = f["labels"].shape[0] if limit is None else min(limit, f["labels"].shape[0])
+        chars = f["chars"][:n]
+        labels = f["labels"][:n].astype(np.int64)
+        num_classes = int(f.attrs.get("num_classes", 0))
+    if chars.shape[0] != labels.shape[0]:
+        sys.exit(f"error: {path}: {chars.shape[0]} chars rows but {labels.shape[0]} labels")
+    return chars, labels, max(num_classes, int(labels.max()) + 1 if len(labels) else 0)
+
+
+def learning_rate(args, epoch):
+    """Learning rate of a 1-based epoch."""
+    if args.schedule == "step":
+        return args.lr * args.step_factor ** ((epoch - 1) // args.step_epochs)
+    return args.lr
+
+
+def evaluate(model, chars, labels, batch_size):
+    """(mean loss, accuracy) over a split, in eval mode without gradients."""
+    model.eval()
+    total_loss = 0.0
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(labels), batch_size):
+            x = torch.from_numpy(chars[start:start + batch_size])
+            y = torch.from_numpy(labels[start:start + batch_size])
+            logits = model(x)
+            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+    return total_loss / len(labels), correct / len(labels)
+
+
+def train_epoch(model, optimizer, chars, labels, batch_size, order, log_every):
+    """One pass over the rows in `order`; returns the mean training loss over samples."""
+    model.train()
+    total_loss = 0.0
+    for step, start in enumerate(range(0, len(order), batch_size), 1):
+        index = order[start:start + batch_size]
+        x = torch.from_numpy(chars[index])
+        y = torch.from_numpy(labels[index])
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(index)
+        if log_every and step % log_every == 0:
+            print(f"  batch {step}: loss {loss.item():.4f}", flush=True)
+    return total_loss / len(order)
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, choices=MODEL_NAMES)
+    p.add_argument("--train", required=True, help="training HDF5 file")
+    p.add_argument("--test", required=True, help="test HDF5 file, evaluated after every epoch")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--eval-batch-size", type=int, default=None, help="default: --batch-size")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", choices=("constant", "step"), default="constant")
+    p.add_argument("--step-epochs", type=int, default=3)
+    p.add_argument("--step-factor", type=float, default=0.5)
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    p.add_argument("--metrics", help="JSON lines file, one line per epoch (overwritten)")
+    p.add_argument("--shortcut", action="store_true", help="VDCNN with shortcut connections")
+    p.add_argument("--limit-train", type=int, help="use only the first N training rows")
+    p.add_argument("--limit-test", type=int, help="use only the first N test rows")
+    p.add_argument("--log-every", type=int, default=0, help="print the loss every N batches")
+    args = p.parse_args()
+    if args.batch_size < 1 or args.epochs < 1 or args.step_epochs < 1 or args.threads < 1:
+        p.error("--batch-size, --epochs, --step-epochs and --threads must be positive")
+    return args
+
+
+def main():
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    train_chars, train_labels, train_classes = load_split(args.train, args.limit_train)
+    test_chars, test_labels, test_classes = load_split(args.test, args.limit_test)
+    num_classes = max(train_classes, test_classes)
+
+    torch.manual_seed(args.seed)
+    model = build_model(args.model, num_classes, shortcut=args.shortcut)
+    if args.optimizer == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
+                                    weight_decay=args.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr,
+                                     weight_decay=args.weight_decay)
+    print(f"{args.model}{' (shortcut)' if args.shortcut else ''}: "
+          f"{count_parameters(model):,d} parameters, {num_classes} classes, "
+          f"{len(train_labels)} training rows, {len(test_labels)} test rows, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+
+    metrics = open(args.metrics, "w") if args.metrics else None
+    rng = np.random.default_rng(args.seed)
+    eval_batch = args.eval_batch_size or args.batch_size
+    for epoch in range(1, args.epochs + 1):
+        lr = learning_rate(args, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        order = rng.permutation(len(train_labels))
+        start = time.perf_counter()
+        train_loss = train_epoch(model, optimizer, train_chars, train_labels, args.batch_size,
+                                 order, args.log_every)
+        seconds = time.perf_counter() - start
+        test_loss, test_accuracy = evaluate(model, test_chars, test_labels, eval_batch)
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+            "lr": lr,
+            "train_seconds": seconds,
+            "samples_per_second": len(train_labels) / seconds,
+        }
+        print(f"epoch {epoch}: train loss {train_loss:.4f}, test loss {test_loss:.4f}, "
+              f"test accuracy {100 * test_accuracy:.2f}%, lr {lr:g}, {seconds:.1f} s "
+              f"({record['samples_per_second']:.1f} samples/s)", flush=True)
+        if metrics:
+            metrics.write(json.dumps(record) + "\n")
+            metrics.flush()
+        if not math.isfinite(train_loss):
+            print("training loss is not finite; stopping", file=sys.stderr)
+            break
+    if metrics:
+        metrics.close()
+
+
+if __name__ == "__main__":
+    main()
