@@ -1,0 +1,145 @@
+// The backend interface: the coarse operations every layer is built from.
+//
+// Layers never call a library directly; they call these operations, and a backend implements them:
+//  - ReferenceBackend<T>: plain loops, float or double; the oracle every other backend is tested
+//    against and the one finite-difference gradient checks run on.
+//  - DnnlBackend: oneDNN primitives on the CPU (float), plus hand-written loops for what oneDNN has
+//    no primitive for (one-hot convolution, k-max pooling, embedding, loss, optimizer steps).
+//  - the CUDA backend (cuDNN, cuBLAS) implements the same list.
+//
+// Conventions for every operation:
+//  - Shapes are given explicitly (dims.h); pointers point to memory of this backend's device.
+//  - Activations are (N, T, C); weights are in the canonical layout given per operation, the same
+//    in memory, in checkpoints and for every backend (a backend reorders into its library's layout).
+//  - `diff_*` outputs for parameters are overwritten (=), not accumulated: each parameter is used
+//    once per forward pass. Sequence ops that reuse weights over time accumulate internally.
+//  - `state` is a per-call-site cache the backend may fill (primitives, workspaces, reordered
+//    weights). A layer owns one OpState per operation it calls and passes the same one to the
+//    matching forward and backward calls; backward may rely on what forward left there.
+//  - Operations are deterministic: the same inputs and thread count give bitwise the same outputs.
+//
+// Adding an operation: declare it here with its contract, implement it in ReferenceBackend, then in
+// the other backends, and add a case to tests/unit/test_backend_equivalence.cpp and a
+// finite-difference check of the layer that uses it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "textscale/engine/dims.h"
+
+namespace textscale::engine {
+
+// Backend-specific cache attached to one call site; see above.
+class OpState {
+ public:
+  virtual ~OpState() = default;
+};
+using OpStatePtr = std::unique_ptr<OpState>;
+
+template <typename T>
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  [[nodiscard]] virtual std::string name() const = 0;
+
+  // --- Convolution -------------------------------------------------------------------------
+  // See Conv1dShape. `bias` may be null (no bias). With `relu`, dst = max(0, conv(src)).
+  virtual void conv1d_forward(OpStatePtr& state, const Conv1dShape& shape, const T* src, const T* weights,
+                              const T* bias, T* dst, bool relu) = 0;
+  // diff_src (N, T_in, C_in) from diff_dst (N, T_out, C_out); diff_dst is the gradient of the
+  // convolution's output (apply relu_backward first when forward fused a ReLU).
+  virtual void conv1d_backward_data(OpStatePtr& state, const Conv1dShape& shape, const T* diff_dst, const T* weights,
+                                    T* diff_src) = 0;
+  // diff_weights (C_out, C_in, K) and diff_bias (C_out, may be null) from src and diff_dst.
+  virtual void conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& shape, const T* src, const T* diff_dst,
+                                       T* diff_weights, T* diff_bias) = 0;
+
+  // Convolution over one-hot codes, computed as a gather: codes (N, T_in) with values in [0, A];
+  // code 0 is the all-zero column, code a >= 1 is channel a-1 of an A-channel one-hot input.
+  // `shape.c_in` = A; weights (C_out, A, K) as for conv1d. dst (N, T_out, C_out). stride 1, pad 0.
+  virtual void onehot_conv1d_forward(OpStatePtr& state, const Conv1dShape& shape, const std::uint8_t* codes,
+                                     const T* weights, const T* bias, T* dst, bool relu) = 0;
+  virtual void onehot_conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& shape, const std::uint8_t* codes,
+                                              const T* diff_dst, T* diff_weights, T* diff_bias) = 0;
+
+  // --- Pooling ------------------------------------------------------------------------------
+  // See Pool1dShape. Training forward remembers the winners in `state` for backward; ties go to
+  // the earliest position in the window.
+  virtual void max_pool_forward(OpStatePtr& state, const Pool1dShape& shape, const T* src, T* dst, bool training) = 0;
+  // diff_src = 0, then each diff_dst element is added to its window's winner.
+  virtual void max_pool_backward(OpStatePtr& state, const Pool1dShape& shape, const T* diff_dst, T* diff_src) = 0;
+
+  // Order-preserving k-max pooling over time: src (N, T, C) -> dst (N, k, C) holding, per (n, c),
+  // the k largest values in their original time order (ties: the earlier position is larger).
+  // Requires k <= T. `indices` (N, k, C) receives the chosen time positions.
+  virtual void kmax_pool_forward(Dims src, Index k, const T* src_data, T* dst, std::int32_t* indices) = 0;
+  virtual void kmax_pool_backward(Dims src, Index k, const T* diff_dst, const std::int32_t* indices, T* diff_src) = 0;
+
+  // --- Normalisation --------------------------------------------------------------------------
+  // Batch normalisation over (N, T) per channel, src/dst (N, T, C), gamma/beta (C).
+  // Training: mean/var are the batch statistics (biased variance), written to save_mean and
+  // save_var (C); running_mean/var (C) are updated in place: r = (1 - momentum) r + momentum b,
+  // with the unbiased variance for running_var. Inference uses running_mean/var.
+  virtual void batch_norm_forward(OpStatePtr& state, Dims dims, const T* src, const T* gamma, const T* beta, T* dst,
+                                  T* save_mean, T* save_var, T* running_mean, T* running_var, bool training,
+                                  double momentum, double epsilon) = 0;
+  // Training-mode backward: diff_src, diff_gamma, diff_beta from src, diff_dst and the saved
+  // statistics.
+  virtual void batch_norm_backward(OpStatePtr& state, Dims dims, const T* src, const T* diff_dst, const T* gamma,
+                                   const T* save_mean, const T* save_var, T* diff_src, T* diff_gamma, T* diff_beta,
+                                   double epsilon) = 0;
+
+  // --- Element-wise ---------------------------------------------------------------------------
+  virtual void relu_forward(Index count, const T* src, T* dst) = 0;
+  // diff_src = diff_dst where dst > 0, else 0. diff_src may alias diff_dst.
+  virtual void relu_backward(Index count, const T* dst, const T* diff_dst, T* diff_src) = 0;
+  // dst = src.
+  virtual void copy(Index count, const T* src, T* dst) = 0;
+  // dst = a + b (any may alias).
+  virtual void add(Index count, const T* a, const T* b, T* dst) = 0;
+  // Inverted dropout: mask[i] = keep ? 1/(1-p) : 0 from dropout_keep(seed, i, p) (dropout_mask.h),
+  // dst = src * mask.
+  virtual void dropout_forward(Index count, double p, std::uint64_t seed, const T* src, T* dst, T* mask) = 0;
+  virtual void multiply(Index count, const T* a, const T* b, T* dst) = 0;  // dst = a * b
+
+  // --- Dense --------------------------------------------------------------------------------
+  // See LinearShape. `bias` may be null. With `relu`, dst = max(0, ...).
+  virtual void linear_forward(OpStatePtr& state, const LinearShape& shape, const T* src, const T* weights,
+                              const T* bias, T* dst, bool relu) = 0;
+  virtual void linear_backward_data(OpStatePtr& state, const LinearShape& shape, const T* diff_dst, const T* weights,
+                                    T* diff_src) = 0;
+  virtual void linear_backward_weights(OpStatePtr& state, const LinearShape& shape, const T* src, const T* diff_dst,
+                                       T* diff_weights, T* diff_bias) = 0;
+
+  // --- Embedding ------------------------------------------------------------------------------
+  // codes (N, T) in [0, V); table (V, E); dst (N, T, E) = table[codes].
+  virtual void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const T* table,
+                                 T* dst) = 0;
+  // diff_table (V, E) = sum of diff_dst rows per code (rows no code selects are 0).
+  virtual void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes,
+                                  const T* diff_dst, T* diff_table) = 0;
+
+  // --- Loss ---------------------------------------------------------------------------------
+  // Mean softmax cross-entropy over the batch: logits (N, K), labels (N) in [0, K).
+  // Returns the summed (not mean) loss over the batch; writes diff_logits = (softmax - onehot) / N
+  // when diff_logits is not null.
+  virtual double softmax_cross_entropy(Index n, Index classes, const T* logits, const std::int32_t* labels,
+                                       T* diff_logits) = 0;
+
+  // --- Optimizer steps over a flat parameter buffer ---------------------------------------------
+  // SGD with momentum and L2 weight decay (PyTorch's convention):
+  //   g = grad + wd * param;  v = momentum * v + g;  param -= lr * v.
+  virtual void sgd_step(Index count, T* param, const T* grad, T* velocity, double lr, double momentum,
+                        double weight_decay) = 0;
+  // Adam (PyTorch's convention, L2 weight decay added to the gradient), `step` counted from 1.
+  virtual void adam_step(Index count, T* param, const T* grad, T* m, T* v, double lr, double beta1, double beta2,
+                         double epsilon, double weight_decay, std::int64_t step) = 0;
+  // Sum of squares of `count` elements (gradient clipping).
+  virtual double sum_squares(Index count, const T* data) = 0;
+  // data *= factor.
+  virtual void scale(Index count, T* data, double factor) = 0;
+};
+
+}  // namespace textscale::engine

@@ -1,0 +1,62 @@
+// What every layer implements, and the context a forward/backward pass runs in.
+//
+// Life cycle: the model builder constructs layers, calls `setup` once in order (each layer declares
+// its parameters in the ParamStore and returns its output shape), finalises the store, then calls
+// `reserve` with the largest batch. Forward and backward then run for any batch n <= that size.
+//
+// Activations belong to the caller (Sequential): a layer reads `src`, writes `dst`, and in backward
+// reads src/dst (as they were after forward) and diff_dst, writes diff_src (skipped when null) and
+// overwrites its parameters' gradients. Anything else backward needs (winner positions, batch
+// statistics, dropout masks) the layer keeps itself. Shapes are per sample: Dims::n is ignored.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "textscale/engine/backend.h"
+#include "textscale/engine/params.h"
+
+namespace textscale::engine {
+
+template <typename T>
+struct Context {
+  Backend<T>* backend = nullptr;
+  ParamStore<T>* params = nullptr;
+  bool training = false;
+  std::uint64_t seed = 0;  // run seed (dropout)
+  std::int64_t step = 0;   // global optimizer step (dropout masks differ per step)
+};
+
+template <typename T>
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  // One-line description for the model summary: "conv1d 256->256 k7".
+  [[nodiscard]] virtual std::string describe() const = 0;
+  // Declares parameters (named with `prefix`) and returns the per-sample output shape.
+  virtual Dims setup(ParamStore<T>& params, const std::string& prefix, Dims src) = 0;
+  virtual void reserve(Index /*max_batch*/) {}
+  virtual void forward(Context<T>& ctx, Index n, const T* src, T* dst) = 0;
+  virtual void backward(Context<T>& ctx, Index n, const T* src, const T* dst, const T* diff_dst, T* diff_src) = 0;
+  // Multiply-adds of one forward pass per sample as a dense model would compute them (FLOPs = 2x).
+  [[nodiscard]] virtual double forward_macs() const { return 0; }
+};
+
+// The first layer: turns integer codes (N, T) into activations. No gradient flows past it.
+template <typename T>
+class InputLayer {
+ public:
+  virtual ~InputLayer() = default;
+  [[nodiscard]] virtual std::string describe() const = 0;
+  virtual Dims setup(ParamStore<T>& params, const std::string& prefix, Index length) = 0;
+  virtual void reserve(Index /*max_batch*/) {}
+  virtual void forward(Context<T>& ctx, Index n, const std::uint8_t* codes, T* dst) = 0;
+  virtual void backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* dst, const T* diff_dst) = 0;
+  [[nodiscard]] virtual double forward_macs() const { return 0; }
+};
+
+template <typename T>
+using LayerPtr = std::unique_ptr<Layer<T>>;
+
+}  // namespace textscale::engine

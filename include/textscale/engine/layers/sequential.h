@@ -1,0 +1,40 @@
+// A chain of layers, itself a layer: owns the activations between its layers.
+//
+// Keeps every intermediate activation for backward (N x per-sample size each, for the reserved N)
+// and two gradient buffers used alternately. Residual blocks nest Sequentials.
+#pragma once
+
+#include <vector>
+
+#include "textscale/engine/buffer.h"
+#include "textscale/engine/layer.h"
+
+namespace textscale::engine {
+
+template <typename T>
+class Sequential final : public Layer<T> {
+ public:
+  void append(LayerPtr<T> layer) { layers_.push_back(std::move(layer)); }
+  [[nodiscard]] bool empty() const { return layers_.empty(); }
+  [[nodiscard]] const std::vector<LayerPtr<T>>& layers() const { return layers_; }
+
+  [[nodiscard]] std::string describe() const override;
+  Dims setup(ParamStore<T>& params, const std::string& prefix, Dims src) override;
+  void reserve(Index max_batch) override;
+  void forward(Context<T>& ctx, Index n, const T* src, T* dst) override;
+  void backward(Context<T>& ctx, Index n, const T* src, const T* dst, const T* diff_dst, T* diff_src) override;
+  [[nodiscard]] double forward_macs() const override;
+  // Per-sample output shape of each layer, after setup.
+  [[nodiscard]] const std::vector<Dims>& shapes() const { return shapes_; }
+
+ private:
+  std::vector<LayerPtr<T>> layers_;
+  std::vector<Dims> shapes_;            // shapes_[i]: output of layer i
+  std::vector<Buffer<T>> activations_;  // outputs of layers 0 .. L-2 (the last writes to dst)
+  Buffer<T> diff_a_, diff_b_;
+};
+
+extern template class Sequential<float>;
+extern template class Sequential<double>;
+
+}  // namespace textscale::engine

@@ -1,0 +1,66 @@
+// A classifier: an input layer over character codes, a chain of layers, logits (N, classes).
+//
+// Models are built by name (models.cpp): crepe-small, crepe-large, vdcnn-9, vdcnn-17, vdcnn-29,
+// with sizes overridable through ModelConfig for experiments and tests.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "textscale/engine/layers/sequential.h"
+
+namespace textscale::engine {
+
+struct ModelConfig {
+  std::string name = "crepe-small";
+  Index classes = 0;
+  Index length = 1014;  // characters per sample
+  Index alphabet = 69;  // codes 1..alphabet; 0 = padding / unknown
+  // Overrides (0 = the published value).
+  Index features = 0;     // Crepe: convolution features (256 small, 1024 large); VDCNN: first stage (64)
+  Index fc = 0;           // width of the hidden fully connected layers (Crepe 1024/2048, VDCNN 2048)
+  Index embedding = 16;   // VDCNN character embedding size
+  Index kmax = 8;         // VDCNN k-max pooling
+  double dropout = 0.5;   // Crepe's dropout between the fully connected layers
+  bool shortcut = false;  // VDCNN residual shortcuts
+
+  [[nodiscard]] static std::vector<std::string> names();
+};
+
+template <typename T>
+class Model {
+ public:
+  // Builds the layers and declares (but does not initialise) the parameters.
+  explicit Model(const ModelConfig& config);
+
+  [[nodiscard]] const ModelConfig& config() const { return config_; }
+  [[nodiscard]] ParamStore<T>& params() { return params_; }
+  // Allocates activations for batches of up to `max_batch` samples.
+  void reserve(Index max_batch);
+  [[nodiscard]] Index max_batch() const { return max_batch_; }
+
+  // codes (N, length) -> logits (N, classes), valid until the next forward.
+  const T* forward(Context<T>& ctx, Index n, const std::uint8_t* codes);
+  // Gradients of all parameters from diff_logits (N, classes), after forward on the same batch.
+  void backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* diff_logits);
+
+  // Multiply-adds of one dense forward pass per sample (training step = 3x forward).
+  [[nodiscard]] double forward_macs() const;
+  // Layer-by-layer description with output shapes and the parameter count.
+  [[nodiscard]] std::string summary() const;
+
+ private:
+  ModelConfig config_;
+  ParamStore<T> params_;
+  std::unique_ptr<InputLayer<T>> input_;
+  Sequential<T> body_;
+  Dims input_dims_;
+  Index max_batch_ = 0;
+  Buffer<T> input_out_, logits_, diff_input_;
+};
+
+extern template class Model<float>;
+extern template class Model<double>;
+
+}  // namespace textscale::engine

@@ -1,0 +1,70 @@
+#include "textscale/engine/layers/sequential.h"
+
+#include <algorithm>
+
+#include "textscale/common/error.h"
+
+namespace textscale::engine {
+
+template <typename T>
+std::string Sequential<T>::describe() const {
+  return "sequential of " + std::to_string(layers_.size());
+}
+
+template <typename T>
+Dims Sequential<T>::setup(ParamStore<T>& params, const std::string& prefix, Dims src) {
+  shapes_.clear();
+  Dims shape = src;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    shape = layers_[i]->setup(params, prefix + std::to_string(i) + ".", shape);
+    shapes_.push_back(shape);
+  }
+  return shape;
+}
+
+template <typename T>
+void Sequential<T>::reserve(Index max_batch) {
+  activations_.resize(layers_.size() > 0 ? layers_.size() - 1 : 0);
+  Index largest = 0;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->reserve(max_batch);
+    largest = std::max(largest, shapes_[i].per_sample());
+    if (i + 1 < layers_.size()) activations_[i].resize(static_cast<std::size_t>(max_batch * shapes_[i].per_sample()));
+  }
+  diff_a_.resize(static_cast<std::size_t>(max_batch * largest));
+  diff_b_.resize(static_cast<std::size_t>(max_batch * largest));
+}
+
+template <typename T>
+void Sequential<T>::forward(Context<T>& ctx, Index n, const T* src, T* dst) {
+  const T* in = src;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    T* out = i + 1 < layers_.size() ? activations_[i].data() : dst;
+    layers_[i]->forward(ctx, n, in, out);
+    in = out;
+  }
+}
+
+template <typename T>
+void Sequential<T>::backward(Context<T>& ctx, Index n, const T* src, const T* dst, const T* diff_dst, T* diff_src) {
+  const T* grad = diff_dst;
+  for (std::size_t j = layers_.size(); j-- > 0;) {
+    const T* in = j == 0 ? src : activations_[j - 1].data();
+    const T* out = j + 1 == layers_.size() ? dst : activations_[j].data();
+    T* grad_in = j == 0 ? diff_src : (grad == diff_a_.data() ? diff_b_.data() : diff_a_.data());
+    layers_[j]->backward(ctx, n, in, out, grad, grad_in);
+    grad = grad_in;
+  }
+}
+
+template <typename T>
+double Sequential<T>::forward_macs() const {
+  double total = 0;
+  for (const auto& layer : layers_) total += layer->forward_macs();
+  return total;
+}
+
+template class Sequential<float>;
+template class Sequential<double>;
+
+}  // namespace textscale::engine

@@ -1,0 +1,174 @@
+#include "textscale/engine/model.h"
+
+#include <cmath>
+#include <functional>
+#include <sstream>
+
+#include "textscale/common/error.h"
+#include "textscale/engine/layers/activation.h"
+#include "textscale/engine/layers/batch_norm.h"
+#include "textscale/engine/layers/conv1d.h"
+#include "textscale/engine/layers/embedding.h"
+#include "textscale/engine/layers/linear.h"
+#include "textscale/engine/layers/pooling.h"
+#include "textscale/engine/layers/residual.h"
+
+namespace textscale::engine {
+
+std::vector<std::string> ModelConfig::names() {
+  return {"crepe-small", "crepe-large", "vdcnn-9", "vdcnn-17", "vdcnn-29"};
+}
+
+namespace {
+
+// Crepe (Zhang, Zhao and LeCun 2015, table 1 and 2): six convolutions over the one-hot input,
+// max-pool 3 after layers 1, 2 and 6, two fully connected layers with dropout, Gaussian init of
+// every weight and bias.
+template <typename T>
+std::unique_ptr<InputLayer<T>> build_crepe(const ModelConfig& c, bool large, Sequential<T>& body) {
+  const Index features = c.features ? c.features : (large ? 1024 : 256);
+  const Index fc = c.fc ? c.fc : (large ? 2048 : 1024);
+  const Init init = Init::normal(large ? 0.02 : 0.05);
+  auto conv = [&](Index kernel) {
+    return std::make_unique<Conv1d<T>>(typename Conv1d<T>::Options{features, kernel, 1, 0, true, true, init, init});
+  };
+  auto input = std::make_unique<OneHotConv1d<T>>(c.alphabet, features, 7, true, init, init);
+  body.append(std::make_unique<MaxPool1d<T>>(3, 3));
+  body.append(conv(7));
+  body.append(std::make_unique<MaxPool1d<T>>(3, 3));
+  for (int i = 0; i < 4; ++i) body.append(conv(3));
+  body.append(std::make_unique<MaxPool1d<T>>(3, 3));
+  body.append(std::make_unique<Linear<T>>(fc, true, init, init));
+  body.append(std::make_unique<Dropout<T>>(c.dropout, 1));
+  body.append(std::make_unique<Linear<T>>(fc, true, init, init));
+  body.append(std::make_unique<Dropout<T>>(c.dropout, 2));
+  body.append(std::make_unique<Linear<T>>(c.classes, false, init, init));
+  return input;
+}
+
+// VDCNN (Conneau, Schwenk, Barrault and LeCun 2017): 16-d character embedding, a 3-wide "temporal"
+// convolution to 64 features, four stages of convolutional blocks (conv3 + BN + ReLU, twice) with
+// 64/128/256/512 features and max-pool /2 between stages, k-max pooling, three fully connected
+// layers. Kaiming init for convolutions and linear layers, as in the authors' reference code.
+template <typename T>
+std::unique_ptr<InputLayer<T>> build_vdcnn(const ModelConfig& c, int depth, Sequential<T>& body) {
+  std::vector<int> blocks;
+  if (depth == 9) blocks = {1, 1, 1, 1};
+  if (depth == 17) blocks = {2, 2, 2, 2};
+  if (depth == 29) blocks = {5, 5, 2, 2};
+  const Index base = c.features ? c.features : 64;
+  const Index fc = c.fc ? c.fc : 2048;
+  auto input = std::make_unique<Embedding<T>>(c.alphabet + 1, c.embedding, Init::normal(1.0));
+  body.append(std::make_unique<Conv1d<T>>(
+      typename Conv1d<T>::Options{base, 3, 1, 1, true, false, Init::kaiming(c.embedding * 3), Init::constant(0)}));
+  auto conv3 = [](Index in, Index out) {
+    return std::make_unique<Conv1d<T>>(
+        typename Conv1d<T>::Options{out, 3, 1, 1, false, false, Init::kaiming(in * 3), Init::constant(0)});
+  };
+  Index channels = base;
+  for (int stage = 0; stage < 4; ++stage) {
+    const Index out = base << stage;
+    if (stage > 0) body.append(std::make_unique<MaxPool1d<T>>(3, 2, 1));
+    for (int b = 0; b < blocks[static_cast<std::size_t>(stage)]; ++b) {
+      auto block = std::make_unique<Sequential<T>>();
+      Sequential<T>& target = c.shortcut ? *block : body;
+      target.append(conv3(channels, out));
+      target.append(std::make_unique<BatchNorm<T>>(true));
+      target.append(conv3(out, out));
+      target.append(std::make_unique<BatchNorm<T>>(true));
+      if (c.shortcut) {
+        auto shortcut = std::make_unique<Sequential<T>>();
+        if (channels != out) {
+          shortcut->append(std::make_unique<Conv1d<T>>(
+              typename Conv1d<T>::Options{out, 1, 1, 0, false, false, Init::kaiming(channels), Init::constant(0)}));
+          shortcut->append(std::make_unique<BatchNorm<T>>(false));
+        }
+        body.append(std::make_unique<Residual<T>>(std::move(block), std::move(shortcut)));
+      }
+      channels = out;
+    }
+  }
+  body.append(std::make_unique<KMaxPool<T>>(c.kmax));
+  body.append(std::make_unique<Linear<T>>(fc, true, Init::kaiming(channels * c.kmax), Init::constant(0)));
+  body.append(std::make_unique<Linear<T>>(fc, true, Init::kaiming(fc), Init::constant(0)));
+  body.append(std::make_unique<Linear<T>>(c.classes, false, Init::kaiming(fc), Init::constant(0)));
+  return input;
+}
+
+}  // namespace
+
+template <typename T>
+Model<T>::Model(const ModelConfig& config) : config_(config) {
+  if (config.classes < 2) throw InputError("a classifier needs at least 2 classes");
+  const std::string& name = config.name;
+  if (name == "crepe-small" || name == "crepe-large")
+    input_ = build_crepe<T>(config, name == "crepe-large", body_);
+  else if (name == "vdcnn-9" || name == "vdcnn-17" || name == "vdcnn-29")
+    input_ = build_vdcnn<T>(config, std::stoi(name.substr(6)), body_);
+  else
+    throw InputError("unknown model '" + name + "' (known: crepe-small, crepe-large, vdcnn-9, vdcnn-17, vdcnn-29)");
+  try {
+    input_dims_ = input_->setup(params_, "input.", config.length);
+    body_.setup(params_, "", input_dims_);
+  } catch (const Error& e) {
+    throw InputError("model " + name + " with input length " + std::to_string(config.length) + ": " + e.what());
+  }
+  params_.finalize();
+}
+
+template <typename T>
+void Model<T>::reserve(Index max_batch) {
+  if (max_batch == max_batch_) return;
+  max_batch_ = max_batch;
+  input_->reserve(max_batch);
+  body_.reserve(max_batch);
+  input_out_.resize(static_cast<std::size_t>(max_batch * input_dims_.per_sample()));
+  diff_input_.resize(static_cast<std::size_t>(max_batch * input_dims_.per_sample()));
+  logits_.resize(static_cast<std::size_t>(max_batch * config_.classes));
+}
+
+template <typename T>
+const T* Model<T>::forward(Context<T>& ctx, Index n, const std::uint8_t* codes) {
+  if (n > max_batch_)
+    throw Error("batch of " + std::to_string(n) + " exceeds the reserved " + std::to_string(max_batch_));
+  ctx.params = &params_;
+  input_->forward(ctx, n, codes, input_out_.data());
+  body_.forward(ctx, n, input_out_.data(), logits_.data());
+  return logits_.data();
+}
+
+template <typename T>
+void Model<T>::backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* diff_logits) {
+  ctx.params = &params_;
+  body_.backward(ctx, n, input_out_.data(), logits_.data(), diff_logits, diff_input_.data());
+  input_->backward(ctx, n, codes, input_out_.data(), diff_input_.data());
+}
+
+template <typename T>
+double Model<T>::forward_macs() const {
+  return input_->forward_macs() + body_.forward_macs();
+}
+
+template <typename T>
+std::string Model<T>::summary() const {
+  std::ostringstream out;
+  out << config_.name << ": input (" << config_.length << " characters)\n";
+  out << "  " << input_->describe() << " -> " << input_dims_.t << "x" << input_dims_.c << "\n";
+  std::function<void(const Sequential<T>&, const std::string&)> walk = [&](const Sequential<T>& s,
+                                                                           const std::string& indent) {
+    for (std::size_t i = 0; i < s.layers().size(); ++i) {
+      const auto& layer = *s.layers()[i];
+      out << indent << layer.describe() << " -> " << s.shapes()[i].t << "x" << s.shapes()[i].c << "\n";
+      if (auto* residual = dynamic_cast<const Residual<T>*>(&layer)) walk(residual->body(), indent + "    ");
+    }
+  };
+  walk(body_, "  ");
+  out << "parameters: " << params_.trained_count() << " trained, " << params_.state_count() << " state; "
+      << std::llround(2 * forward_macs() / 1e6) << " MFLOP per sample forward (dense)";
+  return out.str();
+}
+
+template class Model<float>;
+template class Model<double>;
+
+}  // namespace textscale::engine

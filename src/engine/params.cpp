@@ -1,0 +1,90 @@
+#include "textscale/engine/params.h"
+
+#include <cmath>
+#include <functional>
+#include <numbers>
+
+#include "textscale/common/error.h"
+#include "textscale/engine/dropout_mask.h"
+
+namespace textscale::engine {
+
+namespace {
+
+std::uint64_t name_hash(const std::string& name) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a: stable across platforms, unlike std::hash
+  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ULL;
+  return h;
+}
+
+// Standard normal draw i of stream `key`: Box-Muller on two counter-based uniforms.
+double normal_draw(std::uint64_t key, std::uint64_t i) {
+  double u1 = (static_cast<double>(mix64(key ^ mix64(2 * i)) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+  double u2 = static_cast<double>(mix64(key ^ mix64(2 * i + 1)) >> 11) * (1.0 / 9007199254740992.0);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+}
+
+}  // namespace
+
+template <typename T>
+ParamRef ParamStore<T>::declare(const std::string& name, std::vector<Index> shape, Init init, bool trained) {
+  if (finalized_) throw Error("parameter '" + name + "' declared after the model was finalised");
+  for (const auto& t : tensors_)
+    if (t.name == name) throw Error("parameter '" + name + "' declared twice");
+  Index count = 1;
+  for (Index d : shape) count *= d;
+  TensorInfo info{name, std::move(shape), trained ? trained_count_ : state_count_, count, init, trained};
+  (trained ? trained_count_ : state_count_) += count;
+  tensors_.push_back(std::move(info));
+  return ParamRef{static_cast<Index>(tensors_.size() - 1)};
+}
+
+template <typename T>
+ParamRef ParamStore<T>::add(const std::string& name, std::vector<Index> shape, Init init) {
+  return declare(name, std::move(shape), init, true);
+}
+
+template <typename T>
+ParamRef ParamStore<T>::add_state(const std::string& name, std::vector<Index> shape, Init init) {
+  return declare(name, std::move(shape), init, false);
+}
+
+template <typename T>
+void ParamStore<T>::finalize() {
+  values_.resize(static_cast<std::size_t>(trained_count_));
+  gradients_.resize(static_cast<std::size_t>(trained_count_));
+  state_.resize(static_cast<std::size_t>(state_count_));
+  finalized_ = true;
+}
+
+template <typename T>
+void ParamStore<T>::initialize(std::uint64_t seed) {
+  if (!finalized_) throw Error("ParamStore::initialize before finalize");
+  for (const auto& t : tensors_) {
+    T* data = (t.trained ? values_.data() : state_.data()) + t.offset;
+    std::uint64_t key = mix64(seed ^ name_hash(t.name));
+    double std = t.init.kind == Init::Kind::normal ? t.init.value : std::sqrt(2.0 / static_cast<double>(t.init.fan_in));
+    for (Index i = 0; i < t.count; ++i)
+      data[i] = t.init.kind == Init::Kind::constant
+                    ? static_cast<T>(t.init.value)
+                    : static_cast<T>(std * normal_draw(key, static_cast<std::uint64_t>(i)));
+  }
+}
+
+template <typename T>
+T* ParamStore<T>::value(ParamRef r) {
+  const auto& t = info(r);
+  return (t.trained ? values_.data() : state_.data()) + t.offset;
+}
+
+template <typename T>
+T* ParamStore<T>::grad(ParamRef r) {
+  const auto& t = info(r);
+  if (!t.trained) throw Error("parameter '" + t.name + "' is not trained and has no gradient");
+  return gradients_.data() + t.offset;
+}
+
+template class ParamStore<float>;
+template class ParamStore<double>;
+
+}  // namespace textscale::engine

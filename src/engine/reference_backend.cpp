@@ -1,0 +1,398 @@
+#include "textscale/engine/reference_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "textscale/common/error.h"
+#include "textscale/engine/dropout_mask.h"
+
+namespace textscale::engine {
+
+namespace {
+
+// Max pooling's winners, one source position per output element.
+struct PoolWinners final : OpState {
+  std::vector<Index> source;
+};
+
+}  // namespace
+
+template <typename T>
+std::string ReferenceBackend<T>::name() const {
+  return sizeof(T) == sizeof(double) ? "reference-double" : "reference-float";
+}
+
+template <typename T>
+void ReferenceBackend<T>::conv1d_forward(OpStatePtr&, const Conv1dShape& s, const T* src, const T* weights,
+                                         const T* bias, T* dst, bool relu) {
+  const Index t_out = s.t_out();
+  for (Index n = 0; n < s.n; ++n)
+    for (Index t = 0; t < t_out; ++t)
+      for (Index o = 0; o < s.c_out; ++o) {
+        T sum = bias ? bias[o] : T(0);
+        for (Index k = 0; k < s.kernel; ++k) {
+          Index ti = t * s.stride + k - s.pad;
+          if (ti < 0 || ti >= s.t_in) continue;
+          for (Index c = 0; c < s.c_in; ++c)
+            sum += weights[(o * s.c_in + c) * s.kernel + k] * src[(n * s.t_in + ti) * s.c_in + c];
+        }
+        dst[(n * t_out + t) * s.c_out + o] = relu ? std::max(sum, T(0)) : sum;
+      }
+}
+
+template <typename T>
+void ReferenceBackend<T>::conv1d_backward_data(OpStatePtr&, const Conv1dShape& s, const T* diff_dst, const T* weights,
+                                               T* diff_src) {
+  const Index t_out = s.t_out();
+  std::fill(diff_src, diff_src + s.src().count(), T(0));
+  for (Index n = 0; n < s.n; ++n)
+    for (Index t = 0; t < t_out; ++t)
+      for (Index o = 0; o < s.c_out; ++o) {
+        T g = diff_dst[(n * t_out + t) * s.c_out + o];
+        for (Index k = 0; k < s.kernel; ++k) {
+          Index ti = t * s.stride + k - s.pad;
+          if (ti < 0 || ti >= s.t_in) continue;
+          for (Index c = 0; c < s.c_in; ++c)
+            diff_src[(n * s.t_in + ti) * s.c_in + c] += g * weights[(o * s.c_in + c) * s.kernel + k];
+        }
+      }
+}
+
+template <typename T>
+void ReferenceBackend<T>::conv1d_backward_weights(OpStatePtr&, const Conv1dShape& s, const T* src, const T* diff_dst,
+                                                  T* diff_weights, T* diff_bias) {
+  const Index t_out = s.t_out();
+  std::fill(diff_weights, diff_weights + s.weights_count(), T(0));
+  if (diff_bias) std::fill(diff_bias, diff_bias + s.c_out, T(0));
+  for (Index n = 0; n < s.n; ++n)
+    for (Index t = 0; t < t_out; ++t)
+      for (Index o = 0; o < s.c_out; ++o) {
+        T g = diff_dst[(n * t_out + t) * s.c_out + o];
+        if (diff_bias) diff_bias[o] += g;
+        for (Index k = 0; k < s.kernel; ++k) {
+          Index ti = t * s.stride + k - s.pad;
+          if (ti < 0 || ti >= s.t_in) continue;
+          for (Index c = 0; c < s.c_in; ++c)
+            diff_weights[(o * s.c_in + c) * s.kernel + k] += g * src[(n * s.t_in + ti) * s.c_in + c];
+        }
+      }
+}
+
+template <typename T>
+void ReferenceBackend<T>::onehot_conv1d_forward(OpStatePtr&, const Conv1dShape& s, const std::uint8_t* codes,
+                                                const T* weights, const T* bias, T* dst, bool relu) {
+  const Index t_out = s.t_out();
+  for (Index n = 0; n < s.n; ++n)
+    for (Index t = 0; t < t_out; ++t)
+      for (Index o = 0; o < s.c_out; ++o) {
+        T sum = bias ? bias[o] : T(0);
+        for (Index k = 0; k < s.kernel; ++k) {
+          Index code = codes[n * s.t_in + t + k];
+          if (code == 0) continue;
+          if (code > s.c_in) throw Error("one-hot convolution: code " + std::to_string(code) + " outside the alphabet");
+          sum += weights[(o * s.c_in + (code - 1)) * s.kernel + k];
+        }
+        dst[(n * t_out + t) * s.c_out + o] = relu ? std::max(sum, T(0)) : sum;
+      }
+}
+
+template <typename T>
+void ReferenceBackend<T>::onehot_conv1d_backward_weights(OpStatePtr&, const Conv1dShape& s, const std::uint8_t* codes,
+                                                         const T* diff_dst, T* diff_weights, T* diff_bias) {
+  const Index t_out = s.t_out();
+  std::fill(diff_weights, diff_weights + s.weights_count(), T(0));
+  if (diff_bias) std::fill(diff_bias, diff_bias + s.c_out, T(0));
+  for (Index n = 0; n < s.n; ++n)
+    for (Index t = 0; t < t_out; ++t)
+      for (Index o = 0; o < s.c_out; ++o) {
+        T g = diff_dst[(n * t_out + t) * s.c_out + o];
+        if (diff_bias) diff_bias[o] += g;
+        for (Index k = 0; k < s.kernel; ++k) {
+          Index code = codes[n * s.t_in + t + k];
+          if (code != 0) diff_weights[(o * s.c_in + (code - 1)) * s.kernel + k] += g;
+        }
+      }
+}
+
+template <typename T>
+void ReferenceBackend<T>::max_pool_forward(OpStatePtr& state, const Pool1dShape& s, const T* src, T* dst,
+                                           bool training) {
+  if (!state) state = std::make_unique<PoolWinners>();
+  auto& winners = static_cast<PoolWinners&>(*state).source;
+  const Index t_out = s.t_out();
+  if (training) winners.assign(static_cast<std::size_t>(s.dst().count()), 0);
+  for (Index n = 0; n < s.n; ++n)
+    for (Index t = 0; t < t_out; ++t)
+      for (Index c = 0; c < s.c; ++c) {
+        T best = -std::numeric_limits<T>::infinity();
+        Index best_at = -1;
+        for (Index k = 0; k < s.kernel; ++k) {
+          Index ti = t * s.stride + k - s.pad;
+          if (ti < 0 || ti >= s.t_in) continue;
+          Index at = (n * s.t_in + ti) * s.c + c;
+          if (best_at < 0 || src[at] > best) best = src[at], best_at = at;
+        }
+        Index out = (n * t_out + t) * s.c + c;
+        dst[out] = best;
+        if (training) winners[static_cast<std::size_t>(out)] = best_at;
+      }
+}
+
+template <typename T>
+void ReferenceBackend<T>::max_pool_backward(OpStatePtr& state, const Pool1dShape& s, const T* diff_dst, T* diff_src) {
+  if (!state) throw Error("max_pool_backward called without a training forward pass");
+  const auto& winners = static_cast<PoolWinners&>(*state).source;
+  std::fill(diff_src, diff_src + s.src().count(), T(0));
+  for (Index i = 0; i < s.dst().count(); ++i) diff_src[winners[static_cast<std::size_t>(i)]] += diff_dst[i];
+}
+
+template <typename T>
+void ReferenceBackend<T>::kmax_pool_forward(Dims d, Index k, const T* src, T* dst, std::int32_t* indices) {
+  std::vector<Index> order(static_cast<std::size_t>(d.t));
+  for (Index n = 0; n < d.n; ++n)
+    for (Index c = 0; c < d.c; ++c) {
+      auto value = [&](Index t) { return src[(n * d.t + t) * d.c + c]; };
+      std::iota(order.begin(), order.end(), Index(0));
+      // Larger value first; among equal values the earlier position.
+      std::stable_sort(order.begin(), order.end(), [&](Index a, Index b) { return value(a) > value(b); });
+      std::sort(order.begin(), order.begin() + k);
+      for (Index j = 0; j < k; ++j) {
+        Index t = order[static_cast<std::size_t>(j)];
+        dst[(n * k + j) * d.c + c] = value(t);
+        indices[(n * k + j) * d.c + c] = static_cast<std::int32_t>(t);
+      }
+    }
+}
+
+template <typename T>
+void ReferenceBackend<T>::kmax_pool_backward(Dims d, Index k, const T* diff_dst, const std::int32_t* indices,
+                                             T* diff_src) {
+  std::fill(diff_src, diff_src + d.count(), T(0));
+  for (Index n = 0; n < d.n; ++n)
+    for (Index j = 0; j < k; ++j)
+      for (Index c = 0; c < d.c; ++c) {
+        Index i = (n * k + j) * d.c + c;
+        diff_src[(n * d.t + indices[i]) * d.c + c] += diff_dst[i];
+      }
+}
+
+template <typename T>
+void ReferenceBackend<T>::batch_norm_forward(OpStatePtr&, Dims d, const T* src, const T* gamma, const T* beta, T* dst,
+                                             T* save_mean, T* save_var, T* running_mean, T* running_var, bool training,
+                                             double momentum, double epsilon) {
+  const Index rows = d.n * d.t;
+  for (Index c = 0; c < d.c; ++c) {
+    double mean, var;
+    if (training) {
+      double sum = 0;
+      for (Index r = 0; r < rows; ++r) sum += static_cast<double>(src[r * d.c + c]);
+      mean = sum / static_cast<double>(rows);
+      double squares = 0;
+      for (Index r = 0; r < rows; ++r) {
+        double x = static_cast<double>(src[r * d.c + c]) - mean;
+        squares += x * x;
+      }
+      var = squares / static_cast<double>(rows);
+      save_mean[c] = static_cast<T>(mean);
+      save_var[c] = static_cast<T>(var);
+      double unbiased = rows > 1 ? var * static_cast<double>(rows) / static_cast<double>(rows - 1) : var;
+      running_mean[c] = static_cast<T>((1 - momentum) * static_cast<double>(running_mean[c]) + momentum * mean);
+      running_var[c] = static_cast<T>((1 - momentum) * static_cast<double>(running_var[c]) + momentum * unbiased);
+    } else {
+      mean = static_cast<double>(running_mean[c]);
+      var = static_cast<double>(running_var[c]);
+    }
+    double inv_std = 1.0 / std::sqrt(var + epsilon);
+    for (Index r = 0; r < rows; ++r)
+      dst[r * d.c + c] =
+          static_cast<T>((static_cast<double>(src[r * d.c + c]) - mean) * inv_std * static_cast<double>(gamma[c]) +
+                         static_cast<double>(beta[c]));
+  }
+}
+
+template <typename T>
+void ReferenceBackend<T>::batch_norm_backward(OpStatePtr&, Dims d, const T* src, const T* diff_dst, const T* gamma,
+                                              const T* save_mean, const T* save_var, T* diff_src, T* diff_gamma,
+                                              T* diff_beta, double epsilon) {
+  const Index rows = d.n * d.t;
+  for (Index c = 0; c < d.c; ++c) {
+    double mean = static_cast<double>(save_mean[c]);
+    double inv_std = 1.0 / std::sqrt(static_cast<double>(save_var[c]) + epsilon);
+    double sum_g = 0, sum_gx = 0;
+    for (Index r = 0; r < rows; ++r) {
+      double g = static_cast<double>(diff_dst[r * d.c + c]);
+      sum_g += g;
+      sum_gx += g * (static_cast<double>(src[r * d.c + c]) - mean) * inv_std;
+    }
+    diff_gamma[c] = static_cast<T>(sum_gx);
+    diff_beta[c] = static_cast<T>(sum_g);
+    double m = static_cast<double>(rows);
+    for (Index r = 0; r < rows; ++r) {
+      double xhat = (static_cast<double>(src[r * d.c + c]) - mean) * inv_std;
+      double g = static_cast<double>(diff_dst[r * d.c + c]);
+      diff_src[r * d.c + c] =
+          static_cast<T>(static_cast<double>(gamma[c]) * inv_std * (g - sum_g / m - xhat * sum_gx / m));
+    }
+  }
+}
+
+template <typename T>
+void ReferenceBackend<T>::relu_forward(Index count, const T* src, T* dst) {
+  for (Index i = 0; i < count; ++i) dst[i] = std::max(src[i], T(0));
+}
+
+template <typename T>
+void ReferenceBackend<T>::relu_backward(Index count, const T* dst, const T* diff_dst, T* diff_src) {
+  for (Index i = 0; i < count; ++i) diff_src[i] = dst[i] > T(0) ? diff_dst[i] : T(0);
+}
+
+template <typename T>
+void ReferenceBackend<T>::copy(Index count, const T* src, T* dst) {
+  std::copy(src, src + count, dst);
+}
+
+template <typename T>
+void ReferenceBackend<T>::add(Index count, const T* a, const T* b, T* dst) {
+  for (Index i = 0; i < count; ++i) dst[i] = a[i] + b[i];
+}
+
+template <typename T>
+void ReferenceBackend<T>::dropout_forward(Index count, double p, std::uint64_t seed, const T* src, T* dst, T* mask) {
+  const T keep_scale = static_cast<T>(1.0 / (1.0 - p));
+  for (Index i = 0; i < count; ++i) {
+    mask[i] = dropout_keep(seed, static_cast<std::uint64_t>(i), p) ? keep_scale : T(0);
+    dst[i] = src[i] * mask[i];
+  }
+}
+
+template <typename T>
+void ReferenceBackend<T>::multiply(Index count, const T* a, const T* b, T* dst) {
+  for (Index i = 0; i < count; ++i) dst[i] = a[i] * b[i];
+}
+
+template <typename T>
+void ReferenceBackend<T>::linear_forward(OpStatePtr&, const LinearShape& s, const T* src, const T* weights,
+                                         const T* bias, T* dst, bool relu) {
+  for (Index n = 0; n < s.n; ++n)
+    for (Index o = 0; o < s.out; ++o) {
+      T sum = bias ? bias[o] : T(0);
+      for (Index i = 0; i < s.in; ++i) sum += src[n * s.in + i] * weights[o * s.in + i];
+      dst[n * s.out + o] = relu ? std::max(sum, T(0)) : sum;
+    }
+}
+
+template <typename T>
+void ReferenceBackend<T>::linear_backward_data(OpStatePtr&, const LinearShape& s, const T* diff_dst, const T* weights,
+                                               T* diff_src) {
+  for (Index n = 0; n < s.n; ++n)
+    for (Index i = 0; i < s.in; ++i) {
+      T sum = 0;
+      for (Index o = 0; o < s.out; ++o) sum += diff_dst[n * s.out + o] * weights[o * s.in + i];
+      diff_src[n * s.in + i] = sum;
+    }
+}
+
+template <typename T>
+void ReferenceBackend<T>::linear_backward_weights(OpStatePtr&, const LinearShape& s, const T* src, const T* diff_dst,
+                                                  T* diff_weights, T* diff_bias) {
+  for (Index o = 0; o < s.out; ++o) {
+    for (Index i = 0; i < s.in; ++i) {
+      T sum = 0;
+      for (Index n = 0; n < s.n; ++n) sum += diff_dst[n * s.out + o] * src[n * s.in + i];
+      diff_weights[o * s.in + i] = sum;
+    }
+    if (diff_bias) {
+      T sum = 0;
+      for (Index n = 0; n < s.n; ++n) sum += diff_dst[n * s.out + o];
+      diff_bias[o] = sum;
+    }
+  }
+}
+
+template <typename T>
+void ReferenceBackend<T>::embedding_forward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes,
+                                            const T* table, T* dst) {
+  for (Index i = 0; i < n * t; ++i) {
+    Index code = codes[i];
+    if (code >= vocab) throw Error("embedding: code " + std::to_string(code) + " outside the table");
+    std::copy(table + code * dim, table + (code + 1) * dim, dst + i * dim);
+  }
+}
+
+template <typename T>
+void ReferenceBackend<T>::embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes,
+                                             const T* diff_dst, T* diff_table) {
+  std::fill(diff_table, diff_table + vocab * dim, T(0));
+  for (Index i = 0; i < n * t; ++i)
+    for (Index e = 0; e < dim; ++e) diff_table[codes[i] * dim + e] += diff_dst[i * dim + e];
+}
+
+template <typename T>
+double ReferenceBackend<T>::softmax_cross_entropy(Index n, Index classes, const T* logits, const std::int32_t* labels,
+                                                  T* diff_logits) {
+  double total = 0;
+  for (Index i = 0; i < n; ++i) {
+    const T* row = logits + i * classes;
+    if (labels[i] < 0 || labels[i] >= classes)
+      throw Error("softmax_cross_entropy: label " + std::to_string(labels[i]) + " outside [0, " +
+                  std::to_string(classes) + ")");
+    double max = static_cast<double>(*std::max_element(row, row + classes));
+    double sum = 0;
+    for (Index k = 0; k < classes; ++k) sum += std::exp(static_cast<double>(row[k]) - max);
+    double log_sum = std::log(sum) + max;
+    total += log_sum - static_cast<double>(row[labels[i]]);
+    if (diff_logits)
+      for (Index k = 0; k < classes; ++k) {
+        double p = std::exp(static_cast<double>(row[k]) - log_sum);
+        diff_logits[i * classes + k] = static_cast<T>((p - (k == labels[i] ? 1.0 : 0.0)) / static_cast<double>(n));
+      }
+  }
+  return total;
+}
+
+template <typename T>
+void ReferenceBackend<T>::sgd_step(Index count, T* param, const T* grad, T* velocity, double lr, double momentum,
+                                   double weight_decay) {
+  const T wd = static_cast<T>(weight_decay), mu = static_cast<T>(momentum), rate = static_cast<T>(lr);
+  for (Index i = 0; i < count; ++i) {
+    T g = grad[i] + wd * param[i];
+    velocity[i] = mu * velocity[i] + g;
+    param[i] -= rate * velocity[i];
+  }
+}
+
+template <typename T>
+void ReferenceBackend<T>::adam_step(Index count, T* param, const T* grad, T* m, T* v, double lr, double beta1,
+                                    double beta2, double epsilon, double weight_decay, std::int64_t step) {
+  const double c1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+  const double c2 = 1.0 - std::pow(beta2, static_cast<double>(step));
+  const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2), wd = static_cast<T>(weight_decay);
+  const T step_size = static_cast<T>(lr / c1), sqrt_c2 = static_cast<T>(std::sqrt(c2)), eps = static_cast<T>(epsilon);
+  for (Index i = 0; i < count; ++i) {
+    T g = grad[i] + wd * param[i];
+    m[i] = b1 * m[i] + (T(1) - b1) * g;
+    v[i] = b2 * v[i] + (T(1) - b2) * g * g;
+    param[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_c2 + eps);
+  }
+}
+
+template <typename T>
+double ReferenceBackend<T>::sum_squares(Index count, const T* data) {
+  double sum = 0;
+  for (Index i = 0; i < count; ++i) sum += static_cast<double>(data[i]) * static_cast<double>(data[i]);
+  return sum;
+}
+
+template <typename T>
+void ReferenceBackend<T>::scale(Index count, T* data, double factor) {
+  const T f = static_cast<T>(factor);
+  for (Index i = 0; i < count; ++i) data[i] *= f;
+}
+
+template class ReferenceBackend<float>;
+template class ReferenceBackend<double>;
+
+}  // namespace textscale::engine
