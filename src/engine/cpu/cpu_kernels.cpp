@@ -1,0 +1,303 @@
+#include "cpu_kernels.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "textscale/common/error.h"
+#include "textscale/engine/buffer.h"
+#include "textscale/engine/dropout_mask.h"
+
+namespace textscale::engine::cpu {
+
+namespace {
+
+// The one-hot convolution's weights as (K, A, C_out): for a code, the C_out weights of one kernel
+// tap are contiguous, so forward adds K contiguous rows per output position.
+struct GatherWeights final : OpState {
+  Buffer<float> transposed;
+};
+
+Buffer<float>& gather_buffer(OpStatePtr& state, std::size_t count) {
+  if (!state) state = std::make_unique<GatherWeights>();
+  auto& buffer = static_cast<GatherWeights&>(*state).transposed;
+  if (buffer.size() != count) buffer.resize(count);
+  return buffer;
+}
+
+void check_codes(const std::uint8_t* codes, Index count, Index alphabet) {
+  for (Index i = 0; i < count; ++i)
+    if (codes[i] > alphabet)
+      throw Error("character code " + std::to_string(codes[i]) + " outside the model's alphabet of " +
+                  std::to_string(alphabet));
+}
+
+}  // namespace
+
+void onehot_conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const std::uint8_t* codes, const float* weights,
+                           const float* bias, float* dst, bool relu) {
+  const Index a = s.c_in, k = s.kernel, o = s.c_out, t_out = s.t_out();
+  check_codes(codes, s.n * s.t_in, a);
+  auto& wt = gather_buffer(state, static_cast<std::size_t>(s.weights_count()));
+  float* w = wt.data();
+#pragma omp parallel for schedule(static)
+  for (Index oc = 0; oc < o; ++oc)
+    for (Index c = 0; c < a; ++c)
+      for (Index j = 0; j < k; ++j) w[(j * a + c) * o + oc] = weights[(oc * a + c) * k + j];
+#pragma omp parallel for schedule(static)
+  for (Index row = 0; row < s.n * t_out; ++row) {
+    const Index n = row / t_out, t = row % t_out;
+    float* out = dst + row * o;
+    for (Index oc = 0; oc < o; ++oc) out[oc] = bias ? bias[oc] : 0.0f;
+    for (Index j = 0; j < k; ++j) {
+      const Index code = codes[n * s.t_in + t + j];
+      if (code == 0) continue;
+      const float* column = w + (j * a + code - 1) * o;
+#pragma omp simd
+      for (Index oc = 0; oc < o; ++oc) out[oc] += column[oc];
+    }
+    if (relu)
+#pragma omp simd
+      for (Index oc = 0; oc < o; ++oc) out[oc] = std::max(out[oc], 0.0f);
+  }
+}
+
+void onehot_conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& s, const std::uint8_t* codes,
+                                    const float* diff_dst, float* diff_weights, float* diff_bias) {
+  const Index a = s.c_in, k = s.kernel, o = s.c_out, t_out = s.t_out(), rows = s.n * t_out;
+  auto& wt = gather_buffer(state, static_cast<std::size_t>(s.weights_count()));
+  wt.zero();
+  float* g = wt.data();
+  // Threads own disjoint slices of output channels and scan every position: no atomics, and the
+  // summation order per weight is the same for any thread count.
+  constexpr Index slice = 32;
+  const Index slices = (o + slice - 1) / slice;
+#pragma omp parallel for schedule(static)
+  for (Index sl = 0; sl < slices; ++sl) {
+    const Index begin = sl * slice, end = std::min(o, begin + slice);
+    for (Index row = 0; row < rows; ++row) {
+      const Index n = row / t_out, t = row % t_out;
+      const float* grad = diff_dst + row * o;
+      for (Index j = 0; j < k; ++j) {
+        const Index code = codes[n * s.t_in + t + j];
+        if (code == 0) continue;
+        float* column = g + (j * a + code - 1) * o;
+#pragma omp simd
+        for (Index oc = begin; oc < end; ++oc) column[oc] += grad[oc];
+      }
+    }
+  }
+#pragma omp parallel for schedule(static)
+  for (Index oc = 0; oc < o; ++oc)
+    for (Index c = 0; c < a; ++c)
+      for (Index j = 0; j < k; ++j) diff_weights[(oc * a + c) * k + j] = g[(j * a + c) * o + oc];
+  if (diff_bias) column_sums(rows, o, diff_dst, diff_bias);
+}
+
+void kmax_pool_forward(Dims d, Index k, const float* src, float* dst, std::int32_t* indices) {
+#pragma omp parallel
+  {
+    std::vector<Index> best(static_cast<std::size_t>(k));
+#pragma omp for schedule(static)
+    for (Index nc = 0; nc < d.n * d.c; ++nc) {
+      const Index n = nc / d.c, c = nc % d.c;
+      const float* column = src + n * d.t * d.c + c;
+      // `best` holds the positions of the k largest so far, ordered by value descending, earlier
+      // position first among equals (insertion keeps it sorted; k is small).
+      Index size = 0;
+      for (Index t = 0; t < d.t; ++t) {
+        const float v = column[t * d.c];
+        if (size == k && !(v > column[best[static_cast<std::size_t>(k - 1)] * d.c])) continue;
+        Index at = size < k ? size++ : k - 1;
+        while (at > 0 && v > column[best[static_cast<std::size_t>(at - 1)] * d.c]) {
+          best[static_cast<std::size_t>(at)] = best[static_cast<std::size_t>(at - 1)];
+          --at;
+        }
+        best[static_cast<std::size_t>(at)] = t;
+      }
+      std::sort(best.begin(), best.begin() + k);
+      for (Index j = 0; j < k; ++j) {
+        const Index t = best[static_cast<std::size_t>(j)];
+        dst[(n * k + j) * d.c + c] = column[t * d.c];
+        indices[(n * k + j) * d.c + c] = static_cast<std::int32_t>(t);
+      }
+    }
+  }
+}
+
+void kmax_pool_backward(Dims d, Index k, const float* diff_dst, const std::int32_t* indices, float* diff_src) {
+#pragma omp parallel for schedule(static)
+  for (Index n = 0; n < d.n; ++n) {
+    std::memset(diff_src + n * d.t * d.c, 0, static_cast<std::size_t>(d.t * d.c) * sizeof(float));
+    for (Index j = 0; j < k; ++j)
+      for (Index c = 0; c < d.c; ++c) {
+        const Index i = (n * k + j) * d.c + c;
+        diff_src[(n * d.t + indices[i]) * d.c + c] += diff_dst[i];
+      }
+  }
+}
+
+void update_running_statistics(Index channels, Index rows, const float* mean, const float* var, float* running_mean,
+                               float* running_var, double momentum) {
+  const double correction = rows > 1 ? static_cast<double>(rows) / static_cast<double>(rows - 1) : 1.0;
+  for (Index c = 0; c < channels; ++c) {
+    running_mean[c] = static_cast<float>((1 - momentum) * running_mean[c] + momentum * mean[c]);
+    running_var[c] = static_cast<float>((1 - momentum) * running_var[c] + momentum * var[c] * correction);
+  }
+}
+
+void add_bias_rows(Index rows, Index columns, const float* bias, float* data, bool relu) {
+#pragma omp parallel for schedule(static)
+  for (Index r = 0; r < rows; ++r) {
+    float* row = data + r * columns;
+    if (bias)
+#pragma omp simd
+      for (Index c = 0; c < columns; ++c) row[c] += bias[c];
+    if (relu)
+#pragma omp simd
+      for (Index c = 0; c < columns; ++c) row[c] = std::max(row[c], 0.0f);
+  }
+}
+
+void column_sums(Index rows, Index columns, const float* data, float* sums) {
+  // Threads own column slices; each column is summed in row order.
+  constexpr Index slice = 64;
+  const Index slices = (columns + slice - 1) / slice;
+#pragma omp parallel for schedule(static)
+  for (Index sl = 0; sl < slices; ++sl) {
+    const Index begin = sl * slice, end = std::min(columns, begin + slice);
+    for (Index c = begin; c < end; ++c) sums[c] = 0;
+    for (Index r = 0; r < rows; ++r)
+#pragma omp simd
+      for (Index c = begin; c < end; ++c) sums[c] += data[r * columns + c];
+  }
+}
+
+void relu_forward(Index count, const float* src, float* dst) {
+#pragma omp parallel for simd schedule(static)
+  for (Index i = 0; i < count; ++i) dst[i] = std::max(src[i], 0.0f);
+}
+
+void relu_backward(Index count, const float* dst, const float* diff_dst, float* diff_src) {
+#pragma omp parallel for simd schedule(static)
+  for (Index i = 0; i < count; ++i) diff_src[i] = dst[i] > 0.0f ? diff_dst[i] : 0.0f;
+}
+
+void copy(Index count, const float* src, float* dst) {
+  if (src != dst) std::memcpy(dst, src, static_cast<std::size_t>(count) * sizeof(float));
+}
+
+void add(Index count, const float* a, const float* b, float* dst) {
+#pragma omp parallel for simd schedule(static)
+  for (Index i = 0; i < count; ++i) dst[i] = a[i] + b[i];
+}
+
+void multiply(Index count, const float* a, const float* b, float* dst) {
+#pragma omp parallel for simd schedule(static)
+  for (Index i = 0; i < count; ++i) dst[i] = a[i] * b[i];
+}
+
+void dropout_forward(Index count, double p, std::uint64_t seed, const float* src, float* dst, float* mask) {
+  const float keep_scale = static_cast<float>(1.0 / (1.0 - p));
+#pragma omp parallel for schedule(static)
+  for (Index i = 0; i < count; ++i) {
+    mask[i] = dropout_keep(seed, static_cast<std::uint64_t>(i), p) ? keep_scale : 0.0f;
+    dst[i] = src[i] * mask[i];
+  }
+}
+
+void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const float* table,
+                       float* dst) {
+  check_codes(codes, n * t, vocab - 1);
+#pragma omp parallel for schedule(static)
+  for (Index i = 0; i < n * t; ++i)
+    std::memcpy(dst + i * dim, table + codes[i] * dim, static_cast<std::size_t>(dim) * sizeof(float));
+}
+
+void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const float* diff_dst,
+                        float* diff_table) {
+  // Sequential in position order: the table is tiny (characters) and the result must not depend
+  // on the thread count.
+  std::memset(diff_table, 0, static_cast<std::size_t>(vocab * dim) * sizeof(float));
+  for (Index i = 0; i < n * t; ++i) {
+    float* row = diff_table + codes[i] * dim;
+    const float* grad = diff_dst + i * dim;
+#pragma omp simd
+    for (Index e = 0; e < dim; ++e) row[e] += grad[e];
+  }
+}
+
+double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
+                             float* diff_logits) {
+  double total = 0;
+  for (Index i = 0; i < n; ++i) {
+    const float* row = logits + i * classes;
+    if (labels[i] < 0 || labels[i] >= classes)
+      throw Error("label " + std::to_string(labels[i]) + " outside [0, " + std::to_string(classes) + ")");
+    double max = *std::max_element(row, row + classes);
+    double sum = 0;
+    for (Index k = 0; k < classes; ++k) sum += std::exp(row[k] - max);
+    const double log_sum = std::log(sum) + max;
+    total += log_sum - row[labels[i]];
+    if (diff_logits)
+      for (Index k = 0; k < classes; ++k)
+        diff_logits[i * classes + k] =
+            static_cast<float>((std::exp(row[k] - log_sum) - (k == labels[i] ? 1.0 : 0.0)) / static_cast<double>(n));
+  }
+  return total;
+}
+
+void sgd_step(Index count, float* param, const float* grad, float* velocity, double lr, double momentum,
+              double weight_decay) {
+  const float wd = static_cast<float>(weight_decay), mu = static_cast<float>(momentum), rate = static_cast<float>(lr);
+#pragma omp parallel for simd schedule(static)
+  for (Index i = 0; i < count; ++i) {
+    const float g = grad[i] + wd * param[i];
+    velocity[i] = mu * velocity[i] + g;
+    param[i] -= rate * velocity[i];
+  }
+}
+
+void adam_step(Index count, float* param, const float* grad, float* m, float* v, double lr, double beta1, double beta2,
+               double epsilon, double weight_decay, std::int64_t step) {
+  const double c1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+  const double c2 = 1.0 - std::pow(beta2, static_cast<double>(step));
+  const float b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2), wd = static_cast<float>(weight_decay);
+  const float step_size = static_cast<float>(lr / c1), sqrt_c2 = static_cast<float>(std::sqrt(c2));
+  const float eps = static_cast<float>(epsilon);
+#pragma omp parallel for simd schedule(static)
+  for (Index i = 0; i < count; ++i) {
+    const float g = grad[i] + wd * param[i];
+    m[i] = b1 * m[i] + (1.0f - b1) * g;
+    v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+    param[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_c2 + eps);
+  }
+}
+
+double sum_squares(Index count, const float* data) {
+  // Fixed blocks, summed in order: the same result for any thread count.
+  constexpr Index block = 1 << 16;
+  const Index blocks = (count + block - 1) / block;
+  std::vector<double> partial(static_cast<std::size_t>(blocks), 0.0);
+#pragma omp parallel for schedule(static)
+  for (Index b = 0; b < blocks; ++b) {
+    double sum = 0;
+    for (Index i = b * block; i < std::min(count, (b + 1) * block); ++i)
+      sum += static_cast<double>(data[i]) * static_cast<double>(data[i]);
+    partial[static_cast<std::size_t>(b)] = sum;
+  }
+  double total = 0;
+  for (double p : partial) total += p;
+  return total;
+}
+
+void scale(Index count, float* data, double factor) {
+  const float f = static_cast<float>(factor);
+#pragma omp parallel for simd schedule(static)
+  for (Index i = 0; i < count; ++i) data[i] *= f;
+}
+
+}  // namespace textscale::engine::cpu

@@ -1,0 +1,471 @@
+#include "textscale/engine/cpu/dnnl_backend.h"
+
+#include <omp.h>
+
+#include <map>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "cpu_kernels.h"
+
+namespace textscale::engine {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+// Runs a oneDNN C++ API statement, turning dnnl::error into DnnlError with the call and location.
+#define TS_DNNL(statement)                                                                    \
+  do {                                                                                        \
+    try {                                                                                     \
+      statement;                                                                              \
+    } catch (const dnnl::error& ts_dnnl_error_) {                                             \
+      throw DnnlError(std::string("oneDNN: ") + #statement + " failed at " + __FILE__ + ":" + \
+                      std::to_string(__LINE__) + ": " + ts_dnnl_error_.what() + " (status " + \
+                      std::to_string(ts_dnnl_error_.status) + ")");                           \
+    }                                                                                         \
+  } while (0)
+
+struct DnnlBackend::Impl {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+};
+
+namespace {
+
+memory::desc ntc(Index n, Index t, Index c) {
+  return memory::desc({n, c, t}, dt::f32, tag::nwc);
+}
+
+// The same (N, T, C) memory as a 2-D image of height 1 (`nhwc`): oneDNN's optimised batch
+// normalisation handles 4-D channels-last tensors; for 3-D ones it falls back to a reference loop.
+memory::desc nhwc(Dims d) {
+  return memory::desc({d.n, d.c, 1, d.t}, dt::f32, tag::nhwc);
+}
+
+// A user buffer viewed as oneDNN memory; the data handle is set per call.
+memory user_memory(const memory::desc& desc, const dnnl::engine& engine, const void* data) {
+  return memory(desc, engine, const_cast<void*>(data));
+}
+
+// Reorders `from` into a memory of `desc` (or returns `from` itself when the layouts agree).
+memory reordered(const memory& from, const memory::desc& desc, memory& scratch, dnnl::stream& stream) {
+  if (from.get_desc() == desc) return from;
+  if (!scratch || scratch.get_desc() != desc) scratch = memory(desc, from.get_engine());
+  dnnl::reorder(from, scratch).execute(stream, const_cast<memory&>(from), scratch);
+  return scratch;
+}
+
+void copy_back(const memory& from, memory& to, dnnl::stream& stream) {
+  if (from.get_data_handle() == to.get_data_handle()) return;
+  dnnl::reorder(from, to).execute(stream, const_cast<memory&>(from), to);
+}
+
+memory::dims right_padding(Index t_in, Index t_out, Index kernel, Index stride, Index pad) {
+  return {(t_out - 1) * stride + kernel - t_in - pad};
+}
+
+// --- Convolution ------------------------------------------------------------------------------
+
+struct ConvPrimitives {
+  dnnl::convolution_forward::primitive_desc forward_pd;
+  dnnl::convolution_forward forward;
+  dnnl::convolution_backward_data::primitive_desc data_pd;
+  dnnl::convolution_backward_data backward_data;
+  dnnl::convolution_backward_weights::primitive_desc weights_pd;
+  dnnl::convolution_backward_weights backward_weights;
+  bool has_data = false, has_weights = false;
+  memory weights_scratch, diff_weights_scratch;
+};
+
+struct ConvState final : OpState {
+  std::map<std::pair<Index, bool>, ConvPrimitives> by_batch;  // (n, bias)
+};
+
+dnnl::convolution_forward::desc conv_forward_desc(const Conv1dShape& s, bool bias) {
+  memory::desc src = ntc(s.n, s.t_in, s.c_in), dst = ntc(s.n, s.t_out(), s.c_out);
+  memory::desc weights({s.c_out, s.c_in, s.kernel}, dt::f32, tag::any);
+  memory::desc bias_md({s.c_out}, dt::f32, tag::x);
+  auto pad_r = right_padding(s.t_in, s.t_out(), s.kernel, s.stride, s.pad);
+  if (bias)
+    return {dnnl::prop_kind::forward_training,
+            dnnl::algorithm::convolution_direct,
+            src,
+            weights,
+            bias_md,
+            dst,
+            {s.stride},
+            {s.pad},
+            pad_r};
+  return {dnnl::prop_kind::forward_training,
+          dnnl::algorithm::convolution_direct,
+          src,
+          weights,
+          dst,
+          {s.stride},
+          {s.pad},
+          pad_r};
+}
+
+ConvPrimitives& conv_primitives(OpStatePtr& state, const Conv1dShape& s, bool bias, bool relu,
+                                const dnnl::engine& engine) {
+  if (!state) state = std::make_unique<ConvState>();
+  auto& cache = static_cast<ConvState&>(*state).by_batch;
+  auto key = std::make_pair(s.n, bias);
+  auto found = cache.find(key);
+  if (found != cache.end()) return found->second;
+  ConvPrimitives p;
+  dnnl::primitive_attr attr;
+  if (relu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    attr.set_post_ops(ops);
+  }
+  TS_DNNL(p.forward_pd = dnnl::convolution_forward::primitive_desc(conv_forward_desc(s, bias), attr, engine));
+  p.forward = dnnl::convolution_forward(p.forward_pd);
+  return cache.emplace(key, std::move(p)).first->second;
+}
+
+}  // namespace
+
+DnnlBackend::DnnlBackend() : impl_(std::make_unique<Impl>()) {}
+DnnlBackend::~DnnlBackend() = default;
+
+void DnnlBackend::set_threads(int threads) {
+  if (threads > 0) omp_set_num_threads(threads);
+}
+
+int DnnlBackend::threads() {
+  return omp_get_max_threads();
+}
+
+void DnnlBackend::conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const float* src, const float* weights,
+                                 const float* bias, float* dst, bool relu) {
+  auto& e = impl_->engine;
+  auto& p = conv_primitives(state, s, bias != nullptr, relu, e);
+  memory user_weights = user_memory(memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, weights);
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, user_memory(ntc(s.n, s.t_in, s.c_in), e, src)},
+      {DNNL_ARG_WEIGHTS, reordered(user_weights, p.forward_pd.weights_desc(), p.weights_scratch, impl_->stream)},
+      {DNNL_ARG_DST, user_memory(ntc(s.n, s.t_out(), s.c_out), e, dst)}};
+  if (bias) args[DNNL_ARG_BIAS] = user_memory(memory::desc({s.c_out}, dt::f32, tag::x), e, bias);
+  TS_DNNL(p.forward.execute(impl_->stream, args));
+  impl_->stream.wait();
+}
+
+void DnnlBackend::conv1d_backward_data(OpStatePtr& state, const Conv1dShape& s, const float* diff_dst,
+                                       const float* weights, float* diff_src) {
+  auto& e = impl_->engine;
+  // Each call site has its own state; the forward descriptor built there only serves as the hint.
+  auto& p = conv_primitives(state, s, false, false, e);
+  if (!p.has_data) {
+    auto pad_r = right_padding(s.t_in, s.t_out(), s.kernel, s.stride, s.pad);
+    dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, ntc(s.n, s.t_in, s.c_in),
+                                               memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::any),
+                                               ntc(s.n, s.t_out(), s.c_out), {s.stride}, {s.pad}, pad_r);
+    TS_DNNL(p.data_pd = dnnl::convolution_backward_data::primitive_desc(desc, e, p.forward_pd));
+    p.backward_data = dnnl::convolution_backward_data(p.data_pd);
+    p.has_data = true;
+  }
+  memory user_weights = user_memory(memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, weights);
+  memory scratch;
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_DIFF_DST, user_memory(ntc(s.n, s.t_out(), s.c_out), e, diff_dst)},
+      {DNNL_ARG_WEIGHTS, reordered(user_weights, p.data_pd.weights_desc(), scratch, impl_->stream)},
+      {DNNL_ARG_DIFF_SRC, user_memory(ntc(s.n, s.t_in, s.c_in), e, diff_src)}};
+  TS_DNNL(p.backward_data.execute(impl_->stream, args));
+  impl_->stream.wait();
+}
+
+void DnnlBackend::conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& s, const float* src,
+                                          const float* diff_dst, float* diff_weights, float* diff_bias) {
+  auto& e = impl_->engine;
+  auto& p = conv_primitives(state, s, diff_bias != nullptr, false, e);
+  if (!p.has_weights) {
+    auto pad_r = right_padding(s.t_in, s.t_out(), s.kernel, s.stride, s.pad);
+    memory::desc weights({s.c_out, s.c_in, s.kernel}, dt::f32, tag::any);
+    auto desc =
+        diff_bias
+            ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, ntc(s.n, s.t_in, s.c_in),
+                                                       weights, memory::desc({s.c_out}, dt::f32, tag::x),
+                                                       ntc(s.n, s.t_out(), s.c_out), {s.stride}, {s.pad}, pad_r)
+            : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, ntc(s.n, s.t_in, s.c_in),
+                                                       weights, ntc(s.n, s.t_out(), s.c_out), {s.stride}, {s.pad},
+                                                       pad_r);
+    TS_DNNL(p.weights_pd = dnnl::convolution_backward_weights::primitive_desc(desc, e, p.forward_pd));
+    p.backward_weights = dnnl::convolution_backward_weights(p.weights_pd);
+    p.has_weights = true;
+  }
+  memory user_diff_weights = user_memory(memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, diff_weights);
+  memory diff_weights_memory =
+      p.weights_pd.diff_weights_desc() == user_diff_weights.get_desc()
+          ? user_diff_weights
+          : (p.diff_weights_scratch && p.diff_weights_scratch.get_desc() == p.weights_pd.diff_weights_desc()
+                 ? p.diff_weights_scratch
+                 : (p.diff_weights_scratch = memory(p.weights_pd.diff_weights_desc(), e)));
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, user_memory(ntc(s.n, s.t_in, s.c_in), e, src)},
+                                       {DNNL_ARG_DIFF_DST, user_memory(ntc(s.n, s.t_out(), s.c_out), e, diff_dst)},
+                                       {DNNL_ARG_DIFF_WEIGHTS, diff_weights_memory}};
+  if (diff_bias) args[DNNL_ARG_DIFF_BIAS] = user_memory(memory::desc({s.c_out}, dt::f32, tag::x), e, diff_bias);
+  TS_DNNL(p.backward_weights.execute(impl_->stream, args));
+  copy_back(diff_weights_memory, user_diff_weights, impl_->stream);
+  impl_->stream.wait();
+}
+
+// --- Pooling ----------------------------------------------------------------------------------
+
+namespace {
+
+struct PoolPrimitives {
+  dnnl::pooling_forward::primitive_desc training_pd, inference_pd;
+  dnnl::pooling_forward training, inference;
+  dnnl::pooling_backward backward;
+  bool has_backward = false;
+  memory workspace;
+};
+
+struct PoolState final : OpState {
+  std::map<Index, PoolPrimitives> by_batch;
+};
+
+PoolPrimitives& pool_primitives(OpStatePtr& state, const Pool1dShape& s, const dnnl::engine& engine) {
+  if (!state) state = std::make_unique<PoolState>();
+  auto& cache = static_cast<PoolState&>(*state).by_batch;
+  auto found = cache.find(s.n);
+  if (found != cache.end()) return found->second;
+  PoolPrimitives p;
+  auto pad_r = right_padding(s.t_in, s.t_out(), s.kernel, s.stride, s.pad);
+  for (auto kind : {dnnl::prop_kind::forward_training, dnnl::prop_kind::forward_inference}) {
+    dnnl::pooling_forward::desc desc(kind, dnnl::algorithm::pooling_max, ntc(s.n, s.t_in, s.c),
+                                     ntc(s.n, s.t_out(), s.c), {s.stride}, {s.kernel}, {s.pad}, pad_r);
+    dnnl::pooling_forward::primitive_desc pd;
+    TS_DNNL(pd = dnnl::pooling_forward::primitive_desc(desc, engine));
+    (kind == dnnl::prop_kind::forward_training ? p.training_pd : p.inference_pd) = pd;
+  }
+  p.training = dnnl::pooling_forward(p.training_pd);
+  p.inference = dnnl::pooling_forward(p.inference_pd);
+  p.workspace = memory(p.training_pd.workspace_desc(), engine);
+  return cache.emplace(s.n, std::move(p)).first->second;
+}
+
+}  // namespace
+
+void DnnlBackend::max_pool_forward(OpStatePtr& state, const Pool1dShape& s, const float* src, float* dst,
+                                   bool training) {
+  auto& e = impl_->engine;
+  auto& p = pool_primitives(state, s, e);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, user_memory(ntc(s.n, s.t_in, s.c), e, src)},
+                                       {DNNL_ARG_DST, user_memory(ntc(s.n, s.t_out(), s.c), e, dst)}};
+  if (training) {
+    args[DNNL_ARG_WORKSPACE] = p.workspace;
+    TS_DNNL(p.training.execute(impl_->stream, args));
+  } else {
+    TS_DNNL(p.inference.execute(impl_->stream, args));
+  }
+  impl_->stream.wait();
+}
+
+void DnnlBackend::max_pool_backward(OpStatePtr& state, const Pool1dShape& s, const float* diff_dst, float* diff_src) {
+  auto& e = impl_->engine;
+  if (!state) throw Error("max_pool_backward called without a training forward pass");
+  auto& p = pool_primitives(state, s, e);
+  if (!p.has_backward) {
+    auto pad_r = right_padding(s.t_in, s.t_out(), s.kernel, s.stride, s.pad);
+    dnnl::pooling_backward::desc desc(dnnl::algorithm::pooling_max, ntc(s.n, s.t_in, s.c), ntc(s.n, s.t_out(), s.c),
+                                      {s.stride}, {s.kernel}, {s.pad}, pad_r);
+    dnnl::pooling_backward::primitive_desc pd;
+    TS_DNNL(pd = dnnl::pooling_backward::primitive_desc(desc, e, p.training_pd));
+    p.backward = dnnl::pooling_backward(pd);
+    p.has_backward = true;
+  }
+  std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, user_memory(ntc(s.n, s.t_out(), s.c), e, diff_dst)},
+                                       {DNNL_ARG_DIFF_SRC, user_memory(ntc(s.n, s.t_in, s.c), e, diff_src)},
+                                       {DNNL_ARG_WORKSPACE, p.workspace}};
+  TS_DNNL(p.backward.execute(impl_->stream, args));
+  impl_->stream.wait();
+}
+
+// --- Batch normalisation ------------------------------------------------------------------------
+
+namespace {
+
+struct BnPrimitives {
+  dnnl::batch_normalization_forward::primitive_desc training_pd;
+  dnnl::batch_normalization_forward training, inference;
+  dnnl::batch_normalization_backward backward;
+  bool has_backward = false;
+};
+
+struct BnState final : OpState {
+  std::map<Index, BnPrimitives> by_batch;
+};
+
+const auto scale_shift = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+
+BnPrimitives& bn_primitives(OpStatePtr& state, Dims d, double epsilon, const dnnl::engine& engine) {
+  if (!state) state = std::make_unique<BnState>();
+  auto& cache = static_cast<BnState&>(*state).by_batch;
+  auto found = cache.find(d.n);
+  if (found != cache.end()) return found->second;
+  BnPrimitives p;
+  const auto eps = static_cast<float>(epsilon);
+  dnnl::batch_normalization_forward::desc training(dnnl::prop_kind::forward_training, nhwc(d), eps, scale_shift);
+  dnnl::batch_normalization_forward::desc inference(dnnl::prop_kind::forward_inference, nhwc(d), eps,
+                                                    scale_shift | dnnl::normalization_flags::use_global_stats);
+  TS_DNNL(p.training_pd = dnnl::batch_normalization_forward::primitive_desc(training, engine));
+  p.training = dnnl::batch_normalization_forward(p.training_pd);
+  dnnl::batch_normalization_forward::primitive_desc inference_pd;
+  TS_DNNL(inference_pd = dnnl::batch_normalization_forward::primitive_desc(inference, engine));
+  p.inference = dnnl::batch_normalization_forward(inference_pd);
+  return cache.emplace(d.n, std::move(p)).first->second;
+}
+
+}  // namespace
+
+void DnnlBackend::batch_norm_forward(OpStatePtr& state, Dims d, const float* src, const float* gamma, const float* beta,
+                                     float* dst, float* save_mean, float* save_var, float* running_mean,
+                                     float* running_var, bool training, double momentum, double epsilon) {
+  auto& e = impl_->engine;
+  auto& p = bn_primitives(state, d, epsilon, e);
+  memory::desc channels({d.c}, dt::f32, tag::x);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, user_memory(nhwc(d), e, src)},
+                                       {DNNL_ARG_DST, user_memory(nhwc(d), e, dst)},
+                                       {DNNL_ARG_SCALE, user_memory(channels, e, gamma)},
+                                       {DNNL_ARG_SHIFT, user_memory(channels, e, beta)}};
+  if (training) {
+    args[DNNL_ARG_MEAN] = user_memory(channels, e, save_mean);
+    args[DNNL_ARG_VARIANCE] = user_memory(channels, e, save_var);
+    TS_DNNL(p.training.execute(impl_->stream, args));
+    impl_->stream.wait();
+    cpu::update_running_statistics(d.c, d.n * d.t, save_mean, save_var, running_mean, running_var, momentum);
+  } else {
+    args[DNNL_ARG_MEAN] = user_memory(channels, e, running_mean);
+    args[DNNL_ARG_VARIANCE] = user_memory(channels, e, running_var);
+    TS_DNNL(p.inference.execute(impl_->stream, args));
+    impl_->stream.wait();
+  }
+}
+
+void DnnlBackend::batch_norm_backward(OpStatePtr& state, Dims d, const float* src, const float* diff_dst,
+                                      const float* gamma, const float* save_mean, const float* save_var,
+                                      float* diff_src, float* diff_gamma, float* diff_beta, double epsilon) {
+  auto& e = impl_->engine;
+  auto& p = bn_primitives(state, d, epsilon, e);
+  if (!p.has_backward) {
+    dnnl::batch_normalization_backward::desc desc(dnnl::prop_kind::backward, nhwc(d), nhwc(d),
+                                                  static_cast<float>(epsilon), scale_shift);
+    dnnl::batch_normalization_backward::primitive_desc pd;
+    TS_DNNL(pd = dnnl::batch_normalization_backward::primitive_desc(desc, e, p.training_pd));
+    p.backward = dnnl::batch_normalization_backward(pd);
+    p.has_backward = true;
+  }
+  memory::desc channels({d.c}, dt::f32, tag::x);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, user_memory(nhwc(d), e, src)},
+                                       {DNNL_ARG_DIFF_DST, user_memory(nhwc(d), e, diff_dst)},
+                                       {DNNL_ARG_MEAN, user_memory(channels, e, save_mean)},
+                                       {DNNL_ARG_VARIANCE, user_memory(channels, e, save_var)},
+                                       {DNNL_ARG_SCALE, user_memory(channels, e, gamma)},
+                                       // oneDNN 2.6 refuses to run without a shift argument although
+                                       // backward never reads it; gamma has the right shape.
+                                       {DNNL_ARG_SHIFT, user_memory(channels, e, gamma)},
+                                       {DNNL_ARG_DIFF_SRC, user_memory(nhwc(d), e, diff_src)},
+                                       {DNNL_ARG_DIFF_SCALE, user_memory(channels, e, diff_gamma)},
+                                       {DNNL_ARG_DIFF_SHIFT, user_memory(channels, e, diff_beta)}};
+  TS_DNNL(p.backward.execute(impl_->stream, args));
+  impl_->stream.wait();
+}
+
+// --- Dense: oneDNN's SGEMM (row-major) ----------------------------------------------------------
+
+namespace {
+
+void sgemm(char transa, char transb, Index m, Index n, Index k, const float* a, Index lda, const float* b, Index ldb,
+           float* c, Index ldc) {
+  dnnl_status_t status = dnnl_sgemm(transa, transb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+  if (status != dnnl_success)
+    throw DnnlError("oneDNN: dnnl_sgemm(" + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) +
+                    ") failed with status " + std::to_string(status));
+}
+
+}  // namespace
+
+void DnnlBackend::linear_forward(OpStatePtr&, const LinearShape& s, const float* src, const float* weights,
+                                 const float* bias, float* dst, bool relu) {
+  sgemm('N', 'T', s.n, s.out, s.in, src, s.in, weights, s.in, dst, s.out);
+  cpu::add_bias_rows(s.n, s.out, bias, dst, relu);
+}
+
+void DnnlBackend::linear_backward_data(OpStatePtr&, const LinearShape& s, const float* diff_dst, const float* weights,
+                                       float* diff_src) {
+  sgemm('N', 'N', s.n, s.in, s.out, diff_dst, s.out, weights, s.in, diff_src, s.in);
+}
+
+void DnnlBackend::linear_backward_weights(OpStatePtr&, const LinearShape& s, const float* src, const float* diff_dst,
+                                          float* diff_weights, float* diff_bias) {
+  sgemm('T', 'N', s.out, s.in, s.n, diff_dst, s.out, src, s.in, diff_weights, s.in);
+  if (diff_bias) cpu::column_sums(s.n, s.out, diff_dst, diff_bias);
+}
+
+// --- Hand-written operations (cpu_kernels.cpp) ---------------------------------------------------
+
+void DnnlBackend::onehot_conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const std::uint8_t* codes,
+                                        const float* weights, const float* bias, float* dst, bool relu) {
+  cpu::onehot_conv1d_forward(state, s, codes, weights, bias, dst, relu);
+}
+void DnnlBackend::onehot_conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& s, const std::uint8_t* codes,
+                                                 const float* diff_dst, float* diff_weights, float* diff_bias) {
+  cpu::onehot_conv1d_backward_weights(state, s, codes, diff_dst, diff_weights, diff_bias);
+}
+void DnnlBackend::kmax_pool_forward(Dims src, Index k, const float* src_data, float* dst, std::int32_t* indices) {
+  cpu::kmax_pool_forward(src, k, src_data, dst, indices);
+}
+void DnnlBackend::kmax_pool_backward(Dims src, Index k, const float* diff_dst, const std::int32_t* indices,
+                                     float* diff_src) {
+  cpu::kmax_pool_backward(src, k, diff_dst, indices, diff_src);
+}
+void DnnlBackend::relu_forward(Index count, const float* src, float* dst) {
+  cpu::relu_forward(count, src, dst);
+}
+void DnnlBackend::relu_backward(Index count, const float* dst, const float* diff_dst, float* diff_src) {
+  cpu::relu_backward(count, dst, diff_dst, diff_src);
+}
+void DnnlBackend::copy(Index count, const float* src, float* dst) {
+  cpu::copy(count, src, dst);
+}
+void DnnlBackend::add(Index count, const float* a, const float* b, float* dst) {
+  cpu::add(count, a, b, dst);
+}
+void DnnlBackend::dropout_forward(Index count, double p, std::uint64_t seed, const float* src, float* dst,
+                                  float* mask) {
+  cpu::dropout_forward(count, p, seed, src, dst, mask);
+}
+void DnnlBackend::multiply(Index count, const float* a, const float* b, float* dst) {
+  cpu::multiply(count, a, b, dst);
+}
+void DnnlBackend::embedding_forward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes,
+                                    const float* table, float* dst) {
+  cpu::embedding_forward(n, t, vocab, dim, codes, table, dst);
+}
+void DnnlBackend::embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes,
+                                     const float* diff_dst, float* diff_table) {
+  cpu::embedding_backward(n, t, vocab, dim, codes, diff_dst, diff_table);
+}
+double DnnlBackend::softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
+                                          float* diff_logits) {
+  return cpu::softmax_cross_entropy(n, classes, logits, labels, diff_logits);
+}
+void DnnlBackend::sgd_step(Index count, float* param, const float* grad, float* velocity, double lr, double momentum,
+                           double weight_decay) {
+  cpu::sgd_step(count, param, grad, velocity, lr, momentum, weight_decay);
+}
+void DnnlBackend::adam_step(Index count, float* param, const float* grad, float* m, float* v, double lr, double beta1,
+                            double beta2, double epsilon, double weight_decay, std::int64_t step) {
+  cpu::adam_step(count, param, grad, m, v, lr, beta1, beta2, epsilon, weight_decay, step);
+}
+double DnnlBackend::sum_squares(Index count, const float* data) {
+  return cpu::sum_squares(count, data);
+}
+void DnnlBackend::scale(Index count, float* data, double factor) {
+  cpu::scale(count, data, factor);
+}
+
+}  // namespace textscale::engine

@@ -1,0 +1,87 @@
+// The CPU backend: oneDNN primitives for convolution, pooling and batch normalisation, oneDNN's
+// SGEMM for the dense layers, and OpenMP loops for the operations oneDNN has no primitive for
+// (one-hot convolution as a gather, k-max pooling, embedding, loss, optimizer steps).
+//
+// Activations stay in the canonical (N, T, C) layout, which is oneDNN's `nwc`; weights are
+// reordered between the canonical (C_out, C_in, K) layout and the layout each primitive prefers,
+// once per call. Primitives are created on first use for each batch size and cached in the call
+// site's OpState. Threads: OpenMP's (set_threads or OMP_NUM_THREADS).
+#pragma once
+
+#include <memory>
+
+#include "textscale/common/error.h"
+#include "textscale/engine/backend.h"
+
+namespace textscale::engine {
+
+// A oneDNN call failed: message names the call, the source location and oneDNN's status.
+class DnnlError : public Error {
+ public:
+  using Error::Error;
+};
+
+class DnnlBackend final : public Backend<float> {
+ public:
+  DnnlBackend();
+  ~DnnlBackend() override;
+  [[nodiscard]] std::string name() const override { return "onednn"; }
+
+  // Sets the number of OpenMP threads every operation uses (0: leave the runtime's default).
+  static void set_threads(int threads);
+  [[nodiscard]] static int threads();
+
+  void conv1d_forward(OpStatePtr& state, const Conv1dShape& shape, const float* src, const float* weights,
+                      const float* bias, float* dst, bool relu) override;
+  void conv1d_backward_data(OpStatePtr& state, const Conv1dShape& shape, const float* diff_dst, const float* weights,
+                            float* diff_src) override;
+  void conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& shape, const float* src, const float* diff_dst,
+                               float* diff_weights, float* diff_bias) override;
+  void onehot_conv1d_forward(OpStatePtr& state, const Conv1dShape& shape, const std::uint8_t* codes,
+                             const float* weights, const float* bias, float* dst, bool relu) override;
+  void onehot_conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& shape, const std::uint8_t* codes,
+                                      const float* diff_dst, float* diff_weights, float* diff_bias) override;
+  void max_pool_forward(OpStatePtr& state, const Pool1dShape& shape, const float* src, float* dst,
+                        bool training) override;
+  void max_pool_backward(OpStatePtr& state, const Pool1dShape& shape, const float* diff_dst, float* diff_src) override;
+  void kmax_pool_forward(Dims src, Index k, const float* src_data, float* dst, std::int32_t* indices) override;
+  void kmax_pool_backward(Dims src, Index k, const float* diff_dst, const std::int32_t* indices,
+                          float* diff_src) override;
+  void batch_norm_forward(OpStatePtr& state, Dims dims, const float* src, const float* gamma, const float* beta,
+                          float* dst, float* save_mean, float* save_var, float* running_mean, float* running_var,
+                          bool training, double momentum, double epsilon) override;
+  void batch_norm_backward(OpStatePtr& state, Dims dims, const float* src, const float* diff_dst, const float* gamma,
+                           const float* save_mean, const float* save_var, float* diff_src, float* diff_gamma,
+                           float* diff_beta, double epsilon) override;
+  void relu_forward(Index count, const float* src, float* dst) override;
+  void relu_backward(Index count, const float* dst, const float* diff_dst, float* diff_src) override;
+  void copy(Index count, const float* src, float* dst) override;
+  void add(Index count, const float* a, const float* b, float* dst) override;
+  void dropout_forward(Index count, double p, std::uint64_t seed, const float* src, float* dst, float* mask) override;
+  void multiply(Index count, const float* a, const float* b, float* dst) override;
+  void linear_forward(OpStatePtr& state, const LinearShape& shape, const float* src, const float* weights,
+                      const float* bias, float* dst, bool relu) override;
+  void linear_backward_data(OpStatePtr& state, const LinearShape& shape, const float* diff_dst, const float* weights,
+                            float* diff_src) override;
+  void linear_backward_weights(OpStatePtr& state, const LinearShape& shape, const float* src, const float* diff_dst,
+                               float* diff_weights, float* diff_bias) override;
+  void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const float* table,
+                         float* dst) override;
+  void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const float* diff_dst,
+                          float* diff_table) override;
+  double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
+                               float* diff_logits) override;
+  void sgd_step(Index count, float* param, const float* grad, float* velocity, double lr, double momentum,
+                double weight_decay) override;
+  void adam_step(Index count, float* param, const float* grad, float* m, float* v, double lr, double beta1,
+                 double beta2, double epsilon, double weight_decay, std::int64_t step) override;
+  double sum_squares(Index count, const float* data) override;
+  void scale(Index count, float* data, double factor) override;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace textscale::engine

@@ -1,0 +1,44 @@
+// Hand-written CPU loops (OpenMP, vectorised by the compiler) for the operations oneDNN has no
+// primitive for: the one-hot convolution as a gather, k-max pooling, embedding, the loss,
+// element-wise operations and optimizer steps. Their contracts are in backend.h.
+//
+// Every reduction has a fixed order (threads own disjoint outputs, or partial sums over fixed
+// blocks are combined serially), so results do not depend on the thread count.
+#pragma once
+
+#include <cstdint>
+
+#include "textscale/engine/backend.h"
+
+namespace textscale::engine::cpu {
+
+void onehot_conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const std::uint8_t* codes, const float* weights,
+                           const float* bias, float* dst, bool relu);
+void onehot_conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& s, const std::uint8_t* codes,
+                                    const float* diff_dst, float* diff_weights, float* diff_bias);
+void kmax_pool_forward(Dims src, Index k, const float* src_data, float* dst, std::int32_t* indices);
+void kmax_pool_backward(Dims src, Index k, const float* diff_dst, const std::int32_t* indices, float* diff_src);
+void update_running_statistics(Index channels, Index rows, const float* mean, const float* var, float* running_mean,
+                               float* running_var, double momentum);
+void add_bias_rows(Index rows, Index columns, const float* bias, float* data, bool relu);
+void column_sums(Index rows, Index columns, const float* data, float* sums);
+void relu_forward(Index count, const float* src, float* dst);
+void relu_backward(Index count, const float* dst, const float* diff_dst, float* diff_src);
+void copy(Index count, const float* src, float* dst);
+void add(Index count, const float* a, const float* b, float* dst);
+void multiply(Index count, const float* a, const float* b, float* dst);
+void dropout_forward(Index count, double p, std::uint64_t seed, const float* src, float* dst, float* mask);
+void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const float* table,
+                       float* dst);
+void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const float* diff_dst,
+                        float* diff_table);
+double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
+                             float* diff_logits);
+void sgd_step(Index count, float* param, const float* grad, float* velocity, double lr, double momentum,
+              double weight_decay);
+void adam_step(Index count, float* param, const float* grad, float* m, float* v, double lr, double beta1, double beta2,
+               double epsilon, double weight_decay, std::int64_t step);
+double sum_squares(Index count, const float* data);
+void scale(Index count, float* data, double factor);
+
+}  // namespace textscale::engine::cpu

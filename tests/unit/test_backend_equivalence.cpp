@@ -1,0 +1,299 @@
+// The oneDNN CPU backend against the reference backend, operation by operation, forward and
+// backward, on random inputs. The reference runs in double on the same float inputs; an element
+// passes when |onednn - reference| <= 1e-4 * (|reference| + rms(reference)) — float accumulation
+// over at most a few thousand terms stays well inside that.
+#define BOOST_TEST_MODULE backend_equivalence
+#include <boost/test/unit_test.hpp>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "textscale/engine/cpu/dnnl_backend.h"
+#include "textscale/engine/reference_backend.h"
+
+using namespace textscale::engine;
+
+namespace {
+
+constexpr double kTolerance = 1e-4;
+
+struct Pair {
+  std::vector<float> f;
+  std::vector<double> d;
+};
+
+Pair random_pair(Index count, std::uint64_t seed, double scale = 1.0) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, static_cast<float>(scale));
+  Pair p;
+  p.f.resize(static_cast<std::size_t>(count));
+  for (auto& x : p.f) x = normal(rng);
+  p.d.assign(p.f.begin(), p.f.end());
+  return p;
+}
+
+Pair zeros(Index count) {
+  return {std::vector<float>(static_cast<std::size_t>(count)), std::vector<double>(static_cast<std::size_t>(count))};
+}
+
+void expect_close(const std::string& what, const std::vector<float>& got, const std::vector<double>& want) {
+  BOOST_REQUIRE_EQUAL(got.size(), want.size());
+  double squares = 0;
+  for (double w : want) squares += w * w;
+  const double rms = std::sqrt(squares / static_cast<double>(std::max<std::size_t>(want.size(), 1)));
+  int bad = 0;
+  double worst = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double error = std::abs(static_cast<double>(got[i]) - want[i]);
+    const double allowed = kTolerance * (std::abs(want[i]) + rms) + 1e-30;
+    worst = std::max(worst, error / allowed * kTolerance);
+    if (error > allowed && ++bad <= 5)
+      BOOST_ERROR(what << "[" << i << "]: onednn " << got[i] << " vs reference " << want[i]);
+  }
+  BOOST_TEST_MESSAGE(what << ": " << got.size() << " elements, worst error " << worst
+                          << " (relative to tolerance scale)");
+  BOOST_CHECK_EQUAL(bad, 0);
+}
+
+struct Backends {
+  DnnlBackend dnnl;
+  ReferenceBackend<double> ref;
+};
+
+void check_conv(const Conv1dShape& s, bool bias, bool relu) {
+  Backends b;
+  auto src = random_pair(s.src().count(), 1), w = random_pair(s.weights_count(), 2, 0.1),
+       bs = random_pair(s.c_out, 3, 0.1), diff_dst = random_pair(s.dst().count(), 4);
+  auto dst = zeros(s.dst().count()), diff_src = zeros(s.src().count()), dw = zeros(s.weights_count()),
+       db = zeros(s.c_out);
+  OpStatePtr f1, f2, d1, d2, w1, w2;
+  b.dnnl.conv1d_forward(f1, s, src.f.data(), w.f.data(), bias ? bs.f.data() : nullptr, dst.f.data(), relu);
+  b.ref.conv1d_forward(f2, s, src.d.data(), w.d.data(), bias ? bs.d.data() : nullptr, dst.d.data(), relu);
+  const std::string name = "conv1d n" + std::to_string(s.n) + " t" + std::to_string(s.t_in) + " " +
+                           std::to_string(s.c_in) + "->" + std::to_string(s.c_out) + " k" + std::to_string(s.kernel) +
+                           " s" + std::to_string(s.stride) + " p" + std::to_string(s.pad);
+  expect_close(name + " forward", dst.f, dst.d);
+  b.dnnl.conv1d_backward_data(d1, s, diff_dst.f.data(), w.f.data(), diff_src.f.data());
+  b.ref.conv1d_backward_data(d2, s, diff_dst.d.data(), w.d.data(), diff_src.d.data());
+  expect_close(name + " backward data", diff_src.f, diff_src.d);
+  b.dnnl.conv1d_backward_weights(w1, s, src.f.data(), diff_dst.f.data(), dw.f.data(), bias ? db.f.data() : nullptr);
+  b.ref.conv1d_backward_weights(w2, s, src.d.data(), diff_dst.d.data(), dw.d.data(), bias ? db.d.data() : nullptr);
+  expect_close(name + " backward weights", dw.f, dw.d);
+  if (bias) expect_close(name + " backward bias", db.f, db.d);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(convolution) {
+  check_conv({4, 50, 16, 32, 7, 1, 0}, true, false);   // Crepe-like
+  check_conv({3, 33, 8, 16, 3, 1, 1}, false, true);    // VDCNN-like, fused ReLU
+  check_conv({2, 31, 5, 6, 4, 2, 2}, true, false);     // stride and asymmetric padding
+  check_conv({2, 20, 12, 24, 1, 1, 0}, false, false);  // 1x1 projection
+}
+
+BOOST_AUTO_TEST_CASE(convolution_batch_size_changes) {
+  // The last batch of an epoch is smaller: primitives are rebuilt per batch size.
+  Backends b;
+  OpStatePtr state1, state2;
+  for (Index n : {5, 2, 5}) {
+    Conv1dShape s{n, 20, 4, 8, 3, 1, 0};
+    auto src = random_pair(s.src().count(), 10 + static_cast<std::uint64_t>(n)), w = random_pair(s.weights_count(), 11);
+    auto dst = zeros(s.dst().count());
+    b.dnnl.conv1d_forward(state1, s, src.f.data(), w.f.data(), nullptr, dst.f.data(), false);
+    b.ref.conv1d_forward(state2, s, src.d.data(), w.d.data(), nullptr, dst.d.data(), false);
+    expect_close("conv1d n" + std::to_string(n), dst.f, dst.d);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(onehot_convolution) {
+  Backends b;
+  const Conv1dShape s{3, 40, 69, 48, 7, 1, 0};
+  std::mt19937_64 rng(5);
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(s.n * s.t_in));
+  for (auto& c : codes) c = static_cast<std::uint8_t>(rng() % 70);
+  auto w = random_pair(s.weights_count(), 6), bs = random_pair(s.c_out, 7), diff_dst = random_pair(s.dst().count(), 8);
+  for (bool relu : {false, true}) {
+    auto dst = zeros(s.dst().count()), dw = zeros(s.weights_count()), db = zeros(s.c_out);
+    OpStatePtr a1, a2, g1, g2;
+    b.dnnl.onehot_conv1d_forward(a1, s, codes.data(), w.f.data(), bs.f.data(), dst.f.data(), relu);
+    b.ref.onehot_conv1d_forward(a2, s, codes.data(), w.d.data(), bs.d.data(), dst.d.data(), relu);
+    expect_close("one-hot conv forward", dst.f, dst.d);
+    b.dnnl.onehot_conv1d_backward_weights(g1, s, codes.data(), diff_dst.f.data(), dw.f.data(), db.f.data());
+    b.ref.onehot_conv1d_backward_weights(g2, s, codes.data(), diff_dst.d.data(), dw.d.data(), db.d.data());
+    expect_close("one-hot conv backward weights", dw.f, dw.d);
+    expect_close("one-hot conv backward bias", db.f, db.d);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(max_pooling) {
+  for (Pool1dShape s : {Pool1dShape{3, 30, 8, 3, 3, 0}, Pool1dShape{2, 25, 5, 3, 2, 1}}) {
+    Backends b;
+    auto src = random_pair(s.src().count(), 21), diff_dst = random_pair(s.dst().count(), 22);
+    auto dst = zeros(s.dst().count()), diff_src = zeros(s.src().count());
+    OpStatePtr p1, p2;
+    b.dnnl.max_pool_forward(p1, s, src.f.data(), dst.f.data(), true);
+    b.ref.max_pool_forward(p2, s, src.d.data(), dst.d.data(), true);
+    expect_close("max pool forward", dst.f, dst.d);
+    b.dnnl.max_pool_backward(p1, s, diff_dst.f.data(), diff_src.f.data());
+    b.ref.max_pool_backward(p2, s, diff_dst.d.data(), diff_src.d.data());
+    expect_close("max pool backward", diff_src.f, diff_src.d);
+    auto inference = zeros(s.dst().count());
+    b.dnnl.max_pool_forward(p1, s, src.f.data(), inference.f.data(), false);
+    expect_close("max pool inference", inference.f, dst.d);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(max_pooling_ties_go_to_the_earliest) {
+  Backends b;
+  const Pool1dShape s{2, 12, 3, 3, 3, 0};
+  auto src = random_pair(s.src().count(), 23);
+  for (std::size_t i = 0; i < src.f.size(); ++i) src.d[i] = src.f[i] = std::round(src.f[i]);  // many ties
+  auto diff_dst = random_pair(s.dst().count(), 24);
+  auto dst = zeros(s.dst().count()), diff_src = zeros(s.src().count());
+  OpStatePtr p1, p2;
+  b.dnnl.max_pool_forward(p1, s, src.f.data(), dst.f.data(), true);
+  b.ref.max_pool_forward(p2, s, src.d.data(), dst.d.data(), true);
+  b.dnnl.max_pool_backward(p1, s, diff_dst.f.data(), diff_src.f.data());
+  b.ref.max_pool_backward(p2, s, diff_dst.d.data(), diff_src.d.data());
+  expect_close("max pool backward with ties", diff_src.f, diff_src.d);
+}
+
+BOOST_AUTO_TEST_CASE(kmax_pooling_with_and_without_ties) {
+  for (bool ties : {false, true}) {
+    Backends b;
+    const Dims d{3, 40, 6};
+    const Index k = 8;
+    auto src = random_pair(d.count(), 31);
+    if (ties)
+      for (std::size_t i = 0; i < src.f.size(); ++i) src.d[i] = src.f[i] = std::round(src.f[i]);
+    auto diff_dst = random_pair(d.n * k * d.c, 32);
+    auto dst = zeros(d.n * k * d.c), diff_src = zeros(d.count());
+    std::vector<std::int32_t> i1(dst.f.size()), i2(dst.f.size());
+    b.dnnl.kmax_pool_forward(d, k, src.f.data(), dst.f.data(), i1.data());
+    b.ref.kmax_pool_forward(d, k, src.d.data(), dst.d.data(), i2.data());
+    expect_close(ties ? "k-max forward, ties" : "k-max forward", dst.f, dst.d);
+    BOOST_TEST(i1 == i2, "chosen positions agree");
+    b.dnnl.kmax_pool_backward(d, k, diff_dst.f.data(), i1.data(), diff_src.f.data());
+    b.ref.kmax_pool_backward(d, k, diff_dst.d.data(), i2.data(), diff_src.d.data());
+    expect_close("k-max backward", diff_src.f, diff_src.d);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(batch_normalisation) {
+  Backends b;
+  const Dims d{4, 15, 12};
+  auto src = random_pair(d.count(), 41, 2.0), gamma = random_pair(d.c, 42), beta = random_pair(d.c, 43),
+       diff_dst = random_pair(d.count(), 44);
+  auto dst = zeros(d.count()), mean = zeros(d.c), var = zeros(d.c), diff_src = zeros(d.count()), dgamma = zeros(d.c),
+       dbeta = zeros(d.c);
+  auto running_mean = zeros(d.c), running_var = random_pair(d.c, 45);
+  for (std::size_t i = 0; i < running_var.f.size(); ++i)
+    running_var.f[i] = static_cast<float>(running_var.d[i] = 1.0 + std::abs(running_var.d[i]));
+  OpStatePtr s1, s2;
+  b.dnnl.batch_norm_forward(s1, d, src.f.data(), gamma.f.data(), beta.f.data(), dst.f.data(), mean.f.data(),
+                            var.f.data(), running_mean.f.data(), running_var.f.data(), true, 0.1, 1e-5);
+  b.ref.batch_norm_forward(s2, d, src.d.data(), gamma.d.data(), beta.d.data(), dst.d.data(), mean.d.data(),
+                           var.d.data(), running_mean.d.data(), running_var.d.data(), true, 0.1, 1e-5);
+  expect_close("batch norm training forward", dst.f, dst.d);
+  expect_close("batch norm mean", mean.f, mean.d);
+  expect_close("batch norm variance", var.f, var.d);
+  expect_close("batch norm running mean", running_mean.f, running_mean.d);
+  expect_close("batch norm running variance", running_var.f, running_var.d);
+  b.dnnl.batch_norm_backward(s1, d, src.f.data(), diff_dst.f.data(), gamma.f.data(), mean.f.data(), var.f.data(),
+                             diff_src.f.data(), dgamma.f.data(), dbeta.f.data(), 1e-5);
+  b.ref.batch_norm_backward(s2, d, src.d.data(), diff_dst.d.data(), gamma.d.data(), mean.d.data(), var.d.data(),
+                            diff_src.d.data(), dgamma.d.data(), dbeta.d.data(), 1e-5);
+  expect_close("batch norm backward data", diff_src.f, diff_src.d);
+  expect_close("batch norm backward gamma", dgamma.f, dgamma.d);
+  expect_close("batch norm backward beta", dbeta.f, dbeta.d);
+  auto inference = zeros(d.count());
+  b.dnnl.batch_norm_forward(s1, d, src.f.data(), gamma.f.data(), beta.f.data(), inference.f.data(), nullptr, nullptr,
+                            running_mean.f.data(), running_var.f.data(), false, 0.1, 1e-5);
+  b.ref.batch_norm_forward(s2, d, src.d.data(), gamma.d.data(), beta.d.data(), inference.d.data(), nullptr, nullptr,
+                           running_mean.d.data(), running_var.d.data(), false, 0.1, 1e-5);
+  expect_close("batch norm inference", inference.f, inference.d);
+}
+
+BOOST_AUTO_TEST_CASE(linear) {
+  Backends b;
+  for (bool relu : {false, true}) {
+    const LinearShape s{7, 50, 13};
+    auto src = random_pair(s.n * s.in, 51), w = random_pair(s.out * s.in, 52), bs = random_pair(s.out, 53),
+         diff_dst = random_pair(s.n * s.out, 54);
+    auto dst = zeros(s.n * s.out), diff_src = zeros(s.n * s.in), dw = zeros(s.out * s.in), db = zeros(s.out);
+    OpStatePtr a, c;
+    b.dnnl.linear_forward(a, s, src.f.data(), w.f.data(), bs.f.data(), dst.f.data(), relu);
+    b.ref.linear_forward(c, s, src.d.data(), w.d.data(), bs.d.data(), dst.d.data(), relu);
+    expect_close("linear forward", dst.f, dst.d);
+    b.dnnl.linear_backward_data(a, s, diff_dst.f.data(), w.f.data(), diff_src.f.data());
+    b.ref.linear_backward_data(c, s, diff_dst.d.data(), w.d.data(), diff_src.d.data());
+    expect_close("linear backward data", diff_src.f, diff_src.d);
+    b.dnnl.linear_backward_weights(a, s, src.f.data(), diff_dst.f.data(), dw.f.data(), db.f.data());
+    b.ref.linear_backward_weights(c, s, src.d.data(), diff_dst.d.data(), dw.d.data(), db.d.data());
+    expect_close("linear backward weights", dw.f, dw.d);
+    expect_close("linear backward bias", db.f, db.d);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(embedding) {
+  Backends b;
+  const Index n = 3, t = 20, vocab = 70, dim = 16;
+  std::mt19937_64 rng(61);
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(n * t));
+  for (auto& c : codes) c = static_cast<std::uint8_t>(rng() % vocab);
+  auto table = random_pair(vocab * dim, 62), diff_dst = random_pair(n * t * dim, 63);
+  auto dst = zeros(n * t * dim), diff_table = zeros(vocab * dim);
+  b.dnnl.embedding_forward(n, t, vocab, dim, codes.data(), table.f.data(), dst.f.data());
+  b.ref.embedding_forward(n, t, vocab, dim, codes.data(), table.d.data(), dst.d.data());
+  expect_close("embedding forward", dst.f, dst.d);
+  b.dnnl.embedding_backward(n, t, vocab, dim, codes.data(), diff_dst.f.data(), diff_table.f.data());
+  b.ref.embedding_backward(n, t, vocab, dim, codes.data(), diff_dst.d.data(), diff_table.d.data());
+  expect_close("embedding backward", diff_table.f, diff_table.d);
+}
+
+BOOST_AUTO_TEST_CASE(elementwise_loss_and_optimizers) {
+  Backends b;
+  const Index count = 1000;
+  auto x = random_pair(count, 71), y = random_pair(count, 72);
+  auto out = zeros(count), mask = zeros(count);
+  b.dnnl.relu_forward(count, x.f.data(), out.f.data());
+  b.ref.relu_forward(count, x.d.data(), out.d.data());
+  expect_close("relu forward", out.f, out.d);
+  b.dnnl.relu_backward(count, x.f.data(), y.f.data(), out.f.data());
+  b.ref.relu_backward(count, x.d.data(), y.d.data(), out.d.data());
+  expect_close("relu backward", out.f, out.d);
+  b.dnnl.add(count, x.f.data(), y.f.data(), out.f.data());
+  b.ref.add(count, x.d.data(), y.d.data(), out.d.data());
+  expect_close("add", out.f, out.d);
+  b.dnnl.multiply(count, x.f.data(), y.f.data(), out.f.data());
+  b.ref.multiply(count, x.d.data(), y.d.data(), out.d.data());
+  expect_close("multiply", out.f, out.d);
+  b.dnnl.dropout_forward(count, 0.3, 1234, x.f.data(), out.f.data(), mask.f.data());
+  b.ref.dropout_forward(count, 0.3, 1234, x.d.data(), out.d.data(), mask.d.data());
+  expect_close("dropout forward", out.f, out.d);
+  expect_close("dropout mask", mask.f, mask.d);
+  BOOST_TEST(std::abs(b.dnnl.sum_squares(count, x.f.data()) - b.ref.sum_squares(count, x.d.data())) <
+             1e-6 * b.ref.sum_squares(count, x.d.data()));
+
+  const Index n = 9, k = 5;
+  auto logits = random_pair(n * k, 73, 3.0);
+  std::vector<std::int32_t> labels{0, 1, 2, 3, 4, 4, 3, 2, 1};
+  auto diff = zeros(n * k);
+  double l1 = b.dnnl.softmax_cross_entropy(n, k, logits.f.data(), labels.data(), diff.f.data());
+  double l2 = b.ref.softmax_cross_entropy(n, k, logits.d.data(), labels.data(), diff.d.data());
+  BOOST_TEST(l1 == l2, boost::test_tools::tolerance(1e-5));
+  expect_close("softmax cross-entropy gradient", diff.f, diff.d);
+
+  auto param = random_pair(count, 74), grad = random_pair(count, 75), velocity = zeros(count), m = zeros(count),
+       v = zeros(count);
+  for (int step = 1; step <= 3; ++step) {
+    b.dnnl.sgd_step(count, param.f.data(), grad.f.data(), velocity.f.data(), 0.1, 0.9, 1e-4);
+    b.ref.sgd_step(count, param.d.data(), grad.d.data(), velocity.d.data(), 0.1, 0.9, 1e-4);
+  }
+  expect_close("sgd momentum", param.f, param.d);
+  for (int step = 1; step <= 3; ++step) {
+    b.dnnl.adam_step(count, param.f.data(), grad.f.data(), m.f.data(), v.f.data(), 1e-3, 0.9, 0.999, 1e-8, 1e-4, step);
+    b.ref.adam_step(count, param.d.data(), grad.d.data(), m.d.data(), v.d.data(), 1e-3, 0.9, 0.999, 1e-8, 1e-4, step);
+  }
+  expect_close("adam", param.f, param.d);
+}
