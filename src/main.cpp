@@ -21,6 +21,8 @@ constexpr const char* kUsage =
     "commands:\n"
     "  preprocess   CSV/TSV/IMDB corpora -> HDF5 tensors (characters, words, labels)\n"
     "  inspect      print the summary of a preprocessed HDF5 file\n"
+    "  train        train a character model (Crepe, VDCNN) on preprocessed files\n"
+    "  evaluate     accuracy and per-class metrics of a checkpoint on a preprocessed file\n"
     "\n"
     "  textscale <command> --help   options of a command\n"
     "  textscale --version          version, git revision and library versions\n";
@@ -44,6 +46,8 @@ int dispatch(int argc, char** argv) {
   }
   if (command == "preprocess") return textscale::cli::preprocess_command(arguments);
   if (command == "inspect") return textscale::cli::inspect_command(arguments);
+  if (command == "train") return textscale::cli::train_command(arguments);
+  if (command == "evaluate") return textscale::cli::evaluate_command(arguments);
   std::fprintf(stderr, "textscale: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }

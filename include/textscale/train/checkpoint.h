@@ -1,0 +1,60 @@
+// Checkpoints: everything needed to resume training bitwise or to classify text later, in one
+// HDF5 file.
+//
+// Layout (all at the root unless named):
+//   attributes  format = "textscale-checkpoint", checkpoint_version = 1, model (JSON of the
+//               ModelConfig), training (JSON of the resolved training configuration), position
+//               (JSON of TrainingPosition), alphabet, char_length, char_order, num_classes,
+//               classes, created_by, libraries, created
+//   parameters/<name>   every trained tensor in its canonical layout (float32 or float64)
+//   state/<name>        non-trained tensors (batch-norm running statistics)
+//   optimizer/slot0, optimizer/slot1   flat optimizer state parallel to the parameters, with
+//               attributes kind and steps (absent in a model-only checkpoint)
+// Written to a temporary name in the same folder, flushed, fsync'ed and renamed over the target,
+// so a crash never leaves a half-written checkpoint under the final name.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "textscale/engine/model.h"
+#include "textscale/train/dataset.h"
+#include "textscale/train/optimizer.h"
+
+namespace textscale::train {
+
+// Where training stands: the epoch in progress (0-based), the next batch within it, the global
+// step, the running sums of the epoch so far, and model selection's best so far.
+struct TrainingPosition {
+  std::int64_t epoch = 0, batch = 0, step = 0;
+  double epoch_loss_sum = 0;
+  std::int64_t epoch_correct = 0, epoch_samples = 0;
+  double epoch_seconds = 0;
+  double best_valid_accuracy = -1;
+  std::int64_t best_epoch = -1;
+};
+
+struct CheckpointInfo {
+  engine::ModelConfig model;
+  Encoding encoding;
+  TrainingPosition position;
+  std::string training_json = "{}";
+  std::string optimizer_kind;  // empty when the checkpoint has no optimizer state
+};
+
+std::string model_config_json(const engine::ModelConfig& config);
+engine::ModelConfig model_config_from_json(const std::string& json);
+
+template <typename T>
+void save_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimizer,
+                     const CheckpointInfo& info);
+
+// Reads the attributes only; throws InputError for a file that is not a complete checkpoint.
+CheckpointInfo read_checkpoint_info(const std::string& path);
+
+// Loads parameters and state into `model` (and the optimizer state when `optimizer` is given).
+// Refuses, naming the file, a checkpoint of another model or of other sizes.
+template <typename T>
+void load_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimizer);
+
+}  // namespace textscale::train

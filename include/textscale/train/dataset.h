@@ -1,0 +1,47 @@
+// Character datasets for training and evaluation, read from `textscale preprocess` output.
+//
+// The file is opened once and validated at the boundary (docs/hdf5-schema.md): schema version,
+// presence, rank, type and length of `chars` and `labels`, labels within [0, num_classes). Errors
+// name the file and the dataset. Rows [begin, end) are read into memory — a data-parallel rank
+// reads only its shard; the whole AG News or IMDB training set is 10-25 MB of codes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace textscale::train {
+
+// What a model trained on a file needs to know about its encoding; stored in checkpoints so that
+// a checkpoint alone can classify raw text, and compared when a checkpoint meets a dataset.
+struct Encoding {
+  std::string alphabet;          // the characters of codes 1..A
+  std::int64_t char_length = 0;  // L
+  std::string char_order;        // "reversed"
+  std::int64_t num_classes = 0;
+  std::vector<std::string> classes;  // names, may be empty
+
+  // Throws InputError naming both sources when `other` is incompatible (alphabet, length, order,
+  // number of classes; class names when both have them).
+  void check_compatible(const Encoding& other, const std::string& this_source, const std::string& other_source) const;
+};
+
+struct CharDataset {
+  std::string path;
+  Encoding encoding;
+  std::int64_t rows = 0;             // rows held (end - begin)
+  std::int64_t total_rows = 0;       // rows in the file
+  std::int64_t first_row = 0;        // begin
+  std::vector<std::uint8_t> chars;   // (rows, L)
+  std::vector<std::int32_t> labels;  // (rows)
+
+  [[nodiscard]] const std::uint8_t* row(std::int64_t i) const { return chars.data() + i * encoding.char_length; }
+};
+
+// Reads rows [begin, end) of `path` (end < 0: to the end of the file).
+CharDataset load_char_dataset(const std::string& path, std::int64_t begin = 0, std::int64_t end = -1);
+
+// Reads only the attributes (for checks before anything is loaded).
+Encoding read_encoding(const std::string& path);
+
+}  // namespace textscale::train

@@ -1,0 +1,62 @@
+// Single-process training and evaluation of the character models.
+//
+// An epoch visits the training rows in a permutation drawn from (seed, epoch), in batches of
+// `batch_size` (the last one smaller). After each epoch the model is evaluated on the validation
+// file (model selection: the best accuracy's weights are kept as best.h5) and, unless disabled, on
+// the test file; at the end on the test file. Everything a run produces goes to its run directory:
+//   config.json     the resolved configuration, git revision, libraries, command line
+//   metrics.jsonl   one JSON object per log interval ("type": "interval") and per epoch ("epoch"),
+//                   and the final evaluation ("final")
+//   checkpoint.h5   the latest state (every `checkpoint_every` steps, each epoch, on SIGINT/SIGTERM)
+//   best.h5         the weights with the best validation accuracy so far
+// Resuming from checkpoint.h5 continues at the same batch with the same data order, dropout masks
+// and optimizer state, so an interrupted and resumed run ends with bitwise the same weights as an
+// uninterrupted one (same backend and thread count).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "textscale/engine/backend.h"
+#include "textscale/engine/model.h"
+#include "textscale/train/dataset.h"
+#include "textscale/train/metrics.h"
+#include "textscale/train/optimizer.h"
+
+namespace textscale::train {
+
+struct TrainConfig {
+  engine::ModelConfig model;  // classes, length and alphabet come from the training file
+  std::string train_path, valid_path, test_path;
+  std::int64_t epochs = 10;
+  std::int64_t batch_size = 128;
+  std::int64_t eval_batch_size = 0;  // 0: batch_size
+  std::int64_t max_steps = 0;        // > 0: stop (with a checkpoint) after this global step
+  std::int64_t limit_train = 0;      // > 0: use only the first N training rows
+  std::int64_t limit_eval = 0;       // > 0: evaluate on the first N rows only
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  std::uint64_t seed = 1;
+  int threads = 0;                 // 0: all cores
+  std::string backend = "onednn";  // onednn | reference
+  std::string run_dir;
+  std::int64_t checkpoint_every = 0;  // steps; 0: at the end of each epoch only
+  std::int64_t log_every = 50;        // steps
+  std::string resume;                 // checkpoint to continue from
+  std::string init_from;              // checkpoint whose weights start a new run
+  bool test_each_epoch = true;
+  std::string progress = "auto";  // auto (when stdout is a terminal) | on | off
+};
+
+std::unique_ptr<engine::Backend<float>> make_backend(const std::string& name);
+
+// Evaluates `model` on rows of `data` in order, in batches of `batch`. `limit` > 0 caps the rows.
+Metrics evaluate(engine::Model<float>& model, engine::Backend<float>& backend, const CharDataset& data,
+                 std::int64_t batch, std::int64_t limit = 0);
+
+// Runs training as configured; `config_json` is the resolved configuration recorded in the run
+// directory and checkpoints. Returns the process exit code.
+int run_training(const TrainConfig& config, const std::string& config_json);
+
+}  // namespace textscale::train

@@ -1,0 +1,66 @@
+// `textscale evaluate`: a checkpoint on a preprocessed file -> metrics.
+#include <boost/program_options.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include "textscale/cli/commands.h"
+#include "textscale/common/error.h"
+#include "textscale/engine/cpu/dnnl_backend.h"
+#include "textscale/train/checkpoint.h"
+#include "textscale/train/trainer.h"
+
+namespace po = boost::program_options;
+
+namespace textscale::cli {
+
+int evaluate_command(const std::vector<std::string>& arguments) {
+  std::string checkpoint, data, backend_name, json_path;
+  std::int64_t batch = 128, limit = 0;
+  int threads = 0;
+  po::options_description options(
+      "textscale evaluate: accuracy, per-class precision/recall/F1 and confusion matrix of a checkpoint\n\n"
+      "usage: textscale evaluate --checkpoint RUN/best.h5 --data TEST.h5");
+  options.add_options()("help,h", "show this help")("checkpoint", po::value(&checkpoint), "checkpoint file")(
+      "data", po::value(&data), "preprocessed file to evaluate on")(
+      "batch-size", po::value(&batch)->default_value(128), "batch size")("limit", po::value(&limit)->default_value(0),
+                                                                         "first N rows only (0: all)")(
+      "threads", po::value(&threads)->default_value(0), "CPU threads (0: all cores)")(
+      "backend", po::value(&backend_name)->default_value("onednn"), "onednn | reference")(
+      "json", po::value(&json_path), "also write the metrics as JSON to this file");
+  po::variables_map values;
+  try {
+    po::store(po::command_line_parser(arguments).options(options).run(), values);
+    po::notify(values);
+  } catch (const po::error& error) {
+    throw UsageError{error.what()};
+  }
+  if (values.count("help")) {
+    std::cout << options << "\n";
+    return 0;
+  }
+  if (checkpoint.empty() || data.empty()) throw UsageError{"--checkpoint and --data are required"};
+  if (batch < 1) throw UsageError{"--batch-size must be at least 1"};
+  engine::DnnlBackend::set_threads(threads);
+  const train::CheckpointInfo info = train::read_checkpoint_info(checkpoint);
+  const train::CharDataset dataset = train::load_char_dataset(data);
+  info.encoding.check_compatible(dataset.encoding, checkpoint, data);
+  engine::Model<float> model(info.model);
+  train::load_checkpoint<float>(checkpoint, model, nullptr);
+  auto backend = train::make_backend(backend_name);
+  const auto start = std::chrono::steady_clock::now();
+  const train::Metrics metrics = train::evaluate(model, *backend, dataset, batch, limit);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("%s on %s\n%s\n%.1f samples/s\n", checkpoint.c_str(), data.c_str(),
+              metrics.table(info.encoding.classes).c_str(), static_cast<double>(metrics.samples()) / seconds);
+  if (!json_path.empty()) {
+    FILE* out = std::fopen(json_path.c_str(), "w");
+    if (!out) throw IoError(errno_message("cannot write '" + json_path + "'", errno));
+    std::fprintf(out, "%s\n", metrics.json(info.encoding.classes).c_str());
+    std::fclose(out);
+  }
+  return 0;
+}
+
+}  // namespace textscale::cli

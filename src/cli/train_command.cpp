@@ -1,0 +1,143 @@
+// `textscale train`: options -> TrainConfig -> run_training.
+#include <boost/program_options.hpp>
+
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "textscale/cli/commands.h"
+#include "textscale/common/error.h"
+#include "textscale/engine/model.h"
+#include "textscale/train/trainer.h"
+
+namespace po = boost::program_options;
+
+namespace textscale::cli {
+
+namespace {
+
+// Every option with its resolved value, as JSON: recorded in the run directory, and accepted back
+// by --config to repeat a run.
+nlohmann::json resolved_options(const po::variables_map& values) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [name, value] : values) {
+    if (name == "config" || name == "help") continue;
+    const auto& any = value.value();
+    if (any.type() == typeid(std::string))
+      j[name] = value.as<std::string>();
+    else if (any.type() == typeid(std::int64_t))
+      j[name] = value.as<std::int64_t>();
+    else if (any.type() == typeid(double))
+      j[name] = value.as<double>();
+    else if (any.type() == typeid(bool))
+      j[name] = value.as<bool>();
+    else if (any.type() == typeid(int))
+      j[name] = value.as<int>();
+    else if (any.type() == typeid(std::uint64_t))
+      j[name] = value.as<std::uint64_t>();
+  }
+  return j;
+}
+
+// Turns a saved configuration's "options" object back into command-line tokens.
+std::vector<std::string> options_from_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path + ": cannot read the configuration file");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& error) {
+    throw InputError(path + ": not valid JSON: " + error.what());
+  }
+  const nlohmann::json& options = j.contains("options") ? j["options"] : j;
+  if (!options.is_object()) throw InputError(path + ": expected a JSON object of options");
+  std::vector<std::string> tokens;
+  for (const auto& [name, value] : options.items()) {
+    if (name == "resume" || name == "run-dir") continue;  // a repeat is a new run
+    if (value.is_boolean())
+      tokens.push_back("--" + name + "=" + (value.get<bool>() ? "true" : "false"));
+    else if (value.is_string())
+      tokens.push_back("--" + name + "=" + value.get<std::string>());
+    else
+      tokens.push_back("--" + name + "=" + value.dump());
+  }
+  return tokens;
+}
+
+}  // namespace
+
+int train_command(const std::vector<std::string>& arguments) {
+  train::TrainConfig c;
+  std::string config_file;
+  po::options_description options(
+      "textscale train: train a character model on preprocessed HDF5 files\n\n"
+      "usage: textscale train --train TRAIN.h5 [--valid VALID.h5] [--test TEST.h5] --model NAME [options]\n\n"
+      "models: crepe-small, crepe-large (Zhang et al. 2015), vdcnn-9, vdcnn-17, vdcnn-29 (Conneau et al. 2017)");
+  options.add_options()("help,h", "show this help")  //
+      ("config", po::value(&config_file),
+       "repeat a run: read options from a run directory's config.json "
+       "(options given on the command line win)")                                                                  //
+      ("train", po::value(&c.train_path), "training file")                                                         //
+      ("valid", po::value(&c.valid_path), "validation file, evaluated each epoch; best weights kept as best.h5")   //
+      ("test", po::value(&c.test_path), "test file, evaluated each epoch (see --test-each-epoch) and at the end")  //
+      ("model", po::value(&c.model.name)->default_value("crepe-small"), "model name")                              //
+      ("features", po::value(&c.model.features)->default_value(0),
+       "override: convolution features (Crepe) / first stage width (VDCNN); 0 = published")                          //
+      ("fc", po::value(&c.model.fc)->default_value(0), "override: hidden fully connected width; 0 = published")      //
+      ("shortcut", po::value(&c.model.shortcut)->default_value(false), "VDCNN residual shortcuts")                   //
+      ("dropout", po::value(&c.model.dropout)->default_value(0.5), "Crepe dropout probability")                      //
+      ("epochs", po::value(&c.epochs)->default_value(10), "epochs")                                                  //
+      ("batch-size", po::value(&c.batch_size)->default_value(128), "training batch size")                            //
+      ("eval-batch-size", po::value(&c.eval_batch_size)->default_value(0), "evaluation batch size (0: batch size)")  //
+      ("optimizer", po::value(&c.optimizer.kind)->default_value("sgd"), "sgd (momentum) | adam")                     //
+      ("lr", po::value(&c.optimizer.lr)->default_value(0.01), "learning rate")                                       //
+      ("momentum", po::value(&c.optimizer.momentum)->default_value(0.9), "SGD momentum")                             //
+      ("weight-decay", po::value(&c.optimizer.weight_decay)->default_value(0.0), "L2 weight decay")                  //
+      ("adam-beta1", po::value(&c.optimizer.beta1)->default_value(0.9), "Adam beta1")                                //
+      ("adam-beta2", po::value(&c.optimizer.beta2)->default_value(0.999), "Adam beta2")                              //
+      ("clip-norm", po::value(&c.optimizer.clip_norm)->default_value(0.0), "clip the gradient's L2 norm (0: off)")   //
+      ("schedule", po::value(&c.schedule.kind)->default_value("constant"),
+       "constant | step (x step-factor every step-epochs epochs; Zhang: 0.5 every 3) | factor (x epoch-factor "
+       "per epoch)")                                                                                        //
+      ("step-epochs", po::value(&c.schedule.step_epochs)->default_value(3), "step schedule period")         //
+      ("step-factor", po::value(&c.schedule.step_factor)->default_value(0.5), "step schedule factor")       //
+      ("epoch-factor", po::value(&c.schedule.epoch_factor)->default_value(0.94), "factor schedule factor")  //
+      ("warmup-steps", po::value(&c.schedule.warmup_steps)->default_value(0), "linear warm-up steps")       //
+      ("seed", po::value(&c.seed)->default_value(1), "seed of initialisation, data order and dropout")      //
+      ("threads", po::value(&c.threads)->default_value(0), "CPU threads (0: all cores)")                    //
+      ("backend", po::value(&c.backend)->default_value("onednn"), "onednn | reference (slow, for checks)")  //
+      ("run-dir", po::value(&c.run_dir), "run directory (default runs/<model>-<UTC time>)")                 //
+      ("resume", po::value(&c.resume), "continue from a checkpoint (its run directory unless --run-dir)")   //
+      ("init-from", po::value(&c.init_from), "start a new run from a checkpoint's weights")                 //
+      ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(0),
+       "also write the checkpoint every N steps (0: each epoch only)")                                              //
+      ("log-every", po::value(&c.log_every)->default_value(50), "log line every N steps")                           //
+      ("max-steps", po::value(&c.max_steps)->default_value(0), "stop after this global step (0: no limit)")         //
+      ("limit-train", po::value(&c.limit_train)->default_value(0), "use only the first N training rows")            //
+      ("limit-eval", po::value(&c.limit_eval)->default_value(0), "evaluate on the first N rows only")               //
+      ("test-each-epoch", po::value(&c.test_each_epoch)->default_value(true), "evaluate the test file each epoch")  //
+      ("progress", po::value(&c.progress)->default_value("auto"), "progress bar: auto (on a terminal) | on | off");
+  po::variables_map values;
+  try {
+    po::store(po::command_line_parser(arguments).options(options).run(), values);
+    if (values.count("config")) {
+      const auto tokens = options_from_config(values["config"].as<std::string>());
+      po::store(po::command_line_parser(tokens).options(options).run(), values);
+    }
+    po::notify(values);
+  } catch (const po::error& error) {
+    throw UsageError{error.what()};
+  }
+  if (values.count("help")) {
+    std::cout << options << "\n";
+    return 0;
+  }
+  if (c.train_path.empty()) throw UsageError{"--train FILE is required"};
+  nlohmann::json record{{"command", "train"}, {"options", resolved_options(values)}};
+  std::string line;
+  for (const auto& a : arguments) line += (line.empty() ? "" : " ") + a;
+  record["command_line"] = "textscale train " + line;
+  return train::run_training(c, record.dump());
+}
+
+}  // namespace textscale::cli

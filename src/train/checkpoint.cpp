@@ -1,0 +1,229 @@
+#include "textscale/train/checkpoint.h"
+
+#include <hdf5.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <type_traits>
+
+#include "textscale/common/build_info.h"
+#include "textscale/common/error.h"
+#include "textscale/common/files.h"
+#include "textscale/common/hdf5.h"
+
+namespace textscale::train {
+
+namespace {
+
+constexpr const char* kFormat = "textscale-checkpoint";
+constexpr std::int64_t kVersion = 1;
+
+nlohmann::json position_json(const TrainingPosition& p) {
+  return {{"epoch", p.epoch},
+          {"batch", p.batch},
+          {"step", p.step},
+          {"epoch_loss_sum", p.epoch_loss_sum},
+          {"epoch_correct", p.epoch_correct},
+          {"epoch_samples", p.epoch_samples},
+          {"epoch_seconds", p.epoch_seconds},
+          {"best_valid_accuracy", p.best_valid_accuracy},
+          {"best_epoch", p.best_epoch}};
+}
+
+TrainingPosition position_from_json(const nlohmann::json& j) {
+  TrainingPosition p;
+  p.epoch = j.at("epoch");
+  p.batch = j.at("batch");
+  p.step = j.at("step");
+  p.epoch_loss_sum = j.at("epoch_loss_sum");
+  p.epoch_correct = j.at("epoch_correct");
+  p.epoch_samples = j.at("epoch_samples");
+  p.epoch_seconds = j.at("epoch_seconds");
+  p.best_valid_accuracy = j.at("best_valid_accuracy");
+  p.best_epoch = j.at("best_epoch");
+  return p;
+}
+
+template <typename T>
+hid_t memory_type() {
+  return std::is_same_v<T, double> ? H5T_NATIVE_DOUBLE : H5T_NATIVE_FLOAT;
+}
+
+template <typename T>
+void write_array(hid_t group, const std::string& name, const std::vector<engine::Index>& shape, const T* data) {
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  h5::Handle space(TS_CHECK_HDF5(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)));
+  h5::Handle dataset(
+      TS_CHECK_HDF5(H5Dcreate2(group, name.c_str(), std::is_same_v<T, double> ? H5T_IEEE_F64LE : H5T_IEEE_F32LE,
+                               space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+  TS_CHECK_HDF5(H5Dwrite(dataset.get(), memory_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
+  TS_CHECK_HDF5(dataset.close());
+}
+
+template <typename T>
+void read_array(hid_t group, const std::string& path, const std::string& group_name, const std::string& name,
+                const std::vector<engine::Index>& shape, T* data) {
+  const std::string where = path + ": " + group_name + "/" + name;
+  if (H5Lexists(group, name.c_str(), H5P_DEFAULT) <= 0)
+    throw InputError(where + " missing: the checkpoint is of another model or architecture");
+  h5::Handle dataset(TS_CHECK_HDF5(H5Dopen2(group, name.c_str(), H5P_DEFAULT)));
+  h5::Handle space(TS_CHECK_HDF5(H5Dget_space(dataset.get())));
+  std::vector<hsize_t> dims(static_cast<std::size_t>(TS_CHECK_HDF5(H5Sget_simple_extent_ndims(space.get()))));
+  TS_CHECK_HDF5(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr));
+  if (!std::equal(dims.begin(), dims.end(), shape.begin(), shape.end(),
+                  [](hsize_t a, engine::Index b) { return static_cast<engine::Index>(a) == b; })) {
+    std::string have, want;
+    for (auto d : dims) have += (have.empty() ? "" : "x") + std::to_string(d);
+    for (auto d : shape) want += (want.empty() ? "" : "x") + std::to_string(d);
+    throw InputError(where + " has shape " + have + ", the model expects " + want);
+  }
+  if (H5Dread(dataset.get(), memory_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    throw InputError(where + ": cannot read (truncated or damaged file?)");
+}
+
+h5::Handle open_checkpoint(const std::string& path) {
+  if (!std::filesystem::exists(path)) throw InputError(path + ": no such checkpoint");
+  if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(path + ": not a checkpoint (not an HDF5 file, or truncated)");
+  h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file.valid()) throw InputError(path + ": cannot open the checkpoint (truncated or damaged?)");
+  if (!h5::has_attribute(file.get(), "format") || h5::read_string_attribute(file.get(), "format") != kFormat)
+    throw InputError(path + ": not a textscale checkpoint (attribute 'format' missing)");
+  const auto version = h5::read_int_attribute(file.get(), "checkpoint_version");
+  if (version != kVersion)
+    throw InputError(path + ": checkpoint version " + std::to_string(version) + " is not supported (this build reads " +
+                     std::to_string(kVersion) + ")");
+  return file;
+}
+
+}  // namespace
+
+std::string model_config_json(const engine::ModelConfig& c) {
+  return nlohmann::json{{"name", c.name},           {"classes", c.classes},   {"length", c.length},
+                        {"alphabet", c.alphabet},   {"features", c.features}, {"fc", c.fc},
+                        {"embedding", c.embedding}, {"kmax", c.kmax},         {"dropout", c.dropout},
+                        {"shortcut", c.shortcut}}
+      .dump();
+}
+
+engine::ModelConfig model_config_from_json(const std::string& text) {
+  auto j = nlohmann::json::parse(text);
+  engine::ModelConfig c;
+  c.name = j.at("name");
+  c.classes = j.at("classes");
+  c.length = j.at("length");
+  c.alphabet = j.at("alphabet");
+  c.features = j.at("features");
+  c.fc = j.at("fc");
+  c.embedding = j.at("embedding");
+  c.kmax = j.at("kmax");
+  c.dropout = j.at("dropout");
+  c.shortcut = j.at("shortcut");
+  return c;
+}
+
+template <typename T>
+void save_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimizer,
+                     const CheckpointInfo& info) {
+  const std::string temporary = temporary_path(path);
+  try {
+    h5::Handle file(TS_CHECK_HDF5(H5Fcreate(temporary.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)));
+    const hid_t f = file.get();
+    h5::write_attribute(f, "format", std::string(kFormat));
+    h5::write_attribute(f, "checkpoint_version", kVersion);
+    h5::write_attribute(f, "model", model_config_json(model.config()));
+    h5::write_attribute(f, "training", info.training_json);
+    h5::write_attribute(f, "position", position_json(info.position).dump());
+    h5::write_attribute(f, "alphabet", info.encoding.alphabet);
+    h5::write_attribute(f, "char_length", info.encoding.char_length);
+    h5::write_attribute(f, "char_order", info.encoding.char_order);
+    h5::write_attribute(f, "num_classes", info.encoding.num_classes);
+    h5::write_attribute(f, "classes", info.encoding.classes);
+    h5::write_attribute(f, "created_by", version_line());
+    h5::write_attribute(f, "libraries", build_info().libraries);
+    h5::write_attribute(f, "created", utc_now_iso8601());
+    auto& params = model.params();
+    h5::Handle parameters(TS_CHECK_HDF5(H5Gcreate2(f, "parameters", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+    h5::Handle state(TS_CHECK_HDF5(H5Gcreate2(f, "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+    for (std::size_t i = 0; i < params.tensors().size(); ++i) {
+      const auto& t = params.tensors()[i];
+      write_array(t.trained ? parameters.get() : state.get(), t.name, t.shape,
+                  params.value(engine::ParamRef{static_cast<engine::Index>(i)}));
+    }
+    if (optimizer) {
+      h5::Handle group(TS_CHECK_HDF5(H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+      h5::write_attribute(group.get(), "kind", optimizer->config().kind);
+      h5::write_attribute(group.get(), "steps", optimizer->steps());
+      for (int s = 0; s < optimizer->slot_count(); ++s)
+        write_array(group.get(), "slot" + std::to_string(s), {params.trained_count()}, optimizer->slot(s).data());
+      TS_CHECK_HDF5(group.close());
+    }
+    TS_CHECK_HDF5(parameters.close());
+    TS_CHECK_HDF5(state.close());
+    TS_CHECK_HDF5(file.close());
+    commit_file(temporary, path);
+  } catch (const Error& error) {
+    std::filesystem::remove(temporary);
+    throw IoError("cannot write checkpoint '" + path + "': " + error.what());
+  }
+}
+
+CheckpointInfo read_checkpoint_info(const std::string& path) {
+  h5::Handle file = open_checkpoint(path);
+  const hid_t f = file.get();
+  CheckpointInfo info;
+  try {
+    info.model = model_config_from_json(h5::read_string_attribute(f, "model"));
+    info.position = position_from_json(nlohmann::json::parse(h5::read_string_attribute(f, "position")));
+    info.training_json = h5::read_string_attribute(f, "training");
+  } catch (const nlohmann::json::exception& error) {
+    throw InputError(path + ": damaged checkpoint attributes: " + error.what());
+  }
+  info.encoding.alphabet = h5::read_string_attribute(f, "alphabet");
+  info.encoding.char_length = h5::read_int_attribute(f, "char_length");
+  info.encoding.char_order = h5::read_string_attribute(f, "char_order");
+  info.encoding.num_classes = h5::read_int_attribute(f, "num_classes");
+  info.encoding.classes = h5::read_string_list_attribute(f, "classes");
+  if (H5Lexists(f, "optimizer", H5P_DEFAULT) > 0) {
+    h5::Handle group(TS_CHECK_HDF5(H5Gopen2(f, "optimizer", H5P_DEFAULT)));
+    info.optimizer_kind = h5::read_string_attribute(group.get(), "kind");
+  }
+  return info;
+}
+
+template <typename T>
+void load_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimizer) {
+  const CheckpointInfo info = read_checkpoint_info(path);
+  const auto& want = model.config();
+  if (model_config_json(info.model) != model_config_json(want))
+    throw InputError(path + ": the checkpoint holds model " + model_config_json(info.model) + ", this run uses " +
+                     model_config_json(want));
+  h5::Handle file = open_checkpoint(path);
+  h5::Handle parameters(TS_CHECK_HDF5(H5Gopen2(file.get(), "parameters", H5P_DEFAULT)));
+  h5::Handle state(TS_CHECK_HDF5(H5Gopen2(file.get(), "state", H5P_DEFAULT)));
+  auto& params = model.params();
+  for (std::size_t i = 0; i < params.tensors().size(); ++i) {
+    const auto& t = params.tensors()[i];
+    read_array(t.trained ? parameters.get() : state.get(), path, t.trained ? "parameters" : "state", t.name, t.shape,
+               params.value(engine::ParamRef{static_cast<engine::Index>(i)}));
+  }
+  if (optimizer) {
+    if (info.optimizer_kind.empty()) throw InputError(path + ": the checkpoint has no optimizer state to resume from");
+    if (info.optimizer_kind != optimizer->config().kind)
+      throw InputError(path + ": the checkpoint was trained with " + info.optimizer_kind + ", this run uses " +
+                       optimizer->config().kind);
+    h5::Handle group(TS_CHECK_HDF5(H5Gopen2(file.get(), "optimizer", H5P_DEFAULT)));
+    optimizer->set_steps(h5::read_int_attribute(group.get(), "steps"));
+    for (int s = 0; s < optimizer->slot_count(); ++s)
+      read_array(group.get(), path, "optimizer", "slot" + std::to_string(s), {params.trained_count()},
+                 optimizer->slot(s).data());
+  }
+}
+
+template void save_checkpoint<float>(const std::string&, engine::Model<float>&, Optimizer<float>*,
+                                     const CheckpointInfo&);
+template void save_checkpoint<double>(const std::string&, engine::Model<double>&, Optimizer<double>*,
+                                      const CheckpointInfo&);
+template void load_checkpoint<float>(const std::string&, engine::Model<float>&, Optimizer<float>*);
+template void load_checkpoint<double>(const std::string&, engine::Model<double>&, Optimizer<double>*);
+
+}  // namespace textscale::train

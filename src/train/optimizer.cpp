@@ -1,0 +1,59 @@
+#include "textscale/train/optimizer.h"
+
+#include <cmath>
+
+#include "textscale/common/error.h"
+
+namespace textscale::train {
+
+double learning_rate(const OptimizerConfig& o, const ScheduleConfig& s, std::int64_t epoch, std::int64_t step) {
+  double lr = o.lr;
+  if (s.kind == "step")
+    lr *= std::pow(s.step_factor, static_cast<double>(epoch / s.step_epochs));
+  else if (s.kind == "factor")
+    lr *= std::pow(s.epoch_factor, static_cast<double>(epoch));
+  if (s.warmup_steps > 0 && step < s.warmup_steps)
+    lr *= static_cast<double>(step + 1) / static_cast<double>(s.warmup_steps);
+  return lr;
+}
+
+void validate(const OptimizerConfig& o, const ScheduleConfig& s) {
+  if (o.kind != "sgd" && o.kind != "adam") throw InputError("--optimizer must be sgd or adam, not '" + o.kind + "'");
+  if (!(o.lr > 0)) throw InputError("--lr must be positive");
+  if (o.momentum < 0 || o.momentum >= 1) throw InputError("--momentum must be in [0, 1)");
+  if (o.weight_decay < 0) throw InputError("--weight-decay must not be negative");
+  if (o.clip_norm < 0) throw InputError("--clip-norm must not be negative");
+  if (s.kind != "constant" && s.kind != "step" && s.kind != "factor")
+    throw InputError("--schedule must be constant, step or factor, not '" + s.kind + "'");
+  if (s.step_epochs < 1) throw InputError("--step-epochs must be at least 1");
+  if (s.warmup_steps < 0) throw InputError("--warmup-steps must not be negative");
+}
+
+template <typename T>
+Optimizer<T>::Optimizer(const OptimizerConfig& config, engine::Index parameters) : config_(config) {
+  first_.resize(static_cast<std::size_t>(parameters));
+  if (config.kind == "adam") second_.resize(static_cast<std::size_t>(parameters));
+}
+
+template <typename T>
+double Optimizer<T>::step(engine::Backend<T>& backend, engine::ParamStore<T>& params, double lr) {
+  const engine::Index count = params.trained_count();
+  T* grad = params.gradients().data();
+  const double norm = std::sqrt(backend.sum_squares(count, grad));
+  if (!std::isfinite(norm))
+    throw Error("the gradient is not finite (norm " + std::to_string(norm) + ") at step " + std::to_string(steps_ + 1) +
+                "; lower the learning rate?");
+  if (config_.clip_norm > 0 && norm > config_.clip_norm) backend.scale(count, grad, config_.clip_norm / norm);
+  ++steps_;
+  if (config_.kind == "adam")
+    backend.adam_step(count, params.values().data(), grad, first_.data(), second_.data(), lr, config_.beta1,
+                      config_.beta2, config_.epsilon, config_.weight_decay, steps_);
+  else
+    backend.sgd_step(count, params.values().data(), grad, first_.data(), lr, config_.momentum, config_.weight_decay);
+  return norm;
+}
+
+template class Optimizer<float>;
+template class Optimizer<double>;
+
+}  // namespace textscale::train
