@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Training on real data (AG News from TEXTSCALE_DATA, default ../shared/data) with small models:
+# the loss falls for a tiny Crepe and a tiny VDCNN; a run stopped (by --max-steps and by SIGINT)
+# and resumed ends with bitwise the same parameters, batch-norm statistics and optimizer state as
+# an uninterrupted one; `evaluate` reproduces the trainer's test accuracy; bad checkpoints and
+# mismatched datasets are refused with clear messages.
+source "$(dirname "$0")/../cli/lib.sh"
+DATA=${TEXTSCALE_DATA:-$TEXTSCALE_SOURCE_DIR/../shared/data}
+if [ ! -f "$DATA/ag_news/alps_train_sample/dev.tsv" ]; then
+  echo "SKIP: no AG News in '$DATA' (set TEXTSCALE_DATA to a folder laid out like ../shared/data)"
+  exit 77
+fi
+ts() { "$TEXTSCALE_BIN" "$@"; }
+cd "$WORK"
+export OMP_NUM_THREADS=2
+
+head -n 1200 "$DATA/ag_news/alps_train_sample/dev.tsv" > train.tsv
+ts preprocess --input train.tsv --format tsv --label-column 1 --labels names --classes "$DATA/ag_news/classes.txt" \
+  --unescape backslash --no-words --output train.h5 > /dev/null
+head -n 400 "$DATA/ag_news/test.csv" > test.csv
+cp "$DATA/ag_news/classes.txt" classes.txt
+ts preprocess --input test.csv --format zhang --unescape backslash --no-words --classes classes.txt --output test.h5 > /dev/null
+
+# first_and_last_loss RUN: the first interval's loss and the last epoch's training loss.
+losses() {
+  py - "$1/metrics.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+first = next(r["loss"] for r in rows if r["type"] == "interval")
+last = [r for r in rows if r["type"] == "epoch"][-1]["train_loss"]
+print(first, last)
+PY
+}
+
+# --- The loss falls ------------------------------------------------------------------------------
+tiny_crepe=(--model crepe-small --features 32 --fc 64 --lr 0.02 --batch-size 32)
+tiny_vdcnn=(--model vdcnn-9 --features 8 --fc 32 --shortcut true --lr 0.01 --batch-size 32)
+# Crepe sits on a plateau at ln 4 for many steps on little data (PyTorch's too); Adam on 128 rows
+# gets it off within 30 epochs, and it then fits them.
+run_ts 0 train --train train.h5 --test test.h5 --model crepe-small --features 32 --fc 64 --dropout 0 \
+  --optimizer adam --lr 0.001 --batch-size 32 --limit-train 128 --epochs 30 --log-every 4 --run-dir crepe
+read -r first last <<< "$(losses crepe)"
+py -c "import sys; sys.exit(0 if $last < 0.5 * $first else 1)" || fail "tiny Crepe: loss $first -> $last did not halve"
+expect_in "$WORK/out" "accuracy "
+run_ts 0 train --train train.h5 --test test.h5 "${tiny_vdcnn[@]}" --epochs 3 --log-every 5 --run-dir vdcnn
+read -r first last <<< "$(losses vdcnn)"
+py -c "import sys; sys.exit(0 if $last < 0.9 * $first else 1)" || fail "tiny VDCNN: loss $first -> $last did not fall by 10%"
+echo "loss falls: checked"
+
+# --- evaluate reproduces the trainer's final test accuracy ----------------------------------------
+run_ts 0 evaluate --checkpoint crepe/checkpoint.h5 --data test.h5 --json eval.json
+py - crepe/metrics.jsonl eval.json <<'PY' || fail "evaluate disagrees with the trainer"
+import json, sys
+final = [json.loads(l) for l in open(sys.argv[1])][-1]
+ev = json.load(open(sys.argv[2]))
+assert final["type"] == "final", final
+assert final["test"]["confusion"] == ev["confusion"], (final["test"]["confusion"], ev["confusion"])
+PY
+
+# --- Resume gives bitwise the same state ------------------------------------------------------------
+# 1200 rows at batch 32 = 38 batches per epoch; dropout (Crepe) and batch norm (VDCNN) both exercised.
+same_state() {  # same_state A.h5 B.h5 WHAT
+  local group
+  for group in /parameters /state /optimizer; do
+    h5diff -q "$1" "$2" "$group" "$group" > /dev/null 2>&1 || fail "$3: $group differs between $1 and $2"
+  done
+}
+for model in crepe vdcnn; do
+  if [ "$model" = crepe ]; then args=("${tiny_crepe[@]}"); else args=("${tiny_vdcnn[@]}"); fi
+  run_ts 0 train --train train.h5 "${args[@]}" --epochs 2 --run-dir "$model-full" --progress off
+  # Stopped mid-epoch 1, resumed; then stopped again in epoch 2 and resumed.
+  run_ts 0 train --train train.h5 "${args[@]}" --epochs 2 --run-dir "$model-cut" --max-steps 13
+  run_ts 0 train --train train.h5 "${args[@]}" --epochs 2 --resume "$model-cut/checkpoint.h5" --max-steps 50
+  run_ts 0 train --train train.h5 "${args[@]}" --epochs 2 --resume "$model-cut/checkpoint.h5"
+  same_state "$model-full/checkpoint.h5" "$model-cut/checkpoint.h5" "$model resumed twice"
+done
+
+# Interrupted by SIGINT: the checkpoint is written and resuming gives the same result.
+"$TEXTSCALE_BIN" train --train train.h5 "${tiny_crepe[@]}" --epochs 2 --run-dir crepe-int --log-every 1 \
+  --progress off > int.out 2> int.err &
+pid=$!
+for _ in $(seq 1 600); do grep -q "step 3 " int.out 2>/dev/null && break; sleep 0.05; done
+kill -INT "$pid"
+status=0
+wait "$pid" || status=$?
+[ "$status" = 130 ] || fail "interrupted training exited $status, expected 130: $(cat int.err)"
+expect_in int.out "interrupted by signal 2: checkpoint written to crepe-int/checkpoint.h5"
+run_ts 0 train --train train.h5 "${tiny_crepe[@]}" --epochs 2 --resume crepe-int/checkpoint.h5 --progress off
+same_state crepe-full/checkpoint.h5 crepe-int/checkpoint.h5 "crepe interrupted by SIGINT"
+no_leftovers crepe-int
+echo "resume equivalence: checked"
+
+# --- Refusals --------------------------------------------------------------------------------------
+run_ts 1 train --train train.h5 --model vdcnn-9 --features 8 --fc 32 --epochs 2 --resume crepe-full/checkpoint.h5
+expect_in "$WORK/err" "crepe-full/checkpoint.h5: the checkpoint holds model"
+head -c 20000 crepe-full/checkpoint.h5 > truncated.h5
+run_ts 1 evaluate --checkpoint truncated.h5 --data test.h5
+expect_in "$WORK/err" "truncated.h5"
+run_ts 1 evaluate --checkpoint train.h5 --data test.h5
+expect_in "$WORK/err" "train.h5: not a textscale checkpoint"
+echo "not hdf5" > garbage.h5
+run_ts 1 evaluate --checkpoint garbage.h5 --data test.h5
+expect_in "$WORK/err" "garbage.h5: not a checkpoint"
+# A dataset with other classes (IMDB: 2) against an AG News checkpoint.
+mkdir two && printf '"1","a title","some text"\n"2","another","more text"\n' > two/two.csv
+ts preprocess --input two/two.csv --format zhang --no-words --output two.h5 > /dev/null
+run_ts 1 evaluate --checkpoint crepe-full/checkpoint.h5 --data two.h5
+expect_in "$WORK/err" "number of classes 2 vs 4"
+run_ts 1 train --train train.h5 --test two.h5 "${tiny_crepe[@]}" --epochs 1
+expect_in "$WORK/err" "two.h5 does not match train.h5: number of classes 2 vs 4"
+run_ts 1 train --train test.csv --model crepe-small
+expect_in "$WORK/err" "test.csv: not an HDF5 file"
+run_ts 2 train --train train.h5 --bogus 1
+run_ts 1 train --train train.h5 --model crepe-tiny
+expect_in "$WORK/err" "unknown model 'crepe-tiny'"
+run_ts 1 train --train train.h5 --model crepe-small --optimizer rmsprop
+expect_in "$WORK/err" "--optimizer must be sgd or adam"
+echo "refusals: checked"
+finish

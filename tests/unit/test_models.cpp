@@ -1,0 +1,141 @@
+// Model construction: parameter counts against the published architectures (computed here layer
+// by layer from the papers' tables, and equal to PyTorch's count of the same models in
+// bench/peer_models.py), shapes, and the whole model on oneDNN against the reference backend.
+#define BOOST_TEST_MODULE models
+#include <boost/test/unit_test.hpp>
+#include <cmath>
+#include <random>
+
+#include "textscale/engine/cpu/dnnl_backend.h"
+#include "textscale/engine/model.h"
+#include "textscale/engine/reference_backend.h"
+
+using namespace textscale::engine;
+
+namespace {
+
+Index conv(Index in, Index out, Index k, bool bias) {
+  return out * in * k + (bias ? out : 0);
+}
+Index linear(Index in, Index out) {
+  return in * out + out;
+}
+Index bn(Index c) {
+  return 2 * c;
+}
+
+Index crepe(Index features, Index fc, Index classes) {
+  // Zhang et al. 2015, tables 1-2: 1014 -> conv7 1008 -> pool 336 -> conv7 330 -> pool 110 ->
+  // conv3 x4 102 -> pool 34.
+  return conv(69, features, 7, true) + conv(features, features, 7, true) + 4 * conv(features, features, 3, true) +
+         linear(34 * features, fc) + linear(fc, fc) + linear(fc, classes);
+}
+
+Index vdcnn(std::vector<int> blocks, Index classes, bool shortcut) {
+  // Conneau et al. 2017, figure 1 and table 2: embedding 16, temp conv 64, stages 64/128/256/512.
+  Index total = 70 * 16 + conv(16, 64, 3, true);
+  Index channels = 64;
+  for (int stage = 0; stage < 4; ++stage) {
+    const Index out = 64 << stage;
+    for (int b = 0; b < blocks[static_cast<std::size_t>(stage)]; ++b) {
+      total += conv(channels, out, 3, false) + bn(out) + conv(out, out, 3, false) + bn(out);
+      if (shortcut && channels != out) total += conv(channels, out, 1, false) + bn(out);
+      channels = out;
+    }
+  }
+  return total + linear(512 * 8, 2048) + linear(2048, 2048) + linear(2048, classes);
+}
+
+Index count(const std::string& name, Index classes, bool shortcut = false) {
+  ModelConfig c;
+  c.name = name, c.classes = classes, c.shortcut = shortcut;
+  return Model<float>(c).params().trained_count();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(parameter_counts_match_the_papers) {
+  BOOST_TEST(count("crepe-small", 4) == crepe(256, 1024, 4));
+  BOOST_TEST(count("crepe-large", 4) == crepe(1024, 2048, 4));
+  BOOST_TEST(count("crepe-small", 4) == 11337988);  // PyTorch, bench/peer_models.py
+  BOOST_TEST(count("crepe-large", 4) == 95933444);
+  BOOST_TEST(count("vdcnn-9", 4) == vdcnn({1, 1, 1, 1}, 4, false));
+  BOOST_TEST(count("vdcnn-17", 4) == vdcnn({2, 2, 2, 2}, 4, false));
+  BOOST_TEST(count("vdcnn-29", 4) == vdcnn({5, 5, 2, 2}, 4, false));
+  BOOST_TEST(count("vdcnn-29", 14, true) == vdcnn({5, 5, 2, 2}, 14, true));
+  BOOST_TEST(count("vdcnn-9", 4) == 14176164);
+  BOOST_TEST(count("vdcnn-17", 4) == 16268964);
+  BOOST_TEST(count("vdcnn-29", 4) == 16639908);
+  BOOST_TEST(count("vdcnn-9", 4, true) == 14349988);
+}
+
+BOOST_AUTO_TEST_CASE(summary_shows_shapes_and_count) {
+  ModelConfig c;
+  c.name = "vdcnn-9", c.classes = 4;
+  const std::string summary = Model<float>(c).summary();
+  BOOST_TEST_MESSAGE(summary);
+  for (const char* expected : {"embedding 70x16 -> 1014x16", "max-pool k3 s2 p1 -> 507x64",
+                               "max-pool k3 s2 p1 -> 254x128", "max-pool k3 s2 p1 -> 127x256", "k-max pool k8 -> 8x512",
+                               "linear 4096->2048 +relu", "parameters: 14176164 trained"})
+    BOOST_TEST(summary.find(expected) != std::string::npos, "'" << expected << "' in the summary");
+  c.name = "crepe-small";
+  BOOST_TEST(Model<float>(c).summary().find("linear 8704->1024 +relu") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(unknown_model_and_too_short_input_are_refused) {
+  ModelConfig c;
+  c.name = "vdcnn-10", c.classes = 4;
+  BOOST_CHECK_THROW(Model<float>{c}, textscale::InputError);
+  c.name = "crepe-small", c.length = 50;
+  BOOST_CHECK_THROW(Model<float>{c}, textscale::InputError);
+}
+
+// The whole model on oneDNN vs the reference backend (float both): logits and every gradient.
+void compare_backends(ModelConfig c) {
+  Model<float> a(c), b(c);
+  a.params().initialize(5);
+  b.params().initialize(5);
+  const Index n = 6;
+  a.reserve(n);
+  b.reserve(n);
+  DnnlBackend dnnl;
+  ReferenceBackend<float> ref;
+  Context<float> ca{&dnnl, nullptr, true, 3, 17}, cb{&ref, nullptr, true, 3, 17};
+  std::mt19937_64 rng(4);
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(n * c.length));
+  for (auto& x : codes) x = static_cast<std::uint8_t>(rng() % 70);
+  std::vector<std::int32_t> labels{0, 1, 2, 3, 0, 1};
+  const float* la = a.forward(ca, n, codes.data());
+  const float* lb = b.forward(cb, n, codes.data());
+  std::vector<float> da(static_cast<std::size_t>(n * c.classes)), db(da.size());
+  const double loss_a = dnnl.softmax_cross_entropy(n, c.classes, la, labels.data(), da.data());
+  const double loss_b = ref.softmax_cross_entropy(n, c.classes, lb, labels.data(), db.data());
+  BOOST_TEST(loss_a == loss_b, boost::test_tools::tolerance(1e-4));
+  a.backward(ca, n, codes.data(), da.data());
+  b.backward(cb, n, codes.data(), db.data());
+  for (const auto& t : a.params().tensors()) {
+    if (!t.trained) continue;
+    const float* ga = a.params().gradients().data() + t.offset;
+    const float* gb = b.params().gradients().data() + t.offset;
+    double squares = 0, error = 0;
+    for (Index i = 0; i < t.count; ++i) {
+      squares += static_cast<double>(gb[i]) * gb[i];
+      error = std::max(error, std::abs(static_cast<double>(ga[i]) - gb[i]));
+    }
+    const double rms = std::sqrt(squares / static_cast<double>(t.count));
+    // Float sums in different orders through a dozen layers: 1% of the gradient's RMS.
+    BOOST_TEST(error <= 1e-2 * rms + 1e-7, c.name << " " << t.name << ": max difference " << error << ", rms " << rms);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(crepe_onednn_matches_reference) {
+  ModelConfig c;
+  c.name = "crepe-small", c.classes = 4, c.length = 160, c.features = 16, c.fc = 32;
+  compare_backends(c);
+}
+
+BOOST_AUTO_TEST_CASE(vdcnn_onednn_matches_reference) {
+  ModelConfig c;
+  c.name = "vdcnn-9", c.classes = 4, c.length = 128, c.features = 8, c.fc = 32, c.shortcut = true;
+  compare_backends(c);
+}
