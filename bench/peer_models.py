@@ -25,7 +25,9 @@ VDCNN (depth 9, 17, 29: (1,1,1,1), (2,2,2,2), (5,5,2,2) conv blocks in the four 
   -> Linear 2048 -> ReLU -> Linear 2048 -> ReLU -> Linear num_classes
   shortcut=True: a conv block's output (after its second ReLU) += its input, or, when the channel
      count changes, += BatchNorm1d(conv1x1(input)) (conv1x1 without bias).
-  init: conv and linear weights kaiming_normal_ (fan_in, ReLU gain sqrt(2)), their biases 0;
+  init: conv weights kaiming_normal_ (fan_in, ReLU gain sqrt(2)), conv biases 0; linear weights
+     and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (Torch's default, as in the authors' code: with
+     He init on the linear layers too, SGD at lr 0.01 diverges in the first steps);
      BatchNorm weight 1, bias 0, momentum 0.1, eps 1e-5.
 
 Run it to print the trainable parameter count of every model (BatchNorm running statistics are
@@ -35,6 +37,7 @@ buffers, not parameters, and are not counted):
 """
 
 import argparse
+import math
 
 import torch
 import torch.nn as nn
@@ -151,10 +154,14 @@ class VDCNN(nn.Module):
             nn.Linear(2048, num_classes),
         )
         for m in self.modules():
-            if isinstance(m, (nn.Conv1d, nn.Linear)):
+            if isinstance(m, nn.Conv1d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                bound = 1.0 / math.sqrt(m.in_features)
+                nn.init.uniform_(m.weight, -bound, bound)
+                nn.init.uniform_(m.bias, -bound, bound)
             elif isinstance(m, nn.BatchNorm1d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)

@@ -49,7 +49,7 @@ std::unique_ptr<InputLayer<T>> build_crepe(const ModelConfig& c, bool large, Seq
 // VDCNN (Conneau, Schwenk, Barrault and LeCun 2017): 16-d character embedding, a 3-wide "temporal"
 // convolution to 64 features, four stages of convolutional blocks (conv3 + BN + ReLU, twice) with
 // 64/128/256/512 features and max-pool /2 between stages, k-max pooling, three fully connected
-// layers. Kaiming init for convolutions and linear layers, as in the authors' reference code.
+// layers. Kaiming init for convolutions (He et al. 2015, as the paper says).
 template <typename T>
 std::unique_ptr<InputLayer<T>> build_vdcnn(const ModelConfig& c, int depth, Sequential<T>& body) {
   std::vector<int> blocks;
@@ -89,9 +89,14 @@ std::unique_ptr<InputLayer<T>> build_vdcnn(const ModelConfig& c, int depth, Sequ
     }
   }
   body.append(std::make_unique<KMaxPool<T>>(c.kmax));
-  body.append(std::make_unique<Linear<T>>(fc, true, Init::kaiming(channels * c.kmax), Init::constant(0)));
-  body.append(std::make_unique<Linear<T>>(fc, true, Init::kaiming(fc), Init::constant(0)));
-  body.append(std::make_unique<Linear<T>>(c.classes, false, Init::kaiming(fc), Init::constant(0)));
+  // Linear layers: Torch's default init, as in the authors' code (He init there makes SGD at
+  // lr 0.01 diverge in the first steps).
+  auto linear = [](Index in, Index out, bool relu) {
+    return std::make_unique<Linear<T>>(out, relu, Init::fan_in_uniform(in), Init::fan_in_uniform(in));
+  };
+  body.append(linear(channels * c.kmax, fc, true));
+  body.append(linear(fc, fc, true));
+  body.append(linear(fc, c.classes, false));
   return input;
 }
 

@@ -64,10 +64,19 @@ void ParamStore<T>::initialize(std::uint64_t seed) {
     T* data = (t.trained ? values_.data() : state_.data()) + t.offset;
     std::uint64_t key = mix64(seed ^ name_hash(t.name));
     double std = t.init.kind == Init::Kind::normal ? t.init.value : std::sqrt(2.0 / static_cast<double>(t.init.fan_in));
-    for (Index i = 0; i < t.count; ++i)
-      data[i] = t.init.kind == Init::Kind::constant
-                    ? static_cast<T>(t.init.value)
-                    : static_cast<T>(std * normal_draw(key, static_cast<std::uint64_t>(i)));
+    for (Index i = 0; i < t.count; ++i) {
+      const auto u = static_cast<std::uint64_t>(i);
+      switch (t.init.kind) {
+        case Init::Kind::constant:
+          data[i] = static_cast<T>(t.init.value);
+          break;
+        case Init::Kind::uniform:
+          data[i] = static_cast<T>(t.init.value * (2 * uniform01(key, u) - 1));
+          break;
+        default:
+          data[i] = static_cast<T>(std * normal_draw(key, u));
+      }
+    }
   }
 }
 

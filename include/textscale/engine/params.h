@@ -8,6 +8,7 @@
 // Each tensor's layout is the canonical one named by the layer that declares it.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -21,13 +22,17 @@ namespace textscale::engine {
 // and the tensor's name, so a model initialises identically in float and double, on every backend
 // and for every thread count.
 struct Init {
-  enum class Kind { constant, normal, kaiming_normal } kind = Kind::constant;
-  double value = 0;  // constant value, or the standard deviation of `normal`
+  enum class Kind { constant, normal, kaiming_normal, uniform } kind = Kind::constant;
+  double value = 0;  // constant value, standard deviation of `normal`, bound of `uniform`
   Index fan_in = 1;  // kaiming_normal: std = sqrt(2 / fan_in)
 
   static Init constant(double v) { return {Kind::constant, v, 1}; }
   static Init normal(double std) { return {Kind::normal, std, 1}; }
   static Init kaiming(Index fan_in) { return {Kind::kaiming_normal, 0, fan_in}; }
+  // U(-1/sqrt(fan_in), 1/sqrt(fan_in)): Torch's default for linear layers.
+  static Init fan_in_uniform(Index fan_in) {
+    return {Kind::uniform, 1.0 / std::sqrt(static_cast<double>(fan_in)), fan_in};
+  }
 };
 
 struct TensorInfo {
