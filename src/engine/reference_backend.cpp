@@ -182,7 +182,7 @@ void ReferenceBackend<T>::kmax_pool_backward(Dims d, Index k, const T* diff_dst,
 template <typename T>
 void ReferenceBackend<T>::batch_norm_forward(OpStatePtr&, Dims d, const T* src, const T* gamma, const T* beta, T* dst,
                                              T* save_mean, T* save_var, T* running_mean, T* running_var, bool training,
-                                             double momentum, double epsilon) {
+                                             double momentum, double epsilon, bool relu) {
   const Index rows = d.n * d.t;
   for (Index c = 0; c < d.c; ++c) {
     double mean, var;
@@ -206,18 +206,27 @@ void ReferenceBackend<T>::batch_norm_forward(OpStatePtr&, Dims d, const T* src, 
       var = static_cast<double>(running_var[c]);
     }
     double inv_std = 1.0 / std::sqrt(var + epsilon);
-    for (Index r = 0; r < rows; ++r)
-      dst[r * d.c + c] =
+    for (Index r = 0; r < rows; ++r) {
+      const T y =
           static_cast<T>((static_cast<double>(src[r * d.c + c]) - mean) * inv_std * static_cast<double>(gamma[c]) +
                          static_cast<double>(beta[c]));
+      dst[r * d.c + c] = relu ? std::max(y, T(0)) : y;
+    }
   }
 }
 
 template <typename T>
-void ReferenceBackend<T>::batch_norm_backward(OpStatePtr&, Dims d, const T* src, const T* diff_dst, const T* gamma,
-                                              const T* save_mean, const T* save_var, T* diff_src, T* diff_gamma,
-                                              T* diff_beta, double epsilon) {
+void ReferenceBackend<T>::batch_norm_backward(OpStatePtr&, Dims d, const T* src, const T* dst, const T* diff_dst_in,
+                                              const T* gamma, const T* save_mean, const T* save_var, T* diff_src,
+                                              T* diff_gamma, T* diff_beta, double epsilon, bool relu) {
   const Index rows = d.n * d.t;
+  std::vector<T> masked;
+  const T* diff_dst = diff_dst_in;
+  if (relu) {
+    masked.resize(static_cast<std::size_t>(d.count()));
+    for (Index i = 0; i < d.count(); ++i) masked[static_cast<std::size_t>(i)] = dst[i] > T(0) ? diff_dst_in[i] : T(0);
+    diff_dst = masked.data();
+  }
   for (Index c = 0; c < d.c; ++c) {
     double mean = static_cast<double>(save_mean[c]);
     double inv_std = 1.0 / std::sqrt(static_cast<double>(save_var[c]) + epsilon);

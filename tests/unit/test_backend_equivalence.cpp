@@ -179,7 +179,7 @@ BOOST_AUTO_TEST_CASE(kmax_pooling_with_and_without_ties) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(batch_normalisation) {
+void check_batch_norm(bool relu) {
   Backends b;
   const Dims d{4, 15, 12};
   auto src = random_pair(d.count(), 41, 2.0), gamma = random_pair(d.c, 42), beta = random_pair(d.c, 43),
@@ -191,27 +191,34 @@ BOOST_AUTO_TEST_CASE(batch_normalisation) {
     running_var.f[i] = static_cast<float>(running_var.d[i] = 1.0 + std::abs(running_var.d[i]));
   OpStatePtr s1, s2;
   b.dnnl.batch_norm_forward(s1, d, src.f.data(), gamma.f.data(), beta.f.data(), dst.f.data(), mean.f.data(),
-                            var.f.data(), running_mean.f.data(), running_var.f.data(), true, 0.1, 1e-5);
+                            var.f.data(), running_mean.f.data(), running_var.f.data(), true, 0.1, 1e-5, relu);
   b.ref.batch_norm_forward(s2, d, src.d.data(), gamma.d.data(), beta.d.data(), dst.d.data(), mean.d.data(),
-                           var.d.data(), running_mean.d.data(), running_var.d.data(), true, 0.1, 1e-5);
+                           var.d.data(), running_mean.d.data(), running_var.d.data(), true, 0.1, 1e-5, relu);
   expect_close("batch norm training forward", dst.f, dst.d);
   expect_close("batch norm mean", mean.f, mean.d);
   expect_close("batch norm variance", var.f, var.d);
   expect_close("batch norm running mean", running_mean.f, running_mean.d);
   expect_close("batch norm running variance", running_var.f, running_var.d);
-  b.dnnl.batch_norm_backward(s1, d, src.f.data(), diff_dst.f.data(), gamma.f.data(), mean.f.data(), var.f.data(),
-                             diff_src.f.data(), dgamma.f.data(), dbeta.f.data(), 1e-5);
-  b.ref.batch_norm_backward(s2, d, src.d.data(), diff_dst.d.data(), gamma.d.data(), mean.d.data(), var.d.data(),
-                            diff_src.d.data(), dgamma.d.data(), dbeta.d.data(), 1e-5);
+  b.dnnl.batch_norm_backward(s1, d, src.f.data(), dst.f.data(), diff_dst.f.data(), gamma.f.data(), mean.f.data(),
+                             var.f.data(), diff_src.f.data(), dgamma.f.data(), dbeta.f.data(), 1e-5, relu);
+  b.ref.batch_norm_backward(s2, d, src.d.data(), dst.d.data(), diff_dst.d.data(), gamma.d.data(), mean.d.data(),
+                            var.d.data(), diff_src.d.data(), dgamma.d.data(), dbeta.d.data(), 1e-5, relu);
   expect_close("batch norm backward data", diff_src.f, diff_src.d);
   expect_close("batch norm backward gamma", dgamma.f, dgamma.d);
   expect_close("batch norm backward beta", dbeta.f, dbeta.d);
   auto inference = zeros(d.count());
   b.dnnl.batch_norm_forward(s1, d, src.f.data(), gamma.f.data(), beta.f.data(), inference.f.data(), nullptr, nullptr,
-                            running_mean.f.data(), running_var.f.data(), false, 0.1, 1e-5);
+                            running_mean.f.data(), running_var.f.data(), false, 0.1, 1e-5, relu);
   b.ref.batch_norm_forward(s2, d, src.d.data(), gamma.d.data(), beta.d.data(), inference.d.data(), nullptr, nullptr,
-                           running_mean.d.data(), running_var.d.data(), false, 0.1, 1e-5);
+                           running_mean.d.data(), running_var.d.data(), false, 0.1, 1e-5, relu);
   expect_close("batch norm inference", inference.f, inference.d);
+}
+
+BOOST_AUTO_TEST_CASE(batch_normalisation) {
+  check_batch_norm(false);
+}
+BOOST_AUTO_TEST_CASE(batch_normalisation_fused_relu) {
+  check_batch_norm(true);
 }
 
 BOOST_AUTO_TEST_CASE(linear) {

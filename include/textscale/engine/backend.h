@@ -82,14 +82,15 @@ class Backend {
   // Training: mean/var are the batch statistics (biased variance), written to save_mean and
   // save_var (C); running_mean/var (C) are updated in place: r = (1 - momentum) r + momentum b,
   // with the unbiased variance for running_var. Inference uses running_mean/var.
+  // With `relu`, dst = max(0, normalised) (fused: one pass over memory instead of three).
   virtual void batch_norm_forward(OpStatePtr& state, Dims dims, const T* src, const T* gamma, const T* beta, T* dst,
                                   T* save_mean, T* save_var, T* running_mean, T* running_var, bool training,
-                                  double momentum, double epsilon) = 0;
+                                  double momentum, double epsilon, bool relu) = 0;
   // Training-mode backward: diff_src, diff_gamma, diff_beta from src, diff_dst and the saved
-  // statistics.
-  virtual void batch_norm_backward(OpStatePtr& state, Dims dims, const T* src, const T* diff_dst, const T* gamma,
-                                   const T* save_mean, const T* save_var, T* diff_src, T* diff_gamma, T* diff_beta,
-                                   double epsilon) = 0;
+  // statistics; with `relu` (as in forward), diff_dst counts only where dst > 0.
+  virtual void batch_norm_backward(OpStatePtr& state, Dims dims, const T* src, const T* dst, const T* diff_dst,
+                                   const T* gamma, const T* save_mean, const T* save_var, T* diff_src, T* diff_gamma,
+                                   T* diff_beta, double epsilon, bool relu) = 0;
 
   // --- Element-wise ---------------------------------------------------------------------------
   virtual void relu_forward(Index count, const T* src, T* dst) = 0;

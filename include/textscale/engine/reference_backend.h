@@ -30,10 +30,10 @@ class ReferenceBackend final : public Backend<T> {
   void kmax_pool_backward(Dims src, Index k, const T* diff_dst, const std::int32_t* indices, T* diff_src) override;
   void batch_norm_forward(OpStatePtr& state, Dims dims, const T* src, const T* gamma, const T* beta, T* dst,
                           T* save_mean, T* save_var, T* running_mean, T* running_var, bool training, double momentum,
-                          double epsilon) override;
-  void batch_norm_backward(OpStatePtr& state, Dims dims, const T* src, const T* diff_dst, const T* gamma,
+                          double epsilon, bool relu) override;
+  void batch_norm_backward(OpStatePtr& state, Dims dims, const T* src, const T* dst, const T* diff_dst, const T* gamma,
                            const T* save_mean, const T* save_var, T* diff_src, T* diff_gamma, T* diff_beta,
-                           double epsilon) override;
+                           double epsilon, bool relu) override;
   void relu_forward(Index count, const T* src, T* dst) override;
   void relu_backward(Index count, const T* dst, const T* diff_dst, T* diff_src) override;
   void copy(Index count, const T* src, T* dst) override;

@@ -66,7 +66,17 @@ memory::dims right_padding(Index t_in, Index t_out, Index kernel, Index stride, 
 
 // --- Convolution ------------------------------------------------------------------------------
 
+// Activation layout of a convolution. oneDNN's channels-last (`nwc`) kernels run at the machine's
+// GEMM rate for up to 256 channels but at half of it for 512-channel inputs or outputs, where its
+// blocked layout (nCw16c, chosen through `any`) does not slow down; there, reordering the
+// activations in and out costs ~2% of the convolution (bench/conv_layouts.cpp,
+// results/speed.md). The rule depends on the shape only, so every run picks the same kernels.
+bool use_blocked_layout(const Conv1dShape& s) {
+  return s.c_in >= 512 || s.c_out >= 512;
+}
+
 struct ConvPrimitives {
+  bool blocked = false;
   dnnl::convolution_forward::primitive_desc forward_pd;
   dnnl::convolution_forward forward;
   dnnl::convolution_backward_data::primitive_desc data_pd;
@@ -74,15 +84,18 @@ struct ConvPrimitives {
   dnnl::convolution_backward_weights::primitive_desc weights_pd;
   dnnl::convolution_backward_weights backward_weights;
   bool has_data = false, has_weights = false;
-  memory weights_scratch, diff_weights_scratch;
+  // Reordered copies, kept between calls: weights, and activations in the blocked layout.
+  memory weights_scratch, diff_weights_scratch, src_scratch, dst_scratch;
 };
 
 struct ConvState final : OpState {
   std::map<std::pair<Index, bool>, ConvPrimitives> by_batch;  // (n, bias)
 };
 
-dnnl::convolution_forward::desc conv_forward_desc(const Conv1dShape& s, bool bias) {
-  memory::desc src = ntc(s.n, s.t_in, s.c_in), dst = ntc(s.n, s.t_out(), s.c_out);
+dnnl::convolution_forward::desc conv_forward_desc(const Conv1dShape& s, bool bias, bool blocked) {
+  memory::desc src = blocked ? memory::desc({s.n, s.c_in, s.t_in}, dt::f32, tag::any) : ntc(s.n, s.t_in, s.c_in);
+  memory::desc dst =
+      blocked ? memory::desc({s.n, s.c_out, s.t_out()}, dt::f32, tag::any) : ntc(s.n, s.t_out(), s.c_out);
   memory::desc weights({s.c_out, s.c_in, s.kernel}, dt::f32, tag::any);
   memory::desc bias_md({s.c_out}, dt::f32, tag::x);
   auto pad_r = right_padding(s.t_in, s.t_out(), s.kernel, s.stride, s.pad);
@@ -114,15 +127,31 @@ ConvPrimitives& conv_primitives(OpStatePtr& state, const Conv1dShape& s, bool bi
   auto found = cache.find(key);
   if (found != cache.end()) return found->second;
   ConvPrimitives p;
+  p.blocked = use_blocked_layout(s);
   dnnl::primitive_attr attr;
   if (relu) {
     dnnl::post_ops ops;
     ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
     attr.set_post_ops(ops);
   }
-  TS_DNNL(p.forward_pd = dnnl::convolution_forward::primitive_desc(conv_forward_desc(s, bias), attr, engine));
+  TS_DNNL(p.forward_pd =
+              dnnl::convolution_forward::primitive_desc(conv_forward_desc(s, bias, p.blocked), attr, engine));
   p.forward = dnnl::convolution_forward(p.forward_pd);
   return cache.emplace(key, std::move(p)).first->second;
+}
+
+// A user (N, T, C) buffer as the memory a primitive wants: itself, or a reordered copy in `scratch`.
+memory activation_in(const memory::desc& user, const memory::desc& wanted, const void* data, memory& scratch,
+                     const dnnl::engine& engine, dnnl::stream& stream) {
+  return reordered(user_memory(user, engine, data), wanted, scratch, stream);
+}
+
+// Memory for a primitive's output: the user buffer, or `scratch` to be reordered back afterwards.
+memory activation_out(const memory::desc& user, const memory::desc& produced, void* data, memory& scratch,
+                      const dnnl::engine& engine) {
+  if (produced == user) return user_memory(user, engine, data);
+  if (!scratch || scratch.get_desc() != produced) scratch = memory(produced, engine);
+  return scratch;
 }
 
 }  // namespace
@@ -141,74 +170,81 @@ int DnnlBackend::threads() {
 void DnnlBackend::conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const float* src, const float* weights,
                                  const float* bias, float* dst, bool relu) {
   auto& e = impl_->engine;
+  auto& strm = impl_->stream;
   auto& p = conv_primitives(state, s, bias != nullptr, relu, e);
   memory user_weights = user_memory(memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, weights);
+  const memory::desc user_dst = ntc(s.n, s.t_out(), s.c_out);
+  memory out = activation_out(user_dst, p.forward_pd.dst_desc(), dst, p.dst_scratch, e);
   std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, user_memory(ntc(s.n, s.t_in, s.c_in), e, src)},
-      {DNNL_ARG_WEIGHTS, reordered(user_weights, p.forward_pd.weights_desc(), p.weights_scratch, impl_->stream)},
-      {DNNL_ARG_DST, user_memory(ntc(s.n, s.t_out(), s.c_out), e, dst)}};
+      {DNNL_ARG_SRC, activation_in(ntc(s.n, s.t_in, s.c_in), p.forward_pd.src_desc(), src, p.src_scratch, e, strm)},
+      {DNNL_ARG_WEIGHTS, reordered(user_weights, p.forward_pd.weights_desc(), p.weights_scratch, strm)},
+      {DNNL_ARG_DST, out}};
   if (bias) args[DNNL_ARG_BIAS] = user_memory(memory::desc({s.c_out}, dt::f32, tag::x), e, bias);
-  TS_DNNL(p.forward.execute(impl_->stream, args));
-  impl_->stream.wait();
+  TS_DNNL(p.forward.execute(strm, args));
+  memory user_out = user_memory(user_dst, e, dst);
+  copy_back(out, user_out, strm);
+  strm.wait();
 }
 
 void DnnlBackend::conv1d_backward_data(OpStatePtr& state, const Conv1dShape& s, const float* diff_dst,
                                        const float* weights, float* diff_src) {
   auto& e = impl_->engine;
+  auto& strm = impl_->stream;
   // Each call site has its own state; the forward descriptor built there only serves as the hint.
   auto& p = conv_primitives(state, s, false, false, e);
   if (!p.has_data) {
     auto pad_r = right_padding(s.t_in, s.t_out(), s.kernel, s.stride, s.pad);
-    dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, ntc(s.n, s.t_in, s.c_in),
+    dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, p.forward_pd.src_desc(),
                                                memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::any),
-                                               ntc(s.n, s.t_out(), s.c_out), {s.stride}, {s.pad}, pad_r);
+                                               p.forward_pd.dst_desc(), {s.stride}, {s.pad}, pad_r);
     TS_DNNL(p.data_pd = dnnl::convolution_backward_data::primitive_desc(desc, e, p.forward_pd));
     p.backward_data = dnnl::convolution_backward_data(p.data_pd);
     p.has_data = true;
   }
   memory user_weights = user_memory(memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, weights);
-  memory scratch;
+  const memory::desc user_diff_src = ntc(s.n, s.t_in, s.c_in);
+  memory out = activation_out(user_diff_src, p.data_pd.diff_src_desc(), diff_src, p.src_scratch, e);
   std::unordered_map<int, memory> args{
-      {DNNL_ARG_DIFF_DST, user_memory(ntc(s.n, s.t_out(), s.c_out), e, diff_dst)},
-      {DNNL_ARG_WEIGHTS, reordered(user_weights, p.data_pd.weights_desc(), scratch, impl_->stream)},
-      {DNNL_ARG_DIFF_SRC, user_memory(ntc(s.n, s.t_in, s.c_in), e, diff_src)}};
-  TS_DNNL(p.backward_data.execute(impl_->stream, args));
-  impl_->stream.wait();
+      {DNNL_ARG_DIFF_DST,
+       activation_in(ntc(s.n, s.t_out(), s.c_out), p.data_pd.diff_dst_desc(), diff_dst, p.dst_scratch, e, strm)},
+      {DNNL_ARG_WEIGHTS, reordered(user_weights, p.data_pd.weights_desc(), p.weights_scratch, strm)},
+      {DNNL_ARG_DIFF_SRC, out}};
+  TS_DNNL(p.backward_data.execute(strm, args));
+  memory user_out = user_memory(user_diff_src, e, diff_src);
+  copy_back(out, user_out, strm);
+  strm.wait();
 }
 
 void DnnlBackend::conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& s, const float* src,
                                           const float* diff_dst, float* diff_weights, float* diff_bias) {
   auto& e = impl_->engine;
+  auto& strm = impl_->stream;
   auto& p = conv_primitives(state, s, diff_bias != nullptr, false, e);
   if (!p.has_weights) {
     auto pad_r = right_padding(s.t_in, s.t_out(), s.kernel, s.stride, s.pad);
     memory::desc weights({s.c_out, s.c_in, s.kernel}, dt::f32, tag::any);
-    auto desc =
-        diff_bias
-            ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, ntc(s.n, s.t_in, s.c_in),
-                                                       weights, memory::desc({s.c_out}, dt::f32, tag::x),
-                                                       ntc(s.n, s.t_out(), s.c_out), {s.stride}, {s.pad}, pad_r)
-            : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, ntc(s.n, s.t_in, s.c_in),
-                                                       weights, ntc(s.n, s.t_out(), s.c_out), {s.stride}, {s.pad},
-                                                       pad_r);
+    const memory::desc src_md = p.forward_pd.src_desc(), dst_md = p.forward_pd.dst_desc();
+    auto desc = diff_bias ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src_md,
+                                                                     weights, memory::desc({s.c_out}, dt::f32, tag::x),
+                                                                     dst_md, {s.stride}, {s.pad}, pad_r)
+                          : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src_md,
+                                                                     weights, dst_md, {s.stride}, {s.pad}, pad_r);
     TS_DNNL(p.weights_pd = dnnl::convolution_backward_weights::primitive_desc(desc, e, p.forward_pd));
     p.backward_weights = dnnl::convolution_backward_weights(p.weights_pd);
     p.has_weights = true;
   }
   memory user_diff_weights = user_memory(memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, diff_weights);
-  memory diff_weights_memory =
-      p.weights_pd.diff_weights_desc() == user_diff_weights.get_desc()
-          ? user_diff_weights
-          : (p.diff_weights_scratch && p.diff_weights_scratch.get_desc() == p.weights_pd.diff_weights_desc()
-                 ? p.diff_weights_scratch
-                 : (p.diff_weights_scratch = memory(p.weights_pd.diff_weights_desc(), e)));
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, user_memory(ntc(s.n, s.t_in, s.c_in), e, src)},
-                                       {DNNL_ARG_DIFF_DST, user_memory(ntc(s.n, s.t_out(), s.c_out), e, diff_dst)},
-                                       {DNNL_ARG_DIFF_WEIGHTS, diff_weights_memory}};
+  memory diff_weights_memory = activation_out(user_diff_weights.get_desc(), p.weights_pd.diff_weights_desc(),
+                                              diff_weights, p.diff_weights_scratch, e);
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, activation_in(ntc(s.n, s.t_in, s.c_in), p.weights_pd.src_desc(), src, p.src_scratch, e, strm)},
+      {DNNL_ARG_DIFF_DST,
+       activation_in(ntc(s.n, s.t_out(), s.c_out), p.weights_pd.diff_dst_desc(), diff_dst, p.dst_scratch, e, strm)},
+      {DNNL_ARG_DIFF_WEIGHTS, diff_weights_memory}};
   if (diff_bias) args[DNNL_ARG_DIFF_BIAS] = user_memory(memory::desc({s.c_out}, dt::f32, tag::x), e, diff_bias);
-  TS_DNNL(p.backward_weights.execute(impl_->stream, args));
-  copy_back(diff_weights_memory, user_diff_weights, impl_->stream);
-  impl_->stream.wait();
+  TS_DNNL(p.backward_weights.execute(strm, args));
+  copy_back(diff_weights_memory, user_diff_weights, strm);
+  strm.wait();
 }
 
 // --- Pooling ----------------------------------------------------------------------------------
@@ -293,39 +329,45 @@ struct BnPrimitives {
   dnnl::batch_normalization_forward training, inference;
   dnnl::batch_normalization_backward backward;
   bool has_backward = false;
+  memory workspace;  // the fused ReLU's mask, from training forward to backward
 };
 
 struct BnState final : OpState {
-  std::map<Index, BnPrimitives> by_batch;
+  std::map<std::pair<Index, bool>, BnPrimitives> by_batch;  // (n, relu)
 };
 
-const auto scale_shift = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+dnnl::normalization_flags bn_flags(bool relu) {
+  auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+  return relu ? flags | dnnl::normalization_flags::fuse_norm_relu : flags;
+}
 
-BnPrimitives& bn_primitives(OpStatePtr& state, Dims d, double epsilon, const dnnl::engine& engine) {
+BnPrimitives& bn_primitives(OpStatePtr& state, Dims d, double epsilon, bool relu, const dnnl::engine& engine) {
   if (!state) state = std::make_unique<BnState>();
   auto& cache = static_cast<BnState&>(*state).by_batch;
-  auto found = cache.find(d.n);
+  const auto key = std::make_pair(d.n, relu);
+  auto found = cache.find(key);
   if (found != cache.end()) return found->second;
   BnPrimitives p;
   const auto eps = static_cast<float>(epsilon);
-  dnnl::batch_normalization_forward::desc training(dnnl::prop_kind::forward_training, nhwc(d), eps, scale_shift);
+  dnnl::batch_normalization_forward::desc training(dnnl::prop_kind::forward_training, nhwc(d), eps, bn_flags(relu));
   dnnl::batch_normalization_forward::desc inference(dnnl::prop_kind::forward_inference, nhwc(d), eps,
-                                                    scale_shift | dnnl::normalization_flags::use_global_stats);
+                                                    bn_flags(relu) | dnnl::normalization_flags::use_global_stats);
   TS_DNNL(p.training_pd = dnnl::batch_normalization_forward::primitive_desc(training, engine));
   p.training = dnnl::batch_normalization_forward(p.training_pd);
   dnnl::batch_normalization_forward::primitive_desc inference_pd;
   TS_DNNL(inference_pd = dnnl::batch_normalization_forward::primitive_desc(inference, engine));
   p.inference = dnnl::batch_normalization_forward(inference_pd);
-  return cache.emplace(d.n, std::move(p)).first->second;
+  if (relu) p.workspace = memory(p.training_pd.workspace_desc(), engine);
+  return cache.emplace(key, std::move(p)).first->second;
 }
 
 }  // namespace
 
 void DnnlBackend::batch_norm_forward(OpStatePtr& state, Dims d, const float* src, const float* gamma, const float* beta,
                                      float* dst, float* save_mean, float* save_var, float* running_mean,
-                                     float* running_var, bool training, double momentum, double epsilon) {
+                                     float* running_var, bool training, double momentum, double epsilon, bool relu) {
   auto& e = impl_->engine;
-  auto& p = bn_primitives(state, d, epsilon, e);
+  auto& p = bn_primitives(state, d, epsilon, relu, e);
   memory::desc channels({d.c}, dt::f32, tag::x);
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, user_memory(nhwc(d), e, src)},
                                        {DNNL_ARG_DST, user_memory(nhwc(d), e, dst)},
@@ -334,6 +376,7 @@ void DnnlBackend::batch_norm_forward(OpStatePtr& state, Dims d, const float* src
   if (training) {
     args[DNNL_ARG_MEAN] = user_memory(channels, e, save_mean);
     args[DNNL_ARG_VARIANCE] = user_memory(channels, e, save_var);
+    if (relu) args[DNNL_ARG_WORKSPACE] = p.workspace;
     TS_DNNL(p.training.execute(impl_->stream, args));
     impl_->stream.wait();
     cpu::update_running_statistics(d.c, d.n * d.t, save_mean, save_var, running_mean, running_var, momentum);
@@ -345,14 +388,14 @@ void DnnlBackend::batch_norm_forward(OpStatePtr& state, Dims d, const float* src
   }
 }
 
-void DnnlBackend::batch_norm_backward(OpStatePtr& state, Dims d, const float* src, const float* diff_dst,
+void DnnlBackend::batch_norm_backward(OpStatePtr& state, Dims d, const float* src, const float*, const float* diff_dst,
                                       const float* gamma, const float* save_mean, const float* save_var,
-                                      float* diff_src, float* diff_gamma, float* diff_beta, double epsilon) {
+                                      float* diff_src, float* diff_gamma, float* diff_beta, double epsilon, bool relu) {
   auto& e = impl_->engine;
-  auto& p = bn_primitives(state, d, epsilon, e);
+  auto& p = bn_primitives(state, d, epsilon, relu, e);
   if (!p.has_backward) {
     dnnl::batch_normalization_backward::desc desc(dnnl::prop_kind::backward, nhwc(d), nhwc(d),
-                                                  static_cast<float>(epsilon), scale_shift);
+                                                  static_cast<float>(epsilon), bn_flags(relu));
     dnnl::batch_normalization_backward::primitive_desc pd;
     TS_DNNL(pd = dnnl::batch_normalization_backward::primitive_desc(desc, e, p.training_pd));
     p.backward = dnnl::batch_normalization_backward(pd);
@@ -370,6 +413,7 @@ void DnnlBackend::batch_norm_backward(OpStatePtr& state, Dims d, const float* sr
                                        {DNNL_ARG_DIFF_SRC, user_memory(nhwc(d), e, diff_src)},
                                        {DNNL_ARG_DIFF_SCALE, user_memory(channels, e, diff_gamma)},
                                        {DNNL_ARG_DIFF_SHIFT, user_memory(channels, e, diff_beta)}};
+  if (relu) args[DNNL_ARG_WORKSPACE] = p.workspace;
   TS_DNNL(p.backward.execute(impl_->stream, args));
   impl_->stream.wait();
 }

@@ -22,30 +22,20 @@ Dims BatchNorm<T>::setup(ParamStore<T>& params, const std::string& prefix, Dims 
 }
 
 template <typename T>
-void BatchNorm<T>::reserve(Index max_batch) {
-  if (relu_) masked_.resize(static_cast<std::size_t>(max_batch * src_.per_sample()));
-}
-
-template <typename T>
 void BatchNorm<T>::forward(Context<T>& ctx, Index n, const T* src, T* dst) {
   const Dims d{n, src_.t, src_.c};
   ctx.backend->batch_norm_forward(state_, d, src, ctx.params->value(gamma_), ctx.params->value(beta_), dst,
                                   save_mean_.data(), save_var_.data(), ctx.params->value(running_mean_),
-                                  ctx.params->value(running_var_), ctx.training, momentum_, epsilon_);
-  if (relu_) ctx.backend->relu_forward(d.count(), dst, dst);
+                                  ctx.params->value(running_var_), ctx.training, momentum_, epsilon_, relu_);
 }
 
 template <typename T>
 void BatchNorm<T>::backward(Context<T>& ctx, Index n, const T* src, const T* dst, const T* diff_dst, T* diff_src) {
   const Dims d{n, src_.t, src_.c};
-  const T* grad = diff_dst;
-  if (relu_) {
-    ctx.backend->relu_backward(d.count(), dst, diff_dst, masked_.data());
-    grad = masked_.data();
-  }
   if (!diff_src) throw Error("batch norm cannot be the first layer");
-  ctx.backend->batch_norm_backward(state_, d, src, grad, ctx.params->value(gamma_), save_mean_.data(), save_var_.data(),
-                                   diff_src, ctx.params->grad(gamma_), ctx.params->grad(beta_), epsilon_);
+  ctx.backend->batch_norm_backward(state_, d, src, dst, diff_dst, ctx.params->value(gamma_), save_mean_.data(),
+                                   save_var_.data(), diff_src, ctx.params->grad(gamma_), ctx.params->grad(beta_),
+                                   epsilon_, relu_);
 }
 
 template class BatchNorm<float>;

@@ -49,10 +49,10 @@ class DnnlBackend final : public Backend<float> {
                           float* diff_src) override;
   void batch_norm_forward(OpStatePtr& state, Dims dims, const float* src, const float* gamma, const float* beta,
                           float* dst, float* save_mean, float* save_var, float* running_mean, float* running_var,
-                          bool training, double momentum, double epsilon) override;
-  void batch_norm_backward(OpStatePtr& state, Dims dims, const float* src, const float* diff_dst, const float* gamma,
-                           const float* save_mean, const float* save_var, float* diff_src, float* diff_gamma,
-                           float* diff_beta, double epsilon) override;
+                          bool training, double momentum, double epsilon, bool relu) override;
+  void batch_norm_backward(OpStatePtr& state, Dims dims, const float* src, const float* dst, const float* diff_dst,
+                           const float* gamma, const float* save_mean, const float* save_var, float* diff_src,
+                           float* diff_gamma, float* diff_beta, double epsilon, bool relu) override;
   void relu_forward(Index count, const float* src, float* dst) override;
   void relu_backward(Index count, const float* dst, const float* diff_dst, float* diff_src) override;
   void copy(Index count, const float* src, float* dst) override;

@@ -17,7 +17,6 @@ class BatchNorm final : public Layer<T> {
 
   [[nodiscard]] std::string describe() const override;
   Dims setup(ParamStore<T>& params, const std::string& prefix, Dims src) override;
-  void reserve(Index max_batch) override;
   void forward(Context<T>& ctx, Index n, const T* src, T* dst) override;
   void backward(Context<T>& ctx, Index n, const T* src, const T* dst, const T* diff_dst, T* diff_src) override;
 
@@ -26,7 +25,7 @@ class BatchNorm final : public Layer<T> {
   double momentum_, epsilon_;
   Dims src_;
   ParamRef gamma_, beta_, running_mean_, running_var_;
-  Buffer<T> save_mean_, save_var_, masked_;
+  Buffer<T> save_mean_, save_var_;
   OpStatePtr state_;
 };
 
