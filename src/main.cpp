@@ -23,6 +23,7 @@ constexpr const char* kUsage =
     "  inspect      print the summary of a preprocessed HDF5 file\n"
     "  train        train a character model (Crepe, VDCNN) on preprocessed files\n"
     "  evaluate     accuracy and per-class metrics of a checkpoint on a preprocessed file\n"
+    "  bench        training/inference throughput on synthetic batches, and the SGEMM peak\n"
     "\n"
     "  textscale <command> --help   options of a command\n"
     "  textscale --version          version, git revision and library versions\n";
@@ -48,6 +49,7 @@ int dispatch(int argc, char** argv) {
   if (command == "inspect") return textscale::cli::inspect_command(arguments);
   if (command == "train") return textscale::cli::train_command(arguments);
   if (command == "evaluate") return textscale::cli::evaluate_command(arguments);
+  if (command == "bench") return textscale::cli::bench_command(arguments);
   std::fprintf(stderr, "textscale: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }

@@ -15,6 +15,89 @@ namespace textscale::engine::cpu {
 
 namespace {
 
+// The build targets generic x86-64, so the compiler would vectorise these loops for SSE2 only.
+// The hot inner loops are compiled for AVX-512 and AVX2 as well and picked at load time for the
+// CPU at hand (GCC's target_clones); oneDNN does the same for its own kernels with its JIT.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define TS_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define TS_VECTOR_CLONES
+#endif
+
+// One output position of the one-hot convolution: out = bias + sum of the K weight rows that the
+// codes select (K rows of the (K, A, C_out) weights), then an optional ReLU.
+TS_VECTOR_CLONES void gather_row(float* out, const float* w, const std::uint8_t* codes, Index k, Index a, Index o,
+                                 const float* bias, bool relu) {
+  for (Index oc = 0; oc < o; ++oc) out[oc] = bias ? bias[oc] : 0.0f;
+  for (Index j = 0; j < k; ++j) {
+    const Index code = codes[j];
+    if (code == 0) continue;
+    const float* column = w + (j * a + code - 1) * o;
+    for (Index oc = 0; oc < o; ++oc) out[oc] += column[oc];
+  }
+  if (relu)
+    for (Index oc = 0; oc < o; ++oc) out[oc] = std::max(out[oc], 0.0f);
+}
+
+// Channels [begin, end) of the one-hot convolution's weight gradient, over all positions.
+TS_VECTOR_CLONES void scatter_slice(float* g, const float* diff_dst, const std::uint8_t* codes, Index rows, Index t_out,
+                                    Index t_in, Index k, Index a, Index o, Index begin, Index end) {
+  for (Index row = 0; row < rows; ++row) {
+    const Index n = row / t_out, t = row % t_out;
+    const float* grad = diff_dst + row * o;
+    for (Index j = 0; j < k; ++j) {
+      const Index code = codes[n * t_in + t + j];
+      if (code == 0) continue;
+      float* column = g + (j * a + code - 1) * o;
+      for (Index oc = begin; oc < end; ++oc) column[oc] += grad[oc];
+    }
+  }
+}
+
+TS_VECTOR_CLONES void add_rows(float* sums, const float* data, Index rows, Index columns, Index begin, Index end) {
+  for (Index r = 0; r < rows; ++r)
+    for (Index c = begin; c < end; ++c) sums[c] += data[r * columns + c];
+}
+
+TS_VECTOR_CLONES void relu_chunk(const float* src, float* dst, Index count) {
+  for (Index i = 0; i < count; ++i) dst[i] = std::max(src[i], 0.0f);
+}
+TS_VECTOR_CLONES void relu_backward_chunk(const float* dst, const float* diff_dst, float* diff_src, Index count) {
+  for (Index i = 0; i < count; ++i) diff_src[i] = dst[i] > 0.0f ? diff_dst[i] : 0.0f;
+}
+TS_VECTOR_CLONES void add_chunk(const float* a, const float* b, float* dst, Index count) {
+  for (Index i = 0; i < count; ++i) dst[i] = a[i] + b[i];
+}
+TS_VECTOR_CLONES void multiply_chunk(const float* a, const float* b, float* dst, Index count) {
+  for (Index i = 0; i < count; ++i) dst[i] = a[i] * b[i];
+}
+TS_VECTOR_CLONES void sgd_chunk(float* param, const float* grad, float* velocity, float rate, float mu, float wd,
+                                Index count) {
+  for (Index i = 0; i < count; ++i) {
+    const float g = grad[i] + wd * param[i];
+    velocity[i] = mu * velocity[i] + g;
+    param[i] -= rate * velocity[i];
+  }
+}
+TS_VECTOR_CLONES void adam_chunk(float* param, const float* grad, float* m, float* v, float b1, float b2, float wd,
+                                 float step_size, float sqrt_c2, float eps, Index count) {
+  for (Index i = 0; i < count; ++i) {
+    const float g = grad[i] + wd * param[i];
+    m[i] = b1 * m[i] + (1.0f - b1) * g;
+    v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+    param[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_c2 + eps);
+  }
+}
+
+// Runs fn(begin, count) over [0, count) in blocks of a fixed size spread over the threads.
+template <typename Fn>
+void parallel_blocks(Index count, Fn fn) {
+  constexpr Index block = 1 << 14;
+  const Index blocks = (count + block - 1) / block;
+#pragma omp parallel for schedule(static)
+  for (Index b = 0; b < blocks; ++b) fn(b * block, std::min(block, count - b * block));
+}
+
 // The one-hot convolution's weights as (K, A, C_out): for a code, the C_out weights of one kernel
 // tap are contiguous, so forward adds K contiguous rows per output position.
 struct GatherWeights final : OpState {
@@ -50,18 +133,7 @@ void onehot_conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const std::u
 #pragma omp parallel for schedule(static)
   for (Index row = 0; row < s.n * t_out; ++row) {
     const Index n = row / t_out, t = row % t_out;
-    float* out = dst + row * o;
-    for (Index oc = 0; oc < o; ++oc) out[oc] = bias ? bias[oc] : 0.0f;
-    for (Index j = 0; j < k; ++j) {
-      const Index code = codes[n * s.t_in + t + j];
-      if (code == 0) continue;
-      const float* column = w + (j * a + code - 1) * o;
-#pragma omp simd
-      for (Index oc = 0; oc < o; ++oc) out[oc] += column[oc];
-    }
-    if (relu)
-#pragma omp simd
-      for (Index oc = 0; oc < o; ++oc) out[oc] = std::max(out[oc], 0.0f);
+    gather_row(dst + row * o, w, codes + n * s.t_in + t, k, a, o, bias, relu);
   }
 }
 
@@ -78,17 +150,7 @@ void onehot_conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& s, con
 #pragma omp parallel for schedule(static)
   for (Index sl = 0; sl < slices; ++sl) {
     const Index begin = sl * slice, end = std::min(o, begin + slice);
-    for (Index row = 0; row < rows; ++row) {
-      const Index n = row / t_out, t = row % t_out;
-      const float* grad = diff_dst + row * o;
-      for (Index j = 0; j < k; ++j) {
-        const Index code = codes[n * s.t_in + t + j];
-        if (code == 0) continue;
-        float* column = g + (j * a + code - 1) * o;
-#pragma omp simd
-        for (Index oc = begin; oc < end; ++oc) column[oc] += grad[oc];
-      }
-    }
+    scatter_slice(g, diff_dst, codes, rows, t_out, s.t_in, k, a, o, begin, end);
   }
 #pragma omp parallel for schedule(static)
   for (Index oc = 0; oc < o; ++oc)
@@ -98,31 +160,49 @@ void onehot_conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& s, con
 }
 
 void kmax_pool_forward(Dims d, Index k, const float* src, float* dst, std::int32_t* indices) {
+  // Per sample, one pass over time with channels innermost (contiguous in (N, T, C)): each
+  // channel keeps its k largest values so far, by value descending, earlier position first among
+  // equals; a value enters only if it beats the current k-th, which is rarely true after the first
+  // few positions.
 #pragma omp parallel
   {
-    std::vector<Index> best(static_cast<std::size_t>(k));
+    std::vector<float> value(static_cast<std::size_t>(k * d.c));
+    std::vector<std::int32_t> position(static_cast<std::size_t>(k * d.c));
 #pragma omp for schedule(static)
-    for (Index nc = 0; nc < d.n * d.c; ++nc) {
-      const Index n = nc / d.c, c = nc % d.c;
-      const float* column = src + n * d.t * d.c + c;
-      // `best` holds the positions of the k largest so far, ordered by value descending, earlier
-      // position first among equals (insertion keeps it sorted; k is small).
-      Index size = 0;
+    for (Index n = 0; n < d.n; ++n) {
+      const float* sample = src + n * d.t * d.c;
       for (Index t = 0; t < d.t; ++t) {
-        const float v = column[t * d.c];
-        if (size == k && !(v > column[best[static_cast<std::size_t>(k - 1)] * d.c])) continue;
-        Index at = size < k ? size++ : k - 1;
-        while (at > 0 && v > column[best[static_cast<std::size_t>(at - 1)] * d.c]) {
-          best[static_cast<std::size_t>(at)] = best[static_cast<std::size_t>(at - 1)];
-          --at;
+        const float* row = sample + t * d.c;
+        const Index size = std::min(t, k);  // entries held per channel before this position
+        for (Index c = 0; c < d.c; ++c) {
+          const float v = row[c];
+          if (size == k && !(v > value[static_cast<std::size_t>((k - 1) * d.c + c)])) continue;
+          Index at = size < k ? size : k - 1;
+          while (at > 0 && v > value[static_cast<std::size_t>((at - 1) * d.c + c)]) {
+            value[static_cast<std::size_t>(at * d.c + c)] = value[static_cast<std::size_t>((at - 1) * d.c + c)];
+            position[static_cast<std::size_t>(at * d.c + c)] = position[static_cast<std::size_t>((at - 1) * d.c + c)];
+            --at;
+          }
+          value[static_cast<std::size_t>(at * d.c + c)] = v;
+          position[static_cast<std::size_t>(at * d.c + c)] = static_cast<std::int32_t>(t);
         }
-        best[static_cast<std::size_t>(at)] = t;
       }
-      std::sort(best.begin(), best.begin() + k);
-      for (Index j = 0; j < k; ++j) {
-        const Index t = best[static_cast<std::size_t>(j)];
-        dst[(n * k + j) * d.c + c] = column[t * d.c];
-        indices[(n * k + j) * d.c + c] = static_cast<std::int32_t>(t);
+      // Back to time order (insertion sort of k positions per channel).
+      for (Index c = 0; c < d.c; ++c) {
+        for (Index i = 1; i < k; ++i) {
+          const std::int32_t p = position[static_cast<std::size_t>(i * d.c + c)];
+          Index j = i;
+          while (j > 0 && position[static_cast<std::size_t>((j - 1) * d.c + c)] > p) {
+            position[static_cast<std::size_t>(j * d.c + c)] = position[static_cast<std::size_t>((j - 1) * d.c + c)];
+            --j;
+          }
+          position[static_cast<std::size_t>(j * d.c + c)] = p;
+        }
+        for (Index j = 0; j < k; ++j) {
+          const std::int32_t t = position[static_cast<std::size_t>(j * d.c + c)];
+          dst[(n * k + j) * d.c + c] = sample[t * d.c + c];
+          indices[(n * k + j) * d.c + c] = t;
+        }
       }
     }
   }
@@ -170,20 +250,16 @@ void column_sums(Index rows, Index columns, const float* data, float* sums) {
   for (Index sl = 0; sl < slices; ++sl) {
     const Index begin = sl * slice, end = std::min(columns, begin + slice);
     for (Index c = begin; c < end; ++c) sums[c] = 0;
-    for (Index r = 0; r < rows; ++r)
-#pragma omp simd
-      for (Index c = begin; c < end; ++c) sums[c] += data[r * columns + c];
+    add_rows(sums, data, rows, columns, begin, end);
   }
 }
 
 void relu_forward(Index count, const float* src, float* dst) {
-#pragma omp parallel for simd schedule(static)
-  for (Index i = 0; i < count; ++i) dst[i] = std::max(src[i], 0.0f);
+  parallel_blocks(count, [&](Index b, Index c) { relu_chunk(src + b, dst + b, c); });
 }
 
 void relu_backward(Index count, const float* dst, const float* diff_dst, float* diff_src) {
-#pragma omp parallel for simd schedule(static)
-  for (Index i = 0; i < count; ++i) diff_src[i] = dst[i] > 0.0f ? diff_dst[i] : 0.0f;
+  parallel_blocks(count, [&](Index b, Index c) { relu_backward_chunk(dst + b, diff_dst + b, diff_src + b, c); });
 }
 
 void copy(Index count, const float* src, float* dst) {
@@ -191,13 +267,11 @@ void copy(Index count, const float* src, float* dst) {
 }
 
 void add(Index count, const float* a, const float* b, float* dst) {
-#pragma omp parallel for simd schedule(static)
-  for (Index i = 0; i < count; ++i) dst[i] = a[i] + b[i];
+  parallel_blocks(count, [&](Index i, Index c) { add_chunk(a + i, b + i, dst + i, c); });
 }
 
 void multiply(Index count, const float* a, const float* b, float* dst) {
-#pragma omp parallel for simd schedule(static)
-  for (Index i = 0; i < count; ++i) dst[i] = a[i] * b[i];
+  parallel_blocks(count, [&](Index i, Index c) { multiply_chunk(a + i, b + i, dst + i, c); });
 }
 
 void dropout_forward(Index count, double p, std::uint64_t seed, const float* src, float* dst, float* mask) {
@@ -253,12 +327,7 @@ double softmax_cross_entropy(Index n, Index classes, const float* logits, const 
 void sgd_step(Index count, float* param, const float* grad, float* velocity, double lr, double momentum,
               double weight_decay) {
   const float wd = static_cast<float>(weight_decay), mu = static_cast<float>(momentum), rate = static_cast<float>(lr);
-#pragma omp parallel for simd schedule(static)
-  for (Index i = 0; i < count; ++i) {
-    const float g = grad[i] + wd * param[i];
-    velocity[i] = mu * velocity[i] + g;
-    param[i] -= rate * velocity[i];
-  }
+  parallel_blocks(count, [&](Index b, Index c) { sgd_chunk(param + b, grad + b, velocity + b, rate, mu, wd, c); });
 }
 
 void adam_step(Index count, float* param, const float* grad, float* m, float* v, double lr, double beta1, double beta2,
@@ -268,13 +337,9 @@ void adam_step(Index count, float* param, const float* grad, float* m, float* v,
   const float b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2), wd = static_cast<float>(weight_decay);
   const float step_size = static_cast<float>(lr / c1), sqrt_c2 = static_cast<float>(std::sqrt(c2));
   const float eps = static_cast<float>(epsilon);
-#pragma omp parallel for simd schedule(static)
-  for (Index i = 0; i < count; ++i) {
-    const float g = grad[i] + wd * param[i];
-    m[i] = b1 * m[i] + (1.0f - b1) * g;
-    v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-    param[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_c2 + eps);
-  }
+  parallel_blocks(count, [&](Index b, Index c) {
+    adam_chunk(param + b, grad + b, m + b, v + b, b1, b2, wd, step_size, sqrt_c2, eps, c);
+  });
 }
 
 double sum_squares(Index count, const float* data) {

@@ -1,0 +1,139 @@
+// `textscale bench`: training and inference throughput of a model on synthetic batches (no data
+// files), and the machine's SGEMM rate as the peak to compare with. Prints one JSON line.
+#include <sys/resource.h>
+
+#include <boost/program_options.hpp>
+
+#include <oneapi/dnnl/dnnl.h>
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "textscale/cli/commands.h"
+#include "textscale/common/error.h"
+#include "textscale/engine/cpu/dnnl_backend.h"
+#include "textscale/engine/model.h"
+#include "textscale/train/optimizer.h"
+#include "textscale/train/trainer.h"
+
+namespace po = boost::program_options;
+
+namespace textscale::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// SGEMM rate (GFLOP/s) of oneDNN on square matrices of `size`, best of 3 after a warm-up.
+double sgemm_gflops(engine::Index size) {
+  std::vector<float> a(static_cast<std::size_t>(size * size), 1.0f), b(a.size(), 0.5f), c(a.size());
+  double best = 0;
+  for (int i = 0; i < 4; ++i) {
+    const auto start = Clock::now();
+    if (dnnl_sgemm('N', 'N', size, size, size, 1.0f, a.data(), size, b.data(), size, 0.0f, c.data(), size) !=
+        dnnl_success)
+      throw Error("dnnl_sgemm failed");
+    const double s = seconds_since(start);
+    if (i > 0) best = std::max(best, 2.0 * static_cast<double>(size * size * size) / s / 1e9);
+  }
+  return best;
+}
+
+}  // namespace
+
+int bench_command(const std::vector<std::string>& arguments) {
+  engine::ModelConfig model_config;
+  std::int64_t batch = 128, warmup = 3, steps = 10, gemm = 0;
+  int threads = 0;
+  std::string backend_name = "onednn";
+  po::options_description options(
+      "textscale bench: throughput on synthetic batches (random codes and labels)\n\n"
+      "usage: textscale bench --model crepe-small --batch-size 128 [--threads 2] [--steps 10] [--gemm 4096]");
+  options.add_options()("help,h", "show this help")(
+      "model", po::value(&model_config.name)->default_value("crepe-small"), "model name")(
+      "classes", po::value(&model_config.classes)->default_value(4), "number of classes")(
+      "length", po::value(&model_config.length)->default_value(1014), "characters per sample")(
+      "shortcut", po::value(&model_config.shortcut)->default_value(false), "VDCNN shortcuts")(
+      "batch-size", po::value(&batch)->default_value(128), "batch size")("warmup", po::value(&warmup)->default_value(3),
+                                                                         "steps before timing")(
+      "steps", po::value(&steps)->default_value(10), "timed steps (training and inference each)")(
+      "threads", po::value(&threads)->default_value(0), "CPU threads (0: all cores)")(
+      "backend", po::value(&backend_name)->default_value("onednn"), "onednn | reference")(
+      "gemm", po::value(&gemm)->default_value(0), "only measure the SGEMM rate at this size (the peak)");
+  po::variables_map values;
+  try {
+    po::store(po::command_line_parser(arguments).options(options).run(), values);
+    po::notify(values);
+  } catch (const po::error& error) {
+    throw UsageError{error.what()};
+  }
+  if (values.count("help")) {
+    std::cout << options << "\n";
+    return 0;
+  }
+  if (batch < 1 || steps < 1 || warmup < 0) throw UsageError{"--batch-size and --steps must be positive"};
+  engine::DnnlBackend::set_threads(threads);
+  nlohmann::json out{{"threads", engine::DnnlBackend::threads()}};
+  if (gemm > 0) {
+    out["sgemm_size"] = gemm;
+    out["sgemm_gflops"] = sgemm_gflops(gemm);
+    std::cout << out.dump() << std::endl;
+    return 0;
+  }
+  engine::Model<float> model(model_config);
+  model.params().initialize(1);
+  model.reserve(batch);
+  auto backend = train::make_backend(backend_name);
+  train::Optimizer<float> optimizer(train::OptimizerConfig{}, model.params().trained_count());
+  std::mt19937_64 rng(7);
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(batch * model_config.length));
+  for (auto& c : codes) c = static_cast<std::uint8_t>(rng() % static_cast<std::uint64_t>(model_config.alphabet + 1));
+  std::vector<std::int32_t> labels(static_cast<std::size_t>(batch));
+  for (auto& l : labels) l = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(model_config.classes));
+  std::vector<float> diff(static_cast<std::size_t>(batch * model_config.classes));
+  engine::Context<float> ctx{backend.get(), nullptr, true, 1, 0};
+  auto train_step = [&] {
+    ctx.training = true;
+    const float* logits = model.forward(ctx, batch, codes.data());
+    backend->softmax_cross_entropy(batch, model_config.classes, logits, labels.data(), diff.data());
+    model.backward(ctx, batch, codes.data(), diff.data());
+    optimizer.step(*backend, model.params(), 1e-4);
+    ++ctx.step;
+  };
+  auto infer_step = [&] {
+    ctx.training = false;
+    model.forward(ctx, batch, codes.data());
+  };
+  for (std::int64_t i = 0; i < warmup; ++i) train_step();
+  auto start = Clock::now();
+  for (std::int64_t i = 0; i < steps; ++i) train_step();
+  const double train_seconds = seconds_since(start);
+  for (std::int64_t i = 0; i < std::max<std::int64_t>(warmup, 1); ++i) infer_step();
+  start = Clock::now();
+  for (std::int64_t i = 0; i < steps; ++i) infer_step();
+  const double infer_seconds = seconds_since(start);
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const double samples = static_cast<double>(batch * steps);
+  const double macs = model.forward_macs();
+  out["model"] = model_config.name;
+  out["batch"] = batch;
+  out["backend"] = backend->name();
+  out["parameters"] = model.params().trained_count();
+  out["forward_gflop_per_sample_dense"] = 2 * macs / 1e9;
+  out["train_samples_per_second"] = samples / train_seconds;
+  out["infer_samples_per_second"] = samples / infer_seconds;
+  // Dense FLOPs: a training step is forward + backward data + backward weights = 3x forward.
+  out["train_gflops_dense"] = 6 * macs * samples / train_seconds / 1e9;
+  out["infer_gflops_dense"] = 2 * macs * samples / infer_seconds / 1e9;
+  out["peak_rss_mib"] = static_cast<double>(usage.ru_maxrss) / 1024.0;
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
+
+}  // namespace textscale::cli
