@@ -125,6 +125,8 @@ def parse_args():
     p.add_argument("--limit-train", type=int, help="use only the first N training rows")
     p.add_argument("--limit-test", type=int, help="use only the first N test rows")
     p.add_argument("--log-every", type=int, default=0, help="print the loss every N batches")
+    p.add_argument("--test-each-epoch", type=int, choices=(0, 1), default=1,
+                   help="evaluate on the test file after every epoch (1) or after the last only (0)")
     args = p.parse_args()
     if args.batch_size < 1 or args.epochs < 1 or args.step_epochs < 1 or args.threads < 1:
         p.error("--batch-size, --epochs, --step-epochs and --threads must be positive")
@@ -163,7 +165,9 @@ def main():
         train_loss = train_epoch(model, optimizer, train_chars, train_labels, args.batch_size,
                                  order, args.log_every)
         seconds = time.perf_counter() - start
-        test_loss, test_accuracy = evaluate(model, test_chars, test_labels, eval_batch)
+        test_loss = test_accuracy = None
+        if args.test_each_epoch or epoch == args.epochs:
+            test_loss, test_accuracy = evaluate(model, test_chars, test_labels, eval_batch)
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -173,8 +177,9 @@ def main():
             "train_seconds": seconds,
             "samples_per_second": len(train_labels) / seconds,
         }
-        print(f"epoch {epoch}: train loss {train_loss:.4f}, test loss {test_loss:.4f}, "
-              f"test accuracy {100 * test_accuracy:.2f}%, lr {lr:g}, {seconds:.1f} s "
+        tested = (f", test loss {test_loss:.4f}, test accuracy {100 * test_accuracy:.2f}%"
+                  if test_accuracy is not None else "")
+        print(f"epoch {epoch}: train loss {train_loss:.4f}{tested}, lr {lr:g}, {seconds:.1f} s "
               f"({record['samples_per_second']:.1f} samples/s)", flush=True)
         if metrics:
             metrics.write(json.dumps(record) + "\n")

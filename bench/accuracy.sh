@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Accuracy on real data: textscale and PyTorch (bench/peer_train.py) train the same model with the
+# same data, epochs, batch, optimiser and schedule; the final test accuracies go to a table.
+#
+#   bench/accuracy.sh --dataset ag_news --models "crepe-small vdcnn-9" --seeds "1 2 3" --epochs 5
+#   bench/accuracy.sh --dataset imdb --models vdcnn-9 --seeds 1 --epochs 3
+#
+# Datasets (from --data / TEXTSCALE_DATA, default ../shared/data):
+#   ag_news: train = alps_train_sample/dev.tsv (10,001 AG News training rows), test = test.csv (7,600)
+#   imdb:    train = train.csv.gz (25,000), test = test.csv.gz (25,000)
+# Training: SGD, momentum 0.9, lr 0.01 halved every 3 epochs (Zhang et al.), batch 128, no weight
+# decay; each run's data order and initialisation come from its seed (the two implementations draw
+# different random numbers: compare means over seeds, not single runs).
+# Runs go to WORK/<dataset>/<impl>-<model>-s<seed>/ (default WORK = runs/accuracy); a finished run
+# is not repeated, so the script can be stopped and started again. --parallel P runs P jobs at a
+# time with threads/P threads each. The table (bench/accuracy_table.py) is printed at the end.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+dataset=ag_news models="crepe-small vdcnn-9" seeds="1 2 3" epochs=5 threads=2 parallel=1
+impls="textscale pytorch" work=$repo/runs/accuracy data=${TEXTSCALE_DATA:-$repo/../shared/data}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dataset) dataset=$2; shift 2 ;;
+    --models) models=$2; shift 2 ;;
+    --seeds) seeds=$2; shift 2 ;;
+    --epochs) epochs=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --parallel) parallel=$2; shift 2 ;;
+    --impls) impls=$2; shift 2 ;;
+    --work) work=$2; shift 2 ;;
+    --data) data=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE  # benchmark command: let the peer's OpenBLAS run at full speed
+textscale=${TEXTSCALE:-$repo/build/bin/textscale}
+python=${PYTHON:-/usr/bin/python3}
+dir=$work/$dataset
+mkdir -p "$dir"
+
+case "$dataset" in
+  ag_news)
+    [ -f "$data/ag_news/test.csv" ] || { echo "SKIP: AG News not in $data" >&2; exit 77; }
+    [ -f "$dir/train.h5" ] || "$textscale" preprocess --input "$data/ag_news/alps_train_sample/dev.tsv" \
+      --format tsv --label-column 1 --labels names --classes "$data/ag_news/classes.txt" \
+      --unescape backslash --no-words --output "$dir/train.h5"
+    [ -f "$dir/test.h5" ] || "$textscale" preprocess --input "$data/ag_news/test.csv" --format zhang \
+      --unescape backslash --no-words --output "$dir/test.h5" ;;
+  imdb)
+    [ -f "$data/imdb/train.csv.gz" ] || { echo "SKIP: IMDB not in $data" >&2; exit 77; }
+    [ -f "$dir/train.h5" ] || "$textscale" preprocess --input "$data/imdb/train.csv.gz" --format zhang \
+      --no-words --output "$dir/train.h5"
+    [ -f "$dir/test.h5" ] || "$textscale" preprocess --input "$data/imdb/test.csv.gz" --format zhang \
+      --no-words --output "$dir/test.h5" ;;
+  *) echo "unknown dataset $dataset (ag_news, imdb)" >&2; exit 2 ;;
+esac
+
+job_threads=$(( threads / parallel > 0 ? threads / parallel : 1 ))
+common_ours=(--epochs "$epochs" --batch-size 128 --optimizer sgd --lr 0.01 --momentum 0.9 --schedule step
+  --step-epochs 3 --step-factor 0.5 --threads "$job_threads" --test-each-epoch false --progress off --log-every 20)
+common_peer=(--epochs "$epochs" --batch-size 128 --optimizer sgd --lr 0.01 --momentum 0.9 --schedule step
+  --step-epochs 3 --step-factor 0.5 --threads "$job_threads" --test-each-epoch 0)
+
+jobs=$(mktemp)
+trap 'rm -f "$jobs"' EXIT
+for seed in $seeds; do
+  for model in $models; do
+    for impl in $impls; do
+      run=$dir/$impl-$model-s$seed
+      if [ -f "$run/done" ]; then continue; fi
+      if [ "$impl" = textscale ]; then
+        cmd=("$textscale" train --train "$dir/train.h5" --test "$dir/test.h5" --model "$model" --seed "$seed"
+          "${common_ours[@]}" --run-dir "$run")
+        # A stopped run continues from its checkpoint.
+        [ -f "$run/checkpoint.h5" ] && cmd+=(--resume "$run/checkpoint.h5")
+      else
+        cmd=("$python" "$here/peer_train.py" --train "$dir/train.h5" --test "$dir/test.h5" --model "$model"
+          --seed "$seed" "${common_peer[@]}" --metrics "$run/metrics.jsonl")
+      fi
+      printf "%q " mkdir -p "$run"; printf "&& "; printf "%q " /usr/bin/time -v "${cmd[@]}"
+      printf '> %q 2>&1 && touch %q\n' "$run/log.txt" "$run/done"
+    done
+  done
+done > "$jobs"
+echo "$(wc -l < "$jobs") runs to do in $dir, $parallel at a time with $job_threads threads each"
+tr '\n' '\0' < "$jobs" | xargs -0 -P "$parallel" -I{} bash -c '{}' || echo "some runs failed: see their log.txt" >&2
+"$python" "$here/accuracy_table.py" "$dir"

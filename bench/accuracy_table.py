@@ -1,0 +1,64 @@
+"""Summarises bench/accuracy.sh runs: final test accuracy per implementation and model.
+
+    /usr/bin/python3 bench/accuracy_table.py runs/accuracy/ag_news
+
+Reads every <impl>-<model>-s<seed>/metrics.jsonl under the folder (textscale's "final" record,
+or the last epoch of bench/peer_train.py) and prints a markdown table: runs, mean accuracy,
+standard deviation and range over seeds, and mean training time per epoch, then textscale's mean
+minus PyTorch's per model. Unfinished runs are listed and left out.
+"""
+import json
+import os
+import statistics
+import sys
+
+
+def read_run(path):
+    rows = [json.loads(line) for line in open(os.path.join(path, "metrics.jsonl")) if line.strip()]
+    if any(r.get("type") for r in rows):  # textscale
+        final = [r for r in rows if r.get("type") == "final"]
+        epochs = [r for r in rows if r.get("type") == "epoch"]
+        if not final or "test" not in final[-1]:
+            return None
+        return final[-1]["test"]["accuracy"], len(epochs), sum(e["train_seconds"] for e in epochs)
+    if not rows or rows[-1].get("test_accuracy") is None:
+        return None
+    return rows[-1]["test_accuracy"], len(rows), sum(r["train_seconds"] for r in rows)
+
+
+def main():
+    folder = sys.argv[1]
+    groups, unfinished = {}, []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if not os.path.isfile(os.path.join(path, "metrics.jsonl")):
+            continue
+        impl, rest = name.split("-", 1)
+        model, seed = rest.rsplit("-s", 1)
+        result = read_run(path) if os.path.exists(os.path.join(path, "done")) else None
+        if result is None:
+            unfinished.append(name)
+            continue
+        groups.setdefault((model, impl), []).append((int(seed), *result))
+    print(f"Final test accuracy, {os.path.basename(os.path.normpath(folder))}:\n")
+    print("| model | implementation | runs (seeds) | epochs | mean accuracy | std | min - max | train s/epoch |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for (model, impl), runs in sorted(groups.items()):
+        acc = [r[1] for r in runs]
+        std = statistics.stdev(acc) if len(acc) > 1 else float("nan")
+        per_epoch = statistics.mean(r[3] / r[2] for r in runs)
+        print(f"| {model} | {impl} | {len(runs)} ({','.join(str(r[0]) for r in sorted(runs))}) | {runs[0][2]} "
+              f"| {100 * statistics.mean(acc):.2f}% | {100 * std:.2f} | {100 * min(acc):.2f} - {100 * max(acc):.2f} "
+              f"| {per_epoch:.0f} |")
+    models = sorted({m for m, _ in groups})
+    for model in models:
+        ours, peer = groups.get((model, "textscale")), groups.get((model, "pytorch"))
+        if ours and peer:
+            diff = statistics.mean(r[1] for r in ours) - statistics.mean(r[1] for r in peer)
+            print(f"\n{model}: textscale - PyTorch = {100 * diff:+.2f} points (mean over seeds)")
+    if unfinished:
+        print(f"\nunfinished: {', '.join(unfinished)}")
+
+
+if __name__ == "__main__":
+    main()
