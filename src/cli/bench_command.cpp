@@ -6,6 +6,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 #include <chrono>
+#include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -51,6 +52,7 @@ int bench_command(const std::vector<std::string>& arguments) {
   std::int64_t batch = 128, warmup = 3, steps = 10, gemm = 0;
   int threads = 0;
   std::string backend_name = "onednn";
+  bool profile = false;
   po::options_description options(
       "textscale bench: throughput on synthetic batches (random codes and labels)\n\n"
       "usage: textscale bench --model crepe-small --batch-size 128 [--threads 2] [--steps 10] [--gemm 4096]");
@@ -64,7 +66,8 @@ int bench_command(const std::vector<std::string>& arguments) {
       "steps", po::value(&steps)->default_value(10), "timed steps (training and inference each)")(
       "threads", po::value(&threads)->default_value(0), "CPU threads (0: all cores)")(
       "backend", po::value(&backend_name)->default_value("onednn"), "onednn | reference")(
-      "gemm", po::value(&gemm)->default_value(0), "only measure the SGEMM rate at this size (the peak)");
+      "gemm", po::value(&gemm)->default_value(0), "only measure the SGEMM rate at this size (the peak)")(
+      "profile", po::bool_switch(&profile), "also print the time of each layer (training steps) to stderr");
   po::variables_map values;
   try {
     po::store(po::command_line_parser(arguments).options(options).run(), values);
@@ -110,9 +113,22 @@ int bench_command(const std::vector<std::string>& arguments) {
     model.forward(ctx, batch, codes.data());
   };
   for (std::int64_t i = 0; i < warmup; ++i) train_step();
+  engine::Profile layer_times;
+  if (profile) ctx.profile = &layer_times;
   auto start = Clock::now();
   for (std::int64_t i = 0; i < steps; ++i) train_step();
   const double train_seconds = seconds_since(start);
+  ctx.profile = nullptr;
+  if (profile) {
+    double total = 0;
+    for (const auto& [key, e] : layer_times.entries) total += e.forward_seconds + e.backward_seconds;
+    std::fprintf(stderr, "per training step (ms): layer, forward, backward; %.1f ms in layers of %.1f ms a step\n",
+                 1e3 * total / static_cast<double>(steps), 1e3 * train_seconds / static_cast<double>(steps));
+    for (const auto& [key, e] : layer_times.entries)
+      std::fprintf(stderr, "  %-12s %-32s %8.2f %8.2f\n", key.c_str(), e.layer.c_str(),
+                   1e3 * e.forward_seconds / static_cast<double>(steps),
+                   1e3 * e.backward_seconds / static_cast<double>(steps));
+  }
   for (std::int64_t i = 0; i < std::max<std::int64_t>(warmup, 1); ++i) infer_step();
   start = Clock::now();
   for (std::int64_t i = 0; i < steps; ++i) infer_step();

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -19,6 +20,17 @@
 
 namespace textscale::engine {
 
+// Per-layer wall time, filled when a Context carries one (textscale bench --profile). Backends
+// that run asynchronously (CUDA) must synchronise per layer for these times to mean anything.
+struct Profile {
+  struct Entry {
+    std::string layer;
+    double forward_seconds = 0, backward_seconds = 0;
+    std::int64_t calls = 0;
+  };
+  std::map<std::string, Entry> entries;  // keyed by the layer's position ("3", "5.body.0")
+};
+
 template <typename T>
 struct Context {
   Backend<T>* backend = nullptr;
@@ -26,6 +38,7 @@ struct Context {
   bool training = false;
   std::uint64_t seed = 0;  // run seed (dropout)
   std::int64_t step = 0;   // global optimizer step (dropout masks differ per step)
+  Profile* profile = nullptr;
 };
 
 template <typename T>

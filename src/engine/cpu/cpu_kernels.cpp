@@ -161,9 +161,9 @@ void onehot_conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& s, con
 
 void kmax_pool_forward(Dims d, Index k, const float* src, float* dst, std::int32_t* indices) {
   // Per sample, one pass over time with channels innermost (contiguous in (N, T, C)): each
-  // channel keeps its k largest values so far, by value descending, earlier position first among
-  // equals; a value enters only if it beats the current k-th, which is rarely true after the first
-  // few positions.
+  // channel keeps its k largest values so far in a small sorted list (value descending, earlier
+  // position first among equals; the k entries of a channel are adjacent). A value enters only if
+  // it beats the channel's current k-th, which becomes rare after the first positions.
 #pragma omp parallel
   {
     std::vector<float> value(static_cast<std::size_t>(k * d.c));
@@ -176,32 +176,25 @@ void kmax_pool_forward(Dims d, Index k, const float* src, float* dst, std::int32
         const Index size = std::min(t, k);  // entries held per channel before this position
         for (Index c = 0; c < d.c; ++c) {
           const float v = row[c];
-          if (size == k && !(v > value[static_cast<std::size_t>((k - 1) * d.c + c)])) continue;
+          float* vals = value.data() + c * k;
+          if (size == k && !(v > vals[k - 1])) continue;
+          std::int32_t* pos = position.data() + c * k;
           Index at = size < k ? size : k - 1;
-          while (at > 0 && v > value[static_cast<std::size_t>((at - 1) * d.c + c)]) {
-            value[static_cast<std::size_t>(at * d.c + c)] = value[static_cast<std::size_t>((at - 1) * d.c + c)];
-            position[static_cast<std::size_t>(at * d.c + c)] = position[static_cast<std::size_t>((at - 1) * d.c + c)];
+          while (at > 0 && v > vals[at - 1]) {
+            vals[at] = vals[at - 1];
+            pos[at] = pos[at - 1];
             --at;
           }
-          value[static_cast<std::size_t>(at * d.c + c)] = v;
-          position[static_cast<std::size_t>(at * d.c + c)] = static_cast<std::int32_t>(t);
+          vals[at] = v;
+          pos[at] = static_cast<std::int32_t>(t);
         }
       }
-      // Back to time order (insertion sort of k positions per channel).
       for (Index c = 0; c < d.c; ++c) {
-        for (Index i = 1; i < k; ++i) {
-          const std::int32_t p = position[static_cast<std::size_t>(i * d.c + c)];
-          Index j = i;
-          while (j > 0 && position[static_cast<std::size_t>((j - 1) * d.c + c)] > p) {
-            position[static_cast<std::size_t>(j * d.c + c)] = position[static_cast<std::size_t>((j - 1) * d.c + c)];
-            --j;
-          }
-          position[static_cast<std::size_t>(j * d.c + c)] = p;
-        }
+        std::int32_t* pos = position.data() + c * k;
+        std::sort(pos, pos + k);  // back to time order
         for (Index j = 0; j < k; ++j) {
-          const std::int32_t t = position[static_cast<std::size_t>(j * d.c + c)];
-          dst[(n * k + j) * d.c + c] = sample[t * d.c + c];
-          indices[(n * k + j) * d.c + c] = t;
+          dst[(n * k + j) * d.c + c] = sample[pos[j] * d.c + c];
+          indices[(n * k + j) * d.c + c] = pos[j];
         }
       }
     }
@@ -239,6 +232,17 @@ void add_bias_rows(Index rows, Index columns, const float* bias, float* data, bo
     if (relu)
 #pragma omp simd
       for (Index c = 0; c < columns; ++c) row[c] = std::max(row[c], 0.0f);
+  }
+}
+
+void transpose_add_bias(Index rows, Index columns, const float* src, const float* bias, float* dst, bool relu) {
+#pragma omp parallel for schedule(static)
+  for (Index c = 0; c < columns; ++c) {
+    float* out = dst + c * rows;
+    for (Index r = 0; r < rows; ++r) {
+      const float v = src[r * columns + c] + (bias ? bias[r] : 0.0f);
+      out[r] = relu ? std::max(v, 0.0f) : v;
+    }
   }
 }
 

@@ -21,6 +21,8 @@ void kmax_pool_backward(Dims src, Index k, const float* diff_dst, const std::int
 void update_running_statistics(Index channels, Index rows, const float* mean, const float* var, float* running_mean,
                                float* running_var, double momentum);
 void add_bias_rows(Index rows, Index columns, const float* bias, float* data, bool relu);
+// dst (columns, rows) = transpose(src (rows, columns)) + bias (rows), then optionally ReLU.
+void transpose_add_bias(Index rows, Index columns, const float* src, const float* bias, float* dst, bool relu);
 void column_sums(Index rows, Index columns, const float* data, float* sums);
 void relu_forward(Index count, const float* src, float* dst);
 void relu_backward(Index count, const float* dst, const float* diff_dst, float* diff_src);

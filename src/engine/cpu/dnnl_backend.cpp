@@ -6,6 +6,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "cpu_kernels.h"
+#include "textscale/engine/buffer.h"
 
 namespace textscale::engine {
 
@@ -432,10 +433,23 @@ void sgemm(char transa, char transb, Index m, Index n, Index k, const float* a, 
 
 }  // namespace
 
-void DnnlBackend::linear_forward(OpStatePtr&, const LinearShape& s, const float* src, const float* weights,
+namespace {
+struct LinearState final : OpState {
+  Buffer<float> transposed;  // dst^T (O, N)
+};
+}  // namespace
+
+void DnnlBackend::linear_forward(OpStatePtr& state, const LinearShape& s, const float* src, const float* weights,
                                  const float* bias, float* dst, bool relu) {
-  sgemm('N', 'T', s.n, s.out, s.in, src, s.in, weights, s.in, dst, s.out);
-  cpu::add_bias_rows(s.n, s.out, bias, dst, relu);
+  // dst^T (O, N) = weights (O, I) * src^T, then transposed with the bias and ReLU: SGEMM runs at
+  // 150 GFLOP/s in this orientation and at 100 in the direct one, dst = src * weights^T
+  // (4096 -> 2048 at batch 128, 2 threads); the transpose of the small (O, N) result is cheap.
+  if (!state) state = std::make_unique<LinearState>();
+  auto& transposed = static_cast<LinearState&>(*state).transposed;
+  if (transposed.size() < static_cast<std::size_t>(s.n * s.out))
+    transposed.resize(static_cast<std::size_t>(s.n * s.out));
+  sgemm('N', 'T', s.out, s.n, s.in, weights, s.in, src, s.in, transposed.data(), s.n);
+  cpu::transpose_add_bias(s.out, s.n, transposed.data(), bias, dst, relu);
 }
 
 void DnnlBackend::linear_backward_data(OpStatePtr&, const LinearShape& s, const float* diff_dst, const float* weights,

@@ -1,6 +1,7 @@
 #include "textscale/engine/layers/sequential.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "textscale/common/error.h"
 
@@ -13,6 +14,7 @@ std::string Sequential<T>::describe() const {
 
 template <typename T>
 Dims Sequential<T>::setup(ParamStore<T>& params, const std::string& prefix, Dims src) {
+  prefix_ = prefix;
   shapes_.clear();
   Dims shape = src;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
@@ -40,7 +42,14 @@ void Sequential<T>::forward(Context<T>& ctx, Index n, const T* src, T* dst) {
   const T* in = src;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     T* out = i + 1 < layers_.size() ? activations_[i].data() : dst;
+    const auto start = std::chrono::steady_clock::now();
     layers_[i]->forward(ctx, n, in, out);
+    if (ctx.profile) {
+      auto& entry = ctx.profile->entries[prefix_ + std::to_string(i)];
+      entry.layer = layers_[i]->describe();
+      entry.forward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      entry.calls += 1;
+    }
     in = out;
   }
 }
@@ -52,7 +61,11 @@ void Sequential<T>::backward(Context<T>& ctx, Index n, const T* src, const T* ds
     const T* in = j == 0 ? src : activations_[j - 1].data();
     const T* out = j + 1 == layers_.size() ? dst : activations_[j].data();
     T* grad_in = j == 0 ? diff_src : (grad == diff_a_.data() ? diff_b_.data() : diff_a_.data());
+    const auto start = std::chrono::steady_clock::now();
     layers_[j]->backward(ctx, n, in, out, grad, grad_in);
+    if (ctx.profile)
+      ctx.profile->entries[prefix_ + std::to_string(j)].backward_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     grad = grad_in;
   }
 }

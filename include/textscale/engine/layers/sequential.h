@@ -29,6 +29,7 @@ class Sequential final : public Layer<T> {
 
  private:
   std::vector<LayerPtr<T>> layers_;
+  std::string prefix_;
   std::vector<Dims> shapes_;            // shapes_[i]: output of layer i
   std::vector<Buffer<T>> activations_;  // outputs of layers 0 .. L-2 (the last writes to dst)
   Buffer<T> diff_a_, diff_b_;
