@@ -4,6 +4,7 @@
 
 #include <map>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
 
 #include "cpu_kernels.h"
 #include "textscale/engine/buffer.h"
@@ -67,13 +68,15 @@ memory::dims right_padding(Index t_in, Index t_out, Index kernel, Index stride, 
 
 // --- Convolution ------------------------------------------------------------------------------
 
-// Activation layout of a convolution. oneDNN's channels-last (`nwc`) kernels run at the machine's
-// GEMM rate for up to 256 channels but at half of it for 512-channel inputs or outputs, where its
-// blocked layout (nCw16c, chosen through `any`) does not slow down; there, reordering the
-// activations in and out costs ~2% of the convolution (bench/conv_layouts.cpp,
+// Activation layout of a convolution, per direction. oneDNN's channels-last (`nwc`) kernels run
+// at the machine's GEMM rate up to 256 channels, but forward and backward-data at half of it
+// with 512-channel inputs or outputs, where its blocked layout (nCw16c, chosen through `any`)
+// keeps the rate; reordering the activations in and out costs ~3% of such a convolution. For
+// backward-weights `nwc` is the faster one at every width (bench/conv_layouts.cpp,
 // results/speed.md). The rule depends on the shape only, so every run picks the same kernels.
-bool use_blocked_layout(const Conv1dShape& s) {
-  return s.c_in >= 512 || s.c_out >= 512;
+enum class ConvDirection { forward, backward_data, backward_weights };
+bool use_blocked_layout(const Conv1dShape& s, ConvDirection direction) {
+  return direction != ConvDirection::backward_weights && (s.c_in >= 512 || s.c_out >= 512);
 }
 
 struct ConvPrimitives {
@@ -90,7 +93,7 @@ struct ConvPrimitives {
 };
 
 struct ConvState final : OpState {
-  std::map<std::pair<Index, bool>, ConvPrimitives> by_batch;  // (n, bias)
+  std::map<std::tuple<Index, bool, ConvDirection>, ConvPrimitives> by_batch;  // (n, bias, direction)
 };
 
 dnnl::convolution_forward::desc conv_forward_desc(const Conv1dShape& s, bool bias, bool blocked) {
@@ -120,15 +123,15 @@ dnnl::convolution_forward::desc conv_forward_desc(const Conv1dShape& s, bool bia
           pad_r};
 }
 
-ConvPrimitives& conv_primitives(OpStatePtr& state, const Conv1dShape& s, bool bias, bool relu,
+ConvPrimitives& conv_primitives(OpStatePtr& state, const Conv1dShape& s, bool bias, bool relu, ConvDirection direction,
                                 const dnnl::engine& engine) {
   if (!state) state = std::make_unique<ConvState>();
   auto& cache = static_cast<ConvState&>(*state).by_batch;
-  auto key = std::make_pair(s.n, bias);
+  const auto key = std::make_tuple(s.n, bias, direction);
   auto found = cache.find(key);
   if (found != cache.end()) return found->second;
   ConvPrimitives p;
-  p.blocked = use_blocked_layout(s);
+  p.blocked = use_blocked_layout(s, direction);
   dnnl::primitive_attr attr;
   if (relu) {
     dnnl::post_ops ops;
@@ -172,7 +175,7 @@ void DnnlBackend::conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const 
                                  const float* bias, float* dst, bool relu) {
   auto& e = impl_->engine;
   auto& strm = impl_->stream;
-  auto& p = conv_primitives(state, s, bias != nullptr, relu, e);
+  auto& p = conv_primitives(state, s, bias != nullptr, relu, ConvDirection::forward, e);
   memory user_weights = user_memory(memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, weights);
   const memory::desc user_dst = ntc(s.n, s.t_out(), s.c_out);
   memory out = activation_out(user_dst, p.forward_pd.dst_desc(), dst, p.dst_scratch, e);
@@ -192,7 +195,7 @@ void DnnlBackend::conv1d_backward_data(OpStatePtr& state, const Conv1dShape& s, 
   auto& e = impl_->engine;
   auto& strm = impl_->stream;
   // Each call site has its own state; the forward descriptor built there only serves as the hint.
-  auto& p = conv_primitives(state, s, false, false, e);
+  auto& p = conv_primitives(state, s, false, false, ConvDirection::backward_data, e);
   if (!p.has_data) {
     auto pad_r = right_padding(s.t_in, s.t_out(), s.kernel, s.stride, s.pad);
     dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, p.forward_pd.src_desc(),
@@ -220,7 +223,7 @@ void DnnlBackend::conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& 
                                           const float* diff_dst, float* diff_weights, float* diff_bias) {
   auto& e = impl_->engine;
   auto& strm = impl_->stream;
-  auto& p = conv_primitives(state, s, diff_bias != nullptr, false, e);
+  auto& p = conv_primitives(state, s, diff_bias != nullptr, false, ConvDirection::backward_weights, e);
   if (!p.has_weights) {
     auto pad_r = right_padding(s.t_in, s.t_out(), s.kernel, s.stride, s.pad);
     memory::desc weights({s.c_out, s.c_in, s.kernel}, dt::f32, tag::any);
