@@ -109,6 +109,15 @@ run_ts 1 evaluate --checkpoint crepe-full/checkpoint.h5 --data two.h5
 expect_in "$WORK/err" "number of classes 2 vs 4"
 run_ts 1 train --train train.h5 --test two.h5 "${tiny_crepe[@]}" --epochs 1
 expect_in "$WORK/err" "two.h5 does not match train.h5: number of classes 2 vs 4"
+cp test.h5 other_alphabet.h5
+py - <<'PY'
+import h5py
+with h5py.File("other_alphabet.h5", "r+") as f:
+    a = f.attrs["alphabet"]
+    f.attrs["alphabet"] = a[1] + a[0] + a[2:]
+PY
+run_ts 1 evaluate --checkpoint crepe-full/checkpoint.h5 --data other_alphabet.h5
+expect_in "$WORK/err" "other_alphabet.h5 does not match crepe-full/checkpoint.h5: alphabet"
 run_ts 1 train --train test.csv --model crepe-small
 expect_in "$WORK/err" "test.csv: not an HDF5 file"
 run_ts 2 train --train train.h5 --bogus 1

@@ -1,0 +1,123 @@
+// Training pieces with exact expected values: learning-rate schedules, gradient clipping and the
+// optimizer steps through the flat buffer, and classification metrics on a hand-made example.
+#define BOOST_TEST_MODULE training
+#include <boost/test/unit_test.hpp>
+#include <cmath>
+
+#include "textscale/common/error.h"
+#include "textscale/engine/reference_backend.h"
+#include "textscale/train/metrics.h"
+#include "textscale/train/optimizer.h"
+
+using namespace textscale;
+using boost::test_tools::tolerance;
+
+BOOST_AUTO_TEST_CASE(learning_rate_schedules) {
+  train::OptimizerConfig o;
+  o.lr = 0.01;
+  train::ScheduleConfig s;
+  BOOST_TEST(train::learning_rate(o, s, 7, 500) == 0.01);
+  s.kind = "step";  // Zhang: halve every 3 epochs
+  BOOST_TEST(train::learning_rate(o, s, 0, 0) == 0.01);
+  BOOST_TEST(train::learning_rate(o, s, 2, 0) == 0.01);
+  BOOST_TEST(train::learning_rate(o, s, 3, 0) == 0.005);
+  BOOST_TEST(train::learning_rate(o, s, 6, 0) == 0.0025);
+  s.kind = "factor";
+  BOOST_TEST(train::learning_rate(o, s, 2, 0) == 0.01 * 0.94 * 0.94, tolerance(1e-12));
+  s.kind = "constant";
+  s.warmup_steps = 4;
+  BOOST_TEST(train::learning_rate(o, s, 0, 0) == 0.0025, tolerance(1e-12));
+  BOOST_TEST(train::learning_rate(o, s, 0, 3) == 0.01, tolerance(1e-12));
+  BOOST_TEST(train::learning_rate(o, s, 0, 4) == 0.01, tolerance(1e-12));
+}
+
+BOOST_AUTO_TEST_CASE(invalid_settings_are_refused_by_name) {
+  train::OptimizerConfig o;
+  train::ScheduleConfig s;
+  o.kind = "rmsprop";
+  BOOST_CHECK_EXCEPTION(train::validate(o, s), InputError,
+                        [](const InputError& e) { return std::string(e.what()).find("--optimizer") == 0; });
+  o.kind = "sgd";
+  o.lr = -1;
+  BOOST_CHECK_THROW(train::validate(o, s), InputError);
+  o.lr = 0.1;
+  s.kind = "cosine";
+  BOOST_CHECK_THROW(train::validate(o, s), InputError);
+}
+
+BOOST_AUTO_TEST_CASE(sgd_momentum_weight_decay_and_clipping) {
+  engine::ReferenceBackend<double> backend;
+  engine::ParamStore<double> params;
+  params.add("w", {2}, engine::Init::constant(1.0));
+  params.finalize();
+  params.initialize(1);
+  train::OptimizerConfig config;
+  config.momentum = 0.5;
+  config.weight_decay = 0.1;
+  config.clip_norm = 1.0;
+  train::Optimizer<double> optimizer(config, params.trained_count());
+  params.gradients()[0] = 3.0;  // norm 5 -> clipped to 1: (0.6, 0.8)
+  params.gradients()[1] = 4.0;
+  BOOST_TEST(optimizer.step(backend, params, 0.1) == 5.0);
+  // g = clipped + 0.1 * w = (0.7, 0.9); v = g; w -= 0.1 v
+  BOOST_TEST(params.values()[0] == 1.0 - 0.07, tolerance(1e-12));
+  BOOST_TEST(params.values()[1] == 1.0 - 0.09, tolerance(1e-12));
+  params.gradients()[0] = 0.0;
+  params.gradients()[1] = 0.0;
+  optimizer.step(backend, params, 0.1);  // v = 0.5 v + 0.1 w
+  BOOST_TEST(params.values()[0] == 0.93 - 0.1 * (0.5 * 0.7 + 0.1 * 0.93), tolerance(1e-12));
+  BOOST_TEST(optimizer.steps() == 2);
+}
+
+BOOST_AUTO_TEST_CASE(adam_first_step_moves_by_the_learning_rate) {
+  engine::ReferenceBackend<double> backend;
+  engine::ParamStore<double> params;
+  params.add("w", {3}, engine::Init::constant(0.0));
+  params.finalize();
+  params.initialize(1);
+  train::OptimizerConfig config;
+  config.kind = "adam";
+  train::Optimizer<double> optimizer(config, params.trained_count());
+  params.gradients()[0] = 2.0, params.gradients()[1] = -0.5, params.gradients()[2] = 0.0;
+  optimizer.step(backend, params, 0.01);
+  // Bias-corrected: m_hat = g, v_hat = g^2, step = lr * g / (|g| + eps).
+  BOOST_TEST(params.values()[0] == -0.01, tolerance(1e-6));
+  BOOST_TEST(params.values()[1] == 0.01, tolerance(1e-6));
+  BOOST_TEST(params.values()[2] == 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(non_finite_gradient_is_reported) {
+  engine::ReferenceBackend<double> backend;
+  engine::ParamStore<double> params;
+  params.add("w", {1}, engine::Init::constant(0.0));
+  params.finalize();
+  train::Optimizer<double> optimizer({}, params.trained_count());
+  params.gradients()[0] = std::nan("");
+  BOOST_CHECK_THROW(optimizer.step(backend, params, 0.1), Error);
+}
+
+BOOST_AUTO_TEST_CASE(metrics_by_hand) {
+  // 3 classes; true labels and predictions:
+  //   class 0: 0 0 1   class 1: 1 1   class 2: 2 0 0
+  train::Metrics m(3);
+  for (auto [label, predicted] :
+       std::vector<std::pair<int, int>>{{0, 0}, {0, 0}, {0, 1}, {1, 1}, {1, 1}, {2, 2}, {2, 0}, {2, 0}})
+    m.add(label, predicted, 0.5);
+  BOOST_TEST(m.samples() == 8);
+  BOOST_TEST(m.accuracy() == 5.0 / 8);
+  BOOST_TEST(m.mean_loss() == 0.5);
+  BOOST_TEST(m.precision(0) == 0.5);  // predicted 0: 4, correct 2
+  BOOST_TEST(m.recall(0) == 2.0 / 3);
+  BOOST_TEST(m.precision(1) == 2.0 / 3);  // predicted 1: 3, correct 2
+  BOOST_TEST(m.recall(1) == 1.0);
+  BOOST_TEST(m.precision(2) == 1.0);
+  BOOST_TEST(m.recall(2) == 1.0 / 3);
+  BOOST_TEST(m.f1(2) == 0.5);
+  BOOST_TEST(m.confusion(2, 0) == 2);
+  BOOST_TEST(m.json({"a", "b", "c"}).find("\"confusion\":[[2,1,0],[0,2,0],[2,0,1]]") != std::string::npos);
+  train::Metrics other(3);
+  other.add(1, 1, 1.0);
+  m.merge(other);
+  BOOST_TEST(m.samples() == 9);
+  BOOST_TEST(m.accuracy() == 6.0 / 9);
+}
