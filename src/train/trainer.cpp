@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 
 #include "textscale/common/build_info.h"
@@ -210,6 +211,8 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   double total_train_seconds = 0;
   std::int64_t total_train_samples = 0;
   bool stopped = false;
+  std::optional<Metrics> final_test;  // the last epoch's test evaluation, reused at the end
+  double final_test_seconds = 0;
 
   for (; position.epoch < config.epochs && !stopped; ++position.epoch) {
     const auto order = epoch_order(train.rows, config.seed, position.epoch);
@@ -347,6 +350,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       Metrics m = evaluate(model, *backend, test, eval_batch, config.limit_eval);
       record["test"] = nlohmann::json::parse(m.json(train.encoding.classes));
       record["test"]["seconds"] = seconds_since(eval_start);
+      if (final_epoch) final_test = m, final_test_seconds = seconds_since(eval_start);
       record["test"]["samples_per_second"] = static_cast<double>(m.samples()) / seconds_since(eval_start);
       std::snprintf(line, sizeof line, "; test loss %.4f acc %.4f", m.mean_loss(), m.accuracy());
       summary += line;
@@ -374,8 +378,8 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
        total_train_seconds > 0 ? static_cast<double>(total_train_samples) / total_train_seconds : 0.0}};
   if (!test.path.empty()) {
     const auto eval_start = Clock::now();
-    Metrics m = evaluate(model, *backend, test, eval_batch, config.limit_eval);
-    const double eval_seconds = seconds_since(eval_start);
+    Metrics m = final_test ? *final_test : evaluate(model, *backend, test, eval_batch, config.limit_eval);
+    const double eval_seconds = final_test ? final_test_seconds : seconds_since(eval_start);
     final_record["test"] = nlohmann::json::parse(m.json(train.encoding.classes));
     final_record["test"]["samples_per_second"] = static_cast<double>(m.samples()) / eval_seconds;
     progress.line("test set (" + config.test_path + "), final weights:\n" + m.table(train.encoding.classes));
