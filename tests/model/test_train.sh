@@ -58,6 +58,18 @@ assert final["type"] == "final", final
 assert final["test"]["confusion"] == ev["confusion"], (final["test"]["confusion"], ev["confusion"])
 PY
 
+# --- --config repeats a run: same options, same result -------------------------------------------
+run_ts 0 train --config crepe/config.json --run-dir crepe-again --progress off
+py - crepe/config.json crepe-again/config.json <<'PY' || fail "--config did not repeat the run's options"
+import json, sys
+a, b = (json.load(open(p))["options"] for p in sys.argv[1:])
+b["run-dir"] = a["run-dir"]
+b["progress"] = a["progress"]
+assert a == b, {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+PY
+h5diff -q crepe/checkpoint.h5 crepe-again/checkpoint.h5 /parameters /parameters > /dev/null ||
+  fail "a run repeated with --config ended with other weights"
+
 # --- Resume gives bitwise the same state ------------------------------------------------------------
 # 1200 rows at batch 32 = 38 batches per epoch; dropout (Crepe) and batch norm (VDCNN) both exercised.
 same_state() {  # same_state A.h5 B.h5 WHAT
