@@ -328,9 +328,21 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
                   record["gflops"].get<double>());
     std::string summary = line;
     const bool final_epoch = position.epoch + 1 == config.epochs;
+    // An interrupt during evaluation keeps the finished epoch: the checkpoint then resumes at the
+    // evaluation (batch == batches).
+    auto evaluate_or_checkpoint = [&](const CharDataset& data) {
+      try {
+        return evaluate(model, *backend, data, eval_batch, config.limit_eval);
+      } catch (const Interrupted& interrupted) {
+        save(checkpoint_path, true);
+        progress.line("interrupted by signal " + std::to_string(interrupted.signal()) +
+                      " during evaluation: checkpoint written to " + checkpoint_path);
+        throw;
+      }
+    };
     if (!valid.path.empty()) {
       const auto eval_start = Clock::now();
-      Metrics m = evaluate(model, *backend, valid, eval_batch, config.limit_eval);
+      Metrics m = evaluate_or_checkpoint(valid);
       record["valid"] = nlohmann::json::parse(m.json(train.encoding.classes));
       record["valid"]["seconds"] = seconds_since(eval_start);
       std::snprintf(line, sizeof line, "; validation loss %.4f acc %.4f", m.mean_loss(), m.accuracy());
@@ -347,7 +359,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     }
     if (!test.path.empty() && (config.test_each_epoch || final_epoch)) {
       const auto eval_start = Clock::now();
-      Metrics m = evaluate(model, *backend, test, eval_batch, config.limit_eval);
+      Metrics m = evaluate_or_checkpoint(test);
       record["test"] = nlohmann::json::parse(m.json(train.encoding.classes));
       record["test"]["seconds"] = seconds_since(eval_start);
       if (final_epoch) final_test = m, final_test_seconds = seconds_since(eval_start);
