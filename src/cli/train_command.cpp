@@ -1,6 +1,7 @@
 // `textscale train`: options -> TrainConfig -> run_training.
 #include <boost/program_options.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -8,6 +9,7 @@
 #include "textscale/cli/commands.h"
 #include "textscale/common/error.h"
 #include "textscale/engine/model.h"
+#include "textscale/train/checkpoint.h"
 #include "textscale/train/trainer.h"
 
 namespace po = boost::program_options;
@@ -39,8 +41,30 @@ nlohmann::json resolved_options(const po::variables_map& values) {
   return j;
 }
 
-// Turns a saved configuration's "options" object back into command-line tokens.
-std::vector<std::string> options_from_config(const std::string& path) {
+// Options that shape the training trajectory: a resumed run must keep them.
+const std::vector<std::string> kTrajectoryOptions{
+    "train",        "model",     "features", "fc",          "shortcut",     "dropout",
+    "batch-size",   "optimizer", "lr",       "momentum",    "weight-decay", "adam-beta1",
+    "adam-beta2",   "clip-norm", "schedule", "step-epochs", "step-factor",  "epoch-factor",
+    "warmup-steps", "seed",      "threads",  "backend",     "limit-train",  "init-from"};
+
+// Turns an "options" object back into command-line tokens, leaving out `skip`.
+std::vector<std::string> option_tokens(const nlohmann::json& options, const std::vector<std::string>& skip) {
+  std::vector<std::string> tokens;
+  for (const auto& [name, value] : options.items()) {
+    if (std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
+    if (value.is_boolean())
+      tokens.push_back("--" + name + "=" + (value.get<bool>() ? "true" : "false"));
+    else if (value.is_string())
+      tokens.push_back("--" + name + "=" + value.get<std::string>());
+    else
+      tokens.push_back("--" + name + "=" + value.dump());
+  }
+  return tokens;
+}
+
+// A saved configuration's options (config.json of a run directory, or a bare object of options).
+nlohmann::json options_from_config(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw InputError(path + ": cannot read the configuration file");
   nlohmann::json j;
@@ -51,17 +75,29 @@ std::vector<std::string> options_from_config(const std::string& path) {
   }
   const nlohmann::json& options = j.contains("options") ? j["options"] : j;
   if (!options.is_object()) throw InputError(path + ": expected a JSON object of options");
-  std::vector<std::string> tokens;
-  for (const auto& [name, value] : options.items()) {
-    if (name == "resume" || name == "run-dir") continue;  // a repeat is a new run
-    if (value.is_boolean())
-      tokens.push_back("--" + name + "=" + (value.get<bool>() ? "true" : "false"));
-    else if (value.is_string())
-      tokens.push_back("--" + name + "=" + value.get<std::string>());
-    else
-      tokens.push_back("--" + name + "=" + value.dump());
+  return options;
+}
+
+// The options a checkpoint was trained with. Options given on this command line that would
+// change the trajectory are refused; the others come from the checkpoint.
+nlohmann::json options_from_checkpoint(const std::string& path, const po::variables_map& given) {
+  const train::CheckpointInfo info = train::read_checkpoint_info(path);
+  nlohmann::json options;
+  try {
+    options = nlohmann::json::parse(info.training_json).at("options");
+  } catch (const nlohmann::json::exception&) {
+    throw InputError(path + ": the checkpoint does not record its training options");
   }
-  return tokens;
+  const nlohmann::json now = resolved_options(given);
+  for (const auto& name : kTrajectoryOptions) {
+    if (!given.count(name) || given[name].defaulted()) continue;
+    const nlohmann::json before = options.contains(name) ? options[name] : nlohmann::json();
+    if (now.value(name, nlohmann::json()) != before)
+      throw InputError(path + ": was trained with --" + name + " " + before.dump() + ", this command gives " +
+                       now.value(name, nlohmann::json()).dump() +
+                       " (a resumed run keeps the options that shape training; start a new run with --init-from)");
+  }
+  return options;
 }
 
 }  // namespace
@@ -120,8 +156,18 @@ int train_command(const std::vector<std::string>& arguments) {
   po::variables_map values;
   try {
     po::store(po::command_line_parser(arguments).options(options).run(), values);
+    if (values.count("config") && values.count("resume"))
+      throw UsageError{"--config and --resume exclude each other (a resume takes its checkpoint's options)"};
     if (values.count("config")) {
-      const auto tokens = options_from_config(values["config"].as<std::string>());
+      // A repeat is a new run.
+      const auto tokens =
+          option_tokens(options_from_config(values["config"].as<std::string>()), {"resume", "run-dir", "init-from"});
+      po::store(po::command_line_parser(tokens).options(options).run(), values);
+    }
+    if (values.count("resume")) {
+      const auto saved = options_from_checkpoint(values["resume"].as<std::string>(), values);
+      // Options not given now come from the checkpoint; --max-steps applies to one invocation.
+      const auto tokens = option_tokens(saved, {"resume", "run-dir", "max-steps", "progress"});
       po::store(po::command_line_parser(tokens).options(options).run(), values);
     }
     po::notify(values);

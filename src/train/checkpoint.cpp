@@ -160,14 +160,22 @@ void save_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer
     TS_CHECK_HDF5(parameters.close());
     TS_CHECK_HDF5(state.close());
     TS_CHECK_HDF5(file.close());
+  } catch (const std::exception& error) {
+    std::error_code ignored;
+    std::filesystem::remove(temporary, ignored);
+    throw IoError("cannot write checkpoint '" + path + "': " + error.what());
+  }
+  try {
     commit_file(temporary, path);
   } catch (const Error& error) {
-    std::filesystem::remove(temporary);
-    throw IoError("cannot write checkpoint '" + path + "': " + error.what());
+    std::error_code ignored;
+    if (std::filesystem::exists(temporary, ignored)) std::filesystem::remove(temporary, ignored);
+    throw IoError("checkpoint '" + path + "' may not be durable: " + error.what());
   }
 }
 
-CheckpointInfo read_checkpoint_info(const std::string& path) {
+namespace {
+CheckpointInfo read_info(const std::string& path) {
   h5::Handle file = open_checkpoint(path);
   const hid_t f = file.get();
   CheckpointInfo info;
@@ -190,9 +198,27 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
   return info;
 }
 
+// Names the file in errors from below (HDF5 and attribute helpers do not know it).
+template <typename Fn>
+auto naming_file(const std::string& path, Fn fn) {
+  try {
+    return fn();
+  } catch (const InputError&) {
+    throw;
+  } catch (const Error& error) {
+    throw InputError(path + ": damaged or incomplete checkpoint: " + error.what());
+  }
+}
+}  // namespace
+
+CheckpointInfo read_checkpoint_info(const std::string& path) {
+  return naming_file(path, [&] { return read_info(path); });
+}
+
+namespace {
 template <typename T>
-void load_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimizer) {
-  const CheckpointInfo info = read_checkpoint_info(path);
+void load(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimizer) {
+  const CheckpointInfo info = read_info(path);
   const auto& want = model.config();
   if (model_config_json(info.model) != model_config_json(want))
     throw InputError(path + ": the checkpoint holds model " + model_config_json(info.model) + ", this run uses " +
@@ -217,6 +243,12 @@ void load_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer
       read_array(group.get(), path, "optimizer", "slot" + std::to_string(s), {params.trained_count()},
                  optimizer->slot(s).data());
   }
+}
+}  // namespace
+
+template <typename T>
+void load_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimizer) {
+  naming_file(path, [&] { load(path, model, optimizer); });
 }
 
 template void save_checkpoint<float>(const std::string&, engine::Model<float>&, Optimizer<float>*,

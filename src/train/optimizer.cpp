@@ -23,6 +23,11 @@ void validate(const OptimizerConfig& o, const ScheduleConfig& s) {
   if (o.momentum < 0 || o.momentum >= 1) throw InputError("--momentum must be in [0, 1)");
   if (o.weight_decay < 0) throw InputError("--weight-decay must not be negative");
   if (o.clip_norm < 0) throw InputError("--clip-norm must not be negative");
+  if (o.beta1 < 0 || o.beta1 >= 1) throw InputError("--adam-beta1 must be in [0, 1)");
+  if (o.beta2 < 0 || o.beta2 >= 1) throw InputError("--adam-beta2 must be in [0, 1)");
+  if (!(o.epsilon > 0)) throw InputError("Adam's epsilon must be positive");
+  if (!(s.step_factor > 0)) throw InputError("--step-factor must be positive");
+  if (!(s.epoch_factor > 0)) throw InputError("--epoch-factor must be positive");
   if (s.kind != "constant" && s.kind != "step" && s.kind != "factor")
     throw InputError("--schedule must be constant, step or factor, not '" + s.kind + "'");
   if (s.step_epochs < 1) throw InputError("--step-epochs must be at least 1");

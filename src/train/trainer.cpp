@@ -162,17 +162,24 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   const std::int64_t eval_batch = config.eval_batch_size > 0 ? config.eval_batch_size : batch;
   model.reserve(std::min(batch, train.rows));
   const std::int64_t batches = (train.rows + batch - 1) / batch;
+  if (position.batch > batches)
+    throw InputError(config.resume + ": the checkpoint stopped at batch " + std::to_string(position.batch) +
+                     " of an epoch, but this run has " + std::to_string(batches) +
+                     " batches an epoch: the training file, --limit-train or --batch-size differ");
 
   // --- Run directory ---------------------------------------------------------------------------
   std::string run_dir = config.run_dir;
-  if (run_dir.empty() && !config.resume.empty()) run_dir = std::filesystem::path(config.resume).parent_path().string();
-  if (run_dir.empty()) {
-    std::string stamp = utc_now_compact();
-    run_dir = "runs/" + model_config.name + "-" + stamp;
-  }
-  std::filesystem::create_directories(run_dir);
+  if (run_dir.empty() && !config.resume.empty())
+    run_dir = std::filesystem::absolute(config.resume).parent_path().string();
+  if (run_dir.empty()) run_dir = "runs/" + model_config.name + "-" + utc_now_compact();
+  std::error_code error;
+  std::filesystem::create_directories(run_dir, error);
+  if (error) throw IoError("cannot create the run directory '" + run_dir + "': " + error.message());
   const std::string checkpoint_path = run_dir + "/checkpoint.h5", best_path = run_dir + "/best.h5";
-  {
+  // config.json records how the run was started; a resume (same options, checked by the command
+  // line) leaves it as it is.
+  const std::string config_path = run_dir + "/config.json";
+  if (config.resume.empty() || !std::filesystem::exists(config_path)) {
     nlohmann::json record = nlohmann::json::parse(config_json);
     record["revision"] = version_line();
     record["libraries"] = build_info().libraries;
@@ -180,7 +187,17 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     record["threads"] = engine::DnnlBackend::threads();
     record["model_resolved"] = nlohmann::json::parse(model_config_json(model_config));
     record["parameters"] = model.params().trained_count();
-    std::ofstream(run_dir + "/config.json") << record.dump(2) << "\n";
+    const std::string temporary = temporary_path(config_path);
+    {
+      std::ofstream out(temporary);
+      out << record.dump(2) << "\n";
+      out.flush();
+      if (!out) {
+        std::filesystem::remove(temporary, error);
+        throw IoError("cannot write '" + config_path + "'");
+      }
+    }
+    commit_file(temporary, config_path);
   }
   std::ofstream metrics_file(run_dir + "/metrics.jsonl", std::ios::app);
   if (!metrics_file) throw IoError("cannot write " + run_dir + "/metrics.jsonl");
@@ -221,6 +238,13 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     double interval_loss = 0;
     std::int64_t interval_correct = 0;
     for (; position.batch < batches; ++position.batch) {
+      if (config.max_steps > 0 && position.step >= config.max_steps) {
+        save(checkpoint_path, true);
+        progress.line("stopped at step " + std::to_string(position.step) + " (--max-steps): checkpoint " +
+                      checkpoint_path);
+        stopped = true;
+        break;
+      }
       const auto step_start = Clock::now();
       const std::int64_t begin = position.batch * batch;
       const Index n = std::min(batch, train.rows - begin);
@@ -293,14 +317,6 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
         progress.line("interrupted by signal " + std::to_string(signal) + ": checkpoint written to " + checkpoint_path +
                       " (resume with --resume " + checkpoint_path + ")");
         throw Interrupted(signal);
-      }
-      if (config.max_steps > 0 && position.step >= config.max_steps) {
-        ++position.batch;
-        save(checkpoint_path, true);
-        progress.line("stopped after step " + std::to_string(position.step) + " (--max-steps): checkpoint " +
-                      checkpoint_path);
-        stopped = true;
-        break;
       }
       if (config.checkpoint_every > 0 && position.step % config.checkpoint_every == 0 && !last) {
         ++position.batch;
@@ -378,6 +394,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     ++position.epoch;
     save(checkpoint_path, true);
     --position.epoch;
+    throw_if_interrupted();  // the checkpoint above is the place to resume from
   }
 
   // --- Final evaluation ------------------------------------------------------------------------

@@ -72,21 +72,37 @@ h5diff -q crepe/checkpoint.h5 crepe-again/checkpoint.h5 /parameters /parameters 
 
 # --- Resume gives bitwise the same state ------------------------------------------------------------
 # 1200 rows at batch 32 = 38 batches per epoch; dropout (Crepe) and batch norm (VDCNN) both exercised.
-same_state() {  # same_state A.h5 B.h5 WHAT
+same_state() {  # same_state A.h5 B.h5 WHAT [GROUPS]
   local group
-  for group in /parameters /state /optimizer; do
+  for group in ${4:-/parameters /state /optimizer}; do
     h5diff -q "$1" "$2" "$group" "$group" > /dev/null 2>&1 || fail "$3: $group differs between $1 and $2"
   done
 }
+eval_files=(--valid test.h5 --test test.h5)
 for model in crepe vdcnn; do
   if [ "$model" = crepe ]; then args=("${tiny_crepe[@]}"); else args=("${tiny_vdcnn[@]}"); fi
-  run_ts 0 train --train train.h5 "${args[@]}" --epochs 2 --run-dir "$model-full" --progress off
+  run_ts 0 train --train train.h5 "${eval_files[@]}" "${args[@]}" --epochs 2 --run-dir "$model-full" --progress off
   # Stopped mid-epoch 1, resumed; then stopped again in epoch 2 and resumed.
-  run_ts 0 train --train train.h5 "${args[@]}" --epochs 2 --run-dir "$model-cut" --max-steps 13
-  run_ts 0 train --train train.h5 "${args[@]}" --epochs 2 --resume "$model-cut/checkpoint.h5" --max-steps 50
-  run_ts 0 train --train train.h5 "${args[@]}" --epochs 2 --resume "$model-cut/checkpoint.h5"
+  run_ts 0 train --train train.h5 "${eval_files[@]}" "${args[@]}" --epochs 2 --run-dir "$model-cut" --max-steps 13
+  run_ts 0 train --train train.h5 --resume "$model-cut/checkpoint.h5" --max-steps 50
+  run_ts 0 train --resume "$model-cut/checkpoint.h5"
   same_state "$model-full/checkpoint.h5" "$model-cut/checkpoint.h5" "$model resumed twice"
+  same_state "$model-full/best.h5" "$model-cut/best.h5" "$model best.h5 after two resumes" "/parameters /state"
 done
+# Killed (SIGKILL: no chance to write anything) after a periodic checkpoint, then resumed.
+"$TEXTSCALE_BIN" train --train train.h5 "${eval_files[@]}" "${tiny_crepe[@]}" --epochs 2 --run-dir crepe-kill \
+  --checkpoint-every 5 --log-every 1 --progress off > kill.out 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do grep -q "step 12 " kill.out 2>/dev/null && break; sleep 0.05; done
+kill -KILL "$pid"
+wait "$pid" || true
+run_ts 0 train --resume crepe-kill/checkpoint.h5
+same_state crepe-full/checkpoint.h5 crepe-kill/checkpoint.h5 "crepe killed and resumed from --checkpoint-every"
+# A resume keeps the options that shape training.
+run_ts 1 train --resume crepe-full/checkpoint.h5 --lr 0.5
+expect_in "$WORK/err" "crepe-full/checkpoint.h5: was trained with --lr 0.02, this command gives 0.5"
+run_ts 1 train --train train.h5 --resume crepe-full/checkpoint.h5 --batch-size 16
+expect_in "$WORK/err" "was trained with --batch-size 32"
 
 # Interrupted by SIGINT: the checkpoint is written and resuming gives the same result.
 "$TEXTSCALE_BIN" train --train train.h5 "${tiny_crepe[@]}" --epochs 2 --run-dir crepe-int --log-every 1 \
@@ -98,13 +114,15 @@ status=0
 wait "$pid" || status=$?
 [ "$status" = 130 ] || fail "interrupted training exited $status, expected 130: $(cat int.err)"
 expect_in int.out "interrupted by signal 2: checkpoint written to crepe-int/checkpoint.h5"
-run_ts 0 train --train train.h5 "${tiny_crepe[@]}" --epochs 2 --resume crepe-int/checkpoint.h5 --progress off
+run_ts 0 train --resume crepe-int/checkpoint.h5 --progress off
 same_state crepe-full/checkpoint.h5 crepe-int/checkpoint.h5 "crepe interrupted by SIGINT"
 no_leftovers crepe-int
 echo "resume equivalence: checked"
 
 # --- Refusals --------------------------------------------------------------------------------------
 run_ts 1 train --train train.h5 --model vdcnn-9 --features 8 --fc 32 --epochs 2 --resume crepe-full/checkpoint.h5
+expect_in "$WORK/err" "crepe-full/checkpoint.h5: was trained with --model \"crepe-small\", this command gives \"vdcnn-9\""
+run_ts 1 train --train train.h5 --model vdcnn-9 --features 8 --fc 32 --epochs 1 --init-from crepe-full/checkpoint.h5
 expect_in "$WORK/err" "crepe-full/checkpoint.h5: the checkpoint holds model"
 head -c 20000 crepe-full/checkpoint.h5 > truncated.h5
 run_ts 1 evaluate --checkpoint truncated.h5 --data test.h5

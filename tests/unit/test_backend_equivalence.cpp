@@ -89,6 +89,10 @@ BOOST_AUTO_TEST_CASE(convolution) {
   check_conv({3, 33, 8, 16, 3, 1, 1}, false, true);    // VDCNN-like, fused ReLU
   check_conv({2, 31, 5, 6, 4, 2, 2}, true, false);     // stride and asymmetric padding
   check_conv({2, 20, 12, 24, 1, 1, 0}, false, false);  // 1x1 projection
+  // 512 channels: forward and backward-data run in oneDNN's blocked layout, with reorders.
+  check_conv({2, 20, 512, 512, 3, 1, 1}, false, true);
+  check_conv({2, 20, 256, 512, 3, 1, 1}, false, false);
+  check_conv({2, 20, 512, 256, 1, 1, 0}, true, false);
 }
 
 BOOST_AUTO_TEST_CASE(convolution_batch_size_changes) {
@@ -260,7 +264,7 @@ BOOST_AUTO_TEST_CASE(embedding) {
 
 BOOST_AUTO_TEST_CASE(elementwise_loss_and_optimizers) {
   Backends b;
-  const Index count = 1000;
+  const Index count = 200003;  // several of the blocks the loops are split into, and a remainder
   auto x = random_pair(count, 71), y = random_pair(count, 72);
   auto out = zeros(count), mask = zeros(count);
   b.dnnl.relu_forward(count, x.f.data(), out.f.data());
@@ -303,4 +307,28 @@ BOOST_AUTO_TEST_CASE(elementwise_loss_and_optimizers) {
     b.ref.adam_step(count, param.d.data(), grad.d.data(), m.d.data(), v.d.data(), 1e-3, 0.9, 0.999, 1e-8, 1e-4, step);
   }
   expect_close("adam", param.f, param.d);
+}
+
+BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
+  // The hand-written loops split work in fixed blocks and combine partial sums in order.
+  const int threads = DnnlBackend::threads();
+  const Conv1dShape s{8, 60, 69, 64, 7, 1, 0};
+  std::mt19937_64 rng(81);
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(s.n * s.t_in));
+  for (auto& c : codes) c = static_cast<std::uint8_t>(rng() % 70);
+  auto diff_dst = random_pair(s.dst().count(), 82), big = random_pair(300000, 83);
+  auto run = [&](int t) {
+    DnnlBackend::set_threads(t);
+    DnnlBackend dnnl;
+    std::vector<float> dw(static_cast<std::size_t>(s.weights_count())), db(static_cast<std::size_t>(s.c_out));
+    OpStatePtr state;
+    dnnl.onehot_conv1d_backward_weights(state, s, codes.data(), diff_dst.f.data(), dw.data(), db.data());
+    dw.push_back(static_cast<float>(dnnl.sum_squares(static_cast<Index>(big.f.size()), big.f.data())));
+    dw.insert(dw.end(), db.begin(), db.end());
+    return dw;
+  };
+  const auto one = run(1), two = run(2), three = run(3);
+  DnnlBackend::set_threads(threads);
+  BOOST_TEST((one == two), "1 and 2 threads give bitwise the same results");
+  BOOST_TEST((one == three), "1 and 3 threads give bitwise the same results");
 }

@@ -164,10 +164,14 @@ void kmax_pool_forward(Dims d, Index k, const float* src, float* dst, std::int32
   // channel keeps its k largest values so far in a small sorted list (value descending, earlier
   // position first among equals; the k entries of a channel are adjacent). A value enters only if
   // it beats the channel's current k-th, which becomes rare after the first positions.
+  // Per-thread lists, allocated here: nothing may throw inside the parallel region.
+  const auto per_thread = static_cast<std::size_t>(k * d.c);
+  std::vector<float> values(per_thread * static_cast<std::size_t>(omp_get_max_threads()));
+  std::vector<std::int32_t> positions(values.size());
 #pragma omp parallel
   {
-    std::vector<float> value(static_cast<std::size_t>(k * d.c));
-    std::vector<std::int32_t> position(static_cast<std::size_t>(k * d.c));
+    float* value = values.data() + per_thread * static_cast<std::size_t>(omp_get_thread_num());
+    std::int32_t* position = positions.data() + per_thread * static_cast<std::size_t>(omp_get_thread_num());
 #pragma omp for schedule(static)
     for (Index n = 0; n < d.n; ++n) {
       const float* sample = src + n * d.t * d.c;
@@ -176,9 +180,9 @@ void kmax_pool_forward(Dims d, Index k, const float* src, float* dst, std::int32
         const Index size = std::min(t, k);  // entries held per channel before this position
         for (Index c = 0; c < d.c; ++c) {
           const float v = row[c];
-          float* vals = value.data() + c * k;
+          float* vals = value + c * k;
           if (size == k && !(v > vals[k - 1])) continue;
-          std::int32_t* pos = position.data() + c * k;
+          std::int32_t* pos = position + c * k;
           Index at = size < k ? size : k - 1;
           while (at > 0 && v > vals[at - 1]) {
             vals[at] = vals[at - 1];
@@ -190,7 +194,7 @@ void kmax_pool_forward(Dims d, Index k, const float* src, float* dst, std::int32
         }
       }
       for (Index c = 0; c < d.c; ++c) {
-        std::int32_t* pos = position.data() + c * k;
+        std::int32_t* pos = position + c * k;
         std::sort(pos, pos + k);  // back to time order
         for (Index j = 0; j < k; ++j) {
           dst[(n * k + j) * d.c + c] = sample[pos[j] * d.c + c];

@@ -2,7 +2,7 @@
 
 #include <omp.h>
 
-#include <map>
+#include <list>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
 
@@ -92,8 +92,17 @@ struct ConvPrimitives {
   memory weights_scratch, diff_weights_scratch, src_scratch, dst_scratch;
 };
 
+// Everything a convolution primitive depends on. A call site normally sees one key per batch
+// size (the last batch of an epoch is smaller).
+struct ConvKey {
+  Conv1dShape shape;
+  bool bias = false, relu = false;
+  ConvDirection direction = ConvDirection::forward;
+  bool operator==(const ConvKey&) const = default;
+};
+
 struct ConvState final : OpState {
-  std::map<std::tuple<Index, bool, ConvDirection>, ConvPrimitives> by_batch;  // (n, bias, direction)
+  std::list<std::pair<ConvKey, ConvPrimitives>> cache;  // a list: references stay valid
 };
 
 dnnl::convolution_forward::desc conv_forward_desc(const Conv1dShape& s, bool bias, bool blocked) {
@@ -126,10 +135,10 @@ dnnl::convolution_forward::desc conv_forward_desc(const Conv1dShape& s, bool bia
 ConvPrimitives& conv_primitives(OpStatePtr& state, const Conv1dShape& s, bool bias, bool relu, ConvDirection direction,
                                 const dnnl::engine& engine) {
   if (!state) state = std::make_unique<ConvState>();
-  auto& cache = static_cast<ConvState&>(*state).by_batch;
-  const auto key = std::make_tuple(s.n, bias, direction);
-  auto found = cache.find(key);
-  if (found != cache.end()) return found->second;
+  auto& cache = static_cast<ConvState&>(*state).cache;
+  const ConvKey key{s, bias, relu, direction};
+  for (auto& [k, primitives] : cache)
+    if (k == key) return primitives;
   ConvPrimitives p;
   p.blocked = use_blocked_layout(s, direction);
   dnnl::primitive_attr attr;
@@ -141,7 +150,7 @@ ConvPrimitives& conv_primitives(OpStatePtr& state, const Conv1dShape& s, bool bi
   TS_DNNL(p.forward_pd =
               dnnl::convolution_forward::primitive_desc(conv_forward_desc(s, bias, p.blocked), attr, engine));
   p.forward = dnnl::convolution_forward(p.forward_pd);
-  return cache.emplace(key, std::move(p)).first->second;
+  return cache.emplace_back(key, std::move(p)).second;
 }
 
 // A user (N, T, C) buffer as the memory a primitive wants: itself, or a reordered copy in `scratch`.
@@ -264,14 +273,14 @@ struct PoolPrimitives {
 };
 
 struct PoolState final : OpState {
-  std::map<Index, PoolPrimitives> by_batch;
+  std::list<std::pair<Pool1dShape, PoolPrimitives>> cache;
 };
 
 PoolPrimitives& pool_primitives(OpStatePtr& state, const Pool1dShape& s, const dnnl::engine& engine) {
   if (!state) state = std::make_unique<PoolState>();
-  auto& cache = static_cast<PoolState&>(*state).by_batch;
-  auto found = cache.find(s.n);
-  if (found != cache.end()) return found->second;
+  auto& cache = static_cast<PoolState&>(*state).cache;
+  for (auto& [shape, primitives] : cache)
+    if (shape == s) return primitives;
   PoolPrimitives p;
   auto pad_r = right_padding(s.t_in, s.t_out(), s.kernel, s.stride, s.pad);
   for (auto kind : {dnnl::prop_kind::forward_training, dnnl::prop_kind::forward_inference}) {
@@ -284,7 +293,7 @@ PoolPrimitives& pool_primitives(OpStatePtr& state, const Pool1dShape& s, const d
   p.training = dnnl::pooling_forward(p.training_pd);
   p.inference = dnnl::pooling_forward(p.inference_pd);
   p.workspace = memory(p.training_pd.workspace_desc(), engine);
-  return cache.emplace(s.n, std::move(p)).first->second;
+  return cache.emplace_back(s, std::move(p)).second;
 }
 
 }  // namespace
@@ -336,8 +345,15 @@ struct BnPrimitives {
   memory workspace;  // the fused ReLU's mask, from training forward to backward
 };
 
+struct BnKey {
+  Dims dims;
+  bool relu = false;
+  double epsilon = 0;
+  bool operator==(const BnKey&) const = default;
+};
+
 struct BnState final : OpState {
-  std::map<std::pair<Index, bool>, BnPrimitives> by_batch;  // (n, relu)
+  std::list<std::pair<BnKey, BnPrimitives>> cache;
 };
 
 dnnl::normalization_flags bn_flags(bool relu) {
@@ -347,10 +363,10 @@ dnnl::normalization_flags bn_flags(bool relu) {
 
 BnPrimitives& bn_primitives(OpStatePtr& state, Dims d, double epsilon, bool relu, const dnnl::engine& engine) {
   if (!state) state = std::make_unique<BnState>();
-  auto& cache = static_cast<BnState&>(*state).by_batch;
-  const auto key = std::make_pair(d.n, relu);
-  auto found = cache.find(key);
-  if (found != cache.end()) return found->second;
+  auto& cache = static_cast<BnState&>(*state).cache;
+  const BnKey key{d, relu, epsilon};
+  for (auto& [k, primitives] : cache)
+    if (k == key) return primitives;
   BnPrimitives p;
   const auto eps = static_cast<float>(epsilon);
   dnnl::batch_normalization_forward::desc training(dnnl::prop_kind::forward_training, nhwc(d), eps, bn_flags(relu));
@@ -362,7 +378,7 @@ BnPrimitives& bn_primitives(OpStatePtr& state, Dims d, double epsilon, bool relu
   TS_DNNL(inference_pd = dnnl::batch_normalization_forward::primitive_desc(inference, engine));
   p.inference = dnnl::batch_normalization_forward(inference_pd);
   if (relu) p.workspace = memory(p.training_pd.workspace_desc(), engine);
-  return cache.emplace(key, std::move(p)).first->second;
+  return cache.emplace_back(key, std::move(p)).second;
 }
 
 }  // namespace
