@@ -12,6 +12,7 @@
 #include <random>
 
 #include "textscale/cli/commands.h"
+#include "textscale/cli/options.h"
 #include "textscale/common/error.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
 #include "textscale/engine/model.h"
@@ -69,16 +70,7 @@ int bench_command(const std::vector<std::string>& arguments) {
       "gemm", po::value(&gemm)->default_value(0), "only measure the SGEMM rate at this size (the peak)")(
       "profile", po::bool_switch(&profile), "also print the time of each layer (training steps) to stderr");
   po::variables_map values;
-  try {
-    po::store(po::command_line_parser(arguments).options(options).run(), values);
-    po::notify(values);
-  } catch (const po::error& error) {
-    throw UsageError{error.what()};
-  }
-  if (values.count("help")) {
-    std::cout << options << "\n";
-    return 0;
-  }
+  if (!parse_options(arguments, options, values)) return 0;
   if (batch < 1 || steps < 1 || warmup < 0) throw UsageError{"--batch-size and --steps must be positive"};
   engine::DnnlBackend::set_threads(threads);
   nlohmann::json out{{"threads", engine::DnnlBackend::threads()}};

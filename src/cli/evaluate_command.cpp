@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "textscale/cli/commands.h"
+#include "textscale/cli/options.h"
 #include "textscale/common/error.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
 #include "textscale/train/checkpoint.h"
@@ -30,16 +31,7 @@ int evaluate_command(const std::vector<std::string>& arguments) {
       "backend", po::value(&backend_name)->default_value("onednn"), "onednn | reference")(
       "json", po::value(&json_path), "also write the metrics as JSON to this file");
   po::variables_map values;
-  try {
-    po::store(po::command_line_parser(arguments).options(options).run(), values);
-    po::notify(values);
-  } catch (const po::error& error) {
-    throw UsageError{error.what()};
-  }
-  if (values.count("help")) {
-    std::cout << options << "\n";
-    return 0;
-  }
+  if (!parse_options(arguments, options, values)) return 0;
   if (checkpoint.empty() || data.empty()) throw UsageError{"--checkpoint and --data are required"};
   if (batch < 1) throw UsageError{"--batch-size must be at least 1"};
   engine::DnnlBackend::set_threads(threads);

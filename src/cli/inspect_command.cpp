@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "textscale/cli/commands.h"
+#include "textscale/cli/options.h"
 #include "textscale/common/error.h"
 #include "textscale/common/hdf5.h"
 
@@ -60,16 +61,7 @@ int inspect_command(const std::vector<std::string>& arguments) {
   po::positional_options_description positional;
   positional.add("file", 1);
   po::variables_map values;
-  try {
-    po::store(po::command_line_parser(arguments).options(options).positional(positional).run(), values);
-    po::notify(values);
-  } catch (const po::error& error) {
-    throw UsageError{error.what()};
-  }
-  if (values.count("help")) {
-    std::cout << options << "\n";
-    return 0;
-  }
+  if (!parse_options(arguments, options, values, &positional)) return 0;
   if (path.empty()) throw UsageError{"a file to inspect is required"};
 
   h5::silence_automatic_error_printing();

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "textscale/cli/commands.h"
+#include "textscale/cli/options.h"
 #include "textscale/common/error.h"
 #include "textscale/preprocess/pipeline.h"
 
@@ -120,16 +121,7 @@ int preprocess_command(const std::vector<std::string>& arguments) {
   all.add(io).add(layout).add(encoding).add(order).add(resources);
 
   po::variables_map values;
-  try {
-    po::store(po::command_line_parser(arguments).options(all).run(), values);
-    po::notify(values);
-  } catch (const po::error& error) {
-    throw UsageError{error.what()};
-  }
-  if (values.count("help")) {
-    std::cout << all << "\n";
-    return 0;
-  }
+  if (!parse_options(arguments, all, values)) return 0;
   o.format = parse_format(format);
   o.unescape = parse_unescape(unescape);
   o.delimiter = parse_delimiter(delimiter);

@@ -36,22 +36,23 @@ void commit_file(const std::string& temporary, const std::string& path) {
   sync_path(folder.empty() ? "." : folder, O_RDONLY | O_DIRECTORY);
 }
 
-std::string utc_now_iso8601() {
+namespace {
+std::string format_utc_now(const char* format) {
   std::time_t now = std::time(nullptr);
   std::tm utc{};
   gmtime_r(&now, &utc);
   char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  std::strftime(buffer, sizeof buffer, format, &utc);
   return buffer;
+}
+}  // namespace
+
+std::string utc_now_iso8601() {
+  return format_utc_now("%Y-%m-%dT%H:%M:%SZ");
 }
 
 std::string utc_now_compact() {
-  std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y%m%d-%H%M%S", &utc);
-  return buffer;
+  return format_utc_now("%Y%m%d-%H%M%S");
 }
 
 }  // namespace textscale
