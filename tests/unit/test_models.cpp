@@ -126,6 +126,20 @@ void compare_backends(ModelConfig c) {
     // Float sums in different orders through a dozen layers: 1% of the gradient's RMS.
     BOOST_TEST(error <= 1e-2 * rms + 1e-7, c.name << " " << t.name << ": max difference " << error << ", rms " << rms);
   }
+  // Inference: running statistics (updated by the training pass above), no dropout.
+  ca.training = cb.training = false;
+  const float* ia = a.forward(ca, n, codes.data());
+  const float* ib = b.forward(cb, n, codes.data());
+  double squares = 0, error = 0;
+  for (Index i = 0; i < n * c.classes; ++i) {
+    squares += static_cast<double>(ib[i]) * ib[i];
+    error = std::max(error, std::abs(static_cast<double>(ia[i]) - ib[i]));
+  }
+  const double rms = std::sqrt(squares / static_cast<double>(n * c.classes));
+  BOOST_TEST(error <= 1e-3 * rms + 1e-6, c.name << " inference logits: max difference " << error << ", rms " << rms);
+  for (Index i = 0; i < a.params().state_count(); ++i)
+    BOOST_TEST(a.params().state()[static_cast<std::size_t>(i)] == b.params().state()[static_cast<std::size_t>(i)],
+               boost::test_tools::tolerance(1e-4f));
 }
 
 BOOST_AUTO_TEST_CASE(crepe_onednn_matches_reference) {
