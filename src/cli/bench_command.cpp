@@ -113,11 +113,11 @@ int bench_command(const std::vector<std::string>& arguments) {
   ctx.profile = nullptr;
   if (profile) {
     double total = 0;
-    for (const auto& [key, e] : layer_times.entries) total += e.forward_seconds + e.backward_seconds;
+    for (const auto& e : layer_times.entries) total += e.forward_seconds + e.backward_seconds;
     std::fprintf(stderr, "per training step (ms): layer, forward, backward; %.1f ms in layers of %.1f ms a step\n",
                  1e3 * total / static_cast<double>(steps), 1e3 * train_seconds / static_cast<double>(steps));
-    for (const auto& [key, e] : layer_times.entries)
-      std::fprintf(stderr, "  %-12s %-32s %8.2f %8.2f\n", key.c_str(), e.layer.c_str(),
+    for (const auto& e : layer_times.entries)
+      std::fprintf(stderr, "  %-12s %-32s %8.2f %8.2f\n", e.position.c_str(), e.layer.c_str(),
                    1e3 * e.forward_seconds / static_cast<double>(steps),
                    1e3 * e.backward_seconds / static_cast<double>(steps));
   }

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "textscale/engine/backend.h"
 #include "textscale/engine/params.h"
@@ -24,11 +25,22 @@ namespace textscale::engine {
 // that run asynchronously (CUDA) must synchronise per layer for these times to mean anything.
 struct Profile {
   struct Entry {
+    std::string position;  // "3", "5.body.0"
     std::string layer;
     double forward_seconds = 0, backward_seconds = 0;
     std::int64_t calls = 0;
   };
-  std::map<std::string, Entry> entries;  // keyed by the layer's position ("3", "5.body.0")
+  std::vector<Entry> entries;  // in the order the layers first ran forward
+  Entry& at(const std::string& position) {
+    auto found = index.find(position);
+    if (found != index.end()) return entries[found->second];
+    index.emplace(position, entries.size());
+    entries.push_back(Entry{position, {}, 0, 0, 0});
+    return entries.back();
+  }
+
+ private:
+  std::map<std::string, std::size_t> index;
 };
 
 template <typename T>

@@ -45,7 +45,7 @@ void Sequential<T>::forward(Context<T>& ctx, Index n, const T* src, T* dst) {
     const auto start = std::chrono::steady_clock::now();
     layers_[i]->forward(ctx, n, in, out);
     if (ctx.profile) {
-      auto& entry = ctx.profile->entries[prefix_ + std::to_string(i)];
+      auto& entry = ctx.profile->at(prefix_ + std::to_string(i));
       entry.layer = layers_[i]->describe();
       entry.forward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       entry.calls += 1;
@@ -64,7 +64,7 @@ void Sequential<T>::backward(Context<T>& ctx, Index n, const T* src, const T* ds
     const auto start = std::chrono::steady_clock::now();
     layers_[j]->backward(ctx, n, in, out, grad, grad_in);
     if (ctx.profile)
-      ctx.profile->entries[prefix_ + std::to_string(j)].backward_seconds +=
+      ctx.profile->at(prefix_ + std::to_string(j)).backward_seconds +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     grad = grad_in;
   }
