@@ -107,7 +107,7 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, choices=MODEL_NAMES)
     p.add_argument("--train", required=True, help="training HDF5 file")
-    p.add_argument("--test", required=True, help="test HDF5 file, evaluated after every epoch")
+    p.add_argument("--test", required=True, help="test HDF5 file (see --test-each-epoch)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--eval-batch-size", type=int, default=None, help="default: --batch-size")

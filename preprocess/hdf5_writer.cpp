@@ -11,6 +11,7 @@
 #include <random>
 
 #include "textscale/common/error.h"
+#include "textscale/common/files.h"
 #include "textscale/common/interrupt.h"
 #include "textscale/preprocess/chunk_writer.h"
 
@@ -360,13 +361,7 @@ void RowFileWriter::finish() {
     throw IoError("cannot write output '" + path_ + "': " + error.what());
   }
   // Make the bytes durable before the name points at them.
-  const int fd = ::open(temporary_path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || ::fsync(fd) != 0) {
-    const int error = errno;
-    if (fd >= 0) ::close(fd);
-    throw IoError(errno_message("cannot sync '" + temporary_path_ + "'", error));
-  }
-  ::close(fd);
+  sync_file(temporary_path_);
   finished_ = true;
 }
 

@@ -16,9 +16,8 @@ std::string temporary_path(const std::string& path) {
   return (p.parent_path() / ("." + p.filename().string() + ".tmp-" + std::to_string(::getpid()))).string();
 }
 
-namespace {
-void sync_path(const std::string& path, int flags) {
-  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+void sync_file(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
   if (fd < 0 || ::fsync(fd) != 0) {
     const int error = errno;
     if (fd >= 0) ::close(fd);
@@ -26,14 +25,13 @@ void sync_path(const std::string& path, int flags) {
   }
   ::close(fd);
 }
-}  // namespace
 
 void commit_file(const std::string& temporary, const std::string& path) {
-  sync_path(temporary, O_RDONLY);
+  sync_file(temporary);
   if (std::rename(temporary.c_str(), path.c_str()) != 0)
     throw IoError(errno_message("cannot rename '" + temporary + "' to '" + path + "'", errno));
   std::string folder = std::filesystem::path(path).parent_path().string();
-  sync_path(folder.empty() ? "." : folder, O_RDONLY | O_DIRECTORY);
+  sync_file(folder.empty() ? "." : folder, true);
 }
 
 namespace {

@@ -94,7 +94,7 @@ done
   --checkpoint-every 5 --log-every 1 --progress off > kill.out 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do grep -q "step 12 " kill.out 2>/dev/null && break; sleep 0.05; done
-kill -KILL "$pid"
+kill -KILL "$pid" 2> /dev/null || fail "the run ended before it could be killed: nothing to resume"
 wait "$pid" || true
 run_ts 0 train --resume crepe-kill/checkpoint.h5
 same_state crepe-full/checkpoint.h5 crepe-kill/checkpoint.h5 "crepe killed and resumed from --checkpoint-every"

@@ -8,6 +8,9 @@ namespace textscale {
 // "<dir>/.<name>.tmp-<pid>": same folder (so rename is atomic), hidden, unique per process.
 [[nodiscard]] std::string temporary_path(const std::string& path);
 
+// fsyncs a file (or, with `directory`, a folder). Throws IoError naming the path.
+void sync_file(const std::string& path, bool directory = false);
+
 // fsyncs `temporary`, renames it to `path` (replacing it) and fsyncs the folder. Throws IoError.
 void commit_file(const std::string& temporary, const std::string& path);
 

@@ -27,9 +27,6 @@ class Metrics {
   [[nodiscard]] std::int64_t confusion(std::int64_t label, std::int64_t predicted) const {
     return confusion_[static_cast<std::size_t>(label * classes_ + predicted)];
   }
-  [[nodiscard]] std::vector<std::int64_t>& raw_confusion() { return confusion_; }
-  [[nodiscard]] double& raw_loss_sum() { return loss_sum_; }
-  [[nodiscard]] std::int64_t& raw_samples() { return samples_; }
 
   // JSON object {"loss", "accuracy", "macro_f1", "per_class": [...], "confusion": [[...]]}.
   [[nodiscard]] std::string json(const std::vector<std::string>& class_names) const;

@@ -226,19 +226,6 @@ void update_running_statistics(Index channels, Index rows, const float* mean, co
   }
 }
 
-void add_bias_rows(Index rows, Index columns, const float* bias, float* data, bool relu) {
-#pragma omp parallel for schedule(static)
-  for (Index r = 0; r < rows; ++r) {
-    float* row = data + r * columns;
-    if (bias)
-#pragma omp simd
-      for (Index c = 0; c < columns; ++c) row[c] += bias[c];
-    if (relu)
-#pragma omp simd
-      for (Index c = 0; c < columns; ++c) row[c] = std::max(row[c], 0.0f);
-  }
-}
-
 void transpose_add_bias(Index rows, Index columns, const float* src, const float* bias, float* dst, bool relu) {
 #pragma omp parallel for schedule(static)
   for (Index c = 0; c < columns; ++c) {

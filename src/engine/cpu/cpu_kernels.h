@@ -20,7 +20,6 @@ void kmax_pool_forward(Dims src, Index k, const float* src_data, float* dst, std
 void kmax_pool_backward(Dims src, Index k, const float* diff_dst, const std::int32_t* indices, float* diff_src);
 void update_running_statistics(Index channels, Index rows, const float* mean, const float* var, float* running_mean,
                                float* running_var, double momentum);
-void add_bias_rows(Index rows, Index columns, const float* bias, float* data, bool relu);
 // dst (columns, rows) = transpose(src (rows, columns)) + bias (rows), then optionally ReLU.
 void transpose_add_bias(Index rows, Index columns, const float* src, const float* bias, float* dst, bool relu);
 void column_sums(Index rows, Index columns, const float* data, float* sums);
