@@ -8,23 +8,32 @@
 # Datasets (from --data / TEXTSCALE_DATA, default ../shared/data):
 #   ag_news: train = alps_train_sample/dev.tsv (10,001 AG News training rows), test = test.csv (7,600)
 #   imdb:    train = train.csv.gz (25,000), test = test.csv.gz (25,000)
-# Training: SGD, momentum 0.9, lr 0.01 halved every 3 epochs (Zhang et al.), batch 128, no weight
-# decay; each run's data order and initialisation come from its seed (the two implementations draw
-# different random numbers: compare means over seeds, not single runs).
+# Training: SGD, momentum 0.9, lr 0.01 halved every 3 epochs (Zhang et al.), batch --batch (128),
+# no weight decay; each run's data order and initialisation come from its seed (the two
+# implementations draw different random numbers: compare means over seeds, not single runs).
+# --valid F holds out a fraction F of the training rows (shuffled with seed 1, the same rows for
+# every run) as a validation split, evaluated every epoch; the weights of the best validation
+# epoch are then also evaluated on the test split (textscale's best.h5, bench/peer_train.py's
+# --valid), and the table reports both the final and the best-validation test accuracy.
 # Runs go to WORK/<dataset>/<impl>-<model>-s<seed>/ (default WORK = runs/accuracy); a finished run
-# is not repeated, so the script can be stopped and started again. --parallel P runs P jobs at a
-# time with threads/P threads each. The table (bench/accuracy_table.py) is printed at the end.
+# is not repeated and a stopped one continues from its last checkpoint (textscale: the last
+# checkpoint; PyTorch: the last finished epoch), so the script can be stopped and started again.
+# --parallel P runs P jobs at a time with threads/P threads each; --nice N lowers their priority.
+# The table (bench/accuracy_table.py) is printed at the end.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 dataset=ag_news models="crepe-small vdcnn-9" seeds="1 2 3" epochs=5 threads=2 parallel=1
-impls="textscale pytorch" work=$repo/runs/accuracy data=${TEXTSCALE_DATA:-$repo/../shared/data}
+impls="textscale pytorch" work=$repo/runs/accuracy batch=128 valid="" niceness=0 data=${TEXTSCALE_DATA:-$repo/../shared/data}
 while [ $# -gt 0 ]; do
   case "$1" in
     --dataset) dataset=$2; shift 2 ;;
     --models) models=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
+    --batch) batch=$2; shift 2 ;;
+    --valid) valid=$2; shift 2 ;;
+    --nice) niceness=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --parallel) parallel=$2; shift 2 ;;
     --impls) impls=$2; shift 2 ;;
@@ -38,29 +47,36 @@ textscale=${TEXTSCALE:-$repo/build/bin/textscale}
 python=${PYTHON:-/usr/bin/python3}
 dir=$work/$dataset
 mkdir -p "$dir"
+split=()  # preprocess options that hold out the validation split
+[ -n "$valid" ] && split=(--shuffle --seed 1 --validation-fraction "$valid")
 
 case "$dataset" in
   ag_news)
     [ -f "$data/ag_news/test.csv" ] || { echo "SKIP: AG News not in $data" >&2; exit 77; }
     [ -f "$dir/train.h5" ] || "$textscale" preprocess --input "$data/ag_news/alps_train_sample/dev.tsv" \
       --format tsv --label-column 1 --labels names --classes "$data/ag_news/classes.txt" \
-      --unescape backslash --no-words --output "$dir/train.h5"
+      --unescape backslash --no-words "${split[@]}" --output "$dir/train.h5"
     [ -f "$dir/test.h5" ] || "$textscale" preprocess --input "$data/ag_news/test.csv" --format zhang \
       --unescape backslash --no-words --output "$dir/test.h5" ;;
   imdb)
     [ -f "$data/imdb/train.csv.gz" ] || { echo "SKIP: IMDB not in $data" >&2; exit 77; }
     [ -f "$dir/train.h5" ] || "$textscale" preprocess --input "$data/imdb/train.csv.gz" --format zhang \
-      --no-words --output "$dir/train.h5"
+      --no-words "${split[@]}" --output "$dir/train.h5"
     [ -f "$dir/test.h5" ] || "$textscale" preprocess --input "$data/imdb/test.csv.gz" --format zhang \
       --no-words --output "$dir/test.h5" ;;
   *) echo "unknown dataset $dataset (ag_news, imdb)" >&2; exit 2 ;;
 esac
 
 job_threads=$(( threads / parallel > 0 ? threads / parallel : 1 ))
-common_ours=(--epochs "$epochs" --batch-size 128 --optimizer sgd --lr 0.01 --momentum 0.9 --schedule step
+common_ours=(--epochs "$epochs" --batch-size "$batch" --optimizer sgd --lr 0.01 --momentum 0.9 --schedule step
   --step-epochs 3 --step-factor 0.5 --threads "$job_threads" --test-each-epoch false --progress off --log-every 20)
-common_peer=(--epochs "$epochs" --batch-size 128 --optimizer sgd --lr 0.01 --momentum 0.9 --schedule step
+common_peer=(--epochs "$epochs" --batch-size "$batch" --optimizer sgd --lr 0.01 --momentum 0.9 --schedule step
   --step-epochs 3 --step-factor 0.5 --threads "$job_threads" --test-each-epoch 0)
+if [ -n "$valid" ]; then
+  [ -f "$dir/train.valid.h5" ] || { echo "error: $dir/train.h5 was made without --valid; remove it" >&2; exit 2; }
+  common_ours+=(--valid "$dir/train.valid.h5")
+  common_peer+=(--valid "$dir/train.valid.h5")
+fi
 
 jobs=$(mktemp)
 trap 'rm -f "$jobs"' EXIT
@@ -76,10 +92,16 @@ for seed in $seeds; do
         [ -f "$run/checkpoint.h5" ] && cmd+=(--resume "$run/checkpoint.h5")
       else
         cmd=("$python" "$here/peer_train.py" --train "$dir/train.h5" --test "$dir/test.h5" --model "$model"
-          --seed "$seed" "${common_peer[@]}" --metrics "$run/metrics.jsonl")
+          --seed "$seed" "${common_peer[@]}" --metrics "$run/metrics.jsonl" --checkpoint "$run/checkpoint.pt")
       fi
-      printf "%q " mkdir -p "$run"; printf "&& "; printf "%q " /usr/bin/time -v "${cmd[@]}"
-      printf '> %q 2>&1 && touch %q\n' "$run/log.txt" "$run/done"
+      printf "%q " mkdir -p "$run"; printf "&& "; printf "%q " nice -n "$niceness" /usr/bin/time -v "${cmd[@]}"
+      printf '>> %q 2>&1' "$run/log.txt"
+      if [ "$impl" = textscale ] && [ -n "$valid" ]; then  # the best validation weights on the test split
+        printf " && "; printf "%q " nice -n "$niceness" "$textscale" evaluate --checkpoint "$run/best.h5" \
+          --data "$dir/test.h5" --threads "$job_threads" --json "$run/best_test.json"
+        printf '>> %q 2>&1' "$run/log.txt"
+      fi
+      printf ' && touch %q\n' "$run/done"
     done
   done
 done > "$jobs"

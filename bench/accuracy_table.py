@@ -5,7 +5,9 @@
 Reads every <impl>-<model>-s<seed>/metrics.jsonl under the folder (textscale's "final" record,
 or the last epoch of bench/peer_train.py) and prints a markdown table: runs, mean accuracy,
 standard deviation and range over seeds, and mean training time per epoch, then textscale's mean
-minus PyTorch's per model. Unfinished runs are listed and left out.
+minus PyTorch's per model. Runs with a validation split (bench/accuracy.sh --valid) get a second
+table: the test accuracy of the best validation epoch's weights (textscale: best_test.json, the
+evaluation of best.h5; PyTorch: "best_test_accuracy"). Unfinished runs are listed and left out.
 """
 import json
 import os
@@ -14,16 +16,40 @@ import sys
 
 
 def read_run(path):
+    """(final test accuracy, epochs, training seconds, best-validation test accuracy or None)."""
     rows = [json.loads(line) for line in open(os.path.join(path, "metrics.jsonl")) if line.strip()]
     if any(r.get("type") for r in rows):  # textscale
         final = [r for r in rows if r.get("type") == "final"]
         epochs = [r for r in rows if r.get("type") == "epoch"]
         if not final or "test" not in final[-1]:
             return None
-        return final[-1]["test"]["accuracy"], len(epochs), sum(e["train_seconds"] for e in epochs)
+        best_file = os.path.join(path, "best_test.json")
+        best = json.load(open(best_file))["accuracy"] if os.path.exists(best_file) else None
+        return (final[-1]["test"]["accuracy"], len(epochs), sum(e["train_seconds"] for e in epochs),
+                best)
     if not rows or rows[-1].get("test_accuracy") is None:
         return None
-    return rows[-1]["test_accuracy"], len(rows), sum(r["train_seconds"] for r in rows)
+    return (rows[-1]["test_accuracy"], len(rows), sum(r["train_seconds"] for r in rows),
+            rows[-1].get("best_test_accuracy"))
+
+
+def print_table(title, groups, index):
+    """Markdown table of the accuracy at position `index` of each run's record."""
+    print(f"{title}:\n")
+    print("| model | implementation | runs (seeds) | epochs | mean accuracy | std | min - max | train s/epoch |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for (model, impl), runs in sorted(groups.items()):
+        acc = [r[index] for r in runs]
+        std = statistics.stdev(acc) if len(acc) > 1 else float("nan")
+        per_epoch = statistics.mean(r[3] / r[2] for r in runs)
+        print(f"| {model} | {impl} | {len(runs)} ({','.join(str(r[0]) for r in sorted(runs))}) | {runs[0][2]} "
+              f"| {100 * statistics.mean(acc):.2f}% | {100 * std:.2f} | {100 * min(acc):.2f} - {100 * max(acc):.2f} "
+              f"| {per_epoch:.0f} |")
+    for model in sorted({m for m, _ in groups}):
+        ours, peer = groups.get((model, "textscale")), groups.get((model, "pytorch"))
+        if ours and peer:
+            diff = statistics.mean(r[index] for r in ours) - statistics.mean(r[index] for r in peer)
+            print(f"\n{model}: textscale - PyTorch = {100 * diff:+.2f} points (mean over seeds)")
 
 
 def main():
@@ -40,22 +66,12 @@ def main():
             unfinished.append(name)
             continue
         groups.setdefault((model, impl), []).append((int(seed), *result))
-    print(f"Final test accuracy, {os.path.basename(os.path.normpath(folder))}:\n")
-    print("| model | implementation | runs (seeds) | epochs | mean accuracy | std | min - max | train s/epoch |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
-    for (model, impl), runs in sorted(groups.items()):
-        acc = [r[1] for r in runs]
-        std = statistics.stdev(acc) if len(acc) > 1 else float("nan")
-        per_epoch = statistics.mean(r[3] / r[2] for r in runs)
-        print(f"| {model} | {impl} | {len(runs)} ({','.join(str(r[0]) for r in sorted(runs))}) | {runs[0][2]} "
-              f"| {100 * statistics.mean(acc):.2f}% | {100 * std:.2f} | {100 * min(acc):.2f} - {100 * max(acc):.2f} "
-              f"| {per_epoch:.0f} |")
-    models = sorted({m for m, _ in groups})
-    for model in models:
-        ours, peer = groups.get((model, "textscale")), groups.get((model, "pytorch"))
-        if ours and peer:
-            diff = statistics.mean(r[1] for r in ours) - statistics.mean(r[1] for r in peer)
-            print(f"\n{model}: textscale - PyTorch = {100 * diff:+.2f} points (mean over seeds)")
+    name = os.path.basename(os.path.normpath(folder))
+    print_table(f"Final test accuracy, {name}", groups, 1)
+    best = {key: runs for key, runs in groups.items() if all(r[4] is not None for r in runs)}
+    if best:
+        print()
+        print_table(f"Test accuracy of the best validation epoch's weights, {name}", best, 4)
     if unfinished:
         print(f"\nunfinished: {', '.join(unfinished)}")
 

@@ -20,6 +20,14 @@ The reference for textscale's trainer: same models, same data, same optimisation
   {"epoch", "train_loss" (mean over the epoch's samples), "test_loss", "test_accuracy", "lr",
    "train_seconds" (training loop only), "samples_per_second" (training rows / train_seconds)}.
   A human-readable line goes to standard output.
+- --valid FILE: evaluated after every epoch ("valid_loss", "valid_accuracy"); the weights of the
+  epoch with the best validation accuracy (the earliest on ties, as textscale's best.h5) are kept,
+  and after the last epoch they are evaluated on the test file ("best_epoch", "best_test_loss",
+  "best_test_accuracy" in the last line).
+- --checkpoint FILE: written (atomically) after every epoch with the model, optimiser, random
+  generators and best weights; an existing one is resumed from, so a stopped run continues at
+  the next epoch and gives the same result as an uninterrupted one. The metrics file is then
+  appended to, not overwritten.
 
 Usage (with /usr/bin/python3: torch, numpy, h5py):
 
@@ -32,8 +40,10 @@ Usage (with /usr/bin/python3: torch, numpy, h5py):
 """
 
 import argparse
+import copy
 import json
 import math
+import os
 import sys
 import time
 
@@ -108,6 +118,8 @@ def parse_args():
     p.add_argument("--model", required=True, choices=MODEL_NAMES)
     p.add_argument("--train", required=True, help="training HDF5 file")
     p.add_argument("--test", required=True, help="test HDF5 file (see --test-each-epoch)")
+    p.add_argument("--valid", help="validation HDF5 file: evaluated each epoch, best weights kept")
+    p.add_argument("--checkpoint", help="resume from / write after every epoch this file")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--eval-batch-size", type=int, default=None, help="default: --batch-size")
@@ -153,10 +165,29 @@ def main():
           f"{len(train_labels)} training rows, {len(test_labels)} test rows, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
 
-    metrics = open(args.metrics, "w") if args.metrics else None
     rng = np.random.default_rng(args.seed)
+    valid = load_split(args.valid, args.limit_test) if args.valid else None
+    best = {"epoch": 0, "accuracy": -1.0, "state": None}
+    first_epoch = 1
+    if args.checkpoint and os.path.exists(args.checkpoint):
+        saved = torch.load(args.checkpoint)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["torch_rng"])
+        rng.bit_generator.state = saved["numpy_rng"]
+        best = saved["best"]
+        first_epoch = saved["epoch"] + 1
+        print(f"resumed from {args.checkpoint} after epoch {saved['epoch']}", flush=True)
+    metrics = None
+    if args.metrics:
+        kept = []
+        if first_epoch > 1 and os.path.exists(args.metrics):  # drop epochs after the checkpoint
+            kept = [line for line in open(args.metrics)
+                    if line.strip() and json.loads(line)["epoch"] < first_epoch]
+        metrics = open(args.metrics, "w")
+        metrics.writelines(kept)
     eval_batch = args.eval_batch_size or args.batch_size
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(first_epoch, args.epochs + 1):
         lr = learning_rate(args, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -165,28 +196,51 @@ def main():
         train_loss = train_epoch(model, optimizer, train_chars, train_labels, args.batch_size,
                                  order, args.log_every)
         seconds = time.perf_counter() - start
-        test_loss = test_accuracy = None
-        if args.test_each_epoch or epoch == args.epochs:
-            test_loss, test_accuracy = evaluate(model, test_chars, test_labels, eval_batch)
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
+            "test_loss": None,
+            "test_accuracy": None,
             "lr": lr,
             "train_seconds": seconds,
             "samples_per_second": len(train_labels) / seconds,
         }
-        tested = (f", test loss {test_loss:.4f}, test accuracy {100 * test_accuracy:.2f}%"
-                  if test_accuracy is not None else "")
-        print(f"epoch {epoch}: train loss {train_loss:.4f}{tested}, lr {lr:g}, {seconds:.1f} s "
-              f"({record['samples_per_second']:.1f} samples/s)", flush=True)
+        line = f"epoch {epoch}: train loss {train_loss:.4f}"
+        if valid is not None:
+            record["valid_loss"], record["valid_accuracy"] = evaluate(model, valid[0], valid[1],
+                                                                      eval_batch)
+            line += f", valid accuracy {100 * record['valid_accuracy']:.2f}%"
+            if record["valid_accuracy"] > best["accuracy"]:
+                best = {"epoch": epoch, "accuracy": record["valid_accuracy"],
+                        "state": copy.deepcopy(model.state_dict())}
+        if args.test_each_epoch or epoch == args.epochs:
+            record["test_loss"], record["test_accuracy"] = evaluate(model, test_chars, test_labels,
+                                                                    eval_batch)
+            line += (f", test loss {record['test_loss']:.4f}, "
+                     f"test accuracy {100 * record['test_accuracy']:.2f}%")
+        if epoch == args.epochs and best["state"] is not None:
+            final_state = copy.deepcopy(model.state_dict())
+            model.load_state_dict(best["state"])
+            record["best_epoch"] = best["epoch"]
+            record["best_test_loss"], record["best_test_accuracy"] = evaluate(
+                model, test_chars, test_labels, eval_batch)
+            model.load_state_dict(final_state)
+            line += (f"; best validation epoch {best['epoch']}: "
+                     f"test accuracy {100 * record['best_test_accuracy']:.2f}%")
+        print(f"{line}, lr {lr:g}, {seconds:.1f} s ({record['samples_per_second']:.1f} samples/s)",
+              flush=True)
         if metrics:
             metrics.write(json.dumps(record) + "\n")
             metrics.flush()
         if not math.isfinite(train_loss):
             print("training loss is not finite; stopping", file=sys.stderr)
             break
+        if args.checkpoint:
+            temporary = args.checkpoint + ".tmp"
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
+                        "best": best, "epoch": epoch}, temporary)
+            os.replace(temporary, args.checkpoint)
     if metrics:
         metrics.close()
 
