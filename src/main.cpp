@@ -12,6 +12,8 @@
 #include "textscale/common/error.h"
 #include "textscale/common/hdf5.h"
 #include "textscale/common/interrupt.h"
+#include "textscale/common/log.h"
+#include "textscale/dist/communicator.h"
 
 namespace {
 
@@ -56,24 +58,42 @@ int dispatch(int argc, char** argv) {
 
 }  // namespace
 
+// "[rank r/N] " in a data-parallel run, so that a failure names the rank it happened on.
+std::string rank_tag() {
+  const auto* world = textscale::dist::current_world();
+  return world ? world->tag() : std::string();
+}
+
+int run(int argc, char** argv) {
+  try {
+    return dispatch(argc, argv);
+  } catch (const textscale::Interrupted& interrupted) {
+    std::fprintf(stderr, "%sinterrupted by signal %d: stopped, partial outputs removed\n", rank_tag().c_str(),
+                 interrupted.signal());
+    return 128 + interrupted.signal();
+  } catch (const textscale::cli::UsageError& error) {
+    std::fprintf(stderr, "%stextscale: %s\n(see textscale %s --help)\n", rank_tag().c_str(), error.message.c_str(),
+                 argc > 1 ? argv[1] : "");
+    return 2;
+  } catch (const textscale::Error& error) {
+    std::fprintf(stderr, "%serror: %s\n", rank_tag().c_str(), error.what());
+    return 1;
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "%sinternal error: %s\n", rank_tag().c_str(), error.what());
+    return 3;
+  }
+}
+
 int main(int argc, char** argv) {
   // A write past a file-size limit then fails with EFBIG and is reported, instead of killing us.
   std::signal(SIGXFSZ, SIG_IGN);
   textscale::h5::skip_library_teardown_at_exit();
   textscale::install_interrupt_handlers();
-  try {
-    return dispatch(argc, argv);
-  } catch (const textscale::Interrupted& interrupted) {
-    std::fprintf(stderr, "interrupted by signal %d: stopped, partial outputs removed\n", interrupted.signal());
-    return 128 + interrupted.signal();
-  } catch (const textscale::cli::UsageError& error) {
-    std::fprintf(stderr, "textscale: %s\n(see textscale %s --help)\n", error.message.c_str(), argc > 1 ? argv[1] : "");
-    return 2;
-  } catch (const textscale::Error& error) {
-    std::fprintf(stderr, "error: %s\n", error.what());
-    return 1;
-  } catch (const std::exception& error) {
-    std::fprintf(stderr, "internal error: %s\n", error.what());
-    return 3;
-  }
+  const int code = run(argc, argv);
+  // In a data-parallel run a rank that fails ends the whole job at once (MPI_Abort): the other
+  // ranks would otherwise wait for it in the next collective.
+  const auto* world = textscale::dist::current_world();
+  if (code != 0 && world && world->size > 1) textscale::dist::abort_world(code);
+  textscale::dist::finalize_world();
+  return code;
 }

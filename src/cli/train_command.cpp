@@ -8,6 +8,7 @@
 
 #include "textscale/cli/commands.h"
 #include "textscale/common/error.h"
+#include "textscale/dist/communicator.h"
 #include "textscale/engine/model.h"
 #include "textscale/train/checkpoint.h"
 #include "textscale/train/trainer.h"
@@ -46,7 +47,8 @@ const std::vector<std::string> kTrajectoryOptions{
     "train",        "model",     "features", "fc",          "shortcut",     "dropout",
     "batch-size",   "optimizer", "lr",       "momentum",    "weight-decay", "adam-beta1",
     "adam-beta2",   "clip-norm", "schedule", "step-epochs", "step-factor",  "epoch-factor",
-    "warmup-steps", "seed",      "threads",  "backend",     "limit-train",  "init-from"};
+    "warmup-steps", "seed",      "backend",  "limit-train", "init-from",    "shuffle",
+    "shuffle-block", "lr-scaling", "lr-base-batch"};
 
 // Turns an "options" object back into command-line tokens, leaving out `skip`.
 std::vector<std::string> option_tokens(const nlohmann::json& options, const std::vector<std::string>& skip) {
@@ -123,7 +125,10 @@ int train_command(const std::vector<std::string>& arguments) {
       ("shortcut", po::value(&c.model.shortcut)->default_value(false), "VDCNN residual shortcuts")                   //
       ("dropout", po::value(&c.model.dropout)->default_value(0.5), "Crepe dropout probability")                      //
       ("epochs", po::value(&c.epochs)->default_value(10), "epochs")                                                  //
-      ("batch-size", po::value(&c.batch_size)->default_value(128), "training batch size")                            //
+      ("batch-size", po::value(&c.batch_size)->default_value(128),
+       "global training batch size (split across ranks)")  //
+      ("batch-per-rank", po::value<std::int64_t>()->default_value(0),
+       "instead of --batch-size: rows per rank (global batch = this x ranks)")                                        //
       ("eval-batch-size", po::value(&c.eval_batch_size)->default_value(0), "evaluation batch size (0: batch size)")  //
       ("optimizer", po::value(&c.optimizer.kind)->default_value("sgd"), "sgd (momentum) | adam")                     //
       ("lr", po::value(&c.optimizer.lr)->default_value(0.01), "learning rate")                                       //
@@ -140,7 +145,8 @@ int train_command(const std::vector<std::string>& arguments) {
       ("epoch-factor", po::value(&c.schedule.epoch_factor)->default_value(0.94), "factor schedule factor")  //
       ("warmup-steps", po::value(&c.schedule.warmup_steps)->default_value(0), "linear warm-up steps")       //
       ("seed", po::value(&c.seed)->default_value(1), "seed of initialisation, data order and dropout")      //
-      ("threads", po::value(&c.threads)->default_value(0), "CPU threads (0: all cores)")                    //
+      ("threads", po::value(&c.threads)->default_value(0),
+       "CPU threads per rank (0: the node's cores / its ranks)")  //
       ("backend", po::value(&c.backend)->default_value("onednn"), "onednn | reference (slow, for checks)")  //
       ("run-dir", po::value(&c.run_dir), "run directory (default runs/<model>-<UTC time>)")                 //
       ("resume", po::value(&c.resume), "continue from a checkpoint (its run directory unless --run-dir)")   //
@@ -152,7 +158,21 @@ int train_command(const std::vector<std::string>& arguments) {
       ("limit-train", po::value(&c.limit_train)->default_value(0), "use only the first N training rows")            //
       ("limit-eval", po::value(&c.limit_eval)->default_value(0), "evaluate on the first N rows only")               //
       ("test-each-epoch", po::value(&c.test_each_epoch)->default_value(true), "evaluate the test file each epoch")  //
-      ("progress", po::value(&c.progress)->default_value("auto"), "progress bar: auto (on a terminal) | on | off");
+      ("progress", po::value(&c.progress)->default_value("auto"), "progress bar: auto (on a terminal) | on | off")  //
+      ("shuffle", po::value(&c.shuffle)->default_value("rows"),
+       "epoch order: rows (a permutation of rows) | blocks (of --shuffle-block consecutive rows: contiguous reads)")  //
+      ("shuffle-block", po::value(&c.shuffle_block)->default_value(256), "rows per block with --shuffle blocks")      //
+      ("bucket-mb", po::value(&c.bucket_mb)->default_value(16.0),
+       "data parallel: gradient all-reduce bucket size in MiB, overlapped with backward (0: one bucket after "
+       "backward)")  //
+      ("comm-timeout", po::value(&c.comm_timeout)->default_value(300.0),
+       "data parallel: seconds a collective may wait for the other ranks before the job is ended (0: no limit)")  //
+      ("lr-scaling", po::value(&c.lr_scaling)->default_value("none"),
+       "none | linear: lr x global batch / --lr-base-batch (large global batches; combine with --warmup-steps)")  //
+      ("lr-base-batch", po::value(&c.lr_base_batch)->default_value(128), "batch size --lr is tuned for")        //
+      ("skip-nonfinite", po::value(&c.skip_nonfinite)->default_value(false),
+       "skip steps whose loss or gradient is not finite instead of stopping")  //
+      ("fault", po::value(&c.fault), "for tests: inject a failure, KIND:RANK:STEP with KIND throw, kill or nan");
   po::variables_map values;
   try {
     po::store(po::command_line_parser(arguments).options(options).run(), values);
@@ -179,7 +199,23 @@ int train_command(const std::vector<std::string>& arguments) {
     return 0;
   }
   if (c.train_path.empty()) throw UsageError{"--train FILE is required"};
-  nlohmann::json record{{"command", "train"}, {"options", resolved_options(values)}};
+  nlohmann::json resolved = resolved_options(values);
+  // --batch-per-rank is a way of giving the global batch: the run records (and a resume keeps)
+  // the global batch it resolves to.
+  if (const auto per_rank = values["batch-per-rank"].as<std::int64_t>(); per_rank != 0) {
+    if (per_rank < 0) throw UsageError{"--batch-per-rank must be positive"};
+    if (values.count("batch-size") && !values["batch-size"].defaulted() && !values.count("resume"))
+      throw UsageError{"give --batch-size (global) or --batch-per-rank, not both"};
+    const std::int64_t global = per_rank * dist::init_world().size;
+    if (values.count("resume") && global != c.batch_size)
+      throw InputError(values["resume"].as<std::string>() + ": was trained with a global batch of " +
+                       std::to_string(c.batch_size) + ", --batch-per-rank " + std::to_string(per_rank) + " gives " +
+                       std::to_string(global) + " on this number of ranks (give --batch-size or nothing)");
+    c.batch_size = global;
+    resolved["batch-size"] = global;
+  }
+  resolved.erase("batch-per-rank");
+  nlohmann::json record{{"command", "train"}, {"options", resolved}};
   std::string line;
   for (const auto& a : arguments) line += (line.empty() ? "" : " ") + a;
   record["command_line"] = "textscale train " + line;

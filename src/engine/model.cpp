@@ -120,6 +120,7 @@ Model<T>::Model(const ModelConfig& config) : config_(config) {
   try {
     input_dims_ = input_->setup(params_, "input.", config.length);
     body_.setup(params_, "", input_dims_);
+    body_.report_gradients(true);
   } catch (const Error& e) {
     throw InputError("model " + name + " with input length " + std::to_string(config.length) + ": " + e.what());
   }
@@ -152,6 +153,7 @@ void Model<T>::backward(Context<T>& ctx, Index n, const std::uint8_t* codes, con
   ctx.params = &params_;
   body_.backward(ctx, n, input_out_.data(), logits_.data(), diff_logits, diff_input_.data());
   input_->backward(ctx, n, codes, input_out_.data(), diff_input_.data());
+  if (ctx.on_gradients_ready) (*ctx.on_gradients_ready)(0);
 }
 
 template <typename T>

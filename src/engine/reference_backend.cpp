@@ -269,10 +269,11 @@ void ReferenceBackend<T>::add(Index count, const T* a, const T* b, T* dst) {
 }
 
 template <typename T>
-void ReferenceBackend<T>::dropout_forward(Index count, double p, std::uint64_t seed, const T* src, T* dst, T* mask) {
+void ReferenceBackend<T>::dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t first, const T* src,
+                                          T* dst, T* mask) {
   const T keep_scale = static_cast<T>(1.0 / (1.0 - p));
   for (Index i = 0; i < count; ++i) {
-    mask[i] = dropout_keep(seed, static_cast<std::uint64_t>(i), p) ? keep_scale : T(0);
+    mask[i] = dropout_keep(seed, first + static_cast<std::uint64_t>(i), p) ? keep_scale : T(0);
     dst[i] = src[i] * mask[i];
   }
 }

@@ -146,4 +146,73 @@ CharDataset load_char_dataset(const std::string& path, std::int64_t begin, std::
   return d;
 }
 
+struct ShardReader::Impl {
+  h5::Handle file, chars;
+};
+
+ShardReader::ShardReader(const std::string& path, std::int64_t limit_rows) : path_(path), impl_(std::make_shared<Impl>()) {
+  impl_->file = open_file(path);
+  encoding_ = read_encoding(impl_->file.get(), path);
+  impl_->chars = open_dataset(impl_->file.get(), path, "chars", 2, H5T_INTEGER, 1, "uint8");
+  h5::Handle labels = open_dataset(impl_->file.get(), path, "labels", 1, H5T_INTEGER, 4, "int32");
+  const auto char_dims = dims_of(impl_->chars.get());
+  const auto total = static_cast<std::int64_t>(char_dims[0]);
+  if (static_cast<std::int64_t>(char_dims[1]) != encoding_.char_length)
+    throw InputError(path + ": dataset 'chars' has " + std::to_string(char_dims[1]) +
+                     " columns but attribute char_length is " + std::to_string(encoding_.char_length));
+  if (static_cast<std::int64_t>(dims_of(labels.get())[0]) != total)
+    throw InputError(path + ": datasets 'labels' and 'chars' have different numbers of rows");
+  rows_ = limit_rows >= 0 ? std::min(limit_rows, total) : total;
+  labels_.resize(static_cast<std::size_t>(rows_));
+  read_rows(labels.get(), H5T_NATIVE_INT32, 0, rows_, 0, labels_.data());
+  for (std::int64_t i = 0; i < rows_; ++i)
+    if (labels_[static_cast<std::size_t>(i)] < 0 || labels_[static_cast<std::size_t>(i)] >= encoding_.num_classes)
+      throw InputError(path + ": dataset 'labels' row " + std::to_string(i) + " holds " +
+                       std::to_string(labels_[static_cast<std::size_t>(i)]) + ", outside [0, num_classes = " +
+                       std::to_string(encoding_.num_classes) + ")");
+  // FNV-1a over what identifies the content.
+  std::string identity = std::to_string(rows_) + "|" + encoding_.alphabet + "|" + std::to_string(encoding_.char_length) +
+                         "|" + std::to_string(encoding_.num_classes) + "|";
+  if (h5::has_attribute(impl_->file.get(), "source_sha256"))
+    identity += h5::read_string_attribute(impl_->file.get(), "source_sha256");
+  fingerprint_ = 1469598103934665603ULL;
+  for (unsigned char c : identity) fingerprint_ = (fingerprint_ ^ c) * 1099511628211ULL;
+}
+
+void ShardReader::read(const std::int64_t* rows, std::int64_t count, std::uint8_t* codes, std::int32_t* labels) {
+  const std::int64_t length = encoding_.char_length;
+  sorted_.clear();
+  for (std::int64_t i = 0; i < count; ++i) {
+    if (rows[i] < 0 || rows[i] >= rows_)
+      throw Error(path_ + ": row " + std::to_string(rows[i]) + " requested, the file has " + std::to_string(rows_));
+    sorted_.emplace_back(rows[i], i);
+    labels[i] = labels_[static_cast<std::size_t>(rows[i])];
+  }
+  std::sort(sorted_.begin(), sorted_.end());
+  const auto alphabet = static_cast<std::uint8_t>(std::min<std::size_t>(encoding_.alphabet.size(), 255));
+  for (std::size_t a = 0; a < sorted_.size();) {
+    std::size_t b = a + 1;  // [a, b): consecutive distinct rows, one read
+    while (b < sorted_.size() && sorted_[b].first == sorted_[b - 1].first + 1) ++b;
+    const std::int64_t first = sorted_[a].first, run = static_cast<std::int64_t>(b - a);
+    staging_.resize(static_cast<std::size_t>(run * length));
+    read_rows(impl_->chars.get(), H5T_NATIVE_UINT8, first, run, length, staging_.data());
+    for (std::size_t k = a; k < b; ++k) {
+      const std::uint8_t* row = staging_.data() + (sorted_[k].first - first) * length;
+      for (std::int64_t j = 0; j < length; ++j)
+        if (row[j] > alphabet)
+          throw InputError(path_ + ": dataset 'chars' row " + std::to_string(sorted_[k].first) + " holds code " +
+                           std::to_string(row[j]) + ", outside the alphabet of " + std::to_string(alphabet) +
+                           " symbols");
+      std::copy(row, row + length, codes + sorted_[k].second * length);
+    }
+    // A repeated row (same index twice) is copied from the first copy.
+    while (b < sorted_.size() && sorted_[b].first == sorted_[b - 1].first) {
+      std::copy(codes + sorted_[b - 1].second * length, codes + sorted_[b - 1].second * length + length,
+                codes + sorted_[b].second * length);
+      ++b;
+    }
+    a = b;
+  }
+}
+
 }  // namespace textscale::train

@@ -19,6 +19,18 @@ void Metrics::merge(const Metrics& other) {
   loss_sum_ += other.loss_sum_;
 }
 
+std::vector<double> Metrics::pack() const {
+  std::vector<double> packed{static_cast<double>(samples_), loss_sum_};
+  for (auto count : confusion_) packed.push_back(static_cast<double>(count));
+  return packed;
+}
+
+void Metrics::unpack(const std::vector<double>& packed) {
+  samples_ = static_cast<std::int64_t>(packed.at(0));
+  loss_sum_ = packed.at(1);
+  for (std::size_t i = 0; i < confusion_.size(); ++i) confusion_[i] = static_cast<std::int64_t>(packed.at(i + 2));
+}
+
 double Metrics::accuracy() const {
   std::int64_t correct = 0;
   for (std::int64_t c = 0; c < classes_; ++c) correct += confusion(c, c);

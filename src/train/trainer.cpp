@@ -1,5 +1,7 @@
 #include "textscale/train/trainer.h"
 
+#include <sched.h>
+#include <csignal>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,16 +12,20 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <random>
+#include <future>
+#include <thread>
 
 #include "textscale/common/build_info.h"
 #include "textscale/common/error.h"
 #include "textscale/common/files.h"
 #include "textscale/common/interrupt.h"
 #include "textscale/common/log.h"
+#include "textscale/dist/communicator.h"
+#include "textscale/dist/reducer.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
 #include "textscale/engine/reference_backend.h"
 #include "textscale/train/checkpoint.h"
+#include "textscale/train/sharding.h"
 
 namespace textscale::train {
 
@@ -40,23 +46,6 @@ double seconds_since(Clock::time_point start) {
 
 std::int32_t argmax(const float* row, Index classes) {
   return static_cast<std::int32_t>(std::max_element(row, row + classes) - row);
-}
-
-// Permutation of [0, rows) for one epoch: Fisher-Yates over mt19937_64 with rejection sampling,
-// the same on every platform and standard library.
-std::vector<std::int64_t> epoch_order(std::int64_t rows, std::uint64_t seed, std::int64_t epoch) {
-  std::vector<std::int64_t> order(static_cast<std::size_t>(rows));
-  for (std::int64_t i = 0; i < rows; ++i) order[static_cast<std::size_t>(i)] = i;
-  std::mt19937_64 rng(seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(epoch) + 1);
-  for (std::int64_t i = rows - 1; i > 0; --i) {
-    const std::uint64_t bound = static_cast<std::uint64_t>(i) + 1;
-    const std::uint64_t limit = UINT64_MAX - UINT64_MAX % bound;
-    std::uint64_t draw;
-    do draw = rng();
-    while (draw >= limit);
-    std::swap(order[static_cast<std::size_t>(i)], order[static_cast<std::size_t>(draw % bound)]);
-  }
-  return order;
 }
 
 std::string format_duration(double seconds) {
@@ -116,6 +105,77 @@ Metrics evaluate(engine::Model<float>& model, engine::Backend<float>& backend, c
   return metrics;
 }
 
+int default_threads(int local_ranks) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int threads = std::max(1, cores / std::max(1, local_ranks));
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) == 0) threads = std::min(threads, std::max(1, CPU_COUNT(&allowed)));
+  return threads;
+}
+
+namespace {
+
+// A failure injected by the tests: "throw|kill|nan:RANK:STEP".
+struct Fault {
+  std::string kind;
+  int rank = -1;
+  std::int64_t step = -1;
+};
+
+Fault parse_fault(const std::string& text) {
+  if (text.empty()) return {};
+  Fault f;
+  const auto first = text.find(':'), second = text.find(':', first + 1);
+  try {
+    if (first == std::string::npos || second == std::string::npos) throw std::invalid_argument(text);
+    f.kind = text.substr(0, first);
+    f.rank = std::stoi(text.substr(first + 1, second - first - 1));
+    f.step = std::stoll(text.substr(second + 1));
+  } catch (const std::exception&) {
+    throw InputError("--fault expects KIND:RANK:STEP, not '" + text + "'");
+  }
+  if (f.kind != "throw" && f.kind != "kill" && f.kind != "nan")
+    throw InputError("--fault kind must be throw, kill or nan, not '" + f.kind + "'");
+  return f;
+}
+
+std::uint64_t hash_text(const std::string& text) {
+  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+// A file's rows [share) for this rank's part of a distributed evaluation.
+CharDataset load_eval_shard(const std::string& path, std::int64_t limit, const dist::World& world) {
+  const std::int64_t total = load_char_dataset(path, 0, 0).total_rows;
+  const std::int64_t rows = limit > 0 ? std::min(limit, total) : total;
+  const Share share = rank_share(rows, world.rank, world.size);
+  CharDataset d = load_char_dataset(path, share.offset, share.offset + share.count);
+  d.total_rows = rows;  // what the summed metrics cover
+  return d;
+}
+
+// Refuses to start when the ranks were not given the same configuration and data.
+void check_same_everywhere(dist::Communicator& comm, const std::string& config_json,
+                           const std::vector<std::pair<std::string, std::uint64_t>>& files) {
+  if (comm.size() == 1) return;
+  auto compare = [&](const std::string& what, std::uint64_t mine) {
+    const auto all = comm.allgather(mine);
+    std::string differ;
+    for (std::size_t r = 1; r < all.size(); ++r)
+      if (all[r] != all[0]) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
+    if (!differ.empty()) throw InputError("rank(s) " + differ + " were started with a different " + what + " than rank 0");
+  };
+  // The options, less those that may differ per rank.
+  nlohmann::json options = nlohmann::json::parse(config_json);
+  options.erase("command_line");
+  if (options.contains("options")) options["options"].erase("threads");
+  compare("configuration", hash_text(options.dump()));
+  for (const auto& [path, fingerprint] : files) compare("file for " + path + " (content differs)", fingerprint);
+}
+
+}  // namespace
+
 int run_training(const TrainConfig& config, const std::string& config_json) {
   validate(config.optimizer, config.schedule);
   if (config.epochs < 1) throw InputError("--epochs must be at least 1");
@@ -123,26 +183,42 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   if (config.train_path.empty()) throw InputError("--train FILE is required");
   if (!config.resume.empty() && !config.init_from.empty())
     throw InputError("--resume and --init-from exclude each other");
-  engine::DnnlBackend::set_threads(config.threads);
+  if (config.lr_scaling != "none" && config.lr_scaling != "linear")
+    throw InputError("--lr-scaling must be none or linear, not '" + config.lr_scaling + "'");
+  if (config.lr_base_batch < 1) throw InputError("--lr-base-batch must be at least 1");
+  if (config.bucket_mb < 0) throw InputError("--bucket-mb must not be negative");
+  const ShuffleMode shuffle = parse_shuffle_mode(config.shuffle);
+  if (config.shuffle_block < 1) throw InputError("--shuffle-block must be at least 1");
+  const Fault fault = parse_fault(config.fault);
 
-  // --- Data ---------------------------------------------------------------------------------
-  const CharDataset train = load_char_dataset(config.train_path, 0, config.limit_train > 0 ? config.limit_train : -1);
-  if (train.rows == 0) throw InputError(config.train_path + ": no training rows");
+  dist::World& world = dist::init_world(false, config.comm_timeout);
+  dist::Communicator& comm = *world.comm;
+  const bool root = world.root();
+  engine::DnnlBackend::set_threads(config.threads > 0 ? config.threads : default_threads(world.local_size));
+
+  // --- Data: this rank's shards --------------------------------------------------------------
+  ShardReader train(config.train_path, config.limit_train > 0 ? config.limit_train : -1);
+  if (train.rows() == 0) throw InputError(config.train_path + ": no training rows");
+  const Encoding& encoding = train.encoding();
+  std::vector<std::pair<std::string, std::uint64_t>> fingerprints{{"--train", train.fingerprint()}};
   CharDataset valid, test;
   if (!config.valid_path.empty()) {
-    valid = load_char_dataset(config.valid_path);
-    train.encoding.check_compatible(valid.encoding, config.train_path, config.valid_path);
+    valid = load_eval_shard(config.valid_path, config.limit_eval, world);
+    encoding.check_compatible(valid.encoding, config.train_path, config.valid_path);
+    fingerprints.emplace_back("--valid", hash_text(std::to_string(valid.total_rows) + valid.encoding.alphabet));
   }
   if (!config.test_path.empty()) {
-    test = load_char_dataset(config.test_path);
-    train.encoding.check_compatible(test.encoding, config.train_path, config.test_path);
+    test = load_eval_shard(config.test_path, config.limit_eval, world);
+    encoding.check_compatible(test.encoding, config.train_path, config.test_path);
+    fingerprints.emplace_back("--test", hash_text(std::to_string(test.total_rows) + test.encoding.alphabet));
   }
+  check_same_everywhere(comm, config_json, fingerprints);
 
   // --- Model, backend, optimizer -------------------------------------------------------------
   engine::ModelConfig model_config = config.model;
-  model_config.classes = train.encoding.num_classes;
-  model_config.length = train.encoding.char_length;
-  model_config.alphabet = static_cast<Index>(train.encoding.alphabet.size());
+  model_config.classes = encoding.num_classes;
+  model_config.length = encoding.char_length;
+  model_config.alphabet = static_cast<Index>(encoding.alphabet.size());
   engine::Model<float> model(model_config);
   auto backend = make_backend(config.backend);
   Optimizer<float> optimizer(config.optimizer, model.params().trained_count());
@@ -150,173 +226,289 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   TrainingPosition position;
   if (!config.resume.empty()) {
     const CheckpointInfo info = read_checkpoint_info(config.resume);
-    info.encoding.check_compatible(train.encoding, config.resume, config.train_path);
+    info.encoding.check_compatible(encoding, config.resume, config.train_path);
     load_checkpoint(config.resume, model, &optimizer);
     position = info.position;
   } else if (!config.init_from.empty()) {
     const CheckpointInfo info = read_checkpoint_info(config.init_from);
-    info.encoding.check_compatible(train.encoding, config.init_from, config.train_path);
+    info.encoding.check_compatible(encoding, config.init_from, config.train_path);
     load_checkpoint<float>(config.init_from, model, nullptr);
   }
-  const std::int64_t batch = config.batch_size;
-  const std::int64_t eval_batch = config.eval_batch_size > 0 ? config.eval_batch_size : batch;
-  model.reserve(std::min(batch, train.rows));
-  const std::int64_t batches = (train.rows + batch - 1) / batch;
+  // Every rank starts from rank 0's parameters, statistics and optimizer state.
+  auto& params = model.params();
+  comm.broadcast(params.values().data(), params.values().size() * sizeof(float), 0);
+  if (params.state().size() > 0) comm.broadcast(params.state().data(), params.state().size() * sizeof(float), 0);
+  for (int i = 0; i < optimizer.slot_count(); ++i)
+    comm.broadcast(optimizer.slot(i).data(), optimizer.slot(i).size() * sizeof(float), 0);
+
+  const std::int64_t batch = config.batch_size;  // global
+  const std::int64_t local_batch = rank_share(batch, 0, world.size).count;
+  const std::int64_t eval_batch = config.eval_batch_size > 0 ? config.eval_batch_size : local_batch;
+  const std::int64_t train_rows = train.rows();
+  model.reserve(std::max<std::int64_t>(1, std::min(local_batch, train_rows)));
+  const std::int64_t batches = (train_rows + batch - 1) / batch;
   if (position.batch > batches)
     throw InputError(config.resume + ": the checkpoint stopped at batch " + std::to_string(position.batch) +
                      " of an epoch, but this run has " + std::to_string(batches) +
                      " batches an epoch: the training file, --limit-train or --batch-size differ");
+  const double lr_multiplier =
+      config.lr_scaling == "linear" ? static_cast<double>(batch) / static_cast<double>(config.lr_base_batch) : 1.0;
 
-  // --- Run directory ---------------------------------------------------------------------------
+  // --- Run directory (rank 0) -----------------------------------------------------------------
   std::string run_dir = config.run_dir;
   if (run_dir.empty() && !config.resume.empty())
     run_dir = std::filesystem::absolute(config.resume).parent_path().string();
   if (run_dir.empty()) run_dir = "runs/" + model_config.name + "-" + utc_now_compact();
-  std::error_code error;
-  std::filesystem::create_directories(run_dir, error);
-  if (error) throw IoError("cannot create the run directory '" + run_dir + "': " + error.message());
   const std::string checkpoint_path = run_dir + "/checkpoint.h5", best_path = run_dir + "/best.h5";
-  // config.json records how the run was started; a resume (same options, checked by the command
-  // line) leaves it as it is.
-  const std::string config_path = run_dir + "/config.json";
-  if (config.resume.empty() || !std::filesystem::exists(config_path)) {
-    nlohmann::json record = nlohmann::json::parse(config_json);
-    record["revision"] = version_line();
-    record["libraries"] = build_info().libraries;
-    record["backend"] = backend->name();
-    record["threads"] = engine::DnnlBackend::threads();
-    record["model_resolved"] = nlohmann::json::parse(model_config_json(model_config));
-    record["parameters"] = model.params().trained_count();
-    const std::string temporary = temporary_path(config_path);
-    {
-      std::ofstream out(temporary);
-      out << record.dump(2) << "\n";
-      out.flush();
-      if (!out) {
-        std::filesystem::remove(temporary, error);
-        throw IoError("cannot write '" + config_path + "'");
+  std::ofstream metrics_file;
+  if (root) {
+    std::error_code error;
+    std::filesystem::create_directories(run_dir, error);
+    if (error) throw IoError("cannot create the run directory '" + run_dir + "': " + error.message());
+    // config.json records how the run was started; a resume (same options, checked by the command
+    // line) leaves it as it is.
+    const std::string config_path = run_dir + "/config.json";
+    if (config.resume.empty() || !std::filesystem::exists(config_path)) {
+      nlohmann::json record = nlohmann::json::parse(config_json);
+      record["revision"] = version_line();
+      record["libraries"] = build_info().libraries;
+      record["backend"] = backend->name();
+      record["threads"] = engine::DnnlBackend::threads();
+      record["world_size"] = world.size;
+      record["model_resolved"] = nlohmann::json::parse(model_config_json(model_config));
+      record["parameters"] = model.params().trained_count();
+      const std::string temporary = temporary_path(config_path);
+      {
+        std::ofstream out(temporary);
+        out << record.dump(2) << "\n";
+        out.flush();
+        if (!out) {
+          std::filesystem::remove(temporary, error);
+          throw IoError("cannot write '" + config_path + "'");
+        }
       }
+      commit_file(temporary, config_path);
     }
-    commit_file(temporary, config_path);
+    metrics_file.open(run_dir + "/metrics.jsonl", std::ios::app);
+    if (!metrics_file) throw IoError("cannot write " + run_dir + "/metrics.jsonl");
   }
-  std::ofstream metrics_file(run_dir + "/metrics.jsonl", std::ios::app);
-  if (!metrics_file) throw IoError("cannot write " + run_dir + "/metrics.jsonl");
-  Progress progress(config.progress == "on" || (config.progress == "auto" && ::isatty(STDOUT_FILENO)));
+  // Rank 0 speaks; the others only warn and fail (through the log, tagged with their rank).
+  Progress progress(root && (config.progress == "on" || (config.progress == "auto" && ::isatty(STDOUT_FILENO))));
+  auto say = [&](const std::string& text) {
+    if (root) progress.line(text);
+  };
+  auto write_metrics = [&](const nlohmann::json& record) {
+    if (root) metrics_file << record.dump() << "\n" << std::flush;
+  };
 
   CheckpointInfo info;
-  info.encoding = train.encoding;
+  info.encoding = encoding;
   info.training_json = config_json;
   auto save = [&](const std::string& path, bool with_optimizer) {
+    if (!root) return;
     info.model = model_config;
     info.position = position;
     save_checkpoint(path, model, with_optimizer ? &optimizer : nullptr, info);
   };
 
   const double flops_per_sample = 6 * model.forward_macs();  // forward 2, backward 4 per multiply-add
-  progress.line(model.summary());
-  progress.line("training " + model_config.name + " on " + std::to_string(train.rows) + " rows (" +
-                std::to_string(batches) + " batches of " + std::to_string(batch) + "), backend " + backend->name() +
-                ", " + std::to_string(engine::DnnlBackend::threads()) + " threads, run directory " + run_dir +
-                (config.resume.empty() ? ""
-                                       : ", resumed at epoch " + std::to_string(position.epoch + 1) + " batch " +
-                                             std::to_string(position.batch)));
+  say(model.summary());
+  say("training " + model_config.name + " on " + std::to_string(train_rows) + " rows (" + std::to_string(batches) +
+      " batches of " + std::to_string(batch) + "), backend " + backend->name() + ", " +
+      (world.size > 1 ? std::to_string(world.size) + " ranks (" + comm.name() + ") x " : "") +
+      std::to_string(engine::DnnlBackend::threads()) + " threads, run directory " + run_dir +
+      (config.resume.empty() ? ""
+                             : ", resumed at epoch " + std::to_string(position.epoch + 1) + " batch " +
+                                   std::to_string(position.batch)));
+
+  // --- Gradient reduction ----------------------------------------------------------------------
+  const auto bucket_elements = static_cast<Index>(config.bucket_mb * 1024 * 1024 / sizeof(float));
+  dist::GradientReducer reducer(comm, params.gradients().data(), params.trained_count(), bucket_elements);
+  reducer.check_finite([&](const float* data, Index count) {
+    return std::isfinite(backend->sum_squares(count, data));
+  });
+  std::function<void(Index)> gradients_ready = [&](Index offset) { reducer.ready_from(offset); };
 
   engine::Context<float> ctx{backend.get(), nullptr, true, config.seed, 0};
-  std::vector<std::uint8_t> codes(static_cast<std::size_t>(batch * train.encoding.char_length));
-  std::vector<std::int32_t> labels(static_cast<std::size_t>(batch));
-  std::vector<float> diff(static_cast<std::size_t>(batch * model_config.classes));
-  double total_train_seconds = 0;
-  std::int64_t total_train_samples = 0;
+  ctx.on_gradients_ready = &gradients_ready;
+  const std::int64_t length = encoding.char_length;
+  // Two input buffers: the step computes on one while the prefetch thread fills the other.
+  struct Input {
+    std::vector<std::uint8_t> codes;
+    std::vector<std::int32_t> labels;
+    Share share;
+  };
+  Input inputs[2];
+  for (auto& in : inputs) {
+    in.codes.resize(static_cast<std::size_t>(std::max<std::int64_t>(local_batch, 1) * length));
+    in.labels.resize(static_cast<std::size_t>(std::max<std::int64_t>(local_batch, 1)));
+  }
+  std::vector<float> diff(static_cast<std::size_t>(std::max<std::int64_t>(local_batch, 1) * model_config.classes));
+  double total_train_seconds = 0, total_wait_seconds = 0;
+  std::int64_t total_train_samples = 0, total_steps = 0, skipped_steps = 0;
   bool stopped = false;
   std::optional<Metrics> final_test;  // the last epoch's test evaluation, reused at the end
   double final_test_seconds = 0;
 
+  // Evaluation over every rank's shard; the counts are summed so every rank holds the totals.
+  auto evaluate_all = [&](const CharDataset& data) {
+    Metrics m = evaluate(model, *backend, data, eval_batch, 0);
+    auto packed = m.pack();
+    comm.allreduce(packed.data(), packed.size(), dist::ReduceOp::sum);
+    m.unpack(packed);
+    return m;
+  };
+
   for (; position.epoch < config.epochs && !stopped; ++position.epoch) {
-    const auto order = epoch_order(train.rows, config.seed, position.epoch);
+    const auto order = epoch_order(train_rows, config.seed, position.epoch, shuffle, config.shuffle_block);
+    // This rank's rows of global batch b, read into `in` (on the prefetch thread).
+    auto read_batch = [&](std::int64_t b, Input& in) {
+      const std::int64_t begin = b * batch;
+      in.share = rank_share(std::min(batch, train_rows - begin), world.rank, world.size);
+      train.read(order.data() + begin + in.share.offset, in.share.count, in.codes.data(), in.labels.data());
+    };
+    std::future<void> next;
+    int current = 0;
+    if (position.batch < batches)
+      next = std::async(std::launch::async, read_batch, position.batch, std::ref(inputs[current]));
     auto interval_start = Clock::now();
-    std::int64_t interval_samples = 0;
-    double interval_loss = 0;
+    std::int64_t interval_samples = 0, interval_steps = 0;
+    double interval_loss = 0, interval_wait = 0;
     std::int64_t interval_correct = 0;
     for (; position.batch < batches; ++position.batch) {
       if (config.max_steps > 0 && position.step >= config.max_steps) {
+        if (next.valid()) next.wait();
         save(checkpoint_path, true);
-        progress.line("stopped at step " + std::to_string(position.step) + " (--max-steps): checkpoint " +
-                      checkpoint_path);
+        say("stopped at step " + std::to_string(position.step) + " (--max-steps): checkpoint " + checkpoint_path);
         stopped = true;
         break;
       }
       const auto step_start = Clock::now();
-      const std::int64_t begin = position.batch * batch;
-      const Index n = std::min(batch, train.rows - begin);
-      const std::int64_t length = train.encoding.char_length;
-      for (Index i = 0; i < n; ++i) {
-        const std::int64_t row = order[static_cast<std::size_t>(begin + i)];
-        std::copy(train.row(row), train.row(row) + length, codes.data() + i * length);
-        labels[static_cast<std::size_t>(i)] = train.labels[static_cast<std::size_t>(row)];
+      next.get();  // rethrows a read error
+      Input& in = inputs[current];
+      current ^= 1;
+      if (position.batch + 1 < batches)
+        next = std::async(std::launch::async, read_batch, position.batch + 1, std::ref(inputs[current]));
+      const std::int64_t global_rows = std::min(batch, train_rows - position.batch * batch);
+      const Index n = in.share.count;
+      if (fault.rank == world.rank && fault.step == position.step) {
+        if (fault.kind == "throw")
+          throw Error("failure injected by --fault at step " + std::to_string(position.step));
+        if (fault.kind == "kill") std::raise(SIGKILL);
       }
-      const double lr = learning_rate(config.optimizer, config.schedule, position.epoch, position.step);
+      const double lr = lr_multiplier * learning_rate(config.optimizer, config.schedule, position.epoch, position.step);
       ctx.training = true;
       ctx.step = position.step;
-      const float* logits = model.forward(ctx, n, codes.data());
-      const double loss_sum =
-          backend->softmax_cross_entropy(n, model_config.classes, logits, labels.data(), diff.data());
+      ctx.sample_offset = in.share.offset;
+      double loss_sum = 0;
       std::int64_t correct = 0;
-      for (Index i = 0; i < n; ++i)
-        correct +=
-            argmax(logits + i * model_config.classes, model_config.classes) == labels[static_cast<std::size_t>(i)];
-      model.backward(ctx, n, codes.data(), diff.data());
-      optimizer.step(*backend, model.params(), lr);
+      reducer.begin();
+      if (n > 0) {
+        const float* logits = model.forward(ctx, n, in.codes.data());
+        loss_sum = backend->softmax_cross_entropy(n, model_config.classes, logits, in.labels.data(), diff.data());
+        for (Index i = 0; i < n; ++i)
+          correct += argmax(logits + i * model_config.classes, model_config.classes) ==
+                     in.labels[static_cast<std::size_t>(i)];
+        if (fault.kind == "nan" && fault.rank == world.rank && fault.step == position.step) {
+          loss_sum = std::nan("");
+          std::fill(diff.begin(), diff.end(), std::nanf(""));
+        }
+        // The loss gradient is the mean over this rank's n rows: make it a share of the global
+        // batch's mean, so that the sum over ranks is the mean over the global batch.
+        if (n != global_rows)
+          backend->scale(n * model_config.classes, diff.data(), static_cast<double>(n) / static_cast<double>(global_rows));
+        model.backward(ctx, n, in.codes.data(), diff.data());
+      } else {
+        std::fill(params.gradients().data(), params.gradients().data() + params.gradients().size(), 0.0f);
+      }
+      reducer.finish();
+      // Batch-norm running statistics: the mean over ranks.
+      if (world.size > 1 && params.state().size() > 0) {
+        comm.allreduce(params.state().data(), params.state().size(), dist::ReduceOp::sum);
+        backend->scale(static_cast<Index>(params.state().size()), params.state().data(), 1.0 / world.size);
+      }
+      // One small collective: the global loss and accuracy, and the decisions every rank must
+      // take together (a non-finite value somewhere, an interrupt).
+      const int signal_now = interrupt_signal();
+      double sums[2] = {loss_sum, static_cast<double>(correct)};
+      double flags[4] = {
+          std::isfinite(loss_sum) ? -1.0 : static_cast<double>(world.size - world.rank),  // lowest rank wins
+          reducer.local_nonfinite() ? static_cast<double>(world.size - world.rank) : -1.0,
+          static_cast<double>(signal_now), reducer.wait_seconds()};
+      comm.allreduce(sums, 2, dist::ReduceOp::sum);
+      comm.allreduce(flags, 4, dist::ReduceOp::max);
+      const bool bad_loss = flags[0] > 0, bad_gradient = flags[1] > 0;
+      if (bad_loss || bad_gradient) {
+        const int bad_rank = world.size - static_cast<int>(bad_loss ? flags[0] : flags[1]);
+        const std::string what = std::string(bad_loss ? "loss" : "gradient") + " is not finite at step " +
+                                 std::to_string(position.step + 1) + " (epoch " + std::to_string(position.epoch + 1) +
+                                 ", batch " + std::to_string(position.batch + 1) + ") on rank " +
+                                 std::to_string(bad_rank);
+        if (!config.skip_nonfinite)
+          throw Error("the training " + what + " (--skip-nonfinite skips such steps; lower --lr or set --clip-norm)");
+        ++skipped_steps;
+        if (root) TS_LOG(warn, "skipped the step: the " << what);
+      } else {
+        optimizer.step(*backend, params, lr);
+      }
       ++position.step;
+      ++total_steps;
       const double step_seconds = seconds_since(step_start);
-      position.epoch_loss_sum += loss_sum;
-      position.epoch_correct += correct;
-      position.epoch_samples += n;
+      const double global_loss = sums[0];
+      const auto global_correct = static_cast<std::int64_t>(sums[1]);
+      if (!(bad_loss || bad_gradient)) {
+        position.epoch_loss_sum += global_loss;
+        position.epoch_correct += global_correct;
+      }
+      position.epoch_samples += global_rows;
       position.epoch_seconds += step_seconds;
       total_train_seconds += step_seconds;
-      total_train_samples += n;
-      interval_samples += n;
-      interval_loss += loss_sum;
-      interval_correct += correct;
-      if (!std::isfinite(loss_sum))
-        throw Error("the training loss is not finite at step " + std::to_string(position.step));
+      total_wait_seconds += flags[3];
+      total_train_samples += global_rows;
+      interval_samples += global_rows;
+      interval_loss += bad_loss ? 0.0 : global_loss;
+      interval_correct += global_correct;
+      interval_wait += flags[3];
+      ++interval_steps;
 
       const bool last = position.batch + 1 == batches;
       if (config.log_every > 0 && (position.step % config.log_every == 0 || last)) {
         const double seconds = seconds_since(interval_start);
         const double rate = static_cast<double>(interval_samples) / seconds;
-        char line[256];
+        const double wait_ms = 1000 * interval_wait / static_cast<double>(interval_steps);
+        char line[320];
         std::snprintf(line, sizeof line,
-                      "epoch %lld/%lld step %lld [%lld/%lld] loss %.4f acc %.4f lr %.5g %.1f samples/s",
+                      "epoch %lld/%lld step %lld [%lld/%lld] loss %.4f acc %.4f lr %.5g %.1f samples/s%s",
                       static_cast<long long>(position.epoch + 1), static_cast<long long>(config.epochs),
                       static_cast<long long>(position.step), static_cast<long long>(position.batch + 1),
                       static_cast<long long>(batches), interval_loss / static_cast<double>(interval_samples),
-                      static_cast<double>(interval_correct) / static_cast<double>(interval_samples), lr, rate);
-        progress.line(line);
-        metrics_file << nlohmann::json{{"type", "interval"},
-                                       {"epoch", position.epoch + 1},
-                                       {"step", position.step},
-                                       {"loss", interval_loss / static_cast<double>(interval_samples)},
-                                       {"accuracy",
-                                        static_cast<double>(interval_correct) / static_cast<double>(interval_samples)},
-                                       {"lr", lr},
-                                       {"samples_per_second", rate}}
-                            .dump()
-                     << "\n"
-                     << std::flush;
+                      static_cast<double>(interval_correct) / static_cast<double>(interval_samples), lr, rate,
+                      world.size > 1 ? (" | comm wait " + std::to_string(wait_ms).substr(0, 5) + " ms/step").c_str()
+                                     : "");
+        say(line);
+        nlohmann::json record{{"type", "interval"},
+                              {"epoch", position.epoch + 1},
+                              {"step", position.step},
+                              {"loss", interval_loss / static_cast<double>(interval_samples)},
+                              {"accuracy", static_cast<double>(interval_correct) / static_cast<double>(interval_samples)},
+                              {"lr", lr},
+                              {"samples_per_second", rate}};
+        if (world.size > 1) record["comm_wait_ms_per_step"] = wait_ms;
+        write_metrics(record);
         interval_start = Clock::now();
-        interval_samples = 0;
-        interval_loss = 0;
-        interval_correct = 0;
+        interval_samples = interval_steps = interval_correct = 0;
+        interval_loss = interval_wait = 0;
       } else {
-        progress.update(position.epoch + 1, config.epochs, position.epoch_samples, train.rows,
+        progress.update(position.epoch + 1, config.epochs, position.epoch_samples, train_rows,
                         static_cast<double>(position.epoch_samples) / position.epoch_seconds);
       }
-      if (const int signal = interrupt_signal()) {
+      if (flags[2] > 0) {  // every rank stops after the same step
+        if (next.valid()) next.wait();
         ++position.batch;
         save(checkpoint_path, true);
-        progress.line("interrupted by signal " + std::to_string(signal) + ": checkpoint written to " + checkpoint_path +
-                      " (resume with --resume " + checkpoint_path + ")");
-        throw Interrupted(signal);
+        say("interrupted by signal " + std::to_string(static_cast<int>(flags[2])) + ": checkpoint written to " +
+            checkpoint_path + " (resume with --resume " + checkpoint_path + ")");
+        throw Interrupted(static_cast<int>(flags[2]));
       }
       if (config.checkpoint_every > 0 && position.step % config.checkpoint_every == 0 && !last) {
         ++position.batch;
@@ -331,12 +523,13 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
         {"type", "epoch"},
         {"epoch", position.epoch + 1},
         {"step", position.step},
-        {"lr", learning_rate(config.optimizer, config.schedule, position.epoch, position.step - 1)},
+        {"lr", lr_multiplier * learning_rate(config.optimizer, config.schedule, position.epoch, position.step - 1)},
         {"train_loss", position.epoch_loss_sum / static_cast<double>(position.epoch_samples)},
         {"train_accuracy", static_cast<double>(position.epoch_correct) / static_cast<double>(position.epoch_samples)},
         {"train_seconds", position.epoch_seconds},
         {"samples_per_second", static_cast<double>(position.epoch_samples) / position.epoch_seconds},
-        {"gflops", flops_per_sample * static_cast<double>(position.epoch_samples) / position.epoch_seconds / 1e9}};
+        {"gflops", flops_per_sample * static_cast<double>(position.epoch_samples) / position.epoch_seconds / 1e9},
+        {"ranks", world.size}};
     char line[320];
     std::snprintf(line, sizeof line, "epoch %lld done: train loss %.4f acc %.4f, %.1f samples/s (%.1f GFLOP/s dense)",
                   static_cast<long long>(position.epoch + 1), record["train_loss"].get<double>(),
@@ -348,18 +541,18 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     // evaluation (batch == batches).
     auto evaluate_or_checkpoint = [&](const CharDataset& data) {
       try {
-        return evaluate(model, *backend, data, eval_batch, config.limit_eval);
+        return evaluate_all(data);
       } catch (const Interrupted& interrupted) {
         save(checkpoint_path, true);
-        progress.line("interrupted by signal " + std::to_string(interrupted.signal()) +
-                      " during evaluation: checkpoint written to " + checkpoint_path);
+        say("interrupted by signal " + std::to_string(interrupted.signal()) +
+            " during evaluation: checkpoint written to " + checkpoint_path);
         throw;
       }
     };
     if (!valid.path.empty()) {
       const auto eval_start = Clock::now();
       Metrics m = evaluate_or_checkpoint(valid);
-      record["valid"] = nlohmann::json::parse(m.json(train.encoding.classes));
+      record["valid"] = nlohmann::json::parse(m.json(encoding.classes));
       record["valid"]["seconds"] = seconds_since(eval_start);
       std::snprintf(line, sizeof line, "; validation loss %.4f acc %.4f", m.mean_loss(), m.accuracy());
       summary += line;
@@ -376,15 +569,15 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     if (!test.path.empty() && (config.test_each_epoch || final_epoch)) {
       const auto eval_start = Clock::now();
       Metrics m = evaluate_or_checkpoint(test);
-      record["test"] = nlohmann::json::parse(m.json(train.encoding.classes));
+      record["test"] = nlohmann::json::parse(m.json(encoding.classes));
       record["test"]["seconds"] = seconds_since(eval_start);
       if (final_epoch) final_test = m, final_test_seconds = seconds_since(eval_start);
       record["test"]["samples_per_second"] = static_cast<double>(m.samples()) / seconds_since(eval_start);
       std::snprintf(line, sizeof line, "; test loss %.4f acc %.4f", m.mean_loss(), m.accuracy());
       summary += line;
     }
-    metrics_file << record.dump() << "\n" << std::flush;
-    progress.line(summary);
+    write_metrics(record);
+    say(summary);
     // The checkpoint marks the next epoch's start.
     position.batch = 0;
     position.epoch_loss_sum = 0;
@@ -401,31 +594,34 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   nlohmann::json final_record{
       {"type", "final"},
       {"steps", position.step},
+      {"ranks", world.size},
       {"train_samples", total_train_samples},
       {"train_seconds", total_train_seconds},
       {"train_samples_per_second",
        total_train_seconds > 0 ? static_cast<double>(total_train_samples) / total_train_seconds : 0.0}};
+  if (world.size > 1 && total_steps > 0) final_record["comm_wait_ms_per_step"] = 1000 * total_wait_seconds / static_cast<double>(total_steps);
+  if (skipped_steps > 0) final_record["skipped_steps"] = skipped_steps;
   if (!test.path.empty()) {
     const auto eval_start = Clock::now();
-    Metrics m = final_test ? *final_test : evaluate(model, *backend, test, eval_batch, config.limit_eval);
+    Metrics m = final_test ? *final_test : evaluate_all(test);
     const double eval_seconds = final_test ? final_test_seconds : seconds_since(eval_start);
-    final_record["test"] = nlohmann::json::parse(m.json(train.encoding.classes));
+    final_record["test"] = nlohmann::json::parse(m.json(encoding.classes));
     final_record["test"]["samples_per_second"] = static_cast<double>(m.samples()) / eval_seconds;
-    progress.line("test set (" + config.test_path + "), final weights:\n" + m.table(train.encoding.classes));
+    say("test set (" + config.test_path + "), final weights:\n" + m.table(encoding.classes));
     char line[256];
     std::snprintf(line, sizeof line,
                   "accuracy %.4f | training %.1f samples/s (%.1f GFLOP/s dense) | inference %.1f samples/s",
                   m.accuracy(), final_record["train_samples_per_second"].get<double>(),
                   flops_per_sample * final_record["train_samples_per_second"].get<double>() / 1e9,
                   static_cast<double>(m.samples()) / eval_seconds);
-    progress.line(line);
+    say(line);
   }
   if (position.best_epoch > 0) {
     final_record["best_valid_accuracy"] = position.best_valid_accuracy;
     final_record["best_epoch"] = position.best_epoch;
   }
-  metrics_file << final_record.dump() << "\n" << std::flush;
-  progress.line("run directory: " + run_dir);
+  write_metrics(final_record);
+  say("run directory: " + run_dir);
   return 0;
 }
 

@@ -279,8 +279,8 @@ BOOST_AUTO_TEST_CASE(elementwise_loss_and_optimizers) {
   b.dnnl.multiply(count, x.f.data(), y.f.data(), out.f.data());
   b.ref.multiply(count, x.d.data(), y.d.data(), out.d.data());
   expect_close("multiply", out.f, out.d);
-  b.dnnl.dropout_forward(count, 0.3, 1234, x.f.data(), out.f.data(), mask.f.data());
-  b.ref.dropout_forward(count, 0.3, 1234, x.d.data(), out.d.data(), mask.d.data());
+  b.dnnl.dropout_forward(count, 0.3, 1234, 77, x.f.data(), out.f.data(), mask.f.data());
+  b.ref.dropout_forward(count, 0.3, 1234, 77, x.d.data(), out.d.data(), mask.d.data());
   expect_close("dropout forward", out.f, out.d);
   expect_close("dropout mask", mask.f, mask.d);
   BOOST_TEST(std::abs(b.dnnl.sum_squares(count, x.f.data()) - b.ref.sum_squares(count, x.d.data())) <

@@ -33,6 +33,12 @@ class Hdf5Error : public Error {
   using Error::Error;
 };
 
+// A collective between ranks failed or timed out (a rank died, or diverged).
+class CommError : public Error {
+ public:
+  using Error::Error;
+};
+
 // Formats "what: strerror(errno)".
 [[nodiscard]] std::string errno_message(const std::string& what, int error_number);
 

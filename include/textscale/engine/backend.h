@@ -100,9 +100,11 @@ class Backend {
   virtual void copy(Index count, const T* src, T* dst) = 0;
   // dst = a + b (any may alias).
   virtual void add(Index count, const T* a, const T* b, T* dst) = 0;
-  // Inverted dropout: mask[i] = keep ? 1/(1-p) : 0 from dropout_keep(seed, i, p) (dropout_mask.h),
-  // dst = src * mask.
-  virtual void dropout_forward(Index count, double p, std::uint64_t seed, const T* src, T* dst, T* mask) = 0;
+  // Inverted dropout: mask[i] = keep ? 1/(1-p) : 0 from dropout_keep(seed, first + i, p)
+  // (dropout_mask.h), dst = src * mask. `first` is the element's index in the global batch, so
+  // that a sample gets the same mask whichever rank of a data-parallel run holds it.
+  virtual void dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t first, const T* src, T* dst,
+                               T* mask) = 0;
   virtual void multiply(Index count, const T* a, const T* b, T* dst) = 0;  // dst = a * b
 
   // --- Dense --------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -51,6 +52,13 @@ struct Context {
   std::uint64_t seed = 0;  // run seed (dropout)
   std::int64_t step = 0;   // global optimizer step (dropout masks differ per step)
   Profile* profile = nullptr;
+  // Index of this batch's first sample in the global batch (data parallelism: a rank's share
+  // starts there), so that per-sample randomness does not depend on the number of ranks.
+  std::int64_t sample_offset = 0;
+  // When set, the model calls it during backward with an offset k into the flat gradient buffer
+  // once every gradient at offsets >= k is final (layers declare parameters in forward order, so
+  // k falls as backward proceeds); the gradient reducer starts all-reducing those buckets.
+  std::function<void(Index)>* on_gradients_ready = nullptr;
 };
 
 template <typename T>

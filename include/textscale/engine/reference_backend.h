@@ -38,7 +38,8 @@ class ReferenceBackend final : public Backend<T> {
   void relu_backward(Index count, const T* dst, const T* diff_dst, T* diff_src) override;
   void copy(Index count, const T* src, T* dst) override;
   void add(Index count, const T* a, const T* b, T* dst) override;
-  void dropout_forward(Index count, double p, std::uint64_t seed, const T* src, T* dst, T* mask) override;
+  void dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t first, const T* src, T* dst,
+                       T* mask) override;
   void multiply(Index count, const T* a, const T* b, T* dst) override;
   void linear_forward(OpStatePtr& state, const LinearShape& shape, const T* src, const T* weights, const T* bias,
                       T* dst, bool relu) override;

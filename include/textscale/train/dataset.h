@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -43,5 +44,34 @@ CharDataset load_char_dataset(const std::string& path, std::int64_t begin = 0, s
 
 // Reads only the attributes (for checks before anything is loaded).
 Encoding read_encoding(const std::string& path);
+
+// Random access to the rows of a training file, for a data-parallel rank that reads only its
+// share of each batch. Opening validates the schema and reads (and range-checks) every label;
+// character rows are read on demand, each run of consecutive rows with one hyperslab read, and
+// their codes checked against the alphabet. Thread-compatible: one reader per thread (HDF5 itself
+// is built thread-safe and serialises the calls).
+class ShardReader {
+ public:
+  explicit ShardReader(const std::string& path, std::int64_t limit_rows = -1);
+  [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] const Encoding& encoding() const { return encoding_; }
+  [[nodiscard]] std::int64_t rows() const { return rows_; }
+  [[nodiscard]] const std::vector<std::int32_t>& labels() const { return labels_; }
+  // Identifies the file's content for cross-rank checks: rows, encoding, source_sha256.
+  [[nodiscard]] std::uint64_t fingerprint() const { return fingerprint_; }
+  // Rows `rows[0..count)` (any order, repeats allowed) into codes (count, L) and labels (count).
+  void read(const std::int64_t* rows, std::int64_t count, std::uint8_t* codes, std::int32_t* labels);
+
+ private:
+  std::string path_;
+  Encoding encoding_;
+  std::int64_t rows_ = 0;
+  std::vector<std::int32_t> labels_;
+  std::uint64_t fingerprint_ = 0;
+  struct Impl;
+  std::shared_ptr<Impl> impl_;  // HDF5 handles
+  std::vector<std::pair<std::int64_t, std::int64_t>> sorted_;  // (row, position) scratch
+  std::vector<std::uint8_t> staging_;
+};
 
 }  // namespace textscale::train

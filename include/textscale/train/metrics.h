@@ -15,6 +15,10 @@ class Metrics {
   void add(std::int32_t label, std::int32_t predicted, double loss = 0);
   // Adds another Metrics' counts (e.g. from another rank).
   void merge(const Metrics& other);
+  // The counts as doubles (samples, loss sum, confusion matrix; exact below 2^53) to be summed
+  // across ranks, and back.
+  [[nodiscard]] std::vector<double> pack() const;
+  void unpack(const std::vector<double>& packed);
 
   [[nodiscard]] std::int64_t samples() const { return samples_; }
   [[nodiscard]] double mean_loss() const { return samples_ ? loss_sum_ / static_cast<double>(samples_) : 0.0; }

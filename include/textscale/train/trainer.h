@@ -1,7 +1,15 @@
-// Single-process training and evaluation of the character models.
+// Training and evaluation of the character models, in one process or data-parallel over MPI.
 //
-// An epoch visits the training rows in a permutation drawn from (seed, epoch), in batches of
-// `batch_size` (the last one smaller). After each epoch the model is evaluated on the validation
+// An epoch visits the training rows in an order drawn from (seed, epoch) (sharding.h), in global
+// batches of `batch_size` (the last one smaller). With N ranks (mpirun / srun, one per device),
+// rank r reads only its slice of each global batch from the training file (a background thread
+// prefetches the next one), computes its gradients, and the ranks sum them in buckets overlapped
+// with backward (dist/reducer.h); every rank then takes the same optimizer step. Each rank's loss
+// gradient is scaled by 1/global batch, so N ranks follow one process's trajectory up to
+// floating-point rounding (batch normalisation aside: it normalises with each rank's own batch
+// statistics, and the running statistics are averaged over ranks every step). Parameters start
+// as rank 0's (broadcast); evaluation is split across ranks and the counts summed; rank 0 alone
+// writes the run directory. After each epoch the model is evaluated on the validation
 // file (model selection: the best accuracy's weights are kept as best.h5) and, unless disabled, on
 // the test file; at the end on the test file. Everything a run produces goes to its run directory:
 //   config.json     the resolved configuration, git revision, libraries, command line
@@ -11,7 +19,8 @@
 //   best.h5         the weights with the best validation accuracy so far
 // Resuming from checkpoint.h5 continues at the same batch with the same data order, dropout masks
 // and optimizer state, so an interrupted and resumed run ends with bitwise the same weights as an
-// uninterrupted one (same backend and thread count).
+// uninterrupted one (same backend; any thread count), and on another number of ranks continues
+// the same global sample order from the same position.
 #pragma once
 
 #include <cstdint>
@@ -47,6 +56,15 @@ struct TrainConfig {
   std::string init_from;              // checkpoint whose weights start a new run
   bool test_each_epoch = true;
   std::string progress = "auto";  // auto (when stdout is a terminal) | on | off
+  // Data parallelism.
+  std::string shuffle = "rows";          // rows | blocks (sharding.h)
+  std::int64_t shuffle_block = 256;      // rows per block with shuffle = blocks
+  double bucket_mb = 16;                 // gradient all-reduce bucket size; 0: one bucket after backward
+  double comm_timeout = 300;             // seconds a collective may take before the job is ended
+  std::string lr_scaling = "none";       // none | linear: lr x batch_size / lr_base_batch
+  std::int64_t lr_base_batch = 128;
+  bool skip_nonfinite = false;           // skip steps whose loss or gradient is not finite
+  std::string fault;                     // tests: "throw|kill|nan:RANK:STEP" injects a failure
 };
 
 std::unique_ptr<engine::Backend<float>> make_backend(const std::string& name);
@@ -54,6 +72,10 @@ std::unique_ptr<engine::Backend<float>> make_backend(const std::string& name);
 // Evaluates `model` on rows of `data` in order, in batches of `batch`. `limit` > 0 caps the rows.
 Metrics evaluate(engine::Model<float>& model, engine::Backend<float>& backend, const CharDataset& data,
                  std::int64_t batch, std::int64_t limit = 0);
+
+// Threads for this rank when `requested` is 0: the node's cores divided among its ranks, at most
+// the cores this process may run on.
+int default_threads(int local_ranks);
 
 // Runs training as configured; `config_json` is the resolved configuration recorded in the run
 // directory and checkpoints. Returns the process exit code.

@@ -269,11 +269,12 @@ void multiply(Index count, const float* a, const float* b, float* dst) {
   parallel_blocks(count, [&](Index i, Index c) { multiply_chunk(a + i, b + i, dst + i, c); });
 }
 
-void dropout_forward(Index count, double p, std::uint64_t seed, const float* src, float* dst, float* mask) {
+void dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t first, const float* src, float* dst,
+                     float* mask) {
   const float keep_scale = static_cast<float>(1.0 / (1.0 - p));
 #pragma omp parallel for schedule(static)
   for (Index i = 0; i < count; ++i) {
-    mask[i] = dropout_keep(seed, static_cast<std::uint64_t>(i), p) ? keep_scale : 0.0f;
+    mask[i] = dropout_keep(seed, first + static_cast<std::uint64_t>(i), p) ? keep_scale : 0.0f;
     dst[i] = src[i] * mask[i];
   }
 }

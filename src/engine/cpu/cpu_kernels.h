@@ -28,7 +28,8 @@ void relu_backward(Index count, const float* dst, const float* diff_dst, float* 
 void copy(Index count, const float* src, float* dst);
 void add(Index count, const float* a, const float* b, float* dst);
 void multiply(Index count, const float* a, const float* b, float* dst);
-void dropout_forward(Index count, double p, std::uint64_t seed, const float* src, float* dst, float* mask);
+void dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t first, const float* src, float* dst,
+                     float* mask);
 void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const float* table,
                        float* dst);
 void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const float* diff_dst,

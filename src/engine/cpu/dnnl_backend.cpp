@@ -511,9 +511,9 @@ void DnnlBackend::copy(Index count, const float* src, float* dst) {
 void DnnlBackend::add(Index count, const float* a, const float* b, float* dst) {
   cpu::add(count, a, b, dst);
 }
-void DnnlBackend::dropout_forward(Index count, double p, std::uint64_t seed, const float* src, float* dst,
-                                  float* mask) {
-  cpu::dropout_forward(count, p, seed, src, dst, mask);
+void DnnlBackend::dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t first, const float* src,
+                                  float* dst, float* mask) {
+  cpu::dropout_forward(count, p, seed, first, src, dst, mask);
 }
 void DnnlBackend::multiply(Index count, const float* a, const float* b, float* dst) {
   cpu::multiply(count, a, b, dst);

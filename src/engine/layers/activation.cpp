@@ -35,7 +35,8 @@ void Dropout<T>::forward(Context<T>& ctx, Index n, const T* src, T* dst) {
   masked_ = ctx.training && p_ > 0;
   if (masked_) {
     auto seed = dropout_seed(ctx.seed, static_cast<std::uint64_t>(id_), static_cast<std::uint64_t>(ctx.step));
-    ctx.backend->dropout_forward(n * size_, p_, seed, src, dst, mask_.data());
+    ctx.backend->dropout_forward(n * size_, p_, seed, static_cast<std::uint64_t>(ctx.sample_offset * size_), src, dst,
+                                 mask_.data());
   } else {
     ctx.backend->copy(n * size_, src, dst);
   }

@@ -16,8 +16,10 @@ template <typename T>
 Dims Sequential<T>::setup(ParamStore<T>& params, const std::string& prefix, Dims src) {
   prefix_ = prefix;
   shapes_.clear();
+  first_gradient_.clear();
   Dims shape = src;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
+    first_gradient_.push_back(params.trained_count());  // the next trained offset
     shape = layers_[i]->setup(params, prefix + std::to_string(i) + ".", shape);
     shapes_.push_back(shape);
   }
@@ -66,6 +68,7 @@ void Sequential<T>::backward(Context<T>& ctx, Index n, const T* src, const T* ds
     if (ctx.profile)
       ctx.profile->at(prefix_ + std::to_string(j)).backward_seconds +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (report_gradients_ && ctx.on_gradients_ready) (*ctx.on_gradients_ready)(first_gradient_[j]);
     grad = grad_in;
   }
 }

@@ -57,7 +57,8 @@ class DnnlBackend final : public Backend<float> {
   void relu_backward(Index count, const float* dst, const float* diff_dst, float* diff_src) override;
   void copy(Index count, const float* src, float* dst) override;
   void add(Index count, const float* a, const float* b, float* dst) override;
-  void dropout_forward(Index count, double p, std::uint64_t seed, const float* src, float* dst, float* mask) override;
+  void dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t first, const float* src, float* dst,
+                       float* mask) override;
   void multiply(Index count, const float* a, const float* b, float* dst) override;
   void linear_forward(OpStatePtr& state, const LinearShape& shape, const float* src, const float* weights,
                       const float* bias, float* dst, bool relu) override;

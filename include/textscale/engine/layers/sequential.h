@@ -26,11 +26,16 @@ class Sequential final : public Layer<T> {
   [[nodiscard]] double forward_macs() const override;
   // Per-sample output shape of each layer, after setup.
   [[nodiscard]] const std::vector<Dims>& shapes() const { return shapes_; }
+  // Calls Context::on_gradients_ready after each layer's backward (the model's top level only:
+  // a nested chain cannot know whether gradients declared after it are final).
+  void report_gradients(bool on) { report_gradients_ = on; }
 
  private:
   std::vector<LayerPtr<T>> layers_;
   std::string prefix_;
   std::vector<Dims> shapes_;            // shapes_[i]: output of layer i
+  std::vector<Index> first_gradient_;   // first_gradient_[i]: offset of layer i's first parameter
+  bool report_gradients_ = false;
   std::vector<Buffer<T>> activations_;  // outputs of layers 0 .. L-2 (the last writes to dst)
   Buffer<T> diff_a_, diff_b_;
 };

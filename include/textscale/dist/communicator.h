@@ -1,0 +1,76 @@
+// The process group a data-parallel run trains in: who we are (World) and how ranks exchange
+// data (Communicator).
+//
+// One rank per device. World::init() starts MPI only when a launcher started this process
+// (mpirun/mpiexec, or srun --mpi=pmix: it looks for the variables they set), so a plain
+// `textscale train` needs no launcher and no MPI start-up. The Communicator is the interface the
+// trainer and the gradient reducer use; MPI implements it for CPU ranks (MPI_Iallreduce with
+// MPI_IN_PLACE), a single process has a trivial one, and NCCL implements it for GPU ranks.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace textscale::dist {
+
+enum class ReduceOp { sum, max, min };
+
+// A collective that was started and has to be waited for. Backends keep their own request state
+// behind the id; a handle is used once.
+struct Handle {
+  std::int64_t id = -1;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  [[nodiscard]] virtual int rank() const = 0;
+  [[nodiscard]] virtual int size() const = 0;
+
+  // In-place all-reduce. `average` divides the sum by size() afterwards.
+  virtual void allreduce(float* data, std::size_t count, ReduceOp op) = 0;
+  virtual void allreduce(double* data, std::size_t count, ReduceOp op) = 0;
+  virtual void allreduce(std::int64_t* data, std::size_t count, ReduceOp op) = 0;
+  // Starts an in-place sum of `count` floats; the data must not be touched until wait().
+  virtual Handle allreduce_async(float* data, std::size_t count) = 0;
+  // Lets started collectives progress; true when `handle` has completed (it may still be waited).
+  virtual bool test(Handle handle) = 0;
+  // Blocks until `handle` completes. Throws CommError after the communicator's timeout.
+  virtual void wait(Handle handle) = 0;
+  // Copies `bytes` from `root` to every rank.
+  virtual void broadcast(void* data, std::size_t bytes, int root) = 0;
+  // Every rank's `value`, in rank order.
+  virtual std::vector<std::uint64_t> allgather(std::uint64_t value) = 0;
+  virtual void barrier() = 0;
+  // Short name for logs: "mpi", "local".
+  [[nodiscard]] virtual std::string name() const = 0;
+};
+
+// Where this process sits: global rank and size, and its place among the ranks on the same node.
+struct World {
+  int rank = 0, size = 1;
+  int local_rank = 0, local_size = 1;
+  bool mpi = false;  // MPI was started (a launcher is present)
+  std::string processor;  // node name
+  std::shared_ptr<Communicator> comm;
+
+  [[nodiscard]] bool root() const { return rank == 0; }
+  // "[rank r/N] " when size > 1, "" otherwise.
+  [[nodiscard]] std::string tag() const;
+};
+
+// Starts MPI if a launcher is present (or `force_mpi`), otherwise a one-process world. Sets the
+// log's rank tag. `timeout_seconds` bounds every wait on a collective (0: no bound). Idempotent.
+World& init_world(bool force_mpi = false, double timeout_seconds = 0);
+// The world after init_world(), or nullptr.
+World* current_world();
+// True when this process was started by an MPI launcher.
+bool launched_by_mpi();
+// Ends MPI cleanly (all ranks must call it) / kills the whole job (one rank may call it).
+void finalize_world();
+[[noreturn]] void abort_world(int exit_code);
+
+}  // namespace textscale::dist

@@ -1,0 +1,63 @@
+// Data-parallel gradient averaging: the flat gradient buffer is all-reduced in fixed-order
+// buckets, each started as soon as backward has written its last gradient, so that
+// communication overlaps the rest of backward (PyTorch DDP's reducer, Horovod's tensor fusion).
+//
+// Buckets are contiguous ranges of the flat buffer taken from its end (the last layers'
+// gradients are final first), `bucket_elements` long except the lowest one. Every rank runs the
+// same layers in the same order, so every rank starts the same buckets in the same order. The
+// reducer sums; the trainer scales each rank's loss gradient by 1/global batch, so the sum is
+// the global batch mean. MPI's non-blocking collectives progress when MPI is entered, so each
+// backward hook also tests the buckets in flight.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "textscale/dist/communicator.h"
+#include "textscale/engine/dims.h"
+
+namespace textscale::dist {
+
+class GradientReducer {
+ public:
+  // `bucket_elements` <= 0 or >= count: one bucket, started after backward (no overlap).
+  GradientReducer(Communicator& comm, float* gradients, engine::Index count, engine::Index bucket_elements);
+
+  // Checks each bucket before it is sent (`finite(data, count)` false: a NaN or infinity), so that
+  // a non-finite gradient is traced to the rank that produced it.
+  void check_finite(std::function<bool(const float*, engine::Index)> finite) { finite_ = std::move(finite); }
+  // Before backward.
+  void begin();
+  // Backward hook: gradients at offsets >= `offset` are final.
+  void ready_from(engine::Index offset);
+  // After backward: starts what is left and waits for every bucket.
+  void finish();
+
+  [[nodiscard]] std::size_t buckets() const { return buckets_.size(); }
+  // Of the last step: seconds blocked in finish() (communication not hidden behind backward),
+  // and buckets that had completed before finish() was entered.
+  [[nodiscard]] double wait_seconds() const { return wait_seconds_; }
+  [[nodiscard]] std::size_t completed_early() const { return completed_early_; }
+  // This rank's gradients of the last step held a NaN or infinity before the reduction.
+  [[nodiscard]] bool local_nonfinite() const { return local_nonfinite_; }
+
+ private:
+  struct Bucket {
+    engine::Index begin = 0, end = 0;
+    Handle handle;
+    bool started = false, done = false;
+  };
+  void start(Bucket& bucket);
+
+  Communicator& comm_;
+  float* gradients_;
+  std::vector<Bucket> buckets_;  // in start order: highest offsets first
+  std::size_t next_ = 0;         // first bucket not started
+  double wait_seconds_ = 0;
+  std::size_t completed_early_ = 0;
+  std::function<bool(const float*, engine::Index)> finite_;
+  bool local_nonfinite_ = false;
+};
+
+}  // namespace textscale::dist

@@ -1,0 +1,37 @@
+// The data order of an epoch and how a global batch is split across ranks.
+//
+// The order depends only on (seed, epoch, rows, mode), never on the number of ranks, and global
+// batch b is order[b * B, (b + 1) * B) for every world size: a run's sample order and optimisation
+// are those of one process with the same global batch B, and a checkpoint resumes on any number of
+// ranks at the same place. Rank r takes a contiguous slice of each batch (rank_share), so the
+// slices of all ranks tile the batch exactly; a last, partial batch is split the same way (a rank
+// may get no rows when the batch is smaller than the world).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace textscale::train {
+
+// rows: a permutation of all rows (reads are scattered: one small read per row);
+// blocks: a permutation of blocks of `block_rows` consecutive rows (reads are contiguous runs,
+// cheaper on large or compressed files; samples from one block train together).
+enum class ShuffleMode { rows, blocks };
+ShuffleMode parse_shuffle_mode(const std::string& name);
+
+struct Share {
+  std::int64_t offset = 0;  // first row of the batch this rank takes
+  std::int64_t count = 0;
+};
+
+// Rank `rank`'s slice of a batch of `batch_rows`: batch_rows / size rows each, and one more for
+// the first batch_rows % size ranks.
+Share rank_share(std::int64_t batch_rows, int rank, int size);
+
+// The visiting order of epoch `epoch` (0-based) of `rows` rows. Fisher-Yates over mt19937_64 with
+// rejection sampling: the same on every platform and standard library.
+std::vector<std::int64_t> epoch_order(std::int64_t rows, std::uint64_t seed, std::int64_t epoch,
+                                      ShuffleMode mode = ShuffleMode::rows, std::int64_t block_rows = 1);
+
+}  // namespace textscale::train
