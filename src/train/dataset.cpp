@@ -146,6 +146,23 @@ CharDataset load_char_dataset(const std::string& path, std::int64_t begin, std::
   return d;
 }
 
+namespace {
+
+// FNV-1a over what identifies a file's content: rows, encoding, the source's SHA-256, and how
+// `textscale preprocess` read it (format, unescaping, split). Not the paths or creation time:
+// two copies of one file on two nodes are the same data.
+std::uint64_t fingerprint_of(hid_t file, const Encoding& encoding, std::int64_t rows) {
+  std::string identity = std::to_string(rows) + "|" + encoding.alphabet + "|" + std::to_string(encoding.char_length) +
+                         "|" + std::to_string(encoding.num_classes) + "|" + encoding.char_order + "|";
+  for (const char* name : {"source_sha256", "input_format", "unescape", "split"})
+    if (h5::has_attribute(file, name)) identity += h5::read_string_attribute(file, name) + "|";
+  std::uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : identity) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+}  // namespace
+
 struct ShardReader::Impl {
   h5::Handle file, chars;
 };
@@ -170,13 +187,14 @@ ShardReader::ShardReader(const std::string& path, std::int64_t limit_rows) : pat
       throw InputError(path + ": dataset 'labels' row " + std::to_string(i) + " holds " +
                        std::to_string(labels_[static_cast<std::size_t>(i)]) + ", outside [0, num_classes = " +
                        std::to_string(encoding_.num_classes) + ")");
-  // FNV-1a over what identifies the content.
-  std::string identity = std::to_string(rows_) + "|" + encoding_.alphabet + "|" + std::to_string(encoding_.char_length) +
-                         "|" + std::to_string(encoding_.num_classes) + "|";
-  if (h5::has_attribute(impl_->file.get(), "source_sha256"))
-    identity += h5::read_string_attribute(impl_->file.get(), "source_sha256");
-  fingerprint_ = 1469598103934665603ULL;
-  for (unsigned char c : identity) fingerprint_ = (fingerprint_ ^ c) * 1099511628211ULL;
+  fingerprint_ = fingerprint_of(impl_->file.get(), encoding_, rows_);
+}
+
+std::uint64_t file_fingerprint(const std::string& path) {
+  h5::Handle file = open_file(path);
+  const Encoding encoding = read_encoding(file.get(), path);
+  h5::Handle labels = open_dataset(file.get(), path, "labels", 1, H5T_INTEGER, 4, "int32");
+  return fingerprint_of(file.get(), encoding, static_cast<std::int64_t>(dims_of(labels.get())[0]));
 }
 
 void ShardReader::read(const std::int64_t* rows, std::int64_t count, std::uint8_t* codes, std::int32_t* labels) {

@@ -166,10 +166,12 @@ void check_same_everywhere(dist::Communicator& comm, const std::string& config_j
       if (all[r] != all[0]) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
     if (!differ.empty()) throw InputError("rank(s) " + differ + " were started with a different " + what + " than rank 0");
   };
-  // The options, less those that may differ per rank.
+  // The options, less those that may differ per rank: threads, and the paths of the data files
+  // (a node may read its own copy; their contents are compared below).
   nlohmann::json options = nlohmann::json::parse(config_json);
   options.erase("command_line");
-  if (options.contains("options")) options["options"].erase("threads");
+  if (options.contains("options"))
+    for (const char* name : {"threads", "train", "valid", "test", "run-dir", "progress"}) options["options"].erase(name);
   compare("configuration", hash_text(options.dump()));
   for (const auto& [path, fingerprint] : files) compare("file for " + path + " (content differs)", fingerprint);
 }
@@ -205,12 +207,12 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   if (!config.valid_path.empty()) {
     valid = load_eval_shard(config.valid_path, config.limit_eval, world);
     encoding.check_compatible(valid.encoding, config.train_path, config.valid_path);
-    fingerprints.emplace_back("--valid", hash_text(std::to_string(valid.total_rows) + valid.encoding.alphabet));
+    fingerprints.emplace_back("--valid", file_fingerprint(config.valid_path));
   }
   if (!config.test_path.empty()) {
     test = load_eval_shard(config.test_path, config.limit_eval, world);
     encoding.check_compatible(test.encoding, config.train_path, config.test_path);
-    fingerprints.emplace_back("--test", hash_text(std::to_string(test.total_rows) + test.encoding.alphabet));
+    fingerprints.emplace_back("--test", file_fingerprint(config.test_path));
   }
   check_same_everywhere(comm, config_json, fingerprints);
 

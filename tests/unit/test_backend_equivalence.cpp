@@ -283,6 +283,13 @@ BOOST_AUTO_TEST_CASE(elementwise_loss_and_optimizers) {
   b.ref.dropout_forward(count, 0.3, 1234, 77, x.d.data(), out.d.data(), mask.d.data());
   expect_close("dropout forward", out.f, out.d);
   expect_close("dropout mask", mask.f, mask.d);
+  // A slice starting at element `first` of a larger batch gets that batch's masks (data-parallel
+  // ranks hold slices of the global batch).
+  auto whole = zeros(count + 77);
+  auto whole_out = zeros(count + 77);
+  auto whole_x = random_pair(count + 77, 5);
+  b.dnnl.dropout_forward(count + 77, 0.3, 1234, 0, whole_x.f.data(), whole_out.f.data(), whole.f.data());
+  BOOST_TEST(std::equal(mask.f.begin(), mask.f.end(), whole.f.begin() + 77));
   BOOST_TEST(std::abs(b.dnnl.sum_squares(count, x.f.data()) - b.ref.sum_squares(count, x.d.data())) <
              1e-6 * b.ref.sum_squares(count, x.d.data()));
 

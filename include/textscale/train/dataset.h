@@ -45,6 +45,9 @@ CharDataset load_char_dataset(const std::string& path, std::int64_t begin = 0, s
 // Reads only the attributes (for checks before anything is loaded).
 Encoding read_encoding(const std::string& path);
 
+// ShardReader::fingerprint() of a file, without reading its rows.
+std::uint64_t file_fingerprint(const std::string& path);
+
 // Random access to the rows of a training file, for a data-parallel rank that reads only its
 // share of each batch. Opening validates the schema and reads (and range-checks) every label;
 // character rows are read on demand, each run of consecutive rows with one hyperslab read, and
@@ -57,7 +60,8 @@ class ShardReader {
   [[nodiscard]] const Encoding& encoding() const { return encoding_; }
   [[nodiscard]] std::int64_t rows() const { return rows_; }
   [[nodiscard]] const std::vector<std::int32_t>& labels() const { return labels_; }
-  // Identifies the file's content for cross-rank checks: rows, encoding, source_sha256.
+  // Identifies the file's content for cross-rank checks: rows, encoding, source_sha256, input
+  // format, unescaping and split.
   [[nodiscard]] std::uint64_t fingerprint() const { return fingerprint_; }
   // Rows `rows[0..count)` (any order, repeats allowed) into codes (count, L) and labels (count).
   void read(const std::int64_t* rows, std::int64_t count, std::uint8_t* codes, std::int32_t* labels);

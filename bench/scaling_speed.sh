@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Data-parallel speed on one machine: textscale and PyTorch DDP side by side, same model, same
+# global batch, same data (the first rows of AG News's training sample).
+#
+#   textscale 1 rank x 1 thread | 2 ranks x 1 thread (mpirun) | 1 rank x 2 threads
+#   PyTorch   1 x 1             | DDP gloo 2 x 1                | 1 x 2
+#
+# textscale trains with `textscale train --max-steps 2K --log-every K`; the second interval (K
+# steps after K warm-up steps) gives samples/s and the communication wait per step. PyTorch runs
+# bench/peer_ddp.py with K warm-up and K timed steps. Then MPI_Allreduce of the model's gradient
+# size is timed alone (build/bench/allreduce_bench), giving the fraction of the all-reduce hidden
+# behind backward: 1 - wait / all-reduce time. Prints a markdown table and, for the cost model
+# (bench/cost_model.py), a JSON line per textscale configuration.
+#
+# Usage: bench/scaling_speed.sh [--models "crepe-small vdcnn-9"] [--batch 128] [--steps K] [--out FILE]
+# OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are unset for the peer (benchmark command only).
+set -euo pipefail
+unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+invocation="bench/scaling_speed.sh $*"
+models="crepe-small" batch=128 steps=6 out="" bucket=16
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --models) models=$2; shift 2 ;;
+    --batch) batch=$2; shift 2 ;;
+    --steps) steps=$2; shift 2 ;;
+    --bucket-mb) bucket=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+textscale=${TEXTSCALE:-$repo/build/bin/textscale}
+allreduce=${ALLREDUCE_BENCH:-$repo/build/bench/allreduce_bench}
+python=${PYTHON:-/usr/bin/python3}
+data=${TEXTSCALE_DATA:-$repo/../shared/data}
+[ -f "$data/ag_news/alps_train_sample/dev.tsv" ] || { echo "SKIP: no AG News in $data" >&2; exit 77; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpirun=(mpirun --bind-to core --mca btl_vader_single_copy_mechanism none)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$textscale" preprocess --input "$data/ag_news/alps_train_sample/dev.tsv" --format tsv --label-column 1 \
+  --labels names --classes "$data/ag_news/classes.txt" --unescape backslash --no-words --output "$work/train.h5" > /dev/null
+
+"${mpirun[@]}" -np 2 "$allreduce" --reps 10 --max-mib 256 > "$work/allreduce.jsonl"
+
+# ours NAME NP THREADS MODEL: one textscale configuration -> JSON line
+ours() {
+  local name=$1 np=$2 threads=$3 model=$4 launcher=()
+  [ "$np" -gt 1 ] && launcher=("${mpirun[@]}" -np "$np")
+  "${launcher[@]}" "$textscale" train --train "$work/train.h5" --model "$model" --batch-size "$batch" \
+    --threads "$threads" --max-steps $((2 * steps)) --log-every "$steps" --progress off --bucket-mb "$bucket" \
+    --run-dir "$work/$name" > "$work/$name.log" 2>&1 || { cat "$work/$name.log" >&2; return 1; }
+  "$python" - "$work/$name/metrics.jsonl" "$name" "$np" "$threads" "$model" "$(grep -o 'parameters: [0-9]*' "$work/$name.log" | grep -o '[0-9]*')" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"interval"' in l]
+timed = rows[1]
+print(json.dumps({"impl": "textscale", "config": sys.argv[2], "ranks": int(sys.argv[3]), "threads": int(sys.argv[4]),
+                  "model": sys.argv[5], "parameters": int(sys.argv[6]),
+                  "samples_per_second": timed["samples_per_second"],
+                  "comm_wait_ms_per_step": timed.get("comm_wait_ms_per_step", 0.0)}))
+PY
+}
+peer() {  # peer NAME WORLD THREADS MODEL
+  "$python" "$here/peer_ddp.py" --model "$4" --world "$2" --threads "$3" --batch-size "$batch" --steps "$steps" \
+    --warmup "$steps" --train "$work/train.h5" | "$python" -c "
+import json, sys; r = json.loads(sys.stdin.readline())
+print(json.dumps({'impl': 'pytorch', 'config': '$1', 'ranks': $2, 'threads': $3, 'model': '$4',
+                  'samples_per_second': r['train_samples_per_second']}))"
+}
+
+results=$work/results.jsonl
+for model in $models; do
+  ours "1x1" 1 1 "$model" >> "$results"
+  ours "2x1" 2 1 "$model" >> "$results"
+  ours "1x2" 1 2 "$model" >> "$results"
+  peer "1x1" 1 1 "$model" >> "$results"
+  peer "2x1 DDP" 2 1 "$model" >> "$results"
+  peer "1x2" 1 2 "$model" >> "$results"
+done
+
+table=$("$python" - "$results" "$work/allreduce.jsonl" "$batch" "$invocation" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+allreduce = [json.loads(l) for l in open(sys.argv[2])]
+batch, invocation = int(sys.argv[3]), sys.argv[4]
+
+def allreduce_seconds(nbytes):
+    """Interpolated MPI_Allreduce time of nbytes (2 ranks, shared memory)."""
+    pts = sorted((a["bytes"], a["seconds"]) for a in allreduce)
+    for (b0, t0), (b1, t1) in zip(pts, pts[1:]):
+        if b0 <= nbytes <= b1:
+            return t0 + (t1 - t0) * (nbytes - b0) / (b1 - b0)
+    return pts[-1][1] * nbytes / pts[-1][0]
+
+print(f"Command: `{invocation}`; global batch {batch}; AG News training rows; textscale 2 ranks under "
+      "`mpirun --bind-to core`, PyTorch DDP with gloo on loopback.\n")
+print("| model | implementation | configuration | samples/s | vs 1x1 | 2-rank efficiency | comm wait ms/step | all-reduce alone ms | hidden |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+for model in dict.fromkeys(r["model"] for r in rows):
+    for impl in ("textscale", "pytorch"):
+        group = [r for r in rows if r["model"] == model and r["impl"] == impl]
+        base = next(r for r in group if r["config"] == "1x1")["samples_per_second"]
+        for r in group:
+            eff = r["samples_per_second"] / (2 * base) if r["ranks"] == 2 else None
+            wait = alone = hidden = ""
+            if impl == "textscale" and r["ranks"] == 2:
+                t = allreduce_seconds(4 * r["parameters"])
+                wait = f'{r["comm_wait_ms_per_step"]:.1f}'
+                alone = f"{1000 * t:.1f}"
+                hidden = f'{max(0.0, 1 - r["comm_wait_ms_per_step"] / 1000 / t):.0%}'
+            print(f'| {model} | {impl} | {r["config"]} | {r["samples_per_second"]:.1f} | '
+                  f'{r["samples_per_second"] / base:.2f}x | {"" if eff is None else f"{eff:.1%}"} | {wait} | {alone} | {hidden} |')
+    ours = next(r for r in rows if r["model"] == model and r["impl"] == "textscale" and r["config"] == "2x1")
+    ddp = next(r for r in rows if r["model"] == model and r["impl"] == "pytorch" and r["ranks"] == 2)
+    print(f'\n{model}: textscale 2x1 / PyTorch DDP 2x1 = {ours["samples_per_second"] / ddp["samples_per_second"]:.2f}x')
+print("\nMPI_Allreduce alone (2 ranks, shared memory): " +
+      ", ".join(f'{a["bytes"] / 2**20:g} MiB {1000 * a["seconds"]:.2f} ms' for a in allreduce if a["bytes"] >= 2**20))
+PY
+)
+echo "$table"
+if [ -n "$out" ]; then
+  { echo "$table"; echo; echo '```'; cat "$results" "$work/allreduce.jsonl"; echo '```'; } > "$out"
+  echo "written to $out"
+fi

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Data-parallel training under mpirun on real data (AG News rows from TEXTSCALE_DATA):
+# - 2 and 3 ranks give the weights of 1 rank with the same global batch (dropout on: its masks
+#   follow the sample, not the rank), to 1e-5 (the all-reduce and the per-rank GEMMs sum in
+#   another order); bucketed-and-overlapped equals one bucket after backward, bitwise on 2 ranks;
+#   distributed evaluation equals one process's counts exactly;
+# - a checkpoint resumes on another number of ranks (2->1->3, 1->2) and ends where the
+#   uninterrupted run ends, to 1e-5;
+# - failures end the job fast, naming the rank: a rank killed with SIGKILL, an exception on one
+#   rank, a non-finite loss on one rank (and --skip-nonfinite skips that step); mismatched
+#   configuration or data across ranks is refused at start;
+# - VDCNN with batch normalisation (per-rank statistics) trains on 2 ranks.
+source "$(dirname "$0")/../cli/lib.sh"
+DATA=${TEXTSCALE_DATA:-$TEXTSCALE_SOURCE_DIR/../shared/data}
+if [ ! -f "$DATA/ag_news/alps_train_sample/dev.tsv" ]; then
+  echo "SKIP: no AG News in '$DATA' (set TEXTSCALE_DATA to a folder laid out like ../shared/data)"
+  exit 77
+fi
+command -v mpirun > /dev/null || { echo "SKIP: no mpirun (apt-get install openmpi-bin)"; exit 77; }
+cd "$WORK"
+# Open MPI refuses to start as root unless told (CI machines run as root); ranks may outnumber
+# cores here; single-copy shared memory needs ptrace rights that containers often lack.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPIRUN=(mpirun --oversubscribe --bind-to none --mca btl_vader_single_copy_mechanism none)
+ts() { "$TEXTSCALE_BIN" "$@"; }
+
+head -n 700 "$DATA/ag_news/alps_train_sample/dev.tsv" > train.tsv
+ts preprocess --input train.tsv --format tsv --label-column 1 --labels names --classes "$DATA/ag_news/classes.txt" \
+  --unescape backslash --no-words --output train.h5 > /dev/null
+head -n 203 "$DATA/ag_news/test.csv" > test.csv
+cp "$DATA/ag_news/classes.txt" classes.txt
+ts preprocess --input test.csv --format zhang --unescape backslash --no-words --classes classes.txt --output test.h5 > /dev/null
+
+# A tiny Crepe with dropout; global batch 22 (not a multiple of 3), 7 batches an epoch over 150
+# rows (the last one 18 rows), --limit-eval 101 (odd).
+tiny=(--train train.h5 --test test.h5 --model crepe-small --features 32 --fc 64 --batch-size 22 --limit-train 150
+  --limit-eval 101 --lr 0.02 --threads 1 --log-every 3 --progress off)
+
+# train NP RUN_DIR ARGS...: mpirun -np NP textscale train; output in RUN_DIR.log
+train() {
+  local np=$1 dir=$2
+  shift 2
+  "${MPIRUN[@]}" -np "$np" "$TEXTSCALE_BIN" train "$@" --run-dir "$dir" > "$dir.log" 2>&1 ||
+    { fail "mpirun -np $np textscale train $* failed:"; sed 's/^/    /' "$dir.log" | tail -20 >&2; }
+}
+# same_params A B [TOLERANCE]: parameters and optimizer state of two checkpoints agree
+same_params() {
+  local tolerance=${3:-}
+  for group in /parameters /optimizer; do
+    if [ -n "$tolerance" ]; then
+      h5diff -d "$tolerance" "$1" "$2" "$group" "$group" > diff.txt 2>&1 || { fail "$1 vs $2: $group differ by more than $tolerance"; head -5 diff.txt >&2; }
+    else
+      h5diff "$1" "$2" "$group" "$group" > diff.txt 2>&1 || { fail "$1 vs $2: $group not bitwise equal"; head -5 diff.txt >&2; }
+    fi
+  done
+}
+final_confusion() { py -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])][-1]; print(r['test']['confusion'], r['test']['loss'])" "$1/metrics.jsonl"; }
+
+# --- 1 vs 2 vs 3 ranks, the same global batch ---------------------------------------------------
+train 1 one "${tiny[@]}" --epochs 2
+train 2 two "${tiny[@]}" --epochs 2
+train 3 three "${tiny[@]}" --epochs 2
+train 2 two-single "${tiny[@]}" --epochs 2 --bucket-mb 0
+train 2 two-small "${tiny[@]}" --epochs 2 --bucket-mb 0.01
+same_params one/checkpoint.h5 two/checkpoint.h5 1e-5
+same_params one/checkpoint.h5 three/checkpoint.h5 1e-5
+same_params two-single/checkpoint.h5 two-small/checkpoint.h5
+same_params two-single/checkpoint.h5 two/checkpoint.h5
+grep -q "2 ranks (mpi)" two.log || fail "the 2-rank run does not say it runs on 2 ranks"
+grep -q "comm wait" two.log || fail "the 2-rank run does not report its communication wait"
+[ "$(grep -c '^\[rank' two.log || true)" = 0 ] || fail "rank 1 printed to the log: $(grep '^\[rank' two.log | head -3)"
+py - one/metrics.jsonl two/metrics.jsonl three/metrics.jsonl <<'PY' || fail "1, 2 and 3 ranks disagree on the evaluation or the training loss"
+import json, sys
+runs = [[json.loads(l) for l in open(p)] for p in sys.argv[1:]]
+finals = [r[-1] for r in runs]
+assert all(f["type"] == "final" for f in finals)
+assert all(f["test"]["confusion"] == finals[0]["test"]["confusion"] for f in finals), [f["test"]["confusion"] for f in finals]
+assert sum(map(sum, finals[0]["test"]["confusion"])) == 101
+for f in finals[1:]:
+    assert abs(f["test"]["loss"] - finals[0]["test"]["loss"]) < 1e-4, (f["test"]["loss"], finals[0]["test"]["loss"])
+epochs = [[e for e in r if e["type"] == "epoch"] for r in runs]
+for e in epochs[1:]:
+    for a, b in zip(e, epochs[0]):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-4, (a["train_loss"], b["train_loss"])
+        assert a["train_accuracy"] == b["train_accuracy"]
+PY
+echo "1 vs 2 vs 3 ranks: checked"
+
+# --- Resume on another number of ranks ----------------------------------------------------------
+train 2 chain "${tiny[@]}" --epochs 2 --max-steps 4
+cp chain/checkpoint.h5 after4.h5
+train 1 chain "${tiny[@]}" --epochs 2 --resume chain/checkpoint.h5 --max-steps 9
+train 3 chain "${tiny[@]}" --epochs 2 --resume chain/checkpoint.h5
+same_params one/checkpoint.h5 chain/checkpoint.h5 1e-5
+train 1 grow "${tiny[@]}" --epochs 2 --max-steps 5
+train 2 grow "${tiny[@]}" --epochs 2 --resume grow/checkpoint.h5
+same_params one/checkpoint.h5 grow/checkpoint.h5 1e-5
+grep -q "resumed at epoch 1 batch 5" grow.log || fail "the 1->2 resume did not continue at batch 5: $(grep resumed grow.log)"
+echo "resume across world sizes: checked"
+
+# --- Failures end the job fast and name the rank ------------------------------------------------
+# fails_fast NAME EXPECTED_TEXT ARGS...: the job exits non-zero within 30 s and says EXPECTED_TEXT
+fails_fast() {
+  local name=$1 expected=$2 start status=0
+  shift 2
+  start=$(date +%s)
+  timeout 120 "${MPIRUN[@]}" -np 2 "$TEXTSCALE_BIN" train "${tiny[@]}" --epochs 2 --run-dir "$name" "$@" \
+    > "$name.log" 2>&1 || status=$?
+  local took=$(($(date +%s) - start))
+  [ "$status" != 0 ] || fail "$name: the job exited 0"
+  [ "$status" != 124 ] || fail "$name: the job hung (killed by timeout after 120 s)"
+  [ "$took" -le 30 ] || fail "$name: the job took $took s to end"
+  grep -qE -- "$expected" "$name.log" || { fail "$name: no '$expected' in the output:"; tail -15 "$name.log" >&2; }
+}
+fails_fast killed "rank 1 .*(signal 9|Killed|killed)" --fault kill:1:3
+fails_fast thrown "\[rank 1/2\] error: failure injected by --fault at step 2" --fault throw:1:2
+fails_fast nan "loss is not finite at step 3 \(epoch 1, batch 3\) on rank 1" --fault nan:1:2
+train 2 skipped "${tiny[@]}" --epochs 1 --fault nan:1:2 --skip-nonfinite true
+py -c "import json,sys; r=[json.loads(l) for l in open('skipped/metrics.jsonl')][-1]; sys.exit(0 if r.get('skipped_steps') == 1 else 1)" ||
+  fail "--skip-nonfinite did not skip exactly one step"
+grep -q "skipped the step: the loss is not finite at step 3" skipped.log || fail "the skipped step was not reported"
+
+# Mismatched configuration / data across ranks (MPMD launch: one program line per rank).
+mismatch() {
+  local name=$1 expected=$2 status=0
+  shift 2
+  timeout 120 "${MPIRUN[@]}" "$@" > "$name.log" 2>&1 || status=$?
+  [ "$status" != 0 ] && [ "$status" != 124 ] || fail "$name: exited $status"
+  grep -qF -- "$expected" "$name.log" || { fail "$name: no '$expected' in the output:"; tail -10 "$name.log" >&2; }
+}
+mismatch seeds "rank(s) 1 were started with a different configuration than rank 0" \
+  -np 1 "$TEXTSCALE_BIN" train "${tiny[@]}" --run-dir m1 : -np 1 "$TEXTSCALE_BIN" train "${tiny[@]}" --run-dir m1 --seed 2
+ts preprocess --input train.tsv --format tsv --label-column 1 --labels names --classes "$DATA/ag_news/classes.txt" \
+  --no-words --output other.h5 > /dev/null  # without --unescape: other content
+mismatch files "rank(s) 1 were started with a different file for --train" \
+  -np 1 "$TEXTSCALE_BIN" train "${tiny[@]}" --run-dir m2 : -np 1 "$TEXTSCALE_BIN" train "${tiny[@]/train.h5/other.h5}" --run-dir m2
+echo "failures: checked"
+
+# --- VDCNN with batch normalisation on 2 ranks --------------------------------------------------
+train 2 vdcnn --train train.h5 --test test.h5 --model vdcnn-9 --features 8 --fc 32 --batch-size 16 --limit-train 96 \
+  --limit-eval 64 --epochs 1 --threads 1 --progress off --optimizer adam --lr 0.001
+py -c "import json,math,sys; r=[json.loads(l) for l in open('vdcnn/metrics.jsonl')][-1]; sys.exit(0 if math.isfinite(r['test']['loss']) else 1)" ||
+  fail "VDCNN on 2 ranks: no finite test loss"
+
+finish

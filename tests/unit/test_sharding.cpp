@@ -1,0 +1,119 @@
+// Data-parallel sharding: over an epoch every training row is visited exactly once across all
+// ranks, whatever the world size, batch size and dataset size (also when they do not divide
+// evenly, and when a batch is smaller than the world); the order does not depend on the number
+// of ranks; block shuffling keeps blocks contiguous. The gradient reducer's buckets cover the
+// flat buffer exactly once, in order from its end.
+#define BOOST_TEST_MODULE sharding
+#include <boost/test/unit_test.hpp>
+#include <cmath>
+#include <vector>
+
+#include "textscale/common/error.h"
+#include "textscale/dist/communicator.h"
+#include "textscale/dist/reducer.h"
+#include "textscale/train/sharding.h"
+
+using namespace textscale;
+
+BOOST_AUTO_TEST_CASE(every_row_once_per_epoch_for_any_world_size) {
+  for (const std::int64_t rows : {1, 7, 100, 1001}) {
+    for (const std::int64_t batch : {1, 5, 32, 128}) {
+      for (const int size : {1, 2, 3, 4, 7, 8}) {
+        for (const auto mode : {train::ShuffleMode::rows, train::ShuffleMode::blocks}) {
+          const auto order = train::epoch_order(rows, 42, 3, mode, 16);
+          BOOST_REQUIRE_EQUAL(order.size(), static_cast<std::size_t>(rows));
+          std::vector<int> seen(static_cast<std::size_t>(rows), 0);
+          for (std::int64_t begin = 0; begin < rows; begin += batch) {
+            const std::int64_t n = std::min(batch, rows - begin);
+            std::int64_t next = 0;  // the slices tile the batch in rank order
+            for (int r = 0; r < size; ++r) {
+              const auto share = train::rank_share(n, r, size);
+              BOOST_REQUIRE_EQUAL(share.offset, next);
+              BOOST_REQUIRE(share.count == n / size || share.count == n / size + 1);
+              next += share.count;
+              for (std::int64_t i = 0; i < share.count; ++i)
+                ++seen[static_cast<std::size_t>(order[static_cast<std::size_t>(begin + share.offset + i)])];
+            }
+            BOOST_REQUIRE_EQUAL(next, n);
+          }
+          for (int count : seen) BOOST_REQUIRE_EQUAL(count, 1);
+        }
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(order_depends_on_seed_and_epoch_only) {
+  const auto a = train::epoch_order(500, 1, 0);
+  BOOST_TEST(a == train::epoch_order(500, 1, 0));
+  BOOST_TEST(a != train::epoch_order(500, 1, 1));
+  BOOST_TEST(a != train::epoch_order(500, 2, 0));
+  // Blocks of 16 consecutive rows stay together and in order.
+  const auto blocks = train::epoch_order(100, 1, 0, train::ShuffleMode::blocks, 16);
+  for (std::size_t i = 0; i < blocks.size(); ++i)
+    if (blocks[i] % 16 != 0) BOOST_REQUIRE_EQUAL(blocks[i], blocks[i - 1] + 1);
+  BOOST_CHECK_THROW(train::parse_shuffle_mode("random"), InputError);
+}
+
+// A communicator that records what it is asked to reduce.
+class Recorder final : public dist::Communicator {
+ public:
+  std::vector<std::pair<const float*, std::size_t>> started;
+  [[nodiscard]] int rank() const override { return 0; }
+  [[nodiscard]] int size() const override { return 2; }
+  [[nodiscard]] std::string name() const override { return "recorder"; }
+  void allreduce(float*, std::size_t, dist::ReduceOp) override {}
+  void allreduce(double*, std::size_t, dist::ReduceOp) override {}
+  void allreduce(std::int64_t*, std::size_t, dist::ReduceOp) override {}
+  dist::Handle allreduce_async(float* data, std::size_t count) override {
+    started.emplace_back(data, count);
+    return {static_cast<std::int64_t>(started.size())};
+  }
+  bool test(dist::Handle) override { return false; }
+  void wait(dist::Handle) override {}
+  void broadcast(void*, std::size_t, int) override {}
+  std::vector<std::uint64_t> allgather(std::uint64_t v) override { return {v, v}; }
+  void barrier() override {}
+};
+
+BOOST_AUTO_TEST_CASE(buckets_start_when_ready_and_cover_the_buffer) {
+  std::vector<float> grads(1000);
+  Recorder comm;
+  dist::GradientReducer reducer(comm, grads.data(), 1000, 300);
+  BOOST_TEST(reducer.buckets() == 4u);  // [700,1000) [400,700) [100,400) [0,100)
+  reducer.begin();
+  reducer.ready_from(800);  // nothing complete yet
+  BOOST_TEST(comm.started.size() == 0u);
+  reducer.ready_from(650);  // [700, 1000) is final
+  BOOST_REQUIRE(comm.started.size() == 1u);
+  BOOST_TEST(comm.started[0].first == grads.data() + 700);
+  BOOST_TEST(comm.started[0].second == 300u);
+  reducer.ready_from(100);  // two more
+  BOOST_TEST(comm.started.size() == 3u);
+  reducer.finish();  // the rest
+  BOOST_REQUIRE(comm.started.size() == 4u);
+  BOOST_TEST(comm.started[3].first == grads.data());
+  BOOST_TEST(comm.started[3].second == 100u);
+  // One bucket: nothing starts before finish().
+  Recorder single;
+  dist::GradientReducer whole(single, grads.data(), 1000, 0);
+  whole.begin();
+  whole.ready_from(0);
+  BOOST_TEST(single.started.size() == 0u);
+  whole.finish();
+  BOOST_TEST(single.started.size() == 1u);
+  // A non-finite gradient is noticed before it is sent.
+  grads[5] = std::nanf("");
+  Recorder checked;
+  dist::GradientReducer reducer2(checked, grads.data(), 1000, 300);
+  reducer2.check_finite([](const float* d, engine::Index n) {
+    for (engine::Index i = 0; i < n; ++i)
+      if (!std::isfinite(d[i])) return false;
+    return true;
+  });
+  reducer2.begin();
+  reducer2.ready_from(400);
+  BOOST_TEST(!reducer2.local_nonfinite());
+  reducer2.finish();
+  BOOST_TEST(reducer2.local_nonfinite());
+}
