@@ -36,7 +36,7 @@ python=${PYTHON:-/usr/bin/python3}
 data=${TEXTSCALE_DATA:-$repo/../shared/data}
 [ -f "$data/ag_news/alps_train_sample/dev.tsv" ] || { echo "SKIP: no AG News in $data" >&2; exit 77; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-mpirun=(mpirun --bind-to core --mca btl_vader_single_copy_mechanism none)
+mpirun=(mpirun --bind-to core)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$textscale" preprocess --input "$data/ag_news/alps_train_sample/dev.tsv" --format tsv --label-column 1 \
@@ -50,8 +50,8 @@ ours() {
   [ "$np" -gt 1 ] && launcher=("${mpirun[@]}" -np "$np")
   "${launcher[@]}" "$textscale" train --train "$work/train.h5" --model "$model" --batch-size "$batch" \
     --threads "$threads" --max-steps $((2 * steps)) --log-every "$steps" --progress off --bucket-mb "$bucket" \
-    --run-dir "$work/$name" > "$work/$name.log" 2>&1 || { cat "$work/$name.log" >&2; return 1; }
-  "$python" - "$work/$name/metrics.jsonl" "$name" "$np" "$threads" "$model" "$(grep -o 'parameters: [0-9]*' "$work/$name.log" | grep -o '[0-9]*')" <<'PY'
+    --run-dir "$work/$model-$name" > "$work/$model-$name.log" 2>&1 || { cat "$work/$model-$name.log" >&2; return 1; }
+  "$python" - "$work/$model-$name/metrics.jsonl" "$name" "$np" "$threads" "$model" "$(grep -o 'parameters: [0-9]*' "$work/$model-$name.log" | grep -o '[0-9]*')" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"interval"' in l]
 timed = rows[1]

@@ -3,6 +3,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -40,11 +43,26 @@ MPI_Op mpi_op(ReduceOp op) {
   return MPI_SUM;
 }
 
+// MPI's non-blocking collectives advance only inside MPI calls, and backward spends long
+// stretches inside oneDNN: a progress thread calls MPI_Test on the collectives in flight every
+// `kPollInterval`, so that gradient buckets are reduced while backward computes. Every MPI call
+// is made under one mutex (MPI_THREAD_SERIALIZED).
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator(MPI_Comm comm, double timeout_seconds) : comm_(comm), timeout_(timeout_seconds) {
+  // `poll_interval` 0: no progress thread.
+  MpiCommunicator(MPI_Comm comm, double timeout_seconds, std::chrono::microseconds poll_interval)
+      : comm_(comm), timeout_(timeout_seconds), poll_interval_(poll_interval) {
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
+    if (poll_interval_.count() > 0) progress_ = std::thread([this] { progress_loop(); });
+  }
+  ~MpiCommunicator() override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    if (progress_.joinable()) progress_.join();
   }
   [[nodiscard]] int rank() const override { return rank_; }
   [[nodiscard]] int size() const override { return size_; }
@@ -61,30 +79,23 @@ class MpiCommunicator final : public Communicator {
   }
 
   bool test(Handle handle) override {
-    auto found = requests_.find(handle.id);
-    if (found == requests_.end()) return true;
-    int done = 0;
-    check(MPI_Test(&found->second, &done, MPI_STATUS_IGNORE), "MPI_Test");
-    if (done) requests_.erase(found);
-    return done != 0;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return test_locked(handle.id);
   }
 
   void wait(Handle handle) override {
-    auto found = requests_.find(handle.id);
-    if (found == requests_.end()) return;
-    if (timeout_ <= 0) {
-      check(MPI_Wait(&found->second, MPI_STATUS_IGNORE), "MPI_Wait");
-      requests_.erase(found);
-      return;
-    }
-    // MPI_Wait has no time limit: poll, yielding the core (ranks may share cores), and give up
-    // after the timeout so that a rank that diverged or hangs ends the job instead of stalling it.
+    // Poll rather than MPI_Wait: ranks may share cores, and the wait has a time limit so that a
+    // rank that died or diverged ends the job instead of stalling it.
     const auto start = std::chrono::steady_clock::now();
     for (int polls = 0;; ++polls) {
-      int done = 0;
-      check(MPI_Test(&found->second, &done, MPI_STATUS_IGNORE), "MPI_Test");
-      if (done) break;
-      if (polls % 64 == 63) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (test_locked(handle.id)) {
+          requests_.erase(handle.id);
+          return;
+        }
+      }
+      if (timeout_ > 0 && polls % 64 == 63) {
         const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         if (waited > timeout_)
           throw CommError("a collective did not complete within " + std::to_string(static_cast<int>(timeout_)) +
@@ -92,7 +103,6 @@ class MpiCommunicator final : public Communicator {
       }
       sched_yield();
     }
-    requests_.erase(found);
   }
 
   void broadcast(void* data, std::size_t bytes, int root) override {
@@ -101,7 +111,10 @@ class MpiCommunicator final : public Communicator {
     for (std::size_t done = 0; done < bytes; done += kPiece) {
       const auto piece = static_cast<int>(std::min(kPiece, bytes - done));
       MPI_Request request;
-      check(MPI_Ibcast(p + done, piece, MPI_BYTE, root, comm_, &request), "MPI_Ibcast");
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        check(MPI_Ibcast(p + done, piece, MPI_BYTE, root, comm_, &request), "MPI_Ibcast");
+      }
       wait(remember(request));
     }
   }
@@ -109,30 +122,79 @@ class MpiCommunicator final : public Communicator {
   std::vector<std::uint64_t> allgather(std::uint64_t value) override {
     std::vector<std::uint64_t> all(static_cast<std::size_t>(size_));
     MPI_Request request;
-    check(MPI_Iallgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, comm_, &request), "MPI_Iallgather");
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      check(MPI_Iallgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, comm_, &request), "MPI_Iallgather");
+    }
     wait(remember(request));
     return all;
   }
 
   void barrier() override {
     MPI_Request request;
-    check(MPI_Ibarrier(comm_, &request), "MPI_Ibarrier");
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      check(MPI_Ibarrier(comm_, &request), "MPI_Ibarrier");
+    }
     wait(remember(request));
   }
 
  private:
+  struct Request {
+    MPI_Request request = MPI_REQUEST_NULL;
+    bool done = false;
+  };
+
   Handle remember(MPI_Request request) {
-    const Handle handle{next_id_++};
-    requests_.emplace(handle.id, request);
+    Handle handle;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      handle.id = next_id_++;
+      requests_.emplace(handle.id, Request{request, false});
+    }
+    wake_.notify_all();
     return handle;
+  }
+
+  // With mutex_ held. An unknown id has completed and been waited for.
+  bool test_locked(std::int64_t id) {
+    auto found = requests_.find(id);
+    if (found == requests_.end()) return true;
+    if (!found->second.done) {
+      int done = 0;
+      check(MPI_Test(&found->second.request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      found->second.done = done != 0;
+    }
+    return found->second.done;
+  }
+
+  void progress_loop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stop_) {
+      bool pending = false;
+      for (auto& [id, request] : requests_)
+        if (!request.done) {
+          int done = 0;
+          // An error here is reported again by the waiting thread's own MPI_Test.
+          if (MPI_Test(&request.request, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS) request.done = done != 0;
+          pending = pending || !request.done;
+        }
+      if (pending)
+        wake_.wait_for(lock, poll_interval_);
+      else
+        wake_.wait(lock);
+    }
   }
 
   Handle start(void* data, std::size_t count, MPI_Datatype type, ReduceOp op) {
     if (count > static_cast<std::size_t>(std::numeric_limits<int>::max()))
       throw CommError("all-reduce of " + std::to_string(count) + " elements: more than MPI's int count");
     MPI_Request request;
-    check(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(count), type, mpi_op(op), comm_, &request),
-          "MPI_Iallreduce");
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      check(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(count), type, mpi_op(op), comm_, &request),
+            "MPI_Iallreduce");
+    }
     return remember(request);
   }
 
@@ -143,9 +205,14 @@ class MpiCommunicator final : public Communicator {
 
   MPI_Comm comm_;
   double timeout_;
+  std::chrono::microseconds poll_interval_;
   int rank_ = 0, size_ = 1;
+  std::mutex mutex_;  // guards every MPI call and requests_
+  std::condition_variable wake_;
+  bool stop_ = false;
   std::int64_t next_id_ = 0;
-  std::unordered_map<std::int64_t, MPI_Request> requests_;
+  std::unordered_map<std::int64_t, Request> requests_;
+  std::thread progress_;
 };
 
 // One process: every collective is the identity.
@@ -167,6 +234,7 @@ class LocalCommunicator final : public Communicator {
 
 World g_world;
 bool g_initialized = false;
+constexpr long kDefaultProgressMicroseconds = 1000;
 
 }  // namespace
 
@@ -191,9 +259,10 @@ World& init_world(bool force_mpi, double timeout_seconds) {
     g_world.comm = std::make_shared<LocalCommunicator>();
     return g_world;
   }
-  // Only the main thread calls MPI (the input prefetch thread and OpenMP workers do not).
+  // The main thread and the communicator's progress thread call MPI, one at a time (the
+  // communicator's mutex); the input prefetch thread and OpenMP workers do not.
   int provided = 0;
-  check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided), "MPI_Init_thread");
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   g_world.mpi = true;
   MPI_Comm_rank(MPI_COMM_WORLD, &g_world.rank);
@@ -207,7 +276,16 @@ World& init_world(bool force_mpi, double timeout_seconds) {
   MPI_Comm comm;
   check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup");
   MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
-  g_world.comm = std::make_shared<MpiCommunicator>(comm, timeout_seconds);
+  // TEXTSCALE_MPI_PROGRESS_US: the progress thread's polling interval in microseconds (0: none).
+  const char* progress_us = std::getenv("TEXTSCALE_MPI_PROGRESS_US");
+  long interval = progress_us ? std::atol(progress_us) : kDefaultProgressMicroseconds;
+  if (provided < MPI_THREAD_SERIALIZED) {
+    if (interval > 0)
+      TS_LOG(warn, "the MPI library does not support MPI_THREAD_SERIALIZED: no progress thread, gradient "
+                   "all-reduce overlaps backward less");
+    interval = 0;
+  }
+  g_world.comm = std::make_shared<MpiCommunicator>(comm, timeout_seconds, std::chrono::microseconds(interval));
   log::set_rank(g_world.rank, g_world.size);
   return g_world;
 }
@@ -220,6 +298,7 @@ void finalize_world() {
   if (!g_initialized || !g_world.mpi) return;
   int finalized = 0;
   MPI_Finalized(&finalized);
+  g_world.comm.reset();  // stops the progress thread before MPI ends
   if (!finalized) MPI_Finalize();
 }
 
