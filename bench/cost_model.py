@@ -1,0 +1,131 @@
+#!/usr/bin/python3
+"""Predicted data-parallel efficiency of textscale's models at 8 ... 512 ranks.
+
+    /usr/bin/python3 bench/cost_model.py --measured results/scaling-measured.jsonl
+
+Model (weak scaling: a fixed batch per rank, 128 rows as in the published setups):
+
+  step time      T(N) = T_compute + T_exposed(N)
+  T_compute      the time one rank needs for forward + backward + update of its rows
+  all-reduce     T_ar(S, N) = 2 (N-1)/N * S / B  +  2 ceil(log2 N) * alpha
+                 (the ring's bandwidth term - each byte crosses the slowest link 2(N-1)/N times -
+                 with a tree's latency term, as NCCL picks per message size; S = 4 bytes x
+                 parameters, B = the bandwidth of the slowest link a rank uses, alpha = the
+                 per-message latency)
+  overlap        buckets are reduced while backward (2/3 of T_compute) still runs; what cannot
+                 hide is whatever exceeds backward, and at least the last bucket, which is ready
+                 only when backward ends:
+                 T_exposed = max(T_ar(bucket, N), T_ar(S, N) - 2/3 T_compute)
+  efficiency     E(N) = T_compute / T(N)
+
+Parameters (each stated in the output):
+- CPU ranks: T_compute measured on this machine (textscale, 1 rank x 1 thread, batch 128, from
+  bench/scaling_speed.sh); intra-node alpha/B fitted to MPI_Allreduce measured here (2 ranks,
+  shared memory, build/bench/allreduce_bench); across nodes one 100 Gb/s InfiniBand HDR port per
+  node shared by its ranks (12.5 GB/s / ranks per node, ~2 us latency per message: Mellanox
+  ConnectX-6 figures), 2 ranks (cores) per node as here.
+- H100 ranks: 8 GPUs per node; NVLink 4 gives 450 GB/s per direction per GPU (NVIDIA H100 SXM
+  datasheet: 900 GB/s total) - NCCL reaches ~360 GB/s bus bandwidth within a node (nccl-tests on
+  DGX H100); across nodes one 400 Gb/s NDR port per GPU (DGX H100: 8 ConnectX-7), i.e. 50 GB/s,
+  ~40 GB/s achieved; latency ~10 us intra-node, ~20 us across nodes per step of the algorithm.
+  T_compute is an assumption, not a measurement (the GPU backend is not measured yet): the dense
+  training FLOPs of a step at 35% of the H100's dense BF16 peak (989 TFLOP/s) for Crepe's large
+  convolutions and GEMMs, 20% for VDCNN (narrow early stages are memory-bound).
+"""
+
+import argparse
+import json
+import math
+
+# Parameters and dense forward FLOPs per sample (textscale's model summaries).
+MODELS = {
+    "crepe-small": (11_337_988, 737e6),
+    "crepe-large": (95_933_444, 8_635e6),
+    "vdcnn-9": (14_176_164, 605e6),
+    "vdcnn-17": (16_268_964, 1_354e6),
+    "vdcnn-29": (16_639_908, 1_803e6),
+}
+RANKS = [2, 8, 16, 32, 64, 128, 256, 512]
+BATCH_PER_RANK = 128
+BUCKET_BYTES = 16 * 2**20
+
+
+def allreduce_time(nbytes, n, bandwidth, alpha):
+    if n == 1:
+        return 0.0
+    return 2 * (n - 1) / n * nbytes / bandwidth + 2 * math.ceil(math.log2(n)) * alpha
+
+
+def fit_shared_memory(points):
+    """alpha (s) and bandwidth (bytes/s) so that T_ar(S, 2) fits the measured 2-rank points."""
+    # For N = 2: T = S / B + 2 alpha. Least squares on (S, T).
+    xs = [p["bytes"] for p in points]
+    ts = [p["seconds"] for p in points]
+    n = len(xs)
+    mx, mt = sum(xs) / n, sum(ts) / n
+    slope = sum((x - mx) * (t - mt) for x, t in zip(xs, ts)) / sum((x - mx) ** 2 for x in xs)
+    intercept = mt - slope * mx
+    return max(intercept / 2, 1e-6), 1 / slope
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--measured", required=True,
+                   help="JSON lines of bench/scaling_speed.sh (textscale configurations and allreduce points)")
+    args = p.parse_args()
+    rows = [json.loads(l) for l in open(args.measured) if l.strip().startswith("{")]
+    points = [r for r in rows if "bytes" in r and r["bytes"] >= 2**20]
+    alpha_shm, bw_shm = fit_shared_memory(points)
+    measured = {r["model"]: r for r in rows if r.get("impl") == "textscale" and r.get("config") == "1x1"}
+    two = {r["model"]: r for r in rows if r.get("impl") == "textscale" and r.get("config") == "2x1"}
+
+    print("## Cost model: predicted weak-scaling efficiency (batch 128 per rank)\n")
+    print(f"Fitted to MPI_Allreduce measured here (2 ranks, shared memory): latency {alpha_shm * 1e6:.0f} us, "
+          f"bandwidth {bw_shm / 1e9:.1f} GB/s. Formulas and sources of the other parameters: "
+          "`bench/cost_model.py`.\n")
+
+    # Check against the 2-rank measurement on this machine.
+    print("Check on this machine (2 ranks x 1 thread, shared memory, global batch 128 = 64 a rank):\n")
+    print("| model | compute ms/step (measured) | all-reduce alone ms (model) | exposed ms (model) | comm wait ms (measured) |")
+    print("|---|---:|---:|---:|---:|")
+    for model, r in two.items():
+        params = MODELS[model][0]
+        t_compute = 64 / measured[model]["samples_per_second"]
+        t_ar = allreduce_time(4 * params, 2, bw_shm, alpha_shm)
+        exposed = max(allreduce_time(min(BUCKET_BYTES, 4 * params), 2, bw_shm, alpha_shm), t_ar - 2 / 3 * t_compute)
+        print(f"| {model} | {1000 * t_compute:.0f} | {1000 * t_ar:.1f} | {1000 * exposed:.1f} | "
+              f"{r['comm_wait_ms_per_step']:.1f} |")
+    print()
+
+    scenarios = []
+    # CPU cluster: 2 single-thread ranks per node, one 100 Gb/s port per node.
+    for model, r in measured.items():
+        t_compute = BATCH_PER_RANK / r["samples_per_second"]
+        scenarios.append(("CPU nodes (2 ranks/node, 100 Gb/s IB)", model, t_compute,
+                          lambda n: (bw_shm, alpha_shm) if n <= 2 else (12.5e9 / 2, 2e-6)))
+    # H100 nodes: 8 GPUs/node, NVLink within, NDR across.
+    for model, (params, fwd) in MODELS.items():
+        rate = (0.35 if model.startswith("crepe") else 0.20) * 989e12
+        t_compute = 3 * fwd * BATCH_PER_RANK / rate
+        scenarios.append(("H100 nodes (8 GPUs/node, NVLink 4 + 400 Gb/s NDR per GPU)", model, t_compute,
+                          lambda n: (360e9, 10e-6) if n <= 8 else (40e9, 20e-6)))
+
+    header = " | ".join(f"{n}" for n in RANKS)
+    for title in dict.fromkeys(s[0] for s in scenarios):
+        print(f"### {title}\n")
+        print(f"| model | compute ms/step | gradient MB | {header} |")
+        print("|---|---:|---:|" + "---:|" * len(RANKS))
+        for _, model, t_compute, link in (s for s in scenarios if s[0] == title):
+            params = MODELS[model][0]
+            cells = []
+            for n in RANKS:
+                bw, alpha = link(n)
+                t_ar = allreduce_time(4 * params, n, bw, alpha)
+                exposed = max(allreduce_time(min(BUCKET_BYTES, 4 * params), n, bw, alpha), t_ar - 2 / 3 * t_compute)
+                cells.append(f"{t_compute / (t_compute + exposed):.0%}")
+            print(f"| {model} | {1000 * t_compute:.1f} | {4 * params / 1e6:.0f} | " + " | ".join(cells) + " |")
+        print()
+
+
+if __name__ == "__main__":
+    main()
