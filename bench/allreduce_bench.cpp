@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
       MPI_Allreduce(MPI_IN_PLACE, data.data(), static_cast<int>(count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
       double took = MPI_Wtime() - start, slowest = 0;
       MPI_Allreduce(&took, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-      if (r >= 2) times.push_back(slowest);  // two warm-up rounds
+      if (r >= 2) times.push_back(slowest);                                    // two warm-up rounds
       std::fill(data.begin(), data.begin() + static_cast<long>(count), 1.0f);  // keep values finite
     }
     std::nth_element(times.begin(), times.begin() + static_cast<long>(times.size() / 2), times.end());

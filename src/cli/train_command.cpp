@@ -44,11 +44,12 @@ nlohmann::json resolved_options(const po::variables_map& values) {
 
 // Options that shape the training trajectory: a resumed run must keep them.
 const std::vector<std::string> kTrajectoryOptions{
-    "train",        "model",     "features", "fc",          "shortcut",     "dropout",
-    "batch-size",   "optimizer", "lr",       "momentum",    "weight-decay", "adam-beta1",
-    "adam-beta2",   "clip-norm", "schedule", "step-epochs", "step-factor",  "epoch-factor",
-    "warmup-steps", "seed",      "backend",  "limit-train", "init-from",    "shuffle",
-    "shuffle-block", "lr-scaling", "lr-base-batch"};
+    "train",        "model",         "features",     "fc",           "shortcut",
+    "dropout",      "batch-size",    "optimizer",    "lr",           "momentum",
+    "weight-decay", "adam-beta1",    "adam-beta2",   "clip-norm",    "schedule",
+    "step-epochs",  "step-factor",   "epoch-factor", "warmup-steps", "seed",
+    "backend",      "limit-train",   "init-from",    "shuffle",      "shuffle-block",
+    "lr-scaling",   "lr-base-batch", "sync-bn"};
 
 // Turns an "options" object back into command-line tokens, leaving out `skip`.
 std::vector<std::string> option_tokens(const nlohmann::json& options, const std::vector<std::string>& skip) {
@@ -120,15 +121,17 @@ int train_command(const std::vector<std::string>& arguments) {
       ("test", po::value(&c.test_path), "test file, evaluated each epoch (see --test-each-epoch) and at the end")  //
       ("model", po::value(&c.model.name)->default_value("crepe-small"), "model name")                              //
       ("features", po::value(&c.model.features)->default_value(0),
-       "override: convolution features (Crepe) / first stage width (VDCNN); 0 = published")                          //
-      ("fc", po::value(&c.model.fc)->default_value(0), "override: hidden fully connected width; 0 = published")      //
-      ("shortcut", po::value(&c.model.shortcut)->default_value(false), "VDCNN residual shortcuts")                   //
-      ("dropout", po::value(&c.model.dropout)->default_value(0.5), "Crepe dropout probability")                      //
-      ("epochs", po::value(&c.epochs)->default_value(10), "epochs")                                                  //
+       "override: convolution features (Crepe) / first stage width (VDCNN); 0 = published")                      //
+      ("fc", po::value(&c.model.fc)->default_value(0), "override: hidden fully connected width; 0 = published")  //
+      ("shortcut", po::value(&c.model.shortcut)->default_value(false), "VDCNN residual shortcuts")               //
+      ("sync-bn", po::value(&c.model.sync_bn)->default_value(false),
+       "data parallel: batch-norm statistics over all ranks (default: each rank's own batch)")   //
+      ("dropout", po::value(&c.model.dropout)->default_value(0.5), "Crepe dropout probability")  //
+      ("epochs", po::value(&c.epochs)->default_value(10), "epochs")                              //
       ("batch-size", po::value(&c.batch_size)->default_value(128),
        "global training batch size (split across ranks)")  //
       ("batch-per-rank", po::value<std::int64_t>()->default_value(0),
-       "instead of --batch-size: rows per rank (global batch = this x ranks)")                                        //
+       "instead of --batch-size: rows per rank (global batch = this x ranks)")                                       //
       ("eval-batch-size", po::value(&c.eval_batch_size)->default_value(0), "evaluation batch size (0: batch size)")  //
       ("optimizer", po::value(&c.optimizer.kind)->default_value("sgd"), "sgd (momentum) | adam")                     //
       ("lr", po::value(&c.optimizer.lr)->default_value(0.01), "learning rate")                                       //
@@ -146,7 +149,7 @@ int train_command(const std::vector<std::string>& arguments) {
       ("warmup-steps", po::value(&c.schedule.warmup_steps)->default_value(0), "linear warm-up steps")       //
       ("seed", po::value(&c.seed)->default_value(1), "seed of initialisation, data order and dropout")      //
       ("threads", po::value(&c.threads)->default_value(0),
-       "CPU threads per rank (0: the node's cores / its ranks)")  //
+       "CPU threads per rank (0: the node's cores / its ranks)")                                            //
       ("backend", po::value(&c.backend)->default_value("onednn"), "onednn | reference (slow, for checks)")  //
       ("run-dir", po::value(&c.run_dir), "run directory (default runs/<model>-<UTC time>)")                 //
       ("resume", po::value(&c.resume), "continue from a checkpoint (its run directory unless --run-dir)")   //
@@ -169,7 +172,7 @@ int train_command(const std::vector<std::string>& arguments) {
        "data parallel: seconds a collective may wait for the other ranks before the job is ended (0: no limit)")  //
       ("lr-scaling", po::value(&c.lr_scaling)->default_value("none"),
        "none | linear: lr x global batch / --lr-base-batch (large global batches; combine with --warmup-steps)")  //
-      ("lr-base-batch", po::value(&c.lr_base_batch)->default_value(128), "batch size --lr is tuned for")        //
+      ("lr-base-batch", po::value(&c.lr_base_batch)->default_value(128), "batch size --lr is tuned for")          //
       ("skip-nonfinite", po::value(&c.skip_nonfinite)->default_value(false),
        "skip steps whose loss or gradient is not finite instead of stopping")  //
       ("fault", po::value(&c.fault), "for tests: inject a failure, KIND:RANK:STEP with KIND throw, kill or nan");

@@ -4,11 +4,11 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <mutex>
-#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include "textscale/common/error.h"
@@ -281,8 +281,9 @@ World& init_world(bool force_mpi, double timeout_seconds) {
   long interval = progress_us ? std::atol(progress_us) : kDefaultProgressMicroseconds;
   if (provided < MPI_THREAD_SERIALIZED) {
     if (interval > 0)
-      TS_LOG(warn, "the MPI library does not support MPI_THREAD_SERIALIZED: no progress thread, gradient "
-                   "all-reduce overlaps backward less");
+      TS_LOG(warn,
+             "the MPI library does not support MPI_THREAD_SERIALIZED: no progress thread, gradient "
+             "all-reduce overlaps backward less");
     interval = 0;
   }
   g_world.comm = std::make_shared<MpiCommunicator>(comm, timeout_seconds, std::chrono::microseconds(interval));

@@ -73,15 +73,15 @@ std::unique_ptr<InputLayer<T>> build_vdcnn(const ModelConfig& c, int depth, Sequ
       auto block = std::make_unique<Sequential<T>>();
       Sequential<T>& target = c.shortcut ? *block : body;
       target.append(conv3(channels, out));
-      target.append(std::make_unique<BatchNorm<T>>(true));
+      target.append(std::make_unique<BatchNorm<T>>(true, 0.1, 1e-5, c.sync_bn));
       target.append(conv3(out, out));
-      target.append(std::make_unique<BatchNorm<T>>(true));
+      target.append(std::make_unique<BatchNorm<T>>(true, 0.1, 1e-5, c.sync_bn));
       if (c.shortcut) {
         auto shortcut = std::make_unique<Sequential<T>>();
         if (channels != out) {
           shortcut->append(std::make_unique<Conv1d<T>>(
               typename Conv1d<T>::Options{out, 1, 1, 0, false, false, Init::kaiming(channels), Init::constant(0)}));
-          shortcut->append(std::make_unique<BatchNorm<T>>(false));
+          shortcut->append(std::make_unique<BatchNorm<T>>(false, 0.1, 1e-5, c.sync_bn));
         }
         body.append(std::make_unique<Residual<T>>(std::move(block), std::move(shortcut)));
       }

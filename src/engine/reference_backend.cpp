@@ -216,6 +216,29 @@ void ReferenceBackend<T>::batch_norm_forward(OpStatePtr&, Dims d, const T* src, 
 }
 
 template <typename T>
+void ReferenceBackend<T>::channel_sums(Index rows, Index c, const T* a, const T* b, double* sum_a, double* sum_ab) {
+  for (Index k = 0; k < c; ++k) sum_a[k] = sum_ab[k] = 0;
+  for (Index r = 0; r < rows; ++r)
+    for (Index k = 0; k < c; ++k) {
+      const double x = static_cast<double>(a[r * c + k]);
+      sum_a[k] += x;
+      sum_ab[k] += x * (b ? static_cast<double>(b[r * c + k]) : x);
+    }
+}
+
+template <typename T>
+void ReferenceBackend<T>::batch_norm_backward_data(Index rows, Index c, const T* src, const T* dy, const double* mean,
+                                                   const double* inv_std, const T* gamma, const double* mean_dy,
+                                                   const double* mean_dy_xhat, T* diff_src) {
+  for (Index r = 0; r < rows; ++r)
+    for (Index k = 0; k < c; ++k) {
+      const double xhat = (static_cast<double>(src[r * c + k]) - mean[k]) * inv_std[k];
+      diff_src[r * c + k] = static_cast<T>(static_cast<double>(gamma[k]) * inv_std[k] *
+                                           (static_cast<double>(dy[r * c + k]) - mean_dy[k] - xhat * mean_dy_xhat[k]));
+    }
+}
+
+template <typename T>
 void ReferenceBackend<T>::batch_norm_backward(OpStatePtr&, Dims d, const T* src, const T* dst, const T* diff_dst_in,
                                               const T* gamma, const T* save_mean, const T* save_var, T* diff_src,
                                               T* diff_gamma, T* diff_beta, double epsilon, bool relu) {

@@ -167,7 +167,8 @@ struct ShardReader::Impl {
   h5::Handle file, chars;
 };
 
-ShardReader::ShardReader(const std::string& path, std::int64_t limit_rows) : path_(path), impl_(std::make_shared<Impl>()) {
+ShardReader::ShardReader(const std::string& path, std::int64_t limit_rows)
+    : path_(path), impl_(std::make_shared<Impl>()) {
   impl_->file = open_file(path);
   encoding_ = read_encoding(impl_->file.get(), path);
   impl_->chars = open_dataset(impl_->file.get(), path, "chars", 2, H5T_INTEGER, 1, "uint8");
@@ -185,8 +186,8 @@ ShardReader::ShardReader(const std::string& path, std::int64_t limit_rows) : pat
   for (std::int64_t i = 0; i < rows_; ++i)
     if (labels_[static_cast<std::size_t>(i)] < 0 || labels_[static_cast<std::size_t>(i)] >= encoding_.num_classes)
       throw InputError(path + ": dataset 'labels' row " + std::to_string(i) + " holds " +
-                       std::to_string(labels_[static_cast<std::size_t>(i)]) + ", outside [0, num_classes = " +
-                       std::to_string(encoding_.num_classes) + ")");
+                       std::to_string(labels_[static_cast<std::size_t>(i)]) +
+                       ", outside [0, num_classes = " + std::to_string(encoding_.num_classes) + ")");
   fingerprint_ = fingerprint_of(impl_->file.get(), encoding_, rows_);
 }
 

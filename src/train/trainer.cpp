@@ -1,8 +1,8 @@
 #include "textscale/train/trainer.h"
 
 #include <sched.h>
-#include <csignal>
 #include <unistd.h>
+#include <csignal>
 
 #include <algorithm>
 #include <chrono>
@@ -10,9 +10,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <future>
 #include <thread>
 
 #include "textscale/common/build_info.h"
@@ -109,7 +109,8 @@ int default_threads(int local_ranks) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int threads = std::max(1, cores / std::max(1, local_ranks));
   cpu_set_t allowed;
-  if (sched_getaffinity(0, sizeof allowed, &allowed) == 0) threads = std::min(threads, std::max(1, CPU_COUNT(&allowed)));
+  if (sched_getaffinity(0, sizeof allowed, &allowed) == 0)
+    threads = std::min(threads, std::max(1, CPU_COUNT(&allowed)));
   return threads;
 }
 
@@ -164,14 +165,16 @@ void check_same_everywhere(dist::Communicator& comm, const std::string& config_j
     std::string differ;
     for (std::size_t r = 1; r < all.size(); ++r)
       if (all[r] != all[0]) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
-    if (!differ.empty()) throw InputError("rank(s) " + differ + " were started with a different " + what + " than rank 0");
+    if (!differ.empty())
+      throw InputError("rank(s) " + differ + " were started with a different " + what + " than rank 0");
   };
   // The options, less those that may differ per rank: threads, and the paths of the data files
   // (a node may read its own copy; their contents are compared below).
   nlohmann::json options = nlohmann::json::parse(config_json);
   options.erase("command_line");
   if (options.contains("options"))
-    for (const char* name : {"threads", "train", "valid", "test", "run-dir", "progress"}) options["options"].erase(name);
+    for (const char* name : {"threads", "train", "valid", "test", "run-dir", "progress"})
+      options["options"].erase(name);
   compare("configuration", hash_text(options.dump()));
   for (const auto& [path, fingerprint] : files) compare("file for " + path + " (content differs)", fingerprint);
 }
@@ -253,6 +256,14 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     throw InputError(config.resume + ": the checkpoint stopped at batch " + std::to_string(position.batch) +
                      " of an epoch, but this run has " + std::to_string(batches) +
                      " batches an epoch: the training file, --limit-train or --batch-size differ");
+  if (config.model.sync_bn && world.size > 1) {
+    const std::int64_t last = train_rows % batch;
+    if (batch < world.size || (last > 0 && last < world.size))
+      throw InputError("--sync-bn needs at least one row of every batch on every rank: with " +
+                       std::to_string(world.size) + " ranks, " + std::to_string(train_rows) + " rows and batch " +
+                       std::to_string(batch) + " the last batch has " + std::to_string(last) +
+                       " rows (change --batch-size or --limit-train)");
+  }
   const double lr_multiplier =
       config.lr_scaling == "linear" ? static_cast<double>(batch) / static_cast<double>(config.lr_base_batch) : 1.0;
 
@@ -319,20 +330,23 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       " batches of " + std::to_string(batch) + "), backend " + backend->name() + ", " +
       (world.size > 1 ? std::to_string(world.size) + " ranks (" + comm.name() + ") x " : "") +
       std::to_string(engine::DnnlBackend::threads()) + " threads, run directory " + run_dir +
-      (config.resume.empty() ? ""
-                             : ", resumed at epoch " + std::to_string(position.epoch + 1) + " batch " +
-                                   std::to_string(position.batch)));
+      (config.resume.empty()
+           ? ""
+           : ", resumed at epoch " + std::to_string(position.epoch + 1) + " batch " + std::to_string(position.batch)));
 
   // --- Gradient reduction ----------------------------------------------------------------------
   const auto bucket_elements = static_cast<Index>(config.bucket_mb * 1024 * 1024 / sizeof(float));
   dist::GradientReducer reducer(comm, params.gradients().data(), params.trained_count(), bucket_elements);
-  reducer.check_finite([&](const float* data, Index count) {
-    return std::isfinite(backend->sum_squares(count, data));
-  });
+  reducer.check_finite(
+      [&](const float* data, Index count) { return std::isfinite(backend->sum_squares(count, data)); });
   std::function<void(Index)> gradients_ready = [&](Index offset) { reducer.ready_from(offset); };
+  std::function<void(double*, Index)> allreduce_sum = [&](double* data, Index count) {
+    comm.allreduce(data, static_cast<std::size_t>(count), dist::ReduceOp::sum);
+  };
 
   engine::Context<float> ctx{backend.get(), nullptr, true, config.seed, 0};
   ctx.on_gradients_ready = &gradients_ready;
+  if (world.size > 1) ctx.allreduce_sum = &allreduce_sum;
   const std::int64_t length = encoding.char_length;
   // Two input buffers: the step computes on one while the prefetch thread fills the other.
   struct Input {
@@ -394,8 +408,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       const std::int64_t global_rows = std::min(batch, train_rows - position.batch * batch);
       const Index n = in.share.count;
       if (fault.rank == world.rank && fault.step == position.step) {
-        if (fault.kind == "throw")
-          throw Error("failure injected by --fault at step " + std::to_string(position.step));
+        if (fault.kind == "throw") throw Error("failure injected by --fault at step " + std::to_string(position.step));
         if (fault.kind == "kill") std::raise(SIGKILL);
       }
       const double lr = lr_multiplier * learning_rate(config.optimizer, config.schedule, position.epoch, position.step);
@@ -409,8 +422,8 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
         const float* logits = model.forward(ctx, n, in.codes.data());
         loss_sum = backend->softmax_cross_entropy(n, model_config.classes, logits, in.labels.data(), diff.data());
         for (Index i = 0; i < n; ++i)
-          correct += argmax(logits + i * model_config.classes, model_config.classes) ==
-                     in.labels[static_cast<std::size_t>(i)];
+          correct +=
+              argmax(logits + i * model_config.classes, model_config.classes) == in.labels[static_cast<std::size_t>(i)];
         if (fault.kind == "nan" && fault.rank == world.rank && fault.step == position.step) {
           loss_sum = std::nan("");
           std::fill(diff.begin(), diff.end(), std::nanf(""));
@@ -418,7 +431,8 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
         // The loss gradient is the mean over this rank's n rows: make it a share of the global
         // batch's mean, so that the sum over ranks is the mean over the global batch.
         if (n != global_rows)
-          backend->scale(n * model_config.classes, diff.data(), static_cast<double>(n) / static_cast<double>(global_rows));
+          backend->scale(n * model_config.classes, diff.data(),
+                         static_cast<double>(n) / static_cast<double>(global_rows));
         model.backward(ctx, n, in.codes.data(), diff.data());
       } else {
         std::fill(params.gradients().data(), params.gradients().data() + params.gradients().size(), 0.0f);
@@ -479,22 +493,22 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
         const double rate = static_cast<double>(interval_samples) / seconds;
         const double wait_ms = 1000 * interval_wait / static_cast<double>(interval_steps);
         char line[320];
-        std::snprintf(line, sizeof line,
-                      "epoch %lld/%lld step %lld [%lld/%lld] loss %.4f acc %.4f lr %.5g %.1f samples/s%s",
-                      static_cast<long long>(position.epoch + 1), static_cast<long long>(config.epochs),
-                      static_cast<long long>(position.step), static_cast<long long>(position.batch + 1),
-                      static_cast<long long>(batches), interval_loss / static_cast<double>(interval_samples),
-                      static_cast<double>(interval_correct) / static_cast<double>(interval_samples), lr, rate,
-                      world.size > 1 ? (" | comm wait " + std::to_string(wait_ms).substr(0, 5) + " ms/step").c_str()
-                                     : "");
+        std::snprintf(
+            line, sizeof line, "epoch %lld/%lld step %lld [%lld/%lld] loss %.4f acc %.4f lr %.5g %.1f samples/s%s",
+            static_cast<long long>(position.epoch + 1), static_cast<long long>(config.epochs),
+            static_cast<long long>(position.step), static_cast<long long>(position.batch + 1),
+            static_cast<long long>(batches), interval_loss / static_cast<double>(interval_samples),
+            static_cast<double>(interval_correct) / static_cast<double>(interval_samples), lr, rate,
+            world.size > 1 ? (" | comm wait " + std::to_string(wait_ms).substr(0, 5) + " ms/step").c_str() : "");
         say(line);
-        nlohmann::json record{{"type", "interval"},
-                              {"epoch", position.epoch + 1},
-                              {"step", position.step},
-                              {"loss", interval_loss / static_cast<double>(interval_samples)},
-                              {"accuracy", static_cast<double>(interval_correct) / static_cast<double>(interval_samples)},
-                              {"lr", lr},
-                              {"samples_per_second", rate}};
+        nlohmann::json record{
+            {"type", "interval"},
+            {"epoch", position.epoch + 1},
+            {"step", position.step},
+            {"loss", interval_loss / static_cast<double>(interval_samples)},
+            {"accuracy", static_cast<double>(interval_correct) / static_cast<double>(interval_samples)},
+            {"lr", lr},
+            {"samples_per_second", rate}};
         if (world.size > 1) record["comm_wait_ms_per_step"] = wait_ms;
         write_metrics(record);
         interval_start = Clock::now();
@@ -601,7 +615,8 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       {"train_seconds", total_train_seconds},
       {"train_samples_per_second",
        total_train_seconds > 0 ? static_cast<double>(total_train_samples) / total_train_seconds : 0.0}};
-  if (world.size > 1 && total_steps > 0) final_record["comm_wait_ms_per_step"] = 1000 * total_wait_seconds / static_cast<double>(total_steps);
+  if (world.size > 1 && total_steps > 0)
+    final_record["comm_wait_ms_per_step"] = 1000 * total_wait_seconds / static_cast<double>(total_steps);
   if (skipped_steps > 0) final_record["skipped_steps"] = skipped_steps;
   if (!test.path.empty()) {
     const auto eval_start = Clock::now();

@@ -9,7 +9,8 @@
 # - failures end the job fast, naming the rank: a rank killed with SIGKILL, an exception on one
 #   rank, a non-finite loss on one rank (and --skip-nonfinite skips that step); mismatched
 #   configuration or data across ranks is refused at start;
-# - VDCNN with batch normalisation (per-rank statistics) trains on 2 ranks.
+# - with --sync-bn, batch-norm statistics span the ranks: one step on 2 and 3 ranks equals one
+#   process's; VDCNN with per-rank statistics trains on 2 ranks.
 source "$(dirname "$0")/../cli/lib.sh"
 DATA=${TEXTSCALE_DATA:-$TEXTSCALE_SOURCE_DIR/../shared/data}
 if [ ! -f "$DATA/ag_news/alps_train_sample/dev.tsv" ]; then
@@ -135,6 +136,38 @@ ts preprocess --input train.tsv --format tsv --label-column 1 --labels names --c
 mismatch files "rank(s) 1 were started with a different file for --train" \
   -np 1 "$TEXTSCALE_BIN" train "${tiny[@]}" --run-dir m2 : -np 1 "$TEXTSCALE_BIN" train "${tiny[@]/train.h5/other.h5}" --run-dir m2
 echo "failures: checked"
+
+# --- Synchronised batch normalisation -------------------------------------------------------------
+# One step of a tiny VDCNN: with --sync-bn, 2 and 3 ranks compute one process's update (parameters
+# and running statistics to 1e-6); with per-rank statistics (the default) they differ by > 1e-4.
+# (Over many steps VDCNN's max and k-max pooling turn rounding differences into different
+# selections, so trajectories are compared one step at a time.)
+vd=(--train train.h5 --model vdcnn-9 --features 16 --fc 64 --batch-size 24 --limit-train 144 --epochs 1 --max-steps 1
+  --threads 1 --progress off)
+for sync in true false; do
+  for np in 1 2 3; do train "$np" "bn-$sync-$np" "${vd[@]}" --sync-bn "$sync"; done
+done
+py - <<'PY' || fail "synchronised batch norm: ranks disagree with one process (or per-rank statistics do not)"
+import h5py, numpy as np
+def load(path):
+    f = h5py.File(path, "r")
+    return {(g, k): f[g][k][...] for g in ("parameters", "state") for k in f[g]}
+def gap(a, b):
+    return max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+for sync, check in (("true", lambda d: d < 1e-6), ("false", lambda d: d > 1e-4)):
+    one = load(f"bn-{sync}-1/checkpoint.h5")
+    for n in (2, 3):
+        d = gap(one, load(f"bn-{sync}-{n}/checkpoint.h5"))
+        print(f"--sync-bn {sync}: 1 vs {n} ranks, largest difference {d:.3g}")
+        assert check(d), (sync, n, d)
+PY
+run_ts 0 train "${vd[@]}" --run-dir bn-local --sync-bn true  # one process without a launcher
+same_params bn-true-1/checkpoint.h5 bn-local/checkpoint.h5
+"${MPIRUN[@]}" -np 2 "$TEXTSCALE_BIN" train --train train.h5 --model vdcnn-9 --features 16 --fc 64 --batch-size 25 \
+  --limit-train 51 --epochs 1 --threads 1 --progress off --sync-bn true --run-dir bn-bad \
+  > bn-bad.log 2>&1 && fail "--sync-bn with a 1-row last batch on 2 ranks was accepted"
+grep -q "sync-bn needs at least one row of every batch on every rank" bn-bad.log || fail "no clear message: $(tail -3 bn-bad.log)"
+echo "synchronised batch norm: checked"
 
 # --- VDCNN with batch normalisation on 2 ranks --------------------------------------------------
 train 2 vdcnn --train train.h5 --test test.h5 --model vdcnn-9 --features 8 --fc 32 --batch-size 16 --limit-train 96 \

@@ -262,6 +262,45 @@ BOOST_AUTO_TEST_CASE(embedding) {
   expect_close("embedding backward", diff_table.f, diff_table.d);
 }
 
+// The pieces of batch normalisation synchronised over ranks: per-channel sums (in an order that
+// does not depend on the thread count) and the input gradient from given statistics.
+BOOST_AUTO_TEST_CASE(synchronised_batch_norm_pieces) {
+  Backends b;
+  const Index rows = 1013, c = 24;  // several 256-row blocks and a remainder
+  auto x = random_pair(rows * c, 81), dy = random_pair(rows * c, 82), gamma = random_pair(c, 83);
+  std::vector<double> fa(c), fab(c), da(c), dab(c), fsq(c), dsq(c);
+  b.dnnl.channel_sums(rows, c, dy.f.data(), x.f.data(), fa.data(), fab.data());
+  b.ref.channel_sums(rows, c, dy.d.data(), x.d.data(), da.data(), dab.data());
+  b.dnnl.channel_sums(rows, c, x.f.data(), nullptr, fa.data(), fsq.data());
+  b.ref.channel_sums(rows, c, x.d.data(), nullptr, da.data(), dsq.data());
+  for (Index k = 0; k < c; ++k) {
+    const auto i = static_cast<std::size_t>(k);
+    BOOST_TEST(fab[i] == dab[i], boost::test_tools::tolerance(1e-9));
+    BOOST_TEST(fsq[i] == dsq[i], boost::test_tools::tolerance(1e-9));
+    BOOST_TEST(std::abs(fa[i] - da[i]) < 1e-9 * rows);
+  }
+  std::vector<double> again_a(c), again_ab(c);
+  DnnlBackend::set_threads(3);
+  b.dnnl.channel_sums(rows, c, dy.f.data(), x.f.data(), again_a.data(), again_ab.data());
+  DnnlBackend::set_threads(2);
+  b.dnnl.channel_sums(rows, c, dy.f.data(), x.f.data(), fa.data(), fab.data());
+  BOOST_TEST(again_ab == fab);  // bitwise, whatever the thread count
+  std::vector<double> mean(c), inv_std(c), mean_dy(c), mean_dy_xhat(c);
+  for (Index k = 0; k < c; ++k) {
+    const auto i = static_cast<std::size_t>(k);
+    mean[i] = 0.1 * static_cast<double>(k);
+    inv_std[i] = 1.0 + 0.05 * static_cast<double>(k);
+    mean_dy[i] = 0.01 * static_cast<double>(k);
+    mean_dy_xhat[i] = -0.02 * static_cast<double>(k);
+  }
+  auto out = zeros(rows * c);
+  b.dnnl.batch_norm_backward_data(rows, c, x.f.data(), dy.f.data(), mean.data(), inv_std.data(), gamma.f.data(),
+                                  mean_dy.data(), mean_dy_xhat.data(), out.f.data());
+  b.ref.batch_norm_backward_data(rows, c, x.d.data(), dy.d.data(), mean.data(), inv_std.data(), gamma.d.data(),
+                                 mean_dy.data(), mean_dy_xhat.data(), out.d.data());
+  expect_close("batch-norm backward from global statistics", out.f, out.d);
+}
+
 BOOST_AUTO_TEST_CASE(elementwise_loss_and_optimizers) {
   Backends b;
   const Index count = 200003;  // several of the blocks the loops are split into, and a remainder

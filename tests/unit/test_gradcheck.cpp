@@ -75,6 +75,17 @@ BOOST_AUTO_TEST_CASE(batch_norm_training_fused_relu) {
   gradcheck_layer(layer, 4, {0, 5, 3}, {.step = 1e-5, .tolerance = 1e-5});
 }
 
+// The decomposed form used for batch norm synchronised over ranks (one process: local sums).
+BOOST_AUTO_TEST_CASE(batch_norm_synchronised_form) {
+  BatchNorm<double> layer(false, 0.1, 1e-5, true);
+  gradcheck_layer(layer, 4, {0, 5, 3}, {.step = 1e-5, .tolerance = 1e-5});
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm_synchronised_form_fused_relu) {
+  BatchNorm<double> layer(true, 0.1, 1e-5, true);
+  gradcheck_layer(layer, 4, {0, 5, 3}, {.step = 1e-5, .tolerance = 1e-5});
+}
+
 BOOST_AUTO_TEST_CASE(relu) {
   Relu<double> layer;
   gradcheck_layer(layer, 3, {0, 4, 5});

@@ -53,7 +53,7 @@ class Communicator {
 struct World {
   int rank = 0, size = 1;
   int local_rank = 0, local_size = 1;
-  bool mpi = false;  // MPI was started (a launcher is present)
+  bool mpi = false;       // MPI was started (a launcher is present)
   std::string processor;  // node name
   std::shared_ptr<Communicator> comm;
 

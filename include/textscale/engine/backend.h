@@ -92,6 +92,18 @@ class Backend {
                                    const T* gamma, const T* save_mean, const T* save_var, T* diff_src, T* diff_gamma,
                                    T* diff_beta, double epsilon, bool relu) = 0;
 
+  // Pieces of batch normalisation with statistics over several data-parallel ranks (the layer
+  // sums the per-rank moments over the ranks between the calls):
+  // per-channel sums over the rows of (rows, c) arrays, accumulated in double in an order that
+  // does not depend on the thread count: sum_a[c] = sum of a, sum_ab[c] = sum of a * b
+  // (b null: a * a).
+  virtual void channel_sums(Index rows, Index c, const T* a, const T* b, double* sum_a, double* sum_ab) = 0;
+  // Training-mode input gradient from global statistics:
+  // diff_src = gamma * inv_std * (dy - mean_dy - (src - mean) * inv_std * mean_dy_xhat).
+  virtual void batch_norm_backward_data(Index rows, Index c, const T* src, const T* dy, const double* mean,
+                                        const double* inv_std, const T* gamma, const double* mean_dy,
+                                        const double* mean_dy_xhat, T* diff_src) = 0;
+
   // --- Element-wise ---------------------------------------------------------------------------
   virtual void relu_forward(Index count, const T* src, T* dst) = 0;
   // diff_src = diff_dst where dst > 0, else 0. diff_src may alias diff_dst.

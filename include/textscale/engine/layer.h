@@ -59,6 +59,9 @@ struct Context {
   // once every gradient at offsets >= k is final (layers declare parameters in forward order, so
   // k falls as backward proceeds); the gradient reducer starts all-reducing those buckets.
   std::function<void(Index)>* on_gradients_ready = nullptr;
+  // When set, sums `count` doubles over the data-parallel ranks in place (synchronised batch
+  // normalisation); unset: one process.
+  std::function<void(double*, Index)>* allreduce_sum = nullptr;
 };
 
 template <typename T>

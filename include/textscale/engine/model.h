@@ -24,6 +24,9 @@ struct ModelConfig {
   Index kmax = 8;         // VDCNN k-max pooling
   double dropout = 0.5;   // Crepe's dropout between the fully connected layers
   bool shortcut = false;  // VDCNN residual shortcuts
+  // Batch normalisation with statistics over all data-parallel ranks (a training choice, not
+  // part of the architecture: not stored with the model).
+  bool sync_bn = false;
 
   [[nodiscard]] static std::vector<std::string> names();
 };

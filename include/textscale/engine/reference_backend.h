@@ -31,6 +31,10 @@ class ReferenceBackend final : public Backend<T> {
   void batch_norm_forward(OpStatePtr& state, Dims dims, const T* src, const T* gamma, const T* beta, T* dst,
                           T* save_mean, T* save_var, T* running_mean, T* running_var, bool training, double momentum,
                           double epsilon, bool relu) override;
+  void channel_sums(Index rows, Index c, const T* a, const T* b, double* sum_a, double* sum_ab) override;
+  void batch_norm_backward_data(Index rows, Index c, const T* src, const T* dy, const double* mean,
+                                const double* inv_std, const T* gamma, const double* mean_dy,
+                                const double* mean_dy_xhat, T* diff_src) override;
   void batch_norm_backward(OpStatePtr& state, Dims dims, const T* src, const T* dst, const T* diff_dst, const T* gamma,
                            const T* save_mean, const T* save_var, T* diff_src, T* diff_gamma, T* diff_beta,
                            double epsilon, bool relu) override;

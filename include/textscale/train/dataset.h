@@ -73,7 +73,7 @@ class ShardReader {
   std::vector<std::int32_t> labels_;
   std::uint64_t fingerprint_ = 0;
   struct Impl;
-  std::shared_ptr<Impl> impl_;  // HDF5 handles
+  std::shared_ptr<Impl> impl_;                                 // HDF5 handles
   std::vector<std::pair<std::int64_t, std::int64_t>> sorted_;  // (row, position) scratch
   std::vector<std::uint8_t> staging_;
 };

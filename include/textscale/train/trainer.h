@@ -57,14 +57,14 @@ struct TrainConfig {
   bool test_each_epoch = true;
   std::string progress = "auto";  // auto (when stdout is a terminal) | on | off
   // Data parallelism.
-  std::string shuffle = "rows";          // rows | blocks (sharding.h)
-  std::int64_t shuffle_block = 256;      // rows per block with shuffle = blocks
-  double bucket_mb = 16;                 // gradient all-reduce bucket size; 0: one bucket after backward
-  double comm_timeout = 300;             // seconds a collective may take before the job is ended
-  std::string lr_scaling = "none";       // none | linear: lr x batch_size / lr_base_batch
+  std::string shuffle = "rows";      // rows | blocks (sharding.h)
+  std::int64_t shuffle_block = 256;  // rows per block with shuffle = blocks
+  double bucket_mb = 16;             // gradient all-reduce bucket size; 0: one bucket after backward
+  double comm_timeout = 300;         // seconds a collective may take before the job is ended
+  std::string lr_scaling = "none";   // none | linear: lr x batch_size / lr_base_batch
   std::int64_t lr_base_batch = 128;
-  bool skip_nonfinite = false;           // skip steps whose loss or gradient is not finite
-  std::string fault;                     // tests: "throw|kill|nan:RANK:STEP" injects a failure
+  bool skip_nonfinite = false;  // skip steps whose loss or gradient is not finite
+  std::string fault;            // tests: "throw|kill|nan:RANK:STEP" injects a failure
 };
 
 std::unique_ptr<engine::Backend<float>> make_backend(const std::string& name);

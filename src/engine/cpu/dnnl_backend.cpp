@@ -511,6 +511,48 @@ void DnnlBackend::copy(Index count, const float* src, float* dst) {
 void DnnlBackend::add(Index count, const float* a, const float* b, float* dst) {
   cpu::add(count, a, b, dst);
 }
+void DnnlBackend::channel_sums(Index rows, Index c, const float* a, const float* b, double* sum_a, double* sum_ab) {
+  // Partial sums over fixed blocks of rows (the same for any thread count), added in order.
+  constexpr Index kBlock = 256;
+  const Index blocks = (rows + kBlock - 1) / kBlock;
+  std::vector<double> partial(static_cast<std::size_t>(2 * blocks * c), 0.0);
+#pragma omp parallel for schedule(static)
+  for (Index blk = 0; blk < blocks; ++blk) {
+    double* pa = partial.data() + 2 * blk * c;
+    double* pab = pa + c;
+    for (Index r = blk * kBlock; r < std::min(rows, (blk + 1) * kBlock); ++r)
+      for (Index k = 0; k < c; ++k) {
+        const double x = a[r * c + k];
+        pa[k] += x;
+        pab[k] += x * (b ? static_cast<double>(b[r * c + k]) : x);
+      }
+  }
+  for (Index k = 0; k < c; ++k) sum_a[k] = sum_ab[k] = 0;
+  for (Index blk = 0; blk < blocks; ++blk)
+    for (Index k = 0; k < c; ++k) {
+      sum_a[k] += partial[static_cast<std::size_t>(2 * blk * c + k)];
+      sum_ab[k] += partial[static_cast<std::size_t>(2 * blk * c + c + k)];
+    }
+}
+
+void DnnlBackend::batch_norm_backward_data(Index rows, Index c, const float* src, const float* dy, const double* mean,
+                                           const double* inv_std, const float* gamma, const double* mean_dy,
+                                           const double* mean_dy_xhat, float* diff_src) {
+  std::vector<float> scale(static_cast<std::size_t>(c)), shift(static_cast<std::size_t>(c)),
+      slope(static_cast<std::size_t>(c));
+  for (Index k = 0; k < c; ++k) {  // diff_src = scale * dy - slope * src + shift
+    const double g = static_cast<double>(gamma[k]) * inv_std[k];
+    scale[static_cast<std::size_t>(k)] = static_cast<float>(g);
+    slope[static_cast<std::size_t>(k)] = static_cast<float>(g * inv_std[k] * mean_dy_xhat[k]);
+    shift[static_cast<std::size_t>(k)] = static_cast<float>(g * (inv_std[k] * mean_dy_xhat[k] * mean[k] - mean_dy[k]));
+  }
+#pragma omp parallel for schedule(static)
+  for (Index r = 0; r < rows; ++r)
+    for (Index k = 0; k < c; ++k)
+      diff_src[r * c + k] = scale[static_cast<std::size_t>(k)] * dy[r * c + k] -
+                            slope[static_cast<std::size_t>(k)] * src[r * c + k] + shift[static_cast<std::size_t>(k)];
+}
+
 void DnnlBackend::dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t first, const float* src,
                                   float* dst, float* mask) {
   cpu::dropout_forward(count, p, seed, first, src, dst, mask);

@@ -50,6 +50,10 @@ class DnnlBackend final : public Backend<float> {
   void batch_norm_forward(OpStatePtr& state, Dims dims, const float* src, const float* gamma, const float* beta,
                           float* dst, float* save_mean, float* save_var, float* running_mean, float* running_var,
                           bool training, double momentum, double epsilon, bool relu) override;
+  void channel_sums(Index rows, Index c, const float* a, const float* b, double* sum_a, double* sum_ab) override;
+  void batch_norm_backward_data(Index rows, Index c, const float* src, const float* dy, const double* mean,
+                                const double* inv_std, const float* gamma, const double* mean_dy,
+                                const double* mean_dy_xhat, float* diff_src) override;
   void batch_norm_backward(OpStatePtr& state, Dims dims, const float* src, const float* dst, const float* diff_dst,
                            const float* gamma, const float* save_mean, const float* save_var, float* diff_src,
                            float* diff_gamma, float* diff_beta, double epsilon, bool relu) override;

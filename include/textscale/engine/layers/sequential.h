@@ -33,8 +33,8 @@ class Sequential final : public Layer<T> {
  private:
   std::vector<LayerPtr<T>> layers_;
   std::string prefix_;
-  std::vector<Dims> shapes_;            // shapes_[i]: output of layer i
-  std::vector<Index> first_gradient_;   // first_gradient_[i]: offset of layer i's first parameter
+  std::vector<Dims> shapes_;           // shapes_[i]: output of layer i
+  std::vector<Index> first_gradient_;  // first_gradient_[i]: offset of layer i's first parameter
   bool report_gradients_ = false;
   std::vector<Buffer<T>> activations_;  // outputs of layers 0 .. L-2 (the last writes to dst)
   Buffer<T> diff_a_, diff_b_;
