@@ -13,6 +13,7 @@ namespace textscale::train {
 namespace {
 
 constexpr std::int64_t kSchemaVersion = 1;
+constexpr std::size_t kChunkCacheBytes = std::size_t{256} << 20;  // per training file and rank
 
 h5::Handle open_file(const std::string& path) {
   if (!std::filesystem::exists(path)) throw InputError(path + ": no such file");
@@ -55,9 +56,9 @@ std::vector<hsize_t> dims_of(hid_t dataset) {
 }
 
 h5::Handle open_dataset(hid_t file, const std::string& path, const char* name, std::size_t rank, H5T_class_t type_class,
-                        std::size_t type_size, const char* expected) {
+                        std::size_t type_size, const char* expected, hid_t access = H5P_DEFAULT) {
   if (H5Lexists(file, name, H5P_DEFAULT) <= 0) throw InputError(path + ": dataset '" + name + "' missing");
-  h5::Handle dataset(TS_CHECK_HDF5(H5Dopen2(file, name, H5P_DEFAULT)));
+  h5::Handle dataset(TS_CHECK_HDF5(H5Dopen2(file, name, access)));
   if (dims_of(dataset.get()).size() != rank)
     throw InputError(path + ": dataset '" + name + "' has rank " + std::to_string(dims_of(dataset.get()).size()) +
                      ", expected " + std::to_string(rank));
@@ -171,7 +172,11 @@ ShardReader::ShardReader(const std::string& path, std::int64_t limit_rows)
     : path_(path), impl_(std::make_shared<Impl>()) {
   impl_->file = open_file(path);
   encoding_ = read_encoding(impl_->file.get(), path);
-  impl_->chars = open_dataset(impl_->file.get(), path, "chars", 2, H5T_INTEGER, 1, "uint8");
+  // Rows are read in random order: a chunk cache of kChunkCacheBytes keeps the chunks read so far
+  // (HDF5's default, 1 MiB, holds a few chunks, so nearly every row would read its chunk again).
+  h5::Handle access(TS_CHECK_HDF5(H5Pcreate(H5P_DATASET_ACCESS)));
+  TS_CHECK_HDF5(H5Pset_chunk_cache(access.get(), 65521, kChunkCacheBytes, 1.0));
+  impl_->chars = open_dataset(impl_->file.get(), path, "chars", 2, H5T_INTEGER, 1, "uint8", access.get());
   h5::Handle labels = open_dataset(impl_->file.get(), path, "labels", 1, H5T_INTEGER, 4, "int32");
   const auto char_dims = dims_of(impl_->chars.get());
   const auto total = static_cast<std::int64_t>(char_dims[0]);
