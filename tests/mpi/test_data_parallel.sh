@@ -99,6 +99,18 @@ same_params one/checkpoint.h5 grow/checkpoint.h5 1e-5
 grep -q "resumed at epoch 1 batch 5" grow.log || fail "the 1->2 resume did not continue at batch 5: $(grep resumed grow.log)"
 echo "resume across world sizes: checked"
 
+# --- --batch-per-rank and linear learning-rate scaling -----------------------------------------
+train 2 scaled --train train.h5 --model crepe-small --features 32 --fc 64 --batch-per-rank 11 --limit-train 44 \
+  --epochs 1 --lr 0.01 --lr-scaling linear --lr-base-batch 11 --threads 1 --log-every 1 --progress off
+py - <<'PY' || fail "--batch-per-rank / --lr-scaling: wrong global batch or learning rate"
+import json
+config = json.load(open("scaled/config.json"))
+assert config["options"]["batch-size"] == 22 and "batch-per-rank" not in config["options"], config["options"]
+assert config["world_size"] == 2
+lrs = {r["lr"] for r in map(json.loads, open("scaled/metrics.jsonl")) if r["type"] == "interval"}
+assert lrs == {0.02}, lrs
+PY
+
 # --- Failures end the job fast and name the rank ------------------------------------------------
 # fails_fast NAME EXPECTED_TEXT ARGS...: the job exits non-zero within 30 s and says EXPECTED_TEXT
 fails_fast() {
