@@ -161,7 +161,8 @@ int train_command(const std::vector<std::string>& arguments) {
       ("limit-train", po::value(&c.limit_train)->default_value(0), "use only the first N training rows")            //
       ("limit-eval", po::value(&c.limit_eval)->default_value(0), "evaluate on the first N rows only")               //
       ("test-each-epoch", po::value(&c.test_each_epoch)->default_value(true), "evaluate the test file each epoch")  //
-      ("progress", po::value(&c.progress)->default_value("auto"), "progress bar: auto (on a terminal) | on | off")  //
+      ("progress", po::value(&c.progress)->default_value("auto"),
+       "progress bar: auto (a single process on a terminal) | on | off")  //
       ("shuffle", po::value(&c.shuffle)->default_value("rows"),
        "epoch order: rows (a permutation of rows) | blocks (of --shuffle-block consecutive rows: contiguous reads)")  //
       ("shuffle-block", po::value(&c.shuffle_block)->default_value(256), "rows per block with --shuffle blocks")      //

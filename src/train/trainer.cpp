@@ -305,8 +305,11 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     metrics_file.open(run_dir + "/metrics.jsonl", std::ios::app);
     if (!metrics_file) throw IoError("cannot write " + run_dir + "/metrics.jsonl");
   }
-  // Rank 0 speaks; the others only warn and fail (through the log, tagged with their rank).
-  Progress progress(root && (config.progress == "on" || (config.progress == "auto" && ::isatty(STDOUT_FILENO))));
+  // Rank 0 speaks; the others only warn and fail (through the log, tagged with their rank). Under
+  // a launcher a rank's stdout is often a pseudo-terminal whatever the job's output is (Open MPI
+  // forwards it through one), so "auto" shows the bar only to a single process on a terminal.
+  Progress progress(root &&
+                    (config.progress == "on" || (config.progress == "auto" && !world.mpi && ::isatty(STDOUT_FILENO))));
   auto say = [&](const std::string& text) {
     if (root) progress.line(text);
   };
