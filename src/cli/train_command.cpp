@@ -176,7 +176,8 @@ int train_command(const std::vector<std::string>& arguments) {
       ("lr-base-batch", po::value(&c.lr_base_batch)->default_value(128), "batch size --lr is tuned for")          //
       ("skip-nonfinite", po::value(&c.skip_nonfinite)->default_value(false),
        "skip steps whose loss or gradient is not finite instead of stopping")  //
-      ("fault", po::value(&c.fault), "for tests: inject a failure, KIND:RANK:STEP with KIND throw, kill or nan");
+      ("fault", po::value(&c.fault),
+       "for tests: inject a failure, KIND:RANK:STEP with KIND throw, kill, nan or term (SIGTERM)");
   po::variables_map values;
   try {
     po::store(po::command_line_parser(arguments).options(options).run(), values);

@@ -116,7 +116,7 @@ int default_threads(int local_ranks) {
 
 namespace {
 
-// A failure injected by the tests: "throw|kill|nan:RANK:STEP".
+// A failure injected by the tests: "throw|kill|nan|term:RANK:STEP" (term: a SIGTERM to this rank).
 struct Fault {
   std::string kind;
   int rank = -1;
@@ -135,8 +135,8 @@ Fault parse_fault(const std::string& text) {
   } catch (const std::exception&) {
     throw InputError("--fault expects KIND:RANK:STEP, not '" + text + "'");
   }
-  if (f.kind != "throw" && f.kind != "kill" && f.kind != "nan")
-    throw InputError("--fault kind must be throw, kill or nan, not '" + f.kind + "'");
+  if (f.kind != "throw" && f.kind != "kill" && f.kind != "nan" && f.kind != "term")
+    throw InputError("--fault kind must be throw, kill, nan or term, not '" + f.kind + "'");
   return f;
 }
 
@@ -413,6 +413,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       if (fault.rank == world.rank && fault.step == position.step) {
         if (fault.kind == "throw") throw Error("failure injected by --fault at step " + std::to_string(position.step));
         if (fault.kind == "kill") std::raise(SIGKILL);
+        if (fault.kind == "term") std::raise(SIGTERM);  // handled: stops after this step
       }
       const double lr = lr_multiplier * learning_rate(config.optimizer, config.schedule, position.epoch, position.step);
       ctx.training = true;

@@ -4,8 +4,8 @@
 #   follow the sample, not the rank), to 1e-5 (the all-reduce and the per-rank GEMMs sum in
 #   another order); bucketed-and-overlapped equals one bucket after backward, bitwise on 2 ranks;
 #   distributed evaluation equals one process's counts exactly;
-# - a checkpoint resumes on another number of ranks (2->1->3, 1->2) and ends where the
-#   uninterrupted run ends, to 1e-5;
+# - a checkpoint resumes on another number of ranks (2->1->3, 1->2, and after a SIGTERM that
+#   reached one rank) and ends where the uninterrupted run ends, to 1e-5;
 # - failures end the job fast, naming the rank: a rank killed with SIGKILL, an exception on one
 #   rank, a non-finite loss on one rank (and --skip-nonfinite skips that step); mismatched
 #   configuration or data across ranks is refused at start;
@@ -97,6 +97,15 @@ train 1 grow "${tiny[@]}" --epochs 2 --max-steps 5
 train 2 grow "${tiny[@]}" --epochs 2 --resume grow/checkpoint.h5
 same_params one/checkpoint.h5 grow/checkpoint.h5 1e-5
 grep -q "resumed at epoch 1 batch 5" grow.log || fail "the 1->2 resume did not continue at batch 5: $(grep resumed grow.log)"
+# SIGTERM reaching one rank only: every rank stops after the same step, rank 0 writes the
+# checkpoint, and resuming on 1 rank ends where the uninterrupted run ends.
+status=0
+"${MPIRUN[@]}" -np 2 "$TEXTSCALE_BIN" train "${tiny[@]}" --epochs 2 --run-dir term --fault term:1:5 > term.log 2>&1 || status=$?
+[ "$status" != 0 ] || fail "the job interrupted by SIGTERM exited 0"
+grep -q "interrupted by signal 15: checkpoint written" term.log || fail "no checkpoint after SIGTERM: $(tail -5 term.log)"
+train 1 term "${tiny[@]}" --epochs 2 --resume term/checkpoint.h5
+grep -q "resumed at epoch 1 batch 6" term.log || fail "the SIGTERM checkpoint is not after step 6: $(grep resumed term.log)"
+same_params one/checkpoint.h5 term/checkpoint.h5 1e-5
 echo "resume across world sizes: checked"
 
 # --- --batch-per-rank and linear learning-rate scaling -----------------------------------------
