@@ -47,7 +47,7 @@ MODELS = {
 }
 RANKS = [2, 8, 16, 32, 64, 128, 256, 512]
 BATCH_PER_RANK = 128
-BUCKET_BYTES = 16 * 2**20
+BUCKET_BYTES = 4 * 2**20  # textscale train --bucket-mb default
 
 
 def allreduce_time(nbytes, n, bandwidth, alpha):

@@ -19,7 +19,7 @@ unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 invocation="bench/scaling_speed.sh $*"
-models="crepe-small" batch=128 steps=6 out="" bucket=16
+models="crepe-small" batch=128 steps=6 out="" bucket=4
 while [ $# -gt 0 ]; do
   case "$1" in
     --models) models=$2; shift 2 ;;

@@ -166,7 +166,7 @@ int train_command(const std::vector<std::string>& arguments) {
       ("shuffle", po::value(&c.shuffle)->default_value("rows"),
        "epoch order: rows (a permutation of rows) | blocks (of --shuffle-block consecutive rows: contiguous reads)")  //
       ("shuffle-block", po::value(&c.shuffle_block)->default_value(256), "rows per block with --shuffle blocks")      //
-      ("bucket-mb", po::value(&c.bucket_mb)->default_value(16.0),
+      ("bucket-mb", po::value(&c.bucket_mb)->default_value(4.0),
        "data parallel: gradient all-reduce bucket size in MiB, overlapped with backward (0: one bucket after "
        "backward)")  //
       ("comm-timeout", po::value(&c.comm_timeout)->default_value(300.0),

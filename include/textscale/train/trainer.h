@@ -59,7 +59,7 @@ struct TrainConfig {
   // Data parallelism.
   std::string shuffle = "rows";      // rows | blocks (sharding.h)
   std::int64_t shuffle_block = 256;  // rows per block with shuffle = blocks
-  double bucket_mb = 16;             // gradient all-reduce bucket size; 0: one bucket after backward
+  double bucket_mb = 4;              // gradient all-reduce bucket size; 0: one bucket after backward
   double comm_timeout = 300;         // seconds a collective may take before the job is ended
   std::string lr_scaling = "none";   // none | linear: lr x batch_size / lr_base_batch
   std::int64_t lr_base_batch = 128;
