@@ -14,7 +14,6 @@ GradientReducer::GradientReducer(Communicator& comm, float* gradients, engine::I
 
 void GradientReducer::begin() {
   next_ = 0;
-  completed_early_ = 0;
   local_nonfinite_ = false;
   for (auto& bucket : buckets_) bucket.started = bucket.done = false;
 }
@@ -38,7 +37,6 @@ void GradientReducer::ready_from(engine::Index offset) {
 
 void GradientReducer::finish() {
   const auto start_time = std::chrono::steady_clock::now();
-  for (const auto& bucket : buckets_) completed_early_ += bucket.done;
   while (next_ < buckets_.size()) start(buckets_[next_++]);
   for (auto& bucket : buckets_)
     if (!bucket.done) {

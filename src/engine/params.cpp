@@ -1,4 +1,5 @@
 #include "textscale/engine/params.h"
+#include "textscale/common/hash.h"
 
 #include <cmath>
 #include <functional>
@@ -10,12 +11,6 @@
 namespace textscale::engine {
 
 namespace {
-
-std::uint64_t name_hash(const std::string& name) {
-  std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a: stable across platforms, unlike std::hash
-  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ULL;
-  return h;
-}
 
 // Standard normal draw i of stream `key`: Box-Muller on two counter-based uniforms.
 double normal_draw(std::uint64_t key, std::uint64_t i) {
@@ -62,7 +57,7 @@ void ParamStore<T>::initialize(std::uint64_t seed) {
   if (!finalized_) throw Error("ParamStore::initialize before finalize");
   for (const auto& t : tensors_) {
     T* data = (t.trained ? values_.data() : state_.data()) + t.offset;
-    std::uint64_t key = mix64(seed ^ name_hash(t.name));
+    std::uint64_t key = mix64(seed ^ fnv1a(t.name));
     double std = t.init.kind == Init::Kind::normal ? t.init.value : std::sqrt(2.0 / static_cast<double>(t.init.fan_in));
     for (Index i = 0; i < t.count; ++i) {
       const auto u = static_cast<std::uint64_t>(i);

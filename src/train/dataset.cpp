@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "textscale/common/error.h"
+#include "textscale/common/hash.h"
 #include "textscale/common/hdf5.h"
 
 namespace textscale::train {
@@ -149,7 +150,7 @@ CharDataset load_char_dataset(const std::string& path, std::int64_t begin, std::
 
 namespace {
 
-// FNV-1a over what identifies a file's content: rows, encoding, the source's SHA-256, and how
+// A hash of what identifies a file's content: rows, encoding, the source's SHA-256, and how
 // `textscale preprocess` read it (format, unescaping, split). Not the paths or creation time:
 // two copies of one file on two nodes are the same data.
 std::uint64_t fingerprint_of(hid_t file, const Encoding& encoding, std::int64_t rows) {
@@ -157,9 +158,7 @@ std::uint64_t fingerprint_of(hid_t file, const Encoding& encoding, std::int64_t 
                          "|" + std::to_string(encoding.num_classes) + "|" + encoding.char_order + "|";
   for (const char* name : {"source_sha256", "input_format", "unescape", "split"})
     if (h5::has_attribute(file, name)) identity += h5::read_string_attribute(file, name) + "|";
-  std::uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : identity) h = (h ^ c) * 1099511628211ULL;
-  return h;
+  return fnv1a(identity);
 }
 
 }  // namespace

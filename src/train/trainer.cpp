@@ -18,6 +18,7 @@
 #include "textscale/common/build_info.h"
 #include "textscale/common/error.h"
 #include "textscale/common/files.h"
+#include "textscale/common/hash.h"
 #include "textscale/common/interrupt.h"
 #include "textscale/common/log.h"
 #include "textscale/dist/communicator.h"
@@ -140,12 +141,6 @@ Fault parse_fault(const std::string& text) {
   return f;
 }
 
-std::uint64_t hash_text(const std::string& text) {
-  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a
-  for (unsigned char c : text) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
-
 // A file's rows [share) for this rank's part of a distributed evaluation.
 CharDataset load_eval_shard(const std::string& path, std::int64_t limit, const dist::World& world) {
   const std::int64_t total = load_char_dataset(path, 0, 0).total_rows;
@@ -175,7 +170,7 @@ void check_same_everywhere(dist::Communicator& comm, const std::string& config_j
   if (options.contains("options"))
     for (const char* name : {"threads", "train", "valid", "test", "run-dir", "progress"})
       options["options"].erase(name);
-  compare("configuration", hash_text(options.dump()));
+  compare("configuration", fnv1a(options.dump()));
   for (const auto& [path, fingerprint] : files) compare("file for " + path + " (content differs)", fingerprint);
 }
 
@@ -496,14 +491,15 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
         const double seconds = seconds_since(interval_start);
         const double rate = static_cast<double>(interval_samples) / seconds;
         const double wait_ms = 1000 * interval_wait / static_cast<double>(interval_steps);
+        char wait[48] = "";
+        if (world.size > 1) std::snprintf(wait, sizeof wait, " | comm wait %.1f ms/step", wait_ms);
         char line[320];
-        std::snprintf(
-            line, sizeof line, "epoch %lld/%lld step %lld [%lld/%lld] loss %.4f acc %.4f lr %.5g %.1f samples/s%s",
-            static_cast<long long>(position.epoch + 1), static_cast<long long>(config.epochs),
-            static_cast<long long>(position.step), static_cast<long long>(position.batch + 1),
-            static_cast<long long>(batches), interval_loss / static_cast<double>(interval_samples),
-            static_cast<double>(interval_correct) / static_cast<double>(interval_samples), lr, rate,
-            world.size > 1 ? (" | comm wait " + std::to_string(wait_ms).substr(0, 5) + " ms/step").c_str() : "");
+        std::snprintf(line, sizeof line,
+                      "epoch %lld/%lld step %lld [%lld/%lld] loss %.4f acc %.4f lr %.5g %.1f samples/s%s",
+                      static_cast<long long>(position.epoch + 1), static_cast<long long>(config.epochs),
+                      static_cast<long long>(position.step), static_cast<long long>(position.batch + 1),
+                      static_cast<long long>(batches), interval_loss / static_cast<double>(interval_samples),
+                      static_cast<double>(interval_correct) / static_cast<double>(interval_samples), lr, rate, wait);
         say(line);
         nlohmann::json record{
             {"type", "interval"},

@@ -48,3 +48,17 @@ finish() {
 
 # py EXPR-SCRIPT: run Debian's python3 (the one with h5py/numpy).
 py() { /usr/bin/python3 "$@"; }
+
+# ag_news_subset DATA TRAIN_LINES TEST_LINES: in the current folder, the first lines of AG News's
+# training sample and test split (from DATA, laid out like ../shared/data) as train.tsv and
+# test.csv, preprocessed to character tensors train.h5 and test.h5 (classes.txt beside them).
+ag_news_subset() {
+  local data=$1
+  head -n "$2" "$data/ag_news/alps_train_sample/dev.tsv" > train.tsv
+  "$TEXTSCALE_BIN" preprocess --input train.tsv --format tsv --label-column 1 --labels names \
+    --classes "$data/ag_news/classes.txt" --unescape backslash --no-words --output train.h5 > /dev/null
+  head -n "$3" "$data/ag_news/test.csv" > test.csv
+  cp "$data/ag_news/classes.txt" classes.txt
+  "$TEXTSCALE_BIN" preprocess --input test.csv --format zhang --unescape backslash --no-words --classes classes.txt \
+    --output test.h5 > /dev/null
+}

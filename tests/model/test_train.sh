@@ -14,12 +14,7 @@ ts() { "$TEXTSCALE_BIN" "$@"; }
 cd "$WORK"
 export OMP_NUM_THREADS=2
 
-head -n 1200 "$DATA/ag_news/alps_train_sample/dev.tsv" > train.tsv
-ts preprocess --input train.tsv --format tsv --label-column 1 --labels names --classes "$DATA/ag_news/classes.txt" \
-  --unescape backslash --no-words --output train.h5 > /dev/null
-head -n 400 "$DATA/ag_news/test.csv" > test.csv
-cp "$DATA/ag_news/classes.txt" classes.txt
-ts preprocess --input test.csv --format zhang --unescape backslash --no-words --classes classes.txt --output test.h5 > /dev/null
+ag_news_subset "$DATA" 1200 400
 
 # first_and_last_loss RUN: the first interval's loss and the last epoch's training loss.
 losses() {

@@ -25,12 +25,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MPIRUN=(mpirun --oversubscribe --bind-to none --mca btl_vader_single_copy_mechanism none)
 ts() { "$TEXTSCALE_BIN" "$@"; }
 
-head -n 700 "$DATA/ag_news/alps_train_sample/dev.tsv" > train.tsv
-ts preprocess --input train.tsv --format tsv --label-column 1 --labels names --classes "$DATA/ag_news/classes.txt" \
-  --unescape backslash --no-words --output train.h5 > /dev/null
-head -n 203 "$DATA/ag_news/test.csv" > test.csv
-cp "$DATA/ag_news/classes.txt" classes.txt
-ts preprocess --input test.csv --format zhang --unescape backslash --no-words --classes classes.txt --output test.h5 > /dev/null
+ag_news_subset "$DATA" 700 203
 
 # A tiny Crepe with dropout; global batch 22 (not a multiple of 3), 7 batches an epoch over 150
 # rows (the last one 18 rows), --limit-eval 101 (odd).

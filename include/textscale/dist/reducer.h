@@ -35,10 +35,8 @@ class GradientReducer {
   void finish();
 
   [[nodiscard]] std::size_t buckets() const { return buckets_.size(); }
-  // Of the last step: seconds blocked in finish() (communication not hidden behind backward),
-  // and buckets that had completed before finish() was entered.
+  // Of the last step: seconds blocked in finish() (communication not hidden behind backward).
   [[nodiscard]] double wait_seconds() const { return wait_seconds_; }
-  [[nodiscard]] std::size_t completed_early() const { return completed_early_; }
   // This rank's gradients of the last step held a NaN or infinity before the reduction.
   [[nodiscard]] bool local_nonfinite() const { return local_nonfinite_; }
 
@@ -55,7 +53,6 @@ class GradientReducer {
   std::vector<Bucket> buckets_;  // in start order: highest offsets first
   std::size_t next_ = 0;         // first bucket not started
   double wait_seconds_ = 0;
-  std::size_t completed_early_ = 0;
   std::function<bool(const float*, engine::Index)> finite_;
   bool local_nonfinite_ = false;
 };
