@@ -103,7 +103,7 @@ std::unique_ptr<InputLayer<T>> build_vdcnn(const ModelConfig& c, int depth, Sequ
 }  // namespace
 
 template <typename T>
-Model<T>::Model(const ModelConfig& config) : config_(config) {
+Model<T>::Model(const ModelConfig& config, const Memory& memory) : config_(config), memory_(&memory) {
   if (config.classes < 2) throw InputError("a classifier needs at least 2 classes");
   if (config.features < 0) throw InputError("--features must not be negative (0 = the published value)");
   if (config.fc < 0) throw InputError("--fc must not be negative (0 = the published value)");
@@ -124,18 +124,18 @@ Model<T>::Model(const ModelConfig& config) : config_(config) {
   } catch (const Error& e) {
     throw InputError("model " + name + " with input length " + std::to_string(config.length) + ": " + e.what());
   }
-  params_.finalize();
+  params_.finalize(memory);
 }
 
 template <typename T>
 void Model<T>::reserve(Index max_batch) {
   if (max_batch == max_batch_) return;
   max_batch_ = max_batch;
-  input_->reserve(max_batch);
-  body_.reserve(max_batch);
-  input_out_.resize(static_cast<std::size_t>(max_batch * input_dims_.per_sample()));
-  diff_input_.resize(static_cast<std::size_t>(max_batch * input_dims_.per_sample()));
-  logits_.resize(static_cast<std::size_t>(max_batch * config_.classes));
+  input_->reserve(max_batch, *memory_);
+  body_.reserve(max_batch, *memory_);
+  input_out_.resize(static_cast<std::size_t>(max_batch * input_dims_.per_sample()), *memory_);
+  diff_input_.resize(static_cast<std::size_t>(max_batch * input_dims_.per_sample()), *memory_);
+  logits_.resize(static_cast<std::size_t>(max_batch * config_.classes), *memory_);
 }
 
 template <typename T>

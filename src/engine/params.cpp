@@ -1,4 +1,6 @@
 #include "textscale/engine/params.h"
+
+#include <vector>
 #include "textscale/common/hash.h"
 
 #include <cmath>
@@ -45,18 +47,20 @@ ParamRef ParamStore<T>::add_state(const std::string& name, std::vector<Index> sh
 }
 
 template <typename T>
-void ParamStore<T>::finalize() {
-  values_.resize(static_cast<std::size_t>(trained_count_));
-  gradients_.resize(static_cast<std::size_t>(trained_count_));
-  state_.resize(static_cast<std::size_t>(state_count_));
+void ParamStore<T>::finalize(const Memory& memory) {
+  values_.resize(static_cast<std::size_t>(trained_count_), memory);
+  gradients_.resize(static_cast<std::size_t>(trained_count_), memory);
+  state_.resize(static_cast<std::size_t>(state_count_), memory);
   finalized_ = true;
 }
 
 template <typename T>
 void ParamStore<T>::initialize(std::uint64_t seed) {
   if (!finalized_) throw Error("ParamStore::initialize before finalize");
+  // Drawn on the host, then copied to the backend's memory.
+  std::vector<T> values(values_.size()), state(state_.size());
   for (const auto& t : tensors_) {
-    T* data = (t.trained ? values_.data() : state_.data()) + t.offset;
+    T* data = (t.trained ? values.data() : state.data()) + t.offset;
     std::uint64_t key = mix64(seed ^ fnv1a(t.name));
     double std = t.init.kind == Init::Kind::normal ? t.init.value : std::sqrt(2.0 / static_cast<double>(t.init.fan_in));
     for (Index i = 0; i < t.count; ++i) {
@@ -73,6 +77,8 @@ void ParamStore<T>::initialize(std::uint64_t seed) {
       }
     }
   }
+  values_.memory().copy_to_device(values_.data(), values.data(), values.size() * sizeof(T));
+  state_.memory().copy_to_device(state_.data(), state.data(), state.size() * sizeof(T));
 }
 
 template <typename T>

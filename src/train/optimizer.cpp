@@ -35,9 +35,10 @@ void validate(const OptimizerConfig& o, const ScheduleConfig& s) {
 }
 
 template <typename T>
-Optimizer<T>::Optimizer(const OptimizerConfig& config, engine::Index parameters) : config_(config) {
-  first_.resize(static_cast<std::size_t>(parameters));
-  if (config.kind == "adam") second_.resize(static_cast<std::size_t>(parameters));
+Optimizer<T>::Optimizer(const OptimizerConfig& config, engine::Index parameters, const engine::Memory& memory)
+    : config_(config) {
+  first_.resize(static_cast<std::size_t>(parameters), memory);
+  if (config.kind == "adam") second_.resize(static_cast<std::size_t>(parameters), memory);
 }
 
 template <typename T>

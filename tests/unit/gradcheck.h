@@ -94,7 +94,7 @@ inline void gradcheck_layer(Layer<double>& layer, Index n, Dims src, const Gradc
   // Random parameters (not the layer's init, which may be constant) so every path is exercised.
   auto random_params = random_vector(params.values().size(), seed + 1, 0.5);
   std::copy(random_params.begin(), random_params.end(), params.values().data());
-  layer.reserve(n);
+  layer.reserve(n, engine::host_memory());
   Context<double> ctx{&backend, &params, training, seed, 7};
 
   auto x = random_vector(static_cast<std::size_t>(n * src.per_sample()), seed + 2);

@@ -128,7 +128,7 @@ void gradcheck_input(Layer& layer, Index n, Index length, Index alphabet) {
   params.finalize();
   auto values = random_vector(params.values().size(), 11, 0.5);
   std::copy(values.begin(), values.end(), params.values().data());
-  layer.reserve(n);
+  layer.reserve(n, host_memory());
   Context<double> ctx{&backend, &params, true, 1, 0};
   std::mt19937_64 rng(5);
   std::vector<std::uint8_t> codes(static_cast<std::size_t>(n * length));

@@ -28,6 +28,7 @@
 #include <string>
 
 #include "textscale/engine/dims.h"
+#include "textscale/engine/memory.h"
 
 namespace textscale::engine {
 
@@ -43,6 +44,9 @@ class Backend {
  public:
   virtual ~Backend() = default;
   [[nodiscard]] virtual std::string name() const = 0;
+  // Where this backend's tensors live (memory.h): every pointer passed to an operation points
+  // into it, except the double arrays of the synchronised batch-norm pieces, which are host memory.
+  [[nodiscard]] virtual const Memory& memory() const { return host_memory(); }
 
   // --- Convolution -------------------------------------------------------------------------
   // See Conv1dShape. `bias` may be null (no bias). With `relu`, dst = max(0, conv(src)).

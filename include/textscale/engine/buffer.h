@@ -1,14 +1,10 @@
-// An owning, 64-byte aligned, zero-initialised array of T in host memory.
-//
-// Host memory serves the reference and oneDNN backends; the CUDA backend owns device buffers of
-// its own and exchanges data with these through explicit copies.
+// An owning, zero-initialised array of T in a backend's memory (memory.h; host by default).
 #pragma once
 
 #include <cstddef>
-#include <cstdlib>
-#include <cstring>
 #include <memory>
-#include <new>
+
+#include "textscale/engine/memory.h"
 
 namespace textscale::engine {
 
@@ -16,40 +12,44 @@ template <typename T>
 class Buffer {
  public:
   Buffer() = default;
-  explicit Buffer(std::size_t count) { resize(count); }
+  explicit Buffer(std::size_t count, const Memory& memory = host_memory()) { resize(count, memory); }
 
-  // Discards the contents; the new elements are zero.
-  void resize(std::size_t count) {
-    if (count == size_) {
+  // Discards the contents; the new elements are zero. Keeps the buffer's memory.
+  void resize(std::size_t count) { resize(count, *memory_); }
+  void resize(std::size_t count, const Memory& memory) {
+    if (count == size_ && &memory == memory_) {
       zero();
       return;
     }
     data_.reset();
     size_ = 0;
-    if (count == 0) return;
-    std::size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
-    void* memory = std::aligned_alloc(64, bytes);
-    if (memory == nullptr) throw std::bad_alloc();
-    data_.reset(static_cast<T*>(memory));
+    memory_ = &memory;
+    data_ = Pointer(count == 0 ? nullptr : static_cast<T*>(memory.allocate(count * sizeof(T))), Release{&memory});
     size_ = count;
-    zero();
   }
   void zero() {
-    if (size_ != 0) std::memset(data_.get(), 0, size_ * sizeof(T));
+    if (size_ != 0) memory_->zero(data_.get(), size_ * sizeof(T));
   }
 
   [[nodiscard]] T* data() { return data_.get(); }
   [[nodiscard]] const T* data() const { return data_.get(); }
   [[nodiscard]] std::size_t size() const { return size_; }
+  [[nodiscard]] const Memory& memory() const { return *memory_; }
+  // Element access for host memory (or device memory after Memory::synchronize()).
   T& operator[](std::size_t i) { return data_[i]; }
   const T& operator[](std::size_t i) const { return data_[i]; }
 
  private:
-  struct Free {
-    void operator()(T* p) const { std::free(p); }
+  struct Release {
+    const Memory* memory = nullptr;
+    void operator()(T* p) const {
+      if (p != nullptr) memory->release(p);
+    }
   };
-  std::unique_ptr<T[], Free> data_;
+  using Pointer = std::unique_ptr<T[], Release>;
+  Pointer data_{nullptr, Release{}};
   std::size_t size_ = 0;
+  const Memory* memory_ = &host_memory();
 };
 
 }  // namespace textscale::engine

@@ -2,7 +2,7 @@
 //
 // Life cycle: the model builder constructs layers, calls `setup` once in order (each layer declares
 // its parameters in the ParamStore and returns its output shape), finalises the store, then calls
-// `reserve` with the largest batch. Forward and backward then run for any batch n <= that size.
+// `reserve` with the largest batch and the backend's memory (buffers a layer keeps live there). Forward and backward then run for any batch n <= that size.
 //
 // Activations belong to the caller (Sequential): a layer reads `src`, writes `dst`, and in backward
 // reads src/dst (as they were after forward) and diff_dst, writes diff_src (skipped when null) and
@@ -72,7 +72,7 @@ class Layer {
   [[nodiscard]] virtual std::string describe() const = 0;
   // Declares parameters (named with `prefix`) and returns the per-sample output shape.
   virtual Dims setup(ParamStore<T>& params, const std::string& prefix, Dims src) = 0;
-  virtual void reserve(Index /*max_batch*/) {}
+  virtual void reserve(Index /*max_batch*/, const Memory& /*memory*/) {}
   virtual void forward(Context<T>& ctx, Index n, const T* src, T* dst) = 0;
   virtual void backward(Context<T>& ctx, Index n, const T* src, const T* dst, const T* diff_dst, T* diff_src) = 0;
   // Multiply-adds of one forward pass per sample as a dense model would compute them (FLOPs = 2x).
@@ -86,7 +86,7 @@ class InputLayer {
   virtual ~InputLayer() = default;
   [[nodiscard]] virtual std::string describe() const = 0;
   virtual Dims setup(ParamStore<T>& params, const std::string& prefix, Index length) = 0;
-  virtual void reserve(Index /*max_batch*/) {}
+  virtual void reserve(Index /*max_batch*/, const Memory& /*memory*/) {}
   virtual void forward(Context<T>& ctx, Index n, const std::uint8_t* codes, T* dst) = 0;
   virtual void backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* dst, const T* diff_dst) = 0;
   [[nodiscard]] virtual double forward_macs() const { return 0; }

@@ -34,8 +34,9 @@ struct ModelConfig {
 template <typename T>
 class Model {
  public:
-  // Builds the layers and declares (but does not initialise) the parameters.
-  explicit Model(const ModelConfig& config);
+  // Builds the layers and declares (but does not initialise) the parameters, which live in
+  // `memory` (the backend's: Backend::memory()) together with the activations.
+  explicit Model(const ModelConfig& config, const Memory& memory = host_memory());
 
   [[nodiscard]] const ModelConfig& config() const { return config_; }
   [[nodiscard]] ParamStore<T>& params() { return params_; }
@@ -43,7 +44,9 @@ class Model {
   void reserve(Index max_batch);
   [[nodiscard]] Index max_batch() const { return max_batch_; }
 
-  // codes (N, length) -> logits (N, classes), valid until the next forward.
+  [[nodiscard]] const Memory& memory() const { return *memory_; }
+  // codes (N, length) -> logits (N, classes), valid until the next forward. Codes and logits are
+  // in the model's memory.
   const T* forward(Context<T>& ctx, Index n, const std::uint8_t* codes);
   // Gradients of all parameters from diff_logits (N, classes), after forward on the same batch.
   void backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* diff_logits);
@@ -55,6 +58,7 @@ class Model {
 
  private:
   ModelConfig config_;
+  const Memory* memory_;
   ParamStore<T> params_;
   std::unique_ptr<InputLayer<T>> input_;
   Sequential<T> body_;

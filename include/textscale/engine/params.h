@@ -56,8 +56,8 @@ class ParamStore {
   ParamRef add(const std::string& name, std::vector<Index> shape, Init init);
   // Declares a tensor that is saved and restored but not trained (e.g. running statistics).
   ParamRef add_state(const std::string& name, std::vector<Index> shape, Init init);
-  // Allocates the buffers; no more tensors can be added.
-  void finalize();
+  // Allocates the buffers in `memory`; no more tensors can be added.
+  void finalize(const Memory& memory = host_memory());
   // Draws every tensor's initial values from `seed`; resets the state tensors.
   void initialize(std::uint64_t seed);
 

@@ -38,7 +38,9 @@ void validate(const OptimizerConfig& optimizer, const ScheduleConfig& schedule);
 template <typename T>
 class Optimizer {
  public:
-  Optimizer(const OptimizerConfig& config, engine::Index parameters);
+  // The state lives in `memory`, the parameters' (Model::memory()).
+  Optimizer(const OptimizerConfig& config, engine::Index parameters,
+            const engine::Memory& memory = engine::host_memory());
 
   // Applies one step with learning rate `lr` to params.values() using params.gradients().
   // Returns the gradient's global L2 norm before clipping.

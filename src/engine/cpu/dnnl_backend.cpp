@@ -11,7 +11,6 @@
 
 namespace textscale::engine {
 
-using dnnl::memory;
 using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 
@@ -34,35 +33,35 @@ struct DnnlBackend::Impl {
 
 namespace {
 
-memory::desc ntc(Index n, Index t, Index c) {
-  return memory::desc({n, c, t}, dt::f32, tag::nwc);
+dnnl::memory::desc ntc(Index n, Index t, Index c) {
+  return dnnl::memory::desc({n, c, t}, dt::f32, tag::nwc);
 }
 
-// The same (N, T, C) memory as a 2-D image of height 1 (`nhwc`): oneDNN's optimised batch
+// The same (N, T, C) dnnl::memory as a 2-D image of height 1 (`nhwc`): oneDNN's optimised batch
 // normalisation handles 4-D channels-last tensors; for 3-D ones it falls back to a reference loop.
-memory::desc nhwc(Dims d) {
-  return memory::desc({d.n, d.c, 1, d.t}, dt::f32, tag::nhwc);
+dnnl::memory::desc nhwc(Dims d) {
+  return dnnl::memory::desc({d.n, d.c, 1, d.t}, dt::f32, tag::nhwc);
 }
 
 // A user buffer viewed as oneDNN memory; the data handle is set per call.
-memory user_memory(const memory::desc& desc, const dnnl::engine& engine, const void* data) {
-  return memory(desc, engine, const_cast<void*>(data));
+dnnl::memory user_memory(const dnnl::memory::desc& desc, const dnnl::engine& engine, const void* data) {
+  return dnnl::memory(desc, engine, const_cast<void*>(data));
 }
 
-// Reorders `from` into a memory of `desc` (or returns `from` itself when the layouts agree).
-memory reordered(const memory& from, const memory::desc& desc, memory& scratch, dnnl::stream& stream) {
+// Reorders `from` into a dnnl::memory of `desc` (or returns `from` itself when the layouts agree).
+dnnl::memory reordered(const dnnl::memory& from, const dnnl::memory::desc& desc, dnnl::memory& scratch, dnnl::stream& stream) {
   if (from.get_desc() == desc) return from;
-  if (!scratch || scratch.get_desc() != desc) scratch = memory(desc, from.get_engine());
-  dnnl::reorder(from, scratch).execute(stream, const_cast<memory&>(from), scratch);
+  if (!scratch || scratch.get_desc() != desc) scratch = dnnl::memory(desc, from.get_engine());
+  dnnl::reorder(from, scratch).execute(stream, const_cast<dnnl::memory&>(from), scratch);
   return scratch;
 }
 
-void copy_back(const memory& from, memory& to, dnnl::stream& stream) {
+void copy_back(const dnnl::memory& from, dnnl::memory& to, dnnl::stream& stream) {
   if (from.get_data_handle() == to.get_data_handle()) return;
-  dnnl::reorder(from, to).execute(stream, const_cast<memory&>(from), to);
+  dnnl::reorder(from, to).execute(stream, const_cast<dnnl::memory&>(from), to);
 }
 
-memory::dims right_padding(Index t_in, Index t_out, Index kernel, Index stride, Index pad) {
+dnnl::memory::dims right_padding(Index t_in, Index t_out, Index kernel, Index stride, Index pad) {
   return {(t_out - 1) * stride + kernel - t_in - pad};
 }
 
@@ -89,7 +88,7 @@ struct ConvPrimitives {
   dnnl::convolution_backward_weights backward_weights;
   bool has_data = false, has_weights = false;
   // Reordered copies, kept between calls: weights, and activations in the blocked layout.
-  memory weights_scratch, diff_weights_scratch, src_scratch, dst_scratch;
+  dnnl::memory weights_scratch, diff_weights_scratch, src_scratch, dst_scratch;
 };
 
 // Everything a convolution primitive depends on. A call site normally sees one key per batch
@@ -106,11 +105,11 @@ struct ConvState final : OpState {
 };
 
 dnnl::convolution_forward::desc conv_forward_desc(const Conv1dShape& s, bool bias, bool blocked) {
-  memory::desc src = blocked ? memory::desc({s.n, s.c_in, s.t_in}, dt::f32, tag::any) : ntc(s.n, s.t_in, s.c_in);
-  memory::desc dst =
-      blocked ? memory::desc({s.n, s.c_out, s.t_out()}, dt::f32, tag::any) : ntc(s.n, s.t_out(), s.c_out);
-  memory::desc weights({s.c_out, s.c_in, s.kernel}, dt::f32, tag::any);
-  memory::desc bias_md({s.c_out}, dt::f32, tag::x);
+  dnnl::memory::desc src = blocked ? dnnl::memory::desc({s.n, s.c_in, s.t_in}, dt::f32, tag::any) : ntc(s.n, s.t_in, s.c_in);
+  dnnl::memory::desc dst =
+      blocked ? dnnl::memory::desc({s.n, s.c_out, s.t_out()}, dt::f32, tag::any) : ntc(s.n, s.t_out(), s.c_out);
+  dnnl::memory::desc weights({s.c_out, s.c_in, s.kernel}, dt::f32, tag::any);
+  dnnl::memory::desc bias_md({s.c_out}, dt::f32, tag::x);
   auto pad_r = right_padding(s.t_in, s.t_out(), s.kernel, s.stride, s.pad);
   if (bias)
     return {dnnl::prop_kind::forward_training,
@@ -153,17 +152,17 @@ ConvPrimitives& conv_primitives(OpStatePtr& state, const Conv1dShape& s, bool bi
   return cache.emplace_back(key, std::move(p)).second;
 }
 
-// A user (N, T, C) buffer as the memory a primitive wants: itself, or a reordered copy in `scratch`.
-memory activation_in(const memory::desc& user, const memory::desc& wanted, const void* data, memory& scratch,
+// A user (N, T, C) buffer as the dnnl::memory a primitive wants: itself, or a reordered copy in `scratch`.
+dnnl::memory activation_in(const dnnl::memory::desc& user, const dnnl::memory::desc& wanted, const void* data, dnnl::memory& scratch,
                      const dnnl::engine& engine, dnnl::stream& stream) {
   return reordered(user_memory(user, engine, data), wanted, scratch, stream);
 }
 
 // Memory for a primitive's output: the user buffer, or `scratch` to be reordered back afterwards.
-memory activation_out(const memory::desc& user, const memory::desc& produced, void* data, memory& scratch,
+dnnl::memory activation_out(const dnnl::memory::desc& user, const dnnl::memory::desc& produced, void* data, dnnl::memory& scratch,
                       const dnnl::engine& engine) {
   if (produced == user) return user_memory(user, engine, data);
-  if (!scratch || scratch.get_desc() != produced) scratch = memory(produced, engine);
+  if (!scratch || scratch.get_desc() != produced) scratch = dnnl::memory(produced, engine);
   return scratch;
 }
 
@@ -185,16 +184,16 @@ void DnnlBackend::conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const 
   auto& e = impl_->engine;
   auto& strm = impl_->stream;
   auto& p = conv_primitives(state, s, bias != nullptr, relu, ConvDirection::forward, e);
-  memory user_weights = user_memory(memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, weights);
-  const memory::desc user_dst = ntc(s.n, s.t_out(), s.c_out);
-  memory out = activation_out(user_dst, p.forward_pd.dst_desc(), dst, p.dst_scratch, e);
-  std::unordered_map<int, memory> args{
+  dnnl::memory user_weights = user_memory(dnnl::memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, weights);
+  const dnnl::memory::desc user_dst = ntc(s.n, s.t_out(), s.c_out);
+  dnnl::memory out = activation_out(user_dst, p.forward_pd.dst_desc(), dst, p.dst_scratch, e);
+  std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, activation_in(ntc(s.n, s.t_in, s.c_in), p.forward_pd.src_desc(), src, p.src_scratch, e, strm)},
       {DNNL_ARG_WEIGHTS, reordered(user_weights, p.forward_pd.weights_desc(), p.weights_scratch, strm)},
       {DNNL_ARG_DST, out}};
-  if (bias) args[DNNL_ARG_BIAS] = user_memory(memory::desc({s.c_out}, dt::f32, tag::x), e, bias);
+  if (bias) args[DNNL_ARG_BIAS] = user_memory(dnnl::memory::desc({s.c_out}, dt::f32, tag::x), e, bias);
   TS_DNNL(p.forward.execute(strm, args));
-  memory user_out = user_memory(user_dst, e, dst);
+  dnnl::memory user_out = user_memory(user_dst, e, dst);
   copy_back(out, user_out, strm);
   strm.wait();
 }
@@ -208,22 +207,22 @@ void DnnlBackend::conv1d_backward_data(OpStatePtr& state, const Conv1dShape& s, 
   if (!p.has_data) {
     auto pad_r = right_padding(s.t_in, s.t_out(), s.kernel, s.stride, s.pad);
     dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, p.forward_pd.src_desc(),
-                                               memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::any),
+                                               dnnl::memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::any),
                                                p.forward_pd.dst_desc(), {s.stride}, {s.pad}, pad_r);
     TS_DNNL(p.data_pd = dnnl::convolution_backward_data::primitive_desc(desc, e, p.forward_pd));
     p.backward_data = dnnl::convolution_backward_data(p.data_pd);
     p.has_data = true;
   }
-  memory user_weights = user_memory(memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, weights);
-  const memory::desc user_diff_src = ntc(s.n, s.t_in, s.c_in);
-  memory out = activation_out(user_diff_src, p.data_pd.diff_src_desc(), diff_src, p.src_scratch, e);
-  std::unordered_map<int, memory> args{
+  dnnl::memory user_weights = user_memory(dnnl::memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, weights);
+  const dnnl::memory::desc user_diff_src = ntc(s.n, s.t_in, s.c_in);
+  dnnl::memory out = activation_out(user_diff_src, p.data_pd.diff_src_desc(), diff_src, p.src_scratch, e);
+  std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_DIFF_DST,
        activation_in(ntc(s.n, s.t_out(), s.c_out), p.data_pd.diff_dst_desc(), diff_dst, p.dst_scratch, e, strm)},
       {DNNL_ARG_WEIGHTS, reordered(user_weights, p.data_pd.weights_desc(), p.weights_scratch, strm)},
       {DNNL_ARG_DIFF_SRC, out}};
   TS_DNNL(p.backward_data.execute(strm, args));
-  memory user_out = user_memory(user_diff_src, e, diff_src);
+  dnnl::memory user_out = user_memory(user_diff_src, e, diff_src);
   copy_back(out, user_out, strm);
   strm.wait();
 }
@@ -235,10 +234,10 @@ void DnnlBackend::conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& 
   auto& p = conv_primitives(state, s, diff_bias != nullptr, false, ConvDirection::backward_weights, e);
   if (!p.has_weights) {
     auto pad_r = right_padding(s.t_in, s.t_out(), s.kernel, s.stride, s.pad);
-    memory::desc weights({s.c_out, s.c_in, s.kernel}, dt::f32, tag::any);
-    const memory::desc src_md = p.forward_pd.src_desc(), dst_md = p.forward_pd.dst_desc();
+    dnnl::memory::desc weights({s.c_out, s.c_in, s.kernel}, dt::f32, tag::any);
+    const dnnl::memory::desc src_md = p.forward_pd.src_desc(), dst_md = p.forward_pd.dst_desc();
     auto desc = diff_bias ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src_md,
-                                                                     weights, memory::desc({s.c_out}, dt::f32, tag::x),
+                                                                     weights, dnnl::memory::desc({s.c_out}, dt::f32, tag::x),
                                                                      dst_md, {s.stride}, {s.pad}, pad_r)
                           : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src_md,
                                                                      weights, dst_md, {s.stride}, {s.pad}, pad_r);
@@ -246,15 +245,15 @@ void DnnlBackend::conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& 
     p.backward_weights = dnnl::convolution_backward_weights(p.weights_pd);
     p.has_weights = true;
   }
-  memory user_diff_weights = user_memory(memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, diff_weights);
-  memory diff_weights_memory = activation_out(user_diff_weights.get_desc(), p.weights_pd.diff_weights_desc(),
+  dnnl::memory user_diff_weights = user_memory(dnnl::memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, diff_weights);
+  dnnl::memory diff_weights_memory = activation_out(user_diff_weights.get_desc(), p.weights_pd.diff_weights_desc(),
                                               diff_weights, p.diff_weights_scratch, e);
-  std::unordered_map<int, memory> args{
+  std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, activation_in(ntc(s.n, s.t_in, s.c_in), p.weights_pd.src_desc(), src, p.src_scratch, e, strm)},
       {DNNL_ARG_DIFF_DST,
        activation_in(ntc(s.n, s.t_out(), s.c_out), p.weights_pd.diff_dst_desc(), diff_dst, p.dst_scratch, e, strm)},
       {DNNL_ARG_DIFF_WEIGHTS, diff_weights_memory}};
-  if (diff_bias) args[DNNL_ARG_DIFF_BIAS] = user_memory(memory::desc({s.c_out}, dt::f32, tag::x), e, diff_bias);
+  if (diff_bias) args[DNNL_ARG_DIFF_BIAS] = user_memory(dnnl::memory::desc({s.c_out}, dt::f32, tag::x), e, diff_bias);
   TS_DNNL(p.backward_weights.execute(strm, args));
   copy_back(diff_weights_memory, user_diff_weights, strm);
   strm.wait();
@@ -269,7 +268,7 @@ struct PoolPrimitives {
   dnnl::pooling_forward training, inference;
   dnnl::pooling_backward backward;
   bool has_backward = false;
-  memory workspace;
+  dnnl::memory workspace;
 };
 
 struct PoolState final : OpState {
@@ -292,7 +291,7 @@ PoolPrimitives& pool_primitives(OpStatePtr& state, const Pool1dShape& s, const d
   }
   p.training = dnnl::pooling_forward(p.training_pd);
   p.inference = dnnl::pooling_forward(p.inference_pd);
-  p.workspace = memory(p.training_pd.workspace_desc(), engine);
+  p.workspace = dnnl::memory(p.training_pd.workspace_desc(), engine);
   return cache.emplace_back(s, std::move(p)).second;
 }
 
@@ -302,7 +301,7 @@ void DnnlBackend::max_pool_forward(OpStatePtr& state, const Pool1dShape& s, cons
                                    bool training) {
   auto& e = impl_->engine;
   auto& p = pool_primitives(state, s, e);
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, user_memory(ntc(s.n, s.t_in, s.c), e, src)},
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, user_memory(ntc(s.n, s.t_in, s.c), e, src)},
                                        {DNNL_ARG_DST, user_memory(ntc(s.n, s.t_out(), s.c), e, dst)}};
   if (training) {
     args[DNNL_ARG_WORKSPACE] = p.workspace;
@@ -326,7 +325,7 @@ void DnnlBackend::max_pool_backward(OpStatePtr& state, const Pool1dShape& s, con
     p.backward = dnnl::pooling_backward(pd);
     p.has_backward = true;
   }
-  std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, user_memory(ntc(s.n, s.t_out(), s.c), e, diff_dst)},
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_DIFF_DST, user_memory(ntc(s.n, s.t_out(), s.c), e, diff_dst)},
                                        {DNNL_ARG_DIFF_SRC, user_memory(ntc(s.n, s.t_in, s.c), e, diff_src)},
                                        {DNNL_ARG_WORKSPACE, p.workspace}};
   TS_DNNL(p.backward.execute(impl_->stream, args));
@@ -342,7 +341,7 @@ struct BnPrimitives {
   dnnl::batch_normalization_forward training, inference;
   dnnl::batch_normalization_backward backward;
   bool has_backward = false;
-  memory workspace;  // the fused ReLU's mask, from training forward to backward
+  dnnl::memory workspace;  // the fused ReLU's mask, from training forward to backward
 };
 
 struct BnKey {
@@ -377,7 +376,7 @@ BnPrimitives& bn_primitives(OpStatePtr& state, Dims d, double epsilon, bool relu
   dnnl::batch_normalization_forward::primitive_desc inference_pd;
   TS_DNNL(inference_pd = dnnl::batch_normalization_forward::primitive_desc(inference, engine));
   p.inference = dnnl::batch_normalization_forward(inference_pd);
-  if (relu) p.workspace = memory(p.training_pd.workspace_desc(), engine);
+  if (relu) p.workspace = dnnl::memory(p.training_pd.workspace_desc(), engine);
   return cache.emplace_back(key, std::move(p)).second;
 }
 
@@ -388,8 +387,8 @@ void DnnlBackend::batch_norm_forward(OpStatePtr& state, Dims d, const float* src
                                      float* running_var, bool training, double momentum, double epsilon, bool relu) {
   auto& e = impl_->engine;
   auto& p = bn_primitives(state, d, epsilon, relu, e);
-  memory::desc channels({d.c}, dt::f32, tag::x);
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, user_memory(nhwc(d), e, src)},
+  dnnl::memory::desc channels({d.c}, dt::f32, tag::x);
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, user_memory(nhwc(d), e, src)},
                                        {DNNL_ARG_DST, user_memory(nhwc(d), e, dst)},
                                        {DNNL_ARG_SCALE, user_memory(channels, e, gamma)},
                                        {DNNL_ARG_SHIFT, user_memory(channels, e, beta)}};
@@ -421,8 +420,8 @@ void DnnlBackend::batch_norm_backward(OpStatePtr& state, Dims d, const float* sr
     p.backward = dnnl::batch_normalization_backward(pd);
     p.has_backward = true;
   }
-  memory::desc channels({d.c}, dt::f32, tag::x);
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, user_memory(nhwc(d), e, src)},
+  dnnl::memory::desc channels({d.c}, dt::f32, tag::x);
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, user_memory(nhwc(d), e, src)},
                                        {DNNL_ARG_DIFF_DST, user_memory(nhwc(d), e, diff_dst)},
                                        {DNNL_ARG_MEAN, user_memory(channels, e, save_mean)},
                                        {DNNL_ARG_VARIANCE, user_memory(channels, e, save_var)},

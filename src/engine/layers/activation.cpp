@@ -26,8 +26,8 @@ Dims Dropout<T>::setup(ParamStore<T>&, const std::string&, Dims src) {
 }
 
 template <typename T>
-void Dropout<T>::reserve(Index max_batch) {
-  mask_.resize(static_cast<std::size_t>(max_batch * size_));
+void Dropout<T>::reserve(Index max_batch, const Memory& memory) {
+  mask_.resize(static_cast<std::size_t>(max_batch * size_), memory);
 }
 
 template <typename T>

@@ -19,9 +19,13 @@ Dims BatchNorm<T>::setup(ParamStore<T>& params, const std::string& prefix, Dims 
   beta_ = params.add(prefix + "beta", {src.c}, Init::constant(0));
   running_mean_ = params.add_state(prefix + "running_mean", {src.c}, Init::constant(0));
   running_var_ = params.add_state(prefix + "running_var", {src.c}, Init::constant(1));
-  save_mean_.resize(static_cast<std::size_t>(src.c));
-  save_var_.resize(static_cast<std::size_t>(src.c));
   return src;
+}
+
+template <typename T>
+void BatchNorm<T>::reserve(Index /*max_batch*/, const Memory& memory) {
+  save_mean_.resize(static_cast<std::size_t>(src_.c), memory);
+  save_var_.resize(static_cast<std::size_t>(src_.c), memory);
 }
 
 template <typename T>
@@ -49,6 +53,8 @@ void BatchNorm<T>::forward_sync(Context<T>& ctx, Index n, const T* src, T* dst) 
   const Index c = src_.c, rows = n * src_.t;
   moments_.assign(static_cast<std::size_t>(2 * c + 1), 0.0);
   ctx.backend->channel_sums(rows, c, src, nullptr, moments_.data(), moments_.data() + c);
+  // The loops below write the statistics from the host: the device must be idle.
+  ctx.backend->memory().synchronize();
   moments_[static_cast<std::size_t>(2 * c)] = static_cast<double>(rows);
   if (ctx.allreduce_sum) (*ctx.allreduce_sum)(moments_.data(), 2 * c + 1);
   const double count = moments_[static_cast<std::size_t>(2 * c)];
@@ -86,6 +92,7 @@ void BatchNorm<T>::backward_sync(Context<T>& ctx, Index n, const T* src, const T
   }
   moments_.assign(static_cast<std::size_t>(2 * c), 0.0);
   ctx.backend->channel_sums(rows, c, dy, src, moments_.data(), moments_.data() + c);
+  ctx.backend->memory().synchronize();
   // This rank's share of gamma's and beta's gradients: sum dy * xhat and sum dy.
   T* diff_gamma = ctx.params->grad(gamma_);
   T* diff_beta = ctx.params->grad(beta_);

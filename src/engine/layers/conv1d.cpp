@@ -27,8 +27,8 @@ Dims Conv1d<T>::setup(ParamStore<T>& params, const std::string& prefix, Dims src
 }
 
 template <typename T>
-void Conv1d<T>::reserve(Index max_batch) {
-  if (options_.relu) masked_.resize(static_cast<std::size_t>(shape(max_batch).dst().count()));
+void Conv1d<T>::reserve(Index max_batch, const Memory& memory) {
+  if (options_.relu) masked_.resize(static_cast<std::size_t>(shape(max_batch).dst().count()), memory);
 }
 
 template <typename T>
@@ -72,8 +72,8 @@ Dims OneHotConv1d<T>::setup(ParamStore<T>& params, const std::string& prefix, In
 }
 
 template <typename T>
-void OneHotConv1d<T>::reserve(Index max_batch) {
-  if (relu_) masked_.resize(static_cast<std::size_t>(shape(max_batch).dst().count()));
+void OneHotConv1d<T>::reserve(Index max_batch, const Memory& memory) {
+  if (relu_) masked_.resize(static_cast<std::size_t>(shape(max_batch).dst().count()), memory);
 }
 
 template <typename T>

@@ -16,8 +16,8 @@ Dims Linear<T>::setup(ParamStore<T>& params, const std::string& prefix, Dims src
 }
 
 template <typename T>
-void Linear<T>::reserve(Index max_batch) {
-  if (relu_) masked_.resize(static_cast<std::size_t>(max_batch * out_));
+void Linear<T>::reserve(Index max_batch, const Memory& memory) {
+  if (relu_) masked_.resize(static_cast<std::size_t>(max_batch * out_), memory);
 }
 
 template <typename T>

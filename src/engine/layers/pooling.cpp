@@ -42,8 +42,8 @@ Dims KMaxPool<T>::setup(ParamStore<T>&, const std::string& prefix, Dims src) {
 }
 
 template <typename T>
-void KMaxPool<T>::reserve(Index max_batch) {
-  indices_.resize(static_cast<std::size_t>(max_batch * k_ * src_.c));
+void KMaxPool<T>::reserve(Index max_batch, const Memory& memory) {
+  indices_.resize(static_cast<std::size_t>(max_batch * k_ * src_.c), memory);
 }
 
 template <typename T>

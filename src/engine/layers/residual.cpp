@@ -24,13 +24,13 @@ Dims Residual<T>::setup(ParamStore<T>& params, const std::string& prefix, Dims s
 }
 
 template <typename T>
-void Residual<T>::reserve(Index max_batch) {
-  body_->reserve(max_batch);
-  body_out_.resize(static_cast<std::size_t>(max_batch * dst_.per_sample()));
+void Residual<T>::reserve(Index max_batch, const Memory& memory) {
+  body_->reserve(max_batch, memory);
+  body_out_.resize(static_cast<std::size_t>(max_batch * dst_.per_sample()), memory);
   if (shortcut_ && !shortcut_->empty()) {
-    shortcut_->reserve(max_batch);
-    shortcut_out_.resize(static_cast<std::size_t>(max_batch * dst_.per_sample()));
-    diff_tmp_.resize(static_cast<std::size_t>(max_batch * src_.per_sample()));
+    shortcut_->reserve(max_batch, memory);
+    shortcut_out_.resize(static_cast<std::size_t>(max_batch * dst_.per_sample()), memory);
+    diff_tmp_.resize(static_cast<std::size_t>(max_batch * src_.per_sample()), memory);
   }
 }
 

@@ -27,16 +27,16 @@ Dims Sequential<T>::setup(ParamStore<T>& params, const std::string& prefix, Dims
 }
 
 template <typename T>
-void Sequential<T>::reserve(Index max_batch) {
+void Sequential<T>::reserve(Index max_batch, const Memory& memory) {
   activations_.resize(layers_.size() > 0 ? layers_.size() - 1 : 0);
   Index largest = 0;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
-    layers_[i]->reserve(max_batch);
+    layers_[i]->reserve(max_batch, memory);
     largest = std::max(largest, shapes_[i].per_sample());
-    if (i + 1 < layers_.size()) activations_[i].resize(static_cast<std::size_t>(max_batch * shapes_[i].per_sample()));
+    if (i + 1 < layers_.size()) activations_[i].resize(static_cast<std::size_t>(max_batch * shapes_[i].per_sample()), memory);
   }
-  diff_a_.resize(static_cast<std::size_t>(max_batch * largest));
-  diff_b_.resize(static_cast<std::size_t>(max_batch * largest));
+  diff_a_.resize(static_cast<std::size_t>(max_batch * largest), memory);
+  diff_b_.resize(static_cast<std::size_t>(max_batch * largest), memory);
 }
 
 template <typename T>

@@ -31,7 +31,7 @@ class Dropout final : public Layer<T> {
   Dropout(double p, Index id) : p_(p), id_(id) {}
   [[nodiscard]] std::string describe() const override;
   Dims setup(ParamStore<T>&, const std::string&, Dims src) override;
-  void reserve(Index max_batch) override;
+  void reserve(Index max_batch, const Memory& memory) override;
   void forward(Context<T>& ctx, Index n, const T* src, T* dst) override;
   void backward(Context<T>& ctx, Index n, const T* src, const T* dst, const T* diff_dst, T* diff_src) override;
 

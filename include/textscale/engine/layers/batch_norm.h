@@ -26,6 +26,7 @@ class BatchNorm final : public Layer<T> {
 
   [[nodiscard]] std::string describe() const override;
   Dims setup(ParamStore<T>& params, const std::string& prefix, Dims src) override;
+  void reserve(Index max_batch, const Memory& memory) override;
   void forward(Context<T>& ctx, Index n, const T* src, T* dst) override;
   void backward(Context<T>& ctx, Index n, const T* src, const T* dst, const T* diff_dst, T* diff_src) override;
 

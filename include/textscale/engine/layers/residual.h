@@ -16,7 +16,7 @@ class Residual final : public Layer<T> {
 
   [[nodiscard]] std::string describe() const override;
   Dims setup(ParamStore<T>& params, const std::string& prefix, Dims src) override;
-  void reserve(Index max_batch) override;
+  void reserve(Index max_batch, const Memory& memory) override;
   void forward(Context<T>& ctx, Index n, const T* src, T* dst) override;
   void backward(Context<T>& ctx, Index n, const T* src, const T* dst, const T* diff_dst, T* diff_src) override;
   [[nodiscard]] double forward_macs() const override;
