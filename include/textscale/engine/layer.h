@@ -2,7 +2,8 @@
 //
 // Life cycle: the model builder constructs layers, calls `setup` once in order (each layer declares
 // its parameters in the ParamStore and returns its output shape), finalises the store, then calls
-// `reserve` with the largest batch and the backend's memory (buffers a layer keeps live there). Forward and backward then run for any batch n <= that size.
+// `reserve` with the largest batch and the backend's memory (buffers a layer keeps live there). Forward and backward
+// then run for any batch n <= that size.
 //
 // Activations belong to the caller (Sequential): a layer reads `src`, writes `dst`, and in backward
 // reads src/dst (as they were after forward) and diff_dst, writes diff_src (skipped when null) and

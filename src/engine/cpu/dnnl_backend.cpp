@@ -49,7 +49,8 @@ dnnl::memory user_memory(const dnnl::memory::desc& desc, const dnnl::engine& eng
 }
 
 // Reorders `from` into a dnnl::memory of `desc` (or returns `from` itself when the layouts agree).
-dnnl::memory reordered(const dnnl::memory& from, const dnnl::memory::desc& desc, dnnl::memory& scratch, dnnl::stream& stream) {
+dnnl::memory reordered(const dnnl::memory& from, const dnnl::memory::desc& desc, dnnl::memory& scratch,
+                       dnnl::stream& stream) {
   if (from.get_desc() == desc) return from;
   if (!scratch || scratch.get_desc() != desc) scratch = dnnl::memory(desc, from.get_engine());
   dnnl::reorder(from, scratch).execute(stream, const_cast<dnnl::memory&>(from), scratch);
@@ -105,7 +106,8 @@ struct ConvState final : OpState {
 };
 
 dnnl::convolution_forward::desc conv_forward_desc(const Conv1dShape& s, bool bias, bool blocked) {
-  dnnl::memory::desc src = blocked ? dnnl::memory::desc({s.n, s.c_in, s.t_in}, dt::f32, tag::any) : ntc(s.n, s.t_in, s.c_in);
+  dnnl::memory::desc src =
+      blocked ? dnnl::memory::desc({s.n, s.c_in, s.t_in}, dt::f32, tag::any) : ntc(s.n, s.t_in, s.c_in);
   dnnl::memory::desc dst =
       blocked ? dnnl::memory::desc({s.n, s.c_out, s.t_out()}, dt::f32, tag::any) : ntc(s.n, s.t_out(), s.c_out);
   dnnl::memory::desc weights({s.c_out, s.c_in, s.kernel}, dt::f32, tag::any);
@@ -153,14 +155,14 @@ ConvPrimitives& conv_primitives(OpStatePtr& state, const Conv1dShape& s, bool bi
 }
 
 // A user (N, T, C) buffer as the dnnl::memory a primitive wants: itself, or a reordered copy in `scratch`.
-dnnl::memory activation_in(const dnnl::memory::desc& user, const dnnl::memory::desc& wanted, const void* data, dnnl::memory& scratch,
-                     const dnnl::engine& engine, dnnl::stream& stream) {
+dnnl::memory activation_in(const dnnl::memory::desc& user, const dnnl::memory::desc& wanted, const void* data,
+                           dnnl::memory& scratch, const dnnl::engine& engine, dnnl::stream& stream) {
   return reordered(user_memory(user, engine, data), wanted, scratch, stream);
 }
 
 // Memory for a primitive's output: the user buffer, or `scratch` to be reordered back afterwards.
-dnnl::memory activation_out(const dnnl::memory::desc& user, const dnnl::memory::desc& produced, void* data, dnnl::memory& scratch,
-                      const dnnl::engine& engine) {
+dnnl::memory activation_out(const dnnl::memory::desc& user, const dnnl::memory::desc& produced, void* data,
+                            dnnl::memory& scratch, const dnnl::engine& engine) {
   if (produced == user) return user_memory(user, engine, data);
   if (!scratch || scratch.get_desc() != produced) scratch = dnnl::memory(produced, engine);
   return scratch;
@@ -184,7 +186,8 @@ void DnnlBackend::conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const 
   auto& e = impl_->engine;
   auto& strm = impl_->stream;
   auto& p = conv_primitives(state, s, bias != nullptr, relu, ConvDirection::forward, e);
-  dnnl::memory user_weights = user_memory(dnnl::memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, weights);
+  dnnl::memory user_weights =
+      user_memory(dnnl::memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, weights);
   const dnnl::memory::desc user_dst = ntc(s.n, s.t_out(), s.c_out);
   dnnl::memory out = activation_out(user_dst, p.forward_pd.dst_desc(), dst, p.dst_scratch, e);
   std::unordered_map<int, dnnl::memory> args{
@@ -213,7 +216,8 @@ void DnnlBackend::conv1d_backward_data(OpStatePtr& state, const Conv1dShape& s, 
     p.backward_data = dnnl::convolution_backward_data(p.data_pd);
     p.has_data = true;
   }
-  dnnl::memory user_weights = user_memory(dnnl::memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, weights);
+  dnnl::memory user_weights =
+      user_memory(dnnl::memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, weights);
   const dnnl::memory::desc user_diff_src = ntc(s.n, s.t_in, s.c_in);
   dnnl::memory out = activation_out(user_diff_src, p.data_pd.diff_src_desc(), diff_src, p.src_scratch, e);
   std::unordered_map<int, dnnl::memory> args{
@@ -236,18 +240,19 @@ void DnnlBackend::conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& 
     auto pad_r = right_padding(s.t_in, s.t_out(), s.kernel, s.stride, s.pad);
     dnnl::memory::desc weights({s.c_out, s.c_in, s.kernel}, dt::f32, tag::any);
     const dnnl::memory::desc src_md = p.forward_pd.src_desc(), dst_md = p.forward_pd.dst_desc();
-    auto desc = diff_bias ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src_md,
-                                                                     weights, dnnl::memory::desc({s.c_out}, dt::f32, tag::x),
-                                                                     dst_md, {s.stride}, {s.pad}, pad_r)
+    auto desc = diff_bias ? dnnl::convolution_backward_weights::desc(
+                                dnnl::algorithm::convolution_direct, src_md, weights,
+                                dnnl::memory::desc({s.c_out}, dt::f32, tag::x), dst_md, {s.stride}, {s.pad}, pad_r)
                           : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src_md,
                                                                      weights, dst_md, {s.stride}, {s.pad}, pad_r);
     TS_DNNL(p.weights_pd = dnnl::convolution_backward_weights::primitive_desc(desc, e, p.forward_pd));
     p.backward_weights = dnnl::convolution_backward_weights(p.weights_pd);
     p.has_weights = true;
   }
-  dnnl::memory user_diff_weights = user_memory(dnnl::memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, diff_weights);
+  dnnl::memory user_diff_weights =
+      user_memory(dnnl::memory::desc({s.c_out, s.c_in, s.kernel}, dt::f32, tag::oiw), e, diff_weights);
   dnnl::memory diff_weights_memory = activation_out(user_diff_weights.get_desc(), p.weights_pd.diff_weights_desc(),
-                                              diff_weights, p.diff_weights_scratch, e);
+                                                    diff_weights, p.diff_weights_scratch, e);
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, activation_in(ntc(s.n, s.t_in, s.c_in), p.weights_pd.src_desc(), src, p.src_scratch, e, strm)},
       {DNNL_ARG_DIFF_DST,
@@ -302,7 +307,7 @@ void DnnlBackend::max_pool_forward(OpStatePtr& state, const Pool1dShape& s, cons
   auto& e = impl_->engine;
   auto& p = pool_primitives(state, s, e);
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, user_memory(ntc(s.n, s.t_in, s.c), e, src)},
-                                       {DNNL_ARG_DST, user_memory(ntc(s.n, s.t_out(), s.c), e, dst)}};
+                                             {DNNL_ARG_DST, user_memory(ntc(s.n, s.t_out(), s.c), e, dst)}};
   if (training) {
     args[DNNL_ARG_WORKSPACE] = p.workspace;
     TS_DNNL(p.training.execute(impl_->stream, args));
@@ -326,8 +331,8 @@ void DnnlBackend::max_pool_backward(OpStatePtr& state, const Pool1dShape& s, con
     p.has_backward = true;
   }
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_DIFF_DST, user_memory(ntc(s.n, s.t_out(), s.c), e, diff_dst)},
-                                       {DNNL_ARG_DIFF_SRC, user_memory(ntc(s.n, s.t_in, s.c), e, diff_src)},
-                                       {DNNL_ARG_WORKSPACE, p.workspace}};
+                                             {DNNL_ARG_DIFF_SRC, user_memory(ntc(s.n, s.t_in, s.c), e, diff_src)},
+                                             {DNNL_ARG_WORKSPACE, p.workspace}};
   TS_DNNL(p.backward.execute(impl_->stream, args));
   impl_->stream.wait();
 }
@@ -389,9 +394,9 @@ void DnnlBackend::batch_norm_forward(OpStatePtr& state, Dims d, const float* src
   auto& p = bn_primitives(state, d, epsilon, relu, e);
   dnnl::memory::desc channels({d.c}, dt::f32, tag::x);
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, user_memory(nhwc(d), e, src)},
-                                       {DNNL_ARG_DST, user_memory(nhwc(d), e, dst)},
-                                       {DNNL_ARG_SCALE, user_memory(channels, e, gamma)},
-                                       {DNNL_ARG_SHIFT, user_memory(channels, e, beta)}};
+                                             {DNNL_ARG_DST, user_memory(nhwc(d), e, dst)},
+                                             {DNNL_ARG_SCALE, user_memory(channels, e, gamma)},
+                                             {DNNL_ARG_SHIFT, user_memory(channels, e, beta)}};
   if (training) {
     args[DNNL_ARG_MEAN] = user_memory(channels, e, save_mean);
     args[DNNL_ARG_VARIANCE] = user_memory(channels, e, save_var);
@@ -422,16 +427,16 @@ void DnnlBackend::batch_norm_backward(OpStatePtr& state, Dims d, const float* sr
   }
   dnnl::memory::desc channels({d.c}, dt::f32, tag::x);
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, user_memory(nhwc(d), e, src)},
-                                       {DNNL_ARG_DIFF_DST, user_memory(nhwc(d), e, diff_dst)},
-                                       {DNNL_ARG_MEAN, user_memory(channels, e, save_mean)},
-                                       {DNNL_ARG_VARIANCE, user_memory(channels, e, save_var)},
-                                       {DNNL_ARG_SCALE, user_memory(channels, e, gamma)},
-                                       // oneDNN 2.6 refuses to run without a shift argument although
-                                       // backward never reads it; gamma has the right shape.
-                                       {DNNL_ARG_SHIFT, user_memory(channels, e, gamma)},
-                                       {DNNL_ARG_DIFF_SRC, user_memory(nhwc(d), e, diff_src)},
-                                       {DNNL_ARG_DIFF_SCALE, user_memory(channels, e, diff_gamma)},
-                                       {DNNL_ARG_DIFF_SHIFT, user_memory(channels, e, diff_beta)}};
+                                             {DNNL_ARG_DIFF_DST, user_memory(nhwc(d), e, diff_dst)},
+                                             {DNNL_ARG_MEAN, user_memory(channels, e, save_mean)},
+                                             {DNNL_ARG_VARIANCE, user_memory(channels, e, save_var)},
+                                             {DNNL_ARG_SCALE, user_memory(channels, e, gamma)},
+                                             // oneDNN 2.6 refuses to run without a shift argument although
+                                             // backward never reads it; gamma has the right shape.
+                                             {DNNL_ARG_SHIFT, user_memory(channels, e, gamma)},
+                                             {DNNL_ARG_DIFF_SRC, user_memory(nhwc(d), e, diff_src)},
+                                             {DNNL_ARG_DIFF_SCALE, user_memory(channels, e, diff_gamma)},
+                                             {DNNL_ARG_DIFF_SHIFT, user_memory(channels, e, diff_beta)}};
   if (relu) args[DNNL_ARG_WORKSPACE] = p.workspace;
   TS_DNNL(p.backward.execute(impl_->stream, args));
   impl_->stream.wait();

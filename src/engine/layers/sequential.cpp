@@ -33,7 +33,8 @@ void Sequential<T>::reserve(Index max_batch, const Memory& memory) {
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     layers_[i]->reserve(max_batch, memory);
     largest = std::max(largest, shapes_[i].per_sample());
-    if (i + 1 < layers_.size()) activations_[i].resize(static_cast<std::size_t>(max_batch * shapes_[i].per_sample()), memory);
+    if (i + 1 < layers_.size())
+      activations_[i].resize(static_cast<std::size_t>(max_batch * shapes_[i].per_sample()), memory);
   }
   diff_a_.resize(static_cast<std::size_t>(max_batch * largest), memory);
   diff_b_.resize(static_cast<std::size_t>(max_batch * largest), memory);
