@@ -70,7 +70,11 @@ if(TEXTSCALE_WITH_CUDA)
     set(CMAKE_CUDA_ARCHITECTURES 90)   # H100 / H200
   endif()
   enable_language(CUDA)
-  set(CMAKE_CUDA_STANDARD 17)  # CMake 3.25 knows no CUDA20 flag for nvcc
+  # The engine's headers are C++20, which nvcc 12+ compiles, but CMake 3.25 (Debian 12) knows no
+  # CUDA20 dialect for nvcc: ask for CUDA17 and make its flag C++20.
+  set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA17_STANDARD_COMPILE_OPTION "-std=c++20")
+  set(CMAKE_CUDA17_EXTENSION_COMPILE_OPTION "-std=c++20")
   add_library(textscale::cudnn INTERFACE IMPORTED)
   target_include_directories(textscale::cudnn INTERFACE ${CUDNN_INCLUDE_DIR})
   target_link_libraries(textscale::cudnn INTERFACE ${CUDNN_LIBRARY})

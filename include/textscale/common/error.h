@@ -39,6 +39,13 @@ class CommError : public Error {
   using Error::Error;
 };
 
+// A CUDA, cuBLAS, cuDNN or NCCL call failed: the message names the call, the source location and
+// the library's message.
+class CudaError : public Error {
+ public:
+  using Error::Error;
+};
+
 // Formats "what: strerror(errno)".
 [[nodiscard]] std::string errno_message(const std::string& what, int error_number);
 

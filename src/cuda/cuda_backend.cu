@@ -1,0 +1,629 @@
+// The CUDA backend: cuDNN for convolution, pooling and batch normalisation, cuBLAS for the dense
+// layers and the one-hot convolution's weight gradient, kernels.cu for the rest.
+//
+// cuDNN API: the legacy (v7-style) convolution, pooling and batch-norm calls, which cuDNN 9 still
+// ships (libcudnn_cnn / libcudnn_ops) and which need no frontend headers (not installed here).
+// The graph API would allow fusions (bias + ReLU epilogues) we do with a kernel instead; the
+// operation list of backend.h is small enough that switching later touches only this file.
+//
+// Memory: cudaMallocManaged, so that the few host accesses outside the step loop (initialisation,
+// checkpoints, MPI collectives on host data) need no staging code; pages are first touched by the
+// device (cudaMemsetAsync at allocation) and stay there while only kernels use them. Input codes
+// and labels reach the device through copy_to_device, logits and losses come back through
+// copy_to_host. Workspaces and reduction scratch are plain device memory.
+//
+// One stream per backend; nothing in an operation synchronises the device except the operations
+// that return a host value (softmax_cross_entropy, sum_squares, channel_sums), which wait for
+// their stream only.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "check.h"
+#include "kernels.h"
+#include "textscale/cuda/cuda_backend.h"
+
+namespace textscale::cuda {
+
+using engine::Conv1dShape;
+using engine::Dims;
+using engine::Index;
+using engine::LinearShape;
+using engine::OpState;
+using engine::OpStatePtr;
+using engine::Pool1dShape;
+
+Precision parse_precision(const std::string& text) {
+  if (text == "fp32") return Precision::fp32;
+  if (text == "tf32") return Precision::tf32;
+  if (text == "bf16") return Precision::bf16;
+  throw InputError("--precision must be fp32, tf32 or bf16, not '" + text + "'");
+}
+
+std::string to_string(Precision precision) {
+  switch (precision) {
+    case Precision::fp32:
+      return "fp32";
+    case Precision::tf32:
+      return "tf32";
+    case Precision::bf16:
+      return "bf16";
+  }
+  return "?";
+}
+
+int device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no device" error
+    return 0;
+  }
+  return count;
+}
+
+namespace {
+
+// Grows on demand; plain device memory for the device's own use.
+class DeviceArea {
+ public:
+  DeviceArea() = default;
+  DeviceArea(const DeviceArea&) = delete;
+  DeviceArea& operator=(const DeviceArea&) = delete;
+  ~DeviceArea() {
+    if (data_) cudaFree(data_);
+  }
+  void* get(std::size_t bytes) {
+    if (bytes > bytes_) {
+      if (data_) TS_CHECK_CUDA(cudaFree(data_));
+      data_ = nullptr;
+      bytes_ = 0;
+      TS_CHECK_CUDA(cudaMalloc(&data_, bytes));
+      bytes_ = bytes;
+    }
+    return data_;
+  }
+  template <typename T>
+  T* as(Index count) {
+    return static_cast<T*>(get(static_cast<std::size_t>(count) * sizeof(T)));
+  }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+class CudaMemory final : public engine::Memory {
+ public:
+  explicit CudaMemory(cudaStream_t stream) : stream_(stream) {}
+  [[nodiscard]] std::string name() const override { return "cuda-managed"; }
+  [[nodiscard]] void* allocate(std::size_t bytes) const override {
+    void* p = nullptr;
+    TS_CHECK_CUDA(cudaMallocManaged(&p, std::max<std::size_t>(bytes, 1)));
+    TS_CHECK_CUDA(cudaMemsetAsync(p, 0, bytes, stream_));
+    return p;
+  }
+  void release(void* pointer) const noexcept override {
+    cudaFree(pointer);  // synchronises the device; errors at teardown are not actionable
+  }
+  void zero(void* pointer, std::size_t bytes) const override {
+    if (bytes) TS_CHECK_CUDA(cudaMemsetAsync(pointer, 0, bytes, stream_));
+  }
+  void copy_to_device(void* dst, const void* src, std::size_t bytes) const override {
+    // From pageable host memory cudaMemcpyAsync returns once `src` has been staged.
+    if (bytes) TS_CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
+  }
+  void copy_to_host(void* dst, const void* src, std::size_t bytes) const override {
+    if (!bytes) return;
+    TS_CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
+    TS_CHECK_CUDA(cudaStreamSynchronize(stream_));
+  }
+  void synchronize() const override { TS_CHECK_CUDA(cudaStreamSynchronize(stream_)); }
+
+ private:
+  cudaStream_t stream_;
+};
+
+// RAII for the cuDNN descriptors a call site keeps.
+struct TensorDesc {
+  cudnnTensorDescriptor_t desc = nullptr;
+  TensorDesc() { TS_CHECK_CUDNN(cudnnCreateTensorDescriptor(&desc)); }
+  ~TensorDesc() { cudnnDestroyTensorDescriptor(desc); }
+  TensorDesc(const TensorDesc&) = delete;
+  TensorDesc& operator=(const TensorDesc&) = delete;
+  // (N, T, C) activations as cuDNN's NHWC with H = 1, W = T.
+  void set(Index n, Index t, Index c) {
+    TS_CHECK_CUDNN(cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, static_cast<int>(n),
+                                              static_cast<int>(c), 1, static_cast<int>(t)));
+  }
+};
+
+// The algorithms chosen for one convolution shape, and their workspaces.
+struct ConvAlgos {
+  cudnnConvolutionFwdAlgo_t forward{};
+  cudnnConvolutionBwdDataAlgo_t backward_data{};
+  cudnnConvolutionBwdFilterAlgo_t backward_filter{};
+  cudnnMathType_t forward_math{}, data_math{}, filter_math{};
+  std::size_t forward_bytes = 0, data_bytes = 0, filter_bytes = 0;
+};
+
+struct ConvState final : OpState {
+  TensorDesc src, dst;
+  cudnnFilterDescriptor_t filter = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  Conv1dShape shape;  // the descriptors' shape
+  std::map<Index, ConvAlgos> algos;  // per batch size: the rest of the shape is fixed per call site
+  DeviceArea weights_okc, diff_okc;
+  ConvState() {
+    TS_CHECK_CUDNN(cudnnCreateFilterDescriptor(&filter));
+    TS_CHECK_CUDNN(cudnnCreateConvolutionDescriptor(&conv));
+  }
+  ~ConvState() override {
+    cudnnDestroyFilterDescriptor(filter);
+    cudnnDestroyConvolutionDescriptor(conv);
+  }
+};
+
+struct PoolState final : OpState {
+  TensorDesc src, dst;
+  cudnnPoolingDescriptor_t pool = nullptr;
+  Pool1dShape shape;
+  const float* src_data = nullptr;  // forward's src and dst, still alive at backward (layer.h)
+  const float* dst_data = nullptr;
+  PoolState() { TS_CHECK_CUDNN(cudnnCreatePoolingDescriptor(&pool)); }
+  ~PoolState() override { cudnnDestroyPoolingDescriptor(pool); }
+};
+
+struct NormState final : OpState {
+  TensorDesc data, param;
+  Dims dims{-1, -1, -1};
+  DeviceArea inv_std, masked;
+};
+
+struct LinearState final : OpState {
+  DeviceArea masked;
+};
+
+template <typename S>
+S& state_as(OpStatePtr& state) {
+  if (auto* s = dynamic_cast<S*>(state.get())) return *s;
+  state = std::make_unique<S>();
+  return static_cast<S&>(*state);
+}
+
+class CudaBackend final : public engine::Backend<float> {
+ public:
+  explicit CudaBackend(const CudaOptions& options) : options_(options) {
+    TS_CHECK_CUDA(cudaSetDevice(options.device));
+    TS_CHECK_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    TS_CHECK_CUDNN(cudnnCreate(&cudnn_));
+    TS_CHECK_CUDNN(cudnnSetStream(cudnn_, stream_));
+    TS_CHECK_CUBLAS(cublasCreate(&cublas_));
+    TS_CHECK_CUBLAS(cublasSetStream(cublas_, stream_));
+    memory_ = std::make_unique<CudaMemory>(stream_);
+    TS_CHECK_CUDA(cudaMallocHost(&host_loss_, sizeof(double) * host_loss_count_));
+  }
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    cudaFreeHost(host_loss_);
+    cublasDestroy(cublas_);
+    cudnnDestroy(cudnn_);
+    cudaStreamDestroy(stream_);
+  }
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  [[nodiscard]] std::string name() const override {
+    const std::size_t v = cudnnGetVersion();
+    return "cuda (device " + std::to_string(options_.device) + ", cudnn " + std::to_string(v / 10000) + "." +
+           std::to_string(v % 10000 / 100) + ", " + to_string(options_.precision) + ")";
+  }
+  [[nodiscard]] const engine::Memory& memory() const override { return *memory_; }
+  [[nodiscard]] cudaStream_t stream() const { return stream_; }
+
+  // --- Convolution -------------------------------------------------------------------------
+  void conv1d_forward(OpStatePtr& state, const Conv1dShape& shape, const float* src, const float* weights,
+                      const float* bias, float* dst, bool relu) override {
+    ConvState& s = conv_state(state, shape);
+    const ConvAlgos& a = s.algos.at(shape.n);
+    float* w = okc(s, shape, weights);
+    TS_CHECK_CUDNN(cudnnSetConvolutionMathType(s.conv, a.forward_math));
+    const float one = 1, zero = 0;
+    TS_CHECK_CUDNN(cudnnConvolutionForward(cudnn_, &one, s.src.desc, src, s.filter, w, s.conv, a.forward,
+                                           workspace_.get(a.forward_bytes), a.forward_bytes, &zero, s.dst.desc, dst));
+    kernels::bias_activation(shape.n * shape.t_out(), shape.c_out, bias, dst, relu, stream_);
+  }
+  void conv1d_backward_data(OpStatePtr& state, const Conv1dShape& shape, const float* diff_dst, const float* weights,
+                            float* diff_src) override {
+    ConvState& s = conv_state(state, shape);
+    const ConvAlgos& a = s.algos.at(shape.n);
+    float* w = okc(s, shape, weights);
+    TS_CHECK_CUDNN(cudnnSetConvolutionMathType(s.conv, a.data_math));
+    const float one = 1, zero = 0;
+    TS_CHECK_CUDNN(cudnnConvolutionBackwardData(cudnn_, &one, s.filter, w, s.dst.desc, diff_dst, s.conv,
+                                                a.backward_data, workspace_.get(a.data_bytes), a.data_bytes, &zero,
+                                                s.src.desc, diff_src));
+  }
+  void conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& shape, const float* src, const float* diff_dst,
+                               float* diff_weights, float* diff_bias) override {
+    ConvState& s = conv_state(state, shape);
+    const ConvAlgos& a = s.algos.at(shape.n);
+    float* dw = s.diff_okc.as<float>(shape.weights_count());
+    TS_CHECK_CUDNN(cudnnSetConvolutionMathType(s.conv, a.filter_math));
+    const float one = 1, zero = 0;
+    TS_CHECK_CUDNN(cudnnConvolutionBackwardFilter(cudnn_, &one, s.src.desc, src, s.dst.desc, diff_dst, s.conv,
+                                                  a.backward_filter, workspace_.get(a.filter_bytes), a.filter_bytes,
+                                                  &zero, s.filter, dw));
+    kernels::weights_from_okc(shape.c_out, shape.c_in, shape.kernel, dw, diff_weights, stream_);
+    if (diff_bias) bias_gradient(shape.n * shape.t_out(), shape.c_out, diff_dst, diff_bias);
+  }
+
+  void onehot_conv1d_forward(OpStatePtr& /*state*/, const Conv1dShape& shape, const std::uint8_t* codes,
+                             const float* weights, const float* bias, float* dst, bool relu) override {
+    check_onehot(shape);
+    kernels::onehot_conv_forward(shape.n, shape.t_in, shape.c_in, shape.c_out, shape.kernel, codes, weights, bias,
+                                 dst, relu, stream_);
+  }
+  // The weight gradient as a GEMM of the output gradient with the unfolded one-hot input, in
+  // chunks of rows that bound the unfolded matrix to 256 MiB; chunks accumulate (beta = 1).
+  void onehot_conv1d_backward_weights(OpStatePtr& /*state*/, const Conv1dShape& shape, const std::uint8_t* codes,
+                                      const float* diff_dst, float* diff_weights, float* diff_bias) override {
+    check_onehot(shape);
+    const Index width = shape.c_in * shape.kernel, t_out = shape.t_out(), rows = shape.n * t_out;
+    const Index chunk = std::max<Index>(1, std::min<Index>(rows, (Index{256} << 20) / (width * 4)));
+    float* unfolded = unfold_.as<float>(chunk * width);
+    for (Index row0 = 0; row0 < rows; row0 += chunk) {
+      const Index count = std::min(chunk, rows - row0);
+      kernels::onehot_unfold(row0, count, shape.t_in, t_out, shape.c_in, shape.kernel, codes, unfolded, stream_);
+      const float one = 1, beta = row0 == 0 ? 0.0f : 1.0f;
+      TS_CHECK_CUBLAS(cublasGemmEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_T, static_cast<int>(width),
+                                   static_cast<int>(shape.c_out), static_cast<int>(count), &one, unfolded, CUDA_R_32F,
+                                   static_cast<int>(width), diff_dst + row0 * shape.c_out, CUDA_R_32F,
+                                   static_cast<int>(shape.c_out), &beta, diff_weights, CUDA_R_32F,
+                                   static_cast<int>(width), compute_type(), CUBLAS_GEMM_DEFAULT));
+    }
+    if (diff_bias) bias_gradient(rows, shape.c_out, diff_dst, diff_bias);
+  }
+
+  // --- Pooling ------------------------------------------------------------------------------
+  void max_pool_forward(OpStatePtr& state, const Pool1dShape& shape, const float* src, float* dst,
+                        bool /*training*/) override {
+    PoolState& s = state_as<PoolState>(state);
+    if (!(s.shape == shape)) {
+      s.src.set(shape.n, shape.t_in, shape.c);
+      s.dst.set(shape.n, shape.t_out(), shape.c);
+      TS_CHECK_CUDNN(cudnnSetPooling2dDescriptor(s.pool, CUDNN_POOLING_MAX_DETERMINISTIC, CUDNN_NOT_PROPAGATE_NAN, 1,
+                                                 static_cast<int>(shape.kernel), 0, static_cast<int>(shape.pad), 1,
+                                                 static_cast<int>(shape.stride)));
+      s.shape = shape;
+    }
+    const float one = 1, zero = 0;
+    TS_CHECK_CUDNN(cudnnPoolingForward(cudnn_, s.pool, &one, s.src.desc, src, &zero, s.dst.desc, dst));
+    s.src_data = src;
+    s.dst_data = dst;
+  }
+  void max_pool_backward(OpStatePtr& state, const Pool1dShape& shape, const float* diff_dst, float* diff_src) override {
+    auto* s = dynamic_cast<PoolState*>(state.get());
+    if (!s || !(s->shape == shape)) throw Error("max_pool_backward without a matching forward");
+    const float one = 1, zero = 0;
+    TS_CHECK_CUDNN(cudnnPoolingBackward(cudnn_, s->pool, &one, s->dst.desc, s->dst_data, s->dst.desc, diff_dst,
+                                        s->src.desc, s->src_data, &zero, s->src.desc, diff_src));
+  }
+  void kmax_pool_forward(Dims src, Index k, const float* src_data, float* dst, std::int32_t* indices) override {
+    kernels::kmax_forward(src.n, src.t, src.c, k, src_data, dst, indices, stream_);
+  }
+  void kmax_pool_backward(Dims src, Index k, const float* diff_dst, const std::int32_t* indices,
+                          float* diff_src) override {
+    kernels::kmax_backward(src.n, src.t, src.c, k, diff_dst, indices, diff_src, stream_);
+  }
+
+  // --- Normalisation --------------------------------------------------------------------------
+  void batch_norm_forward(OpStatePtr& state, Dims dims, const float* src, const float* gamma, const float* beta,
+                          float* dst, float* save_mean, float* save_var, float* running_mean, float* running_var,
+                          bool training, double momentum, double epsilon, bool relu) override {
+    NormState& s = norm_state(state, dims);
+    check_epsilon(epsilon);
+    const float one = 1, zero = 0;
+    if (training) {
+      float* inv_std = s.inv_std.as<float>(dims.c);
+      TS_CHECK_CUDNN(cudnnBatchNormalizationForwardTraining(
+          cudnn_, CUDNN_BATCHNORM_SPATIAL, &one, &zero, s.data.desc, src, s.data.desc, dst, s.param.desc, gamma, beta,
+          momentum, running_mean, running_var, epsilon, save_mean, inv_std));
+      kernels::inv_std_to_var(dims.c, inv_std, save_var, epsilon, stream_);
+    } else {
+      TS_CHECK_CUDNN(cudnnBatchNormalizationForwardInference(cudnn_, CUDNN_BATCHNORM_SPATIAL, &one, &zero,
+                                                             s.data.desc, src, s.data.desc, dst, s.param.desc, gamma,
+                                                             beta, running_mean, running_var, epsilon));
+    }
+    if (relu) kernels::relu_forward(dims.count(), dst, dst, stream_);
+  }
+  void batch_norm_backward(OpStatePtr& state, Dims dims, const float* src, const float* dst, const float* diff_dst,
+                           const float* gamma, const float* save_mean, const float* save_var, float* diff_src,
+                           float* diff_gamma, float* diff_beta, double epsilon, bool relu) override {
+    NormState& s = norm_state(state, dims);
+    check_epsilon(epsilon);
+    const float* dy = diff_dst;
+    if (relu) {
+      float* masked = s.masked.as<float>(dims.count());
+      kernels::relu_backward(dims.count(), dst, diff_dst, masked, stream_);
+      dy = masked;
+    }
+    float* inv_std = s.inv_std.as<float>(dims.c);
+    kernels::var_to_inv_std(dims.c, save_var, inv_std, epsilon, stream_);
+    const float one = 1, zero = 0;
+    TS_CHECK_CUDNN(cudnnBatchNormalizationBackward(cudnn_, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero,
+                                                   s.data.desc, src, s.data.desc, dy, s.data.desc, diff_src,
+                                                   s.param.desc, gamma, diff_gamma, diff_beta, epsilon, save_mean,
+                                                   inv_std));
+  }
+  void channel_sums(Index rows, Index c, const float* a, const float* b, double* sum_a, double* sum_ab) override {
+    double* device = sums_.as<double>(2 * c);
+    double* scratch = scratch_.as<double>(kernels::column_sums_scratch(rows, c));
+    kernels::column_sums(rows, c, a, b, device, sum_ab ? device + c : nullptr, scratch, stream_);
+    memory_->copy_to_host(sum_a, device, static_cast<std::size_t>(c) * sizeof(double));
+    if (sum_ab) memory_->copy_to_host(sum_ab, device + c, static_cast<std::size_t>(c) * sizeof(double));
+  }
+  void batch_norm_backward_data(Index rows, Index c, const float* src, const float* dy, const double* mean,
+                                const double* inv_std, const float* gamma, const double* mean_dy,
+                                const double* mean_dy_xhat, float* diff_src) override {
+    double* device = sums_.as<double>(4 * c);
+    const auto bytes = static_cast<std::size_t>(c) * sizeof(double);
+    memory_->copy_to_device(device, mean, bytes);
+    memory_->copy_to_device(device + c, inv_std, bytes);
+    memory_->copy_to_device(device + 2 * c, mean_dy, bytes);
+    memory_->copy_to_device(device + 3 * c, mean_dy_xhat, bytes);
+    kernels::batch_norm_backward_data(rows, c, src, dy, device, device + c, gamma, device + 2 * c, device + 3 * c,
+                                      diff_src, stream_);
+  }
+
+  // --- Element-wise ---------------------------------------------------------------------------
+  void relu_forward(Index count, const float* src, float* dst) override {
+    kernels::relu_forward(count, src, dst, stream_);
+  }
+  void relu_backward(Index count, const float* dst, const float* diff_dst, float* diff_src) override {
+    kernels::relu_backward(count, dst, diff_dst, diff_src, stream_);
+  }
+  void copy(Index count, const float* src, float* dst) override {
+    if (count && src != dst)
+      TS_CHECK_CUDA(cudaMemcpyAsync(dst, src, static_cast<std::size_t>(count) * sizeof(float),
+                                    cudaMemcpyDeviceToDevice, stream_));
+  }
+  void add(Index count, const float* a, const float* b, float* dst) override {
+    kernels::add(count, a, b, dst, stream_);
+  }
+  void dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t first, const float* src, float* dst,
+                       float* mask) override {
+    kernels::dropout_forward(count, p, seed, first, src, dst, mask, stream_);
+  }
+  void multiply(Index count, const float* a, const float* b, float* dst) override {
+    kernels::multiply(count, a, b, dst, stream_);
+  }
+
+  // --- Dense --------------------------------------------------------------------------------
+  // Row-major (N, I) x (O, I)^T as cuBLAS's column-major dst^T (O, N) = W (O, I) x src^T (I, N).
+  void linear_forward(OpStatePtr& /*state*/, const LinearShape& shape, const float* src, const float* weights,
+                      const float* bias, float* dst, bool relu) override {
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, shape.out, shape.n, shape.in, weights, shape.in, src, shape.in, dst, shape.out,
+         0.0f);
+    kernels::bias_activation(shape.n, shape.out, bias, dst, relu, stream_);
+  }
+  // diff_src^T (I, N) = W^T (I, O) x diff_dst^T (O, N).
+  void linear_backward_data(OpStatePtr& /*state*/, const LinearShape& shape, const float* diff_dst,
+                            const float* weights, float* diff_src) override {
+    gemm(CUBLAS_OP_N, CUBLAS_OP_N, shape.in, shape.n, shape.out, weights, shape.in, diff_dst, shape.out, diff_src,
+         shape.in, 0.0f);
+  }
+  // diff_W^T (I, O) = src^T (I, N) x diff_dst (N, O).
+  void linear_backward_weights(OpStatePtr& /*state*/, const LinearShape& shape, const float* src,
+                               const float* diff_dst, float* diff_weights, float* diff_bias) override {
+    gemm(CUBLAS_OP_N, CUBLAS_OP_T, shape.in, shape.out, shape.n, src, shape.in, diff_dst, shape.out, diff_weights,
+         shape.in, 0.0f);
+    if (diff_bias) bias_gradient(shape.n, shape.out, diff_dst, diff_bias);
+  }
+
+  // --- Embedding ------------------------------------------------------------------------------
+  void embedding_forward(Index n, Index t, Index /*vocab*/, Index dim, const std::uint8_t* codes, const float* table,
+                         float* dst) override {
+    kernels::embedding_forward(n * t, dim, codes, table, dst, stream_);
+  }
+  void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const float* diff_dst,
+                          float* diff_table) override {
+    kernels::embedding_backward(n * t, vocab, dim, codes, diff_dst, diff_table, stream_);
+  }
+
+  // --- Loss ---------------------------------------------------------------------------------
+  double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
+                               float* diff_logits) override {
+    if (n == 0) return 0;
+    auto* rows = sums_.as<double>(n + 1);
+    int* bad = reinterpret_cast<int*>(rows + n);
+    kernels::softmax_cross_entropy(n, classes, logits, labels, rows, diff_logits, bad, stream_);
+    if (n + 1 > host_loss_count_) {
+      TS_CHECK_CUDA(cudaStreamSynchronize(stream_));
+      TS_CHECK_CUDA(cudaFreeHost(host_loss_));
+      host_loss_ = nullptr;
+      host_loss_count_ = n + 1;
+      TS_CHECK_CUDA(cudaMallocHost(&host_loss_, sizeof(double) * static_cast<std::size_t>(host_loss_count_)));
+    }
+    memory_->copy_to_host(host_loss_, rows, sizeof(double) * static_cast<std::size_t>(n + 1));
+    int bad_row = 0;
+    std::memcpy(&bad_row, host_loss_ + n, sizeof bad_row);
+    if (bad_row > 0)
+      throw Error("softmax_cross_entropy: the label of row " + std::to_string(bad_row - 1) + " is outside [0, " +
+                  std::to_string(classes) + ")");
+    double total = 0;
+    for (Index i = 0; i < n; ++i) total += host_loss_[i];
+    return total;
+  }
+
+  // --- Optimizer ----------------------------------------------------------------------------
+  void sgd_step(Index count, float* param, const float* grad, float* velocity, double lr, double momentum,
+                double weight_decay) override {
+    kernels::sgd_step(count, param, grad, velocity, static_cast<float>(lr), static_cast<float>(momentum),
+                      static_cast<float>(weight_decay), stream_);
+  }
+  void adam_step(Index count, float* param, const float* grad, float* m, float* v, double lr, double beta1,
+                 double beta2, double epsilon, double weight_decay, std::int64_t step) override {
+    const double c1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+    const double c2 = 1.0 - std::pow(beta2, static_cast<double>(step));
+    kernels::adam_step(count, param, grad, m, v, static_cast<float>(lr / c1), static_cast<float>(beta1),
+                       static_cast<float>(beta2), static_cast<float>(std::sqrt(c2)), static_cast<float>(epsilon),
+                       static_cast<float>(weight_decay), stream_);
+  }
+  double sum_squares(Index count, const float* data) override {
+    if (count == 0) return 0;
+    double* total = sums_.as<double>(1);
+    kernels::sum_squares(count, data, total, scratch_.as<double>(kernels::reduction_blocks), stream_);
+    double result = 0;
+    memory_->copy_to_host(&result, total, sizeof result);
+    return result;
+  }
+  void scale(Index count, float* data, double factor) override {
+    kernels::scale(count, data, static_cast<float>(factor), stream_);
+  }
+
+ private:
+  [[nodiscard]] cublasComputeType_t compute_type() const {
+    switch (options_.precision) {
+      case Precision::fp32:
+        return CUBLAS_COMPUTE_32F;
+      case Precision::tf32:
+        return CUBLAS_COMPUTE_32F_FAST_TF32;
+      case Precision::bf16:
+        return CUBLAS_COMPUTE_32F_FAST_16BF;
+    }
+    return CUBLAS_COMPUTE_32F;
+  }
+  // Column-major C (m, n) = op(A) op(B) + beta C, fp32 storage.
+  void gemm(cublasOperation_t op_a, cublasOperation_t op_b, Index m, Index n, Index k, const float* a, Index lda,
+            const float* b, Index ldb, float* c, Index ldc, float beta) {
+    const float one = 1;
+    TS_CHECK_CUBLAS(cublasGemmEx(cublas_, op_a, op_b, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+                                 &one, a, CUDA_R_32F, static_cast<int>(lda), b, CUDA_R_32F, static_cast<int>(ldb),
+                                 &beta, c, CUDA_R_32F, static_cast<int>(ldc), compute_type(), CUBLAS_GEMM_DEFAULT));
+  }
+  void bias_gradient(Index rows, Index cols, const float* diff_dst, float* diff_bias) {
+    kernels::column_sums(rows, cols, diff_dst, diff_bias, scratch_.as<double>(kernels::column_sums_scratch(rows, cols)),
+                         stream_);
+  }
+  static void check_onehot(const Conv1dShape& shape) {
+    if (shape.stride != 1 || shape.pad != 0) throw Error("one-hot convolution supports stride 1 and no padding only");
+  }
+  static void check_epsilon(double epsilon) {
+    if (epsilon < CUDNN_BN_MIN_EPSILON)
+      throw Error("batch-norm epsilon " + std::to_string(epsilon) + " is below cuDNN's minimum " +
+                  std::to_string(CUDNN_BN_MIN_EPSILON));
+  }
+  float* okc(ConvState& s, const Conv1dShape& shape, const float* weights) {
+    float* w = s.weights_okc.as<float>(shape.weights_count());
+    kernels::weights_to_okc(shape.c_out, shape.c_in, shape.kernel, weights, w, stream_);
+    return w;
+  }
+  NormState& norm_state(OpStatePtr& state, Dims dims) {
+    NormState& s = state_as<NormState>(state);
+    if (!(s.dims == dims)) {
+      s.data.set(dims.n, dims.t, dims.c);
+      TS_CHECK_CUDNN(cudnnDeriveBNTensorDescriptor(s.param.desc, s.data.desc, CUDNN_BATCHNORM_SPATIAL));
+      s.dims = dims;
+    }
+    return s;
+  }
+  ConvState& conv_state(OpStatePtr& state, const Conv1dShape& shape) {
+    ConvState& s = state_as<ConvState>(state);
+    if (!(s.shape == shape)) {
+      s.src.set(shape.n, shape.t_in, shape.c_in);
+      s.dst.set(shape.n, shape.t_out(), shape.c_out);
+      TS_CHECK_CUDNN(cudnnSetFilter4dDescriptor(s.filter, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC,
+                                                static_cast<int>(shape.c_out), static_cast<int>(shape.c_in), 1,
+                                                static_cast<int>(shape.kernel)));
+      TS_CHECK_CUDNN(cudnnSetConvolution2dDescriptor(s.conv, 0, static_cast<int>(shape.pad), 1,
+                                                     static_cast<int>(shape.stride), 1, 1, CUDNN_CROSS_CORRELATION,
+                                                     CUDNN_DATA_FLOAT));
+      s.shape = shape;
+      if (!s.algos.contains(shape.n)) s.algos[shape.n] = choose_algorithms(s);
+    }
+    return s;
+  }
+  // cuDNN's heuristics, in their order of preference: the first algorithm that succeeds within the
+  // workspace limit, is deterministic (backward: a run must repeat bitwise) and, for fp32, does
+  // not use tensor cores.
+  ConvAlgos choose_algorithms(ConvState& s) {
+    constexpr std::size_t limit = std::size_t{1} << 30;
+    const bool strict = options_.precision == Precision::fp32;
+    TS_CHECK_CUDNN(cudnnSetConvolutionMathType(s.conv, strict ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));
+    auto acceptable = [&](const auto& perf) {
+      return perf.status == CUDNN_STATUS_SUCCESS && perf.memory <= limit &&
+             (!strict || perf.mathType == CUDNN_FMA_MATH || perf.mathType == CUDNN_DEFAULT_MATH);
+    };
+    ConvAlgos a;
+    int found = 0;
+    constexpr int wanted = 16;
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> forward(wanted);
+    TS_CHECK_CUDNN(
+        cudnnGetConvolutionForwardAlgorithm_v7(cudnn_, s.src.desc, s.filter, s.conv, s.dst.desc, wanted, &found,
+                                               forward.data()));
+    bool ok = false;
+    for (int i = 0; i < found && !ok; ++i)
+      if (acceptable(forward[static_cast<std::size_t>(i)])) {
+        const auto& p = forward[static_cast<std::size_t>(i)];
+        a.forward = p.algo, a.forward_math = p.mathType, a.forward_bytes = p.memory, ok = true;
+      }
+    if (!ok) throw Error("cuDNN offers no forward convolution algorithm for " + describe(s.shape));
+    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> data(wanted);
+    TS_CHECK_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_, s.filter, s.dst.desc, s.conv, s.src.desc,
+                                                               wanted, &found, data.data()));
+    ok = false;
+    for (int i = 0; i < found && !ok; ++i) {
+      const auto& p = data[static_cast<std::size_t>(i)];
+      if (acceptable(p) && p.determinism == CUDNN_DETERMINISTIC)
+        a.backward_data = p.algo, a.data_math = p.mathType, a.data_bytes = p.memory, ok = true;
+    }
+    if (!ok) throw Error("cuDNN offers no deterministic backward-data algorithm for " + describe(s.shape));
+    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> filter(wanted);
+    TS_CHECK_CUDNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnn_, s.src.desc, s.dst.desc, s.conv, s.filter,
+                                                                 wanted, &found, filter.data()));
+    ok = false;
+    for (int i = 0; i < found && !ok; ++i) {
+      const auto& p = filter[static_cast<std::size_t>(i)];
+      if (acceptable(p) && p.determinism == CUDNN_DETERMINISTIC)
+        a.backward_filter = p.algo, a.filter_math = p.mathType, a.filter_bytes = p.memory, ok = true;
+    }
+    if (!ok) throw Error("cuDNN offers no deterministic backward-filter algorithm for " + describe(s.shape));
+    return a;
+  }
+  static std::string describe(const Conv1dShape& s) {
+    return "conv1d n " + std::to_string(s.n) + " t " + std::to_string(s.t_in) + " " + std::to_string(s.c_in) + "->" +
+           std::to_string(s.c_out) + " k " + std::to_string(s.kernel) + " stride " + std::to_string(s.stride);
+  }
+
+  CudaOptions options_;
+  cudaStream_t stream_ = nullptr;
+  cudnnHandle_t cudnn_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  std::unique_ptr<CudaMemory> memory_;
+  DeviceArea workspace_, scratch_, sums_, unfold_;
+  double* host_loss_ = nullptr;  // pinned: per-row losses and the bad-label flag
+  Index host_loss_count_ = 1024;
+};
+
+}  // namespace
+
+std::unique_ptr<engine::Backend<float>> make_cuda_backend(const CudaOptions& options) {
+  const int devices = device_count();
+  if (devices == 0) throw CudaError("no CUDA device is visible (CUDA_VISIBLE_DEVICES, driver?)");
+  if (options.device < 0 || options.device >= devices)
+    throw CudaError("CUDA device " + std::to_string(options.device) + " does not exist (" + std::to_string(devices) +
+                    " visible)");
+  return std::make_unique<CudaBackend>(options);
+}
+
+void* backend_stream(engine::Backend<float>& backend) {
+  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+  return cuda ? static_cast<void*>(cuda->stream()) : nullptr;
+}
+
+}  // namespace textscale::cuda

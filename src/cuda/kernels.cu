@@ -1,0 +1,450 @@
+#include "kernels.h"
+
+#include <algorithm>
+
+#include "check.h"
+#include "textscale/engine/dropout_mask.h"
+
+namespace textscale::cuda::kernels {
+
+namespace {
+
+constexpr int threads = 256;
+
+// Blocks for a grid-stride loop over `count` elements.
+unsigned blocks_for(Index count) {
+  return static_cast<unsigned>(std::clamp<Index>((count + threads - 1) / threads, 1, Index{1} << 20));
+}
+
+// Row chunks of a column reduction: enough blocks to fill a GPU, a fixed function of `rows`.
+Index column_chunks(Index rows) { return std::clamp<Index>((rows + 63) / 64, 1, 256); }
+
+#define TS_GRID_STRIDE(i, count) \
+  for (Index i = blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x; i < (count); i += static_cast<Index>(blockDim.x) * gridDim.x)
+
+__global__ void bias_activation_kernel(Index rows, Index cols, const float* bias, float* dst, bool relu) {
+  TS_GRID_STRIDE(i, rows * cols) {
+    float v = dst[i] + (bias ? bias[i % cols] : 0.0f);
+    dst[i] = relu ? fmaxf(v, 0.0f) : v;
+  }
+}
+__global__ void relu_forward_kernel(Index count, const float* src, float* dst) {
+  TS_GRID_STRIDE(i, count) dst[i] = fmaxf(src[i], 0.0f);
+}
+__global__ void relu_backward_kernel(Index count, const float* dst, const float* diff_dst, float* diff_src) {
+  TS_GRID_STRIDE(i, count) diff_src[i] = dst[i] > 0.0f ? diff_dst[i] : 0.0f;
+}
+__global__ void add_kernel(Index count, const float* a, const float* b, float* dst) {
+  TS_GRID_STRIDE(i, count) dst[i] = a[i] + b[i];
+}
+__global__ void multiply_kernel(Index count, const float* a, const float* b, float* dst) {
+  TS_GRID_STRIDE(i, count) dst[i] = a[i] * b[i];
+}
+__global__ void scale_kernel(Index count, float* data, float factor) {
+  TS_GRID_STRIDE(i, count) data[i] *= factor;
+}
+__global__ void dropout_kernel(Index count, double p, std::uint64_t seed, std::uint64_t first, const float* src,
+                               float* dst, float* mask) {
+  const auto keep_scale = static_cast<float>(1.0 / (1.0 - p));
+  TS_GRID_STRIDE(i, count) {
+    const float m = engine::dropout_keep(seed, first + static_cast<std::uint64_t>(i), p) ? keep_scale : 0.0f;
+    mask[i] = m;
+    dst[i] = src[i] * m;
+  }
+}
+
+// Stage 1 of a column reduction: block (32, 32) sums 32 columns over one chunk of rows.
+__global__ void column_partials_kernel(Index rows, Index cols, Index chunks, const float* a, const float* b,
+                                       bool with_ab, double* partial_a, double* partial_ab) {
+  __shared__ double shared_a[32][33], shared_ab[32][33];
+  const Index col = blockIdx.x * 32 + threadIdx.x;
+  const Index chunk = blockIdx.y;
+  const Index begin = rows * chunk / chunks, end = rows * (chunk + 1) / chunks;
+  double sa = 0, sab = 0;
+  if (col < cols)
+    for (Index r = begin + threadIdx.y; r < end; r += 32) {
+      const double x = a[r * cols + col];
+      sa += x;
+      if (with_ab) sab += x * (b ? static_cast<double>(b[r * cols + col]) : x);
+    }
+  shared_a[threadIdx.y][threadIdx.x] = sa;
+  shared_ab[threadIdx.y][threadIdx.x] = sab;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < cols) {
+    double ta = 0, tab = 0;
+    for (int y = 0; y < 32; ++y) ta += shared_a[y][threadIdx.x], tab += shared_ab[y][threadIdx.x];
+    partial_a[chunk * cols + col] = ta;
+    if (with_ab) partial_ab[chunk * cols + col] = tab;
+  }
+}
+// Stage 2: each column's partials in chunk order.
+template <typename Out>
+__global__ void column_finish_kernel(Index cols, Index chunks, const double* partial_a, const double* partial_ab,
+                                     Out* sum_a, Out* sum_ab) {
+  TS_GRID_STRIDE(col, cols) {
+    double ta = 0, tab = 0;
+    for (Index chunk = 0; chunk < chunks; ++chunk) {
+      ta += partial_a[chunk * cols + col];
+      if (sum_ab) tab += partial_ab[chunk * cols + col];
+    }
+    sum_a[col] = static_cast<Out>(ta);
+    if (sum_ab) sum_ab[col] = static_cast<Out>(tab);
+  }
+}
+
+__global__ void sum_squares_partials_kernel(Index count, const float* data, double* partial) {
+  __shared__ double shared[threads];
+  double s = 0;
+  TS_GRID_STRIDE(i, count) {
+    const double x = data[i];
+    s += x * x;
+  }
+  shared[threadIdx.x] = s;
+  __syncthreads();
+  for (int half = threads / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) shared[threadIdx.x] += shared[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[blockIdx.x] = shared[0];
+}
+__global__ void sum_partials_kernel(Index count, const double* partial, double* total) {
+  if (threadIdx.x == 0 && blockIdx.x == 0) {
+    double s = 0;
+    for (Index i = 0; i < count; ++i) s += partial[i];
+    total[0] = s;
+  }
+}
+
+__global__ void weights_to_okc_kernel(Index out, Index in, Index k, const float* oik, float* oki) {
+  TS_GRID_STRIDE(i, out * in * k) {
+    const Index o = i / (in * k), c = (i / k) % in, j = i % k;
+    oki[(o * k + j) * in + c] = oik[i];
+  }
+}
+__global__ void weights_from_okc_kernel(Index out, Index in, Index k, const float* oki, float* oik) {
+  TS_GRID_STRIDE(i, out * in * k) {
+    const Index o = i / (in * k), c = (i / k) % in, j = i % k;
+    oik[i] = oki[(o * k + j) * in + c];
+  }
+}
+
+__global__ void onehot_conv_forward_kernel(Index n, Index t_in, Index t_out, Index alphabet, Index out, Index k,
+                                           const std::uint8_t* codes, const float* weights, const float* bias,
+                                           float* dst, bool relu) {
+  TS_GRID_STRIDE(i, n * t_out * out) {
+    const Index o = i % out, position = i / out;
+    const Index sample = position / t_out, t = position % t_out;
+    const std::uint8_t* row = codes + sample * t_in + t;
+    float sum = bias ? bias[o] : 0.0f;
+    for (Index j = 0; j < k; ++j) {
+      const int code = row[j];
+      if (code > 0 && code <= alphabet) sum += weights[(o * alphabet + code - 1) * k + j];
+    }
+    dst[i] = relu ? fmaxf(sum, 0.0f) : sum;
+  }
+}
+__global__ void onehot_unfold_kernel(Index row0, Index rows, Index t_in, Index t_out, Index alphabet, Index k,
+                                     const std::uint8_t* codes, float* unfolded) {
+  const Index width = alphabet * k;
+  TS_GRID_STRIDE(i, rows * width) {
+    const Index r = i / width, col = i % width, a = col / k, j = col % k;
+    const Index position = row0 + r, sample = position / t_out, t = position % t_out;
+    unfolded[i] = codes[sample * t_in + t + j] == a + 1 ? 1.0f : 0.0f;
+  }
+}
+
+constexpr int kmax_limit = 64;
+
+__global__ void kmax_forward_kernel(Index n, Index t, Index c, Index k, const float* src, float* dst,
+                                    std::int32_t* indices) {
+  TS_GRID_STRIDE(i, n * c) {
+    const Index sample = i / c, channel = i % c;
+    const float* column = src + sample * t * c + channel;
+    float value[kmax_limit];
+    std::int32_t position[kmax_limit];
+    // Ranking: larger value first, then the earlier position. `low` is the lowest-ranked slot.
+    int low = 0;
+    for (Index j = 0; j < t; ++j) {
+      const float v = column[j * c];
+      if (j < k) {
+        value[j] = v;
+        position[j] = static_cast<std::int32_t>(j);
+      } else if (v > value[low]) {  // an equal value at a later position ranks lower
+        value[low] = v;
+        position[low] = static_cast<std::int32_t>(j);
+      } else {
+        continue;
+      }
+      if (j >= k - 1) {
+        low = 0;
+        for (int s = 1; s < k; ++s)
+          if (value[s] < value[low] || (value[s] == value[low] && position[s] > position[low])) low = s;
+      }
+    }
+    // Back into time order.
+    for (int s = 1; s < k; ++s)
+      for (int r = s; r > 0 && position[r - 1] > position[r]; --r) {
+        const float v = value[r];
+        value[r] = value[r - 1], value[r - 1] = v;
+        const std::int32_t p = position[r];
+        position[r] = position[r - 1], position[r - 1] = p;
+      }
+    for (int s = 0; s < k; ++s) {
+      dst[(sample * k + s) * c + channel] = value[s];
+      indices[(sample * k + s) * c + channel] = position[s];
+    }
+  }
+}
+__global__ void kmax_backward_kernel(Index n, Index t, Index c, Index k, const float* diff_dst,
+                                     const std::int32_t* indices, float* diff_src) {
+  TS_GRID_STRIDE(i, n * k * c) {
+    const Index sample = i / (k * c), channel = i % c;
+    diff_src[(sample * t + indices[i]) * c + channel] = diff_dst[i];
+  }
+}
+
+__global__ void embedding_forward_kernel(Index rows, Index dim, const std::uint8_t* codes, const float* table,
+                                         float* dst) {
+  TS_GRID_STRIDE(i, rows * dim) dst[i] = table[static_cast<Index>(codes[i / dim]) * dim + i % dim];
+}
+// Block (32, 32) per (code, 32 features): the rows holding that code, summed in a fixed order.
+__global__ void embedding_backward_kernel(Index rows, Index dim, const std::uint8_t* codes, const float* diff_dst,
+                                          float* diff_table) {
+  __shared__ double shared[32][33];
+  const Index code = blockIdx.x, e = blockIdx.y * 32 + threadIdx.x;
+  double s = 0;
+  if (e < dim)
+    for (Index r = threadIdx.y; r < rows; r += 32)
+      if (codes[r] == code) s += diff_dst[r * dim + e];
+  shared[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && e < dim) {
+    double total = 0;
+    for (int y = 0; y < 32; ++y) total += shared[y][threadIdx.x];
+    diff_table[code * dim + e] = static_cast<float>(total);
+  }
+}
+
+// One warp per row.
+__global__ void softmax_cross_entropy_kernel(Index n, Index classes, const float* logits, const std::int32_t* labels,
+                                             double* row_loss, float* diff_logits, int* bad_label) {
+  const Index row = (blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= n) return;
+  const float* x = logits + row * classes;
+  const std::int32_t label = labels[row];
+  if (label < 0 || label >= classes) {
+    if (lane == 0) {
+      atomicMax(bad_label, static_cast<int>(row) + 1);
+      row_loss[row] = 0;
+    }
+    return;
+  }
+  double max = -INFINITY;
+  for (Index j = lane; j < classes; j += 32) max = fmax(max, static_cast<double>(x[j]));
+  for (int offset = 16; offset > 0; offset /= 2) max = fmax(max, __shfl_xor_sync(0xffffffffu, max, offset));
+  double sum = 0;
+  for (Index j = lane; j < classes; j += 32) sum += exp(static_cast<double>(x[j]) - max);
+  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  const double log_sum = log(sum) + max;
+  if (lane == 0) row_loss[row] = log_sum - static_cast<double>(x[label]);
+  if (diff_logits)
+    for (Index j = lane; j < classes; j += 32) {
+      const double p = exp(static_cast<double>(x[j]) - log_sum);
+      diff_logits[row * classes + j] = static_cast<float>((p - (j == label ? 1.0 : 0.0)) / static_cast<double>(n));
+    }
+}
+
+__global__ void inv_std_to_var_kernel(Index c, const float* inv_std, float* var, double epsilon) {
+  TS_GRID_STRIDE(i, c) {
+    const double s = inv_std[i];
+    var[i] = static_cast<float>(fmax(0.0, 1.0 / (s * s) - epsilon));
+  }
+}
+__global__ void var_to_inv_std_kernel(Index c, const float* var, float* inv_std, double epsilon) {
+  TS_GRID_STRIDE(i, c) inv_std[i] = static_cast<float>(1.0 / sqrt(static_cast<double>(var[i]) + epsilon));
+}
+__global__ void batch_norm_backward_data_kernel(Index rows, Index c, const float* src, const float* dy,
+                                                const double* mean, const double* inv_std, const float* gamma,
+                                                const double* mean_dy, const double* mean_dy_xhat, float* diff_src) {
+  TS_GRID_STRIDE(i, rows * c) {
+    const Index k = i % c;
+    const double xhat_scale = (static_cast<double>(src[i]) - mean[k]) * inv_std[k];
+    diff_src[i] = static_cast<float>(static_cast<double>(gamma[k]) * inv_std[k] *
+                                     (static_cast<double>(dy[i]) - mean_dy[k] - xhat_scale * mean_dy_xhat[k]));
+  }
+}
+
+__global__ void sgd_kernel(Index count, float* param, const float* grad, float* velocity, float lr, float momentum,
+                           float weight_decay) {
+  TS_GRID_STRIDE(i, count) {
+    const float g = grad[i] + weight_decay * param[i];
+    const float v = momentum * velocity[i] + g;
+    velocity[i] = v;
+    param[i] -= lr * v;
+  }
+}
+__global__ void adam_kernel(Index count, float* param, const float* grad, float* m, float* v, float step_size,
+                            float beta1, float beta2, float sqrt_c2, float epsilon, float weight_decay) {
+  TS_GRID_STRIDE(i, count) {
+    const float g = grad[i] + weight_decay * param[i];
+    const float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    param[i] -= step_size * mi / (sqrtf(vi) / sqrt_c2 + epsilon);
+  }
+}
+
+}  // namespace
+
+Index column_sums_scratch(Index rows, Index cols) { return 2 * column_chunks(rows) * cols; }
+
+void bias_activation(Index rows, Index cols, const float* bias, float* dst, bool relu, cudaStream_t stream) {
+  if (!bias && !relu) return;
+  bias_activation_kernel<<<blocks_for(rows * cols), threads, 0, stream>>>(rows, cols, bias, dst, relu);
+  TS_CHECK_LAUNCH();
+}
+void relu_forward(Index count, const float* src, float* dst, cudaStream_t stream) {
+  relu_forward_kernel<<<blocks_for(count), threads, 0, stream>>>(count, src, dst);
+  TS_CHECK_LAUNCH();
+}
+void relu_backward(Index count, const float* dst, const float* diff_dst, float* diff_src, cudaStream_t stream) {
+  relu_backward_kernel<<<blocks_for(count), threads, 0, stream>>>(count, dst, diff_dst, diff_src);
+  TS_CHECK_LAUNCH();
+}
+void add(Index count, const float* a, const float* b, float* dst, cudaStream_t stream) {
+  add_kernel<<<blocks_for(count), threads, 0, stream>>>(count, a, b, dst);
+  TS_CHECK_LAUNCH();
+}
+void multiply(Index count, const float* a, const float* b, float* dst, cudaStream_t stream) {
+  multiply_kernel<<<blocks_for(count), threads, 0, stream>>>(count, a, b, dst);
+  TS_CHECK_LAUNCH();
+}
+void scale(Index count, float* data, float factor, cudaStream_t stream) {
+  scale_kernel<<<blocks_for(count), threads, 0, stream>>>(count, data, factor);
+  TS_CHECK_LAUNCH();
+}
+void dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t first, const float* src, float* dst,
+                     float* mask, cudaStream_t stream) {
+  dropout_kernel<<<blocks_for(count), threads, 0, stream>>>(count, p, seed, first, src, dst, mask);
+  TS_CHECK_LAUNCH();
+}
+
+void column_sums(Index rows, Index cols, const float* a, const float* b, double* sum_a, double* sum_ab,
+                 double* scratch, cudaStream_t stream) {
+  const Index chunks = column_chunks(rows);
+  double* partial_a = scratch;
+  double* partial_ab = scratch + chunks * cols;
+  const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>(chunks));
+  column_partials_kernel<<<grid, dim3(32, 32), 0, stream>>>(rows, cols, chunks, a, b, sum_ab != nullptr, partial_a,
+                                                            partial_ab);
+  TS_CHECK_LAUNCH();
+  column_finish_kernel<double>
+      <<<blocks_for(cols), threads, 0, stream>>>(cols, chunks, partial_a, partial_ab, sum_a, sum_ab);
+  TS_CHECK_LAUNCH();
+}
+void column_sums(Index rows, Index cols, const float* a, float* sum_a, double* scratch, cudaStream_t stream) {
+  const Index chunks = column_chunks(rows);
+  const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>(chunks));
+  column_partials_kernel<<<grid, dim3(32, 32), 0, stream>>>(rows, cols, chunks, a, nullptr, false, scratch, nullptr);
+  TS_CHECK_LAUNCH();
+  column_finish_kernel<float>
+      <<<blocks_for(cols), threads, 0, stream>>>(cols, chunks, scratch, nullptr, sum_a, static_cast<float*>(nullptr));
+  TS_CHECK_LAUNCH();
+}
+void sum_squares(Index count, const float* data, double* total, double* scratch, cudaStream_t stream) {
+  sum_squares_partials_kernel<<<reduction_blocks, threads, 0, stream>>>(count, data, scratch);
+  TS_CHECK_LAUNCH();
+  sum_partials_kernel<<<1, 32, 0, stream>>>(reduction_blocks, scratch, total);
+  TS_CHECK_LAUNCH();
+}
+
+void weights_to_okc(Index out, Index in, Index k, const float* oik, float* oki, cudaStream_t stream) {
+  weights_to_okc_kernel<<<blocks_for(out * in * k), threads, 0, stream>>>(out, in, k, oik, oki);
+  TS_CHECK_LAUNCH();
+}
+void weights_from_okc(Index out, Index in, Index k, const float* oki, float* oik, cudaStream_t stream) {
+  weights_from_okc_kernel<<<blocks_for(out * in * k), threads, 0, stream>>>(out, in, k, oki, oik);
+  TS_CHECK_LAUNCH();
+}
+
+void onehot_conv_forward(Index n, Index t_in, Index alphabet, Index out, Index k, const std::uint8_t* codes,
+                         const float* weights, const float* bias, float* dst, bool relu, cudaStream_t stream) {
+  const Index t_out = t_in - k + 1;
+  onehot_conv_forward_kernel<<<blocks_for(n * t_out * out), threads, 0, stream>>>(n, t_in, t_out, alphabet, out, k,
+                                                                                   codes, weights, bias, dst, relu);
+  TS_CHECK_LAUNCH();
+}
+void onehot_unfold(Index row0, Index rows, Index t_in, Index t_out, Index alphabet, Index k,
+                   const std::uint8_t* codes, float* unfolded, cudaStream_t stream) {
+  onehot_unfold_kernel<<<blocks_for(rows * alphabet * k), threads, 0, stream>>>(row0, rows, t_in, t_out, alphabet, k,
+                                                                                 codes, unfolded);
+  TS_CHECK_LAUNCH();
+}
+
+void kmax_forward(Index n, Index t, Index c, Index k, const float* src, float* dst, std::int32_t* indices,
+                  cudaStream_t stream) {
+  if (k > kmax_limit || k > t)
+    throw Error("k-max pooling on the GPU needs k <= " + std::to_string(kmax_limit) + " and k <= T (k " +
+                std::to_string(k) + ", T " + std::to_string(t) + ")");
+  kmax_forward_kernel<<<blocks_for(n * c), threads, 0, stream>>>(n, t, c, k, src, dst, indices);
+  TS_CHECK_LAUNCH();
+}
+void kmax_backward(Index n, Index t, Index c, Index k, const float* diff_dst, const std::int32_t* indices,
+                   float* diff_src, cudaStream_t stream) {
+  TS_CHECK_CUDA(cudaMemsetAsync(diff_src, 0, static_cast<std::size_t>(n * t * c) * sizeof(float), stream));
+  kmax_backward_kernel<<<blocks_for(n * k * c), threads, 0, stream>>>(n, t, c, k, diff_dst, indices, diff_src);
+  TS_CHECK_LAUNCH();
+}
+
+void embedding_forward(Index rows, Index dim, const std::uint8_t* codes, const float* table, float* dst,
+                       cudaStream_t stream) {
+  embedding_forward_kernel<<<blocks_for(rows * dim), threads, 0, stream>>>(rows, dim, codes, table, dst);
+  TS_CHECK_LAUNCH();
+}
+void embedding_backward(Index rows, Index vocab, Index dim, const std::uint8_t* codes, const float* diff_dst,
+                        float* diff_table, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(vocab), static_cast<unsigned>((dim + 31) / 32));
+  embedding_backward_kernel<<<grid, dim3(32, 32), 0, stream>>>(rows, dim, codes, diff_dst, diff_table);
+  TS_CHECK_LAUNCH();
+}
+
+void softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels, double* row_loss,
+                           float* diff_logits, int* bad_label, cudaStream_t stream) {
+  TS_CHECK_CUDA(cudaMemsetAsync(bad_label, 0, sizeof(int), stream));
+  const auto grid = static_cast<unsigned>((n * 32 + threads - 1) / threads);
+  softmax_cross_entropy_kernel<<<grid, threads, 0, stream>>>(n, classes, logits, labels, row_loss, diff_logits,
+                                                             bad_label);
+  TS_CHECK_LAUNCH();
+}
+
+void inv_std_to_var(Index c, const float* inv_std, float* var, double epsilon, cudaStream_t stream) {
+  inv_std_to_var_kernel<<<blocks_for(c), threads, 0, stream>>>(c, inv_std, var, epsilon);
+  TS_CHECK_LAUNCH();
+}
+void var_to_inv_std(Index c, const float* var, float* inv_std, double epsilon, cudaStream_t stream) {
+  var_to_inv_std_kernel<<<blocks_for(c), threads, 0, stream>>>(c, var, inv_std, epsilon);
+  TS_CHECK_LAUNCH();
+}
+void batch_norm_backward_data(Index rows, Index c, const float* src, const float* dy, const double* mean,
+                              const double* inv_std, const float* gamma, const double* mean_dy,
+                              const double* mean_dy_xhat, float* diff_src, cudaStream_t stream) {
+  batch_norm_backward_data_kernel<<<blocks_for(rows * c), threads, 0, stream>>>(rows, c, src, dy, mean, inv_std, gamma,
+                                                                                 mean_dy, mean_dy_xhat, diff_src);
+  TS_CHECK_LAUNCH();
+}
+
+void sgd_step(Index count, float* param, const float* grad, float* velocity, float lr, float momentum,
+              float weight_decay, cudaStream_t stream) {
+  sgd_kernel<<<blocks_for(count), threads, 0, stream>>>(count, param, grad, velocity, lr, momentum, weight_decay);
+  TS_CHECK_LAUNCH();
+}
+void adam_step(Index count, float* param, const float* grad, float* m, float* v, float step_size, float beta1,
+               float beta2, float sqrt_c2, float epsilon, float weight_decay, cudaStream_t stream) {
+  adam_kernel<<<blocks_for(count), threads, 0, stream>>>(count, param, grad, m, v, step_size, beta1, beta2, sqrt_c2,
+                                                         epsilon, weight_decay);
+  TS_CHECK_LAUNCH();
+}
+
+}  // namespace textscale::cuda::kernels

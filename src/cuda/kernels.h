@@ -1,0 +1,84 @@
+// Kernels for what cuDNN and cuBLAS do not provide, each launched on the caller's stream.
+//
+// Every reduction is deterministic: a fixed grid whose partial sums (in double) are added in a
+// fixed order, never atomics, so that a run repeats bitwise and resumes bitwise.
+// Shapes use the engine's conventions (dims.h): activations (N, T, C), channels fastest.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace textscale::cuda::kernels {
+
+using Index = std::int64_t;
+
+// Doubles of scratch the reductions below need (partial sums).
+constexpr Index reduction_blocks = 1024;
+[[nodiscard]] Index column_sums_scratch(Index rows, Index cols);
+
+// dst[i] = relu ? max(0, dst[i] + bias[i % cols]) : dst[i] + bias[i % cols] over rows x cols
+// (bias may be null).
+void bias_activation(Index rows, Index cols, const float* bias, float* dst, bool relu, cudaStream_t stream);
+void relu_forward(Index count, const float* src, float* dst, cudaStream_t stream);
+void relu_backward(Index count, const float* dst, const float* diff_dst, float* diff_src, cudaStream_t stream);
+void add(Index count, const float* a, const float* b, float* dst, cudaStream_t stream);
+void multiply(Index count, const float* a, const float* b, float* dst, cudaStream_t stream);
+void scale(Index count, float* data, float factor, cudaStream_t stream);
+void dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t first, const float* src, float* dst,
+                     float* mask, cudaStream_t stream);
+
+// Per-column sums of a (rows, cols) array: sum_a[c] = sum_r a[r, c], and, when sum_ab is not
+// null, sum_ab[c] = sum_r a[r, c] * (b ? b[r, c] : a[r, c]). `scratch` holds
+// column_sums_scratch(rows, cols) doubles. Outputs in device memory, float or double.
+void column_sums(Index rows, Index cols, const float* a, const float* b, double* sum_a, double* sum_ab,
+                 double* scratch, cudaStream_t stream);
+void column_sums(Index rows, Index cols, const float* a, float* sum_a, double* scratch, cudaStream_t stream);
+// total[0] = sum of squares of `count` elements; scratch holds reduction_blocks doubles.
+void sum_squares(Index count, const float* data, double* total, double* scratch, cudaStream_t stream);
+
+// Canonical convolution weights (O, I, K) <-> cuDNN's NHWC filter layout (O, 1, K, I).
+void weights_to_okc(Index out, Index in, Index k, const float* oik, float* oki, cudaStream_t stream);
+void weights_from_okc(Index out, Index in, Index k, const float* oki, float* oik, cudaStream_t stream);
+
+// Convolution over one-hot codes as a gather (backend.h): dst (N, T_out, O).
+void onehot_conv_forward(Index n, Index t_in, Index alphabet, Index out, Index k, const std::uint8_t* codes,
+                         const float* weights, const float* bias, float* dst, bool relu, cudaStream_t stream);
+// The unfolded one-hot input of rows [row0, row0 + rows) of the (N * T_out) output positions:
+// unfolded[r, a * K + j] = (codes[n, t + j] == a + 1), a (rows, A * K) matrix for a GEMM.
+void onehot_unfold(Index row0, Index rows, Index t_in, Index t_out, Index alphabet, Index k,
+                   const std::uint8_t* codes, float* unfolded, cudaStream_t stream);
+
+// Order-preserving k-max pooling over time (backend.h).
+void kmax_forward(Index n, Index t, Index c, Index k, const float* src, float* dst, std::int32_t* indices,
+                  cudaStream_t stream);
+void kmax_backward(Index n, Index t, Index c, Index k, const float* diff_dst, const std::int32_t* indices,
+                   float* diff_src, cudaStream_t stream);
+
+// dst (N, T, E) = table[codes]; diff_table (V, E) = per-code sums of diff_dst rows.
+void embedding_forward(Index rows, Index dim, const std::uint8_t* codes, const float* table, float* dst,
+                       cudaStream_t stream);
+void embedding_backward(Index rows, Index vocab, Index dim, const std::uint8_t* codes, const float* diff_dst,
+                        float* diff_table, cudaStream_t stream);
+
+// Softmax cross-entropy per row: row_loss[i] (double) and diff_logits (may be null) as in
+// backend.h; bad_label[0] is set to 1 + the first row whose label is out of range (0: none).
+void softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels, double* row_loss,
+                           float* diff_logits, int* bad_label, cudaStream_t stream);
+
+// Batch norm helpers: save_var = 1 / inv_std^2 - epsilon, and back; dst masked by a ReLU.
+void inv_std_to_var(Index c, const float* inv_std, float* var, double epsilon, cudaStream_t stream);
+void var_to_inv_std(Index c, const float* var, float* inv_std, double epsilon, cudaStream_t stream);
+// diff_src = gamma * inv_std * (dy - mean_dy - (src - mean) * inv_std * mean_dy_xhat) (backend.h);
+// the per-channel arrays are double, in device memory.
+void batch_norm_backward_data(Index rows, Index c, const float* src, const float* dy, const double* mean,
+                              const double* inv_std, const float* gamma, const double* mean_dy,
+                              const double* mean_dy_xhat, float* diff_src, cudaStream_t stream);
+
+// Fused optimizer steps (backend.h).
+void sgd_step(Index count, float* param, const float* grad, float* velocity, float lr, float momentum,
+              float weight_decay, cudaStream_t stream);
+void adam_step(Index count, float* param, const float* grad, float* m, float* v, float step_size, float beta1,
+               float beta2, float sqrt_c2, float epsilon, float weight_decay, cudaStream_t stream);
+
+}  // namespace textscale::cuda::kernels
