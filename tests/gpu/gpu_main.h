@@ -1,0 +1,18 @@
+// main() for the GPU test programs: without a visible GPU they print why and exit 77, which
+// ctest reports as skipped (SKIP_RETURN_CODE), never as passed.
+#pragma once
+
+#include <boost/test/unit_test.hpp>
+#include <cstdio>
+
+#include "textscale/cuda/cuda_backend.h"
+
+inline bool gpu_test_init() { return true; }
+
+inline int gpu_test_main(int argc, char* argv[]) {
+  if (textscale::cuda::device_count() == 0) {
+    std::printf("SKIP: no CUDA device is visible; this test needs a GPU\n");
+    return 77;
+  }
+  return boost::unit_test::unit_test_main(&gpu_test_init, argc, argv);
+}
