@@ -52,7 +52,7 @@ int bench_command(const std::vector<std::string>& arguments) {
   engine::ModelConfig model_config;
   std::int64_t batch = 128, warmup = 3, steps = 10, gemm = 0;
   int threads = 0;
-  std::string backend_name = "onednn";
+  std::string backend_name = "onednn", device = "auto", precision = "tf32";
   bool profile = false;
   po::options_description options(
       "textscale bench: throughput on synthetic batches (random codes and labels)\n\n"
@@ -66,7 +66,9 @@ int bench_command(const std::vector<std::string>& arguments) {
                                                                          "steps before timing")(
       "steps", po::value(&steps)->default_value(10), "timed steps (training and inference each)")(
       "threads", po::value(&threads)->default_value(0), "CPU threads (0: all cores)")(
-      "backend", po::value(&backend_name)->default_value("onednn"), "onednn | reference")(
+      "backend", po::value(&backend_name)->default_value("onednn"), "CPU backend: onednn | reference")(
+      "device", po::value(&device)->default_value("auto"), "auto (cuda when a GPU is visible) | cpu | cuda")(
+      "precision", po::value(&precision)->default_value("tf32"), "GPU products: fp32 | tf32 | bf16")(
       "gemm", po::value(&gemm)->default_value(0), "only measure the SGEMM rate at this size (the peak)")(
       "profile", po::bool_switch(&profile), "also print the time of each layer (training steps) to stderr");
   po::variables_map values;
@@ -80,17 +82,24 @@ int bench_command(const std::vector<std::string>& arguments) {
     std::cout << out.dump() << std::endl;
     return 0;
   }
-  engine::Model<float> model(model_config);
+  auto backend = train::make_backend(device, backend_name, precision);
+  const engine::Memory& memory = backend->memory();
+  engine::Model<float> model(model_config, memory);
   model.params().initialize(1);
   model.reserve(batch);
-  auto backend = train::make_backend(backend_name);
-  train::Optimizer<float> optimizer(train::OptimizerConfig{}, model.params().trained_count());
+  train::Optimizer<float> optimizer(train::OptimizerConfig{}, model.params().trained_count(), memory);
   std::mt19937_64 rng(7);
-  std::vector<std::uint8_t> codes(static_cast<std::size_t>(batch * model_config.length));
-  for (auto& c : codes) c = static_cast<std::uint8_t>(rng() % static_cast<std::uint64_t>(model_config.alphabet + 1));
-  std::vector<std::int32_t> labels(static_cast<std::size_t>(batch));
-  for (auto& l : labels) l = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(model_config.classes));
-  std::vector<float> diff(static_cast<std::size_t>(batch * model_config.classes));
+  std::vector<std::uint8_t> host_codes(static_cast<std::size_t>(batch * model_config.length));
+  for (auto& c : host_codes)
+    c = static_cast<std::uint8_t>(rng() % static_cast<std::uint64_t>(model_config.alphabet + 1));
+  std::vector<std::int32_t> host_labels(static_cast<std::size_t>(batch));
+  for (auto& l : host_labels) l = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(model_config.classes));
+  // The batch stays in the backend's memory: this measures the model, not the input copies.
+  engine::Buffer<std::uint8_t> codes(host_codes.size(), memory);
+  engine::Buffer<std::int32_t> labels(host_labels.size(), memory);
+  memory.copy_to_device(codes.data(), host_codes.data(), host_codes.size());
+  memory.copy_to_device(labels.data(), host_labels.data(), host_labels.size() * sizeof(std::int32_t));
+  engine::Buffer<float> diff(static_cast<std::size_t>(batch * model_config.classes), memory);
   engine::Context<float> ctx{backend.get(), nullptr, true, 1, 0};
   auto train_step = [&] {
     ctx.training = true;
@@ -105,10 +114,12 @@ int bench_command(const std::vector<std::string>& arguments) {
     model.forward(ctx, batch, codes.data());
   };
   for (std::int64_t i = 0; i < warmup; ++i) train_step();
+  memory.synchronize();
   engine::Profile layer_times;
   if (profile) ctx.profile = &layer_times;
   auto start = Clock::now();
   for (std::int64_t i = 0; i < steps; ++i) train_step();
+  memory.synchronize();
   const double train_seconds = seconds_since(start);
   ctx.profile = nullptr;
   if (profile) {
@@ -122,8 +133,10 @@ int bench_command(const std::vector<std::string>& arguments) {
                    1e3 * e.backward_seconds / static_cast<double>(steps));
   }
   for (std::int64_t i = 0; i < std::max<std::int64_t>(warmup, 1); ++i) infer_step();
+  memory.synchronize();
   start = Clock::now();
   for (std::int64_t i = 0; i < steps; ++i) infer_step();
+  memory.synchronize();  // inference queues work on a GPU; count it done
   const double infer_seconds = seconds_since(start);
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -132,6 +145,7 @@ int bench_command(const std::vector<std::string>& arguments) {
   out["model"] = model_config.name;
   out["batch"] = batch;
   out["backend"] = backend->name();
+  out["device"] = memory.is_host() ? "cpu" : "cuda";
   out["parameters"] = model.params().trained_count();
   out["forward_gflop_per_sample_dense"] = 2 * macs / 1e9;
   out["train_samples_per_second"] = samples / train_seconds;

@@ -17,7 +17,7 @@ namespace po = boost::program_options;
 namespace textscale::cli {
 
 int evaluate_command(const std::vector<std::string>& arguments) {
-  std::string checkpoint, data, backend_name, json_path;
+  std::string checkpoint, data, backend_name, json_path, device, precision;
   std::int64_t batch = 128, limit = 0;
   int threads = 0;
   po::options_description options(
@@ -28,7 +28,9 @@ int evaluate_command(const std::vector<std::string>& arguments) {
       "batch-size", po::value(&batch)->default_value(128), "batch size")("limit", po::value(&limit)->default_value(0),
                                                                          "first N rows only (0: all)")(
       "threads", po::value(&threads)->default_value(0), "CPU threads (0: all cores)")(
-      "backend", po::value(&backend_name)->default_value("onednn"), "onednn | reference")(
+      "backend", po::value(&backend_name)->default_value("onednn"), "CPU backend: onednn | reference")(
+      "device", po::value(&device)->default_value("auto"), "auto (cuda when a GPU is visible) | cpu | cuda")(
+      "precision", po::value(&precision)->default_value("tf32"), "GPU products: fp32 | tf32 | bf16")(
       "json", po::value(&json_path), "also write the metrics as JSON to this file");
   po::variables_map values;
   if (!parse_options(arguments, options, values)) return 0;
@@ -38,9 +40,9 @@ int evaluate_command(const std::vector<std::string>& arguments) {
   const train::CheckpointInfo info = train::read_checkpoint_info(checkpoint);
   const train::CharDataset dataset = train::load_char_dataset(data);
   info.encoding.check_compatible(dataset.encoding, checkpoint, data);
-  engine::Model<float> model(info.model);
+  auto backend = train::make_backend(device, backend_name, precision);
+  engine::Model<float> model(info.model, backend->memory());
   train::load_checkpoint<float>(checkpoint, model, nullptr);
-  auto backend = train::make_backend(backend_name);
   const auto start = std::chrono::steady_clock::now();
   const train::Metrics metrics = train::evaluate(model, *backend, dataset, batch, limit);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -149,11 +149,16 @@ int train_command(const std::vector<std::string>& arguments) {
       ("warmup-steps", po::value(&c.schedule.warmup_steps)->default_value(0), "linear warm-up steps")       //
       ("seed", po::value(&c.seed)->default_value(1), "seed of initialisation, data order and dropout")      //
       ("threads", po::value(&c.threads)->default_value(0),
-       "CPU threads per rank (0: the node's cores / its ranks)")                                            //
-      ("backend", po::value(&c.backend)->default_value("onednn"), "onednn | reference (slow, for checks)")  //
-      ("run-dir", po::value(&c.run_dir), "run directory (default runs/<model>-<UTC time>)")                 //
-      ("resume", po::value(&c.resume), "continue from a checkpoint (its run directory unless --run-dir)")   //
-      ("init-from", po::value(&c.init_from), "start a new run from a checkpoint's weights")                 //
+       "CPU threads per rank (0: the node's cores / its ranks)")  //
+      ("backend", po::value(&c.backend)->default_value("onednn"),
+       "CPU backend: onednn | reference (slow, for checks)")  //
+      ("device", po::value(&c.device)->default_value("auto"),
+       "auto (cuda when a GPU is visible) | cpu | cuda; one GPU per rank: the local rank's")  //
+      ("precision", po::value(&c.precision)->default_value("tf32"),
+       "GPU products: fp32 | tf32 | bf16 (fp32 storage and reductions in every case)")                     //
+      ("run-dir", po::value(&c.run_dir), "run directory (default runs/<model>-<UTC time>)")                //
+      ("resume", po::value(&c.resume), "continue from a checkpoint (its run directory unless --run-dir)")  //
+      ("init-from", po::value(&c.init_from), "start a new run from a checkpoint's weights")                //
       ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(0),
        "also write the checkpoint every N steps (0: each epoch only)")                                              //
       ("log-every", po::value(&c.log_every)->default_value(50), "log line every N steps")                           //

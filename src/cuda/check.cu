@@ -13,8 +13,7 @@ namespace {
 }  // namespace
 
 void throw_cuda(cudaError_t status, const char* expression, const char* file, int line) {
-  fail("CUDA", std::string(cudaGetErrorName(status)) + " (" + cudaGetErrorString(status) + ")", expression, file,
-       line);
+  fail("CUDA", std::string(cudaGetErrorName(status)) + " (" + cudaGetErrorString(status) + ")", expression, file, line);
 }
 void throw_cublas(cublasStatus_t status, const char* expression, const char* file, int line) {
   fail("cuBLAS", std::string(cublasGetStatusName(status)) + " (" + cublasGetStatusString(status) + ")", expression,
@@ -23,8 +22,8 @@ void throw_cublas(cublasStatus_t status, const char* expression, const char* fil
 void throw_cudnn(cudnnStatus_t status, const char* expression, const char* file, int line) {
   char last[512] = "";
   cudnnGetLastErrorString(last, sizeof last);
-  fail("cuDNN", std::string(cudnnGetErrorString(status)) + (last[0] ? std::string(": ") + last : ""), expression,
-       file, line);
+  fail("cuDNN", std::string(cudnnGetErrorString(status)) + (last[0] ? std::string(": ") + last : ""), expression, file,
+       line);
 }
 void throw_nccl(ncclResult_t status, const char* expression, const char* file, int line) {
   fail("NCCL", ncclGetErrorString(status), expression, file, line);

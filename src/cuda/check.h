@@ -18,28 +18,28 @@ namespace textscale::cuda::detail {
 
 }  // namespace textscale::cuda::detail
 
-#define TS_CHECK_CUDA(expression)                                                                         \
-  do {                                                                                                    \
-    const cudaError_t ts_status_ = (expression);                                                          \
+#define TS_CHECK_CUDA(expression)                                                                                      \
+  do {                                                                                                                 \
+    const cudaError_t ts_status_ = (expression);                                                                       \
     if (ts_status_ != cudaSuccess) ::textscale::cuda::detail::throw_cuda(ts_status_, #expression, __FILE__, __LINE__); \
   } while (0)
-#define TS_CHECK_CUBLAS(expression)                                                                    \
-  do {                                                                                                 \
-    const cublasStatus_t ts_status_ = (expression);                                                    \
-    if (ts_status_ != CUBLAS_STATUS_SUCCESS)                                                           \
-      ::textscale::cuda::detail::throw_cublas(ts_status_, #expression, __FILE__, __LINE__);            \
+#define TS_CHECK_CUBLAS(expression)                                                         \
+  do {                                                                                      \
+    const cublasStatus_t ts_status_ = (expression);                                         \
+    if (ts_status_ != CUBLAS_STATUS_SUCCESS)                                                \
+      ::textscale::cuda::detail::throw_cublas(ts_status_, #expression, __FILE__, __LINE__); \
   } while (0)
-#define TS_CHECK_CUDNN(expression)                                                                     \
-  do {                                                                                                 \
-    const cudnnStatus_t ts_status_ = (expression);                                                     \
-    if (ts_status_ != CUDNN_STATUS_SUCCESS)                                                            \
-      ::textscale::cuda::detail::throw_cudnn(ts_status_, #expression, __FILE__, __LINE__);             \
+#define TS_CHECK_CUDNN(expression)                                                         \
+  do {                                                                                     \
+    const cudnnStatus_t ts_status_ = (expression);                                         \
+    if (ts_status_ != CUDNN_STATUS_SUCCESS)                                                \
+      ::textscale::cuda::detail::throw_cudnn(ts_status_, #expression, __FILE__, __LINE__); \
   } while (0)
-#define TS_CHECK_NCCL(expression)                                                                      \
-  do {                                                                                                 \
-    const ncclResult_t ts_status_ = (expression);                                                      \
-    if (ts_status_ != ncclSuccess && ts_status_ != ncclInProgress)                                     \
-      ::textscale::cuda::detail::throw_nccl(ts_status_, #expression, __FILE__, __LINE__);              \
+#define TS_CHECK_NCCL(expression)                                                         \
+  do {                                                                                    \
+    const ncclResult_t ts_status_ = (expression);                                         \
+    if (ts_status_ != ncclSuccess && ts_status_ != ncclInProgress)                        \
+      ::textscale::cuda::detail::throw_nccl(ts_status_, #expression, __FILE__, __LINE__); \
   } while (0)
 // After every kernel launch: a bad configuration shows up here, not at the next call.
 #define TS_CHECK_LAUNCH() TS_CHECK_CUDA(cudaGetLastError())

@@ -104,7 +104,10 @@ class CudaMemory final : public engine::Memory {
   [[nodiscard]] void* allocate(std::size_t bytes) const override {
     void* p = nullptr;
     TS_CHECK_CUDA(cudaMallocManaged(&p, std::max<std::size_t>(bytes, 1)));
+    // Zeroed on the device (its pages start there); allocations are rare, so wait for it: the
+    // host may write the memory next (initialisation, checkpoints).
     TS_CHECK_CUDA(cudaMemsetAsync(p, 0, bytes, stream_));
+    TS_CHECK_CUDA(cudaStreamSynchronize(stream_));
     return p;
   }
   void release(void* pointer) const noexcept override {
@@ -155,7 +158,7 @@ struct ConvState final : OpState {
   TensorDesc src, dst;
   cudnnFilterDescriptor_t filter = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
-  Conv1dShape shape;  // the descriptors' shape
+  Conv1dShape shape;                 // the descriptors' shape
   std::map<Index, ConvAlgos> algos;  // per batch size: the rest of the shape is fixed per call site
   DeviceArea weights_okc, diff_okc;
   ConvState() {
@@ -265,8 +268,8 @@ class CudaBackend final : public engine::Backend<float> {
   void onehot_conv1d_forward(OpStatePtr& /*state*/, const Conv1dShape& shape, const std::uint8_t* codes,
                              const float* weights, const float* bias, float* dst, bool relu) override {
     check_onehot(shape);
-    kernels::onehot_conv_forward(shape.n, shape.t_in, shape.c_in, shape.c_out, shape.kernel, codes, weights, bias,
-                                 dst, relu, stream_);
+    kernels::onehot_conv_forward(shape.n, shape.t_in, shape.c_in, shape.c_out, shape.kernel, codes, weights, bias, dst,
+                                 relu, stream_);
   }
   // The weight gradient as a GEMM of the output gradient with the unfolded one-hot input, in
   // chunks of rows that bound the unfolded matrix to 256 MiB; chunks accumulate (beta = 1).
@@ -330,14 +333,14 @@ class CudaBackend final : public engine::Backend<float> {
     const float one = 1, zero = 0;
     if (training) {
       float* inv_std = s.inv_std.as<float>(dims.c);
-      TS_CHECK_CUDNN(cudnnBatchNormalizationForwardTraining(
-          cudnn_, CUDNN_BATCHNORM_SPATIAL, &one, &zero, s.data.desc, src, s.data.desc, dst, s.param.desc, gamma, beta,
-          momentum, running_mean, running_var, epsilon, save_mean, inv_std));
+      TS_CHECK_CUDNN(cudnnBatchNormalizationForwardTraining(cudnn_, CUDNN_BATCHNORM_SPATIAL, &one, &zero, s.data.desc,
+                                                            src, s.data.desc, dst, s.param.desc, gamma, beta, momentum,
+                                                            running_mean, running_var, epsilon, save_mean, inv_std));
       kernels::inv_std_to_var(dims.c, inv_std, save_var, epsilon, stream_);
     } else {
-      TS_CHECK_CUDNN(cudnnBatchNormalizationForwardInference(cudnn_, CUDNN_BATCHNORM_SPATIAL, &one, &zero,
-                                                             s.data.desc, src, s.data.desc, dst, s.param.desc, gamma,
-                                                             beta, running_mean, running_var, epsilon));
+      TS_CHECK_CUDNN(cudnnBatchNormalizationForwardInference(cudnn_, CUDNN_BATCHNORM_SPATIAL, &one, &zero, s.data.desc,
+                                                             src, s.data.desc, dst, s.param.desc, gamma, beta,
+                                                             running_mean, running_var, epsilon));
     }
     if (relu) kernels::relu_forward(dims.count(), dst, dst, stream_);
   }
@@ -355,10 +358,9 @@ class CudaBackend final : public engine::Backend<float> {
     float* inv_std = s.inv_std.as<float>(dims.c);
     kernels::var_to_inv_std(dims.c, save_var, inv_std, epsilon, stream_);
     const float one = 1, zero = 0;
-    TS_CHECK_CUDNN(cudnnBatchNormalizationBackward(cudnn_, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero,
-                                                   s.data.desc, src, s.data.desc, dy, s.data.desc, diff_src,
-                                                   s.param.desc, gamma, diff_gamma, diff_beta, epsilon, save_mean,
-                                                   inv_std));
+    TS_CHECK_CUDNN(cudnnBatchNormalizationBackward(
+        cudnn_, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, s.data.desc, src, s.data.desc, dy, s.data.desc,
+        diff_src, s.param.desc, gamma, diff_gamma, diff_beta, epsilon, save_mean, inv_std));
   }
   void channel_sums(Index rows, Index c, const float* a, const float* b, double* sum_a, double* sum_ab) override {
     double* device = sums_.as<double>(2 * c);
@@ -389,8 +391,8 @@ class CudaBackend final : public engine::Backend<float> {
   }
   void copy(Index count, const float* src, float* dst) override {
     if (count && src != dst)
-      TS_CHECK_CUDA(cudaMemcpyAsync(dst, src, static_cast<std::size_t>(count) * sizeof(float),
-                                    cudaMemcpyDeviceToDevice, stream_));
+      TS_CHECK_CUDA(cudaMemcpyAsync(dst, src, static_cast<std::size_t>(count) * sizeof(float), cudaMemcpyDeviceToDevice,
+                                    stream_));
   }
   void add(Index count, const float* a, const float* b, float* dst) override {
     kernels::add(count, a, b, dst, stream_);
@@ -418,8 +420,8 @@ class CudaBackend final : public engine::Backend<float> {
          shape.in, 0.0f);
   }
   // diff_W^T (I, O) = src^T (I, N) x diff_dst (N, O).
-  void linear_backward_weights(OpStatePtr& /*state*/, const LinearShape& shape, const float* src,
-                               const float* diff_dst, float* diff_weights, float* diff_bias) override {
+  void linear_backward_weights(OpStatePtr& /*state*/, const LinearShape& shape, const float* src, const float* diff_dst,
+                               float* diff_weights, float* diff_bias) override {
     gemm(CUBLAS_OP_N, CUBLAS_OP_T, shape.in, shape.out, shape.n, src, shape.in, diff_dst, shape.out, diff_weights,
          shape.in, 0.0f);
     if (diff_bias) bias_gradient(shape.n, shape.out, diff_dst, diff_bias);
@@ -563,9 +565,8 @@ class CudaBackend final : public engine::Backend<float> {
     int found = 0;
     constexpr int wanted = 16;
     std::vector<cudnnConvolutionFwdAlgoPerf_t> forward(wanted);
-    TS_CHECK_CUDNN(
-        cudnnGetConvolutionForwardAlgorithm_v7(cudnn_, s.src.desc, s.filter, s.conv, s.dst.desc, wanted, &found,
-                                               forward.data()));
+    TS_CHECK_CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(cudnn_, s.src.desc, s.filter, s.conv, s.dst.desc, wanted,
+                                                          &found, forward.data()));
     bool ok = false;
     for (int i = 0; i < found && !ok; ++i)
       if (acceptable(forward[static_cast<std::size_t>(i)])) {
@@ -574,8 +575,8 @@ class CudaBackend final : public engine::Backend<float> {
       }
     if (!ok) throw Error("cuDNN offers no forward convolution algorithm for " + describe(s.shape));
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> data(wanted);
-    TS_CHECK_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_, s.filter, s.dst.desc, s.conv, s.src.desc,
-                                                               wanted, &found, data.data()));
+    TS_CHECK_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_, s.filter, s.dst.desc, s.conv, s.src.desc, wanted,
+                                                               &found, data.data()));
     ok = false;
     for (int i = 0; i < found && !ok; ++i) {
       const auto& p = data[static_cast<std::size_t>(i)];

@@ -17,10 +17,13 @@ unsigned blocks_for(Index count) {
 }
 
 // Row chunks of a column reduction: enough blocks to fill a GPU, a fixed function of `rows`.
-Index column_chunks(Index rows) { return std::clamp<Index>((rows + 63) / 64, 1, 256); }
+Index column_chunks(Index rows) {
+  return std::clamp<Index>((rows + 63) / 64, 1, 256);
+}
 
-#define TS_GRID_STRIDE(i, count) \
-  for (Index i = blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x; i < (count); i += static_cast<Index>(blockDim.x) * gridDim.x)
+#define TS_GRID_STRIDE(i, count)                                                         \
+  for (Index i = blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x; i < (count); \
+       i += static_cast<Index>(blockDim.x) * gridDim.x)
 
 __global__ void bias_activation_kernel(Index rows, Index cols, const float* bias, float* dst, bool relu) {
   TS_GRID_STRIDE(i, rows * cols) {
@@ -298,7 +301,9 @@ __global__ void adam_kernel(Index count, float* param, const float* grad, float*
 
 }  // namespace
 
-Index column_sums_scratch(Index rows, Index cols) { return 2 * column_chunks(rows) * cols; }
+Index column_sums_scratch(Index rows, Index cols) {
+  return 2 * column_chunks(rows) * cols;
+}
 
 void bias_activation(Index rows, Index cols, const float* bias, float* dst, bool relu, cudaStream_t stream) {
   if (!bias && !relu) return;
@@ -331,8 +336,8 @@ void dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t fi
   TS_CHECK_LAUNCH();
 }
 
-void column_sums(Index rows, Index cols, const float* a, const float* b, double* sum_a, double* sum_ab,
-                 double* scratch, cudaStream_t stream) {
+void column_sums(Index rows, Index cols, const float* a, const float* b, double* sum_a, double* sum_ab, double* scratch,
+                 cudaStream_t stream) {
   const Index chunks = column_chunks(rows);
   double* partial_a = scratch;
   double* partial_ab = scratch + chunks * cols;
@@ -373,13 +378,13 @@ void onehot_conv_forward(Index n, Index t_in, Index alphabet, Index out, Index k
                          const float* weights, const float* bias, float* dst, bool relu, cudaStream_t stream) {
   const Index t_out = t_in - k + 1;
   onehot_conv_forward_kernel<<<blocks_for(n * t_out * out), threads, 0, stream>>>(n, t_in, t_out, alphabet, out, k,
-                                                                                   codes, weights, bias, dst, relu);
+                                                                                  codes, weights, bias, dst, relu);
   TS_CHECK_LAUNCH();
 }
-void onehot_unfold(Index row0, Index rows, Index t_in, Index t_out, Index alphabet, Index k,
-                   const std::uint8_t* codes, float* unfolded, cudaStream_t stream) {
+void onehot_unfold(Index row0, Index rows, Index t_in, Index t_out, Index alphabet, Index k, const std::uint8_t* codes,
+                   float* unfolded, cudaStream_t stream) {
   onehot_unfold_kernel<<<blocks_for(rows * alphabet * k), threads, 0, stream>>>(row0, rows, t_in, t_out, alphabet, k,
-                                                                                 codes, unfolded);
+                                                                                codes, unfolded);
   TS_CHECK_LAUNCH();
 }
 
@@ -431,7 +436,7 @@ void batch_norm_backward_data(Index rows, Index c, const float* src, const float
                               const double* inv_std, const float* gamma, const double* mean_dy,
                               const double* mean_dy_xhat, float* diff_src, cudaStream_t stream) {
   batch_norm_backward_data_kernel<<<blocks_for(rows * c), threads, 0, stream>>>(rows, c, src, dy, mean, inv_std, gamma,
-                                                                                 mean_dy, mean_dy_xhat, diff_src);
+                                                                                mean_dy, mean_dy_xhat, diff_src);
   TS_CHECK_LAUNCH();
 }
 

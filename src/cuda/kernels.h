@@ -31,8 +31,8 @@ void dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t fi
 // Per-column sums of a (rows, cols) array: sum_a[c] = sum_r a[r, c], and, when sum_ab is not
 // null, sum_ab[c] = sum_r a[r, c] * (b ? b[r, c] : a[r, c]). `scratch` holds
 // column_sums_scratch(rows, cols) doubles. Outputs in device memory, float or double.
-void column_sums(Index rows, Index cols, const float* a, const float* b, double* sum_a, double* sum_ab,
-                 double* scratch, cudaStream_t stream);
+void column_sums(Index rows, Index cols, const float* a, const float* b, double* sum_a, double* sum_ab, double* scratch,
+                 cudaStream_t stream);
 void column_sums(Index rows, Index cols, const float* a, float* sum_a, double* scratch, cudaStream_t stream);
 // total[0] = sum of squares of `count` elements; scratch holds reduction_blocks doubles.
 void sum_squares(Index count, const float* data, double* total, double* scratch, cudaStream_t stream);
@@ -46,8 +46,8 @@ void onehot_conv_forward(Index n, Index t_in, Index alphabet, Index out, Index k
                          const float* weights, const float* bias, float* dst, bool relu, cudaStream_t stream);
 // The unfolded one-hot input of rows [row0, row0 + rows) of the (N * T_out) output positions:
 // unfolded[r, a * K + j] = (codes[n, t + j] == a + 1), a (rows, A * K) matrix for a GEMM.
-void onehot_unfold(Index row0, Index rows, Index t_in, Index t_out, Index alphabet, Index k,
-                   const std::uint8_t* codes, float* unfolded, cudaStream_t stream);
+void onehot_unfold(Index row0, Index rows, Index t_in, Index t_out, Index alphabet, Index k, const std::uint8_t* codes,
+                   float* unfolded, cudaStream_t stream);
 
 // Order-preserving k-max pooling over time (backend.h).
 void kmax_forward(Index n, Index t, Index c, Index k, const float* src, float* dst, std::int32_t* indices,

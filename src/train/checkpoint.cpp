@@ -124,6 +124,7 @@ engine::ModelConfig model_config_from_json(const std::string& text) {
 template <typename T>
 void save_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimizer,
                      const CheckpointInfo& info) {
+  model.memory().synchronize();  // the tensors are read from the host below
   const std::string temporary = temporary_path(path);
   try {
     h5::Handle file(TS_CHECK_HDF5(H5Fcreate(temporary.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)));
@@ -219,6 +220,7 @@ namespace {
 template <typename T>
 void load(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimizer) {
   const CheckpointInfo info = read_info(path);
+  model.memory().synchronize();  // the tensors are written from the host below
   const auto& want = model.config();
   if (model_config_json(info.model) != model_config_json(want))
     throw InputError(path + ": the checkpoint holds model " + model_config_json(info.model) + ", this run uses " +

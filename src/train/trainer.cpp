@@ -27,16 +27,40 @@
 #include "textscale/engine/reference_backend.h"
 #include "textscale/train/checkpoint.h"
 #include "textscale/train/sharding.h"
+#ifdef TEXTSCALE_WITH_CUDA
+#include "textscale/cuda/cuda_backend.h"
+#endif
 
 namespace textscale::train {
 
 using Clock = std::chrono::steady_clock;
 using engine::Index;
 
-std::unique_ptr<engine::Backend<float>> make_backend(const std::string& name) {
-  if (name == "onednn") return std::make_unique<engine::DnnlBackend>();
-  if (name == "reference") return std::make_unique<engine::ReferenceBackend<float>>();
-  throw InputError("unknown backend '" + name + "' (known: onednn, reference)");
+bool uses_gpu(const std::string& device) {
+  if (device == "cpu") return false;
+  if (device != "cuda" && device != "auto")
+    throw InputError("--device must be auto, cpu or cuda, not '" + device + "'");
+#ifdef TEXTSCALE_WITH_CUDA
+  if (device == "cuda") return true;
+  return cuda::device_count() > 0;
+#else
+  if (device == "cuda") throw InputError("--device cuda: this textscale was built without CUDA (TEXTSCALE_CUDA=OFF)");
+  return false;
+#endif
+}
+
+std::unique_ptr<engine::Backend<float>> make_backend(const std::string& device, const std::string& cpu_backend,
+                                                     const std::string& precision, int local_rank) {
+  if (uses_gpu(device)) {
+#ifdef TEXTSCALE_WITH_CUDA
+    const int gpus = cuda::device_count();
+    if (gpus == 0) throw InputError("--device cuda: no GPU is visible");
+    return cuda::make_cuda_backend({local_rank % gpus, cuda::parse_precision(precision)});
+#endif
+  }
+  if (cpu_backend == "onednn") return std::make_unique<engine::DnnlBackend>();
+  if (cpu_backend == "reference") return std::make_unique<engine::ReferenceBackend<float>>();
+  throw InputError("unknown backend '" + cpu_backend + "' (known: onednn, reference)");
 }
 
 namespace {
@@ -47,6 +71,14 @@ double seconds_since(Clock::time_point start) {
 
 std::int32_t argmax(const float* row, Index classes) {
   return static_cast<std::int32_t>(std::max_element(row, row + classes) - row);
+}
+
+// Softmax cross-entropy of one row of logits, in double (the reference backend's formula).
+double row_loss(const float* row, Index classes, std::int32_t label) {
+  const double max = *std::max_element(row, row + classes);
+  double sum = 0;
+  for (Index k = 0; k < classes; ++k) sum += std::exp(static_cast<double>(row[k]) - max);
+  return std::log(sum) + max - static_cast<double>(row[label]);
 }
 
 std::string format_duration(double seconds) {
@@ -92,14 +124,30 @@ Metrics evaluate(engine::Model<float>& model, engine::Backend<float>& backend, c
   Metrics metrics(classes);
   model.reserve(std::max(model.max_batch(), std::min(batch, std::max<std::int64_t>(rows, 1))));
   engine::Context<float> ctx{&backend, nullptr, false, 0, 0};
-  std::vector<float> row_loss;
+  const engine::Memory& memory = model.memory();
+  engine::Buffer<std::uint8_t> device_codes;  // the batch's codes where the model's memory is not the host's
+  std::vector<float> host_logits;
   for (std::int64_t begin = 0; begin < rows; begin += batch) {
     const Index n = std::min(batch, rows - begin);
-    const float* logits = model.forward(ctx, n, data.row(begin));
+    const std::uint8_t* codes = data.row(begin);
+    const auto code_count = static_cast<std::size_t>(n * model.config().length);
+    if (!memory.is_host()) {
+      if (device_codes.size() < code_count) device_codes.resize(code_count, memory);
+      memory.copy_to_device(device_codes.data(), codes, code_count);
+      codes = device_codes.data();
+    }
+    const float* logits = model.forward(ctx, n, codes);
+    if (!memory.is_host()) {
+      host_logits.resize(static_cast<std::size_t>(n * classes));
+      memory.copy_to_host(host_logits.data(), logits, host_logits.size() * sizeof(float));
+      logits = host_logits.data();
+    }
     for (Index i = 0; i < n; ++i) {
       const std::int32_t label = data.labels[static_cast<std::size_t>(begin + i)];
-      const double loss = backend.softmax_cross_entropy(1, classes, logits + i * classes, &label, nullptr);
-      metrics.add(label, argmax(logits + i * classes, classes), loss);
+      if (label < 0 || label >= classes)
+        throw InputError(data.path + ": label " + std::to_string(label) + " of row " + std::to_string(begin + i) +
+                         " is outside [0, " + std::to_string(classes) + ")");
+      metrics.add(label, argmax(logits + i * classes, classes), row_loss(logits + i * classes, classes, label));
     }
     throw_if_interrupted();
   }
@@ -219,9 +267,10 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   model_config.classes = encoding.num_classes;
   model_config.length = encoding.char_length;
   model_config.alphabet = static_cast<Index>(encoding.alphabet.size());
-  engine::Model<float> model(model_config);
-  auto backend = make_backend(config.backend);
-  Optimizer<float> optimizer(config.optimizer, model.params().trained_count());
+  auto backend = make_backend(config.device, config.backend, config.precision, world.local_rank);
+  const engine::Memory& memory = backend->memory();
+  engine::Model<float> model(model_config, memory);
+  Optimizer<float> optimizer(config.optimizer, model.params().trained_count(), memory);
   model.params().initialize(config.seed);
   TrainingPosition position;
   if (!config.resume.empty()) {
@@ -234,8 +283,10 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     info.encoding.check_compatible(encoding, config.init_from, config.train_path);
     load_checkpoint<float>(config.init_from, model, nullptr);
   }
-  // Every rank starts from rank 0's parameters, statistics and optimizer state.
+  // Every rank starts from rank 0's parameters, statistics and optimizer state (MPI reads and
+  // writes them from the host).
   auto& params = model.params();
+  memory.synchronize();
   comm.broadcast(params.values().data(), params.values().size() * sizeof(float), 0);
   if (params.state().size() > 0) comm.broadcast(params.state().data(), params.state().size() * sizeof(float), 0);
   for (int i = 0; i < optimizer.slot_count(); ++i)
@@ -282,6 +333,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       record["libraries"] = build_info().libraries;
       record["backend"] = backend->name();
       record["threads"] = engine::DnnlBackend::threads();
+      record["device"] = memory.is_host() ? "cpu" : "cuda";
       record["world_size"] = world.size;
       record["model_resolved"] = nlohmann::json::parse(model_config_json(model_config));
       record["parameters"] = model.params().trained_count();
@@ -319,6 +371,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     if (!root) return;
     info.model = model_config;
     info.position = position;
+    memory.synchronize();  // the checkpoint reads the tensors from the host
     save_checkpoint(path, model, with_optimizer ? &optimizer : nullptr, info);
   };
 
@@ -335,6 +388,8 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   // --- Gradient reduction ----------------------------------------------------------------------
   const auto bucket_elements = static_cast<Index>(config.bucket_mb * 1024 * 1024 / sizeof(float));
   dist::GradientReducer reducer(comm, params.gradients().data(), params.trained_count(), bucket_elements);
+  // sum_squares waits for the backend's queued work, so on a GPU the bucket is also final for the
+  // host-side MPI all-reduce that follows.
   reducer.check_finite(
       [&](const float* data, Index count) { return std::isfinite(backend->sum_squares(count, data)); });
   std::function<void(Index)> gradients_ready = [&](Index offset) { reducer.ready_from(offset); };
@@ -353,11 +408,17 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     Share share;
   };
   Input inputs[2];
+  const auto max_rows = static_cast<std::size_t>(std::max<std::int64_t>(local_batch, 1));
   for (auto& in : inputs) {
-    in.codes.resize(static_cast<std::size_t>(std::max<std::int64_t>(local_batch, 1) * length));
-    in.labels.resize(static_cast<std::size_t>(std::max<std::int64_t>(local_batch, 1)));
+    in.codes.resize(max_rows * static_cast<std::size_t>(length));
+    in.labels.resize(max_rows);
   }
-  std::vector<float> diff(static_cast<std::size_t>(std::max<std::int64_t>(local_batch, 1) * model_config.classes));
+  // On a GPU the step's codes and labels are copied to the device; logits come back for accuracy.
+  const bool on_host = memory.is_host();
+  engine::Buffer<std::uint8_t> device_codes(on_host ? 0 : max_rows * static_cast<std::size_t>(length), memory);
+  engine::Buffer<std::int32_t> device_labels(on_host ? 0 : max_rows, memory);
+  std::vector<float> host_logits(max_rows * static_cast<std::size_t>(model_config.classes));
+  engine::Buffer<float> diff(max_rows * static_cast<std::size_t>(model_config.classes), memory);
   double total_train_seconds = 0, total_wait_seconds = 0;
   std::int64_t total_train_samples = 0, total_steps = 0, skipped_steps = 0;
   bool stopped = false;
@@ -418,27 +479,42 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       std::int64_t correct = 0;
       reducer.begin();
       if (n > 0) {
-        const float* logits = model.forward(ctx, n, in.codes.data());
-        loss_sum = backend->softmax_cross_entropy(n, model_config.classes, logits, in.labels.data(), diff.data());
+        const std::uint8_t* codes = in.codes.data();
+        const std::int32_t* labels = in.labels.data();
+        if (!on_host) {
+          memory.copy_to_device(device_codes.data(), codes, static_cast<std::size_t>(n * length));
+          memory.copy_to_device(device_labels.data(), labels, static_cast<std::size_t>(n) * sizeof(std::int32_t));
+          codes = device_codes.data();
+          labels = device_labels.data();
+        }
+        const float* logits = model.forward(ctx, n, codes);
+        loss_sum = backend->softmax_cross_entropy(n, model_config.classes, logits, labels, diff.data());
+        if (!on_host) {
+          memory.copy_to_host(host_logits.data(), logits,
+                              static_cast<std::size_t>(n * model_config.classes) * sizeof(float));
+          logits = host_logits.data();
+        }
         for (Index i = 0; i < n; ++i)
           correct +=
               argmax(logits + i * model_config.classes, model_config.classes) == in.labels[static_cast<std::size_t>(i)];
         if (fault.kind == "nan" && fault.rank == world.rank && fault.step == position.step) {
           loss_sum = std::nan("");
-          std::fill(diff.begin(), diff.end(), std::nanf(""));
+          const std::vector<float> nans(diff.size(), std::nanf(""));
+          memory.copy_to_device(diff.data(), nans.data(), nans.size() * sizeof(float));
         }
         // The loss gradient is the mean over this rank's n rows: make it a share of the global
         // batch's mean, so that the sum over ranks is the mean over the global batch.
         if (n != global_rows)
           backend->scale(n * model_config.classes, diff.data(),
                          static_cast<double>(n) / static_cast<double>(global_rows));
-        model.backward(ctx, n, in.codes.data(), diff.data());
+        model.backward(ctx, n, codes, diff.data());
       } else {
-        std::fill(params.gradients().data(), params.gradients().data() + params.gradients().size(), 0.0f);
+        params.gradients().zero();
       }
       reducer.finish();
       // Batch-norm running statistics: the mean over ranks.
       if (world.size > 1 && params.state().size() > 0) {
+        memory.synchronize();
         comm.allreduce(params.state().data(), params.state().size(), dist::ReduceOp::sum);
         backend->scale(static_cast<Index>(params.state().size()), params.state().data(), 1.0 / world.size);
       }

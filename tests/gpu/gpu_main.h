@@ -7,7 +7,9 @@
 
 #include "textscale/cuda/cuda_backend.h"
 
-inline bool gpu_test_init() { return true; }
+inline bool gpu_test_init() {
+  return true;
+}
 
 inline int gpu_test_main(int argc, char* argv[]) {
   if (textscale::cuda::device_count() == 0) {

@@ -14,15 +14,17 @@
 #include <vector>
 
 #include "gpu_main.h"
-#include "textscale/cuda/cuda_backend.h"
 #include "textscale/common/error.h"
+#include "textscale/cuda/cuda_backend.h"
 #include "textscale/engine/buffer.h"
 #include "textscale/engine/reference_backend.h"
 
 using namespace textscale;
 using namespace textscale::engine;
 
-int main(int argc, char* argv[]) { return gpu_test_main(argc, argv); }
+int main(int argc, char* argv[]) {
+  return gpu_test_main(argc, argv);
+}
 
 namespace {
 
@@ -38,8 +40,7 @@ struct Tensor {
 struct Fixture {
   std::unique_ptr<Backend<float>> cuda;
   ReferenceBackend<double> ref;
-  explicit Fixture(cuda::Precision precision = cuda::Precision::fp32)
-      : cuda(cuda::make_cuda_backend({0, precision})) {}
+  explicit Fixture(cuda::Precision precision = cuda::Precision::fp32) : cuda(cuda::make_cuda_backend({0, precision})) {}
   const Memory& memory() { return cuda->memory(); }
 
   Tensor<> random(Index count, std::uint64_t seed, double scale = 1.0) {
@@ -82,9 +83,12 @@ struct Fixture {
     for (std::size_t i = 0; i < got.size(); ++i) {
       const double error = std::abs(static_cast<double>(got[i]) - want[i]);
       const double allowed = tolerance * (std::abs(want[i]) + rms) + 1e-30;
-      if (!std::isfinite(got[i])) worst = std::numeric_limits<double>::infinity();
-      else worst = std::max(worst, error / allowed * tolerance);
-      if (!(error <= allowed) && ++bad <= 5) BOOST_ERROR(what << "[" << i << "]: cuda " << got[i] << " vs reference " << want[i]);
+      if (!std::isfinite(got[i]))
+        worst = std::numeric_limits<double>::infinity();
+      else
+        worst = std::max(worst, error / allowed * tolerance);
+      if (!(error <= allowed) && ++bad <= 5)
+        BOOST_ERROR(what << "[" << i << "]: cuda " << got[i] << " vs reference " << want[i]);
     }
     BOOST_TEST_MESSAGE(what << ": " << got.size() << " elements, worst error " << worst);
     BOOST_CHECK_EQUAL(bad, 0);
@@ -146,7 +150,8 @@ BOOST_AUTO_TEST_CASE(convolution_batch_size_changes) {
 }
 
 BOOST_AUTO_TEST_CASE(onehot_convolution) {
-  for (auto [precision, tolerance] : {std::pair{cuda::Precision::fp32, kFp32}, std::pair{cuda::Precision::bf16, kBf16}}) {
+  for (auto [precision, tolerance] :
+       {std::pair{cuda::Precision::fp32, kFp32}, std::pair{cuda::Precision::bf16, kBf16}}) {
     Fixture f(precision);
     const Conv1dShape s{3, 40, 69, 48, 7, 1, 0};
     std::mt19937_64 rng(5);
@@ -231,8 +236,8 @@ BOOST_AUTO_TEST_CASE(batch_norm) {
     auto dst = f.output(d.count()), mean = f.output(d.c), var = f.output(d.c), diff_src = f.output(d.count()),
          dg = f.output(d.c), db = f.output(d.c);
     OpStatePtr a, b;
-    f.cuda->batch_norm_forward(a, d, src.dev.data(), gamma.dev.data(), beta.dev.data(), dst.dev.data(),
-                               mean.dev.data(), var.dev.data(), rm.dev.data(), rv.dev.data(), true, 0.1, 1e-5, relu);
+    f.cuda->batch_norm_forward(a, d, src.dev.data(), gamma.dev.data(), beta.dev.data(), dst.dev.data(), mean.dev.data(),
+                               var.dev.data(), rm.dev.data(), rv.dev.data(), true, 0.1, 1e-5, relu);
     f.ref.batch_norm_forward(b, d, src.ref.data(), gamma.ref.data(), beta.ref.data(), dst.ref.data(), mean.ref.data(),
                              var.ref.data(), rm.ref.data(), rv.ref.data(), true, 0.1, 1e-5, relu);
     f.expect_close("batch norm forward", dst);
@@ -241,8 +246,8 @@ BOOST_AUTO_TEST_CASE(batch_norm) {
     f.expect_close("batch norm running mean", rm);
     f.expect_close("batch norm running variance (unbiased)", rv);
     f.cuda->batch_norm_backward(a, d, src.dev.data(), dst.dev.data(), diff_dst.dev.data(), gamma.dev.data(),
-                                mean.dev.data(), var.dev.data(), diff_src.dev.data(), dg.dev.data(), db.dev.data(), 1e-5,
-                                relu);
+                                mean.dev.data(), var.dev.data(), diff_src.dev.data(), dg.dev.data(), db.dev.data(),
+                                1e-5, relu);
     f.ref.batch_norm_backward(b, d, src.ref.data(), dst.ref.data(), diff_dst.ref.data(), gamma.ref.data(),
                               mean.ref.data(), var.ref.data(), diff_src.ref.data(), dg.ref.data(), db.ref.data(), 1e-5,
                               relu);
@@ -274,8 +279,8 @@ BOOST_AUTO_TEST_CASE(synchronised_batch_norm_pieces) {
   for (Index k = 0; k < c; ++k) BOOST_CHECK_CLOSE(sab[k], rab[k], 1e-9);
   std::vector<double> mean(c, 0.1), inv_std(c, 1.3), mean_dy(c, -0.2), mean_dy_xhat(c, 0.05);
   auto diff = f.output(rows * c);
-  f.cuda->batch_norm_backward_data(rows, c, a.dev.data(), b.dev.data(), mean.data(), inv_std.data(),
-                                   gamma.dev.data(), mean_dy.data(), mean_dy_xhat.data(), diff.dev.data());
+  f.cuda->batch_norm_backward_data(rows, c, a.dev.data(), b.dev.data(), mean.data(), inv_std.data(), gamma.dev.data(),
+                                   mean_dy.data(), mean_dy_xhat.data(), diff.dev.data());
   f.ref.batch_norm_backward_data(rows, c, a.ref.data(), b.ref.data(), mean.data(), inv_std.data(), gamma.ref.data(),
                                  mean_dy.data(), mean_dy_xhat.data(), diff.ref.data());
   f.expect_close("batch norm backward data (global statistics)", diff);

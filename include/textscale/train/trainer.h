@@ -48,7 +48,9 @@ struct TrainConfig {
   ScheduleConfig schedule;
   std::uint64_t seed = 1;
   int threads = 0;                 // 0: all cores
-  std::string backend = "onednn";  // onednn | reference
+  std::string backend = "onednn";  // CPU backend: onednn | reference
+  std::string device = "auto";     // auto (cuda when a GPU is visible) | cpu | cuda
+  std::string precision = "tf32";  // GPU products: fp32 | tf32 | bf16 (cuda_backend.h)
   std::string run_dir;
   std::int64_t checkpoint_every = 0;  // steps; 0: at the end of each epoch only
   std::int64_t log_every = 50;        // steps
@@ -67,7 +69,13 @@ struct TrainConfig {
   std::string fault;            // tests: "throw|kill|nan:RANK:STEP" injects a failure
 };
 
-std::unique_ptr<engine::Backend<float>> make_backend(const std::string& name);
+// The backend for `device` (auto: cuda when this build has CUDA and a GPU is visible, else cpu):
+// on cpu the named CPU backend (onednn | reference); on cuda the CUDA backend on GPU
+// `local_rank` modulo the visible GPUs, with `precision`.
+std::unique_ptr<engine::Backend<float>> make_backend(const std::string& device, const std::string& cpu_backend,
+                                                     const std::string& precision = "tf32", int local_rank = 0);
+// True when `device` resolves to a GPU (see make_backend).
+[[nodiscard]] bool uses_gpu(const std::string& device);
 
 // Evaluates `model` on rows of `data` in order, in batches of `batch`. `limit` > 0 caps the rows.
 Metrics evaluate(engine::Model<float>& model, engine::Backend<float>& backend, const CharDataset& data,

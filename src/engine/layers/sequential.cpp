@@ -48,6 +48,7 @@ void Sequential<T>::forward(Context<T>& ctx, Index n, const T* src, T* dst) {
     const auto start = std::chrono::steady_clock::now();
     layers_[i]->forward(ctx, n, in, out);
     if (ctx.profile) {
+      ctx.backend->memory().synchronize();  // a GPU's layer is done when its work is
       auto& entry = ctx.profile->at(prefix_ + std::to_string(i));
       entry.layer = layers_[i]->describe();
       entry.forward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -66,6 +67,7 @@ void Sequential<T>::backward(Context<T>& ctx, Index n, const T* src, const T* ds
     T* grad_in = j == 0 ? diff_src : (grad == diff_a_.data() ? diff_b_.data() : diff_a_.data());
     const auto start = std::chrono::steady_clock::now();
     layers_[j]->backward(ctx, n, in, out, grad, grad_in);
+    if (ctx.profile) ctx.backend->memory().synchronize();
     if (ctx.profile)
       ctx.profile->at(prefix_ + std::to_string(j)).backward_seconds +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
