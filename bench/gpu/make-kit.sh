@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Builds textscale for a GPU machine that has CUDA, cuDNN and NCCL (e.g. through PyTorch's wheels)
+# but no MPI, HDF5, Boost or oneDNN, and packs what it needs into one archive:
+#   gpu-kit/textscale-gpu-kit.tar.xz: bin/textscale, tests/test_cuda_*, lib/ (every shared
+#   library they load except the CUDA libraries and glibc), bench/ (the scripts run-kit.sh uses).
+# The CUDA libraries are taken from the GPU machine at run time (run-kit.sh sets LD_LIBRARY_PATH).
+#
+# usage: bench/gpu/make-kit.sh [BUILD_DIR (default build-gpu)] [KIT_DIR (default gpu-kit)]
+# Environment: CUDA_ARCHITECTURES (default 90: H100/H200).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:-$root/build-gpu}
+kit=${2:-$root/gpu-kit}
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DTEXTSCALE_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHITECTURES:-90}" >/dev/null
+cmake --build "$build" -j "$(nproc)" --target textscale test_cuda_backend test_cuda_training
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/bin" "$stage/tests" "$stage/lib" "$stage/bench/gpu"
+cp "$build/bin/textscale" "$stage/bin/"
+cp "$build/tests/test_cuda_backend" "$build/tests/test_cuda_training" "$stage/tests/"
+strip "$stage"/bin/* "$stage"/tests/*
+# Shared libraries: everything ldd resolves, less the system's own and the CUDA libraries.
+for binary in "$stage"/bin/* "$stage"/tests/*; do
+  ldd "$binary" | awk '/=> \//{print $3}'
+done | sort -u | while read -r library; do
+  case "$(basename "$library")" in
+    # glibc and the compiler's runtime: the GPU machine's own (newer, backward compatible).
+    libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | libresolv.so.* | ld-linux*) ;;
+    libstdc++.so.* | libgcc_s.so.*) ;;
+    libcuda.so.* | libcudart.so.* | libcublas*.so.* | libcudnn*.so.* | libnccl.so.*) ;;
+    *) cp -L "$library" "$stage/lib/" ;;
+  esac
+done
+# A real-data check: AG News's training sample and the first 3,800 test rows, when present.
+data=${TEXTSCALE_DATA:-$root/../shared/data}
+if [[ -f $data/ag_news/alps_train_sample/dev.tsv ]]; then
+  mkdir -p "$stage/data"
+  "$build/bin/textscale" preprocess --input "$data/ag_news/alps_train_sample/dev.tsv" --format tsv --label-column 1 \
+    --labels names --classes "$data/ag_news/classes.txt" --unescape backslash --no-words \
+    --output "$stage/data/train.h5" >/dev/null
+  head -n 3800 "$data/ag_news/test.csv" >"$stage/test.csv"
+  "$build/bin/textscale" preprocess --input "$stage/test.csv" --format zhang --unescape backslash --no-words \
+    --classes "$data/ag_news/classes.txt" --output "$stage/data/test.h5" >/dev/null
+  rm "$stage/test.csv"
+else
+  echo "no AG News under $data: the kit will not include the real-data training check"
+fi
+cp "$root"/bench/peer_models.py "$stage/bench/"
+cp "$root"/bench/gpu/peer_gpu.py "$root"/bench/gpu/summarize.py "$stage/bench/gpu/"
+(cd "$root" && git rev-parse HEAD 2>/dev/null || echo unknown) >"$stage/REVISION"
+mkdir -p "$kit"
+tar -C "$stage" -cJf "$kit/textscale-gpu-kit.tar.xz" .
+echo "wrote $kit/textscale-gpu-kit.tar.xz ($(du -h "$kit/textscale-gpu-kit.tar.xz" | cut -f1)); libraries packed:"
+ls "$stage/lib" | tr '\n' ' '
+echo

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""PyTorch on the GPU: the peer models' training throughput, and the device's measured peaks.
+
+Runs on the lent GPU machine (PyTorch 2.x with CUDA), beside `textscale bench --device cuda`.
+The models are bench/peer_models.py's (the same architectures, initialisation and batch shapes
+as textscale's), trained exactly as `textscale bench` does: synthetic codes (N, 1014) uniform in
+0..69 and labels uniform in 0..classes-1 drawn once, then per step forward, softmax
+cross-entropy, backward and torch.optim.SGD (lr 0.01, momentum 0.9, foreach) on one GPU.
+
+--precision: fp32 (TF32 off for matmul and cuDNN), tf32 (TF32 on), bf16 (autocast to bfloat16,
+fp32 master weights). --compile: the model under torch.compile (default mode); the first steps
+compile and are part of the warm-up.
+
+--peak instead measures the device: an 8192^3 GEMM in bf16 and in TF32 (TFLOP/s, mean of 10 after
+3 warm-ups) and a 2 GiB device-to-device copy (GB/s counting bytes read and written).
+
+Prints one JSON line.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from peer_models import CHAR_LENGTH, MODEL_NAMES, NUM_CODES, build_model  # noqa: E402
+
+
+def set_precision(precision):
+    tf32 = precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True
+
+
+def timed(fn, warmup, steps):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def peak():
+    out = {"device": torch.cuda.get_device_name(), "torch_version": torch.__version__}
+    n = 8192
+    for name, dtype, tf32 in (("bf16", torch.bfloat16, False), ("tf32", torch.float32, True)):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        a = torch.randn(n, n, device="cuda", dtype=dtype)
+        b = torch.randn(n, n, device="cuda", dtype=dtype)
+        seconds = timed(lambda: a @ b, 3, 10)
+        out[f"gemm_{name}_tflops"] = 2 * n ** 3 * 10 / seconds / 1e12
+        del a, b
+    src = torch.empty(2 << 30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    seconds = timed(lambda: dst.copy_(src), 3, 10)
+    out["copy_gb_per_second"] = 2 * src.numel() * 10 / seconds / 1e9
+    return out
+
+
+def train(args):
+    set_precision(args.precision)
+    torch.manual_seed(args.seed)
+    model = build_model(args.model, args.classes).cuda()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
+    codes = torch.randint(0, NUM_CODES, (args.batch_size, CHAR_LENGTH), dtype=torch.uint8, device="cuda")
+    labels = torch.randint(0, args.classes, (args.batch_size,), device="cuda")
+    forward = torch.compile(model) if args.compile else model
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.precision == "bf16")
+
+    def step():
+        with autocast:
+            loss = F.cross_entropy(forward(codes), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    seconds = timed(step, args.warmup, args.steps)
+    return {
+        "implementation": "pytorch-compile" if args.compile else "pytorch-eager",
+        "model": args.model,
+        "batch": args.batch_size,
+        "precision": args.precision,
+        "train_samples_per_second": args.batch_size * args.steps / seconds,
+        "peak_memory_mib": torch.cuda.max_memory_allocated() / 2 ** 20,
+        "device": torch.cuda.get_device_name(),
+        "torch_version": torch.__version__,
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=MODEL_NAMES, default="crepe-small")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="tf32")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--classes", type=int, default=4)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--peak", action="store_true", help="measure the GEMM and copy peaks instead")
+    args = p.parse_args()
+    print(json.dumps(peak() if args.peak else train(args)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

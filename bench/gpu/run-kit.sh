@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# On the GPU machine: unpacks the kit made by make-kit.sh, runs the `gpu` tests, a short training
+# run on real data (when the kit has it), and the benchmarks against PyTorch on the same GPU, and
+# writes everything under OUT_DIR:
+#   tests.log, train.log, textscale.jsonl, pytorch.jsonl, peak.json, summary.md (summarize.py).
+# CUDA, cuDNN, cuBLAS and NCCL come from this machine: the nvidia-* Python wheels that PyTorch
+# uses, else /usr/local/cuda.
+#
+# usage: bench/gpu/run-kit.sh KIT_ARCHIVE OUT_DIR [quick]
+#   quick: tests and one benchmark per model only (for a short lease).
+set -uo pipefail
+archive=$1
+out=$2
+mode=${3:-full}
+mkdir -p "$out"
+kit=$(mktemp -d)
+tar -C "$kit" -xJf "$archive"
+python=${PYTHON:-python3}
+wheel_libs=$("$python" - <<'PY' 2>/dev/null
+import glob, os
+try:
+    import nvidia
+    roots = list(nvidia.__path__)
+except Exception:
+    roots = []
+print(":".join(sorted({d for r in roots for d in glob.glob(os.path.join(r, "*", "lib")) if os.path.isdir(d)})))
+PY
+)
+# Only textscale's programs see the kit's libraries (Python keeps its own).
+libs="$kit/lib${wheel_libs:+:$wheel_libs}:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+run() { LD_LIBRARY_PATH=$libs "$@"; }
+textscale=$kit/bin/textscale
+{
+  echo "kit revision $(cat "$kit/REVISION")"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  run "$textscale" --version
+  LD_LIBRARY_PATH=$libs ldd "$textscale" | grep -E "cudnn|cublas|nccl|cudart" || true
+} | tee "$out/environment.txt"
+
+status=0
+# Every failure is recorded and the script goes on, so one broken piece does not hide the rest.
+echo "== gpu tests" | tee "$out/tests.log"
+for t in "$kit"/tests/test_cuda_*; do
+  run "$t" --log_level=test_suite --report_level=short >>"$out/tests.log" 2>&1
+  rc=$?
+  case $rc in
+    0) echo "$(basename "$t"): passed" ;;
+    77) echo "$(basename "$t"): SKIPPED (no GPU visible)"; status=1 ;;
+    *) echo "$(basename "$t"): FAILED (exit $rc)"; status=1 ;;
+  esac | tee -a "$out/tests.log"
+done
+
+if [[ -f $kit/data/train.h5 ]]; then
+  echo "== training on AG News rows (GPU)" | tee "$out/train.log"
+  run "$textscale" train --device cuda --model crepe-small --train "$kit/data/train.h5" --test "$kit/data/test.h5" \
+    --epochs 5 --batch-size 128 --lr 0.01 --log-every 100 --run-dir "$kit/run" >>"$out/train.log" 2>&1 || status=1
+  tail -n 3 "$out/train.log"
+fi
+
+echo "== benchmarks"
+"$python" "$kit/bench/gpu/peer_gpu.py" --peak >"$out/peak.json" || status=1
+cat "$out/peak.json"
+models="crepe-small vdcnn-9"
+batches="128 512"
+precisions="fp32 tf32 bf16"
+if [[ $mode == quick ]]; then batches=128 precisions=tf32; fi
+: >"$out/textscale.jsonl"
+: >"$out/pytorch.jsonl"
+for model in $models; do
+  for batch in $batches; do
+    for precision in $precisions; do
+      run "$textscale" bench --device cuda --model "$model" --batch-size "$batch" --precision "$precision" \
+        --warmup 5 --steps 20 | sed "s/^{/{\"precision\":\"$precision\",/" >>"$out/textscale.jsonl" || status=1
+      "$python" "$kit/bench/gpu/peer_gpu.py" --model "$model" --batch-size "$batch" --precision "$precision" \
+        >>"$out/pytorch.jsonl" || status=1
+      [[ $mode == quick ]] && continue
+      "$python" "$kit/bench/gpu/peer_gpu.py" --model "$model" --batch-size "$batch" --precision "$precision" \
+        --compile >>"$out/pytorch.jsonl" || status=1
+    done
+  done
+done
+"$python" "$kit/bench/gpu/summarize.py" "$out" | tee "$out/summary.md"
+exit $status
