@@ -29,6 +29,7 @@
 #include "textscale/train/sharding.h"
 #ifdef TEXTSCALE_WITH_CUDA
 #include "textscale/cuda/cuda_backend.h"
+#include "textscale/cuda/nccl_communicator.h"
 #endif
 
 namespace textscale::train {
@@ -375,11 +376,17 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     save_checkpoint(path, model, with_optimizer ? &optimizer : nullptr, info);
   };
 
+  // GPU ranks reduce gradients with NCCL on device memory; everything else goes over MPI.
+  std::shared_ptr<dist::Communicator> gradient_comm = world.comm;
+#ifdef TEXTSCALE_WITH_CUDA
+  if (!memory.is_host() && world.size > 1)
+    gradient_comm = cuda::make_nccl_communicator(comm, *backend, config.comm_timeout);
+#endif
   const double flops_per_sample = 6 * model.forward_macs();  // forward 2, backward 4 per multiply-add
   say(model.summary());
   say("training " + model_config.name + " on " + std::to_string(train_rows) + " rows (" + std::to_string(batches) +
       " batches of " + std::to_string(batch) + "), backend " + backend->name() + ", " +
-      (world.size > 1 ? std::to_string(world.size) + " ranks (" + comm.name() + ") x " : "") +
+      (world.size > 1 ? std::to_string(world.size) + " ranks (" + gradient_comm->name() + ") x " : "") +
       std::to_string(engine::DnnlBackend::threads()) + " threads, run directory " + run_dir +
       (config.resume.empty()
            ? ""
@@ -387,7 +394,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
 
   // --- Gradient reduction ----------------------------------------------------------------------
   const auto bucket_elements = static_cast<Index>(config.bucket_mb * 1024 * 1024 / sizeof(float));
-  dist::GradientReducer reducer(comm, params.gradients().data(), params.trained_count(), bucket_elements);
+  dist::GradientReducer reducer(*gradient_comm, params.gradients().data(), params.trained_count(), bucket_elements);
   // sum_squares waits for the backend's queued work, so on a GPU the bucket is also final for the
   // host-side MPI all-reduce that follows.
   reducer.check_finite(
