@@ -102,6 +102,14 @@ class CudaMemory final : public engine::Memory {
   explicit CudaMemory(cudaStream_t stream) : stream_(stream) {}
   [[nodiscard]] std::string name() const override { return "cuda-managed"; }
   [[nodiscard]] void* allocate(std::size_t bytes) const override {
+    // Managed memory beyond the device's free memory would be paged (or, on some systems, hang
+    // the device): refuse it with a clear message instead.
+    std::size_t free = 0, total = 0;
+    TS_CHECK_CUDA(cudaMemGetInfo(&free, &total));
+    if (bytes > free)
+      throw CudaError("cannot allocate " + std::to_string(bytes >> 20) + " MiB on the GPU: " +
+                      std::to_string(free >> 20) + " MiB of " + std::to_string(total >> 20) +
+                      " MiB are free (lower --batch-size)");
     void* p = nullptr;
     TS_CHECK_CUDA(cudaMallocManaged(&p, std::max<std::size_t>(bytes, 1)));
     // Zeroed on the device (its pages start there); allocations are rare, so wait for it: the
