@@ -97,9 +97,32 @@ class DeviceArea {
   std::size_t bytes_ = 0;
 };
 
+// Page-locked host memory: input batches are read into it and copied to the device
+// asynchronously.
+class PinnedMemory final : public engine::Memory {
+ public:
+  [[nodiscard]] std::string name() const override { return "cuda-pinned-host"; }
+  [[nodiscard]] void* allocate(std::size_t bytes) const override {
+    void* p = nullptr;
+    TS_CHECK_CUDA(cudaMallocHost(&p, std::max<std::size_t>(bytes, 1)));
+    std::memset(p, 0, bytes);
+    return p;
+  }
+  void release(void* pointer) const noexcept override { cudaFreeHost(pointer); }
+  void zero(void* pointer, std::size_t bytes) const override { std::memset(pointer, 0, bytes); }
+  void copy_to_device(void* dst, const void* src, std::size_t bytes) const override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+  void copy_to_host(void* dst, const void* src, std::size_t bytes) const override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+  [[nodiscard]] bool is_host() const override { return true; }
+};
+
 class CudaMemory final : public engine::Memory {
  public:
   explicit CudaMemory(cudaStream_t stream) : stream_(stream) {}
+  [[nodiscard]] const engine::Memory& staging() const override { return pinned_; }
   [[nodiscard]] std::string name() const override { return "cuda-managed"; }
   [[nodiscard]] void* allocate(std::size_t bytes) const override {
     // Managed memory beyond the device's free memory would be paged (or, on some systems, hang
@@ -107,8 +130,8 @@ class CudaMemory final : public engine::Memory {
     std::size_t free = 0, total = 0;
     TS_CHECK_CUDA(cudaMemGetInfo(&free, &total));
     if (bytes > free)
-      throw CudaError("cannot allocate " + std::to_string(bytes >> 20) + " MiB on the GPU: " +
-                      std::to_string(free >> 20) + " MiB of " + std::to_string(total >> 20) +
+      throw CudaError("cannot allocate " + std::to_string(bytes >> 20) +
+                      " MiB on the GPU: " + std::to_string(free >> 20) + " MiB of " + std::to_string(total >> 20) +
                       " MiB are free (lower --batch-size)");
     void* p = nullptr;
     TS_CHECK_CUDA(cudaMallocManaged(&p, std::max<std::size_t>(bytes, 1)));
@@ -125,7 +148,8 @@ class CudaMemory final : public engine::Memory {
     if (bytes) TS_CHECK_CUDA(cudaMemsetAsync(pointer, 0, bytes, stream_));
   }
   void copy_to_device(void* dst, const void* src, std::size_t bytes) const override {
-    // From pageable host memory cudaMemcpyAsync returns once `src` has been staged.
+    // From pageable host memory cudaMemcpyAsync returns once `src` has been staged; from pinned
+    // memory (staging()) it returns at once.
     if (bytes) TS_CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
   }
   void copy_to_host(void* dst, const void* src, std::size_t bytes) const override {
@@ -137,6 +161,7 @@ class CudaMemory final : public engine::Memory {
 
  private:
   cudaStream_t stream_;
+  PinnedMemory pinned_;
 };
 
 // RAII for the cuDNN descriptors a call site keeps.
@@ -567,7 +592,7 @@ class CudaBackend final : public engine::Backend<float> {
     TS_CHECK_CUDNN(cudnnSetConvolutionMathType(s.conv, strict ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));
     auto acceptable = [&](const auto& perf) {
       return perf.status == CUDNN_STATUS_SUCCESS && perf.memory <= limit &&
-             (!strict || perf.mathType == CUDNN_FMA_MATH || perf.mathType == CUDNN_DEFAULT_MATH);
+             (!strict || perf.mathType == CUDNN_FMA_MATH);  // DEFAULT_MATH permits TF32 on sm_80+
     };
     ConvAlgos a;
     int found = 0;

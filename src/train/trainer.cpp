@@ -408,19 +408,21 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   ctx.on_gradients_ready = &gradients_ready;
   if (world.size > 1) ctx.allreduce_sum = &allreduce_sum;
   const std::int64_t length = encoding.char_length;
-  // Two input buffers: the step computes on one while the prefetch thread fills the other.
+  // Two input buffers: the step computes on one while the prefetch thread fills the other. On a
+  // GPU they are page-locked and the step's codes and labels are copied to the device
+  // asynchronously (the copy of a buffer has finished before the prefetch thread refills it: the
+  // step in between waits for the device when it reads the loss); logits come back for accuracy.
   struct Input {
-    std::vector<std::uint8_t> codes;
-    std::vector<std::int32_t> labels;
+    engine::Buffer<std::uint8_t> codes;
+    engine::Buffer<std::int32_t> labels;
     Share share;
   };
   Input inputs[2];
   const auto max_rows = static_cast<std::size_t>(std::max<std::int64_t>(local_batch, 1));
   for (auto& in : inputs) {
-    in.codes.resize(max_rows * static_cast<std::size_t>(length));
-    in.labels.resize(max_rows);
+    in.codes.resize(max_rows * static_cast<std::size_t>(length), memory.staging());
+    in.labels.resize(max_rows, memory.staging());
   }
-  // On a GPU the step's codes and labels are copied to the device; logits come back for accuracy.
   const bool on_host = memory.is_host();
   engine::Buffer<std::uint8_t> device_codes(on_host ? 0 : max_rows * static_cast<std::size_t>(length), memory);
   engine::Buffer<std::int32_t> device_labels(on_host ? 0 : max_rows, memory);

@@ -30,6 +30,11 @@ class Memory {
   virtual void synchronize() const {}
   // True when host code may dereference pointers into this memory without synchronising.
   [[nodiscard]] virtual bool is_host() const { return false; }
+  // Host memory to stage copies to and from this memory: page-locked for a device, so that
+  // copy_to_device from it runs asynchronously. A copy from staging memory may still be running
+  // when copy_to_device returns: do not overwrite the source before the next synchronize() or
+  // copy_to_host. For host memory, host memory itself.
+  [[nodiscard]] virtual const Memory& staging() const { return *this; }
 };
 
 // Plain, 64-byte aligned host memory (the reference and oneDNN backends).
