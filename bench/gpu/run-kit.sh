@@ -55,6 +55,18 @@ if [[ -f $kit/data/train.h5 ]]; then
   run "$textscale" train --device cuda --model crepe-small --train "$kit/data/train.h5" --test "$kit/data/test.h5" \
     --epochs 5 --batch-size 128 --lr 0.01 --log-every 100 --run-dir "$kit/run" >>"$out/train.log" 2>&1 || status=1
   tail -n 3 "$out/train.log"
+  # One canonical checkpoint layout: the GPU's checkpoint evaluates on the CPU to the same accuracy
+  # (within the rounding of the logits: a handful of rows at most).
+  for device in cuda cpu; do
+    run "$textscale" evaluate --device "$device" --checkpoint "$kit/run/checkpoint.h5" --data "$kit/data/test.h5" \
+      --json "$out/evaluate-$device.json" >>"$out/train.log" 2>&1 || status=1
+  done
+  "$python" - "$out" <<'PY' | tee -a "$out/train.log" || status=1
+import json, sys
+gpu, cpu = (json.load(open(f"{sys.argv[1]}/evaluate-{d}.json")) for d in ("cuda", "cpu"))
+print(f"checkpoint written on the GPU: accuracy {gpu['accuracy']:.4f} on the GPU, {cpu['accuracy']:.4f} on the CPU")
+sys.exit(0 if abs(gpu["accuracy"] - cpu["accuracy"]) <= 0.002 else 1)
+PY
 fi
 
 echo "== benchmarks"

@@ -37,26 +37,35 @@ namespace textscale::train {
 using Clock = std::chrono::steady_clock;
 using engine::Index;
 
-bool uses_gpu(const std::string& device) {
+bool uses_gpu(const std::string& device, int local_size) {
   if (device == "cpu") return false;
   if (device != "cuda" && device != "auto")
     throw InputError("--device must be auto, cpu or cuda, not '" + device + "'");
 #ifdef TEXTSCALE_WITH_CUDA
-  if (device == "cuda") return true;
-  return cuda::device_count() > 0;
+  const int gpus = cuda::device_count();
+  if (device == "auto") {
+    if (gpus > 0 && gpus < local_size)
+      TS_LOG(warn, local_size << " ranks on this node share " << gpus
+                              << " GPU(s): training on the CPU (one rank per GPU, or --device cpu)");
+    return gpus >= std::max(1, local_size);
+  }
+  if (gpus == 0) throw InputError("--device cuda: no GPU is visible");
+  if (gpus < local_size)
+    throw InputError("--device cuda: " + std::to_string(local_size) + " ranks on this node but " +
+                     std::to_string(gpus) + " visible GPU(s); start one rank per GPU");
+  return true;
 #else
+  (void)local_size;
   if (device == "cuda") throw InputError("--device cuda: this textscale was built without CUDA (TEXTSCALE_CUDA=OFF)");
   return false;
 #endif
 }
 
 std::unique_ptr<engine::Backend<float>> make_backend(const std::string& device, const std::string& cpu_backend,
-                                                     const std::string& precision, int local_rank) {
-  if (uses_gpu(device)) {
+                                                     const std::string& precision, int local_rank, int local_size) {
+  if (uses_gpu(device, local_size)) {
 #ifdef TEXTSCALE_WITH_CUDA
-    const int gpus = cuda::device_count();
-    if (gpus == 0) throw InputError("--device cuda: no GPU is visible");
-    return cuda::make_cuda_backend({local_rank % gpus, cuda::parse_precision(precision)});
+    return cuda::make_cuda_backend({local_rank % cuda::device_count(), cuda::parse_precision(precision)});
 #endif
   }
   if (cpu_backend == "onednn") return std::make_unique<engine::DnnlBackend>();
@@ -268,7 +277,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   model_config.classes = encoding.num_classes;
   model_config.length = encoding.char_length;
   model_config.alphabet = static_cast<Index>(encoding.alphabet.size());
-  auto backend = make_backend(config.device, config.backend, config.precision, world.local_rank);
+  auto backend = make_backend(config.device, config.backend, config.precision, world.local_rank, world.local_size);
   const engine::Memory& memory = backend->memory();
   engine::Model<float> model(model_config, memory);
   Optimizer<float> optimizer(config.optimizer, model.params().trained_count(), memory);

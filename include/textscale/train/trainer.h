@@ -69,13 +69,15 @@ struct TrainConfig {
   std::string fault;            // tests: "throw|kill|nan:RANK:STEP" injects a failure
 };
 
-// The backend for `device` (auto: cuda when this build has CUDA and a GPU is visible, else cpu):
-// on cpu the named CPU backend (onednn | reference); on cuda the CUDA backend on GPU
-// `local_rank` modulo the visible GPUs, with `precision`.
+// The backend for `device`: on cpu the named CPU backend (onednn | reference); on cuda the CUDA
+// backend on GPU `local_rank` (one GPU per rank), with `precision`. auto is cuda when this build
+// has CUDA and the node has a GPU for each of its `local_size` ranks, else cpu.
 std::unique_ptr<engine::Backend<float>> make_backend(const std::string& device, const std::string& cpu_backend,
-                                                     const std::string& precision = "tf32", int local_rank = 0);
-// True when `device` resolves to a GPU (see make_backend).
-[[nodiscard]] bool uses_gpu(const std::string& device);
+                                                     const std::string& precision = "tf32", int local_rank = 0,
+                                                     int local_size = 1);
+// True when `device` resolves to a GPU (see make_backend); throws InputError for an impossible
+// request (cuda without a GPU each).
+[[nodiscard]] bool uses_gpu(const std::string& device, int local_size = 1);
 
 // Evaluates `model` on rows of `data` in order, in batches of `batch`. `limit` > 0 caps the rows.
 Metrics evaluate(engine::Model<float>& model, engine::Backend<float>& backend, const CharDataset& data,
