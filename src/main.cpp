@@ -64,12 +64,19 @@ std::string rank_tag() {
   return world ? world->tag() : std::string();
 }
 
+// Set when every rank of a data-parallel run stopped together after a signal.
+bool stopped_everywhere = false;
+
 int run(int argc, char** argv) {
   try {
     return dispatch(argc, argv);
   } catch (const textscale::Interrupted& interrupted) {
-    std::fprintf(stderr, "%sinterrupted by signal %d: stopped, partial outputs removed\n", rank_tag().c_str(),
-                 interrupted.signal());
+    if (interrupted.everywhere()) {
+      stopped_everywhere = true;  // the command said what it saved
+    } else {
+      std::fprintf(stderr, "%sinterrupted by signal %d: stopped, partial outputs removed\n", rank_tag().c_str(),
+                   interrupted.signal());
+    }
     return 128 + interrupted.signal();
   } catch (const textscale::cli::UsageError& error) {
     std::fprintf(stderr, "%stextscale: %s\n(see textscale %s --help)\n", rank_tag().c_str(), error.message.c_str(),
@@ -91,9 +98,10 @@ int main(int argc, char** argv) {
   textscale::install_interrupt_handlers();
   const int code = run(argc, argv);
   // In a data-parallel run a rank that fails ends the whole job at once (MPI_Abort): the other
-  // ranks would otherwise wait for it in the next collective.
+  // ranks would otherwise wait for it in the next collective. Ranks that stopped together after
+  // a signal end MPI normally.
   const auto* world = textscale::dist::current_world();
-  if (code != 0 && world && world->size > 1) textscale::dist::abort_world(code);
+  if (code != 0 && world && world->size > 1 && !stopped_everywhere) textscale::dist::abort_world(code);
   textscale::dist::finalize_world();
   return code;
 }

@@ -618,7 +618,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
         save(checkpoint_path, true);
         say("interrupted by signal " + std::to_string(static_cast<int>(flags[2])) + ": checkpoint written to " +
             checkpoint_path + " (resume with --resume " + checkpoint_path + ")");
-        throw Interrupted(static_cast<int>(flags[2]));
+        throw Interrupted(static_cast<int>(flags[2]), true);
       }
       if (config.checkpoint_every > 0 && position.step % config.checkpoint_every == 0 && !last) {
         ++position.batch;
@@ -697,7 +697,15 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     ++position.epoch;
     save(checkpoint_path, true);
     --position.epoch;
-    throw_if_interrupted();  // the checkpoint above is the place to resume from
+    // A signal during the epoch's end: every rank stops here together, from the checkpoint above.
+    double stop_signal = interrupt_signal();
+    comm.allreduce(&stop_signal, 1, dist::ReduceOp::max);
+    if (stop_signal > 0) {
+      say("interrupted by signal " + std::to_string(static_cast<int>(stop_signal)) + " after epoch " +
+          std::to_string(position.epoch + 1) + ": checkpoint written to " + checkpoint_path + " (resume with --resume " +
+          checkpoint_path + ")");
+      throw Interrupted(static_cast<int>(stop_signal), true);
+    }
   }
 
   // --- Final evaluation ------------------------------------------------------------------------

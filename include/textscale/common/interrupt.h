@@ -13,11 +13,15 @@ void install_interrupt_handlers();
 // Thrown by loops that noticed an interrupt; main exits with 128 + signal.
 class Interrupted {
  public:
-  explicit Interrupted(int signal) : signal_(signal) {}
+  // `everywhere`: every rank of a data-parallel run agreed to stop at this point (so the job can
+  // end cleanly instead of being aborted).
+  explicit Interrupted(int signal, bool everywhere = false) : signal_(signal), everywhere_(everywhere) {}
   [[nodiscard]] int signal() const { return signal_; }
+  [[nodiscard]] bool everywhere() const { return everywhere_; }
 
  private:
   int signal_;
+  bool everywhere_;
 };
 
 // Throws Interrupted if a signal arrived.

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The Slurm job scripts (jobs/slurm) through a real single-node Slurm started here
+# (jobs/slurm/local-cluster.sh: slurmctld + slurmd + munge), on AG News rows from TEXTSCALE_DATA:
+# - the CPU job script with 2 tasks under `sbatch --wait`: exit code 0, both ranks trained (a
+#   2-rank world), the run directory holds the configuration, environment, metrics and checkpoint;
+# - requeue: SIGTERM to the job's tasks mid-run (what `--signal=TERM@300` sends before the time
+#   limit): every rank stops, rank 0 checkpoints, the job requeues itself and its second start
+#   resumes from the checkpoint and completes;
+# - `sbatch --test-only` of every single-node script against the cluster advertising 64 CPUs and 4
+#   fake GPUs; the multi-node script's dry run prints the srun (and mpirun) command it would run.
+# Needs root (the daemons) and apt or the installed packages; stops the cluster at exit.
+source "$(dirname "$0")/../cli/lib.sh"
+DATA=${TEXTSCALE_DATA:-$TEXTSCALE_SOURCE_DIR/../shared/data}
+if [ ! -f "$DATA/ag_news/alps_train_sample/dev.tsv" ]; then
+  echo "SKIP: no AG News in '$DATA' (set TEXTSCALE_DATA to a folder laid out like ../shared/data)"
+  exit 77
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "SKIP: a local Slurm needs root"
+  exit 77
+fi
+jobs_dir=$TEXTSCALE_SOURCE_DIR/jobs/slurm
+cluster() { bash "$jobs_dir/local-cluster.sh" "$@"; }
+trap 'cluster stop > /dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+cd "$WORK"
+ag_news_subset "$DATA" 700 203
+
+cluster start > cluster.log 2>&1 || { fail "the local Slurm did not start:"; tail -20 cluster.log >&2; exit 1; }
+
+# The job scripts take their data, binary and run directories from the environment (sbatch
+# passes it on); EXTRA_ARGS shrinks the published configuration to a tiny Crepe.
+export TEXTSCALE_HOME=$TEXTSCALE_SOURCE_DIR TEXTSCALE_BIN TRAIN=$WORK/train.h5 TEST=$WORK/test.h5
+export TEXTSCALE_RUNS=$WORK/runs
+tiny="--model crepe-small --features 32 --fc 64 --batch-size 22 --limit-eval 101 --threads 1 --log-every 5"
+
+# job_state ID: "STATE RESTARTS"
+job_state() {
+  scontrol show job "$1" 2> /dev/null |
+    sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p; s/.*Restarts=\([0-9]*\).*/\1/p' | tr '\n' ' '
+}
+
+# --- 1. sbatch --wait: the CPU script with 2 tasks ------------------------------------------------
+EXTRA_ARGS="$tiny --limit-train 150 --epochs 2" sbatch --wait --parsable --ntasks=2 --cpus-per-task=1 --time=10 \
+  --output="$WORK/%x-%j.out" "$jobs_dir/crepe-dbpedia-cpu.sbatch" > job1.id 2> job1.err ||
+  { fail "sbatch --wait crepe-dbpedia-cpu.sbatch failed:"; cat job1.err >&2; cat "$WORK"/*.out >&2 || true; }
+id=$(tr -dc 0-9 < job1.id)
+run=$WORK/runs/crepe-dbpedia-cpu-$id
+for f in config.json metrics.jsonl checkpoint.h5 environment-0.txt; do
+  [ -f "$run/$f" ] || fail "job $id: $run/$f is missing"
+done
+[ -f "$run/config.json" ] && { py -c "import json,sys; sys.exit(json.load(open(sys.argv[1]))['world_size'] != 2)" \
+  "$run/config.json" || fail "job $id did not train with 2 ranks"; }
+[ -f "$run/metrics.jsonl" ] && { py -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])][-1]; sys.exit(r['type'] != 'final' or r['ranks'] != 2)" \
+  "$run/metrics.jsonl" || fail "job $id: no final 2-rank metrics record"; }
+expect_in "$WORK/crepe-dbpedia-cpu-$id.out" "2 ranks (mpi)"
+expect_in "$run/environment-0.txt" "tasks: 2"
+
+# --- 2. requeue: a signal mid-run, the job requeues itself and resumes ----------------------------
+id=$(EXTRA_ARGS="$tiny --limit-train 440 --epochs 12 --checkpoint-every 4" sbatch --parsable --ntasks=2 \
+  --cpus-per-task=1 --time=10 --output="$WORK/%x-%j.out" "$jobs_dir/crepe-dbpedia-cpu.sbatch")
+run=$WORK/runs/crepe-dbpedia-cpu-$id
+for _ in $(seq 300); do [ -f "$run/checkpoint.h5" ] && break; sleep 0.1; done
+[ -f "$run/checkpoint.h5" ] || fail "job $id wrote no checkpoint"
+scancel --signal=TERM "$id" # to the job's tasks, as --signal=TERM@300 does before the time limit
+requeued=0
+for _ in $(seq 600); do
+  state=$(job_state "$id")
+  if [ "$requeued" = 0 ] && [[ $state == PENDING\ 1* ]] && ! pgrep -f "slurmstepd: \[$id\." > /dev/null; then
+    # Slurm holds a requeued job for about two minutes before it may start again (so that its
+    # last step is gone, PMIx sockets included): once no step process is left, skip the wait.
+    sleep 2
+    scontrol update JobId="$id" StartTime=now
+    requeued=1
+  fi
+  [[ $state == COMPLETED* || $state == FAILED* || $state == CANCELLED* ]] && break
+  sleep 0.2
+done
+state=$(job_state "$id")
+out=$WORK/crepe-dbpedia-cpu-$id.out
+[ "$state" = "COMPLETED 1 " ] || {
+  fail "job $id: expected COMPLETED after 1 restart, got '$state'; its log ends:"
+  grep -v '^epoch\|^  ' "$out" | tail -n 25 >&2
+  grep -F "$id" "${SLURM_LOCAL_DIR:-/var/tmp/textscale-slurm}/log/slurmd.log" | tail -n 15 >&2
+}
+expect_in "$out" "requeueing job $id"
+expect_in "$out" "resumed at epoch"
+[ -f "$run/environment-1.txt" ] || fail "job $id: no environment of its second start"
+py -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])][-1]; sys.exit(r['type'] != 'final')" \
+  "$run/metrics.jsonl" || fail "job $id: the resumed run did not finish"
+
+# --- 3. every single-node script fits a 64-CPU, 4-GPU node -----------------------------------------
+SLURM_LOCAL_CPUS=64 SLURM_LOCAL_GPUS=4 cluster start >> cluster.log 2>&1 || fail "restarting with 4 fake GPUs failed"
+for script in "$jobs_dir"/*-gpu.sbatch "$jobs_dir"/*-cpu.sbatch; do
+  sbatch --test-only "$script" > test-only.txt 2>&1 || true
+  grep -q "to start at" test-only.txt || { fail "sbatch --test-only $(basename "$script"):"; cat test-only.txt >&2; }
+done
+
+# --- 4. the multi-node script's dry run ------------------------------------------------------------
+multi=$jobs_dir/crepe-amazon-polarity-multinode.sbatch
+DRY_RUN=1 SLURM_NTASKS=8 bash "$multi" > dry-srun.txt
+expect_in dry-srun.txt "srun --mpi=pmix --kill-on-bad-exit=1 $TEXTSCALE_BIN train"
+expect_in dry-srun.txt "--batch-per-rank 128"
+expect_in dry-srun.txt "--lr-scaling linear"
+DRY_RUN=1 LAUNCHER=mpirun SLURM_NTASKS=8 EXTRA_ARGS="--epochs 1" bash "$multi" > dry-mpirun.txt
+expect_in dry-mpirun.txt "mpirun -np 8 --bind-to core"
+expect_in dry-mpirun.txt "--epochs 1"
+grep -q -- "--epochs 10" dry-mpirun.txt && fail "EXTRA_ARGS did not replace --epochs"
+finish
