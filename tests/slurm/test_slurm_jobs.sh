@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Slurm job scripts (jobs/slurm) through a real single-node Slurm started here
 # (jobs/slurm/local-cluster.sh: slurmctld + slurmd + munge), on AG News rows from TEXTSCALE_DATA:
+# - data/prepare.sh lays out the data the jobs read by default;
 # - the CPU job script with 2 tasks under `sbatch --wait`: exit code 0, both ranks trained (a
 #   2-rank world), the run directory holds the configuration, environment, metrics and checkpoint;
 # - requeue: SIGTERM to the job's tasks mid-run (what `--signal=TERM@300` sends before the time
@@ -23,14 +24,20 @@ jobs_dir=$TEXTSCALE_SOURCE_DIR/jobs/slurm
 cluster() { bash "$jobs_dir/local-cluster.sh" "$@"; }
 trap 'cluster stop > /dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 cd "$WORK"
-ag_news_subset "$DATA" 700 203
+# AG News rows stand in for DBpedia: laid out as data/fetch.sh leaves it, then data/prepare.sh
+# (shuffled training file, validation split, test file) into the folder the job reads by default.
+mkdir -p data/dbpedia
+head -n 1300 "$DATA/ag_news/test.csv" > data/dbpedia/train.csv
+tail -n 203 "$DATA/ag_news/test.csv" > data/dbpedia/test.csv
+cp "$DATA/ag_news/classes.txt" data/dbpedia/
+bash "$TEXTSCALE_SOURCE_DIR/data/prepare.sh" --dest "$WORK/data" --valid 0.1 --textscale "$TEXTSCALE_BIN" dbpedia \
+  > prepare.log 2>&1 || { fail "data/prepare.sh failed:"; tail -5 prepare.log >&2; }
 
 cluster start > cluster.log 2>&1 || { fail "the local Slurm did not start:"; tail -20 cluster.log >&2; exit 1; }
 
 # The job scripts take their data, binary and run directories from the environment (sbatch
 # passes it on); EXTRA_ARGS shrinks the published configuration to a tiny Crepe.
-export TEXTSCALE_HOME=$TEXTSCALE_SOURCE_DIR TEXTSCALE_BIN TRAIN=$WORK/train.h5 TEST=$WORK/test.h5
-export TEXTSCALE_RUNS=$WORK/runs
+export TEXTSCALE_HOME=$TEXTSCALE_SOURCE_DIR TEXTSCALE_BIN TEXTSCALE_DATA=$WORK/data TEXTSCALE_RUNS=$WORK/runs
 tiny="--model crepe-small --features 32 --fc 64 --batch-size 22 --limit-eval 101 --threads 1 --log-every 5"
 
 # job_state ID: "STATE RESTARTS"
@@ -54,6 +61,7 @@ done
   "$run/metrics.jsonl" || fail "job $id: no final 2-rank metrics record"; }
 expect_in "$WORK/crepe-dbpedia-cpu-$id.out" "2 ranks (mpi)"
 expect_in "$run/environment-0.txt" "tasks: 2"
+expect_in "$run/environment-0.txt" "--valid $WORK/data/dbpedia/train.valid.h5"
 
 # --- 2. requeue: a signal mid-run, the job requeues itself and resumes ----------------------------
 id=$(EXTRA_ARGS="$tiny --limit-train 440 --epochs 12 --checkpoint-every 4" sbatch --parsable --ntasks=2 \
