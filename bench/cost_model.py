@@ -56,6 +56,12 @@ def allreduce_time(nbytes, n, bandwidth, alpha):
     return 2 * (n - 1) / n * nbytes / bandwidth + 2 * math.ceil(math.log2(n)) * alpha
 
 
+def exposed_time(params, t_compute, n, bandwidth, alpha):
+    """Seconds of all-reduce per step not hidden behind backward (see the module's docstring)."""
+    t_ar = allreduce_time(4 * params, n, bandwidth, alpha)
+    return max(allreduce_time(min(BUCKET_BYTES, 4 * params), n, bandwidth, alpha), t_ar - 2 / 3 * t_compute)
+
+
 def fit_shared_memory(points):
     """alpha (s) and bandwidth (bytes/s) so that T_ar(S, 2) fits the measured 2-rank points."""
     # For N = 2: T = S / B + 2 alpha. Least squares on (S, T).
