@@ -9,6 +9,7 @@
 #include "cpu_kernels.h"
 #include "textscale/engine/buffer.h"
 
+// oneDNN's memory objects are spelled dnnl::memory: inside the backend, `memory` is Backend::memory().
 namespace textscale::engine {
 
 using tag = dnnl::memory::format_tag;
@@ -37,7 +38,7 @@ dnnl::memory::desc ntc(Index n, Index t, Index c) {
   return dnnl::memory::desc({n, c, t}, dt::f32, tag::nwc);
 }
 
-// The same (N, T, C) dnnl::memory as a 2-D image of height 1 (`nhwc`): oneDNN's optimised batch
+// The same (N, T, C) memory as a 2-D image of height 1 (`nhwc`): oneDNN's optimised batch
 // normalisation handles 4-D channels-last tensors; for 3-D ones it falls back to a reference loop.
 dnnl::memory::desc nhwc(Dims d) {
   return dnnl::memory::desc({d.n, d.c, 1, d.t}, dt::f32, tag::nhwc);
@@ -48,7 +49,7 @@ dnnl::memory user_memory(const dnnl::memory::desc& desc, const dnnl::engine& eng
   return dnnl::memory(desc, engine, const_cast<void*>(data));
 }
 
-// Reorders `from` into a dnnl::memory of `desc` (or returns `from` itself when the layouts agree).
+// Reorders `from` into a memory of `desc` (or returns `from` itself when the layouts agree).
 dnnl::memory reordered(const dnnl::memory& from, const dnnl::memory::desc& desc, dnnl::memory& scratch,
                        dnnl::stream& stream) {
   if (from.get_desc() == desc) return from;
@@ -154,7 +155,7 @@ ConvPrimitives& conv_primitives(OpStatePtr& state, const Conv1dShape& s, bool bi
   return cache.emplace_back(key, std::move(p)).second;
 }
 
-// A user (N, T, C) buffer as the dnnl::memory a primitive wants: itself, or a reordered copy in `scratch`.
+// A user (N, T, C) buffer as the memory a primitive wants: itself, or a reordered copy in `scratch`.
 dnnl::memory activation_in(const dnnl::memory::desc& user, const dnnl::memory::desc& wanted, const void* data,
                            dnnl::memory& scratch, const dnnl::engine& engine, dnnl::stream& stream) {
   return reordered(user_memory(user, engine, data), wanted, scratch, stream);
