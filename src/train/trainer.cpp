@@ -702,8 +702,8 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     comm.allreduce(&stop_signal, 1, dist::ReduceOp::max);
     if (stop_signal > 0) {
       say("interrupted by signal " + std::to_string(static_cast<int>(stop_signal)) + " after epoch " +
-          std::to_string(position.epoch + 1) + ": checkpoint written to " + checkpoint_path + " (resume with --resume " +
-          checkpoint_path + ")");
+          std::to_string(position.epoch + 1) + ": checkpoint written to " + checkpoint_path +
+          " (resume with --resume " + checkpoint_path + ")");
       throw Interrupted(static_cast<int>(stop_signal), true);
     }
   }
