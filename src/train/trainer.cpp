@@ -68,6 +68,9 @@ std::unique_ptr<engine::Backend<float>> make_backend(const std::string& device, 
     return cuda::make_cuda_backend({local_rank % cuda::device_count(), cuda::parse_precision(precision)});
 #endif
   }
+#ifndef TEXTSCALE_WITH_CUDA
+  (void)precision, (void)local_rank;  // GPU settings; this build has no GPU backend
+#endif
   if (cpu_backend == "onednn") return std::make_unique<engine::DnnlBackend>();
   if (cpu_backend == "reference") return std::make_unique<engine::ReferenceBackend<float>>();
   throw InputError("unknown backend '" + cpu_backend + "' (known: onednn, reference)");
