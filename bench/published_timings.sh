@@ -26,6 +26,7 @@ bin=${TEXTSCALE_BIN:-$repo/build/bin/textscale}
 work=$(mktemp -d)
 trap 'bash "$repo/jobs/slurm/local-cluster.sh" stop > /dev/null 2>&1 || true; rm -rf "$work"' EXIT
 bash "$repo/jobs/slurm/local-cluster.sh" start > "$work/cluster.log" 2>&1
+export SLURM_CONF=${SLURM_LOCAL_DIR:-/var/tmp/textscale-slurm}/etc/slurm.conf
 prep() { "$bin" preprocess --no-words "$@" > /dev/null; }
 prep --input "$data/imdb/train.csv.gz" --shuffle --seed 1 --output "$work/imdb_train.h5"
 prep --input "$data/imdb/test.csv.gz" --output "$work/imdb_test.h5"

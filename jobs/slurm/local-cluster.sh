@@ -7,6 +7,10 @@
 #   jobs/slurm/local-cluster.sh stop    cancel jobs, stop the daemons (munged only if started here)
 #   jobs/slurm/local-cluster.sh status  exit 0 when the controller answers and the node is usable
 #
+# The configuration is the cluster's own, $SLURM_LOCAL_DIR/etc/slurm.conf (ports 6917/6918), so a
+# machine's /etc/slurm and a Slurm already running there are left alone: clients find it through
+#   export SLURM_CONF=/var/tmp/textscale-slurm/etc/slurm.conf      (printed by `start`)
+#
 # Environment: SLURM_LOCAL_DIR (state, logs, pid files; default /var/tmp/textscale-slurm),
 # SLURM_LOCAL_CPUS (CPUs the node advertises, may exceed the cores; default nproc),
 # SLURM_LOCAL_GPUS (fake GPUs: gres "gpu" backed by /dev/null, so --gpus-per-task jobs are
@@ -23,8 +27,9 @@ dir=${SLURM_LOCAL_DIR:-/var/tmp/textscale-slurm}
 cpus=${SLURM_LOCAL_CPUS:-$(nproc)}
 gpus=${SLURM_LOCAL_GPUS:-0}
 timeout=${SLURM_LOCAL_TIMEOUT:-60}
-conf=/etc/slurm/slurm.conf
-gres_conf=/etc/slurm/gres.conf
+conf=$dir/etc/slurm.conf
+gres_conf=$dir/etc/gres.conf # beside slurm.conf, where Slurm looks for it
+export SLURM_CONF=$conf
 node=$(hostname -s)
 
 say() { echo "[local-cluster] $*" >&2; }
@@ -92,6 +97,8 @@ NodeName=$node Name=gpu File=$dir/fake-gpu/gpu[0-$((gpus - 1))]"
   new="# written by textscale jobs/slurm/local-cluster.sh: one node, no cgroups, no accounting
 ClusterName=textscale-local
 SlurmctldHost=$node(127.0.0.1)
+SlurmctldPort=6917
+SlurmdPort=6918
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -120,7 +127,7 @@ $gres_types
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=${memory:-1000} $gres_node State=UNKNOWN
 EnforcePartLimits=ALL
 PartitionName=debug Nodes=ALL Default=YES MaxNodes=1 MaxTime=INFINITE State=UP"
-  mkdir -p /etc/slurm "$dir/state" "$dir/spool" "$dir/log"
+  mkdir -p "$dir/etc" "$dir/state" "$dir/spool" "$dir/log"
   if [ ! -f $conf ] || [ "$(cat $conf)" != "$new" ]; then
     printf '%s\n' "$new" > $conf
     changed=1
@@ -206,7 +213,10 @@ case $action in
       sleep 0.3
     done
     case $state in
-      idle | mix | alloc | comp) say "ready: node $node, $cpus CPUs, $gpus fake GPUs (logs in $dir/log)" ;;
+      idle | mix | alloc | comp)
+        say "ready: node $node, $cpus CPUs, $gpus fake GPUs (logs in $dir/log)"
+        say "clients: export SLURM_CONF=$conf"
+        ;;
       *) die "node $node not ready after ${timeout}s (state '$state')" ;;
     esac
     ;;

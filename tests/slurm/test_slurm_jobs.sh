@@ -22,6 +22,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 jobs_dir=$TEXTSCALE_SOURCE_DIR/jobs/slurm
 cluster() { bash "$jobs_dir/local-cluster.sh" "$@"; }
+# The local cluster's own configuration (local-cluster.sh): the machine's /etc/slurm is not used.
+export SLURM_CONF=${SLURM_LOCAL_DIR:-/var/tmp/textscale-slurm}/etc/slurm.conf
 trap 'cluster stop > /dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 cd "$WORK"
 # AG News rows stand in for DBpedia: laid out as data/fetch.sh leaves it, then data/prepare.sh
