@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "../unit/expect_close.h"
 #include "gpu_main.h"
 #include "textscale/common/error.h"
 #include "textscale/cuda/cuda_backend.h"
@@ -72,26 +73,7 @@ struct Fixture {
     return host;
   }
   void expect_close(const std::string& what, const Tensor<>& t, double tolerance = kFp32) {
-    const auto got = download(t.dev);
-    const auto& want = t.ref;
-    BOOST_REQUIRE_EQUAL(got.size(), want.size());
-    double squares = 0;
-    for (double w : want) squares += w * w;
-    const double rms = std::sqrt(squares / static_cast<double>(std::max<std::size_t>(want.size(), 1)));
-    int bad = 0;
-    double worst = 0;
-    for (std::size_t i = 0; i < got.size(); ++i) {
-      const double error = std::abs(static_cast<double>(got[i]) - want[i]);
-      const double allowed = tolerance * (std::abs(want[i]) + rms) + 1e-30;
-      if (!std::isfinite(got[i]))
-        worst = std::numeric_limits<double>::infinity();
-      else
-        worst = std::max(worst, error / allowed * tolerance);
-      if (!(error <= allowed) && ++bad <= 5)
-        BOOST_ERROR(what << "[" << i << "]: cuda " << got[i] << " vs reference " << want[i]);
-    }
-    BOOST_TEST_MESSAGE(what << ": " << got.size() << " elements, worst error " << worst);
-    BOOST_CHECK_EQUAL(bad, 0);
+    textscale::testing::expect_close(what, download(t.dev), t.ref, tolerance, "cuda", "reference");
   }
 };
 

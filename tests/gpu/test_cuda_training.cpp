@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "../unit/expect_close.h"
 #include "gpu_main.h"
 #include "textscale/cuda/cuda_backend.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
@@ -62,21 +63,7 @@ std::vector<float> host_copy(const Buffer<float>& b) {
 
 void expect_close(const std::string& what, const std::vector<float>& got, const std::vector<float>& want,
                   double tolerance) {
-  BOOST_REQUIRE_EQUAL(got.size(), want.size());
-  double squares = 0;
-  for (float w : want) squares += static_cast<double>(w) * w;
-  const double rms = std::sqrt(squares / static_cast<double>(std::max<std::size_t>(want.size(), 1)));
-  std::size_t bad = 0;
-  double worst = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const double error = std::abs(static_cast<double>(got[i]) - want[i]);
-    const double allowed = tolerance * (std::abs(want[i]) + rms) + 1e-30;
-    worst = std::max(worst, error / allowed * tolerance);
-    if (!(error <= allowed) && ++bad <= 5)
-      BOOST_ERROR(what << "[" << i << "]: gpu " << got[i] << " vs cpu " << want[i]);
-  }
-  BOOST_TEST_MESSAGE(what << ": " << got.size() << " values, worst " << worst);
-  BOOST_CHECK_EQUAL(bad, 0u);
+  textscale::testing::expect_close(what, got, want, tolerance, "gpu", "cpu");
 }
 
 void check_model(const std::string& name, cuda::Precision precision, double tolerance) {

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "expect_close.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
 #include "textscale/engine/reference_backend.h"
 
@@ -37,22 +38,7 @@ Pair zeros(Index count) {
 }
 
 void expect_close(const std::string& what, const std::vector<float>& got, const std::vector<double>& want) {
-  BOOST_REQUIRE_EQUAL(got.size(), want.size());
-  double squares = 0;
-  for (double w : want) squares += w * w;
-  const double rms = std::sqrt(squares / static_cast<double>(std::max<std::size_t>(want.size(), 1)));
-  int bad = 0;
-  double worst = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const double error = std::abs(static_cast<double>(got[i]) - want[i]);
-    const double allowed = kTolerance * (std::abs(want[i]) + rms) + 1e-30;
-    worst = std::max(worst, error / allowed * kTolerance);
-    if (error > allowed && ++bad <= 5)
-      BOOST_ERROR(what << "[" << i << "]: onednn " << got[i] << " vs reference " << want[i]);
-  }
-  BOOST_TEST_MESSAGE(what << ": " << got.size() << " elements, worst error " << worst
-                          << " (relative to tolerance scale)");
-  BOOST_CHECK_EQUAL(bad, 0);
+  textscale::testing::expect_close(what, got, want, kTolerance, "onednn", "reference");
 }
 
 struct Backends {
