@@ -6,8 +6,10 @@
 # CUDA, cuDNN, cuBLAS and NCCL come from this machine: the nvidia-* Python wheels that PyTorch
 # uses, else /usr/local/cuda.
 #
-# usage: bench/gpu/run-kit.sh KIT_ARCHIVE OUT_DIR [quick]
-#   quick: tests and one benchmark per model only (for a short lease).
+# usage: bench/gpu/run-kit.sh KIT_ARCHIVE OUT_DIR [full | quick | profile]
+#   quick: tests and one benchmark per model only (for a short lease);
+#   profile: tests, the training check, then per-layer times (profile.log) of each model at batch
+#   128 in fp32 and tf32, and PyTorch eager in tf32 beside them.
 set -uo pipefail
 archive=$1
 out=$2
@@ -28,7 +30,9 @@ PY
 )
 # Only textscale's programs see the kit's libraries (Python keeps its own).
 libs="$kit/lib${wheel_libs:+:$wheel_libs}:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-run() { LD_LIBRARY_PATH=$libs "$@"; }
+# Each program is stopped after STEP_TIMEOUT seconds (default 300): a hang costs one step, not the
+# lease.
+run() { LD_LIBRARY_PATH=$libs timeout "${STEP_TIMEOUT:-300}" "$@"; }
 textscale=$kit/bin/textscale
 {
   echo "kit revision $(cat "$kit/REVISION")"
@@ -59,14 +63,32 @@ if [[ -f $kit/data/train.h5 ]]; then
   # (within the rounding of the logits: a handful of rows at most).
   for device in cuda cpu; do
     run "$textscale" evaluate --device "$device" --checkpoint "$kit/run/checkpoint.h5" --data "$kit/data/test.h5" \
-      --json "$out/evaluate-$device.json" >>"$out/train.log" 2>&1 || status=1
+      --json "$kit/evaluate-$device.json" >>"$out/train.log" 2>&1 || status=1
   done
-  "$python" - "$out" <<'PY' | tee -a "$out/train.log" || status=1
+  "$python" - "$kit" <<'PY' | tee -a "$out/train.log" || status=1
 import json, sys
 gpu, cpu = (json.load(open(f"{sys.argv[1]}/evaluate-{d}.json")) for d in ("cuda", "cpu"))
 print(f"checkpoint written on the GPU: accuracy {gpu['accuracy']:.4f} on the GPU, {cpu['accuracy']:.4f} on the CPU")
 sys.exit(0 if abs(gpu["accuracy"] - cpu["accuracy"]) <= 0.002 else 1)
 PY
+fi
+
+if [[ $mode == profile ]]; then
+  echo "== per-layer profiles"
+  : >"$out/textscale.jsonl"
+  : >"$out/pytorch.jsonl"
+  for model in crepe-small vdcnn-9; do
+    for precision in fp32 tf32; do
+      echo "### $model batch 128 $precision" >>"$out/profile.log"
+      run "$textscale" bench --device cuda --model "$model" --batch-size 128 --precision "$precision" --warmup 5 \
+        --steps 20 --profile 2>>"$out/profile.log" | sed "s/^{/{\"precision\":\"$precision\",/" \
+        >>"$out/textscale.jsonl" || status=1
+    done
+    "$python" "$kit/bench/gpu/peer_gpu.py" --model "$model" --batch-size 128 --precision tf32 \
+      >>"$out/pytorch.jsonl" || status=1
+  done
+  "$python" "$kit/bench/gpu/summarize.py" "$out" | tee "$out/summary.md"
+  exit $status
 fi
 
 echo "== benchmarks"

@@ -24,9 +24,29 @@ Index column_chunks(Index rows) {
 #define TS_GRID_STRIDE(i, count)                                                         \
   for (Index i = blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x; i < (count); \
        i += static_cast<Index>(blockDim.x) * gridDim.x)
+// The same with the index type I of a kernel template (below).
+#define TS_GRID_STRIDE_I(i, count)                                               \
+  for (I i = static_cast<I>(blockIdx.x * blockDim.x + threadIdx.x); i < (count); \
+       i += static_cast<I>(blockDim.x * gridDim.x))
 
-__global__ void bias_activation_kernel(Index rows, Index cols, const float* bias, float* dst, bool relu) {
-  TS_GRID_STRIDE(i, rows * cols) {
+// The GPU divides 64-bit integers in software (tens of instructions), so kernels that split a
+// flat index into coordinates are templates on their index type and run with 32-bit signed
+// indices whenever every index, plus a grid stride (at most 2^28), fits.
+bool fits_32(Index count) {
+  return count <= (Index{1} << 31) - 1 - (Index{1} << 28);
+}
+#define TS_LAUNCH_INDEXED(kernel, count, grid, block, stream, ...)         \
+  do {                                                                     \
+    if (fits_32(count))                                                    \
+      kernel<std::int32_t><<<(grid), (block), 0, (stream)>>>(__VA_ARGS__); \
+    else                                                                   \
+      kernel<Index><<<(grid), (block), 0, (stream)>>>(__VA_ARGS__);        \
+    TS_CHECK_LAUNCH();                                                     \
+  } while (0)
+
+template <typename I>
+__global__ void bias_activation_kernel(I rows, I cols, const float* bias, float* dst, bool relu) {
+  TS_GRID_STRIDE_I(i, rows * cols) {
     float v = dst[i] + (bias ? bias[i % cols] : 0.0f);
     dst[i] = relu ? fmaxf(v, 0.0f) : v;
   }
@@ -80,18 +100,29 @@ __global__ void column_partials_kernel(Index rows, Index cols, Index chunks, con
     if (with_ab) partial_ab[chunk * cols + col] = tab;
   }
 }
-// Stage 2: each column's partials in chunk order.
+// Stage 2: one warp per column; lane l adds chunks l, l + 32, ... and the warp adds the lanes in a
+// fixed butterfly, so the order is the same in every run. (A thread per column reading the chunks
+// one after another waited on each load: 150 us for 64 columns on an H200.)
 template <typename Out>
 __global__ void column_finish_kernel(Index cols, Index chunks, const double* partial_a, const double* partial_ab,
                                      Out* sum_a, Out* sum_ab) {
-  TS_GRID_STRIDE(col, cols) {
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const Index warps = static_cast<Index>(blockDim.x) * gridDim.x / 32;
+  // col is the same for the 32 lanes of a warp, so whole warps enter and leave the loop.
+  for (Index col = (blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x) / 32; col < cols; col += warps) {
     double ta = 0, tab = 0;
-    for (Index chunk = 0; chunk < chunks; ++chunk) {
+    for (Index chunk = lane; chunk < chunks; chunk += 32) {
       ta += partial_a[chunk * cols + col];
       if (sum_ab) tab += partial_ab[chunk * cols + col];
     }
-    sum_a[col] = static_cast<Out>(ta);
-    if (sum_ab) sum_ab[col] = static_cast<Out>(tab);
+    for (int offset = 16; offset > 0; offset /= 2) {
+      ta += __shfl_xor_sync(0xffffffffu, ta, offset);
+      tab += __shfl_xor_sync(0xffffffffu, tab, offset);
+    }
+    if (lane == 0) {
+      sum_a[col] = static_cast<Out>(ta);
+      if (sum_ab) sum_ab[col] = static_cast<Out>(tab);
+    }
   }
 }
 
@@ -110,12 +141,13 @@ __global__ void sum_squares_partials_kernel(Index count, const float* data, doub
   }
   if (threadIdx.x == 0) partial[blockIdx.x] = shared[0];
 }
+// One warp: strided lane sums, then a fixed butterfly (as column_finish_kernel).
 __global__ void sum_partials_kernel(Index count, const double* partial, double* total) {
-  if (threadIdx.x == 0 && blockIdx.x == 0) {
-    double s = 0;
-    for (Index i = 0; i < count; ++i) s += partial[i];
-    total[0] = s;
-  }
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  double s = 0;
+  for (Index i = lane; i < count; i += 32) s += partial[i];
+  for (int offset = 16; offset > 0; offset /= 2) s += __shfl_xor_sync(0xffffffffu, s, offset);
+  if (lane == 0) total[0] = s;
 }
 
 __global__ void weights_to_okc_kernel(Index out, Index in, Index k, const float* oik, float* oki) {
@@ -131,27 +163,73 @@ __global__ void weights_from_okc_kernel(Index out, Index in, Index k, const floa
   }
 }
 
-__global__ void onehot_conv_forward_kernel(Index n, Index t_in, Index t_out, Index alphabet, Index out, Index k,
-                                           const std::uint8_t* codes, const float* weights, const float* bias,
-                                           float* dst, bool relu) {
-  TS_GRID_STRIDE(i, n * t_out * out) {
-    const Index o = i % out, position = i / out;
-    const Index sample = position / t_out, t = position % t_out;
+__global__ void onehot_transpose_kernel(Index out, Index alphabet, Index k, const float* oak, float* kao) {
+  TS_GRID_STRIDE(i, out * alphabet * k) {
+    const Index o = i / (alphabet * k), a = (i / k) % alphabet, j = i % k;
+    kao[(j * alphabet + a) * out + o] = oak[i];
+  }
+}
+// Weights in (K, A, O): the threads of a warp share a position (same codes) and read
+// consecutive output channels.
+template <typename I>
+__global__ void onehot_conv_forward_kernel(I n, I t_in, I t_out, I alphabet, I out, I k, const std::uint8_t* codes,
+                                           const float* kao, const float* bias, float* dst, bool relu) {
+  TS_GRID_STRIDE_I(i, n * t_out * out) {
+    const I o = i % out, position = i / out;
+    const I sample = position / t_out, t = position % t_out;
     const std::uint8_t* row = codes + sample * t_in + t;
     float sum = bias ? bias[o] : 0.0f;
-    for (Index j = 0; j < k; ++j) {
+    for (I j = 0; j < k; ++j) {
       const int code = row[j];
-      if (code > 0 && code <= alphabet) sum += weights[(o * alphabet + code - 1) * k + j];
+      if (code > 0 && code <= alphabet) sum += kao[(j * alphabet + code - 1) * out + o];
     }
     dst[i] = relu ? fmaxf(sum, 0.0f) : sum;
   }
 }
-__global__ void onehot_unfold_kernel(Index row0, Index rows, Index t_in, Index t_out, Index alphabet, Index k,
-                                     const std::uint8_t* codes, float* unfolded) {
-  const Index width = alphabet * k;
-  TS_GRID_STRIDE(i, rows * width) {
-    const Index r = i / width, col = i % width, a = col / k, j = col % k;
-    const Index position = row0 + r, sample = position / t_out, t = position % t_out;
+
+template <typename I>
+__global__ void max_pool_forward_kernel(I n, I t_in, I c, I kernel, I stride, I pad, I t_out, const float* src,
+                                        float* dst, std::int32_t* winners) {
+  TS_GRID_STRIDE_I(i, n * t_out * c) {
+    const I ch = i % c, position = i / c;
+    const I sample = position / t_out, t = position % t_out;
+    float best = -INFINITY;
+    I best_at = -1;
+    for (I j = 0; j < kernel; ++j) {
+      const I ti = t * stride + j - pad;
+      if (ti < 0 || ti >= t_in) continue;
+      const float v = src[(sample * t_in + ti) * c + ch];
+      if (best_at < 0 || v > best) best = v, best_at = ti;
+    }
+    dst[i] = best;
+    if (winners) winners[i] = static_cast<std::int32_t>(best_at);
+  }
+}
+template <typename I>
+__global__ void max_pool_backward_kernel(I n, I t_in, I c, I kernel, I stride, I pad, I t_out, const float* diff_dst,
+                                         const std::int32_t* winners, float* diff_src) {
+  TS_GRID_STRIDE_I(i, n * t_in * c) {
+    const I ch = i % c, position = i / c;
+    const I sample = position / t_in, ti = position % t_in;
+    // Windows t with t * stride - pad <= ti <= t * stride - pad + kernel - 1.
+    const I last = min((ti + pad) / stride, t_out - 1);
+    const I low = ti + pad - kernel + 1;
+    const I first = low <= 0 ? 0 : (low + stride - 1) / stride;
+    float sum = 0.0f;
+    for (I t = first; t <= last; ++t) {
+      const I o = (sample * t_out + t) * c + ch;
+      if (winners[o] == ti) sum += diff_dst[o];
+    }
+    diff_src[i] = sum;
+  }
+}
+template <typename I>
+__global__ void onehot_unfold_kernel(I row0, I rows, I t_in, I t_out, I alphabet, I k, const std::uint8_t* codes,
+                                     float* unfolded) {
+  const I width = alphabet * k;
+  TS_GRID_STRIDE_I(i, rows * width) {
+    const I r = i / width, col = i % width, a = col / k, j = col % k;
+    const I position = row0 + r, sample = position / t_out, t = position % t_out;
     unfolded[i] = codes[sample * t_in + t + j] == a + 1 ? 1.0f : 0.0f;
   }
 }
@@ -258,20 +336,61 @@ __global__ void softmax_cross_entropy_kernel(Index n, Index classes, const float
     }
 }
 
-__global__ void inv_std_to_var_kernel(Index c, const float* inv_std, float* var, double epsilon) {
-  TS_GRID_STRIDE(i, c) {
-    const double s = inv_std[i];
-    var[i] = static_cast<float>(fmax(0.0, 1.0 / (s * s) - epsilon));
+__global__ void batch_norm_statistics_kernel(Index rows, Index c, const double* sum, const double* sum_squares,
+                                             const float* gamma, const float* beta, float* save_mean, float* save_var,
+                                             float* running_mean, float* running_var, double momentum, double epsilon,
+                                             float* scale, float* shift) {
+  TS_GRID_STRIDE(k, c) {
+    double mean, var;
+    if (sum) {
+      const double count = static_cast<double>(rows);
+      mean = sum[k] / count;
+      var = fmax(0.0, sum_squares[k] / count - mean * mean);
+      save_mean[k] = static_cast<float>(mean);
+      save_var[k] = static_cast<float>(var);
+      const double unbiased = rows > 1 ? var * count / (count - 1) : var;
+      running_mean[k] = static_cast<float>((1 - momentum) * static_cast<double>(running_mean[k]) + momentum * mean);
+      running_var[k] = static_cast<float>((1 - momentum) * static_cast<double>(running_var[k]) + momentum * unbiased);
+    } else {
+      mean = running_mean[k];
+      var = running_var[k];
+    }
+    const double s = static_cast<double>(gamma[k]) / sqrt(var + epsilon);
+    scale[k] = static_cast<float>(s);
+    shift[k] = static_cast<float>(static_cast<double>(beta[k]) - mean * s);
   }
 }
-__global__ void var_to_inv_std_kernel(Index c, const float* var, float* inv_std, double epsilon) {
-  TS_GRID_STRIDE(i, c) inv_std[i] = static_cast<float>(1.0 / sqrt(static_cast<double>(var[i]) + epsilon));
+template <typename I>
+__global__ void batch_norm_apply_kernel(I rows, I c, const float* src, const float* scale, const float* shift,
+                                        float* dst, bool relu) {
+  TS_GRID_STRIDE_I(i, rows * c) {
+    const I k = i % c;
+    const float y = fmaf(src[i], scale[k], shift[k]);
+    dst[i] = relu ? fmaxf(y, 0.0f) : y;
+  }
 }
-__global__ void batch_norm_backward_data_kernel(Index rows, Index c, const float* src, const float* dy,
-                                                const double* mean, const double* inv_std, const float* gamma,
-                                                const double* mean_dy, const double* mean_dy_xhat, float* diff_src) {
-  TS_GRID_STRIDE(i, rows * c) {
-    const Index k = i % c;
+__global__ void batch_norm_backward_statistics_kernel(Index rows, Index c, const double* sum_dy, const double* sum_dy_x,
+                                                      const float* save_mean, const float* save_var, double epsilon,
+                                                      float* diff_gamma, float* diff_beta, double* mean,
+                                                      double* inv_std, double* mean_dy, double* mean_dy_xhat) {
+  TS_GRID_STRIDE(k, c) {
+    const double m = save_mean[k], s = 1.0 / sqrt(static_cast<double>(save_var[k]) + epsilon);
+    // sum dy * xhat = inv_std * (sum dy * x - mean * sum dy)
+    const double dy_xhat = s * (sum_dy_x[k] - m * sum_dy[k]);
+    diff_gamma[k] = static_cast<float>(dy_xhat);
+    diff_beta[k] = static_cast<float>(sum_dy[k]);
+    mean[k] = m;
+    inv_std[k] = s;
+    mean_dy[k] = sum_dy[k] / static_cast<double>(rows);
+    mean_dy_xhat[k] = dy_xhat / static_cast<double>(rows);
+  }
+}
+template <typename I>
+__global__ void batch_norm_backward_data_kernel(I rows, I c, const float* src, const float* dy, const double* mean,
+                                                const double* inv_std, const float* gamma, const double* mean_dy,
+                                                const double* mean_dy_xhat, float* diff_src) {
+  TS_GRID_STRIDE_I(i, rows * c) {
+    const I k = i % c;
     const double xhat_scale = (static_cast<double>(src[i]) - mean[k]) * inv_std[k];
     diff_src[i] = static_cast<float>(static_cast<double>(gamma[k]) * inv_std[k] *
                                      (static_cast<double>(dy[i]) - mean_dy[k] - xhat_scale * mean_dy_xhat[k]));
@@ -307,8 +426,8 @@ Index column_sums_scratch(Index rows, Index cols) {
 
 void bias_activation(Index rows, Index cols, const float* bias, float* dst, bool relu, cudaStream_t stream) {
   if (!bias && !relu) return;
-  bias_activation_kernel<<<blocks_for(rows * cols), threads, 0, stream>>>(rows, cols, bias, dst, relu);
-  TS_CHECK_LAUNCH();
+  TS_LAUNCH_INDEXED(bias_activation_kernel, rows * cols, blocks_for(rows * cols), threads, stream, rows, cols, bias,
+                    dst, relu);
 }
 void relu_forward(Index count, const float* src, float* dst, cudaStream_t stream) {
   relu_forward_kernel<<<blocks_for(count), threads, 0, stream>>>(count, src, dst);
@@ -346,7 +465,7 @@ void column_sums(Index rows, Index cols, const float* a, const float* b, double*
                                                             partial_ab);
   TS_CHECK_LAUNCH();
   column_finish_kernel<double>
-      <<<blocks_for(cols), threads, 0, stream>>>(cols, chunks, partial_a, partial_ab, sum_a, sum_ab);
+      <<<blocks_for(32 * cols), threads, 0, stream>>>(cols, chunks, partial_a, partial_ab, sum_a, sum_ab);
   TS_CHECK_LAUNCH();
 }
 void column_sums(Index rows, Index cols, const float* a, float* sum_a, double* scratch, cudaStream_t stream) {
@@ -354,8 +473,8 @@ void column_sums(Index rows, Index cols, const float* a, float* sum_a, double* s
   const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>(chunks));
   column_partials_kernel<<<grid, dim3(32, 32), 0, stream>>>(rows, cols, chunks, a, nullptr, false, scratch, nullptr);
   TS_CHECK_LAUNCH();
-  column_finish_kernel<float>
-      <<<blocks_for(cols), threads, 0, stream>>>(cols, chunks, scratch, nullptr, sum_a, static_cast<float*>(nullptr));
+  column_finish_kernel<float><<<blocks_for(32 * cols), threads, 0, stream>>>(cols, chunks, scratch, nullptr, sum_a,
+                                                                             static_cast<float*>(nullptr));
   TS_CHECK_LAUNCH();
 }
 void sum_squares(Index count, const float* data, double* total, double* scratch, cudaStream_t stream) {
@@ -375,17 +494,36 @@ void weights_from_okc(Index out, Index in, Index k, const float* oki, float* oik
 }
 
 void onehot_conv_forward(Index n, Index t_in, Index alphabet, Index out, Index k, const std::uint8_t* codes,
-                         const float* weights, const float* bias, float* dst, bool relu, cudaStream_t stream) {
+                         const float* weights, const float* bias, float* dst, bool relu, float* transposed,
+                         cudaStream_t stream) {
   const Index t_out = t_in - k + 1;
-  onehot_conv_forward_kernel<<<blocks_for(n * t_out * out), threads, 0, stream>>>(n, t_in, t_out, alphabet, out, k,
-                                                                                  codes, weights, bias, dst, relu);
+  onehot_transpose_kernel<<<blocks_for(out * alphabet * k), threads, 0, stream>>>(out, alphabet, k, weights,
+                                                                                  transposed);
   TS_CHECK_LAUNCH();
+  weights = transposed;
+  TS_LAUNCH_INDEXED(onehot_conv_forward_kernel, std::max(n * t_in * out, out * alphabet * k),
+                    blocks_for(n * t_out * out), threads, stream, n, t_in, t_out, alphabet, out, k, codes, weights,
+                    bias, dst, relu);
 }
 void onehot_unfold(Index row0, Index rows, Index t_in, Index t_out, Index alphabet, Index k, const std::uint8_t* codes,
                    float* unfolded, cudaStream_t stream) {
-  onehot_unfold_kernel<<<blocks_for(rows * alphabet * k), threads, 0, stream>>>(row0, rows, t_in, t_out, alphabet, k,
-                                                                                codes, unfolded);
-  TS_CHECK_LAUNCH();
+  const Index positions = row0 + rows, samples = (positions + t_out - 1) / t_out;
+  TS_LAUNCH_INDEXED(onehot_unfold_kernel, std::max({rows * alphabet * k, samples * t_in, positions}),
+                    blocks_for(rows * alphabet * k), threads, stream, row0, rows, t_in, t_out, alphabet, k, codes,
+                    unfolded);
+}
+
+void max_pool_forward(Index n, Index t_in, Index c, Index kernel, Index stride, Index pad, const float* src, float* dst,
+                      std::int32_t* winners, cudaStream_t stream) {
+  const Index t_out = (t_in + 2 * pad - kernel) / stride + 1;
+  TS_LAUNCH_INDEXED(max_pool_forward_kernel, std::max(n * t_in, n * t_out) * c + kernel, blocks_for(n * t_out * c),
+                    threads, stream, n, t_in, c, kernel, stride, pad, t_out, src, dst, winners);
+}
+void max_pool_backward(Index n, Index t_in, Index c, Index kernel, Index stride, Index pad, const float* diff_dst,
+                       const std::int32_t* winners, float* diff_src, cudaStream_t stream) {
+  const Index t_out = (t_in + 2 * pad - kernel) / stride + 1;
+  TS_LAUNCH_INDEXED(max_pool_backward_kernel, std::max(n * t_in, n * t_out) * c + kernel, blocks_for(n * t_in * c),
+                    threads, stream, n, t_in, c, kernel, stride, pad, t_out, diff_dst, winners, diff_src);
 }
 
 void kmax_forward(Index n, Index t, Index c, Index k, const float* src, float* dst, std::int32_t* indices,
@@ -424,20 +562,34 @@ void softmax_cross_entropy(Index n, Index classes, const float* logits, const st
   TS_CHECK_LAUNCH();
 }
 
-void inv_std_to_var(Index c, const float* inv_std, float* var, double epsilon, cudaStream_t stream) {
-  inv_std_to_var_kernel<<<blocks_for(c), threads, 0, stream>>>(c, inv_std, var, epsilon);
+void batch_norm_statistics(Index rows, Index c, const double* sum, const double* sum_squares, const float* gamma,
+                           const float* beta, float* save_mean, float* save_var, float* running_mean,
+                           float* running_var, double momentum, double epsilon, float* scale, float* shift,
+                           cudaStream_t stream) {
+  batch_norm_statistics_kernel<<<blocks_for(c), threads, 0, stream>>>(rows, c, sum, sum_squares, gamma, beta, save_mean,
+                                                                      save_var, running_mean, running_var, momentum,
+                                                                      epsilon, scale, shift);
   TS_CHECK_LAUNCH();
 }
-void var_to_inv_std(Index c, const float* var, float* inv_std, double epsilon, cudaStream_t stream) {
-  var_to_inv_std_kernel<<<blocks_for(c), threads, 0, stream>>>(c, var, inv_std, epsilon);
+void batch_norm_apply(Index rows, Index c, const float* src, const float* scale, const float* shift, float* dst,
+                      bool relu, cudaStream_t stream) {
+  TS_LAUNCH_INDEXED(batch_norm_apply_kernel, rows * c, blocks_for(rows * c), threads, stream, rows, c, src, scale,
+                    shift, dst, relu);
+}
+void batch_norm_backward_statistics(Index rows, Index c, const double* sum_dy, const double* sum_dy_x,
+                                    const float* save_mean, const float* save_var, double epsilon, float* diff_gamma,
+                                    float* diff_beta, double* mean, double* inv_std, double* mean_dy,
+                                    double* mean_dy_xhat, cudaStream_t stream) {
+  batch_norm_backward_statistics_kernel<<<blocks_for(c), threads, 0, stream>>>(rows, c, sum_dy, sum_dy_x, save_mean,
+                                                                               save_var, epsilon, diff_gamma, diff_beta,
+                                                                               mean, inv_std, mean_dy, mean_dy_xhat);
   TS_CHECK_LAUNCH();
 }
 void batch_norm_backward_data(Index rows, Index c, const float* src, const float* dy, const double* mean,
                               const double* inv_std, const float* gamma, const double* mean_dy,
                               const double* mean_dy_xhat, float* diff_src, cudaStream_t stream) {
-  batch_norm_backward_data_kernel<<<blocks_for(rows * c), threads, 0, stream>>>(rows, c, src, dy, mean, inv_std, gamma,
-                                                                                mean_dy, mean_dy_xhat, diff_src);
-  TS_CHECK_LAUNCH();
+  TS_LAUNCH_INDEXED(batch_norm_backward_data_kernel, rows * c, blocks_for(rows * c), threads, stream, rows, c, src, dy,
+                    mean, inv_std, gamma, mean_dy, mean_dy_xhat, diff_src);
 }
 
 void sgd_step(Index count, float* param, const float* grad, float* velocity, float lr, float momentum,

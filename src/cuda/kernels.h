@@ -41,13 +41,26 @@ void sum_squares(Index count, const float* data, double* total, double* scratch,
 void weights_to_okc(Index out, Index in, Index k, const float* oik, float* oki, cudaStream_t stream);
 void weights_from_okc(Index out, Index in, Index k, const float* oki, float* oik, cudaStream_t stream);
 
-// Convolution over one-hot codes as a gather (backend.h): dst (N, T_out, O).
+// Convolution over one-hot codes as a gather (backend.h): dst (N, T_out, O). `transposed` is
+// scratch for out * alphabet * k floats: the weights (O, A, K) rearranged to (K, A, O), so that
+// the threads of a warp, which compute neighbouring output channels, read neighbouring weights.
 void onehot_conv_forward(Index n, Index t_in, Index alphabet, Index out, Index k, const std::uint8_t* codes,
-                         const float* weights, const float* bias, float* dst, bool relu, cudaStream_t stream);
+                         const float* weights, const float* bias, float* dst, bool relu, float* transposed,
+                         cudaStream_t stream);
 // The unfolded one-hot input of rows [row0, row0 + rows) of the (N * T_out) output positions:
 // unfolded[r, a * K + j] = (codes[n, t + j] == a + 1), a (rows, A * K) matrix for a GEMM.
 void onehot_unfold(Index row0, Index rows, Index t_in, Index t_out, Index alphabet, Index k, const std::uint8_t* codes,
                    float* unfolded, cudaStream_t stream);
+
+// Max pooling over time (backend.h): dst (N, T_out, C). When `winners` is not null (training),
+// winners[(n, t, c)] is the time index of the window's first maximum, the reference backend's
+// choice; padding never wins.
+void max_pool_forward(Index n, Index t_in, Index c, Index kernel, Index stride, Index pad, const float* src, float* dst,
+                      std::int32_t* winners, cudaStream_t stream);
+// diff_src (N, T_in, C): every source element sums, in window order, the gradients of the
+// windows it won (a gather: no atomics, deterministic).
+void max_pool_backward(Index n, Index t_in, Index c, Index kernel, Index stride, Index pad, const float* diff_dst,
+                       const std::int32_t* winners, float* diff_src, cudaStream_t stream);
 
 // Order-preserving k-max pooling over time (backend.h).
 void kmax_forward(Index n, Index t, Index c, Index k, const float* src, float* dst, std::int32_t* indices,
@@ -66,9 +79,25 @@ void embedding_backward(Index rows, Index vocab, Index dim, const std::uint8_t* 
 void softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels, double* row_loss,
                            float* diff_logits, int* bad_label, cudaStream_t stream);
 
-// Batch norm helpers: save_var = 1 / inv_std^2 - epsilon, and back; dst masked by a ReLU.
-void inv_std_to_var(Index c, const float* inv_std, float* var, double epsilon, cudaStream_t stream);
-void var_to_inv_std(Index c, const float* var, float* inv_std, double epsilon, cudaStream_t stream);
+// Batch norm over (rows, c), channels fastest (backend.h), as the reference backend computes it.
+// Training (sum and sum_squares, the column sums of src, not null): save_mean, save_var (biased)
+// and the running statistics (momentum, unbiased variance) are updated from the batch. Inference
+// (sum null): the running statistics are used. Either way scale = gamma * inv_std and
+// shift = beta - mean * scale, per channel, for batch_norm_apply.
+void batch_norm_statistics(Index rows, Index c, const double* sum, const double* sum_squares, const float* gamma,
+                           const float* beta, float* save_mean, float* save_var, float* running_mean,
+                           float* running_var, double momentum, double epsilon, float* scale, float* shift,
+                           cudaStream_t stream);
+// dst = src * scale + shift per channel, then max(0, .) when relu.
+void batch_norm_apply(Index rows, Index c, const float* src, const float* scale, const float* shift, float* dst,
+                      bool relu, cudaStream_t stream);
+// From sum_dy and sum_dy_x (column sums of dy and dy * src) and the saved statistics:
+// diff_beta = sum dy, diff_gamma = sum dy * xhat, and the per-channel doubles mean, inv_std,
+// mean_dy and mean_dy_xhat that batch_norm_backward_data takes.
+void batch_norm_backward_statistics(Index rows, Index c, const double* sum_dy, const double* sum_dy_x,
+                                    const float* save_mean, const float* save_var, double epsilon, float* diff_gamma,
+                                    float* diff_beta, double* mean, double* inv_std, double* mean_dy,
+                                    double* mean_dy_xhat, cudaStream_t stream);
 // diff_src = gamma * inv_std * (dy - mean_dy - (src - mean) * inv_std * mean_dy_xhat) (backend.h);
 // the per-channel arrays are double, in device memory.
 void batch_norm_backward_data(Index rows, Index c, const float* src, const float* dy, const double* mean,

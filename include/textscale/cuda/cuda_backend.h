@@ -21,9 +21,18 @@ enum class Precision { fp32, tf32, bf16 };
 [[nodiscard]] Precision parse_precision(const std::string& text);  // throws InputError
 [[nodiscard]] std::string to_string(Precision precision);
 
+// How convolution algorithms are chosen, once per shape and batch size:
+//  - heuristic: cuDNN's heuristics; the same choice in every process, so a resumed run repeats
+//    an uninterrupted one bitwise;
+//  - measure: cuDNN times the candidates and the fastest is taken; faster when the heuristics
+//    misjudge, but two processes may choose differently (and round differently).
+// The environment variable TEXTSCALE_CUDNN_SEARCH (heuristic | measure) overrides the default.
+enum class AlgorithmSearch { heuristic, measure };
+
 struct CudaOptions {
   int device = 0;  // CUDA device ordinal (the local rank under a launcher)
   Precision precision = Precision::tf32;
+  AlgorithmSearch algorithm_search = AlgorithmSearch::heuristic;
 };
 
 // Number of visible GPUs; 0 without a GPU or driver. Never throws.
