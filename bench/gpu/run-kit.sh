@@ -95,6 +95,8 @@ echo "== benchmarks"
 "$python" "$kit/bench/gpu/peer_gpu.py" --peak >"$out/peak.json" || status=1
 cat "$out/peak.json"
 models="crepe-small vdcnn-9"
+# Steps per measurement, the same for textscale and PyTorch (20 steps of Crepe are 80 ms: too few).
+timing="--warmup ${WARMUP:-10} --steps ${STEPS:-60}"
 batches="128 512"
 precisions="fp32 tf32 bf16"
 if [[ $mode == quick ]]; then batches=128 precisions=tf32; fi
@@ -103,15 +105,27 @@ if [[ $mode == quick ]]; then batches=128 precisions=tf32; fi
 for model in $models; do
   for batch in $batches; do
     for precision in $precisions; do
+      # shellcheck disable=SC2086
       run "$textscale" bench --device cuda --model "$model" --batch-size "$batch" --precision "$precision" \
-        --warmup 5 --steps 20 | sed "s/^{/{\"precision\":\"$precision\",/" >>"$out/textscale.jsonl" || status=1
+        $timing | sed "s/^{/{\"precision\":\"$precision\",/" >>"$out/textscale.jsonl" || status=1
+      # shellcheck disable=SC2086
       "$python" "$kit/bench/gpu/peer_gpu.py" --model "$model" --batch-size "$batch" --precision "$precision" \
-        >>"$out/pytorch.jsonl" || status=1
+        $timing >>"$out/pytorch.jsonl" || status=1
       [[ $mode == quick ]] && continue
+      # torch.compile takes about a minute per configuration: TF32 at batch 128 only.
+      [[ $precision == tf32 && $batch == 128 ]] || continue
+      # shellcheck disable=SC2086
       "$python" "$kit/bench/gpu/peer_gpu.py" --model "$model" --batch-size "$batch" --precision "$precision" \
-        --compile >>"$out/pytorch.jsonl" || status=1
+        $timing --compile >>"$out/pytorch.jsonl" || status=1
     done
   done
 done
+if [[ $mode == full ]]; then
+  for model in $models; do
+    echo "### $model batch 128 tf32" >>"$out/profile.log"
+    run "$textscale" bench --device cuda --model "$model" --batch-size 128 --precision tf32 --warmup 5 --steps 20 \
+      --profile 2>>"$out/profile.log" >/dev/null || status=1
+  done
+fi
 "$python" "$kit/bench/gpu/summarize.py" "$out" | tee "$out/summary.md"
 exit $status

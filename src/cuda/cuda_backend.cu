@@ -214,7 +214,7 @@ struct PoolState final : OpState {
 
 // Batch norm: per-channel sums (double) and the scale and shift of the last forward pass.
 struct NormState final : OpState {
-  DeviceArea sums, affine, masked;
+  DeviceArea sums, affine;
 };
 
 struct LinearState final : OpState {
@@ -375,21 +375,16 @@ class CudaBackend final : public engine::Backend<float> {
                            float* diff_gamma, float* diff_beta, double epsilon, bool relu) override {
     NormState& s = state_as<NormState>(state);
     const Index rows = dims.n * dims.t, c = dims.c;
-    const float* dy = diff_dst;
-    if (relu) {
-      float* masked = s.masked.as<float>(dims.count());
-      kernels::relu_backward(dims.count(), dst, diff_dst, masked, stream_);
-      dy = masked;
-    }
+    const float* mask = relu ? dst : nullptr;  // the ReLU's gradient is applied inside the kernels
     double* sums = s.sums.as<double>(6 * c);
-    kernels::column_sums(rows, c, dy, src, sums, sums + c, scratch_.as<double>(kernels::column_sums_scratch(rows, c)),
-                         stream_);
+    kernels::column_sums(rows, c, diff_dst, src, sums, sums + c,
+                         scratch_.as<double>(kernels::column_sums_scratch(rows, c)), stream_, mask);
     double* per_channel = sums + 2 * c;  // mean, inv_std, mean_dy, mean_dy_xhat
     kernels::batch_norm_backward_statistics(rows, c, sums, sums + c, save_mean, save_var, epsilon, diff_gamma,
                                             diff_beta, per_channel, per_channel + c, per_channel + 2 * c,
                                             per_channel + 3 * c, stream_);
-    kernels::batch_norm_backward_data(rows, c, src, dy, per_channel, per_channel + c, gamma, per_channel + 2 * c,
-                                      per_channel + 3 * c, diff_src, stream_);
+    kernels::batch_norm_backward_data(rows, c, src, diff_dst, per_channel, per_channel + c, gamma, per_channel + 2 * c,
+                                      per_channel + 3 * c, diff_src, stream_, mask);
   }
   void channel_sums(Index rows, Index c, const float* a, const float* b, double* sum_a, double* sum_ab) override {
     double* device = sums_.as<double>(2 * c);
@@ -463,7 +458,8 @@ class CudaBackend final : public engine::Backend<float> {
   }
   void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const float* diff_dst,
                           float* diff_table) override {
-    kernels::embedding_backward(n * t, vocab, dim, codes, diff_dst, diff_table, stream_);
+    kernels::embedding_backward(n * t, vocab, dim, codes, diff_dst, diff_table,
+                                scratch_.as<double>(kernels::embedding_backward_scratch(n * t, vocab, dim)), stream_);
   }
 
   // --- Loss ---------------------------------------------------------------------------------

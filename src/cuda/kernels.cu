@@ -78,7 +78,7 @@ __global__ void dropout_kernel(Index count, double p, std::uint64_t seed, std::u
 
 // Stage 1 of a column reduction: block (32, 32) sums 32 columns over one chunk of rows.
 __global__ void column_partials_kernel(Index rows, Index cols, Index chunks, const float* a, const float* b,
-                                       bool with_ab, double* partial_a, double* partial_ab) {
+                                       const float* mask, bool with_ab, double* partial_a, double* partial_ab) {
   __shared__ double shared_a[32][33], shared_ab[32][33];
   const Index col = blockIdx.x * 32 + threadIdx.x;
   const Index chunk = blockIdx.y;
@@ -86,9 +86,10 @@ __global__ void column_partials_kernel(Index rows, Index cols, Index chunks, con
   double sa = 0, sab = 0;
   if (col < cols)
     for (Index r = begin + threadIdx.y; r < end; r += 32) {
-      const double x = a[r * cols + col];
+      const Index i = r * cols + col;
+      const double x = mask && !(mask[i] > 0.0f) ? 0.0 : a[i];
       sa += x;
-      if (with_ab) sab += x * (b ? static_cast<double>(b[r * cols + col]) : x);
+      if (with_ab) sab += x * (b ? static_cast<double>(b[i]) : x);
     }
   shared_a[threadIdx.y][threadIdx.x] = sa;
   shared_ab[threadIdx.y][threadIdx.x] = sab;
@@ -289,20 +290,25 @@ __global__ void embedding_forward_kernel(Index rows, Index dim, const std::uint8
   TS_GRID_STRIDE(i, rows * dim) dst[i] = table[static_cast<Index>(codes[i / dim]) * dim + i % dim];
 }
 // Block (32, 32) per (code, 32 features): the rows holding that code, summed in a fixed order.
-__global__ void embedding_backward_kernel(Index rows, Index dim, const std::uint8_t* codes, const float* diff_dst,
-                                          float* diff_table) {
+// Stage 1 of the embedding gradient: block (dims blockIdx.x * 32.., code blockIdx.y, row chunk
+// blockIdx.z) sums the rows of its chunk whose code is blockIdx.y; stage 2 is column_finish_kernel
+// over the (code, dim) columns. (One block per code scanning every row was 70 blocks on a
+// 132-multiprocessor GPU, each thread walking 4,000 rows.)
+__global__ void embedding_partials_kernel(Index rows, Index vocab, Index dim, Index chunks, const std::uint8_t* codes,
+                                          const float* diff_dst, double* partial) {
   __shared__ double shared[32][33];
-  const Index code = blockIdx.x, e = blockIdx.y * 32 + threadIdx.x;
+  const Index e = blockIdx.x * 32 + threadIdx.x, code = blockIdx.y, chunk = blockIdx.z;
+  const Index begin = rows * chunk / chunks, end = rows * (chunk + 1) / chunks;
   double s = 0;
   if (e < dim)
-    for (Index r = threadIdx.y; r < rows; r += 32)
+    for (Index r = begin + threadIdx.y; r < end; r += 32)
       if (codes[r] == code) s += diff_dst[r * dim + e];
   shared[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
   if (threadIdx.y == 0 && e < dim) {
     double total = 0;
     for (int y = 0; y < 32; ++y) total += shared[y][threadIdx.x];
-    diff_table[code * dim + e] = static_cast<float>(total);
+    partial[(chunk * vocab + code) * dim + e] = total;
   }
 }
 
@@ -388,12 +394,13 @@ __global__ void batch_norm_backward_statistics_kernel(Index rows, Index c, const
 template <typename I>
 __global__ void batch_norm_backward_data_kernel(I rows, I c, const float* src, const float* dy, const double* mean,
                                                 const double* inv_std, const float* gamma, const double* mean_dy,
-                                                const double* mean_dy_xhat, float* diff_src) {
+                                                const double* mean_dy_xhat, float* diff_src, const float* mask) {
   TS_GRID_STRIDE_I(i, rows * c) {
     const I k = i % c;
     const double xhat_scale = (static_cast<double>(src[i]) - mean[k]) * inv_std[k];
+    const double g = mask && !(mask[i] > 0.0f) ? 0.0 : static_cast<double>(dy[i]);
     diff_src[i] = static_cast<float>(static_cast<double>(gamma[k]) * inv_std[k] *
-                                     (static_cast<double>(dy[i]) - mean_dy[k] - xhat_scale * mean_dy_xhat[k]));
+                                     (g - mean_dy[k] - xhat_scale * mean_dy_xhat[k]));
   }
 }
 
@@ -456,13 +463,13 @@ void dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t fi
 }
 
 void column_sums(Index rows, Index cols, const float* a, const float* b, double* sum_a, double* sum_ab, double* scratch,
-                 cudaStream_t stream) {
+                 cudaStream_t stream, const float* mask) {
   const Index chunks = column_chunks(rows);
   double* partial_a = scratch;
   double* partial_ab = scratch + chunks * cols;
   const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>(chunks));
-  column_partials_kernel<<<grid, dim3(32, 32), 0, stream>>>(rows, cols, chunks, a, b, sum_ab != nullptr, partial_a,
-                                                            partial_ab);
+  column_partials_kernel<<<grid, dim3(32, 32), 0, stream>>>(rows, cols, chunks, a, b, mask, sum_ab != nullptr,
+                                                            partial_a, partial_ab);
   TS_CHECK_LAUNCH();
   column_finish_kernel<double>
       <<<blocks_for(32 * cols), threads, 0, stream>>>(cols, chunks, partial_a, partial_ab, sum_a, sum_ab);
@@ -471,7 +478,8 @@ void column_sums(Index rows, Index cols, const float* a, const float* b, double*
 void column_sums(Index rows, Index cols, const float* a, float* sum_a, double* scratch, cudaStream_t stream) {
   const Index chunks = column_chunks(rows);
   const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>(chunks));
-  column_partials_kernel<<<grid, dim3(32, 32), 0, stream>>>(rows, cols, chunks, a, nullptr, false, scratch, nullptr);
+  column_partials_kernel<<<grid, dim3(32, 32), 0, stream>>>(rows, cols, chunks, a, nullptr, nullptr, false, scratch,
+                                                            nullptr);
   TS_CHECK_LAUNCH();
   column_finish_kernel<float><<<blocks_for(32 * cols), threads, 0, stream>>>(cols, chunks, scratch, nullptr, sum_a,
                                                                              static_cast<float*>(nullptr));
@@ -546,10 +554,17 @@ void embedding_forward(Index rows, Index dim, const std::uint8_t* codes, const f
   embedding_forward_kernel<<<blocks_for(rows * dim), threads, 0, stream>>>(rows, dim, codes, table, dst);
   TS_CHECK_LAUNCH();
 }
+Index embedding_backward_scratch(Index rows, Index vocab, Index dim) {
+  return column_chunks(rows) * vocab * dim;
+}
 void embedding_backward(Index rows, Index vocab, Index dim, const std::uint8_t* codes, const float* diff_dst,
-                        float* diff_table, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>(vocab), static_cast<unsigned>((dim + 31) / 32));
-  embedding_backward_kernel<<<grid, dim3(32, 32), 0, stream>>>(rows, dim, codes, diff_dst, diff_table);
+                        float* diff_table, double* scratch, cudaStream_t stream) {
+  const Index chunks = column_chunks(rows);
+  const dim3 grid(static_cast<unsigned>((dim + 31) / 32), static_cast<unsigned>(vocab), static_cast<unsigned>(chunks));
+  embedding_partials_kernel<<<grid, dim3(32, 32), 0, stream>>>(rows, vocab, dim, chunks, codes, diff_dst, scratch);
+  TS_CHECK_LAUNCH();
+  column_finish_kernel<float><<<blocks_for(32 * vocab * dim), threads, 0, stream>>>(
+      vocab * dim, chunks, scratch, nullptr, diff_table, static_cast<float*>(nullptr));
   TS_CHECK_LAUNCH();
 }
 
@@ -587,9 +602,9 @@ void batch_norm_backward_statistics(Index rows, Index c, const double* sum_dy, c
 }
 void batch_norm_backward_data(Index rows, Index c, const float* src, const float* dy, const double* mean,
                               const double* inv_std, const float* gamma, const double* mean_dy,
-                              const double* mean_dy_xhat, float* diff_src, cudaStream_t stream) {
+                              const double* mean_dy_xhat, float* diff_src, cudaStream_t stream, const float* mask) {
   TS_LAUNCH_INDEXED(batch_norm_backward_data_kernel, rows * c, blocks_for(rows * c), threads, stream, rows, c, src, dy,
-                    mean, inv_std, gamma, mean_dy, mean_dy_xhat, diff_src);
+                    mean, inv_std, gamma, mean_dy, mean_dy_xhat, diff_src, mask);
 }
 
 void sgd_step(Index count, float* param, const float* grad, float* velocity, float lr, float momentum,

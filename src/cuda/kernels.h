@@ -30,9 +30,10 @@ void dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t fi
 
 // Per-column sums of a (rows, cols) array: sum_a[c] = sum_r a[r, c], and, when sum_ab is not
 // null, sum_ab[c] = sum_r a[r, c] * (b ? b[r, c] : a[r, c]). `scratch` holds
-// column_sums_scratch(rows, cols) doubles. Outputs in device memory, float or double.
+// column_sums_scratch(rows, cols) doubles. Outputs in device memory, float or double. With a
+// `mask`, a[r, c] counts only where mask[r, c] > 0 (a ReLU's gradient, without a masked copy).
 void column_sums(Index rows, Index cols, const float* a, const float* b, double* sum_a, double* sum_ab, double* scratch,
-                 cudaStream_t stream);
+                 cudaStream_t stream, const float* mask = nullptr);
 void column_sums(Index rows, Index cols, const float* a, float* sum_a, double* scratch, cudaStream_t stream);
 // total[0] = sum of squares of `count` elements; scratch holds reduction_blocks doubles.
 void sum_squares(Index count, const float* data, double* total, double* scratch, cudaStream_t stream);
@@ -71,8 +72,10 @@ void kmax_backward(Index n, Index t, Index c, Index k, const float* diff_dst, co
 // dst (N, T, E) = table[codes]; diff_table (V, E) = per-code sums of diff_dst rows.
 void embedding_forward(Index rows, Index dim, const std::uint8_t* codes, const float* table, float* dst,
                        cudaStream_t stream);
+// `scratch` holds embedding_backward_scratch(rows, vocab, dim) doubles.
+[[nodiscard]] Index embedding_backward_scratch(Index rows, Index vocab, Index dim);
 void embedding_backward(Index rows, Index vocab, Index dim, const std::uint8_t* codes, const float* diff_dst,
-                        float* diff_table, cudaStream_t stream);
+                        float* diff_table, double* scratch, cudaStream_t stream);
 
 // Softmax cross-entropy per row: row_loss[i] (double) and diff_logits (may be null) as in
 // backend.h; bad_label[0] is set to 1 + the first row whose label is out of range (0: none).
@@ -99,10 +102,11 @@ void batch_norm_backward_statistics(Index rows, Index c, const double* sum_dy, c
                                     float* diff_beta, double* mean, double* inv_std, double* mean_dy,
                                     double* mean_dy_xhat, cudaStream_t stream);
 // diff_src = gamma * inv_std * (dy - mean_dy - (src - mean) * inv_std * mean_dy_xhat) (backend.h);
-// the per-channel arrays are double, in device memory.
+// the per-channel arrays are double, in device memory. With a `mask`, dy is 0 where mask <= 0.
 void batch_norm_backward_data(Index rows, Index c, const float* src, const float* dy, const double* mean,
                               const double* inv_std, const float* gamma, const double* mean_dy,
-                              const double* mean_dy_xhat, float* diff_src, cudaStream_t stream);
+                              const double* mean_dy_xhat, float* diff_src, cudaStream_t stream,
+                              const float* mask = nullptr);
 
 // Fused optimizer steps (backend.h).
 void sgd_step(Index count, float* param, const float* grad, float* velocity, float lr, float momentum,
