@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds textscale for a GPU machine that has CUDA, cuDNN and NCCL (e.g. through PyTorch's wheels)
 # but no MPI, HDF5, Boost or oneDNN, and packs what it needs into one archive:
-#   gpu-kit/textscale-gpu-kit.tar.xz: bin/textscale, tests/test_cuda_*, lib/ (every shared
+#   gpu-kit/textscale-gpu-kit.tar.xz: bin/textscale, tests/ (test_cuda_*, test_nccl), lib/ (every shared
 #   library they load except the CUDA libraries and glibc), bench/ (the scripts run-kit.sh uses).
 # The CUDA libraries are taken from the GPU machine at run time (run-kit.sh sets LD_LIBRARY_PATH).
 #
@@ -13,13 +13,13 @@ build=${1:-$root/build-gpu}
 kit=${2:-$root/gpu-kit}
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DTEXTSCALE_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHITECTURES:-90}" >/dev/null
-cmake --build "$build" -j "$(nproc)" --target textscale test_cuda_backend test_cuda_training
+cmake --build "$build" -j "$(nproc)" --target textscale test_cuda_backend test_cuda_training test_nccl
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/tests" "$stage/lib" "$stage/bench/gpu"
 cp "$build/bin/textscale" "$stage/bin/"
-cp "$build/tests/test_cuda_backend" "$build/tests/test_cuda_training" "$stage/tests/"
+cp "$build/tests/test_cuda_backend" "$build/tests/test_cuda_training" "$build/tests/test_nccl" "$stage/tests/"
 strip "$stage"/bin/* "$stage"/tests/*
 # Shared libraries: everything ldd resolves, less the system's own and the CUDA libraries.
 for binary in "$stage"/bin/* "$stage"/tests/*; do

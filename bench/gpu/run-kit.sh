@@ -44,7 +44,9 @@ textscale=$kit/bin/textscale
 status=0
 # Every failure is recorded and the script goes on, so one broken piece does not hide the rest.
 echo "== gpu tests" | tee "$out/tests.log"
-for t in "$kit"/tests/test_cuda_*; do
+# test_nccl runs as one process: without a launcher the NCCL id travels through a local
+# communicator, no MPI is initialised.
+for t in "$kit"/tests/test_cuda_* "$kit"/tests/test_nccl; do
   run "$t" --log_level=test_suite --report_level=short >>"$out/tests.log" 2>&1
   rc=$?
   case $rc in
