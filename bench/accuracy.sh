@@ -4,12 +4,14 @@
 #
 #   bench/accuracy.sh --dataset ag_news --models "crepe-small vdcnn-9" --seeds "1 2 3" --epochs 5
 #   bench/accuracy.sh --dataset imdb --models vdcnn-9 --seeds 1 --epochs 3
+#   bench/accuracy.sh --models crepe-small --optimizer adam --lr 0.001 --epochs 10 --work runs/accuracy-adam
 #
 # Datasets (from --data / TEXTSCALE_DATA, default ../shared/data):
 #   ag_news: train = alps_train_sample/dev.tsv (10,001 AG News training rows), test = test.csv (7,600)
 #   imdb:    train = train.csv.gz (25,000), test = test.csv.gz (25,000)
 # Training: SGD, momentum 0.9, lr 0.01 halved every 3 epochs (Zhang et al.), batch --batch (128),
-# no weight decay; each run's data order and initialisation come from its seed (the two
+# no weight decay (--optimizer adam and --lr change the optimiser and the initial rate; the
+# schedule stays); each run's data order and initialisation come from its seed (the two
 # implementations draw different random numbers: compare means over seeds, not single runs).
 # --valid F holds out a fraction F of the training rows (shuffled with seed 1, the same rows for
 # every run) as a validation split, evaluated every epoch; the weights of the best validation
@@ -24,7 +26,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 dataset=ag_news models="crepe-small vdcnn-9" seeds="1 2 3" epochs=5 threads=2 parallel=1
-impls="textscale pytorch" work=$repo/runs/accuracy batch=128 valid="" niceness=0 data=${TEXTSCALE_DATA:-$repo/../shared/data}
+impls="textscale pytorch" work=$repo/runs/accuracy batch=128 optimizer=sgd lr=0.01 valid="" niceness=0 data=${TEXTSCALE_DATA:-$repo/../shared/data}
 while [ $# -gt 0 ]; do
   case "$1" in
     --dataset) dataset=$2; shift 2 ;;
@@ -32,6 +34,8 @@ while [ $# -gt 0 ]; do
     --seeds) seeds=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
+    --optimizer) optimizer=$2; shift 2 ;;
+    --lr) lr=$2; shift 2 ;;
     --valid) valid=$2; shift 2 ;;
     --nice) niceness=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
@@ -68,9 +72,14 @@ case "$dataset" in
 esac
 
 job_threads=$(( threads / parallel > 0 ? threads / parallel : 1 ))
-common_ours=(--epochs "$epochs" --batch-size "$batch" --optimizer sgd --lr 0.01 --momentum 0.9 --schedule step
+case "$optimizer" in
+  sgd) optimiser=(--optimizer sgd --lr "$lr" --momentum 0.9) ;;
+  adam) optimiser=(--optimizer adam --lr "$lr") ;;
+  *) echo "unknown optimizer $optimizer (sgd, adam)" >&2; exit 2 ;;
+esac
+common_ours=(--epochs "$epochs" --batch-size "$batch" "${optimiser[@]}" --schedule step
   --step-epochs 3 --step-factor 0.5 --threads "$job_threads" --test-each-epoch false --progress off --log-every 20)
-common_peer=(--epochs "$epochs" --batch-size "$batch" --optimizer sgd --lr 0.01 --momentum 0.9 --schedule step
+common_peer=(--epochs "$epochs" --batch-size "$batch" "${optimiser[@]}" --schedule step
   --step-epochs 3 --step-factor 0.5 --threads "$job_threads" --test-each-epoch 0)
 if [ -n "$valid" ]; then
   [ -f "$dir/train.valid.h5" ] || { echo "error: $dir/train.h5 was made without --valid; remove it" >&2; exit 2; }

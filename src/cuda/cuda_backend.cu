@@ -1,10 +1,12 @@
-// The CUDA backend: cuDNN for convolution, pooling and batch normalisation, cuBLAS for the dense
-// layers and the one-hot convolution's weight gradient, kernels.cu for the rest.
+// The CUDA backend: cuDNN for convolution, cuBLAS for the dense layers and the one-hot
+// convolution's weight gradient, kernels.cu for the rest (pooling and batch normalisation too:
+// cuDNN's channels-last fp32 versions were 10-50x slower than their memory traffic on an H200,
+// see results/gpu.md).
 //
-// cuDNN API: the legacy (v7-style) convolution, pooling and batch-norm calls, which cuDNN 9 still
-// ships (libcudnn_cnn / libcudnn_ops) and which need no frontend headers (not installed here).
-// The graph API would allow fusions (bias + ReLU epilogues) we do with a kernel instead; the
-// operation list of backend.h is small enough that switching later touches only this file.
+// cuDNN API: the legacy (v7-style) convolution calls, which cuDNN 9 still ships (libcudnn_cnn)
+// and which need no frontend headers (not installed here). The graph API would allow fusions
+// (bias + ReLU epilogues) we do with a kernel instead; the operation list of backend.h is small
+// enough that switching later touches only this file.
 //
 // Memory: cudaMallocManaged, so that the few host accesses outside the step loop (initialisation,
 // checkpoints, MPI collectives on host data) need no staging code; pages are first touched by the
