@@ -75,16 +75,20 @@ sys.exit(0 if abs(gpu["accuracy"] - cpu["accuracy"]) <= 0.002 else 1)
 PY
 fi
 
+# profile MODEL PRECISION: per-layer times at batch 128 to profile.log, the JSON line to stdout.
+profile() {
+  echo "### $1 batch 128 $2" >>"$out/profile.log"
+  run "$textscale" bench --device cuda --model "$1" --batch-size 128 --precision "$2" --warmup 5 --steps 20 \
+    --profile 2>>"$out/profile.log" | sed "s/^{/{\"precision\":\"$2\",/"
+}
+
 if [[ $mode == profile ]]; then
   echo "== per-layer profiles"
   : >"$out/textscale.jsonl"
   : >"$out/pytorch.jsonl"
   for model in crepe-small vdcnn-9; do
     for precision in fp32 tf32; do
-      echo "### $model batch 128 $precision" >>"$out/profile.log"
-      run "$textscale" bench --device cuda --model "$model" --batch-size 128 --precision "$precision" --warmup 5 \
-        --steps 20 --profile 2>>"$out/profile.log" | sed "s/^{/{\"precision\":\"$precision\",/" \
-        >>"$out/textscale.jsonl" || status=1
+      profile "$model" "$precision" >>"$out/textscale.jsonl" || status=1
     done
     "$python" "$kit/bench/gpu/peer_gpu.py" --model "$model" --batch-size 128 --precision tf32 \
       >>"$out/pytorch.jsonl" || status=1
@@ -124,9 +128,7 @@ for model in $models; do
 done
 if [[ $mode == full ]]; then
   for model in $models; do
-    echo "### $model batch 128 tf32" >>"$out/profile.log"
-    run "$textscale" bench --device cuda --model "$model" --batch-size 128 --precision tf32 --warmup 5 --steps 20 \
-      --profile 2>>"$out/profile.log" >/dev/null || status=1
+    profile "$model" tf32 >/dev/null || status=1
   done
 fi
 "$python" "$kit/bench/gpu/summarize.py" "$out" | tee "$out/summary.md"

@@ -364,7 +364,7 @@ class CudaBackend final : public engine::Backend<float> {
     float* shift = scale + c;
     double* sums = nullptr;
     if (training) {
-      sums = s.sums.as<double>(4 * c);
+      sums = s.sums.as<double>(2 * c);  // sum, sum of squares
       kernels::column_sums(rows, c, src, nullptr, sums, sums + c,
                            scratch_.as<double>(kernels::column_sums_scratch(rows, c)), stream_);
     }
@@ -378,7 +378,7 @@ class CudaBackend final : public engine::Backend<float> {
     NormState& s = state_as<NormState>(state);
     const Index rows = dims.n * dims.t, c = dims.c;
     const float* mask = relu ? dst : nullptr;  // the ReLU's gradient is applied inside the kernels
-    double* sums = s.sums.as<double>(6 * c);
+    double* sums = s.sums.as<double>(6 * c);   // sum dy, sum dy * x, then the four per-channel arrays
     kernels::column_sums(rows, c, diff_dst, src, sums, sums + c,
                          scratch_.as<double>(kernels::column_sums_scratch(rows, c)), stream_, mask);
     double* per_channel = sums + 2 * c;  // mean, inv_std, mean_dy, mean_dy_xhat
