@@ -79,6 +79,13 @@ BOOST_AUTO_TEST_CASE(convolution) {
   check_conv({2, 20, 512, 512, 3, 1, 1}, false, true);
   check_conv({2, 20, 256, 512, 3, 1, 1}, false, false);
   check_conv({2, 20, 512, 256, 1, 1, 0}, true, false);
+  // Kernel 3, stride 1, >= 64 channels in and out: forward and backward-data run as Winograd
+  // F(4, 3) (src/engine/cpu/winograd.h); these shapes cover several blocks of 64 tiles, partial
+  // last tiles, channel counts that are not multiples of 16, and padding 0, 1 and 2.
+  check_conv({5, 70, 128, 136, 3, 1, 1}, true, true);
+  check_conv({3, 37, 256, 128, 3, 1, 0}, true, false);
+  check_conv({2, 3, 128, 128, 3, 1, 0}, false, false);
+  check_conv({2, 9, 144, 128, 3, 1, 2}, false, false);
 }
 
 BOOST_AUTO_TEST_CASE(convolution_batch_size_changes) {
@@ -149,24 +156,26 @@ BOOST_AUTO_TEST_CASE(max_pooling_ties_go_to_the_earliest) {
 }
 
 BOOST_AUTO_TEST_CASE(kmax_pooling_with_and_without_ties) {
-  for (bool ties : {false, true}) {
-    Backends b;
-    const Dims d{3, 40, 6};
-    const Index k = 8;
-    auto src = random_pair(d.count(), 31);
-    if (ties)
-      for (std::size_t i = 0; i < src.f.size(); ++i) src.d[i] = src.f[i] = std::round(src.f[i]);
-    auto diff_dst = random_pair(d.n * k * d.c, 32);
-    auto dst = zeros(d.n * k * d.c), diff_src = zeros(d.count());
-    std::vector<std::int32_t> i1(dst.f.size()), i2(dst.f.size());
-    b.dnnl.kmax_pool_forward(d, k, src.f.data(), dst.f.data(), i1.data());
-    b.ref.kmax_pool_forward(d, k, src.d.data(), dst.d.data(), i2.data());
-    expect_close(ties ? "k-max forward, ties" : "k-max forward", dst.f, dst.d);
-    BOOST_TEST(i1 == i2, "chosen positions agree");
-    b.dnnl.kmax_pool_backward(d, k, diff_dst.f.data(), i1.data(), diff_src.f.data());
-    b.ref.kmax_pool_backward(d, k, diff_dst.d.data(), i2.data(), diff_src.d.data());
-    expect_close("k-max backward", diff_src.f, diff_src.d);
-  }
+  // The oneDNN backend keeps lists for blocks of 16 channels: fewer than 16, two full blocks and a
+  // remainder, and T == k.
+  for (const Dims d : {Dims{3, 40, 6}, Dims{2, 30, 37}, Dims{2, 8, 20}})
+    for (bool ties : {false, true}) {
+      Backends b;
+      const Index k = 8;
+      auto src = random_pair(d.count(), 31);
+      if (ties)
+        for (std::size_t i = 0; i < src.f.size(); ++i) src.d[i] = src.f[i] = std::round(src.f[i]);
+      auto diff_dst = random_pair(d.n * k * d.c, 32);
+      auto dst = zeros(d.n * k * d.c), diff_src = zeros(d.count());
+      std::vector<std::int32_t> i1(dst.f.size()), i2(dst.f.size());
+      b.dnnl.kmax_pool_forward(d, k, src.f.data(), dst.f.data(), i1.data());
+      b.ref.kmax_pool_forward(d, k, src.d.data(), dst.d.data(), i2.data());
+      expect_close(ties ? "k-max forward, ties" : "k-max forward", dst.f, dst.d);
+      BOOST_TEST(i1 == i2, "chosen positions agree");
+      b.dnnl.kmax_pool_backward(d, k, diff_dst.f.data(), i1.data(), diff_src.f.data());
+      b.ref.kmax_pool_backward(d, k, diff_dst.d.data(), i2.data(), diff_src.d.data());
+      expect_close("k-max backward", diff_src.f, diff_src.d);
+    }
 }
 
 void check_batch_norm(bool relu) {
@@ -355,6 +364,12 @@ BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
     std::vector<float> dw(static_cast<std::size_t>(s.weights_count())), db(static_cast<std::size_t>(s.c_out));
     OpStatePtr state;
     dnnl.onehot_conv1d_backward_weights(state, s, codes.data(), diff_dst.f.data(), dw.data(), db.data());
+    // A Winograd convolution (several blocks of tiles), forward.
+    const Conv1dShape w{5, 70, 128, 136, 3, 1, 1};
+    std::vector<float> wdst(static_cast<std::size_t>(w.dst().count()));
+    OpStatePtr wstate;
+    dnnl.conv1d_forward(wstate, w, big.f.data(), big.f.data() + w.src().count(), nullptr, wdst.data(), false);
+    dw.insert(dw.end(), wdst.begin(), wdst.end());
     dw.push_back(static_cast<float>(dnnl.sum_squares(static_cast<Index>(big.f.size()), big.f.data())));
     dw.insert(dw.end(), db.begin(), db.end());
     return dw;

@@ -2,9 +2,14 @@
 
 #include <omp.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "textscale/common/error.h"
@@ -15,20 +20,16 @@ namespace textscale::engine::cpu {
 
 namespace {
 
-// The build targets generic x86-64, so the compiler would vectorise these loops for SSE2 only.
-// The hot inner loops are compiled for AVX-512 and AVX2 as well and picked at load time for the
-// CPU at hand (GCC's target_clones); oneDNN does the same for its own kernels with its JIT.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TS_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define TS_VECTOR_CLONES
-#endif
-
 // One output position of the one-hot convolution: out = bias + sum of the K weight rows that the
 // codes select (K rows of the (K, A, C_out) weights), then an optional ReLU.
 TS_VECTOR_CLONES void gather_row(float* out, const float* w, const std::uint8_t* codes, Index k, Index a, Index o,
                                  const float* bias, bool relu) {
-  for (Index oc = 0; oc < o; ++oc) out[oc] = bias ? bias[oc] : 0.0f;
+  // The null test stays outside the loops here and below: `bias ? bias[i] : 0` inside a vectorised
+  // loop becomes a masked load from the null pointer, whose suppressed faults are slow.
+  if (bias)
+    std::copy(bias, bias + o, out);
+  else
+    std::fill(out, out + o, 0.0f);
   for (Index j = 0; j < k; ++j) {
     const Index code = codes[j];
     if (code == 0) continue;
@@ -159,13 +160,134 @@ void onehot_conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& s, con
   if (diff_bias) column_sums(rows, o, diff_dst, diff_bias);
 }
 
+namespace {
+
+constexpr Index kKmaxLanes = 16;  // channels a k-max list block holds side by side (one AVX-512 register)
+
+// k-max pooling, one time step of one block of `lanes` channels of one sample: every channel's list
+// of its k largest values so far (value descending; among equal values the earlier position
+// first) takes v's value if it beats the list's k-th. A block's lists are k rows of 16 lanes, so a
+// step is a few compares and selects per row of the list, with no branch on the data (the old
+// per-element loop spent its time in mispredicted branches). The portable form; with AVX-512,
+// full blocks take kmax_full_blocks_avx512.
+TS_VECTOR_CLONES void kmax_block_step(Index lanes, Index k, const float* __restrict v, float* __restrict val,
+                                      std::int32_t* __restrict pos, std::int32_t t) {
+  const Index count = lanes;
+  // Walk the list from its end: entry j takes its upper neighbour's (v beats both) or v itself
+  // (v beats it but not the neighbour). Stores are unconditional selects.
+  for (Index j = k - 1; j > 0; --j) {
+    float* vj = val + j * kKmaxLanes;
+    const float* up = vj - kKmaxLanes;
+    std::int32_t* pj = pos + j * kKmaxLanes;
+    const std::int32_t* pup = pj - kKmaxLanes;
+#pragma omp simd
+    for (Index l = 0; l < count; ++l) {
+      const float x = vj[l];
+      const std::int32_t p = pj[l];
+      const bool enters = v[l] > x, beats_up = v[l] > up[l];
+      vj[l] = enters ? (beats_up ? up[l] : v[l]) : x;
+      pj[l] = enters ? (beats_up ? pup[l] : t) : p;
+    }
+  }
+#pragma omp simd
+  for (Index l = 0; l < count; ++l) {
+    const bool enters = v[l] > val[l];
+    val[l] = enters ? v[l] : val[l];
+    pos[l] = enters ? t : pos[l];
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// Full blocks of 16 channels with AVX-512 intrinsics, chosen at run time. Written portably (with
+// `omp simd` or GCC's vector types) the compiler turned the selects into branches on masks or
+// into scalar code, 5-30x slower than this.
+__attribute__((target("avx512f"))) void kmax_full_blocks_avx512(Index blocks, Index k, const float* row, float* values,
+                                                                std::int32_t* positions, std::int32_t t) {
+  const __m512i tv = _mm512_set1_epi32(t);
+  for (Index block = 0; block < blocks; ++block) {
+    float* val = values + block * k * kKmaxLanes;
+    std::int32_t* pos = positions + block * k * kKmaxLanes;
+    const __m512 v = _mm512_loadu_ps(row + block * kKmaxLanes);
+    __m512 below = _mm512_loadu_ps(val + (k - 1) * kKmaxLanes);
+    __m512i below_pos = _mm512_loadu_si512(pos + (k - 1) * kKmaxLanes);
+    __mmask16 enters = _mm512_cmp_ps_mask(v, below, _CMP_GT_OQ);
+    if (enters == 0) continue;  // usual once the lists hold large values
+    for (Index j = k - 1; j > 0; --j) {
+      const __m512 up = _mm512_loadu_ps(val + (j - 1) * kKmaxLanes);
+      const __m512i up_pos = _mm512_loadu_si512(pos + (j - 1) * kKmaxLanes);
+      const __mmask16 beats_up = _mm512_cmp_ps_mask(v, up, _CMP_GT_OQ);
+      // entry j = enters ? (beats_up ? up : v) : below
+      _mm512_storeu_ps(val + j * kKmaxLanes,
+                       _mm512_mask_blend_ps(enters, below, _mm512_mask_blend_ps(beats_up, v, up)));
+      _mm512_storeu_si512(pos + j * kKmaxLanes,
+                          _mm512_mask_blend_epi32(enters, below_pos, _mm512_mask_blend_epi32(beats_up, tv, up_pos)));
+      below = up;
+      below_pos = up_pos;
+      enters = beats_up;  // v enters at j - 1 exactly when it beats entry j - 1
+    }
+    _mm512_storeu_ps(val, _mm512_mask_blend_ps(enters, below, v));
+    _mm512_storeu_si512(pos, _mm512_mask_blend_epi32(enters, below_pos, tv));
+  }
+}
+#endif
+
+// One time step of one sample over all channels (`row`, C floats).
+void kmax_step(Index c, Index k, const float* row, float* values, std::int32_t* positions, std::int32_t t) {
+  Index done = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512) {
+    done = c / kKmaxLanes;
+    kmax_full_blocks_avx512(done, k, row, values, positions, t);
+  }
+#endif
+  for (Index block = done; block * kKmaxLanes < c; ++block)
+    kmax_block_step(std::min(kKmaxLanes, c - block * kKmaxLanes), k, row + block * kKmaxLanes,
+                    values + block * k * kKmaxLanes, positions + block * k * kKmaxLanes, t);
+}
+
+// Puts every channel's k entries back in time order (odd-even transposition sort on positions,
+// values carried along) and writes them to dst and indices (k rows of `c`).
+TS_VECTOR_CLONES void kmax_finish(Index c, Index k, float* __restrict values, std::int32_t* __restrict positions,
+                                  float* __restrict dst, std::int32_t* __restrict indices) {
+  for (Index block = 0; block * kKmaxLanes < c; ++block) {
+    const Index lanes = std::min(kKmaxLanes, c - block * kKmaxLanes);
+    float* val = values + block * k * kKmaxLanes;
+    std::int32_t* pos = positions + block * k * kKmaxLanes;
+    for (Index pass = 0; pass < k; ++pass)
+      for (Index j = pass % 2; j + 1 < k; j += 2) {
+        float* va = val + j * kKmaxLanes;
+        float* vb = va + kKmaxLanes;
+        std::int32_t* pa = pos + j * kKmaxLanes;
+        std::int32_t* pb = pa + kKmaxLanes;
+#pragma omp simd
+        for (Index l = 0; l < lanes; ++l) {
+          const bool swap = pa[l] > pb[l];
+          const float x = va[l], y = vb[l];
+          const std::int32_t p = pa[l], q = pb[l];
+          va[l] = swap ? y : x;
+          vb[l] = swap ? x : y;
+          pa[l] = swap ? q : p;
+          pb[l] = swap ? p : q;
+        }
+      }
+    for (Index j = 0; j < k; ++j)
+      for (Index l = 0; l < lanes; ++l) {
+        dst[j * c + block * kKmaxLanes + l] = val[j * kKmaxLanes + l];
+        indices[j * c + block * kKmaxLanes + l] = pos[j * kKmaxLanes + l];
+      }
+  }
+}
+
+}  // namespace
+
 void kmax_pool_forward(Dims d, Index k, const float* src, float* dst, std::int32_t* indices) {
-  // Per sample, one pass over time with channels innermost (contiguous in (N, T, C)): each
-  // channel keeps its k largest values so far in a small sorted list (value descending, earlier
-  // position first among equals; the k entries of a channel are adjacent). A value enters only if
-  // it beats the channel's current k-th, which becomes rare after the first positions.
+  // Per sample, one pass over time with channels innermost (contiguous in (N, T, C)), keeping each
+  // channel's k largest values in a sorted list (kmax_step), then restoring time order. A value
+  // enters only if it beats the channel's current k-th: a NaN never does. Lists start at -infinity.
   // Per-thread lists, allocated here: nothing may throw inside the parallel region.
-  const auto per_thread = static_cast<std::size_t>(k * d.c);
+  const Index blocks = (d.c + kKmaxLanes - 1) / kKmaxLanes;
+  const auto per_thread = static_cast<std::size_t>(blocks * k * kKmaxLanes);
   std::vector<float> values(per_thread * static_cast<std::size_t>(omp_get_max_threads()));
   std::vector<std::int32_t> positions(values.size());
 #pragma omp parallel
@@ -174,33 +296,12 @@ void kmax_pool_forward(Dims d, Index k, const float* src, float* dst, std::int32
     std::int32_t* position = positions.data() + per_thread * static_cast<std::size_t>(omp_get_thread_num());
 #pragma omp for schedule(static)
     for (Index n = 0; n < d.n; ++n) {
+      std::fill(value, value + per_thread, -std::numeric_limits<float>::infinity());
+      std::fill(position, position + per_thread, 0);
       const float* sample = src + n * d.t * d.c;
-      for (Index t = 0; t < d.t; ++t) {
-        const float* row = sample + t * d.c;
-        const Index size = std::min(t, k);  // entries held per channel before this position
-        for (Index c = 0; c < d.c; ++c) {
-          const float v = row[c];
-          float* vals = value + c * k;
-          if (size == k && !(v > vals[k - 1])) continue;
-          std::int32_t* pos = position + c * k;
-          Index at = size < k ? size : k - 1;
-          while (at > 0 && v > vals[at - 1]) {
-            vals[at] = vals[at - 1];
-            pos[at] = pos[at - 1];
-            --at;
-          }
-          vals[at] = v;
-          pos[at] = static_cast<std::int32_t>(t);
-        }
-      }
-      for (Index c = 0; c < d.c; ++c) {
-        std::int32_t* pos = position + c * k;
-        std::sort(pos, pos + k);  // back to time order
-        for (Index j = 0; j < k; ++j) {
-          dst[(n * k + j) * d.c + c] = sample[pos[j] * d.c + c];
-          indices[(n * k + j) * d.c + c] = pos[j];
-        }
-      }
+      for (Index t = 0; t < d.t; ++t)
+        kmax_step(d.c, k, sample + t * d.c, value, position, static_cast<std::int32_t>(t));
+      kmax_finish(d.c, k, value, position, dst + n * k * d.c, indices + n * k * d.c);
     }
   }
 }
@@ -227,11 +328,13 @@ void update_running_statistics(Index channels, Index rows, const float* mean, co
 }
 
 void transpose_add_bias(Index rows, Index columns, const float* src, const float* bias, float* dst, bool relu) {
+  const std::vector<float> no_bias(bias ? 0 : static_cast<std::size_t>(rows), 0.0f);
+  if (!bias) bias = no_bias.data();
 #pragma omp parallel for schedule(static)
   for (Index c = 0; c < columns; ++c) {
     float* out = dst + c * rows;
     for (Index r = 0; r < rows; ++r) {
-      const float v = src[r * columns + c] + (bias ? bias[r] : 0.0f);
+      const float v = src[r * columns + c] + bias[r];
       out[r] = relu ? std::max(v, 0.0f) : v;
     }
   }

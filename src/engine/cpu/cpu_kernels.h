@@ -10,6 +10,15 @@
 
 #include "textscale/engine/backend.h"
 
+// The build targets generic x86-64, so the compiler would vectorise these loops for SSE2 only.
+// The hot inner loops are compiled for AVX-512 and AVX2 as well and picked at load time for the
+// CPU at hand (GCC's target_clones); oneDNN does the same for its own kernels with its JIT.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define TS_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define TS_VECTOR_CLONES
+#endif
+
 namespace textscale::engine::cpu {
 
 void onehot_conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const std::uint8_t* codes, const float* weights,

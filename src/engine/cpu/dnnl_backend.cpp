@@ -5,9 +5,11 @@
 #include <list>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
+#include <vector>
 
 #include "cpu_kernels.h"
 #include "textscale/engine/buffer.h"
+#include "winograd.h"
 
 // oneDNN's memory objects are spelled dnnl::memory: inside the backend, `memory` is Backend::memory().
 namespace textscale::engine {
@@ -104,7 +106,13 @@ struct ConvKey {
 
 struct ConvState final : OpState {
   std::list<std::pair<ConvKey, ConvPrimitives>> cache;  // a list: references stay valid
+  std::vector<float> winograd_weights, winograd_work;   // six transformed matrices; scratch (winograd.h)
 };
+
+ConvState& conv_state(OpStatePtr& state) {
+  if (!state) state = std::make_unique<ConvState>();
+  return static_cast<ConvState&>(*state);
+}
 
 dnnl::convolution_forward::desc conv_forward_desc(const Conv1dShape& s, bool bias, bool blocked) {
   dnnl::memory::desc src =
@@ -136,8 +144,7 @@ dnnl::convolution_forward::desc conv_forward_desc(const Conv1dShape& s, bool bia
 
 ConvPrimitives& conv_primitives(OpStatePtr& state, const Conv1dShape& s, bool bias, bool relu, ConvDirection direction,
                                 const dnnl::engine& engine) {
-  if (!state) state = std::make_unique<ConvState>();
-  auto& cache = static_cast<ConvState&>(*state).cache;
+  auto& cache = conv_state(state).cache;
   const ConvKey key{s, bias, relu, direction};
   for (auto& [k, primitives] : cache)
     if (k == key) return primitives;
@@ -184,6 +191,13 @@ int DnnlBackend::threads() {
 
 void DnnlBackend::conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const float* src, const float* weights,
                                  const float* bias, float* dst, bool relu) {
+  if (cpu::winograd_applies(s)) {  // half the multiply-adds of the direct convolution (winograd.h)
+    auto& c = conv_state(state);
+    cpu::winograd_weights(s, cpu::WinogradPass::forward, weights, c.winograd_weights);
+    cpu::winograd_conv1d(s.n, s.t_in, s.c_in, s.t_out(), s.c_out, s.pad, src, c.winograd_weights.data(), bias, dst,
+                         relu, c.winograd_work);
+    return;
+  }
   auto& e = impl_->engine;
   auto& strm = impl_->stream;
   auto& p = conv_primitives(state, s, bias != nullptr, relu, ConvDirection::forward, e);
@@ -204,6 +218,13 @@ void DnnlBackend::conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const 
 
 void DnnlBackend::conv1d_backward_data(OpStatePtr& state, const Conv1dShape& s, const float* diff_dst,
                                        const float* weights, float* diff_src) {
+  if (cpu::winograd_applies(s)) {
+    auto& c = conv_state(state);
+    cpu::winograd_weights(s, cpu::WinogradPass::backward_data, weights, c.winograd_weights);
+    cpu::winograd_conv1d(s.n, s.t_out(), s.c_out, s.t_in, s.c_in, 2 - s.pad, diff_dst, c.winograd_weights.data(),
+                         nullptr, diff_src, false, c.winograd_work);
+    return;
+  }
   auto& e = impl_->engine;
   auto& strm = impl_->stream;
   // Each call site has its own state; the forward descriptor built there only serves as the hint.

@@ -1,0 +1,171 @@
+#include "winograd.h"
+
+#include <omp.h>
+
+#include <oneapi/dnnl/dnnl.h>
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+
+#include "cpu_kernels.h"
+#include "textscale/engine/cpu/dnnl_backend.h"
+
+namespace textscale::engine::cpu {
+
+namespace {
+
+constexpr Index kTile = 4;    // outputs per tile
+constexpr Index kInputs = 6;  // inputs per tile = products per tile
+// Tiles per GEMM block: a block's transformed inputs and products (6 x 64 x C floats each) stay in
+// the core's L2 between the transforms and the GEMMs. Fixed, so results do not depend on threads.
+constexpr Index kBlockTiles = 64;
+// The six matrices of a block lie this many floats further apart than their size: with a size of
+// 64 x C floats they would otherwise all start on the same 4 KiB boundary and compete for the
+// same L1 sets in the transforms, which touch all six at once.
+constexpr Index kMatrixPad = 48;
+
+Index env_index(const char* name, Index fallback) {
+  const char* value = std::getenv(name);
+  if (!value || !*value) return fallback;
+  char* end = nullptr;
+  const long long parsed = std::strtoll(value, &end, 10);
+  return end && *end == '\0' ? static_cast<Index>(parsed) : fallback;
+}
+
+// u_e = (B^T d)_e for one tile and every channel; the six rows of u are `stride` floats apart.
+TS_VECTOR_CLONES void input_tile(Index c, const float* __restrict d0, const float* __restrict d1,
+                                 const float* __restrict d2, const float* __restrict d3, const float* __restrict d4,
+                                 const float* __restrict d5, float* __restrict u, Index stride) {
+  float* __restrict u0 = u;
+  float* __restrict u1 = u + stride;
+  float* __restrict u2 = u + 2 * stride;
+  float* __restrict u3 = u + 3 * stride;
+  float* __restrict u4 = u + 4 * stride;
+  float* __restrict u5 = u + 5 * stride;
+#pragma omp simd
+  for (Index i = 0; i < c; ++i) {
+    u0[i] = 4.0f * d0[i] - 5.0f * d2[i] + d4[i];
+    u1[i] = -4.0f * (d1[i] + d2[i]) + d3[i] + d4[i];
+    u2[i] = 4.0f * (d1[i] - d2[i]) - d3[i] + d4[i];
+    u3[i] = 2.0f * (d3[i] - d1[i]) - d2[i] + d4[i];
+    u4[i] = 2.0f * (d1[i] - d3[i]) - d2[i] + d4[i];
+    u5[i] = 4.0f * d1[i] - 5.0f * d3[i] + d5[i];
+  }
+}
+
+// y_i = (A^T m)_i + bias for one tile and every channel, then ReLU; the six rows of m are
+// `stride` floats apart. `bias` must not be null: with `bias ? bias[i] : 0` the compiler emits a
+// masked load from the null pointer, and every fault it suppresses costs a microcode assist
+// (measured: the whole transform ran 20x slower).
+TS_VECTOR_CLONES void output_tile(Index c, const float* __restrict m, Index stride, const float* __restrict bias,
+                                  bool relu, float* __restrict y0, float* __restrict y1, float* __restrict y2,
+                                  float* __restrict y3) {
+  const float* __restrict m0 = m;
+  const float* __restrict m1 = m + stride;
+  const float* __restrict m2 = m + 2 * stride;
+  const float* __restrict m3 = m + 3 * stride;
+  const float* __restrict m4 = m + 4 * stride;
+  const float* __restrict m5 = m + 5 * stride;
+  const float lower = relu ? 0.0f : -__builtin_inff();
+#pragma omp simd
+  for (Index i = 0; i < c; ++i) {
+    const float b = bias[i];
+    const float p = m1[i] + m2[i], q = m1[i] - m2[i], r = m3[i] + m4[i], s = m3[i] - m4[i];
+    y0[i] = std::max(m0[i] + p + r + b, lower);
+    y1[i] = std::max(q + 2.0f * s + b, lower);
+    y2[i] = std::max(p + 4.0f * r + b, lower);
+    y3[i] = std::max(q + 8.0f * s + m5[i] + b, lower);
+  }
+}
+
+}  // namespace
+
+bool winograd_applies(const Conv1dShape& s) {
+  static const bool enabled = env_index("TEXTSCALE_WINOGRAD", 1) != 0;
+  static const Index min_channels = env_index("TEXTSCALE_WINOGRAD_MIN_CHANNELS", 64);
+  return enabled && s.kernel == 3 && s.stride == 1 && s.pad >= 0 && s.pad <= 2 && s.c_in >= min_channels &&
+         s.c_out >= min_channels && s.t_out() >= 1;
+}
+
+void winograd_weights(const Conv1dShape& s, WinogradPass pass, const float* weights, std::vector<float>& transformed) {
+  // V_e = (G g)_e with G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1].
+  const Index c_in = s.c_in, c_out = s.c_out, plane = c_in * c_out;
+  transformed.resize(static_cast<std::size_t>(kInputs * plane));
+  float* v = transformed.data();
+  const bool backward = pass == WinogradPass::backward_data;
+#pragma omp parallel for schedule(static)
+  for (Index o = 0; o < c_out; ++o)
+    for (Index c = 0; c < c_in; ++c) {
+      const float* g = weights + (o * c_in + c) * 3;
+      // Backward-data correlates diff_dst with the taps reversed: g2, g1, g0.
+      const double g0 = backward ? g[2] : g[0], g1 = g[1], g2 = backward ? g[0] : g[2];
+      const Index at = backward ? o * c_in + c : c * c_out + o;  // (C_out x C_in) or (C_in x C_out)
+      v[at] = static_cast<float>(g0 / 4);
+      v[plane + at] = static_cast<float>(-(g0 + g1 + g2) / 6);
+      v[2 * plane + at] = static_cast<float>(-(g0 - g1 + g2) / 6);
+      v[3 * plane + at] = static_cast<float>(g0 / 24 + g1 / 12 + g2 / 6);
+      v[4 * plane + at] = static_cast<float>(g0 / 24 - g1 / 12 + g2 / 6);
+      v[5 * plane + at] = static_cast<float>(g2);
+    }
+}
+
+void winograd_conv1d(Index n, Index t_src, Index c_src, Index t_dst, Index c_dst, Index pad, const float* src,
+                     const float* transformed, const float* bias, float* dst, bool relu, std::vector<float>& work) {
+  const Index tiles = (t_dst + kTile - 1) / kTile;  // per sample
+  const Index rows = n * tiles;                     // GEMM rows: one per tile
+  const Index blocks = (rows + kBlockTiles - 1) / kBlockTiles;
+  const auto threads = static_cast<std::size_t>(std::min<Index>(omp_get_max_threads(), std::max<Index>(blocks, 1)));
+  // Per thread: transformed inputs (6 x block x C_src), products (6 x block x C_dst), a spill
+  // area of three rows; and one zero row shared by all, read in place of positions outside the
+  // sequence and of a missing bias.
+  const Index u_size = kInputs * (kBlockTiles * c_src + kMatrixPad),
+              m_size = kInputs * (kBlockTiles * c_dst + kMatrixPad);
+  const auto per_thread = static_cast<std::size_t>(u_size + m_size + 3 * c_dst);
+  if (work.size() < per_thread * threads) work.resize(per_thread * threads);
+  const std::vector<float> zeros(static_cast<std::size_t>(std::max(c_src, c_dst)), 0.0f);
+  if (!bias) bias = zeros.data();
+  const Index plane = c_src * c_dst;
+  dnnl_status_t failed = dnnl_success;
+#pragma omp parallel num_threads(static_cast <int>(threads))
+  {
+    float* u = work.data() + per_thread * static_cast<std::size_t>(omp_get_thread_num());
+    float* m = u + u_size;
+    float* spill = m + m_size;
+#pragma omp for schedule(dynamic)
+    for (Index block = 0; block < blocks; ++block) {
+      const Index first = block * kBlockTiles, count = std::min(kBlockTiles, rows - first);
+      const Index u_stride = count * c_src + kMatrixPad, m_stride = count * c_dst + kMatrixPad;
+      for (Index r = 0; r < count; ++r) {
+        const Index sample = (first + r) / tiles, t0 = (first + r) % tiles * kTile - pad;
+        const float* d[kInputs];
+        for (Index i = 0; i < kInputs; ++i) {
+          const Index t = t0 + i;
+          d[i] = t >= 0 && t < t_src ? src + (sample * t_src + t) * c_src : zeros.data();
+        }
+        input_tile(c_src, d[0], d[1], d[2], d[3], d[4], d[5], u + r * c_src, u_stride);
+      }
+      for (Index e = 0; e < kInputs; ++e) {
+        // Inside the parallel region oneDNN's SGEMM runs on the calling thread.
+        const dnnl_status_t status = dnnl_sgemm('N', 'N', count, c_dst, c_src, 1.0f, u + e * u_stride, c_src,
+                                                transformed + e * plane, c_dst, 0.0f, m + e * m_stride, c_dst);
+        if (status != dnnl_success) {
+#pragma omp critical(textscale_winograd_status)
+          failed = status;
+        }
+      }
+      for (Index r = 0; r < count; ++r) {
+        const Index sample = (first + r) / tiles, t = (first + r) % tiles * kTile;
+        float* y = dst + (sample * t_dst + t) * c_dst;
+        // A partial last tile writes its missing rows to the spill rows, so output_tile has no branch.
+        output_tile(c_dst, m + r * c_dst, m_stride, bias, relu, y, t + 1 < t_dst ? y + c_dst : spill,
+                    t + 2 < t_dst ? y + 2 * c_dst : spill + c_dst, t + 3 < t_dst ? y + 3 * c_dst : spill + 2 * c_dst);
+      }
+    }
+  }
+  if (failed != dnnl_success)
+    throw DnnlError("oneDNN: dnnl_sgemm in the Winograd convolution (" + std::to_string(kBlockTiles) + "x" +
+                    std::to_string(c_dst) + "x" + std::to_string(c_src) + ") failed with status " +
+                    std::to_string(static_cast<int>(failed)));
+}
+
+}  // namespace textscale::engine::cpu

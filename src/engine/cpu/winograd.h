@@ -1,0 +1,46 @@
+// 1-D Winograd convolution F(4, 3) for the CPU backend (Lavin and Gray, "Fast Algorithms for
+// Convolutional Neural Networks", 2016): four outputs of a 3-tap filter from six products instead
+// of twelve, so a stride-1, kernel-3 convolution needs half the multiply-adds of the direct one.
+// The products become six GEMMs (oneDNN's SGEMM) between transformed input tiles and transformed
+// weights; the transforms are a few additions per element, memory-bound.
+//
+// oneDNN implements Winograd only for 2-D 3x3 convolutions; this is the 1-D form VDCNN's and
+// Crepe's kernel-3 layers need, for forward and backward-data (which is itself a stride-1
+// kernel-3 correlation, with the weights flipped in time and transposed). Backward-weights stays
+// with oneDNN's direct convolution.
+//
+// Numerics: the transforms use the interpolation points 0, +-1, +-2 and infinity, whose
+// constants are exact in binary floating point except 1/6, 1/12 and 1/24 in the weight
+// transform; the results differ from the direct convolution by a few float roundings
+// (tests/unit/test_dnnl_backend.cpp bounds it).
+#pragma once
+
+#include <vector>
+
+#include "textscale/engine/dims.h"
+
+namespace textscale::engine::cpu {
+
+// Whether the CPU backend runs `s` through Winograd: stride 1, kernel 3, padding at most 2, and
+// both channel counts at least the threshold (TEXTSCALE_WINOGRAD_MIN_CHANNELS, default 64;
+// below it the GEMMs are too thin to gain: 16 -> 64 channels runs 1.6x slower). TEXTSCALE_WINOGRAD=0 turns it off.
+[[nodiscard]] bool winograd_applies(const Conv1dShape& s);
+
+enum class WinogradPass { forward, backward_data };
+
+// Transforms the canonical weights (C_out, C_in, 3) into six matrices V_e, e < 6, stored one
+// after the other, for the pass's GEMM: (C_in x C_out) for forward, (C_out x C_in) with the taps
+// reversed for backward-data. `transformed` is resized to 6 * C_in * C_out.
+void winograd_weights(const Conv1dShape& s, WinogradPass pass, const float* weights, std::vector<float>& transformed);
+
+// dst (N, T_dst, C_dst) = bias + sum over taps j < 3 and channels c < C_src of
+// src[n, t - pad + j, c] * w_j[c, c_dst] (src read as zero outside [0, T_src)), then ReLU when
+// `relu`. `transformed` holds the six V_e of winograd_weights; bias may be null.
+// Forward: (src, T_src, C_src) = (src, T_in, C_in), pad = shape.pad, T_dst = T_out.
+// Backward-data: (diff_dst, T_out, C_out), pad = 2 - shape.pad, T_dst = T_in, no bias or ReLU.
+// Work is split into fixed blocks of tiles, so the result does not depend on the thread count.
+// `work` is scratch space, grown as needed and kept by the caller between calls.
+void winograd_conv1d(Index n, Index t_src, Index c_src, Index t_dst, Index c_dst, Index pad, const float* src,
+                     const float* transformed, const float* bias, float* dst, bool relu, std::vector<float>& work);
+
+}  // namespace textscale::engine::cpu
