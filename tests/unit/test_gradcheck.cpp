@@ -143,7 +143,8 @@ void gradcheck_input(Layer& layer, Index n, Index length, Index alphabet) {
     return sum;
   };
   loss();
-  layer.backward(ctx, n, codes.data(), y.data(), r.data());
+  auto diff = r;  // backward may overwrite its diff_dst
+  layer.backward(ctx, n, codes.data(), y.data(), diff.data());
   std::vector<double> grads(params.gradients().data(), params.gradients().data() + params.gradients().size());
   for (const auto& t : params.tensors())
     check_elements(layer.describe() + " " + t.name, params.values().data() + t.offset, grads.data() + t.offset,

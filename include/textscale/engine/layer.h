@@ -89,7 +89,9 @@ class InputLayer {
   virtual Dims setup(ParamStore<T>& params, const std::string& prefix, Index length) = 0;
   virtual void reserve(Index /*max_batch*/, const Memory& /*memory*/) {}
   virtual void forward(Context<T>& ctx, Index n, const std::uint8_t* codes, T* dst) = 0;
-  virtual void backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* dst, const T* diff_dst) = 0;
+  // `diff_dst` is the caller's scratch from here on: the layer may overwrite it (the one-hot
+  // convolution masks it in place for its ReLU instead of keeping a buffer of its output's size).
+  virtual void backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* dst, T* diff_dst) = 0;
   [[nodiscard]] virtual double forward_macs() const { return 0; }
 };
 

@@ -72,25 +72,17 @@ Dims OneHotConv1d<T>::setup(ParamStore<T>& params, const std::string& prefix, In
 }
 
 template <typename T>
-void OneHotConv1d<T>::reserve(Index max_batch, const Memory& memory) {
-  if (relu_) masked_.resize(static_cast<std::size_t>(shape(max_batch).dst().count()), memory);
-}
-
-template <typename T>
 void OneHotConv1d<T>::forward(Context<T>& ctx, Index n, const std::uint8_t* codes, T* dst) {
   ctx.backend->onehot_conv1d_forward(forward_state_, shape(n), codes, ctx.params->value(weights_),
                                      ctx.params->value(bias_), dst, relu_);
 }
 
 template <typename T>
-void OneHotConv1d<T>::backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* dst, const T* diff_dst) {
+void OneHotConv1d<T>::backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* dst, T* diff_dst) {
   const Conv1dShape s = shape(n);
-  const T* grad = diff_dst;
-  if (relu_) {
-    ctx.backend->relu_backward(s.dst().count(), dst, diff_dst, masked_.data());
-    grad = masked_.data();
-  }
-  ctx.backend->onehot_conv1d_backward_weights(weights_state_, s, codes, grad, ctx.params->grad(weights_),
+  // In place (InputLayer's contract): for Crepe this saves a buffer of the largest activation.
+  if (relu_) ctx.backend->relu_backward(s.dst().count(), dst, diff_dst, diff_dst);
+  ctx.backend->onehot_conv1d_backward_weights(weights_state_, s, codes, diff_dst, ctx.params->grad(weights_),
                                               ctx.params->grad(bias_));
 }
 

@@ -20,7 +20,7 @@ void Embedding<T>::forward(Context<T>& ctx, Index n, const std::uint8_t* codes, 
 }
 
 template <typename T>
-void Embedding<T>::backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T*, const T* diff_dst) {
+void Embedding<T>::backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T*, T* diff_dst) {
   ctx.backend->embedding_backward(n, length_, vocab_, dim_, codes, diff_dst, ctx.params->grad(table_));
 }
 

@@ -49,9 +49,8 @@ class OneHotConv1d final : public InputLayer<T> {
 
   [[nodiscard]] std::string describe() const override;
   Dims setup(ParamStore<T>& params, const std::string& prefix, Index length) override;
-  void reserve(Index max_batch, const Memory& memory) override;
   void forward(Context<T>& ctx, Index n, const std::uint8_t* codes, T* dst) override;
-  void backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* dst, const T* diff_dst) override;
+  void backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* dst, T* diff_dst) override;
   [[nodiscard]] double forward_macs() const override;
 
  private:
@@ -61,7 +60,6 @@ class OneHotConv1d final : public InputLayer<T> {
   Init init_, bias_init_;
   ParamRef weights_, bias_;
   OpStatePtr forward_state_, weights_state_;
-  Buffer<T> masked_;
 };
 
 extern template class Conv1d<float>;

@@ -15,7 +15,7 @@ class Embedding final : public InputLayer<T> {
   [[nodiscard]] std::string describe() const override;
   Dims setup(ParamStore<T>& params, const std::string& prefix, Index length) override;
   void forward(Context<T>& ctx, Index n, const std::uint8_t* codes, T* dst) override;
-  void backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* dst, const T* diff_dst) override;
+  void backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* dst, T* diff_dst) override;
 
  private:
   Index vocab_, dim_, length_ = 0;
