@@ -3,6 +3,7 @@
 # global batch, same data (the first rows of AG News's training sample).
 #
 #   textscale 1 rank x 1 thread | 2 ranks x 1 thread (mpirun) | 1 rank x 2 threads
+#             2 independent 1 x 1 runs at once, one per core (the machine's ceiling for 2 ranks)
 #   PyTorch   1 x 1             | DDP gloo 2 x 1                | 1 x 2
 #
 # textscale trains with `textscale train --max-steps 2K --log-every K`; the second interval (K
@@ -61,6 +62,24 @@ print(json.dumps({"impl": "textscale", "config": sys.argv[2], "ranks": int(sys.a
                   "comm_wait_ms_per_step": timed.get("comm_wait_ms_per_step", 0.0)}))
 PY
 }
+# pair MODEL: two independent 1-rank x 1-thread trainings at the same time, one per core -> JSON
+# line with their summed samples/s: what this machine gives two single-core jobs that never
+# communicate (its cores share caches, memory bandwidth and clock headroom), the ceiling for 2 ranks.
+pair() {
+  local model=$1 core
+  for core in 0 1; do
+    taskset -c "$core" "$textscale" train --train "$work/train.h5" --model "$model" --batch-size "$batch" \
+      --threads 1 --max-steps $((2 * steps)) --log-every "$steps" --progress off --run-dir "$work/$model-pair$core" \
+      > "$work/$model-pair$core.log" 2>&1 &
+  done
+  wait || { cat "$work/$model-pair0.log" "$work/$model-pair1.log" >&2; return 1; }
+  "$python" - "$work/$model-pair0/metrics.jsonl" "$work/$model-pair1/metrics.jsonl" "$model" <<'PY'
+import json, sys
+rates = [[json.loads(l) for l in open(f) if '"interval"' in l][1]["samples_per_second"] for f in sys.argv[1:3]]
+print(json.dumps({"impl": "textscale", "config": "2 x (1x1) independent", "ranks": 0, "threads": 1,
+                  "model": sys.argv[3], "samples_per_second": sum(rates), "each": rates}))
+PY
+}
 peer() {  # peer NAME WORLD THREADS MODEL
   "$python" "$here/peer_ddp.py" --model "$4" --world "$2" --threads "$3" --batch-size "$batch" --steps "$steps" \
     --warmup "$steps" --train "$work/train.h5" | "$python" -c "
@@ -74,6 +93,7 @@ for model in $models; do
   ours "1x1" 1 1 "$model" >> "$results"
   ours "2x1" 2 1 "$model" >> "$results"
   ours "1x2" 1 2 "$model" >> "$results"
+  pair "$model" >> "$results"
   peer "1x1" 1 1 "$model" >> "$results"
   peer "2x1 DDP" 2 1 "$model" >> "$results"
   peer "1x2" 1 2 "$model" >> "$results"
@@ -95,14 +115,16 @@ def allreduce_seconds(nbytes):
 
 print(f"Command: `{invocation}`; global batch {batch}; AG News training rows; textscale 2 ranks under "
       "`mpirun --bind-to core`, PyTorch DDP with gloo on loopback.\n")
-print("| model | implementation | configuration | samples/s | vs 1x1 | 2-rank efficiency | comm wait ms/step | all-reduce alone ms | hidden |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+print("| model | implementation | configuration | samples/s | vs 1x1 | 2-rank efficiency | vs independent pair | comm wait ms/step | all-reduce alone ms | hidden |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for model in dict.fromkeys(r["model"] for r in rows):
     for impl in ("textscale", "pytorch"):
         group = [r for r in rows if r["model"] == model and r["impl"] == impl]
         base = next(r for r in group if r["config"] == "1x1")["samples_per_second"]
+        pair_rate = next((r["samples_per_second"] for r in group if r["ranks"] == 0), None)
         for r in group:
-            eff = r["samples_per_second"] / (2 * base) if r["ranks"] == 2 else None
+            eff = r["samples_per_second"] / (2 * base) if r["ranks"] in (0, 2) else None
+            vs_pair = f'{r["samples_per_second"] / pair_rate:.1%}' if pair_rate and r["ranks"] == 2 else ""
             wait = alone = hidden = ""
             if impl == "textscale" and r["ranks"] == 2:
                 t = allreduce_seconds(4 * r["parameters"])
@@ -110,7 +132,7 @@ for model in dict.fromkeys(r["model"] for r in rows):
                 alone = f"{1000 * t:.1f}"
                 hidden = f'{max(0.0, 1 - r["comm_wait_ms_per_step"] / 1000 / t):.0%}'
             print(f'| {model} | {impl} | {r["config"]} | {r["samples_per_second"]:.1f} | '
-                  f'{r["samples_per_second"] / base:.2f}x | {"" if eff is None else f"{eff:.1%}"} | {wait} | {alone} | {hidden} |')
+                  f'{r["samples_per_second"] / base:.2f}x | {"" if eff is None else f"{eff:.1%}"} | {vs_pair} | {wait} | {alone} | {hidden} |')
     ours = next(r for r in rows if r["model"] == model and r["impl"] == "textscale" and r["config"] == "2x1")
     ddp = next(r for r in rows if r["model"] == model and r["impl"] == "pytorch" and r["ranks"] == 2)
     print(f'\n{model}: textscale 2x1 / PyTorch DDP 2x1 = {ours["samples_per_second"] / ddp["samples_per_second"]:.2f}x')

@@ -364,12 +364,13 @@ BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
     std::vector<float> dw(static_cast<std::size_t>(s.weights_count())), db(static_cast<std::size_t>(s.c_out));
     OpStatePtr state;
     dnnl.onehot_conv1d_backward_weights(state, s, codes.data(), diff_dst.f.data(), dw.data(), db.data());
-    // A Winograd convolution (several blocks of tiles), forward.
-    const Conv1dShape w{5, 70, 128, 136, 3, 1, 1};
-    std::vector<float> wdst(static_cast<std::size_t>(w.dst().count()));
-    OpStatePtr wstate;
-    dnnl.conv1d_forward(wstate, w, big.f.data(), big.f.data() + w.src().count(), nullptr, wdst.data(), false);
-    dw.insert(dw.end(), wdst.begin(), wdst.end());
+    // Winograd convolutions, forward: several blocks of tiles, and a single block.
+    for (const Conv1dShape w : {Conv1dShape{5, 70, 128, 136, 3, 1, 1}, Conv1dShape{1, 20, 64, 64, 3, 1, 1}}) {
+      std::vector<float> wdst(static_cast<std::size_t>(w.dst().count()));
+      OpStatePtr wstate;
+      dnnl.conv1d_forward(wstate, w, big.f.data(), big.f.data() + w.src().count(), nullptr, wdst.data(), false);
+      dw.insert(dw.end(), wdst.begin(), wdst.end());
+    }
     dw.push_back(static_cast<float>(dnnl.sum_squares(static_cast<Index>(big.f.size()), big.f.data())));
     dw.insert(dw.end(), db.begin(), db.end());
     return dw;

@@ -114,7 +114,9 @@ void winograd_conv1d(Index n, Index t_src, Index c_src, Index t_dst, Index c_dst
   const Index tiles = (t_dst + kTile - 1) / kTile;  // per sample
   const Index rows = n * tiles;                     // GEMM rows: one per tile
   const Index blocks = (rows + kBlockTiles - 1) / kBlockTiles;
-  const auto threads = static_cast<std::size_t>(std::min<Index>(omp_get_max_threads(), std::max<Index>(blocks, 1)));
+  // The whole team even when there are fewer blocks than threads: inside an active parallel region
+  // oneDNN's SGEMM runs on its calling thread, so a block's sums never depend on the thread count.
+  const auto threads = static_cast<std::size_t>(omp_get_max_threads());
   // Per thread: transformed inputs (6 x block x C_src), products (6 x block x C_dst), a spill
   // area of three rows; and one zero row shared by all, read in place of positions outside the
   // sequence and of a missing bias.
@@ -126,7 +128,7 @@ void winograd_conv1d(Index n, Index t_src, Index c_src, Index t_dst, Index c_dst
   if (!bias) bias = zeros.data();
   const Index plane = c_src * c_dst;
   dnnl_status_t failed = dnnl_success;
-#pragma omp parallel num_threads(static_cast <int>(threads))
+#pragma omp parallel
   {
     float* u = work.data() + per_thread * static_cast<std::size_t>(omp_get_thread_num());
     float* m = u + u_size;
@@ -145,7 +147,6 @@ void winograd_conv1d(Index n, Index t_src, Index c_src, Index t_dst, Index c_dst
         input_tile(c_src, d[0], d[1], d[2], d[3], d[4], d[5], u + r * c_src, u_stride);
       }
       for (Index e = 0; e < kInputs; ++e) {
-        // Inside the parallel region oneDNN's SGEMM runs on the calling thread.
         const dnnl_status_t status = dnnl_sgemm('N', 'N', count, c_dst, c_src, 1.0f, u + e * u_stride, c_src,
                                                 transformed + e * plane, c_dst, 0.0f, m + e * m_stride, c_dst);
         if (status != dnnl_success) {

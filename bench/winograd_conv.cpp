@@ -1,0 +1,83 @@
+// Times the CPU backend's Winograd F(4, 3) convolution (src/engine/cpu/winograd.h) against
+// oneDNN's direct convolution on VDCNN's and Crepe's kernel-3 shapes, forward and backward-data,
+// with the OpenMP threads of the environment. Prints a markdown table: milliseconds per call and
+// dense GFLOP/s (2 * N * T_out * C_in * C_out * 3 for both algorithms).
+//
+//   OMP_NUM_THREADS=2 build/bench/winograd_conv [iterations] [batch]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <vector>
+
+#include "textscale/engine/cpu/dnnl_backend.h"
+#include "winograd.h"
+
+using namespace textscale::engine;
+
+namespace {
+
+double time_ms(const std::function<void()>& run, int iterations) {
+  run();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < iterations; ++i) run();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / iterations;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // The backend's own convolutions run direct in this process; Winograd is called explicitly.
+  setenv("TEXTSCALE_WINOGRAD", "0", 1);
+  const int iterations = argc > 1 ? std::atoi(argv[1]) : 5;
+  const Index batch = argc > 2 ? std::atoll(argv[2]) : 128;
+  struct Case {
+    const char* name;
+    Index t, c_in, c_out, pad;
+  };
+  const Case cases[] = {
+      {"VDCNN stage 1", 1014, 64, 64, 1},  {"VDCNN stage 1->2", 507, 64, 128, 1}, {"VDCNN stage 2", 507, 128, 128, 1},
+      {"VDCNN stage 3", 254, 256, 256, 1}, {"VDCNN stage 4", 127, 512, 512, 1},   {"Crepe conv3-6", 110, 256, 256, 0},
+      {"VDCNN first", 1014, 16, 64, 1},
+  };
+  std::printf("batch %lld, %d iterations, threads from OMP_NUM_THREADS\n\n", static_cast<long long>(batch), iterations);
+  std::printf(
+      "| shape | direction | oneDNN direct ms | Winograd ms | speed-up | direct GFLOP/s | Winograd dense GFLOP/s |\n");
+  std::printf("|---|---|---:|---:|---:|---:|---:|\n");
+  DnnlBackend backend;
+  for (const Case& c : cases) {
+    const Conv1dShape s{batch, c.t, c.c_in, c.c_out, 3, 1, c.pad};
+    std::vector<float> src(static_cast<std::size_t>(s.src().count()), 0.5f),
+        dst(static_cast<std::size_t>(s.dst().count()), 0.25f);
+    std::vector<float> weights(static_cast<std::size_t>(s.weights_count()), 0.01f), transformed, work;
+    const double gflop = 2.0 * static_cast<double>(s.n * s.t_out() * s.c_in * s.c_out * 3) / 1e9;
+    OpStatePtr forward_state, data_state;
+    const double direct_forward = time_ms(
+        [&] { backend.conv1d_forward(forward_state, s, src.data(), weights.data(), nullptr, dst.data(), true); },
+        iterations);
+    const double winograd_forward = time_ms(
+        [&] {
+          cpu::winograd_weights(s, cpu::WinogradPass::forward, weights.data(), transformed);
+          cpu::winograd_conv1d(s.n, s.t_in, s.c_in, s.t_out(), s.c_out, s.pad, src.data(), transformed.data(), nullptr,
+                               dst.data(), true, work);
+        },
+        iterations);
+    const double direct_data = time_ms(
+        [&] { backend.conv1d_backward_data(data_state, s, dst.data(), weights.data(), src.data()); }, iterations);
+    const double winograd_data = time_ms(
+        [&] {
+          cpu::winograd_weights(s, cpu::WinogradPass::backward_data, weights.data(), transformed);
+          cpu::winograd_conv1d(s.n, s.t_out(), s.c_out, s.t_in, s.c_in, 2 - s.pad, dst.data(), transformed.data(),
+                               nullptr, src.data(), false, work);
+        },
+        iterations);
+    const auto row = [&](const char* direction, double direct, double winograd) {
+      std::printf("| %s, %lld->%lld, T %lld | %s | %.2f | %.2f | %.2fx | %.0f | %.0f |\n", c.name,
+                  static_cast<long long>(c.c_in), static_cast<long long>(c.c_out), static_cast<long long>(c.t),
+                  direction, direct, winograd, direct / winograd, gflop / direct * 1e3, gflop / winograd * 1e3);
+    };
+    row("forward", direct_forward, winograd_forward);
+    row("backward data", direct_data, winograd_data);
+  }
+  return 0;
+}
