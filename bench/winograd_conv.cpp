@@ -1,7 +1,7 @@
 // Times the CPU backend's Winograd F(4, 3) convolution (src/engine/cpu/winograd.h) against
-// oneDNN's direct convolution on VDCNN's and Crepe's kernel-3 shapes, forward and backward-data,
-// with the OpenMP threads of the environment. Prints a markdown table: milliseconds per call and
-// dense GFLOP/s (2 * N * T_out * C_in * C_out * 3 for both algorithms).
+// oneDNN's direct convolution on VDCNN's and Crepe's kernel-3 shapes, forward, backward-data and
+// backward-weights, with the OpenMP threads of the environment. Prints a markdown table:
+// milliseconds per call and dense GFLOP/s (2 * N * T_out * C_in * C_out * 3 for both algorithms).
 //
 //   OMP_NUM_THREADS=2 build/bench/winograd_conv [iterations] [batch]
 #include <chrono>
@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
     const Conv1dShape s{batch, c.t, c.c_in, c.c_out, 3, 1, c.pad};
     std::vector<float> src(static_cast<std::size_t>(s.src().count()), 0.5f),
         dst(static_cast<std::size_t>(s.dst().count()), 0.25f);
-    std::vector<float> weights(static_cast<std::size_t>(s.weights_count()), 0.01f), transformed, work;
+    std::vector<float> weights(static_cast<std::size_t>(s.weights_count()), 0.01f), transformed;
     const double gflop = 2.0 * static_cast<double>(s.n * s.t_out() * s.c_in * s.c_out * 3) / 1e9;
     OpStatePtr forward_state, data_state;
     const double direct_forward = time_ms(
@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
         [&] {
           cpu::winograd_weights(s, cpu::WinogradPass::forward, weights.data(), transformed);
           cpu::winograd_conv1d(s.n, s.t_in, s.c_in, s.t_out(), s.c_out, s.pad, src.data(), transformed.data(), nullptr,
-                               dst.data(), true, work);
+                               dst.data(), true);
         },
         iterations);
     const double direct_data = time_ms(
@@ -68,9 +68,18 @@ int main(int argc, char** argv) {
         [&] {
           cpu::winograd_weights(s, cpu::WinogradPass::backward_data, weights.data(), transformed);
           cpu::winograd_conv1d(s.n, s.t_out(), s.c_out, s.t_in, s.c_in, 2 - s.pad, dst.data(), transformed.data(),
-                               nullptr, src.data(), false, work);
+                               nullptr, src.data(), false);
         },
         iterations);
+    std::vector<float> diff_weights(weights.size());
+    OpStatePtr weights_state;
+    const double direct_weights = time_ms(
+        [&] {
+          backend.conv1d_backward_weights(weights_state, s, src.data(), dst.data(), diff_weights.data(), nullptr);
+        },
+        iterations);
+    const double winograd_weights = time_ms(
+        [&] { cpu::winograd_conv1d_backward_weights(s, src.data(), dst.data(), diff_weights.data()); }, iterations);
     const auto row = [&](const char* direction, double direct, double winograd) {
       std::printf("| %s, %lld->%lld, T %lld | %s | %.2f | %.2f | %.2fx | %.0f | %.0f |\n", c.name,
                   static_cast<long long>(c.c_in), static_cast<long long>(c.c_out), static_cast<long long>(c.t),
@@ -78,6 +87,7 @@ int main(int argc, char** argv) {
     };
     row("forward", direct_forward, winograd_forward);
     row("backward data", direct_data, winograd_data);
+    row("backward weights", direct_weights, winograd_weights);
   }
   return 0;
 }

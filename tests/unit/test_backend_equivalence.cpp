@@ -80,12 +80,14 @@ BOOST_AUTO_TEST_CASE(convolution) {
   check_conv({2, 20, 256, 512, 3, 1, 1}, false, false);
   check_conv({2, 20, 512, 256, 1, 1, 0}, true, false);
   // Kernel 3, stride 1, >= 64 channels in and out: forward and backward-data run as Winograd
-  // F(4, 3) (src/engine/cpu/winograd.h); these shapes cover several blocks of 64 tiles, partial
-  // last tiles, channel counts that are not multiples of 16, and padding 0, 1 and 2.
+  // F(4, 3) (src/engine/cpu/winograd.h), backward-weights too from 128 channels; these shapes
+  // cover several blocks of tiles, partial last tiles, channel counts that are not multiples of
+  // 16, and padding 0, 1 and 2.
   check_conv({5, 70, 128, 136, 3, 1, 1}, true, true);
   check_conv({3, 37, 256, 128, 3, 1, 0}, true, false);
   check_conv({2, 3, 128, 128, 3, 1, 0}, false, false);
   check_conv({2, 9, 144, 128, 3, 1, 2}, false, false);
+  check_conv({9, 240, 128, 136, 3, 1, 1}, true, false);  // 540 tiles: two blocks of the weight gradient
 }
 
 BOOST_AUTO_TEST_CASE(convolution_batch_size_changes) {

@@ -284,7 +284,8 @@ TS_VECTOR_CLONES void kmax_finish(Index c, Index k, float* __restrict values, st
 void kmax_pool_forward(Dims d, Index k, const float* src, float* dst, std::int32_t* indices) {
   // Per sample, one pass over time with channels innermost (contiguous in (N, T, C)), keeping each
   // channel's k largest values in a sorted list (kmax_step), then restoring time order. A value
-  // enters only if it beats the channel's current k-th: a NaN never does. Lists start at -infinity.
+  // enters only if it beats the channel's current k-th: a NaN never does. Lists start at
+  // -infinity.
   // Per-thread lists, allocated here: nothing may throw inside the parallel region.
   const Index blocks = (d.c + kKmaxLanes - 1) / kKmaxLanes;
   const auto per_thread = static_cast<std::size_t>(blocks * k * kKmaxLanes);

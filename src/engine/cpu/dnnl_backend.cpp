@@ -106,7 +106,7 @@ struct ConvKey {
 
 struct ConvState final : OpState {
   std::list<std::pair<ConvKey, ConvPrimitives>> cache;  // a list: references stay valid
-  std::vector<float> winograd_weights, winograd_work;   // six transformed matrices; scratch (winograd.h)
+  std::vector<float> winograd_weights;                  // six transformed matrices (winograd.h)
 };
 
 ConvState& conv_state(OpStatePtr& state) {
@@ -191,11 +191,10 @@ int DnnlBackend::threads() {
 
 void DnnlBackend::conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const float* src, const float* weights,
                                  const float* bias, float* dst, bool relu) {
-  if (cpu::winograd_applies(s)) {  // half the multiply-adds of the direct convolution (winograd.h)
-    auto& c = conv_state(state);
-    cpu::winograd_weights(s, cpu::WinogradPass::forward, weights, c.winograd_weights);
-    cpu::winograd_conv1d(s.n, s.t_in, s.c_in, s.t_out(), s.c_out, s.pad, src, c.winograd_weights.data(), bias, dst,
-                         relu, c.winograd_work);
+  if (cpu::winograd_applies(s, cpu::WinogradPass::forward)) {  // half the multiply-adds (winograd.h)
+    auto& transformed = conv_state(state).winograd_weights;
+    cpu::winograd_weights(s, cpu::WinogradPass::forward, weights, transformed);
+    cpu::winograd_conv1d(s.n, s.t_in, s.c_in, s.t_out(), s.c_out, s.pad, src, transformed.data(), bias, dst, relu);
     return;
   }
   auto& e = impl_->engine;
@@ -218,11 +217,11 @@ void DnnlBackend::conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const 
 
 void DnnlBackend::conv1d_backward_data(OpStatePtr& state, const Conv1dShape& s, const float* diff_dst,
                                        const float* weights, float* diff_src) {
-  if (cpu::winograd_applies(s)) {
-    auto& c = conv_state(state);
-    cpu::winograd_weights(s, cpu::WinogradPass::backward_data, weights, c.winograd_weights);
-    cpu::winograd_conv1d(s.n, s.t_out(), s.c_out, s.t_in, s.c_in, 2 - s.pad, diff_dst, c.winograd_weights.data(),
-                         nullptr, diff_src, false, c.winograd_work);
+  if (cpu::winograd_applies(s, cpu::WinogradPass::backward_data)) {
+    auto& transformed = conv_state(state).winograd_weights;
+    cpu::winograd_weights(s, cpu::WinogradPass::backward_data, weights, transformed);
+    cpu::winograd_conv1d(s.n, s.t_out(), s.c_out, s.t_in, s.c_in, 2 - s.pad, diff_dst, transformed.data(), nullptr,
+                         diff_src, false);
     return;
   }
   auto& e = impl_->engine;
@@ -255,6 +254,11 @@ void DnnlBackend::conv1d_backward_data(OpStatePtr& state, const Conv1dShape& s, 
 
 void DnnlBackend::conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& s, const float* src,
                                           const float* diff_dst, float* diff_weights, float* diff_bias) {
+  if (cpu::winograd_applies(s, cpu::WinogradPass::backward_weights)) {
+    cpu::winograd_conv1d_backward_weights(s, src, diff_dst, diff_weights);
+    if (diff_bias) cpu::column_sums(s.n * s.t_out(), s.c_out, diff_dst, diff_bias);
+    return;
+  }
   auto& e = impl_->engine;
   auto& strm = impl_->stream;
   auto& p = conv_primitives(state, s, diff_bias != nullptr, false, ConvDirection::backward_weights, e);

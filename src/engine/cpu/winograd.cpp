@@ -23,6 +23,16 @@ constexpr Index kBlockTiles = 64;
 // 64 x C floats they would otherwise all start on the same 4 KiB boundary and compete for the
 // same L1 sets in the transforms, which touch all six at once.
 constexpr Index kMatrixPad = 48;
+// Tiles per block of the weight gradient, whose SGEMMs reduce over tiles: long enough for
+// efficient SGEMMs (C_in x C_out x 512), short enough that the block's transforms stay in cache.
+constexpr Index kGradientBlockTiles = 512;
+
+// Scratch space shared by every Winograd call of the thread (the backend runs a model's layers one
+// after the other), so it costs the largest layer's need, not the sum over layers.
+std::vector<float>& scratch() {
+  static thread_local std::vector<float> work;
+  return work;
+}
 
 Index env_index(const char* name, Index fallback) {
   const char* value = std::getenv(name);
@@ -56,7 +66,7 @@ TS_VECTOR_CLONES void input_tile(Index c, const float* __restrict d0, const floa
 // y_i = (A^T m)_i + bias for one tile and every channel, then ReLU; the six rows of m are
 // `stride` floats apart. `bias` must not be null: with `bias ? bias[i] : 0` the compiler emits a
 // masked load from the null pointer, and every fault it suppresses costs a microcode assist
-// (measured: the whole transform ran 20x slower).
+// (measured: this transform ran ~6x slower).
 TS_VECTOR_CLONES void output_tile(Index c, const float* __restrict m, Index stride, const float* __restrict bias,
                                   bool relu, float* __restrict y0, float* __restrict y1, float* __restrict y2,
                                   float* __restrict y3) {
@@ -78,13 +88,39 @@ TS_VECTOR_CLONES void output_tile(Index c, const float* __restrict m, Index stri
   }
 }
 
+// z_e = (A dy)_e for one tile and every channel (A = the transpose of the output transform): the
+// tile's share of the weight gradient is G^T (u .* z). Rows of dy past the end of the sequence
+// are null and read as zero. The six rows of z are `stride` floats apart.
+TS_VECTOR_CLONES void gradient_tile(Index c, const float* __restrict dy0, const float* __restrict dy1,
+                                    const float* __restrict dy2, const float* __restrict dy3, float* __restrict z,
+                                    Index stride) {
+  float* __restrict z0 = z;
+  float* __restrict z1 = z + stride;
+  float* __restrict z2 = z + 2 * stride;
+  float* __restrict z3 = z + 3 * stride;
+  float* __restrict z4 = z + 4 * stride;
+  float* __restrict z5 = z + 5 * stride;
+#pragma omp simd
+  for (Index i = 0; i < c; ++i) {
+    const float even = dy0[i] + dy2[i], odd = dy1[i] + dy3[i];
+    const float even4 = dy0[i] + 4.0f * dy2[i], odd8 = 2.0f * dy1[i] + 8.0f * dy3[i];
+    z0[i] = dy0[i];
+    z1[i] = even + odd;
+    z2[i] = even - odd;
+    z3[i] = even4 + odd8;
+    z4[i] = even4 - odd8;
+    z5[i] = dy3[i];
+  }
+}
+
 }  // namespace
 
-bool winograd_applies(const Conv1dShape& s) {
+bool winograd_applies(const Conv1dShape& s, WinogradPass pass) {
   static const bool enabled = env_index("TEXTSCALE_WINOGRAD", 1) != 0;
   static const Index min_channels = env_index("TEXTSCALE_WINOGRAD_MIN_CHANNELS", 64);
-  return enabled && s.kernel == 3 && s.stride == 1 && s.pad >= 0 && s.pad <= 2 && s.c_in >= min_channels &&
-         s.c_out >= min_channels && s.t_out() >= 1;
+  const Index needed = pass == WinogradPass::backward_weights ? 2 * min_channels : min_channels;
+  return enabled && s.kernel == 3 && s.stride == 1 && s.pad >= 0 && s.pad <= 2 && s.c_in >= needed &&
+         s.c_out >= needed && s.t_out() >= 1;
 }
 
 void winograd_weights(const Conv1dShape& s, WinogradPass pass, const float* weights, std::vector<float>& transformed) {
@@ -110,7 +146,8 @@ void winograd_weights(const Conv1dShape& s, WinogradPass pass, const float* weig
 }
 
 void winograd_conv1d(Index n, Index t_src, Index c_src, Index t_dst, Index c_dst, Index pad, const float* src,
-                     const float* transformed, const float* bias, float* dst, bool relu, std::vector<float>& work) {
+                     const float* transformed, const float* bias, float* dst, bool relu) {
+  std::vector<float>& work = scratch();
   const Index tiles = (t_dst + kTile - 1) / kTile;  // per sample
   const Index rows = n * tiles;                     // GEMM rows: one per tile
   const Index blocks = (rows + kBlockTiles - 1) / kBlockTiles;
@@ -167,6 +204,64 @@ void winograd_conv1d(Index n, Index t_src, Index c_src, Index t_dst, Index c_dst
     throw DnnlError("oneDNN: dnnl_sgemm in the Winograd convolution (" + std::to_string(kBlockTiles) + "x" +
                     std::to_string(c_dst) + "x" + std::to_string(c_src) + ") failed with status " +
                     std::to_string(static_cast<int>(failed)));
+}
+
+void winograd_conv1d_backward_weights(const Conv1dShape& s, const float* src, const float* diff_dst,
+                                      float* diff_weights) {
+  std::vector<float>& work = scratch();
+  // diff_weights[o][c][j] = sum over tiles and e of G[e][j] * U_e[tile][c] * Z_e[tile][o]: for each
+  // block of tiles, six SGEMMs U_e^T Z_e accumulate into six (C_in x C_out) sums, which G^T turns
+  // into the three taps at the end. Blocks run one after the other, each SGEMM on all threads (its
+  // reduction is over the block's tiles); the transforms of a block run in parallel.
+  const Index t_out = s.t_out(), tiles = (t_out + kTile - 1) / kTile, rows = s.n * tiles;
+  const Index c_in = s.c_in, c_out = s.c_out, plane = c_in * c_out;
+  const Index block = kGradientBlockTiles;
+  const Index u_size = kInputs * (block * c_in + kMatrixPad), z_size = kInputs * (block * c_out + kMatrixPad);
+  const auto needed = static_cast<std::size_t>(u_size + z_size + kInputs * plane);
+  if (work.size() < needed) work.resize(needed);
+  float* u = work.data();
+  float* z = u + u_size;
+  float* sums = z + z_size;  // six (C_in x C_out) matrices
+  const std::vector<float> zeros(static_cast<std::size_t>(std::max(c_in, c_out)), 0.0f);
+  for (Index first = 0; first < rows; first += block) {
+    const Index count = std::min(block, rows - first);
+    const Index u_stride = count * c_in + kMatrixPad, z_stride = count * c_out + kMatrixPad;
+#pragma omp parallel for schedule(static)
+    for (Index r = 0; r < count; ++r) {
+      const Index sample = (first + r) / tiles, t = (first + r) % tiles * kTile;
+      const float* d[kInputs];
+      for (Index i = 0; i < kInputs; ++i) {
+        const Index at = t - s.pad + i;
+        d[i] = at >= 0 && at < s.t_in ? src + (sample * s.t_in + at) * c_in : zeros.data();
+      }
+      input_tile(c_in, d[0], d[1], d[2], d[3], d[4], d[5], u + r * c_in, u_stride);
+      const float* dy[kTile];
+      for (Index i = 0; i < kTile; ++i)
+        dy[i] = t + i < t_out ? diff_dst + (sample * t_out + t + i) * c_out : zeros.data();
+      gradient_tile(c_out, dy[0], dy[1], dy[2], dy[3], z + r * c_out, z_stride);
+    }
+    for (Index e = 0; e < kInputs; ++e) {
+      const dnnl_status_t status =
+          dnnl_sgemm('T', 'N', c_in, c_out, count, 1.0f, u + e * u_stride, c_in, z + e * z_stride, c_out,
+                     first == 0 ? 0.0f : 1.0f, sums + e * plane, c_out);
+      if (status != dnnl_success)
+        throw DnnlError("oneDNN: dnnl_sgemm in the Winograd weight gradient (" + std::to_string(c_in) + "x" +
+                        std::to_string(c_out) + "x" + std::to_string(count) + ") failed with status " +
+                        std::to_string(static_cast<int>(status)));
+    }
+  }
+  // G^T: tap j = sum over e of G[e][j] * sums_e, with G as in winograd_weights.
+#pragma omp parallel for schedule(static)
+  for (Index o = 0; o < c_out; ++o)
+    for (Index c = 0; c < c_in; ++c) {
+      const Index at = c * c_out + o;
+      const double m0 = sums[at], m1 = sums[plane + at], m2 = sums[2 * plane + at], m3 = sums[3 * plane + at],
+                   m4 = sums[4 * plane + at], m5 = sums[5 * plane + at];
+      float* w = diff_weights + (o * c_in + c) * 3;
+      w[0] = static_cast<float>(m0 / 4 - (m1 + m2) / 6 + (m3 + m4) / 24);
+      w[1] = static_cast<float>((m2 - m1) / 6 + (m3 - m4) / 12);
+      w[2] = static_cast<float>(-(m1 + m2) / 6 + (m3 + m4) / 6 + m5);
+    }
 }
 
 }  // namespace textscale::engine::cpu
