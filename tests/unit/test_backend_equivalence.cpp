@@ -88,6 +88,11 @@ BOOST_AUTO_TEST_CASE(convolution) {
   check_conv({2, 3, 128, 128, 3, 1, 0}, false, false);
   check_conv({2, 9, 144, 128, 3, 1, 2}, false, false);
   check_conv({9, 240, 128, 136, 3, 1, 1}, true, false);  // 540 tiles: two blocks of the weight gradient
+  // Longer kernels run as groups of three taps (the last group padded with zero taps).
+  check_conv({3, 60, 128, 136, 7, 1, 0}, true, true);  // Crepe's kernel 7
+  check_conv({2, 33, 128, 128, 7, 1, 6}, false, false);
+  check_conv({2, 30, 144, 128, 5, 1, 2}, true, false);
+  check_conv({2, 26, 128, 128, 4, 1, 1}, false, false);
 }
 
 BOOST_AUTO_TEST_CASE(convolution_batch_size_changes) {

@@ -194,7 +194,8 @@ void DnnlBackend::conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const 
   if (cpu::winograd_applies(s, cpu::WinogradPass::forward)) {  // half the multiply-adds (winograd.h)
     auto& transformed = conv_state(state).winograd_weights;
     cpu::winograd_weights(s, cpu::WinogradPass::forward, weights, transformed);
-    cpu::winograd_conv1d(s.n, s.t_in, s.c_in, s.t_out(), s.c_out, s.pad, src, transformed.data(), bias, dst, relu);
+    cpu::winograd_conv1d(s.n, s.t_in, s.c_in, s.t_out(), s.c_out, s.kernel, s.pad, src, transformed.data(), bias, dst,
+                         relu);
     return;
   }
   auto& e = impl_->engine;
@@ -220,8 +221,8 @@ void DnnlBackend::conv1d_backward_data(OpStatePtr& state, const Conv1dShape& s, 
   if (cpu::winograd_applies(s, cpu::WinogradPass::backward_data)) {
     auto& transformed = conv_state(state).winograd_weights;
     cpu::winograd_weights(s, cpu::WinogradPass::backward_data, weights, transformed);
-    cpu::winograd_conv1d(s.n, s.t_out(), s.c_out, s.t_in, s.c_in, 2 - s.pad, diff_dst, transformed.data(), nullptr,
-                         diff_src, false);
+    cpu::winograd_conv1d(s.n, s.t_out(), s.c_out, s.t_in, s.c_in, s.kernel, s.kernel - 1 - s.pad, diff_dst,
+                         transformed.data(), nullptr, diff_src, false);
     return;
   }
   auto& e = impl_->engine;

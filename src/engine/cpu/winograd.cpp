@@ -115,38 +115,51 @@ TS_VECTOR_CLONES void gradient_tile(Index c, const float* __restrict dy0, const 
 
 }  // namespace
 
+Index winograd_groups(Index kernel) {
+  return (kernel + 2) / 3;
+}
+
 bool winograd_applies(const Conv1dShape& s, WinogradPass pass) {
   static const bool enabled = env_index("TEXTSCALE_WINOGRAD", 1) != 0;
   static const Index min_channels = env_index("TEXTSCALE_WINOGRAD_MIN_CHANNELS", 64);
   const Index needed = pass == WinogradPass::backward_weights ? 2 * min_channels : min_channels;
-  return enabled && s.kernel == 3 && s.stride == 1 && s.pad >= 0 && s.pad <= 2 && s.c_in >= needed &&
+  return enabled && s.kernel >= 3 && s.stride == 1 && s.pad >= 0 && s.pad <= s.kernel - 1 && s.c_in >= needed &&
          s.c_out >= needed && s.t_out() >= 1;
 }
 
 void winograd_weights(const Conv1dShape& s, WinogradPass pass, const float* weights, std::vector<float>& transformed) {
-  // V_e = (G g)_e with G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1].
-  const Index c_in = s.c_in, c_out = s.c_out, plane = c_in * c_out;
-  transformed.resize(static_cast<std::size_t>(kInputs * plane));
-  float* v = transformed.data();
+  // Per group of three taps (g0, g1, g2), V_e = (G g)_e with
+  // G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1].
+  const Index c_in = s.c_in, c_out = s.c_out, plane = c_in * c_out, k = s.kernel, groups = winograd_groups(k);
+  transformed.resize(static_cast<std::size_t>(groups * kInputs * plane));
   const bool backward = pass == WinogradPass::backward_data;
 #pragma omp parallel for schedule(static)
   for (Index o = 0; o < c_out; ++o)
     for (Index c = 0; c < c_in; ++c) {
-      const float* g = weights + (o * c_in + c) * 3;
-      // Backward-data correlates diff_dst with the taps reversed: g2, g1, g0.
-      const double g0 = backward ? g[2] : g[0], g1 = g[1], g2 = backward ? g[0] : g[2];
+      const float* w = weights + (o * c_in + c) * k;
       const Index at = backward ? o * c_in + c : c * c_out + o;  // (C_out x C_in) or (C_in x C_out)
-      v[at] = static_cast<float>(g0 / 4);
-      v[plane + at] = static_cast<float>(-(g0 + g1 + g2) / 6);
-      v[2 * plane + at] = static_cast<float>(-(g0 - g1 + g2) / 6);
-      v[3 * plane + at] = static_cast<float>(g0 / 24 + g1 / 12 + g2 / 6);
-      v[4 * plane + at] = static_cast<float>(g0 / 24 - g1 / 12 + g2 / 6);
-      v[5 * plane + at] = static_cast<float>(g2);
+      for (Index group = 0; group < groups; ++group) {
+        // Tap j of the correlation: w[j] forward, w[k - 1 - j] for backward-data (the taps
+        // reversed); taps past the kernel's end are zero.
+        double g[3];
+        for (Index i = 0; i < 3; ++i) {
+          const Index j = 3 * group + i;
+          g[i] = j < k ? (backward ? w[k - 1 - j] : w[j]) : 0.0;
+        }
+        float* v = transformed.data() + group * kInputs * plane + at;
+        v[0] = static_cast<float>(g[0] / 4);
+        v[plane] = static_cast<float>(-(g[0] + g[1] + g[2]) / 6);
+        v[2 * plane] = static_cast<float>(-(g[0] - g[1] + g[2]) / 6);
+        v[3 * plane] = static_cast<float>(g[0] / 24 + g[1] / 12 + g[2] / 6);
+        v[4 * plane] = static_cast<float>(g[0] / 24 - g[1] / 12 + g[2] / 6);
+        v[5 * plane] = static_cast<float>(g[2]);
+      }
     }
 }
 
-void winograd_conv1d(Index n, Index t_src, Index c_src, Index t_dst, Index c_dst, Index pad, const float* src,
-                     const float* transformed, const float* bias, float* dst, bool relu) {
+void winograd_conv1d(Index n, Index t_src, Index c_src, Index t_dst, Index c_dst, Index kernel, Index pad,
+                     const float* src, const float* transformed, const float* bias, float* dst, bool relu) {
+  const Index groups = winograd_groups(kernel);
   std::vector<float>& work = scratch();
   const Index tiles = (t_dst + kTile - 1) / kTile;  // per sample
   const Index rows = n * tiles;                     // GEMM rows: one per tile
@@ -174,21 +187,26 @@ void winograd_conv1d(Index n, Index t_src, Index c_src, Index t_dst, Index c_dst
     for (Index block = 0; block < blocks; ++block) {
       const Index first = block * kBlockTiles, count = std::min(kBlockTiles, rows - first);
       const Index u_stride = count * c_src + kMatrixPad, m_stride = count * c_dst + kMatrixPad;
-      for (Index r = 0; r < count; ++r) {
-        const Index sample = (first + r) / tiles, t0 = (first + r) % tiles * kTile - pad;
-        const float* d[kInputs];
-        for (Index i = 0; i < kInputs; ++i) {
-          const Index t = t0 + i;
-          d[i] = t >= 0 && t < t_src ? src + (sample * t_src + t) * c_src : zeros.data();
+      // Each group of three taps reads the input three positions further on; its products add up
+      // in the same six matrices, which the output transform then turns into outputs once.
+      for (Index group = 0; group < groups; ++group) {
+        for (Index r = 0; r < count; ++r) {
+          const Index sample = (first + r) / tiles, t0 = (first + r) % tiles * kTile - pad + 3 * group;
+          const float* d[kInputs];
+          for (Index i = 0; i < kInputs; ++i) {
+            const Index t = t0 + i;
+            d[i] = t >= 0 && t < t_src ? src + (sample * t_src + t) * c_src : zeros.data();
+          }
+          input_tile(c_src, d[0], d[1], d[2], d[3], d[4], d[5], u + r * c_src, u_stride);
         }
-        input_tile(c_src, d[0], d[1], d[2], d[3], d[4], d[5], u + r * c_src, u_stride);
-      }
-      for (Index e = 0; e < kInputs; ++e) {
-        const dnnl_status_t status = dnnl_sgemm('N', 'N', count, c_dst, c_src, 1.0f, u + e * u_stride, c_src,
-                                                transformed + e * plane, c_dst, 0.0f, m + e * m_stride, c_dst);
-        if (status != dnnl_success) {
+        for (Index e = 0; e < kInputs; ++e) {
+          const dnnl_status_t status = dnnl_sgemm('N', 'N', count, c_dst, c_src, 1.0f, u + e * u_stride, c_src,
+                                                  transformed + (group * kInputs + e) * plane, c_dst,
+                                                  group == 0 ? 0.0f : 1.0f, m + e * m_stride, c_dst);
+          if (status != dnnl_success) {
 #pragma omp critical(textscale_winograd_status)
-          failed = status;
+            failed = status;
+          }
         }
       }
       for (Index r = 0; r < count; ++r) {
@@ -208,59 +226,68 @@ void winograd_conv1d(Index n, Index t_src, Index c_src, Index t_dst, Index c_dst
 
 void winograd_conv1d_backward_weights(const Conv1dShape& s, const float* src, const float* diff_dst,
                                       float* diff_weights) {
-  std::vector<float>& work = scratch();
-  // diff_weights[o][c][j] = sum over tiles and e of G[e][j] * U_e[tile][c] * Z_e[tile][o]: for each
-  // block of tiles, six SGEMMs U_e^T Z_e accumulate into six (C_in x C_out) sums, which G^T turns
-  // into the three taps at the end. Blocks run one after the other, each SGEMM on all threads (its
+  // diff_weights[o][c][3g + i] = sum over tiles and e of G[e][i] * U_{g,e}[tile][c] * Z_e[tile][o],
+  // with U_g the transformed inputs of tap group g (shifted by 3g): for each block of tiles, six
+  // SGEMMs U_{g,e}^T Z_e per group accumulate into six (C_in x C_out) sums per group, which G^T
+  // turns into taps at the end. Blocks run one after the other, each SGEMM on all threads (its
   // reduction is over the block's tiles); the transforms of a block run in parallel.
+  const std::vector<float> zeros(static_cast<std::size_t>(std::max(s.c_in, s.c_out)), 0.0f);
   const Index t_out = s.t_out(), tiles = (t_out + kTile - 1) / kTile, rows = s.n * tiles;
-  const Index c_in = s.c_in, c_out = s.c_out, plane = c_in * c_out;
+  const Index c_in = s.c_in, c_out = s.c_out, plane = c_in * c_out, k = s.kernel, groups = winograd_groups(k);
   const Index block = kGradientBlockTiles;
   const Index u_size = kInputs * (block * c_in + kMatrixPad), z_size = kInputs * (block * c_out + kMatrixPad);
-  const auto needed = static_cast<std::size_t>(u_size + z_size + kInputs * plane);
+  std::vector<float>& work = scratch();
+  const auto needed = static_cast<std::size_t>(u_size + z_size + groups * kInputs * plane);
   if (work.size() < needed) work.resize(needed);
   float* u = work.data();
   float* z = u + u_size;
-  float* sums = z + z_size;  // six (C_in x C_out) matrices
-  const std::vector<float> zeros(static_cast<std::size_t>(std::max(c_in, c_out)), 0.0f);
+  float* sums = z + z_size;  // per group, six (C_in x C_out) matrices
   for (Index first = 0; first < rows; first += block) {
     const Index count = std::min(block, rows - first);
     const Index u_stride = count * c_in + kMatrixPad, z_stride = count * c_out + kMatrixPad;
 #pragma omp parallel for schedule(static)
     for (Index r = 0; r < count; ++r) {
       const Index sample = (first + r) / tiles, t = (first + r) % tiles * kTile;
-      const float* d[kInputs];
-      for (Index i = 0; i < kInputs; ++i) {
-        const Index at = t - s.pad + i;
-        d[i] = at >= 0 && at < s.t_in ? src + (sample * s.t_in + at) * c_in : zeros.data();
-      }
-      input_tile(c_in, d[0], d[1], d[2], d[3], d[4], d[5], u + r * c_in, u_stride);
       const float* dy[kTile];
       for (Index i = 0; i < kTile; ++i)
         dy[i] = t + i < t_out ? diff_dst + (sample * t_out + t + i) * c_out : zeros.data();
       gradient_tile(c_out, dy[0], dy[1], dy[2], dy[3], z + r * c_out, z_stride);
     }
-    for (Index e = 0; e < kInputs; ++e) {
-      const dnnl_status_t status =
-          dnnl_sgemm('T', 'N', c_in, c_out, count, 1.0f, u + e * u_stride, c_in, z + e * z_stride, c_out,
-                     first == 0 ? 0.0f : 1.0f, sums + e * plane, c_out);
-      if (status != dnnl_success)
-        throw DnnlError("oneDNN: dnnl_sgemm in the Winograd weight gradient (" + std::to_string(c_in) + "x" +
-                        std::to_string(c_out) + "x" + std::to_string(count) + ") failed with status " +
-                        std::to_string(static_cast<int>(status)));
+    for (Index group = 0; group < groups; ++group) {
+#pragma omp parallel for schedule(static)
+      for (Index r = 0; r < count; ++r) {
+        const Index sample = (first + r) / tiles, t = (first + r) % tiles * kTile;
+        const float* d[kInputs];
+        for (Index i = 0; i < kInputs; ++i) {
+          const Index at = t - s.pad + 3 * group + i;
+          d[i] = at >= 0 && at < s.t_in ? src + (sample * s.t_in + at) * c_in : zeros.data();
+        }
+        input_tile(c_in, d[0], d[1], d[2], d[3], d[4], d[5], u + r * c_in, u_stride);
+      }
+      for (Index e = 0; e < kInputs; ++e) {
+        const dnnl_status_t status =
+            dnnl_sgemm('T', 'N', c_in, c_out, count, 1.0f, u + e * u_stride, c_in, z + e * z_stride, c_out,
+                       first == 0 ? 0.0f : 1.0f, sums + (group * kInputs + e) * plane, c_out);
+        if (status != dnnl_success)
+          throw DnnlError("oneDNN: dnnl_sgemm in the Winograd weight gradient (" + std::to_string(c_in) + "x" +
+                          std::to_string(c_out) + "x" + std::to_string(count) + ") failed with status " +
+                          std::to_string(static_cast<int>(status)));
+      }
     }
   }
-  // G^T: tap j = sum over e of G[e][j] * sums_e, with G as in winograd_weights.
+  // G^T per group: tap 3g + i = sum over e of G[e][i] * sums_{g,e}, with G as in winograd_weights.
 #pragma omp parallel for schedule(static)
   for (Index o = 0; o < c_out; ++o)
     for (Index c = 0; c < c_in; ++c) {
-      const Index at = c * c_out + o;
-      const double m0 = sums[at], m1 = sums[plane + at], m2 = sums[2 * plane + at], m3 = sums[3 * plane + at],
-                   m4 = sums[4 * plane + at], m5 = sums[5 * plane + at];
-      float* w = diff_weights + (o * c_in + c) * 3;
-      w[0] = static_cast<float>(m0 / 4 - (m1 + m2) / 6 + (m3 + m4) / 24);
-      w[1] = static_cast<float>((m2 - m1) / 6 + (m3 - m4) / 12);
-      w[2] = static_cast<float>(-(m1 + m2) / 6 + (m3 + m4) / 6 + m5);
+      float* w = diff_weights + (o * c_in + c) * k;
+      for (Index group = 0; group < groups; ++group) {
+        const float* m = sums + group * kInputs * plane + c * c_out + o;
+        const double m0 = m[0], m1 = m[plane], m2 = m[2 * plane], m3 = m[3 * plane], m4 = m[4 * plane],
+                     m5 = m[5 * plane];
+        const double taps[3] = {m0 / 4 - (m1 + m2) / 6 + (m3 + m4) / 24, (m2 - m1) / 6 + (m3 - m4) / 12,
+                                -(m1 + m2) / 6 + (m3 + m4) / 6 + m5};
+        for (Index i = 0; i < 3 && 3 * group + i < k; ++i) w[3 * group + i] = static_cast<float>(taps[i]);
+      }
     }
 }
 
