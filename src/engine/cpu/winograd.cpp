@@ -24,7 +24,8 @@ constexpr Index kBlockTiles = 64;
 // same L1 sets in the transforms, which touch all six at once.
 constexpr Index kMatrixPad = 48;
 // Tiles per block of the weight gradient, whose SGEMMs reduce over tiles: long enough for
-// efficient SGEMMs (C_in x C_out x 512), short enough that the block's transforms stay in cache.
+// efficient SGEMMs (C_in x C_out x 512), short enough that a block's transformed inputs and
+// gradients (6 x 512 x C floats each) are still in the cache shared by the cores when read.
 constexpr Index kGradientBlockTiles = 512;
 
 // Scratch space shared by every Winograd call of the thread (the backend runs a model's layers one
