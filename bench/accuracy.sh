@@ -21,12 +21,15 @@
 # is not repeated and a stopped one continues from its last checkpoint (textscale: the last
 # checkpoint; PyTorch: the last finished epoch), so the script can be stopped and started again.
 # --parallel P runs P jobs at a time with threads/P threads each; --nice N lowers their priority.
+# --device cuda trains both implementations on the GPU (the GPU kit's accuracy mode, bench/gpu/).
+# --prepare-only writes the HDF5 files (and .npz copies for a peer without h5py) and stops.
 # The table (bench/accuracy_table.py) is printed at the end.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 dataset=ag_news models="crepe-small vdcnn-9" seeds="1 2 3" epochs=5 threads=2 parallel=1
 impls="textscale pytorch" work=$repo/runs/accuracy batch=128 optimizer=sgd lr=0.01 valid="" niceness=0 data=${TEXTSCALE_DATA:-$repo/../shared/data}
+device=cpu prepare_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dataset) dataset=$2; shift 2 ;;
@@ -43,6 +46,8 @@ while [ $# -gt 0 ]; do
     --impls) impls=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
+    --device) device=$2; shift 2 ;;
+    --prepare-only) prepare_only=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -54,22 +59,28 @@ mkdir -p "$dir"
 split=()  # preprocess options that hold out the validation split
 [ -n "$valid" ] && split=(--shuffle --seed 1 --validation-fraction "$valid")
 
+# The raw data is needed only for files not yet prepared (the GPU kit carries them prepared).
+need() { [ -f "$dir/train.h5" ] && [ -f "$dir/test.h5" ] || [ -f "$1" ] || { echo "SKIP: $2 not in $data" >&2; exit 77; }; }
 case "$dataset" in
   ag_news)
-    [ -f "$data/ag_news/test.csv" ] || { echo "SKIP: AG News not in $data" >&2; exit 77; }
+    need "$data/ag_news/test.csv" "AG News"
     [ -f "$dir/train.h5" ] || "$textscale" preprocess --input "$data/ag_news/alps_train_sample/dev.tsv" \
       --format tsv --label-column 1 --labels names --classes "$data/ag_news/classes.txt" \
       --unescape backslash --no-words "${split[@]}" --output "$dir/train.h5"
     [ -f "$dir/test.h5" ] || "$textscale" preprocess --input "$data/ag_news/test.csv" --format zhang \
       --unescape backslash --no-words --output "$dir/test.h5" ;;
   imdb)
-    [ -f "$data/imdb/train.csv.gz" ] || { echo "SKIP: IMDB not in $data" >&2; exit 77; }
+    need "$data/imdb/train.csv.gz" "IMDB"
     [ -f "$dir/train.h5" ] || "$textscale" preprocess --input "$data/imdb/train.csv.gz" --format zhang \
       --no-words "${split[@]}" --output "$dir/train.h5"
     [ -f "$dir/test.h5" ] || "$textscale" preprocess --input "$data/imdb/test.csv.gz" --format zhang \
       --no-words --output "$dir/test.h5" ;;
   *) echo "unknown dataset $dataset (ag_news, imdb)" >&2; exit 2 ;;
 esac
+if [ "$prepare_only" = 1 ]; then
+  for f in "$dir"/*.h5; do "$python" "$here/peer_train.py" --export-npz "$f"; done
+  exit 0
+fi
 
 job_threads=$(( threads / parallel > 0 ? threads / parallel : 1 ))
 case "$optimizer" in
@@ -77,9 +88,9 @@ case "$optimizer" in
   adam) optimiser=(--optimizer adam --lr "$lr") ;;
   *) echo "unknown optimizer $optimizer (sgd, adam)" >&2; exit 2 ;;
 esac
-common_ours=(--epochs "$epochs" --batch-size "$batch" "${optimiser[@]}" --schedule step
+common_ours=(--device "$device" --epochs "$epochs" --batch-size "$batch" "${optimiser[@]}" --schedule step
   --step-epochs 3 --step-factor 0.5 --threads "$job_threads" --test-each-epoch false --progress off --log-every 20)
-common_peer=(--epochs "$epochs" --batch-size "$batch" "${optimiser[@]}" --schedule step
+common_peer=(--device "$device" --epochs "$epochs" --batch-size "$batch" "${optimiser[@]}" --schedule step
   --step-epochs 3 --step-factor 0.5 --threads "$job_threads" --test-each-epoch 0)
 if [ -n "$valid" ]; then
   [ -f "$dir/train.valid.h5" ] || { echo "error: $dir/train.h5 was made without --valid; remove it" >&2; exit 2; }
@@ -87,6 +98,8 @@ if [ -n "$valid" ]; then
   common_peer+=(--valid "$dir/train.valid.h5")
 fi
 
+timer=()  # peak RSS and times per run, where GNU time is installed
+[ -x /usr/bin/time ] && timer=(/usr/bin/time -v)
 jobs=$(mktemp)
 trap 'rm -f "$jobs"' EXIT
 for seed in $seeds; do
@@ -103,11 +116,11 @@ for seed in $seeds; do
         cmd=("$python" "$here/peer_train.py" --train "$dir/train.h5" --test "$dir/test.h5" --model "$model"
           --seed "$seed" "${common_peer[@]}" --metrics "$run/metrics.jsonl" --checkpoint "$run/checkpoint.pt")
       fi
-      printf "%q " mkdir -p "$run"; printf "&& "; printf "%q " nice -n "$niceness" /usr/bin/time -v "${cmd[@]}"
+      printf "%q " mkdir -p "$run"; printf "&& "; printf "%q " nice -n "$niceness" "${timer[@]}" "${cmd[@]}"
       printf '>> %q 2>&1' "$run/log.txt"
       if [ "$impl" = textscale ] && [ -n "$valid" ]; then  # the best validation weights on the test split
         printf " && "; printf "%q " nice -n "$niceness" "$textscale" evaluate --checkpoint "$run/best.h5" \
-          --data "$dir/test.h5" --threads "$job_threads" --json "$run/best_test.json"
+          --data "$dir/test.h5" --device "$device" --threads "$job_threads" --json "$run/best_test.json"
         printf '>> %q 2>&1' "$run/log.txt"
       fi
       printf ' && touch %q\n' "$run/done"

@@ -37,6 +37,9 @@ Usage (with /usr/bin/python3: torch, numpy, h5py):
         --metrics runs/peer-crepe-small.jsonl
 
 --limit-train N / --limit-test N use only the first N rows (for smoke tests).
+--device cuda trains and evaluates on the GPU. Without h5py (a GPU machine with PyTorch's wheels
+only), FILE.h5 is read from FILE.npz, which `peer_train.py --export-npz FILE.h5` writes where h5py
+is installed (bench/accuracy.sh --prepare-only does it).
 """
 
 import argparse
@@ -47,16 +50,29 @@ import os
 import sys
 import time
 
-import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+try:
+    import h5py
+except ImportError:  # read the .npz copies instead
+    h5py = None
 
 from peer_models import MODEL_NAMES, build_model, count_parameters
 
 
 def load_split(path, limit):
-    """(chars uint8 [N, L], labels int64 [N], num_classes) from a textscale HDF5 file."""
+    """(chars uint8 [N, L], labels int64 [N], num_classes) from a textscale HDF5 file (or its
+    .npz copy when h5py is missing)."""
+    if h5py is None or path.endswith(".npz"):
+        npz = os.path.splitext(path)[0] + ".npz"
+        if not os.path.exists(npz):
+            sys.exit(f"error: {path}: h5py is not installed and there is no {npz} "
+                     "(write it with --export-npz where h5py is)")
+        with np.load(npz) as f:
+            n = len(f["labels"]) if limit is None else min(limit, len(f["labels"]))
+            return f["chars"][:n], f["labels"][:n].astype(np.int64), int(f["num_classes"])
     with h5py.File(path, "r") as f:
         version = int(f.attrs.get("schema_version", -1))
         if version != 1:
@@ -73,6 +89,16 @@ def load_split(path, limit):
     return chars, labels, max(num_classes, int(labels.max()) + 1 if len(labels) else 0)
 
 
+def export_npz(path):
+    """Writes PATH's chars, labels and number of classes to PATH with the suffix .npz."""
+    chars, labels, num_classes = load_split(path, None)
+    target = os.path.splitext(path)[0] + ".npz"
+    temporary = target + ".tmp.npz"
+    np.savez_compressed(temporary, chars=chars, labels=labels.astype(np.int32), num_classes=num_classes)
+    os.replace(temporary, target)
+    print(f"{path} -> {target} ({len(labels)} rows)")
+
+
 def learning_rate(args, epoch):
     """Learning rate of a 1-based epoch."""
     if args.schedule == "step":
@@ -80,29 +106,29 @@ def learning_rate(args, epoch):
     return args.lr
 
 
-def evaluate(model, chars, labels, batch_size):
+def evaluate(model, chars, labels, batch_size, device="cpu"):
     """(mean loss, accuracy) over a split, in eval mode without gradients."""
     model.eval()
     total_loss = 0.0
     correct = 0
     with torch.no_grad():
         for start in range(0, len(labels), batch_size):
-            x = torch.from_numpy(chars[start:start + batch_size])
-            y = torch.from_numpy(labels[start:start + batch_size])
+            x = torch.from_numpy(chars[start:start + batch_size]).to(device)
+            y = torch.from_numpy(labels[start:start + batch_size]).to(device)
             logits = model(x)
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
     return total_loss / len(labels), correct / len(labels)
 
 
-def train_epoch(model, optimizer, chars, labels, batch_size, order, log_every):
+def train_epoch(model, optimizer, chars, labels, batch_size, order, log_every, device="cpu"):
     """One pass over the rows in `order`; returns the mean training loss over samples."""
     model.train()
     total_loss = 0.0
     for step, start in enumerate(range(0, len(order), batch_size), 1):
         index = order[start:start + batch_size]
-        x = torch.from_numpy(chars[index])
-        y = torch.from_numpy(labels[index])
+        x = torch.from_numpy(chars[index]).to(device)
+        y = torch.from_numpy(labels[index]).to(device)
         loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -132,6 +158,7 @@ def parse_args():
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--metrics", help="JSON lines file, one line per epoch (overwritten)")
     p.add_argument("--shortcut", action="store_true", help="VDCNN with shortcut connections")
     p.add_argument("--limit-train", type=int, help="use only the first N training rows")
@@ -146,14 +173,18 @@ def parse_args():
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--export-npz":
+        export_npz(sys.argv[2])
+        return
     args = parse_args()
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     train_chars, train_labels, train_classes = load_split(args.train, args.limit_train)
     test_chars, test_labels, test_classes = load_split(args.test, args.limit_test)
     num_classes = max(train_classes, test_classes)
 
     torch.manual_seed(args.seed)
-    model = build_model(args.model, num_classes, shortcut=args.shortcut)
+    model = build_model(args.model, num_classes, shortcut=args.shortcut).to(device)
     if args.optimizer == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                                     weight_decay=args.weight_decay)
@@ -170,10 +201,12 @@ def main():
     best = {"epoch": 0, "accuracy": -1.0, "state": None}
     first_epoch = 1
     if args.checkpoint and os.path.exists(args.checkpoint):
-        saved = torch.load(args.checkpoint)
+        saved = torch.load(args.checkpoint, map_location=device)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["torch_rng"])
+        torch.set_rng_state(saved["torch_rng"].cpu())
+        if device.type == "cuda" and saved.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all([state.cpu() for state in saved["cuda_rng"]])
         rng.bit_generator.state = saved["numpy_rng"]
         best = saved["best"]
         first_epoch = saved["epoch"] + 1
@@ -194,7 +227,7 @@ def main():
         order = rng.permutation(len(train_labels))
         start = time.perf_counter()
         train_loss = train_epoch(model, optimizer, train_chars, train_labels, args.batch_size,
-                                 order, args.log_every)
+                                 order, args.log_every, device)
         seconds = time.perf_counter() - start
         record = {
             "epoch": epoch,
@@ -208,14 +241,14 @@ def main():
         line = f"epoch {epoch}: train loss {train_loss:.4f}"
         if valid is not None:
             record["valid_loss"], record["valid_accuracy"] = evaluate(model, valid[0], valid[1],
-                                                                      eval_batch)
+                                                                      eval_batch, device)
             line += f", valid accuracy {100 * record['valid_accuracy']:.2f}%"
             if record["valid_accuracy"] > best["accuracy"]:
                 best = {"epoch": epoch, "accuracy": record["valid_accuracy"],
                         "state": copy.deepcopy(model.state_dict())}
         if args.test_each_epoch or epoch == args.epochs:
             record["test_loss"], record["test_accuracy"] = evaluate(model, test_chars, test_labels,
-                                                                    eval_batch)
+                                                                    eval_batch, device)
             line += (f", test loss {record['test_loss']:.4f}, "
                      f"test accuracy {100 * record['test_accuracy']:.2f}%")
         if epoch == args.epochs and best["state"] is not None:
@@ -223,7 +256,7 @@ def main():
             model.load_state_dict(best["state"])
             record["best_epoch"] = best["epoch"]
             record["best_test_loss"], record["best_test_accuracy"] = evaluate(
-                model, test_chars, test_labels, eval_batch)
+                model, test_chars, test_labels, eval_batch, device)
             model.load_state_dict(final_state)
             line += (f"; best validation epoch {best['epoch']}: "
                      f"test accuracy {100 * record['best_test_accuracy']:.2f}%")
@@ -239,6 +272,7 @@ def main():
             temporary = args.checkpoint + ".tmp"
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
+                        "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
                         "best": best, "epoch": epoch}, temporary)
             os.replace(temporary, args.checkpoint)
     if metrics:

@@ -2,7 +2,8 @@
 # Builds textscale for a GPU machine that has CUDA, cuDNN and NCCL (e.g. through PyTorch's wheels)
 # but no MPI, HDF5, Boost or oneDNN, and packs what it needs into one archive:
 #   gpu-kit/textscale-gpu-kit.tar.xz: bin/textscale, tests/ (test_cuda_*, test_nccl), lib/ (every shared
-#   library they load except the CUDA libraries and glibc), bench/ (the scripts run-kit.sh uses).
+#   library they load except the CUDA libraries and glibc), bench/ (the scripts run-kit.sh uses),
+#   data/ (AG News rows for a training check), acc/ (the accuracy comparison's prepared data).
 # The CUDA libraries are taken from the GPU machine at run time (run-kit.sh sets LD_LIBRARY_PATH).
 #
 # usage: bench/gpu/make-kit.sh [BUILD_DIR (default build-gpu)] [KIT_DIR (default gpu-kit)]
@@ -47,7 +48,15 @@ if [[ -f $data/ag_news/alps_train_sample/dev.tsv ]]; then
 else
   echo "no AG News under $data: the kit will not include the real-data training check"
 fi
-cp "$root"/bench/peer_models.py "$stage/bench/"
+# The accuracy comparison's data (run-kit.sh accuracy): bench/accuracy.sh's own files for AG News
+# and IMDB with a 5% validation split, and .npz copies for a PyTorch without h5py.
+for dataset in ag_news imdb; do
+  TEXTSCALE=$build/bin/textscale TEXTSCALE_DATA=$data bash "$root/bench/accuracy.sh" --dataset "$dataset" \
+    --valid 0.05 --work "$stage/acc" --prepare-only >/dev/null ||
+    echo "no $dataset under $data: the kit's accuracy mode will skip it"
+done
+cp "$root"/bench/peer_models.py "$root"/bench/peer_train.py "$root"/bench/accuracy.sh "$root"/bench/accuracy_table.py \
+  "$stage/bench/"
 cp "$root"/bench/gpu/peer_gpu.py "$root"/bench/gpu/summarize.py "$stage/bench/gpu/"
 (cd "$root" && git rev-parse HEAD 2>/dev/null || echo unknown) >"$stage/REVISION"
 mkdir -p "$kit"

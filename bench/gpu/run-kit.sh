@@ -6,10 +6,14 @@
 # CUDA, cuDNN, cuBLAS and NCCL come from this machine: the nvidia-* Python wheels that PyTorch
 # uses, else /usr/local/cuda.
 #
-# usage: bench/gpu/run-kit.sh KIT_ARCHIVE OUT_DIR [full | quick | profile]
+# usage: bench/gpu/run-kit.sh KIT_ARCHIVE OUT_DIR [full | quick | profile | accuracy]
 #   quick: tests and one benchmark per model only (for a short lease);
 #   profile: tests, the training check, then per-layer times (profile.log) of each model at batch
-#   128 in fp32 and tf32, and PyTorch eager in tf32 beside them.
+#   128 in fp32 and tf32, and PyTorch eager in tf32 beside them;
+#   accuracy: only bench/accuracy.sh on the GPU, textscale and PyTorch side by side: AG News
+#   (10k -> 7.6k) VDCNN-9 (SGD 0.01) and Crepe-small (Adam 0.001), seeds SEEDS (1 2 3), EPOCHS
+#   (15) epochs; IMDB (25k -> 25k) one seed, IMDB_EPOCHS (10); all with a 5% validation split.
+#   Tables and per-run metrics go to OUT_DIR/accuracy/.
 set -uo pipefail
 archive=$1
 out=$2
@@ -73,6 +77,38 @@ gpu, cpu = (json.load(open(f"{sys.argv[1]}/evaluate-{d}.json")) for d in ("cuda"
 print(f"checkpoint written on the GPU: accuracy {gpu['accuracy']:.4f} on the GPU, {cpu['accuracy']:.4f} on the CPU")
 sys.exit(0 if abs(gpu["accuracy"] - cpu["accuracy"]) <= 0.002 else 1)
 PY
+fi
+
+if [[ $mode == accuracy ]]; then
+  # textscale through a wrapper that gives it the kit's libraries (Python keeps its own).
+  printf '#!/bin/sh\nLD_LIBRARY_PATH=%q exec %q "$@"\n' "$libs" "$textscale" >"$kit/textscale-run"
+  chmod +x "$kit/textscale-run"
+  accuracy() {  # accuracy DATASET MODEL OPTIMIZER LR SEEDS EPOCHS
+    echo "== $1 $2 ($3, lr $4), seeds $5, $6 epochs" | tee -a "$out/accuracy.log"
+    TEXTSCALE=$kit/textscale-run PYTHON=$python timeout "${ACCURACY_TIMEOUT:-400}" bash "$kit/bench/accuracy.sh" \
+      --dataset "$1" --models "$2" --optimizer "$3" --lr "$4" --seeds "$5" --epochs "$6" --valid 0.05 \
+      --device cuda --work "$kit/acc" >>"$out/accuracy.log" 2>&1 || status=1
+  }
+  if [[ -f $kit/acc/ag_news/train.h5 ]]; then
+    accuracy ag_news vdcnn-9 sgd 0.01 "${SEEDS:-1 2 3}" "${EPOCHS:-15}"
+    accuracy ag_news crepe-small adam 0.001 "${SEEDS:-1 2 3}" "${EPOCHS:-15}"
+  fi
+  if [[ -f $kit/acc/imdb/train.h5 ]]; then
+    accuracy imdb vdcnn-9 sgd 0.01 1 "${IMDB_EPOCHS:-10}"
+    accuracy imdb crepe-small adam 0.001 1 "${IMDB_EPOCHS:-10}"
+  fi
+  mkdir -p "$out/accuracy"
+  for dataset in ag_news imdb; do
+    [[ -d $kit/acc/$dataset ]] || continue
+    "$python" "$kit/bench/accuracy_table.py" "$kit/acc/$dataset" >"$out/accuracy/$dataset.md" 2>&1 || status=1
+    for run in "$kit/acc/$dataset"/*/; do
+      mkdir -p "$out/accuracy/$dataset/$(basename "$run")"
+      cp "$run"/metrics.jsonl "$run"/log.txt "$run"/best_test.json "$run"/config.json \
+        "$out/accuracy/$dataset/$(basename "$run")/" 2>/dev/null
+    done
+  done
+  cat "$out"/accuracy/*.md
+  exit $status
 fi
 
 # profile MODEL PRECISION: per-layer times at batch 128 to profile.log, the JSON line to stdout.
