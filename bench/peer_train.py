@@ -94,7 +94,8 @@ def export_npz(path):
     chars, labels, num_classes = load_split(path, None)
     target = os.path.splitext(path)[0] + ".npz"
     temporary = target + ".tmp.npz"
-    np.savez_compressed(temporary, chars=chars, labels=labels.astype(np.int32), num_classes=num_classes)
+    # Uncompressed: the GPU kit's xz compresses it better than zip would.
+    np.savez(temporary, chars=chars, labels=labels.astype(np.int32), num_classes=num_classes)
     os.replace(temporary, target)
     print(f"{path} -> {target} ({len(labels)} rows)")
 
