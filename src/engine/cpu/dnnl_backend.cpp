@@ -106,7 +106,7 @@ struct ConvKey {
 
 struct ConvState final : OpState {
   std::list<std::pair<ConvKey, ConvPrimitives>> cache;  // a list: references stay valid
-  std::vector<float> winograd_weights;                  // six transformed matrices (winograd.h)
+  std::vector<float> winograd_weights;                  // six matrices per group of 3 taps (winograd.h)
 };
 
 ConvState& conv_state(OpStatePtr& state) {
