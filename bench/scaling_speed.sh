@@ -65,6 +65,7 @@ PY
 # pair MODEL: two independent 1-rank x 1-thread trainings at the same time, one per core -> JSON
 # line with their summed samples/s: what this machine gives two single-core jobs that never
 # communicate (its cores share caches, memory bandwidth and clock headroom), the ceiling for 2 ranks.
+# Its "ranks" is 0: the table below tells it from the 1- and 2-rank rows by that.
 pair() {
   local model=$1 core
   for core in 0 1; do

@@ -172,7 +172,6 @@ constexpr Index kKmaxLanes = 16;  // channels a k-max list block holds side by s
 // full blocks take kmax_full_blocks_avx512.
 TS_VECTOR_CLONES void kmax_block_step(Index lanes, Index k, const float* __restrict v, float* __restrict val,
                                       std::int32_t* __restrict pos, std::int32_t t) {
-  const Index count = lanes;
   // Walk the list from its end: entry j takes its upper neighbour's (v beats both) or v itself
   // (v beats it but not the neighbour). Stores are unconditional selects.
   for (Index j = k - 1; j > 0; --j) {
@@ -181,7 +180,7 @@ TS_VECTOR_CLONES void kmax_block_step(Index lanes, Index k, const float* __restr
     std::int32_t* pj = pos + j * kKmaxLanes;
     const std::int32_t* pup = pj - kKmaxLanes;
 #pragma omp simd
-    for (Index l = 0; l < count; ++l) {
+    for (Index l = 0; l < lanes; ++l) {
       const float x = vj[l];
       const std::int32_t p = pj[l];
       const bool enters = v[l] > x, beats_up = v[l] > up[l];
@@ -190,7 +189,7 @@ TS_VECTOR_CLONES void kmax_block_step(Index lanes, Index k, const float* __restr
     }
   }
 #pragma omp simd
-  for (Index l = 0; l < count; ++l) {
+  for (Index l = 0; l < lanes; ++l) {
     const bool enters = v[l] > val[l];
     val[l] = enters ? v[l] : val[l];
     pos[l] = enters ? t : pos[l];

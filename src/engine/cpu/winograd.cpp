@@ -91,7 +91,7 @@ TS_VECTOR_CLONES void output_tile(Index c, const float* __restrict m, Index stri
 
 // z_e = (A dy)_e for one tile and every channel (A = the transpose of the output transform): the
 // tile's share of the weight gradient is G^T (u .* z). Rows of dy past the end of the sequence
-// are null and read as zero. The six rows of z are `stride` floats apart.
+// point at a row of zeros. The six rows of z are `stride` floats apart.
 TS_VECTOR_CLONES void gradient_tile(Index c, const float* __restrict dy0, const float* __restrict dy1,
                                     const float* __restrict dy2, const float* __restrict dy3, float* __restrict z,
                                     Index stride) {
