@@ -66,7 +66,8 @@ class OneHot(nn.Module):
 class Crepe(nn.Module):
     """Zhang et al. (2015) character CNN, 6 convolutions and 3 linear layers."""
 
-    def __init__(self, num_classes, features, hidden, init_std, char_length=CHAR_LENGTH):
+    def __init__(self, num_classes, features, hidden, init_std, char_length=CHAR_LENGTH,
+                 dropout=0.5):
         super().__init__()
         self.one_hot = OneHot()
         f = features
@@ -81,8 +82,8 @@ class Crepe(nn.Module):
         t = ((char_length - 6) // 3 - 6) // 3
         t = (t - 8) // 3  # 1014 -> 34
         self.classifier = nn.Sequential(
-            nn.Linear(t * f, hidden), nn.ReLU(), nn.Dropout(0.5),
-            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(t * f, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
         for p in self.parameters():
@@ -176,15 +177,67 @@ class VDCNN(nn.Module):
         return self.classifier(kmax_pool(x, self.k).flatten(1))
 
 
-def build_model(name, num_classes, shortcut=False):
-    """A freshly initialised model by name; seed torch first for reproducible weights."""
+def build_model(name, num_classes, shortcut=False, dropout=0.5):
+    """A freshly initialised model by name; seed torch first for reproducible weights. `dropout`
+    is Crepe's rate (VDCNN has no dropout)."""
     if name == "crepe-small":
-        return Crepe(num_classes, features=256, hidden=1024, init_std=0.05)
+        return Crepe(num_classes, features=256, hidden=1024, init_std=0.05, dropout=dropout)
     if name == "crepe-large":
-        return Crepe(num_classes, features=1024, hidden=2048, init_std=0.02)
+        return Crepe(num_classes, features=1024, hidden=2048, init_std=0.02, dropout=dropout)
     if name.startswith("vdcnn-") and int(name[6:]) in VDCNN_BLOCKS:
         return VDCNN(num_classes, int(name[6:]), shortcut=shortcut)
     raise ValueError(f"unknown model '{name}' (one of {', '.join(MODEL_NAMES)})")
+
+
+def _textscale_key(name):
+    """Sort key that puts a textscale checkpoint's tensor names ("input.weights", "3.body.1.gamma",
+    "3.shortcut.0.weights", "state: 3.body.1.running_var") in the order of the peer's
+    parameters() / buffers(): layers by index (the input layer first), a block's body before its
+    shortcut, weights (gamma, table, running mean) before biases (beta, running variance)."""
+    rank = {"input": -1, "body": 0, "shortcut": 1, "weights": 0, "gamma": 0, "table": 0,
+            "running_mean": 0, "bias": 1, "beta": 1, "running_var": 1}
+    return [int(part) if part.isdigit() else rank[part] for part in name.split(".")]
+
+
+def textscale_tensor_pairs(model, names, state=False):
+    """[(textscale name, peer tensor)] for a textscale checkpoint's parameter (or, with state=True,
+    batch-norm statistics) names, matched by position; raises ValueError on a count mismatch."""
+    ours = sorted(names, key=_textscale_key)
+    if state:
+        theirs = [b for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var"))]
+    else:
+        theirs = list(model.parameters())
+    if len(ours) != len(theirs):
+        raise ValueError(f"{len(ours)} textscale tensors, {len(theirs)} in the PyTorch model")
+    return list(zip(ours, theirs))
+
+
+def flattened_linear(model):
+    """(the Linear layer that reads the flattened convolution output, channels, length).
+
+    textscale keeps activations time-major (N, T, C), so that layer's input index is t * C + c;
+    PyTorch flattens (N, C, T) to c * T + t. A textscale weight (O, T * C) is therefore the PyTorch
+    weight with its columns permuted: see to_textscale_layout / from_textscale_layout."""
+    first = model.classifier[0]
+    channels = VDCNN_CHANNELS[-1] if isinstance(model, VDCNN) else model.convs[0].out_channels
+    return first, channels, first.in_features // channels
+
+
+def from_textscale_layout(model, tensor, value):
+    """A textscale checkpoint's value for `tensor`, in the PyTorch model's layout."""
+    linear, channels, length = flattened_linear(model)
+    if tensor is linear.weight:
+        return value.reshape(-1, length, channels).transpose(1, 2).reshape(value.shape)
+    return value
+
+
+def to_textscale_layout(model, tensor):
+    """The PyTorch tensor's value in textscale's layout (a detached CPU copy)."""
+    value = tensor.detach().cpu()
+    linear, channels, length = flattened_linear(model)
+    if tensor is linear.weight:
+        return value.reshape(-1, channels, length).transpose(1, 2).reshape(value.shape)
+    return value
 
 
 def count_parameters(model):

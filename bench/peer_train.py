@@ -37,6 +37,16 @@ Usage (with /usr/bin/python3: torch, numpy, h5py):
         --metrics runs/peer-crepe-small.jsonl
 
 --limit-train N / --limit-test N use only the first N rows (for smoke tests).
+
+Step-by-step comparison with textscale (bench/trajectory.sh):
+- --init-from CKPT.h5 starts from the weights (and batch-norm statistics) of a textscale
+  checkpoint instead of the seeded initialisation;
+- --order textscale visits the rows in textscale's order for --seed (`--shuffle rows`: the same
+  std::mt19937_64 Fisher-Yates permutation per epoch) instead of numpy's;
+- --dropout P sets Crepe's dropout rate (0 removes the only other random numbers);
+- --max-steps N stops after N optimiser steps, --step-log FILE writes each step's loss as a JSON
+  line {"step", "loss"}, and --save-weights FILE.npz writes the final weights under textscale's
+  tensor names.
 --device cuda trains and evaluates on the GPU. Without h5py (a GPU machine with PyTorch's wheels
 only), FILE.h5 is read from FILE.npz, which `peer_train.py --export-npz FILE.h5` writes where h5py
 is installed (bench/accuracy.sh --prepare-only does it).
@@ -59,7 +69,90 @@ try:
 except ImportError:  # read the .npz copies instead
     h5py = None
 
-from peer_models import MODEL_NAMES, build_model, count_parameters
+from peer_models import (MODEL_NAMES, build_model, count_parameters, from_textscale_layout,
+                         textscale_tensor_pairs, to_textscale_layout)
+
+MASK64 = (1 << 64) - 1
+
+
+class MT19937_64:
+    """std::mt19937_64 (C++11 [rand.predef]); numpy has only the 32-bit Mersenne Twister. Written
+    out so that the peer can visit rows in textscale's order."""
+
+    N, M = 312, 156
+
+    def __init__(self, seed):
+        self.state = [seed & MASK64]
+        for i in range(1, self.N):
+            previous = self.state[-1]
+            self.state.append((6364136223846793005 * (previous ^ (previous >> 62)) + i) & MASK64)
+        self.index = self.N
+
+    def _twist(self):
+        state = self.state
+        for i in range(self.N):
+            y = (state[i] & 0xFFFFFFFF80000000) | (state[(i + 1) % self.N] & 0x7FFFFFFF)
+            state[i] = state[(i + self.M) % self.N] ^ (y >> 1) ^ (0xB5026F5AA96619E9 if y & 1 else 0)
+        self.index = 0
+
+    def __call__(self):
+        if self.index >= self.N:
+            self._twist()
+        y = self.state[self.index]
+        self.index += 1
+        y ^= (y >> 29) & 0x5555555555555555
+        y ^= (y << 17) & 0x71D67FFFEDA60000
+        y ^= (y << 37) & 0xFFF7EEE000000000
+        return (y ^ (y >> 43)) & MASK64
+
+
+def textscale_order(rows, seed, epoch):
+    """textscale's row order of a 0-based epoch (src/train/sharding.cpp, --shuffle rows)."""
+    rng = MT19937_64((seed * 0x9E3779B97F4A7C15 + epoch + 1) & MASK64)
+    order = list(range(rows))
+    for i in range(rows - 1, 0, -1):
+        bound = i + 1
+        limit = MASK64 - MASK64 % bound
+        draw = rng()
+        while draw >= limit:
+            draw = rng()
+        j = draw % bound
+        order[i], order[j] = order[j], order[i]
+    return np.array(order, dtype=np.int64)
+
+
+def _check_mt19937_64():
+    """The C++ standard's check: the 10000th output of a default-constructed mt19937_64."""
+    rng = MT19937_64(5489)
+    for _ in range(9999):
+        rng()
+    assert rng() == 9981545732273789042, "MT19937_64 does not match std::mt19937_64"
+
+
+def load_textscale_weights(model, path):
+    """Copies a textscale checkpoint's parameters and batch-norm statistics into the model."""
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("format") not in (b"textscale-checkpoint", "textscale-checkpoint"):
+            sys.exit(f"error: {path}: not a textscale checkpoint")
+        for group, state in (("parameters", False), ("state", True)):
+            try:
+                pairs = textscale_tensor_pairs(model, list(f[group].keys()), state)
+            except ValueError as e:
+                sys.exit(f"error: {path}: {group}: {e}")
+            with torch.no_grad():
+                for name, tensor in pairs:
+                    value = torch.from_numpy(f[group][name][...])
+                    if tuple(value.shape) != tuple(tensor.shape):
+                        sys.exit(f"error: {path}: {group}/{name} has shape {tuple(value.shape)}, "
+                                 f"the PyTorch tensor {tuple(tensor.shape)}")
+                    tensor.copy_(from_textscale_layout(model, tensor, value).to(tensor.dtype))
+
+
+def save_textscale_weights(model, template, target):
+    """Writes the model's parameters to TARGET (.npz) under the names of a textscale checkpoint."""
+    with h5py.File(template, "r") as f:
+        pairs = textscale_tensor_pairs(model, list(f["parameters"].keys()))
+    np.savez(target, **{name: to_textscale_layout(model, tensor).numpy() for name, tensor in pairs})
 
 
 def load_split(path, limit):
@@ -122,11 +215,14 @@ def evaluate(model, chars, labels, batch_size, device="cpu"):
     return total_loss / len(labels), correct / len(labels)
 
 
-def train_epoch(model, optimizer, chars, labels, batch_size, order, log_every, device="cpu"):
-    """One pass over the rows in `order`; returns the mean training loss over samples."""
+def train_epoch(model, optimizer, chars, labels, batch_size, order, log_every, device="cpu",
+                max_batches=None, step_log=None, first_step=1):
+    """One pass over the rows in `order` (or its first max_batches batches); returns the mean
+    training loss over the samples visited."""
     model.train()
     total_loss = 0.0
-    for step, start in enumerate(range(0, len(order), batch_size), 1):
+    starts = list(range(0, len(order), batch_size))[:max_batches]
+    for step, start in enumerate(starts, 1):
         index = order[start:start + batch_size]
         x = torch.from_numpy(chars[index]).to(device)
         y = torch.from_numpy(labels[index]).to(device)
@@ -135,9 +231,11 @@ def train_epoch(model, optimizer, chars, labels, batch_size, order, log_every, d
         loss.backward()
         optimizer.step()
         total_loss += loss.item() * len(index)
+        if step_log:
+            step_log.write(json.dumps({"step": first_step + step - 1, "loss": loss.item()}) + "\n")
         if log_every and step % log_every == 0:
             print(f"  batch {step}: loss {loss.item():.4f}", flush=True)
-    return total_loss / len(order)
+    return total_loss / min(len(order), len(starts) * batch_size)
 
 
 def parse_args():
@@ -162,6 +260,14 @@ def parse_args():
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--metrics", help="JSON lines file, one line per epoch (overwritten)")
     p.add_argument("--shortcut", action="store_true", help="VDCNN with shortcut connections")
+    p.add_argument("--dropout", type=float, default=0.5, help="Crepe's dropout rate")
+    p.add_argument("--init-from", help="start from a textscale checkpoint's weights")
+    p.add_argument("--order", choices=("numpy", "textscale"), default="numpy",
+                   help="row order: numpy's permutation, or textscale's for the same --seed")
+    p.add_argument("--max-steps", type=int, default=0, help="stop after N steps (0: no limit)")
+    p.add_argument("--step-log", help="JSON lines file: every step's training loss")
+    p.add_argument("--save-weights", help="write the final weights (.npz, textscale's names; "
+                   "needs --init-from for the names)")
     p.add_argument("--limit-train", type=int, help="use only the first N training rows")
     p.add_argument("--limit-test", type=int, help="use only the first N test rows")
     p.add_argument("--log-every", type=int, default=0, help="print the loss every N batches")
@@ -185,7 +291,12 @@ def main():
     num_classes = max(train_classes, test_classes)
 
     torch.manual_seed(args.seed)
-    model = build_model(args.model, num_classes, shortcut=args.shortcut).to(device)
+    model = build_model(args.model, num_classes, shortcut=args.shortcut, dropout=args.dropout)
+    if args.init_from:
+        load_textscale_weights(model, args.init_from)
+    model = model.to(device)
+    if args.order == "textscale":
+        _check_mt19937_64()
     if args.optimizer == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                                     weight_decay=args.weight_decay)
@@ -221,14 +332,23 @@ def main():
         metrics = open(args.metrics, "w")
         metrics.writelines(kept)
     eval_batch = args.eval_batch_size or args.batch_size
+    step_log = open(args.step_log, "w") if args.step_log else None
+    batches_per_epoch = (len(train_labels) + args.batch_size - 1) // args.batch_size
     for epoch in range(first_epoch, args.epochs + 1):
+        done = (epoch - 1) * batches_per_epoch
+        if args.max_steps and done >= args.max_steps:
+            break
         lr = learning_rate(args, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        order = rng.permutation(len(train_labels))
+        order = rng.permutation(len(train_labels))  # drawn in either case: the same numpy stream
+        if args.order == "textscale":
+            order = textscale_order(len(train_labels), args.seed, epoch - 1)
         start = time.perf_counter()
         train_loss = train_epoch(model, optimizer, train_chars, train_labels, args.batch_size,
-                                 order, args.log_every, device)
+                                 order, args.log_every, device,
+                                 max_batches=args.max_steps - done if args.max_steps else None,
+                                 step_log=step_log, first_step=done + 1)
         seconds = time.perf_counter() - start
         record = {
             "epoch": epoch,
@@ -278,6 +398,12 @@ def main():
             os.replace(temporary, args.checkpoint)
     if metrics:
         metrics.close()
+    if step_log:
+        step_log.close()
+    if args.save_weights:
+        if not args.init_from:
+            sys.exit("error: --save-weights needs --init-from (for textscale's tensor names)")
+        save_textscale_weights(model.cpu(), args.init_from, args.save_weights)
 
 
 if __name__ == "__main__":

@@ -222,7 +222,11 @@ void load(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimi
   const CheckpointInfo info = read_info(path);
   model.memory().synchronize();  // the tensors are written from the host below
   const auto& want = model.config();
-  if (model_config_json(info.model) != model_config_json(want))
+  // The dropout rate shapes training, not the weights: weights alone (--init-from, evaluation) may
+  // go to a model with another rate; resuming training needs the same one.
+  engine::ModelConfig have = info.model;
+  if (!optimizer) have.dropout = want.dropout;
+  if (model_config_json(have) != model_config_json(want))
     throw InputError(path + ": the checkpoint holds model " + model_config_json(info.model) + ", this run uses " +
                      model_config_json(want));
   h5::Handle file = open_checkpoint(path);

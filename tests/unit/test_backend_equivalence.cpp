@@ -185,11 +185,12 @@ BOOST_AUTO_TEST_CASE(kmax_pooling_with_and_without_ties) {
     }
 }
 
-void check_batch_norm(bool relu) {
+void check_batch_norm(bool relu, Dims d = {4, 15, 12}, double offset = 0) {
   Backends b;
-  const Dims d{4, 15, 12};
-  auto src = random_pair(d.count(), 41, 2.0), gamma = random_pair(d.c, 42), beta = random_pair(d.c, 43),
-       diff_dst = random_pair(d.count(), 44);
+  auto src = random_pair(d.count(), 41, 2.0);
+  for (std::size_t i = 0; i < src.f.size(); ++i)  // channel means of several standard deviations
+    src.f[i] = static_cast<float>(src.d[i] += offset * static_cast<double>(i % static_cast<std::size_t>(d.c)) / static_cast<double>(d.c));
+  auto gamma = random_pair(d.c, 42), beta = random_pair(d.c, 43), diff_dst = random_pair(d.count(), 44);
   auto dst = zeros(d.count()), mean = zeros(d.c), var = zeros(d.c), diff_src = zeros(d.count()), dgamma = zeros(d.c),
        dbeta = zeros(d.c);
   auto running_mean = zeros(d.c), running_var = random_pair(d.c, 45);
@@ -222,6 +223,11 @@ void check_batch_norm(bool relu) {
 
 BOOST_AUTO_TEST_CASE(batch_normalisation) {
   check_batch_norm(false);
+}
+
+// VDCNN's first stage at batch 32: 32k values per channel whose mean is large against their spread.
+BOOST_AUTO_TEST_CASE(batch_normalisation_long_channels) {
+  check_batch_norm(true, {32, 1014, 64}, 12.0);
 }
 BOOST_AUTO_TEST_CASE(batch_normalisation_fused_relu) {
   check_batch_norm(true);

@@ -1,6 +1,7 @@
 // Hand-written CPU loops (OpenMP, vectorised by the compiler) for the operations oneDNN has no
-// primitive for: the one-hot convolution as a gather, k-max pooling, embedding, the loss,
-// element-wise operations and optimizer steps. Their contracts are in backend.h.
+// primitive for, or whose primitive falls short: the one-hot convolution as a gather, k-max
+// pooling, batch normalisation, embedding, the loss, element-wise operations and optimizer steps.
+// Their contracts are in backend.h.
 //
 // Every reduction has a fixed order (threads own disjoint outputs, or partial sums over fixed
 // blocks are combined serially), so results do not depend on the thread count.
@@ -27,6 +28,17 @@ void onehot_conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& s, con
                                     const float* diff_dst, float* diff_weights, float* diff_bias);
 void kmax_pool_forward(Dims src, Index k, const float* src_data, float* dst, std::int32_t* indices);
 void kmax_pool_backward(Dims src, Index k, const float* diff_dst, const std::int32_t* indices, float* diff_src);
+// Batch normalisation (contracts in backend.h), statistics and reductions in double.
+void batch_norm_forward(Dims d, const float* src, const float* gamma, const float* beta, float* dst, float* save_mean,
+                        float* save_var, float* running_mean, float* running_var, bool training, double momentum,
+                        double epsilon, bool relu);
+void batch_norm_backward(Dims d, const float* src, const float* dst, const float* diff_dst, const float* gamma,
+                         const float* save_mean, const float* save_var, float* diff_src, float* diff_gamma,
+                         float* diff_beta, double epsilon, bool relu);
+// Per-channel sums over the rows of (rows, c) arrays in double, in fixed blocks added in order:
+// sum_a = sum of a', sum_ab = sum of a' * b (b null: a' * a), where a' = a, or 0 where mask <= 0.
+void channel_sums(Index rows, Index c, const float* a, const float* b, const float* mask, double* sum_a,
+                  double* sum_ab);
 void update_running_statistics(Index channels, Index rows, const float* mean, const float* var, float* running_mean,
                                float* running_var, double momentum);
 // dst (columns, rows) = transpose(src (rows, columns)) + bias (rows), then optionally ReLU.

@@ -40,12 +40,6 @@ dnnl::memory::desc ntc(Index n, Index t, Index c) {
   return dnnl::memory::desc({n, c, t}, dt::f32, tag::nwc);
 }
 
-// The same (N, T, C) memory as a 2-D image of height 1 (`nhwc`): oneDNN's optimised batch
-// normalisation handles 4-D channels-last tensors; for 3-D ones it falls back to a reference loop.
-dnnl::memory::desc nhwc(Dims d) {
-  return dnnl::memory::desc({d.n, d.c, 1, d.t}, dt::f32, tag::nhwc);
-}
-
 // A user buffer viewed as oneDNN memory; the data handle is set per call.
 dnnl::memory user_memory(const dnnl::memory::desc& desc, const dnnl::engine& engine, const void* data) {
   return dnnl::memory(desc, engine, const_cast<void*>(data));
@@ -364,109 +358,20 @@ void DnnlBackend::max_pool_backward(OpStatePtr& state, const Pool1dShape& s, con
   impl_->stream.wait();
 }
 
-// --- Batch normalisation ------------------------------------------------------------------------
+// --- Batch normalisation: own loops with double reductions (cpu_kernels.cpp says why) ------------
 
-namespace {
-
-struct BnPrimitives {
-  dnnl::batch_normalization_forward::primitive_desc training_pd;
-  dnnl::batch_normalization_forward training, inference;
-  dnnl::batch_normalization_backward backward;
-  bool has_backward = false;
-  dnnl::memory workspace;  // the fused ReLU's mask, from training forward to backward
-};
-
-struct BnKey {
-  Dims dims;
-  bool relu = false;
-  double epsilon = 0;
-  bool operator==(const BnKey&) const = default;
-};
-
-struct BnState final : OpState {
-  std::list<std::pair<BnKey, BnPrimitives>> cache;
-};
-
-dnnl::normalization_flags bn_flags(bool relu) {
-  auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
-  return relu ? flags | dnnl::normalization_flags::fuse_norm_relu : flags;
-}
-
-BnPrimitives& bn_primitives(OpStatePtr& state, Dims d, double epsilon, bool relu, const dnnl::engine& engine) {
-  if (!state) state = std::make_unique<BnState>();
-  auto& cache = static_cast<BnState&>(*state).cache;
-  const BnKey key{d, relu, epsilon};
-  for (auto& [k, primitives] : cache)
-    if (k == key) return primitives;
-  BnPrimitives p;
-  const auto eps = static_cast<float>(epsilon);
-  dnnl::batch_normalization_forward::desc training(dnnl::prop_kind::forward_training, nhwc(d), eps, bn_flags(relu));
-  dnnl::batch_normalization_forward::desc inference(dnnl::prop_kind::forward_inference, nhwc(d), eps,
-                                                    bn_flags(relu) | dnnl::normalization_flags::use_global_stats);
-  TS_DNNL(p.training_pd = dnnl::batch_normalization_forward::primitive_desc(training, engine));
-  p.training = dnnl::batch_normalization_forward(p.training_pd);
-  dnnl::batch_normalization_forward::primitive_desc inference_pd;
-  TS_DNNL(inference_pd = dnnl::batch_normalization_forward::primitive_desc(inference, engine));
-  p.inference = dnnl::batch_normalization_forward(inference_pd);
-  if (relu) p.workspace = dnnl::memory(p.training_pd.workspace_desc(), engine);
-  return cache.emplace_back(key, std::move(p)).second;
-}
-
-}  // namespace
-
-void DnnlBackend::batch_norm_forward(OpStatePtr& state, Dims d, const float* src, const float* gamma, const float* beta,
+void DnnlBackend::batch_norm_forward(OpStatePtr&, Dims d, const float* src, const float* gamma, const float* beta,
                                      float* dst, float* save_mean, float* save_var, float* running_mean,
                                      float* running_var, bool training, double momentum, double epsilon, bool relu) {
-  auto& e = impl_->engine;
-  auto& p = bn_primitives(state, d, epsilon, relu, e);
-  dnnl::memory::desc channels({d.c}, dt::f32, tag::x);
-  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, user_memory(nhwc(d), e, src)},
-                                             {DNNL_ARG_DST, user_memory(nhwc(d), e, dst)},
-                                             {DNNL_ARG_SCALE, user_memory(channels, e, gamma)},
-                                             {DNNL_ARG_SHIFT, user_memory(channels, e, beta)}};
-  if (training) {
-    args[DNNL_ARG_MEAN] = user_memory(channels, e, save_mean);
-    args[DNNL_ARG_VARIANCE] = user_memory(channels, e, save_var);
-    if (relu) args[DNNL_ARG_WORKSPACE] = p.workspace;
-    TS_DNNL(p.training.execute(impl_->stream, args));
-    impl_->stream.wait();
-    cpu::update_running_statistics(d.c, d.n * d.t, save_mean, save_var, running_mean, running_var, momentum);
-  } else {
-    args[DNNL_ARG_MEAN] = user_memory(channels, e, running_mean);
-    args[DNNL_ARG_VARIANCE] = user_memory(channels, e, running_var);
-    TS_DNNL(p.inference.execute(impl_->stream, args));
-    impl_->stream.wait();
-  }
+  cpu::batch_norm_forward(d, src, gamma, beta, dst, save_mean, save_var, running_mean, running_var, training, momentum,
+                          epsilon, relu);
 }
 
-void DnnlBackend::batch_norm_backward(OpStatePtr& state, Dims d, const float* src, const float*, const float* diff_dst,
+void DnnlBackend::batch_norm_backward(OpStatePtr&, Dims d, const float* src, const float* dst, const float* diff_dst,
                                       const float* gamma, const float* save_mean, const float* save_var,
                                       float* diff_src, float* diff_gamma, float* diff_beta, double epsilon, bool relu) {
-  auto& e = impl_->engine;
-  auto& p = bn_primitives(state, d, epsilon, relu, e);
-  if (!p.has_backward) {
-    dnnl::batch_normalization_backward::desc desc(dnnl::prop_kind::backward, nhwc(d), nhwc(d),
-                                                  static_cast<float>(epsilon), bn_flags(relu));
-    dnnl::batch_normalization_backward::primitive_desc pd;
-    TS_DNNL(pd = dnnl::batch_normalization_backward::primitive_desc(desc, e, p.training_pd));
-    p.backward = dnnl::batch_normalization_backward(pd);
-    p.has_backward = true;
-  }
-  dnnl::memory::desc channels({d.c}, dt::f32, tag::x);
-  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, user_memory(nhwc(d), e, src)},
-                                             {DNNL_ARG_DIFF_DST, user_memory(nhwc(d), e, diff_dst)},
-                                             {DNNL_ARG_MEAN, user_memory(channels, e, save_mean)},
-                                             {DNNL_ARG_VARIANCE, user_memory(channels, e, save_var)},
-                                             {DNNL_ARG_SCALE, user_memory(channels, e, gamma)},
-                                             // oneDNN 2.6 refuses to run without a shift argument although
-                                             // backward never reads it; gamma has the right shape.
-                                             {DNNL_ARG_SHIFT, user_memory(channels, e, gamma)},
-                                             {DNNL_ARG_DIFF_SRC, user_memory(nhwc(d), e, diff_src)},
-                                             {DNNL_ARG_DIFF_SCALE, user_memory(channels, e, diff_gamma)},
-                                             {DNNL_ARG_DIFF_SHIFT, user_memory(channels, e, diff_beta)}};
-  if (relu) args[DNNL_ARG_WORKSPACE] = p.workspace;
-  TS_DNNL(p.backward.execute(impl_->stream, args));
-  impl_->stream.wait();
+  cpu::batch_norm_backward(d, src, dst, diff_dst, gamma, save_mean, save_var, diff_src, diff_gamma, diff_beta, epsilon,
+                           relu);
 }
 
 // --- Dense: oneDNN's SGEMM (row-major) ----------------------------------------------------------
@@ -543,27 +448,7 @@ void DnnlBackend::add(Index count, const float* a, const float* b, float* dst) {
   cpu::add(count, a, b, dst);
 }
 void DnnlBackend::channel_sums(Index rows, Index c, const float* a, const float* b, double* sum_a, double* sum_ab) {
-  // Partial sums over fixed blocks of rows (the same for any thread count), added in order.
-  constexpr Index kBlock = 256;
-  const Index blocks = (rows + kBlock - 1) / kBlock;
-  std::vector<double> partial(static_cast<std::size_t>(2 * blocks * c), 0.0);
-#pragma omp parallel for schedule(static)
-  for (Index blk = 0; blk < blocks; ++blk) {
-    double* pa = partial.data() + 2 * blk * c;
-    double* pab = pa + c;
-    for (Index r = blk * kBlock; r < std::min(rows, (blk + 1) * kBlock); ++r)
-      for (Index k = 0; k < c; ++k) {
-        const double x = a[r * c + k];
-        pa[k] += x;
-        pab[k] += x * (b ? static_cast<double>(b[r * c + k]) : x);
-      }
-  }
-  for (Index k = 0; k < c; ++k) sum_a[k] = sum_ab[k] = 0;
-  for (Index blk = 0; blk < blocks; ++blk)
-    for (Index k = 0; k < c; ++k) {
-      sum_a[k] += partial[static_cast<std::size_t>(2 * blk * c + k)];
-      sum_ab[k] += partial[static_cast<std::size_t>(2 * blk * c + c + k)];
-    }
+  cpu::channel_sums(rows, c, a, b, nullptr, sum_a, sum_ab);
 }
 
 void DnnlBackend::batch_norm_backward_data(Index rows, Index c, const float* src, const float* dy, const double* mean,
