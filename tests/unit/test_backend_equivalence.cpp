@@ -189,7 +189,8 @@ void check_batch_norm(bool relu, Dims d = {4, 15, 12}, double offset = 0) {
   Backends b;
   auto src = random_pair(d.count(), 41, 2.0);
   for (std::size_t i = 0; i < src.f.size(); ++i)  // channel means of several standard deviations
-    src.f[i] = static_cast<float>(src.d[i] += offset * static_cast<double>(i % static_cast<std::size_t>(d.c)) / static_cast<double>(d.c));
+    src.f[i] = static_cast<float>(src.d[i] += offset * static_cast<double>(i % static_cast<std::size_t>(d.c)) /
+                                              static_cast<double>(d.c));
   auto gamma = random_pair(d.c, 42), beta = random_pair(d.c, 43), diff_dst = random_pair(d.count(), 44);
   auto dst = zeros(d.count()), mean = zeros(d.c), var = zeros(d.c), diff_src = zeros(d.count()), dgamma = zeros(d.c),
        dbeta = zeros(d.c);
