@@ -46,10 +46,13 @@ struct Backends {
   ReferenceBackend<double> ref;
 };
 
-void check_conv(const Conv1dShape& s, bool bias, bool relu) {
+void check_conv(const Conv1dShape& s, bool bias, bool relu, bool relu_input = false) {
   Backends b;
-  auto src = random_pair(s.src().count(), 1), w = random_pair(s.weights_count(), 2, 0.1),
-       bs = random_pair(s.c_out, 3, 0.1), diff_dst = random_pair(s.dst().count(), 4);
+  auto src = random_pair(s.src().count(), 1);
+  if (relu_input)  // the output of a ReLU: non-negative, so long sums do not cancel
+    for (std::size_t i = 0; i < src.f.size(); ++i) src.f[i] = static_cast<float>(src.d[i] = std::abs(src.d[i]));
+  auto w = random_pair(s.weights_count(), 2, 0.1), bs = random_pair(s.c_out, 3, 0.1),
+       diff_dst = random_pair(s.dst().count(), 4);
   auto dst = zeros(s.dst().count()), diff_src = zeros(s.src().count()), dw = zeros(s.weights_count()),
        db = zeros(s.c_out);
   OpStatePtr f1, f2, d1, d2, w1, w2;
@@ -93,6 +96,13 @@ BOOST_AUTO_TEST_CASE(convolution) {
   check_conv({2, 33, 128, 128, 7, 1, 6}, false, false);
   check_conv({2, 30, 144, 128, 5, 1, 2}, true, false);
   check_conv({2, 26, 128, 128, 4, 1, 1}, false, false);
+}
+
+// VDCNN's first layers at batch 32: the weight gradients sum over 32k positions.
+BOOST_AUTO_TEST_CASE(convolution_long_reductions) {
+  check_conv({32, 1014, 16, 64, 3, 1, 1}, true, false);         // temporal convolution (oneDNN direct)
+  check_conv({32, 1014, 64, 64, 3, 1, 1}, false, true, true);   // Winograd; weight gradient direct
+  check_conv({32, 254, 128, 128, 3, 1, 1}, false, true, true);  // Winograd weight gradient
 }
 
 BOOST_AUTO_TEST_CASE(convolution_batch_size_changes) {
@@ -255,13 +265,18 @@ BOOST_AUTO_TEST_CASE(linear) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(embedding) {
+void check_embedding(Index n, Index t, double padding, double gradient_mean) {
   Backends b;
-  const Index n = 3, t = 20, vocab = 70, dim = 16;
+  const Index vocab = 70, dim = 16;
   std::mt19937_64 rng(61);
   std::vector<std::uint8_t> codes(static_cast<std::size_t>(n * t));
-  for (auto& c : codes) c = static_cast<std::uint8_t>(rng() % vocab);
+  for (std::size_t i = 0; i < codes.size(); ++i)  // the last `padding` of each row is code 0
+    codes[i] = static_cast<double>(static_cast<Index>(i) % t) >= (1 - padding) * static_cast<double>(t)
+                   ? 0
+                   : static_cast<std::uint8_t>(rng() % vocab);
   auto table = random_pair(vocab * dim, 62), diff_dst = random_pair(n * t * dim, 63);
+  for (std::size_t i = 0; i < diff_dst.f.size(); ++i)
+    diff_dst.f[i] = static_cast<float>(diff_dst.d[i] += gradient_mean);
   auto dst = zeros(n * t * dim), diff_table = zeros(vocab * dim);
   b.dnnl.embedding_forward(n, t, vocab, dim, codes.data(), table.f.data(), dst.f.data());
   b.ref.embedding_forward(n, t, vocab, dim, codes.data(), table.d.data(), dst.d.data());
@@ -269,6 +284,12 @@ BOOST_AUTO_TEST_CASE(embedding) {
   b.dnnl.embedding_backward(n, t, vocab, dim, codes.data(), diff_dst.f.data(), diff_table.f.data());
   b.ref.embedding_backward(n, t, vocab, dim, codes.data(), diff_dst.d.data(), diff_table.d.data());
   expect_close("embedding backward", diff_table.f, diff_table.d);
+}
+
+BOOST_AUTO_TEST_CASE(embedding) {
+  check_embedding(3, 20, 0.0, 0.0);
+  // AG News at batch 32: most positions are padding, so code 0 sums 26k gradients.
+  check_embedding(32, 1014, 0.8, 0.3);
 }
 
 // The pieces of batch normalisation synchronised over ranks: per-channel sums (in an order that

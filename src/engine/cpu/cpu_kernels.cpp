@@ -556,15 +556,18 @@ void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::uint
 
 void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const float* diff_dst,
                         float* diff_table) {
-  // Sequential in position order: the table is tiny (characters) and the result must not depend
-  // on the thread count.
-  std::memset(diff_table, 0, static_cast<std::size_t>(vocab * dim) * sizeof(float));
+  // Sequential in position order (the table is tiny: characters) so that the result does not
+  // depend on the thread count, and in double: the padding code alone collects most positions of
+  // a batch (26k terms at batch 32 for AG News), too long a sum for float.
+  thread_local std::vector<double> sums;
+  sums.assign(static_cast<std::size_t>(vocab * dim), 0.0);
   for (Index i = 0; i < n * t; ++i) {
-    float* row = diff_table + codes[i] * dim;
+    double* row = sums.data() + codes[i] * dim;
     const float* grad = diff_dst + i * dim;
 #pragma omp simd
-    for (Index e = 0; e < dim; ++e) row[e] += grad[e];
+    for (Index e = 0; e < dim; ++e) row[e] += static_cast<double>(grad[e]);
   }
+  for (Index i = 0; i < vocab * dim; ++i) diff_table[i] = static_cast<float>(sums[static_cast<std::size_t>(i)]);
 }
 
 double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
