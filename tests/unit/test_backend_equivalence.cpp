@@ -195,7 +195,7 @@ BOOST_AUTO_TEST_CASE(kmax_pooling_with_and_without_ties) {
     }
 }
 
-void check_batch_norm(bool relu, Dims d = {4, 15, 12}, double offset = 0) {
+void check_batch_norm(bool relu, Dims d = {4, 15, 12}, double offset = 0, double forward_tolerance = kTolerance) {
   Backends b;
   auto src = random_pair(d.count(), 41, 2.0);
   for (std::size_t i = 0; i < src.f.size(); ++i)  // channel means of several standard deviations
@@ -212,7 +212,8 @@ void check_batch_norm(bool relu, Dims d = {4, 15, 12}, double offset = 0) {
                             var.f.data(), running_mean.f.data(), running_var.f.data(), true, 0.1, 1e-5, relu);
   b.ref.batch_norm_forward(s2, d, src.d.data(), gamma.d.data(), beta.d.data(), dst.d.data(), mean.d.data(),
                            var.d.data(), running_mean.d.data(), running_var.d.data(), true, 0.1, 1e-5, relu);
-  expect_close("batch norm training forward", dst.f, dst.d);
+  textscale::testing::expect_close("batch norm training forward", dst.f, dst.d, forward_tolerance, "onednn",
+                                   "reference");
   expect_close("batch norm mean", mean.f, mean.d);
   expect_close("batch norm variance", var.f, var.d);
   expect_close("batch norm running mean", running_mean.f, running_mean.d);
@@ -236,9 +237,14 @@ BOOST_AUTO_TEST_CASE(batch_normalisation) {
   check_batch_norm(false);
 }
 
-// VDCNN's first stage at batch 32: 32k values per channel whose mean is large against their spread.
+// VDCNN's first stage at batch 32: 32k values per channel whose mean is large against their
+// spread. The training forward must be exact to float rounding (2e-6): oneDNN 2.6's primitive
+// was off by up to 1.5e-5 here, which over VDCNN's eight batch-norm layers moved the loss of a
+// training step by 5e-4, and its ReLU mask then flipped values near zero, moving the gamma and
+// beta gradients by 0.2-0.3%.
 BOOST_AUTO_TEST_CASE(batch_normalisation_long_channels) {
-  check_batch_norm(true, {32, 1014, 64}, 12.0);
+  check_batch_norm(true, {32, 1014, 64}, 12.0, 2e-6);
+  check_batch_norm(false, {32, 1014, 64}, 12.0, 2e-6);
 }
 BOOST_AUTO_TEST_CASE(batch_normalisation_fused_relu) {
   check_batch_norm(true);

@@ -341,11 +341,12 @@ void transpose_add_bias(Index rows, Index columns, const float* src, const float
 }
 
 // --- Batch normalisation -------------------------------------------------------------------------
-// Hand-written rather than oneDNN's primitive: oneDNN 2.6 accumulates the backward's per-channel
-// sums in float, which at VDCNN's sizes (32k-130k values a channel) puts errors of 0.1-1% into the
-// gamma and beta gradients and up to tens of percent into some input gradients (the test
-// batch_normalisation_long_channels). Here every reduction runs in double over fixed blocks of
-// rows, added in order: accurate, and the same for any thread count.
+// Hand-written rather than oneDNN's primitive: at VDCNN's sizes (32k-130k values a channel, means
+// large against their spread) oneDNN 2.6's training forward is off by up to 1.5e-5. Over VDCNN's
+// eight batch-norm layers that moved a training step's loss by 5e-4 against PyTorch and the
+// reference backend (bench/trajectory.sh), and the fused ReLU's mask flipped values near zero
+// (the test batch_normalisation_long_channels). Here every reduction runs in double over fixed
+// blocks of rows, added in order: exact to float rounding, and the same for any thread count.
 
 namespace {
 
