@@ -276,6 +276,10 @@ def parse_args():
     args = p.parse_args()
     if args.batch_size < 1 or args.epochs < 1 or args.step_epochs < 1 or args.threads < 1:
         p.error("--batch-size, --epochs, --step-epochs and --threads must be positive")
+    if args.max_steps and args.checkpoint:
+        p.error("--max-steps stops mid-epoch, which the per-epoch --checkpoint cannot resume from")
+    if args.max_steps < 0:
+        p.error("--max-steps must not be negative")
     return args
 
 
