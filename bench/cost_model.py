@@ -11,17 +11,21 @@ Model (weak scaling: a fixed batch per rank, 128 rows as in the published setups
                  (the ring's bandwidth term - each byte crosses the slowest link 2(N-1)/N times -
                  with a tree's latency term, as NCCL picks per message size; S = 4 bytes x
                  parameters, B = the bandwidth of the slowest link a rank uses, alpha = the
-                 per-message latency)
+                 per-message latency); the gradient goes in buckets of 4 MiB (textscale's
+                 default), so a step's all-reduce is the sum over its buckets, T_ar(S, N) with
+                 one latency term per bucket
   overlap        buckets are reduced while backward (2/3 of T_compute) still runs; what cannot
                  hide is whatever exceeds backward, and at least the last bucket, which is ready
                  only when backward ends:
                  T_exposed = max(T_ar(bucket, N), T_ar(S, N) - 2/3 T_compute)
+                 (the ranks' step-time imbalance, which adds its own wait, is left out)
   efficiency     E(N) = T_compute / T(N)
 
 Parameters (each stated in the output):
 - CPU ranks: T_compute measured on this machine (textscale, 1 rank x 1 thread, batch 128, from
   bench/scaling_speed.sh); intra-node alpha/B fitted to MPI_Allreduce measured here (2 ranks,
-  shared memory, build/bench/allreduce_bench); across nodes one 100 Gb/s InfiniBand HDR port per
+  shared memory, build/bench/allreduce_bench) at 1 MiB to the bucket size, the messages textscale
+  sends (Open MPI's shared-memory all-reduce slows down past 16 MiB here); across nodes one 100 Gb/s InfiniBand HDR port per
   node shared by its ranks (12.5 GB/s / ranks per node, ~2 us latency per message: Mellanox
   ConnectX-6 figures), 2 ranks (cores) per node as here.
 - H100 ranks: 8 GPUs per node; NVLink 4 gives 450 GB/s per direction per GPU (NVIDIA H100 SXM
@@ -51,15 +55,23 @@ BUCKET_BYTES = 4 * 2**20  # textscale train --bucket-mb default
 
 
 def allreduce_time(nbytes, n, bandwidth, alpha):
+    """One all-reduce of nbytes over n ranks."""
     if n == 1:
         return 0.0
     return 2 * (n - 1) / n * nbytes / bandwidth + 2 * math.ceil(math.log2(n)) * alpha
 
 
-def exposed_time(params, t_compute, n, bandwidth, alpha):
+def gradient_allreduce_time(nbytes, n, bandwidth, alpha, bucket=BUCKET_BYTES):
+    """A step's gradient of nbytes, all-reduced in buckets of `bucket` bytes."""
+    full, rest = divmod(nbytes, bucket)
+    return full * allreduce_time(bucket, n, bandwidth, alpha) + (
+        allreduce_time(rest, n, bandwidth, alpha) if rest else 0.0)
+
+
+def exposed_time(params, t_compute, n, bandwidth, alpha, bucket=BUCKET_BYTES):
     """Seconds of all-reduce per step not hidden behind backward (see the module's docstring)."""
-    t_ar = allreduce_time(4 * params, n, bandwidth, alpha)
-    return max(allreduce_time(min(BUCKET_BYTES, 4 * params), n, bandwidth, alpha), t_ar - 2 / 3 * t_compute)
+    t_ar = gradient_allreduce_time(4 * params, n, bandwidth, alpha, bucket)
+    return max(allreduce_time(min(bucket, 4 * params), n, bandwidth, alpha), t_ar - 2 / 3 * t_compute)
 
 
 def fit_shared_memory(points):
@@ -80,7 +92,7 @@ def main():
                    help="JSON lines of bench/scaling_speed.sh (textscale configurations and allreduce points)")
     args = p.parse_args()
     rows = [json.loads(l) for l in open(args.measured) if l.strip().startswith("{")]
-    points = [r for r in rows if "bytes" in r and r["bytes"] >= 2**20]
+    points = [r for r in rows if "bytes" in r and 2**20 <= r["bytes"] <= BUCKET_BYTES]
     alpha_shm, bw_shm = fit_shared_memory(points)
     measured = {r["model"]: r for r in rows if r.get("impl") == "textscale" and r.get("config") == "1x1"}
     two = {r["model"]: r for r in rows if r.get("impl") == "textscale" and r.get("config") == "2x1"}
@@ -92,15 +104,16 @@ def main():
 
     # Check against the 2-rank measurement on this machine.
     print("Check on this machine (2 ranks x 1 thread, shared memory, global batch 128 = 64 a rank):\n")
-    print("| model | compute ms/step (measured) | all-reduce alone ms (model) | exposed ms (model) | comm wait ms (measured) |")
+    print("| model | compute ms/step (measured) | all-reduce alone ms (model) | exposed ms (model) | comm wait ms, largest / least over the ranks (measured) |")
     print("|---|---:|---:|---:|---:|")
     for model, r in two.items():
         params = MODELS[model][0]
         t_compute = 64 / measured[model]["samples_per_second"]
-        t_ar = allreduce_time(4 * params, 2, bw_shm, alpha_shm)
-        exposed = max(allreduce_time(min(BUCKET_BYTES, 4 * params), 2, bw_shm, alpha_shm), t_ar - 2 / 3 * t_compute)
+        t_ar = gradient_allreduce_time(4 * params, 2, bw_shm, alpha_shm)
+        exposed = exposed_time(params, t_compute, 2, bw_shm, alpha_shm)
+        least = r.get("comm_wait_least_ms_per_step")
         print(f"| {model} | {1000 * t_compute:.0f} | {1000 * t_ar:.1f} | {1000 * exposed:.1f} | "
-              f"{r['comm_wait_ms_per_step']:.1f} |")
+              f"{r['comm_wait_ms_per_step']:.1f} / {'-' if least is None else f'{least:.1f}'} |")
     print()
 
     scenarios = []
@@ -108,26 +121,27 @@ def main():
     for model, r in measured.items():
         t_compute = BATCH_PER_RANK / r["samples_per_second"]
         scenarios.append(("CPU nodes (2 ranks/node, 100 Gb/s IB)", model, t_compute,
-                          lambda n: (bw_shm, alpha_shm) if n <= 2 else (12.5e9 / 2, 2e-6)))
+                          lambda n: (bw_shm, alpha_shm) if n <= 2 else (12.5e9 / 2, 2e-6), BUCKET_BYTES))
     # H100 nodes: 8 GPUs/node, NVLink within, NDR across.
     for model, (params, fwd) in MODELS.items():
         rate = (0.35 if model.startswith("crepe") else 0.20) * 989e12
         t_compute = 3 * fwd * BATCH_PER_RANK / rate
-        scenarios.append(("H100 nodes (8 GPUs/node, NVLink 4 + 400 Gb/s NDR per GPU)", model, t_compute,
-                          lambda n: (360e9, 10e-6) if n <= 8 else (40e9, 20e-6)))
+        for bucket in (BUCKET_BYTES, 32 * 2**20):
+            scenarios.append((f"H100 nodes (8 GPUs/node, NVLink 4 + 400 Gb/s NDR per GPU), "
+                              f"{bucket // 2**20} MiB buckets", model, t_compute,
+                              lambda n: (360e9, 10e-6) if n <= 8 else (40e9, 20e-6), bucket))
 
     header = " | ".join(f"{n}" for n in RANKS)
     for title in dict.fromkeys(s[0] for s in scenarios):
         print(f"### {title}\n")
         print(f"| model | compute ms/step | gradient MB | {header} |")
         print("|---|---:|---:|" + "---:|" * len(RANKS))
-        for _, model, t_compute, link in (s for s in scenarios if s[0] == title):
+        for _, model, t_compute, link, bucket in (s for s in scenarios if s[0] == title):
             params = MODELS[model][0]
             cells = []
             for n in RANKS:
                 bw, alpha = link(n)
-                t_ar = allreduce_time(4 * params, n, bw, alpha)
-                exposed = max(allreduce_time(min(BUCKET_BYTES, 4 * params), n, bw, alpha), t_ar - 2 / 3 * t_compute)
+                exposed = exposed_time(params, t_compute, n, bw, alpha, bucket)
                 cells.append(f"{t_compute / (t_compute + exposed):.0%}")
             print(f"| {model} | {1000 * t_compute:.1f} | {4 * params / 1e6:.0f} | " + " | ".join(cells) + " |")
         print()

@@ -8,9 +8,11 @@
 #
 # textscale trains with `textscale train --max-steps 2K --log-every K`; the second interval (K
 # steps after K warm-up steps) gives samples/s and the communication wait per step. PyTorch runs
-# bench/peer_ddp.py with K warm-up and K timed steps. Then MPI_Allreduce of the model's gradient
-# size is timed alone (build/bench/allreduce_bench), giving the fraction of the all-reduce hidden
-# behind backward: 1 - wait / all-reduce time. Prints a markdown table and, for the cost model
+# bench/peer_ddp.py with K warm-up and K timed steps. Then MPI_Allreduce is timed alone
+# (build/bench/allreduce_bench) at the sizes of the gradient's buckets (--bucket-mb), giving the
+# all-reduce time of one step and the fraction of it hidden behind backward: 1 - the least wait
+# over the ranks / that time (the rank that waits least finished its backward last; the others'
+# waits add their wait for it). Prints a markdown table and, for the cost model
 # (bench/cost_model.py), a JSON line per textscale configuration.
 #
 # Usage: bench/scaling_speed.sh [--models "crepe-small vdcnn-9"] [--batch 128] [--steps K] [--out FILE]
@@ -59,7 +61,8 @@ timed = rows[1]
 print(json.dumps({"impl": "textscale", "config": sys.argv[2], "ranks": int(sys.argv[3]), "threads": int(sys.argv[4]),
                   "model": sys.argv[5], "parameters": int(sys.argv[6]),
                   "samples_per_second": timed["samples_per_second"],
-                  "comm_wait_ms_per_step": timed.get("comm_wait_ms_per_step", 0.0)}))
+                  "comm_wait_ms_per_step": timed.get("comm_wait_ms_per_step", 0.0),
+                  "comm_wait_least_ms_per_step": timed.get("comm_wait_least_ms_per_step", 0.0)}))
 PY
 }
 # pair MODEL: two independent 1-rank x 1-thread trainings at the same time, one per core -> JSON
@@ -100,11 +103,11 @@ for model in $models; do
   peer "1x2" 1 2 "$model" >> "$results"
 done
 
-table=$("$python" - "$results" "$work/allreduce.jsonl" "$batch" "$invocation" <<'PY'
+table=$("$python" - "$results" "$work/allreduce.jsonl" "$batch" "$invocation" "$bucket" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 allreduce = [json.loads(l) for l in open(sys.argv[2])]
-batch, invocation = int(sys.argv[3]), sys.argv[4]
+batch, invocation, bucket_bytes = int(sys.argv[3]), sys.argv[4], int(float(sys.argv[5]) * 2**20) // 4 * 4
 
 def allreduce_seconds(nbytes):
     """Interpolated MPI_Allreduce time of nbytes (2 ranks, shared memory)."""
@@ -114,9 +117,16 @@ def allreduce_seconds(nbytes):
             return t0 + (t1 - t0) * (nbytes - b0) / (b1 - b0)
     return pts[-1][1] * nbytes / pts[-1][0]
 
+def step_allreduce_seconds(nbytes):
+    """MPI_Allreduce time of one step's gradient in buckets of bucket_bytes (0: one bucket)."""
+    if bucket_bytes <= 0 or bucket_bytes >= nbytes:
+        return allreduce_seconds(nbytes)
+    full, rest = divmod(nbytes, bucket_bytes)
+    return full * allreduce_seconds(bucket_bytes) + (allreduce_seconds(rest) if rest else 0.0)
+
 print(f"Command: `{invocation}`; global batch {batch}; AG News training rows; textscale 2 ranks under "
       "`mpirun --bind-to core`, PyTorch DDP with gloo on loopback.\n")
-print("| model | implementation | configuration | samples/s | vs 1x1 | 2-rank efficiency | vs independent pair | comm wait ms/step | all-reduce alone ms | hidden |")
+print("| model | implementation | configuration | samples/s | vs 1x1 | 2-rank efficiency | vs independent pair | comm wait ms/step, largest / least | all-reduce alone ms | hidden |")
 print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for model in dict.fromkeys(r["model"] for r in rows):
     for impl in ("textscale", "pytorch"):
@@ -128,10 +138,11 @@ for model in dict.fromkeys(r["model"] for r in rows):
             vs_pair = f'{r["samples_per_second"] / pair_rate:.1%}' if pair_rate and r["ranks"] == 2 else ""
             wait = alone = hidden = ""
             if impl == "textscale" and r["ranks"] == 2:
-                t = allreduce_seconds(4 * r["parameters"])
-                wait = f'{r["comm_wait_ms_per_step"]:.1f}'
+                t = step_allreduce_seconds(4 * r["parameters"])
+                least = r.get("comm_wait_least_ms_per_step", 0.0)
+                wait = f'{r["comm_wait_ms_per_step"]:.1f} / {least:.1f}'
                 alone = f"{1000 * t:.1f}"
-                hidden = f'{max(0.0, 1 - r["comm_wait_ms_per_step"] / 1000 / t):.0%}'
+                hidden = f'{max(0.0, 1 - least / 1000 / t):.0%}'
             print(f'| {model} | {impl} | {r["config"]} | {r["samples_per_second"]:.1f} | '
                   f'{r["samples_per_second"] / base:.2f}x | {"" if eff is None else f"{eff:.1%}"} | {vs_pair} | {wait} | {alone} | {hidden} |')
     ours = next(r for r in rows if r["model"] == model and r["impl"] == "textscale" and r["config"] == "2x1")

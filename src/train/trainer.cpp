@@ -440,7 +440,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   engine::Buffer<std::int32_t> device_labels(on_host ? 0 : max_rows, memory);
   std::vector<float> host_logits(max_rows * static_cast<std::size_t>(model_config.classes));
   engine::Buffer<float> diff(max_rows * static_cast<std::size_t>(model_config.classes), memory);
-  double total_train_seconds = 0, total_wait_seconds = 0;
+  double total_train_seconds = 0, total_wait_seconds = 0, total_least_wait_seconds = 0;
   std::int64_t total_train_samples = 0, total_steps = 0, skipped_steps = 0;
   bool stopped = false;
   std::optional<Metrics> final_test;  // the last epoch's test evaluation, reused at the end
@@ -469,7 +469,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       next = std::async(std::launch::async, read_batch, position.batch, std::ref(inputs[current]));
     auto interval_start = Clock::now();
     std::int64_t interval_samples = 0, interval_steps = 0;
-    double interval_loss = 0, interval_wait = 0;
+    double interval_loss = 0, interval_wait = 0, interval_least_wait = 0;
     std::int64_t interval_correct = 0;
     for (; position.batch < batches; ++position.batch) {
       if (config.max_steps > 0 && position.step >= config.max_steps) {
@@ -543,12 +543,15 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       // take together (a non-finite value somewhere, an interrupt).
       const int signal_now = interrupt_signal();
       double sums[2] = {loss_sum, static_cast<double>(correct)};
-      double flags[4] = {
+      // The wait for the gradients, largest and (negated) smallest over the ranks: the rank that
+      // waits least finished its backward last, so its wait is the all-reduce left unhidden; the
+      // others' waits add the time they spent waiting for it.
+      double flags[5] = {
           std::isfinite(loss_sum) ? -1.0 : static_cast<double>(world.size - world.rank),  // lowest rank wins
           reducer.local_nonfinite() ? static_cast<double>(world.size - world.rank) : -1.0,
-          static_cast<double>(signal_now), reducer.wait_seconds()};
+          static_cast<double>(signal_now), reducer.wait_seconds(), -reducer.wait_seconds()};
       comm.allreduce(sums, 2, dist::ReduceOp::sum);
-      comm.allreduce(flags, 4, dist::ReduceOp::max);
+      comm.allreduce(flags, 5, dist::ReduceOp::max);
       const bool bad_loss = flags[0] > 0, bad_gradient = flags[1] > 0;
       if (bad_loss || bad_gradient) {
         const int bad_rank = world.size - static_cast<int>(bad_loss ? flags[0] : flags[1]);
@@ -576,11 +579,13 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       position.epoch_seconds += step_seconds;
       total_train_seconds += step_seconds;
       total_wait_seconds += flags[3];
+      total_least_wait_seconds -= flags[4];
       total_train_samples += global_rows;
       interval_samples += global_rows;
       interval_loss += bad_loss ? 0.0 : global_loss;
       interval_correct += global_correct;
       interval_wait += flags[3];
+      interval_least_wait -= flags[4];
       ++interval_steps;
 
       const bool last = position.batch + 1 == batches;
@@ -588,8 +593,10 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
         const double seconds = seconds_since(interval_start);
         const double rate = static_cast<double>(interval_samples) / seconds;
         const double wait_ms = 1000 * interval_wait / static_cast<double>(interval_steps);
-        char wait[48] = "";
-        if (world.size > 1) std::snprintf(wait, sizeof wait, " | comm wait %.1f ms/step", wait_ms);
+        const double least_wait_ms = 1000 * interval_least_wait / static_cast<double>(interval_steps);
+        char wait[64] = "";
+        if (world.size > 1)
+          std::snprintf(wait, sizeof wait, " | comm wait %.1f ms/step (least %.1f)", wait_ms, least_wait_ms);
         char line[320];
         std::snprintf(line, sizeof line,
                       "epoch %lld/%lld step %lld [%lld/%lld] loss %.4f acc %.4f lr %.5g %.1f samples/s%s",
@@ -606,11 +613,14 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
             {"accuracy", static_cast<double>(interval_correct) / static_cast<double>(interval_samples)},
             {"lr", lr},
             {"samples_per_second", rate}};
-        if (world.size > 1) record["comm_wait_ms_per_step"] = wait_ms;
+        if (world.size > 1) {
+          record["comm_wait_ms_per_step"] = wait_ms;
+          record["comm_wait_least_ms_per_step"] = least_wait_ms;
+        }
         write_metrics(record);
         interval_start = Clock::now();
         interval_samples = interval_steps = interval_correct = 0;
-        interval_loss = interval_wait = 0;
+        interval_loss = interval_wait = interval_least_wait = 0;
       } else {
         progress.update(position.epoch + 1, config.epochs, position.epoch_samples, train_rows,
                         static_cast<double>(position.epoch_samples) / position.epoch_seconds);
@@ -720,8 +730,10 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       {"train_seconds", total_train_seconds},
       {"train_samples_per_second",
        total_train_seconds > 0 ? static_cast<double>(total_train_samples) / total_train_seconds : 0.0}};
-  if (world.size > 1 && total_steps > 0)
+  if (world.size > 1 && total_steps > 0) {
     final_record["comm_wait_ms_per_step"] = 1000 * total_wait_seconds / static_cast<double>(total_steps);
+    final_record["comm_wait_least_ms_per_step"] = 1000 * total_least_wait_seconds / static_cast<double>(total_steps);
+  }
   if (skipped_steps > 0) final_record["skipped_steps"] = skipped_steps;
   if (!test.path.empty()) {
     const auto eval_start = Clock::now();

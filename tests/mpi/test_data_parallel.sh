@@ -63,7 +63,12 @@ same_params one/checkpoint.h5 three/checkpoint.h5 1e-5
 same_params two-single/checkpoint.h5 two-small/checkpoint.h5
 same_params two-single/checkpoint.h5 two/checkpoint.h5
 grep -q "2 ranks (mpi)" two.log || fail "the 2-rank run does not say it runs on 2 ranks"
-grep -q "comm wait" two.log || fail "the 2-rank run does not report its communication wait"
+grep -q "comm wait .* ms/step (least " two.log || fail "the 2-rank run does not report its communication wait"
+py - two/metrics.jsonl <<'PY' || fail "the communication waits in two/metrics.jsonl are inconsistent"
+import json, sys
+final = [json.loads(l) for l in open(sys.argv[1])][-1]
+assert 0 <= final["comm_wait_least_ms_per_step"] <= final["comm_wait_ms_per_step"], final
+PY
 [ "$(grep -c '^\[rank' two.log || true)" = 0 ] || fail "rank 1 printed to the log: $(grep '^\[rank' two.log | head -3)"
 py - one/metrics.jsonl two/metrics.jsonl three/metrics.jsonl <<'PY' || fail "1, 2 and 3 ranks disagree on the evaluation or the training loss"
 import json, sys
