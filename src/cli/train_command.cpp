@@ -176,13 +176,17 @@ int train_command(const std::vector<std::string>& arguments) {
        "backward)")  //
       ("comm-timeout", po::value(&c.comm_timeout)->default_value(300.0),
        "data parallel: seconds a collective may wait for the other ranks before the job is ended (0: no limit)")  //
+      ("balance", po::value(&c.balance)->default_value(false),
+       "data parallel: split each global batch by the ranks' measured speeds, so that a slower rank takes fewer "
+       "rows (same samples and mean gradient; not bitwise reproducible)")  //
       ("lr-scaling", po::value(&c.lr_scaling)->default_value("none"),
        "none | linear: lr x global batch / --lr-base-batch (large global batches; combine with --warmup-steps)")  //
       ("lr-base-batch", po::value(&c.lr_base_batch)->default_value(128), "batch size --lr is tuned for")          //
       ("skip-nonfinite", po::value(&c.skip_nonfinite)->default_value(false),
        "skip steps whose loss or gradient is not finite instead of stopping")  //
       ("fault", po::value(&c.fault),
-       "for tests: inject a failure, KIND:RANK:STEP with KIND throw, kill, nan or term (SIGTERM)");
+       "for tests: inject a failure, KIND:RANK:STEP with KIND throw, kill, nan, term (SIGTERM) or slow (the rank "
+       "takes 5 ms longer a row from that step on)");
   po::variables_map values;
   try {
     po::store(po::command_line_parser(arguments).options(options).run(), values);

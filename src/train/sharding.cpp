@@ -1,5 +1,7 @@
 #include "textscale/train/sharding.h"
 
+#include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "textscale/common/error.h"
@@ -15,6 +17,50 @@ ShuffleMode parse_shuffle_mode(const std::string& name) {
 Share rank_share(std::int64_t batch_rows, int rank, int size) {
   const std::int64_t base = batch_rows / size, extra = batch_rows % size;
   return Share{rank * base + std::min<std::int64_t>(rank, extra), base + (rank < extra ? 1 : 0)};
+}
+
+std::vector<Share> weighted_shares(std::int64_t rows, const std::vector<double>& weights, std::int64_t cap) {
+  const auto size = static_cast<std::int64_t>(weights.size());
+  if (size == 0) throw Error("weighted_shares: no ranks");
+  if (cap * size < rows)
+    throw Error("weighted_shares: " + std::to_string(size) + " ranks of at most " + std::to_string(cap) +
+                " rows cannot hold " + std::to_string(rows));
+  double total = 0;
+  for (double w : weights) total += w > 0 && std::isfinite(w) ? w : 0;
+  const std::int64_t low = rows >= size ? 1 : 0;
+  std::vector<double> target(weights.size());
+  std::vector<std::int64_t> count(weights.size());
+  std::int64_t assigned = 0;
+  for (std::size_t r = 0; r < weights.size(); ++r) {
+    const double w = weights[r] > 0 && std::isfinite(weights[r]) ? weights[r] : 0;
+    target[r] =
+        total > 0 ? static_cast<double>(rows) * w / total : static_cast<double>(rows) / static_cast<double>(size);
+    count[r] = std::clamp(static_cast<std::int64_t>(std::floor(target[r])), low, cap);
+    assigned += count[r];
+  }
+  // Rows left over (or too many, after raising ranks to `low`): one at a time to (from) the rank
+  // furthest below (above) its target.
+  while (assigned != rows) {
+    const bool add = assigned < rows;
+    std::size_t best = weights.size();
+    for (std::size_t r = 0; r < weights.size(); ++r) {
+      if (add ? count[r] >= cap : count[r] <= low) continue;
+      const double gap = target[r] - static_cast<double>(count[r]);
+      if (best == weights.size() || (add ? gap > target[best] - static_cast<double>(count[best])
+                                         : gap < target[best] - static_cast<double>(count[best])))
+        best = r;
+    }
+    if (best == weights.size()) throw Error("weighted_shares: no rank can take the rows left over");
+    count[best] += add ? 1 : -1;
+    assigned += add ? 1 : -1;
+  }
+  std::vector<Share> shares(weights.size());
+  std::int64_t offset = 0;
+  for (std::size_t r = 0; r < weights.size(); ++r) {
+    shares[r] = Share{offset, count[r]};
+    offset += count[r];
+  }
+  return shares;
 }
 
 namespace {

@@ -178,7 +178,8 @@ int default_threads(int local_ranks) {
 
 namespace {
 
-// A failure injected by the tests: "throw|kill|nan|term:RANK:STEP" (term: a SIGTERM to this rank).
+// A failure injected by the tests: "throw|kill|nan|term|slow:RANK:STEP" (term: a SIGTERM to this
+// rank; slow: from that step on the rank takes 5 ms longer for each of its rows, for --balance).
 struct Fault {
   std::string kind;
   int rank = -1;
@@ -197,8 +198,8 @@ Fault parse_fault(const std::string& text) {
   } catch (const std::exception&) {
     throw InputError("--fault expects KIND:RANK:STEP, not '" + text + "'");
   }
-  if (f.kind != "throw" && f.kind != "kill" && f.kind != "nan" && f.kind != "term")
-    throw InputError("--fault kind must be throw, kill, nan or term, not '" + f.kind + "'");
+  if (f.kind != "throw" && f.kind != "kill" && f.kind != "nan" && f.kind != "term" && f.kind != "slow")
+    throw InputError("--fault kind must be throw, kill, nan, term or slow, not '" + f.kind + "'");
   return f;
 }
 
@@ -308,8 +309,13 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   const std::int64_t batch = config.batch_size;  // global
   const std::int64_t local_batch = rank_share(batch, 0, world.size).count;
   const std::int64_t eval_batch = config.eval_batch_size > 0 ? config.eval_batch_size : local_batch;
+  // --balance: the rows a rank may take, 1.5 times its even share (the memory reserved for it).
+  const bool balance = config.balance && world.size > 1;
+  const std::int64_t capacity =
+      balance ? std::min(batch, std::max(local_batch, (3 * batch + 2 * world.size - 1) / (2 * world.size)))
+              : local_batch;
   const std::int64_t train_rows = train.rows();
-  model.reserve(std::max<std::int64_t>(1, std::min(local_batch, train_rows)));
+  model.reserve(std::max<std::int64_t>(1, std::min(capacity, train_rows)));
   const std::int64_t batches = (train_rows + batch - 1) / batch;
   if (position.batch > batches)
     throw InputError(config.resume + ": the checkpoint stopped at batch " + std::to_string(position.batch) +
@@ -430,7 +436,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     Share share;
   };
   Input inputs[2];
-  const auto max_rows = static_cast<std::size_t>(std::max<std::int64_t>(local_batch, 1));
+  const auto max_rows = static_cast<std::size_t>(std::max<std::int64_t>(capacity, 1));
   for (auto& in : inputs) {
     in.codes.resize(max_rows * static_cast<std::size_t>(length), memory.staging());
     in.labels.resize(max_rows, memory.staging());
@@ -455,18 +461,34 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     return m;
   };
 
+  // --balance: every rank's recent samples/s, the same on all ranks (exchanged each step); 0 until
+  // measured. The shares of a batch follow them (weighted_shares), so that a slower rank (a busier
+  // core, a slower GPU) takes fewer rows and the ranks finish their backward together.
+  std::vector<double> rank_rates(static_cast<std::size_t>(world.size), 0.0);
+  auto shares_of = [&](std::int64_t rows) {
+    const bool measured = std::all_of(rank_rates.begin(), rank_rates.end(), [](double r) { return r > 0; });
+    if (balance && measured) return weighted_shares(rows, rank_rates, capacity);
+    std::vector<Share> even;
+    for (int r = 0; r < world.size; ++r) even.push_back(rank_share(rows, r, world.size));
+    return even;
+  };
+
   for (; position.epoch < config.epochs && !stopped; ++position.epoch) {
     const auto order = epoch_order(train_rows, config.seed, position.epoch, shuffle, config.shuffle_block);
+    // This rank's share of global batch b (decided on the main thread: the rates change there).
+    auto share_of = [&](std::int64_t b) {
+      return shares_of(std::min(batch, train_rows - b * batch))[static_cast<std::size_t>(world.rank)];
+    };
     // This rank's rows of global batch b, read into `in` (on the prefetch thread).
-    auto read_batch = [&](std::int64_t b, Input& in) {
-      const std::int64_t begin = b * batch;
-      in.share = rank_share(std::min(batch, train_rows - begin), world.rank, world.size);
-      train.read(order.data() + begin + in.share.offset, in.share.count, in.codes.data(), in.labels.data());
+    auto read_batch = [&](std::int64_t b, Share share, Input& in) {
+      in.share = share;
+      train.read(order.data() + b * batch + share.offset, share.count, in.codes.data(), in.labels.data());
     };
     std::future<void> next;
     int current = 0;
     if (position.batch < batches)
-      next = std::async(std::launch::async, read_batch, position.batch, std::ref(inputs[current]));
+      next = std::async(std::launch::async, read_batch, position.batch, share_of(position.batch),
+                        std::ref(inputs[current]));
     auto interval_start = Clock::now();
     std::int64_t interval_samples = 0, interval_steps = 0;
     double interval_loss = 0, interval_wait = 0, interval_least_wait = 0;
@@ -481,10 +503,12 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       }
       const auto step_start = Clock::now();
       next.get();  // rethrows a read error
+      const auto busy_start = Clock::now();
       Input& in = inputs[current];
       current ^= 1;
       if (position.batch + 1 < batches)
-        next = std::async(std::launch::async, read_batch, position.batch + 1, std::ref(inputs[current]));
+        next = std::async(std::launch::async, read_batch, position.batch + 1, share_of(position.batch + 1),
+                          std::ref(inputs[current]));
       const std::int64_t global_rows = std::min(batch, train_rows - position.batch * batch);
       const Index n = in.share.count;
       if (fault.rank == world.rank && fault.step == position.step) {
@@ -532,6 +556,11 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       } else {
         params.gradients().zero();
       }
+      // This rank's compute time for its rows (forward and backward; --fault slow adds 5 ms a row).
+      if (fault.kind == "slow" && fault.rank == world.rank && position.step >= fault.step)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5 * n));
+      if (balance && !on_host) memory.synchronize();
+      const double busy = seconds_since(busy_start);
       reducer.finish();
       // Batch-norm running statistics: the mean over ranks.
       if (world.size > 1 && params.state().size() > 0) {
@@ -542,7 +571,10 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       // One small collective: the global loss and accuracy, and the decisions every rank must
       // take together (a non-finite value somewhere, an interrupt).
       const int signal_now = interrupt_signal();
-      double sums[2] = {loss_sum, static_cast<double>(correct)};
+      std::vector<double> sums(2 + (balance ? static_cast<std::size_t>(world.size) : 0), 0.0);
+      sums[0] = loss_sum;
+      sums[1] = static_cast<double>(correct);
+      if (balance && n > 0 && busy > 0) sums[2 + static_cast<std::size_t>(world.rank)] = static_cast<double>(n) / busy;
       // The wait for the gradients, largest and (negated) smallest over the ranks: the rank that
       // waits least finished its backward last, so its wait is the all-reduce left unhidden; the
       // others' waits add the time they spent waiting for it.
@@ -550,7 +582,9 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
           std::isfinite(loss_sum) ? -1.0 : static_cast<double>(world.size - world.rank),  // lowest rank wins
           reducer.local_nonfinite() ? static_cast<double>(world.size - world.rank) : -1.0,
           static_cast<double>(signal_now), reducer.wait_seconds(), -reducer.wait_seconds()};
-      comm.allreduce(sums, 2, dist::ReduceOp::sum);
+      comm.allreduce(sums.data(), sums.size(), dist::ReduceOp::sum);
+      for (std::size_t r = 0; balance && r < rank_rates.size(); ++r)  // smoothed over steps
+        if (sums[2 + r] > 0) rank_rates[r] = rank_rates[r] > 0 ? 0.5 * (rank_rates[r] + sums[2 + r]) : sums[2 + r];
       comm.allreduce(flags, 5, dist::ReduceOp::max);
       const bool bad_loss = flags[0] > 0, bad_gradient = flags[1] > 0;
       if (bad_loss || bad_gradient) {
@@ -594,16 +628,27 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
         const double rate = static_cast<double>(interval_samples) / seconds;
         const double wait_ms = 1000 * interval_wait / static_cast<double>(interval_steps);
         const double least_wait_ms = 1000 * interval_least_wait / static_cast<double>(interval_steps);
-        char wait[64] = "";
-        if (world.size > 1)
-          std::snprintf(wait, sizeof wait, " | comm wait %.1f ms/step (least %.1f)", wait_ms, least_wait_ms);
+        std::string wait;
+        if (world.size > 1) {
+          char text[64];
+          std::snprintf(text, sizeof text, " | comm wait %.1f ms/step (least %.1f)", wait_ms, least_wait_ms);
+          wait = text;
+        }
+        std::vector<std::int64_t> rows_per_rank;
+        if (balance) {  // the split of a full batch at the current rates
+          for (const Share& share : shares_of(batch)) rows_per_rank.push_back(share.count);
+          wait += " | rows a rank";
+          for (std::size_t r = 0; r < rows_per_rank.size() && r < 8; ++r)
+            wait += (r == 0 ? " " : "/") + std::to_string(rows_per_rank[r]);
+          if (rows_per_rank.size() > 8) wait += "/...";
+        }
         char line[320];
-        std::snprintf(line, sizeof line,
-                      "epoch %lld/%lld step %lld [%lld/%lld] loss %.4f acc %.4f lr %.5g %.1f samples/s%s",
-                      static_cast<long long>(position.epoch + 1), static_cast<long long>(config.epochs),
-                      static_cast<long long>(position.step), static_cast<long long>(position.batch + 1),
-                      static_cast<long long>(batches), interval_loss / static_cast<double>(interval_samples),
-                      static_cast<double>(interval_correct) / static_cast<double>(interval_samples), lr, rate, wait);
+        std::snprintf(
+            line, sizeof line, "epoch %lld/%lld step %lld [%lld/%lld] loss %.4f acc %.4f lr %.5g %.1f samples/s%s",
+            static_cast<long long>(position.epoch + 1), static_cast<long long>(config.epochs),
+            static_cast<long long>(position.step), static_cast<long long>(position.batch + 1),
+            static_cast<long long>(batches), interval_loss / static_cast<double>(interval_samples),
+            static_cast<double>(interval_correct) / static_cast<double>(interval_samples), lr, rate, wait.c_str());
         say(line);
         nlohmann::json record{
             {"type", "interval"},
@@ -617,6 +662,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
           record["comm_wait_ms_per_step"] = wait_ms;
           record["comm_wait_least_ms_per_step"] = least_wait_ms;
         }
+        if (balance) record["rows_per_rank"] = rows_per_rank;
         write_metrics(record);
         interval_start = Clock::now();
         interval_samples = interval_steps = interval_correct = 0;

@@ -3,6 +3,7 @@
 # - 2 and 3 ranks give the weights of 1 rank with the same global batch (dropout on: its masks
 #   follow the sample, not the rank), to 1e-5 (the all-reduce and the per-rank GEMMs sum in
 #   another order); bucketed-and-overlapped equals one bucket after backward, bitwise on 2 ranks;
+#   with --balance and one rank slowed down, the faster rank takes more rows, same weights;
 #   distributed evaluation equals one process's counts exactly;
 # - a checkpoint resumes on another number of ranks (2->1->3, 1->2, and after a SIGTERM that
 #   reached one rank) and ends where the uninterrupted run ends, to 1e-5;
@@ -64,6 +65,17 @@ same_params two-single/checkpoint.h5 two-small/checkpoint.h5
 same_params two-single/checkpoint.h5 two/checkpoint.h5
 grep -q "2 ranks (mpi)" two.log || fail "the 2-rank run does not say it runs on 2 ranks"
 grep -q "comm wait .* ms/step (least " two.log || fail "the 2-rank run does not report its communication wait"
+# --balance with rank 1 slowed down (5 ms a row, several times the tiny model's own time): rank 0
+# takes more rows of each batch once the rates are measured, and the weights are still those of
+# one process (the same samples and mean gradient in every step).
+train 2 two-balance "${tiny[@]}" --epochs 2 --balance true --fault slow:1:0
+same_params one/checkpoint.h5 two-balance/checkpoint.h5 1e-5
+py - two-balance/metrics.jsonl <<'PY' || fail "--balance did not give the slow rank fewer rows"
+import json, sys
+rows = [r["rows_per_rank"] for r in map(json.loads, open(sys.argv[1])) if r["type"] == "interval"]
+assert all(sum(r) == 22 for r in rows), rows
+assert all(r[0] > r[1] for r in rows), rows
+PY
 py - two/metrics.jsonl <<'PY' || fail "the communication waits in two/metrics.jsonl are inconsistent"
 import json, sys
 final = [json.loads(l) for l in open(sys.argv[1])][-1]

@@ -2,7 +2,8 @@
 // ranks, whatever the world size, batch size and dataset size (also when they do not divide
 // evenly, and when a batch is smaller than the world); the order does not depend on the number
 // of ranks; block shuffling keeps blocks contiguous. The gradient reducer's buckets cover the
-// flat buffer exactly once, in order from its end.
+// flat buffer exactly once, in order from its end. --balance's weighted shares tile a batch in
+// proportion to the ranks' speeds, within their bounds.
 #define BOOST_TEST_MODULE sharding
 #include <boost/test/unit_test.hpp>
 #include <cmath>
@@ -41,6 +42,37 @@ BOOST_AUTO_TEST_CASE(every_row_once_per_epoch_for_any_world_size) {
       }
     }
   }
+}
+
+BOOST_AUTO_TEST_CASE(weighted_shares_tile_the_batch_in_proportion) {
+  // Proportional, contiguous, complete.
+  auto s = train::weighted_shares(128, {3.0, 1.0}, 128);
+  BOOST_TEST(s[0].offset == 0);
+  BOOST_TEST(s[0].count == 96);
+  BOOST_TEST(s[1].offset == 96);
+  BOOST_TEST(s[1].count == 32);
+  // Equal weights give rank_share's split; the remainder goes to the lower ranks.
+  for (std::int64_t rows : {22, 7, 128})
+    for (int size : {1, 2, 3, 5}) {
+      const auto shares = train::weighted_shares(rows, std::vector<double>(static_cast<std::size_t>(size), 2.5), rows);
+      for (int r = 0; r < size; ++r) {
+        const train::Share even = train::rank_share(rows, r, size);
+        BOOST_TEST(shares[static_cast<std::size_t>(r)].offset == even.offset);
+        BOOST_TEST(shares[static_cast<std::size_t>(r)].count == even.count);
+      }
+    }
+  // The cap holds and the rest moves to the others; every rank keeps a row when there are enough.
+  s = train::weighted_shares(128, {100.0, 1.0, 1.0}, 64);
+  BOOST_TEST(s[0].count == 64);
+  BOOST_TEST(s[1].count + s[2].count == 64);
+  s = train::weighted_shares(10, {1e9, 1.0, 0.0, std::nan("")}, 10);
+  BOOST_TEST(s[0].count == 7);
+  for (std::size_t r = 1; r < 4; ++r) BOOST_TEST(s[r].count == 1);
+  // A batch smaller than the world: some ranks get nothing, the sum still holds.
+  s = train::weighted_shares(2, {1.0, 1.0, 1.0}, 2);
+  BOOST_TEST(s[0].count + s[1].count + s[2].count == 2);
+  BOOST_TEST(s[2].offset + s[2].count == 2);
+  BOOST_CHECK_THROW(train::weighted_shares(10, {1.0, 1.0}, 4), textscale::Error);
 }
 
 BOOST_AUTO_TEST_CASE(order_depends_on_seed_and_epoch_only) {

@@ -29,6 +29,13 @@ struct Share {
 // the first batch_rows % size ranks.
 Share rank_share(std::int64_t batch_rows, int rank, int size);
 
+// --balance: shares of a batch of `rows` in proportion to `weights` (one per rank, e.g. each
+// rank's measured samples/s), each between min(1, rows / size) and `cap` rows (cap * size >=
+// rows), contiguous in rank order. Rank r's target is rows * w_r / sum(w); each rank takes the
+// target rounded down, and the remaining rows go one at a time to the rank furthest below its
+// target (the lowest rank on ties). Every rank computes the same split from the same weights.
+std::vector<Share> weighted_shares(std::int64_t rows, const std::vector<double>& weights, std::int64_t cap);
+
 // The visiting order of epoch `epoch` (0-based) of `rows` rows. Fisher-Yates over mt19937_64 with
 // rejection sampling: the same on every platform and standard library.
 std::vector<std::int64_t> epoch_order(std::int64_t rows, std::uint64_t seed, std::int64_t epoch,

@@ -63,10 +63,11 @@ struct TrainConfig {
   std::int64_t shuffle_block = 256;  // rows per block with shuffle = blocks
   double bucket_mb = 4;              // gradient all-reduce bucket size; 0: one bucket after backward
   double comm_timeout = 300;         // seconds a collective may take before the job is ended
+  bool balance = false;              // split each batch by the ranks' measured speeds (sharding.h)
   std::string lr_scaling = "none";   // none | linear: lr x batch_size / lr_base_batch
   std::int64_t lr_base_batch = 128;
   bool skip_nonfinite = false;  // skip steps whose loss or gradient is not finite
-  std::string fault;            // tests: "throw|kill|nan:RANK:STEP" injects a failure
+  std::string fault;            // tests: "throw|kill|nan|term|slow:RANK:STEP" injects a failure
 };
 
 // The backend for `device`: on cpu the named CPU backend (onednn | reference); on cuda the CUDA
