@@ -2,8 +2,9 @@
 # Data-parallel speed on one machine: textscale and PyTorch DDP side by side, same model, same
 # global batch, same data (the first rows of AG News's training sample).
 #
-#   textscale 1 rank x 1 thread | 2 ranks x 1 thread (mpirun) | 1 rank x 2 threads
-#             2 independent 1 x 1 runs at once, one per core (the machine's ceiling for 2 ranks)
+#   textscale 1 rank x 1 thread | 2 ranks x 1 thread (mpirun) | the same with --balance |
+#             1 rank x 2 threads | 2 independent 1 x 1 runs at once, one per core (the machine's
+#             ceiling for 2 ranks)
 #   PyTorch   1 x 1             | DDP gloo 2 x 1                | 1 x 2
 #
 # textscale trains with `textscale train --max-steps 2K --log-every K`; the second interval (K
@@ -16,13 +17,14 @@
 # (bench/cost_model.py), a JSON line per textscale configuration.
 #
 # Usage: bench/scaling_speed.sh [--models "crepe-small vdcnn-9"] [--batch 128] [--steps K] [--out FILE]
+#        [--no-peer] (textscale only)
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are unset for the peer (benchmark command only).
 set -euo pipefail
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 invocation="bench/scaling_speed.sh $*"
-models="crepe-small" batch=128 steps=6 out="" bucket=4
+models="crepe-small" batch=128 steps=6 out="" bucket=4 peers=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --models) models=$2; shift 2 ;;
@@ -30,6 +32,7 @@ while [ $# -gt 0 ]; do
     --steps) steps=$2; shift 2 ;;
     --bucket-mb) bucket=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --no-peer) peers=0; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -47,14 +50,16 @@ trap 'rm -rf "$work"' EXIT
 
 "${mpirun[@]}" -np 2 "$allreduce" --reps 10 --max-mib 256 > "$work/allreduce.jsonl"
 
-# ours NAME NP THREADS MODEL: one textscale configuration -> JSON line
+# ours NAME NP THREADS MODEL [OPTIONS]: one textscale configuration -> JSON line
 ours() {
-  local name=$1 np=$2 threads=$3 model=$4 launcher=()
+  local name=$1 np=$2 threads=$3 model=$4 launcher=() dir
+  shift 4
+  dir=$model-${name// /_}
   [ "$np" -gt 1 ] && launcher=("${mpirun[@]}" -np "$np")
   "${launcher[@]}" "$textscale" train --train "$work/train.h5" --model "$model" --batch-size "$batch" \
     --threads "$threads" --max-steps $((2 * steps)) --log-every "$steps" --progress off --bucket-mb "$bucket" \
-    --run-dir "$work/$model-$name" > "$work/$model-$name.log" 2>&1 || { cat "$work/$model-$name.log" >&2; return 1; }
-  "$python" - "$work/$model-$name/metrics.jsonl" "$name" "$np" "$threads" "$model" "$(grep -o 'parameters: [0-9]*' "$work/$model-$name.log" | grep -o '[0-9]*')" <<'PY'
+    "$@" --run-dir "$work/$dir" > "$work/$dir.log" 2>&1 || { cat "$work/$dir.log" >&2; return 1; }
+  "$python" - "$work/$dir/metrics.jsonl" "$name" "$np" "$threads" "$model" "$(grep -o 'parameters: [0-9]*' "$work/$dir.log" | grep -o '[0-9]*')" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"interval"' in l]
 timed = rows[1]
@@ -62,7 +67,8 @@ print(json.dumps({"impl": "textscale", "config": sys.argv[2], "ranks": int(sys.a
                   "model": sys.argv[5], "parameters": int(sys.argv[6]),
                   "samples_per_second": timed["samples_per_second"],
                   "comm_wait_ms_per_step": timed.get("comm_wait_ms_per_step", 0.0),
-                  "comm_wait_least_ms_per_step": timed.get("comm_wait_least_ms_per_step", 0.0)}))
+                  "comm_wait_least_ms_per_step": timed.get("comm_wait_least_ms_per_step", 0.0),
+                  "rows_per_rank": timed.get("rows_per_rank")}))
 PY
 }
 # pair MODEL: two independent 1-rank x 1-thread trainings at the same time, one per core -> JSON
@@ -96,8 +102,10 @@ results=$work/results.jsonl
 for model in $models; do
   ours "1x1" 1 1 "$model" >> "$results"
   ours "2x1" 2 1 "$model" >> "$results"
+  ours "2x1 balanced" 2 1 "$model" --balance true >> "$results"
   ours "1x2" 1 2 "$model" >> "$results"
   pair "$model" >> "$results"
+  [ "$peers" = 1 ] || continue
   peer "1x1" 1 1 "$model" >> "$results"
   peer "2x1 DDP" 2 1 "$model" >> "$results"
   peer "1x2" 1 2 "$model" >> "$results"
@@ -131,6 +139,8 @@ print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for model in dict.fromkeys(r["model"] for r in rows):
     for impl in ("textscale", "pytorch"):
         group = [r for r in rows if r["model"] == model and r["impl"] == impl]
+        if not group:
+            continue
         base = next(r for r in group if r["config"] == "1x1")["samples_per_second"]
         pair_rate = next((r["samples_per_second"] for r in group if r["ranks"] == 0), None)
         for r in group:
@@ -143,11 +153,14 @@ for model in dict.fromkeys(r["model"] for r in rows):
                 wait = f'{r["comm_wait_ms_per_step"]:.1f} / {least:.1f}'
                 alone = f"{1000 * t:.1f}"
                 hidden = f'{max(0.0, 1 - least / 1000 / t):.0%}'
-            print(f'| {model} | {impl} | {r["config"]} | {r["samples_per_second"]:.1f} | '
+            config = r["config"] + (" (rows " + "/".join(map(str, r["rows_per_rank"])) + ")"
+                                    if r.get("rows_per_rank") else "")
+            print(f'| {model} | {impl} | {config} | {r["samples_per_second"]:.1f} | '
                   f'{r["samples_per_second"] / base:.2f}x | {"" if eff is None else f"{eff:.1%}"} | {vs_pair} | {wait} | {alone} | {hidden} |')
     ours = next(r for r in rows if r["model"] == model and r["impl"] == "textscale" and r["config"] == "2x1")
-    ddp = next(r for r in rows if r["model"] == model and r["impl"] == "pytorch" and r["ranks"] == 2)
-    print(f'\n{model}: textscale 2x1 / PyTorch DDP 2x1 = {ours["samples_per_second"] / ddp["samples_per_second"]:.2f}x')
+    ddp = next((r for r in rows if r["model"] == model and r["impl"] == "pytorch" and r["ranks"] == 2), None)
+    if ddp:
+        print(f'\n{model}: textscale 2x1 / PyTorch DDP 2x1 = {ours["samples_per_second"] / ddp["samples_per_second"]:.2f}x')
 print("\nMPI_Allreduce alone (2 ranks, shared memory): " +
       ", ".join(f'{a["bytes"] / 2**20:g} MiB {1000 * a["seconds"]:.2f} ms' for a in allreduce if a["bytes"] >= 2**20))
 PY
