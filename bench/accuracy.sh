@@ -23,13 +23,18 @@
 # --parallel P runs P jobs at a time with threads/P threads each; --nice N lowers their priority.
 # --device cuda trains both implementations on the GPU (the GPU kit's accuracy mode, bench/gpu/).
 # --prepare-only writes the HDF5 files (and .npz copies for a peer without h5py) and stops.
+# --paired starts both implementations of a seed from the same weights (PyTorch's initialisation
+# for that seed, written into a textscale checkpoint by peer_train.py --export-init) and visits
+# the rows in the same order (textscale's, peer_train.py --order textscale): the two runs of a
+# seed then differ only in their dropout masks and in rounding, and the per-seed differences
+# measure the implementations, not the seeds. Use a --work of its own for paired runs.
 # The table (bench/accuracy_table.py) is printed at the end.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 dataset=ag_news models="crepe-small vdcnn-9" seeds="1 2 3" epochs=5 threads=2 parallel=1
 impls="textscale pytorch" work=$repo/runs/accuracy batch=128 optimizer=sgd lr=0.01 valid="" niceness=0 data=${TEXTSCALE_DATA:-$repo/../shared/data}
-device=cpu prepare_only=0
+device=cpu prepare_only=0 paired=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dataset) dataset=$2; shift 2 ;;
@@ -48,6 +53,7 @@ while [ $# -gt 0 ]; do
     --data) data=$2; shift 2 ;;
     --device) device=$2; shift 2 ;;
     --prepare-only) prepare_only=1; shift ;;
+    --paired) paired=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -98,6 +104,27 @@ if [ -n "$valid" ]; then
   common_peer+=(--valid "$dir/train.valid.h5")
 fi
 
+# Paired runs and unpaired ones must not share a folder: the table would mix them.
+if [ -f "$dir/paired" ] && [ "$paired" = 0 ]; then
+  echo "error: $dir holds paired runs (--paired); give unpaired ones a --work of their own" >&2
+  exit 2
+fi
+if [ ! -f "$dir/paired" ] && [ "$paired" = 1 ] && compgen -G "$dir/*-s[0-9]*" > /dev/null; then
+  echo "error: $dir holds unpaired runs; give --paired runs a --work of their own" >&2
+  exit 2
+fi
+[ "$paired" = 1 ] && touch "$dir/paired"
+# init_for MODEL SEED: the shared starting weights of a paired run (made once).
+init_for() {
+  local template=$dir/paired-template-$1 init=$dir/paired-init-$1-s$2.h5
+  if [ ! -f "$init" ]; then
+    [ -f "$template/checkpoint.h5" ] || "$textscale" train --train "$dir/train.h5" --model "$1" --epochs 1 \
+      --max-steps 1 --batch-size 2 --threads 1 --test-each-epoch false --progress off --run-dir "$template" > /dev/null
+    "$python" "$here/peer_train.py" --export-init "$template/checkpoint.h5" "$init" "$1" "$2" > /dev/null
+  fi
+  echo "$init"
+}
+
 timer=()  # peak RSS and times per run, where GNU time is installed
 [ -x /usr/bin/time ] && timer=(/usr/bin/time -v)
 jobs=$(mktemp)
@@ -110,11 +137,16 @@ for seed in $seeds; do
       if [ "$impl" = textscale ]; then
         cmd=("$textscale" train --train "$dir/train.h5" --test "$dir/test.h5" --model "$model" --seed "$seed"
           "${common_ours[@]}" --run-dir "$run")
-        # A stopped run continues from its checkpoint.
-        [ -f "$run/checkpoint.h5" ] && cmd+=(--resume "$run/checkpoint.h5")
+        # A stopped run continues from its checkpoint (which records --init-from).
+        if [ -f "$run/checkpoint.h5" ]; then
+          cmd+=(--resume "$run/checkpoint.h5")
+        elif [ "$paired" = 1 ]; then
+          cmd+=(--init-from "$(init_for "$model" "$seed")")
+        fi
       else
         cmd=("$python" "$here/peer_train.py" --train "$dir/train.h5" --test "$dir/test.h5" --model "$model"
           --seed "$seed" "${common_peer[@]}" --metrics "$run/metrics.jsonl" --checkpoint "$run/checkpoint.pt")
+        [ "$paired" = 1 ] && cmd+=(--init-from "$(init_for "$model" "$seed")" --order textscale)
       fi
       printf "%q " mkdir -p "$run"; printf "&& "; printf "%q " nice -n "$niceness" "${timer[@]}" "${cmd[@]}"
       printf '>> %q 2>&1' "$run/log.txt"

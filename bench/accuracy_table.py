@@ -8,6 +8,8 @@ standard deviation and range over seeds, and mean training time per epoch, then 
 minus PyTorch's per model. Runs with a validation split (bench/accuracy.sh --valid) get a second
 table: the test accuracy of the best validation epoch's weights (textscale: best_test.json, the
 evaluation of best.h5; PyTorch: "best_test_accuracy"). Unfinished runs are listed and left out.
+Paired runs (bench/accuracy.sh --paired: both implementations of a seed start from the same
+weights and row order) also get the per-seed differences, their mean and standard deviation.
 """
 import json
 import os
@@ -52,12 +54,29 @@ def print_table(title, groups, index):
             print(f"\n{model}: textscale - PyTorch = {100 * diff:+.2f} points (mean over seeds)")
 
 
+def print_paired(groups, index):
+    """Per seed, textscale minus PyTorch for runs that started from the same weights and order."""
+    print("\nPaired runs (same initial weights and row order per seed): textscale - PyTorch, points\n")
+    print("| model | per seed | mean | std |")
+    print("|---|---|---:|---:|")
+    for model in sorted({m for m, _ in groups}):
+        ours = {r[0]: r[index] for r in groups.get((model, "textscale"), [])}
+        peer = {r[0]: r[index] for r in groups.get((model, "pytorch"), [])}
+        seeds = sorted(set(ours) & set(peer))
+        if not seeds:
+            continue
+        diffs = [100 * (ours[s] - peer[s]) for s in seeds]
+        std = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
+        print(f"| {model} | " + ", ".join(f"s{s} {d:+.2f}" for s, d in zip(seeds, diffs)) +
+              f" | {statistics.mean(diffs):+.2f} | {std:.2f} |")
+
+
 def main():
     folder = sys.argv[1]
     groups, unfinished = {}, []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if not os.path.isfile(os.path.join(path, "metrics.jsonl")):
+        if not name.startswith(("textscale-", "pytorch-")) or not os.path.isfile(os.path.join(path, "metrics.jsonl")):
             continue
         impl, rest = name.split("-", 1)
         model, seed = rest.rsplit("-s", 1)
@@ -68,6 +87,8 @@ def main():
         groups.setdefault((model, impl), []).append((int(seed), *result))
     name = os.path.basename(os.path.normpath(folder))
     print_table(f"Final test accuracy, {name}", groups, 1)
+    if os.path.exists(os.path.join(folder, "paired")):
+        print_paired(groups, 1)
     best = {key: runs for key, runs in groups.items() if all(r[4] is not None for r in runs)}
     if best:
         print()

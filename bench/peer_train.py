@@ -40,7 +40,9 @@ Usage (with /usr/bin/python3: torch, numpy, h5py):
 
 Step-by-step comparison with textscale (bench/trajectory.sh):
 - --init-from CKPT.h5 starts from the weights (and batch-norm statistics) of a textscale
-  checkpoint instead of the seeded initialisation;
+  checkpoint instead of the seeded initialisation; `peer_train.py --export-init TEMPLATE.h5
+  TARGET.h5 MODEL SEED [--shortcut]` writes PyTorch's seeded initial weights into a copy of a
+  textscale checkpoint of that model (bench/accuracy.sh --paired starts both from it);
 - --order textscale visits the rows in textscale's order for --seed (`--shuffle rows`: the same
   std::mt19937_64 Fisher-Yates permutation per epoch) instead of numpy's;
 - --dropout P sets Crepe's dropout rate (0 removes the only other random numbers);
@@ -57,6 +59,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import sys
 import time
 
@@ -146,6 +149,29 @@ def load_textscale_weights(model, path):
                         sys.exit(f"error: {path}: {group}/{name} has shape {tuple(value.shape)}, "
                                  f"the PyTorch tensor {tuple(tensor.shape)}")
                     tensor.copy_(from_textscale_layout(model, tensor, value).to(tensor.dtype))
+
+
+def export_init(template, target, model_name, seed, shortcut):
+    """Writes the PyTorch model's seeded initial weights (and batch-norm statistics) into a copy of
+    a textscale checkpoint of the same model, for `textscale train --init-from TARGET`."""
+    with h5py.File(template, "r") as f:
+        num_classes = int(f.attrs["num_classes"]) if "num_classes" in f.attrs else None
+    if num_classes is None:
+        sys.exit(f"error: {template}: no num_classes attribute (not a textscale checkpoint?)")
+    torch.manual_seed(seed)
+    model = build_model(model_name, num_classes, shortcut=shortcut)
+    temporary = target + ".tmp"
+    shutil.copyfile(template, temporary)
+    with h5py.File(temporary, "r+") as f:
+        for group, state in (("parameters", False), ("state", True)):
+            for name, tensor in textscale_tensor_pairs(model, list(f[group].keys()), state):
+                value = to_textscale_layout(model, tensor).numpy()
+                if f[group][name].shape != value.shape:
+                    sys.exit(f"error: {template}: {group}/{name} has shape {f[group][name].shape}, "
+                             f"the PyTorch tensor {value.shape}")
+                f[group][name][...] = value
+    os.replace(temporary, target)
+    print(f"{model_name} seed {seed}: PyTorch's initial weights -> {target}")
 
 
 def save_textscale_weights(model, template, target):
@@ -286,6 +312,10 @@ def parse_args():
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--export-npz":
         export_npz(sys.argv[2])
+        return
+    if len(sys.argv) >= 6 and sys.argv[1] == "--export-init":
+        # --export-init TEMPLATE.h5 TARGET.h5 MODEL SEED [--shortcut]
+        export_init(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), "--shortcut" in sys.argv[6:])
         return
     args = parse_args()
     device = torch.device(args.device)
