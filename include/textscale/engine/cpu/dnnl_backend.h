@@ -1,8 +1,8 @@
-// The CPU backend: oneDNN primitives for convolution, pooling and batch normalisation, oneDNN's
-// SGEMM for the dense layers and for the 1-D Winograd convolutions that replace oneDNN's direct
-// ones from 64 channels (src/engine/cpu/winograd.h), and OpenMP loops for the operations oneDNN
-// has no primitive for (one-hot convolution as a gather, k-max pooling, embedding, loss,
-// optimizer steps).
+// The CPU backend: oneDNN primitives for convolution and pooling, oneDNN's SGEMM for the dense
+// layers and for the 1-D Winograd convolutions that replace oneDNN's direct ones from 64 channels
+// (src/engine/cpu/winograd.h), and OpenMP loops for the operations oneDNN has no primitive for,
+// or whose primitive is not accurate enough (one-hot convolution as a gather, k-max pooling,
+// batch normalisation, embedding, loss, optimizer steps).
 //
 // Activations stay in the canonical (N, T, C) layout, which is oneDNN's `nwc`; weights are
 // reordered between the canonical (C_out, C_in, K) layout and the layout each primitive prefers,
