@@ -84,7 +84,9 @@ case "$dataset" in
   *) echo "unknown dataset $dataset (ag_news, imdb)" >&2; exit 2 ;;
 esac
 if [ "$prepare_only" = 1 ]; then
-  for f in "$dir"/*.h5; do "$python" "$here/peer_train.py" --export-npz "$f"; done
+  for f in "$dir"/*.h5; do  # a copy newer than its file is current
+    [ "${f%.h5}.npz" -nt "$f" ] || "$python" "$here/peer_train.py" --export-npz "$f"
+  done
   exit 0
 fi
 

@@ -481,27 +481,40 @@ void batch_norm_backward(Dims d, const float* src, const float* dst, const float
   const float* mask = relu ? dst : nullptr;
   std::vector<double> sum_dy(channels), sum_dy_x(channels);
   channel_sums(rows, d.c, diff_dst, src, mask, sum_dy.data(), sum_dy_x.data());
-  // diff_src = gamma inv_std (dy - mean(dy) - xhat mean(dy xhat)) = a dy - b (x - mean) - shift.
-  std::vector<float> mean(channels), a(channels), b(channels), shift(channels);
+  std::vector<double> mean(channels), inv_std(channels), mean_dy(channels), mean_dy_xhat(channels);
   const auto m = static_cast<double>(rows);
   for (std::size_t k = 0; k < channels; ++k) {
-    const double mu = save_mean[k], inv_std = 1.0 / std::sqrt(static_cast<double>(save_var[k]) + epsilon);
-    const double dy_xc = sum_dy_x[k] - mu * sum_dy[k];  // sum of dy (x - mean)
-    diff_beta[k] = static_cast<float>(sum_dy[k]);
-    diff_gamma[k] = static_cast<float>(dy_xc * inv_std);
-    const double g = static_cast<double>(gamma[k]) * inv_std;
     mean[k] = save_mean[k];
+    inv_std[k] = 1.0 / std::sqrt(static_cast<double>(save_var[k]) + epsilon);
+    const double dy_xhat = (sum_dy_x[k] - mean[k] * sum_dy[k]) * inv_std[k];  // sum of dy xhat
+    diff_beta[k] = static_cast<float>(sum_dy[k]);
+    diff_gamma[k] = static_cast<float>(dy_xhat);
+    mean_dy[k] = sum_dy[k] / m;
+    mean_dy_xhat[k] = dy_xhat / m;
+  }
+  batch_norm_input_gradient(rows, d.c, src, mask, diff_dst, mean.data(), inv_std.data(), gamma, mean_dy.data(),
+                            mean_dy_xhat.data(), diff_src);
+}
+
+void batch_norm_input_gradient(Index rows, Index c, const float* src, const float* mask, const float* dy,
+                               const double* mean, const double* inv_std, const float* gamma, const double* mean_dy,
+                               const double* mean_dy_xhat, float* diff_src) {
+  // gamma inv_std (dy - mean_dy - xhat mean_dy_xhat) = a dy - b (x - mean) - shift, per channel.
+  const auto channels = static_cast<std::size_t>(c);
+  std::vector<float> mean_f(channels), a(channels), b(channels), shift(channels);
+  for (std::size_t k = 0; k < channels; ++k) {
+    const double g = static_cast<double>(gamma[k]) * inv_std[k];
+    mean_f[k] = static_cast<float>(mean[k]);
     a[k] = static_cast<float>(g);
-    b[k] = static_cast<float>(g * inv_std * inv_std * dy_xc / m);
-    shift[k] = static_cast<float>(g * sum_dy[k] / m);
+    b[k] = static_cast<float>(g * inv_std[k] * mean_dy_xhat[k]);
+    shift[k] = static_cast<float>(g * mean_dy[k]);
   }
   const Index blocks = (rows + kBnBlockRows - 1) / kBnBlockRows;
 #pragma omp parallel for schedule(static)
   for (Index blk = 0; blk < blocks; ++blk) {
     const Index begin = blk * kBnBlockRows;
-    bn_backward_rows(src + begin * d.c, mask ? mask + begin * d.c : nullptr, diff_dst + begin * d.c, mean.data(),
-                     a.data(), b.data(), shift.data(), std::min(kBnBlockRows, rows - begin), d.c,
-                     diff_src + begin * d.c);
+    bn_backward_rows(src + begin * c, mask ? mask + begin * c : nullptr, dy + begin * c, mean_f.data(), a.data(),
+                     b.data(), shift.data(), std::min(kBnBlockRows, rows - begin), c, diff_src + begin * c);
   }
 }
 

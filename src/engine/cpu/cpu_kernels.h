@@ -35,6 +35,11 @@ void batch_norm_forward(Dims d, const float* src, const float* gamma, const floa
 void batch_norm_backward(Dims d, const float* src, const float* dst, const float* diff_dst, const float* gamma,
                          const float* save_mean, const float* save_var, float* diff_src, float* diff_gamma,
                          float* diff_beta, double epsilon, bool relu);
+// Training-mode input gradient from given statistics (backend.h's batch_norm_backward_data), with
+// dy counted only where mask > 0 when `mask` is not null (the fused ReLU's output).
+void batch_norm_input_gradient(Index rows, Index c, const float* src, const float* mask, const float* dy,
+                               const double* mean, const double* inv_std, const float* gamma, const double* mean_dy,
+                               const double* mean_dy_xhat, float* diff_src);
 // Per-channel sums over the rows of (rows, c) arrays in double, in fixed blocks added in order:
 // sum_a = sum of a', sum_ab = sum of a' * b (b null: a' * a), where a' = a, or 0 where mask <= 0.
 void channel_sums(Index rows, Index c, const float* a, const float* b, const float* mask, double* sum_a,

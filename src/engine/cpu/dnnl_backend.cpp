@@ -454,19 +454,7 @@ void DnnlBackend::channel_sums(Index rows, Index c, const float* a, const float*
 void DnnlBackend::batch_norm_backward_data(Index rows, Index c, const float* src, const float* dy, const double* mean,
                                            const double* inv_std, const float* gamma, const double* mean_dy,
                                            const double* mean_dy_xhat, float* diff_src) {
-  std::vector<float> scale(static_cast<std::size_t>(c)), shift(static_cast<std::size_t>(c)),
-      slope(static_cast<std::size_t>(c));
-  for (Index k = 0; k < c; ++k) {  // diff_src = scale * dy - slope * src + shift
-    const double g = static_cast<double>(gamma[k]) * inv_std[k];
-    scale[static_cast<std::size_t>(k)] = static_cast<float>(g);
-    slope[static_cast<std::size_t>(k)] = static_cast<float>(g * inv_std[k] * mean_dy_xhat[k]);
-    shift[static_cast<std::size_t>(k)] = static_cast<float>(g * (inv_std[k] * mean_dy_xhat[k] * mean[k] - mean_dy[k]));
-  }
-#pragma omp parallel for schedule(static)
-  for (Index r = 0; r < rows; ++r)
-    for (Index k = 0; k < c; ++k)
-      diff_src[r * c + k] = scale[static_cast<std::size_t>(k)] * dy[r * c + k] -
-                            slope[static_cast<std::size_t>(k)] * src[r * c + k] + shift[static_cast<std::size_t>(k)];
+  cpu::batch_norm_input_gradient(rows, c, src, nullptr, dy, mean, inv_std, gamma, mean_dy, mean_dy_xhat, diff_src);
 }
 
 void DnnlBackend::dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t first, const float* src,
