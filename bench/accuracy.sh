@@ -9,7 +9,8 @@
 # Datasets (from --data / TEXTSCALE_DATA, default ../shared/data):
 #   ag_news: train = alps_train_sample/dev.tsv (10,001 AG News training rows), test = test.csv (7,600)
 #   imdb:    train = train.csv.gz (25,000), test = test.csv.gz (25,000)
-# Training: SGD, momentum 0.9, lr 0.01 halved every 3 epochs (Zhang et al.), batch --batch (128),
+# Training: SGD, momentum 0.9, lr 0.01 halved every 3 epochs (Zhang et al.; --step-epochs N halves it every N),
+# batch --batch (128),
 # no weight decay (--optimizer adam and --lr change the optimiser and the initial rate; the
 # schedule stays); each run's data order and initialisation come from its seed (the two
 # implementations draw different random numbers: compare means over seeds, not single runs).
@@ -22,19 +23,24 @@
 # checkpoint; PyTorch: the last finished epoch), so the script can be stopped and started again.
 # --parallel P runs P jobs at a time with threads/P threads each; --nice N lowers their priority.
 # --device cuda trains both implementations on the GPU (the GPU kit's accuracy mode, bench/gpu/).
+# --test-each-epoch also evaluates the test split after every epoch (in metrics.jsonl; the table
+# still reports the final weights).
 # --prepare-only writes the HDF5 files (and .npz copies for a peer without h5py) and stops.
 # --paired starts both implementations of a seed from the same weights (PyTorch's initialisation
 # for that seed, written into a textscale checkpoint by peer_train.py --export-init) and visits
 # the rows in the same order (textscale's, peer_train.py --order textscale): the two runs of a
 # seed then differ only in their dropout masks and in rounding, and the per-seed differences
 # measure the implementations, not the seeds. Use a --work of its own for paired runs.
+# --impls may also name `direct`: textscale with its direct convolutions instead of the Winograd
+# ones (TEXTSCALE_WINOGRAD=0), a change of rounding only. Paired, it is the control: how far
+# rounding alone moves a seed's final accuracy, to set the textscale - PyTorch differences against.
 # The table (bench/accuracy_table.py) is printed at the end.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 dataset=ag_news models="crepe-small vdcnn-9" seeds="1 2 3" epochs=5 threads=2 parallel=1
 impls="textscale pytorch" work=$repo/runs/accuracy batch=128 optimizer=sgd lr=0.01 valid="" niceness=0 data=${TEXTSCALE_DATA:-$repo/../shared/data}
-device=cpu prepare_only=0 paired=0
+device=cpu prepare_only=0 paired=0 step_epochs=3 test_each=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dataset) dataset=$2; shift 2 ;;
@@ -44,6 +50,8 @@ while [ $# -gt 0 ]; do
     --batch) batch=$2; shift 2 ;;
     --optimizer) optimizer=$2; shift 2 ;;
     --lr) lr=$2; shift 2 ;;
+    --step-epochs) step_epochs=$2; shift 2 ;;
+    --test-each-epoch) test_each=1; shift ;;
     --valid) valid=$2; shift 2 ;;
     --nice) niceness=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
@@ -96,10 +104,12 @@ case "$optimizer" in
   adam) optimiser=(--optimizer adam --lr "$lr") ;;
   *) echo "unknown optimizer $optimizer (sgd, adam)" >&2; exit 2 ;;
 esac
+test_ours=false
+[ "$test_each" = 1 ] && test_ours=true
 common_ours=(--device "$device" --epochs "$epochs" --batch-size "$batch" "${optimiser[@]}" --schedule step
-  --step-epochs 3 --step-factor 0.5 --threads "$job_threads" --test-each-epoch false --progress off --log-every 20)
+  --step-epochs "$step_epochs" --step-factor 0.5 --threads "$job_threads" --test-each-epoch "$test_ours" --progress off --log-every 20)
 common_peer=(--device "$device" --epochs "$epochs" --batch-size "$batch" "${optimiser[@]}" --schedule step
-  --step-epochs 3 --step-factor 0.5 --threads "$job_threads" --test-each-epoch 0)
+  --step-epochs "$step_epochs" --step-factor 0.5 --threads "$job_threads" --test-each-epoch "$test_each")
 if [ -n "$valid" ]; then
   [ -f "$dir/train.valid.h5" ] || { echo "error: $dir/train.h5 was made without --valid; remove it" >&2; exit 2; }
   common_ours+=(--valid "$dir/train.valid.h5")
@@ -136,7 +146,7 @@ for seed in $seeds; do
     for impl in $impls; do
       run=$dir/$impl-$model-s$seed
       if [ -f "$run/done" ]; then continue; fi
-      if [ "$impl" = textscale ]; then
+      if [ "$impl" = textscale ] || [ "$impl" = direct ]; then
         cmd=("$textscale" train --train "$dir/train.h5" --test "$dir/test.h5" --model "$model" --seed "$seed"
           "${common_ours[@]}" --run-dir "$run")
         # A stopped run continues from its checkpoint (which records --init-from).
@@ -145,14 +155,17 @@ for seed in $seeds; do
         elif [ "$paired" = 1 ]; then
           cmd+=(--init-from "$(init_for "$model" "$seed")")
         fi
-      else
+        [ "$impl" = direct ] && cmd=(env TEXTSCALE_WINOGRAD=0 "${cmd[@]}")
+      elif [ "$impl" = pytorch ]; then
         cmd=("$python" "$here/peer_train.py" --train "$dir/train.h5" --test "$dir/test.h5" --model "$model"
           --seed "$seed" "${common_peer[@]}" --metrics "$run/metrics.jsonl" --checkpoint "$run/checkpoint.pt")
         [ "$paired" = 1 ] && cmd+=(--init-from "$(init_for "$model" "$seed")" --order textscale)
+      else
+        echo "unknown implementation $impl (textscale, pytorch, direct)" >&2; exit 2
       fi
       printf "%q " mkdir -p "$run"; printf "&& "; printf "%q " nice -n "$niceness" "${timer[@]}" "${cmd[@]}"
       printf '>> %q 2>&1' "$run/log.txt"
-      if [ "$impl" = textscale ] && [ -n "$valid" ]; then  # the best validation weights on the test split
+      if [ "$impl" != pytorch ] && [ -n "$valid" ]; then  # the best validation weights on the test split
         printf " && "; printf "%q " nice -n "$niceness" "$textscale" evaluate --checkpoint "$run/best.h5" \
           --data "$dir/test.h5" --device "$device" --threads "$job_threads" --json "$run/best_test.json"
         printf '>> %q 2>&1' "$run/log.txt"

@@ -9,7 +9,9 @@ minus PyTorch's per model. Runs with a validation split (bench/accuracy.sh --val
 table: the test accuracy of the best validation epoch's weights (textscale: best_test.json, the
 evaluation of best.h5; PyTorch: "best_test_accuracy"). Unfinished runs are listed and left out.
 Paired runs (bench/accuracy.sh --paired: both implementations of a seed start from the same
-weights and row order) also get the per-seed differences, their mean and standard deviation.
+weights and row order) also get the per-seed differences, their mean and standard deviation;
+where the folder holds `direct` runs (textscale with direct convolutions, a change of rounding
+only), textscale minus them is printed beside it: the spread that rounding alone produces.
 """
 import json
 import os
@@ -55,20 +57,22 @@ def print_table(title, groups, index):
 
 
 def print_paired(groups, index):
-    """Per seed, textscale minus PyTorch for runs that started from the same weights and order."""
-    print("\nPaired runs (same initial weights and row order per seed): textscale - PyTorch, points\n")
-    print("| model | per seed | mean | std |")
-    print("|---|---|---:|---:|")
+    """Per seed, textscale minus PyTorch (and minus the `direct` control) for runs that started
+    from the same weights and order."""
+    print("\nPaired runs (same initial weights and row order per seed), points:\n")
+    print("| model | compared | per seed | mean | std | mean absolute |")
+    print("|---|---|---|---:|---:|---:|")
     for model in sorted({m for m, _ in groups}):
         ours = {r[0]: r[index] for r in groups.get((model, "textscale"), [])}
-        peer = {r[0]: r[index] for r in groups.get((model, "pytorch"), [])}
-        seeds = sorted(set(ours) & set(peer))
-        if not seeds:
-            continue
-        diffs = [100 * (ours[s] - peer[s]) for s in seeds]
-        std = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
-        print(f"| {model} | " + ", ".join(f"s{s} {d:+.2f}" for s, d in zip(seeds, diffs)) +
-              f" | {statistics.mean(diffs):+.2f} | {std:.2f} |")
+        for other, label in (("pytorch", "textscale - PyTorch"), ("direct", "textscale - direct (control)")):
+            theirs = {r[0]: r[index] for r in groups.get((model, other), [])}
+            seeds = sorted(set(ours) & set(theirs))
+            if not seeds:
+                continue
+            diffs = [100 * (ours[s] - theirs[s]) for s in seeds]
+            std = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
+            print(f"| {model} | {label} | " + ", ".join(f"s{s} {d:+.2f}" for s, d in zip(seeds, diffs)) +
+                  f" | {statistics.mean(diffs):+.2f} | {std:.2f} | {statistics.mean(abs(d) for d in diffs):.2f} |")
 
 
 def main():
@@ -76,7 +80,7 @@ def main():
     groups, unfinished = {}, []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if not name.startswith(("textscale-", "pytorch-")) or not os.path.isfile(os.path.join(path, "metrics.jsonl")):
+        if not name.startswith(("textscale-", "pytorch-", "direct-")) or not os.path.isfile(os.path.join(path, "metrics.jsonl")):
             continue
         impl, rest = name.split("-", 1)
         model, seed = rest.rsplit("-s", 1)
