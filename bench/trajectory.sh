@@ -10,13 +10,17 @@
 #   bench/trajectory.sh --model crepe-small --steps 100 --batch 32 --optimizer adam --lr 0.001
 #   bench/trajectory.sh --model vdcnn-9 --steps 100 --batch 32 --optimizer sgd --lr 0.01
 #
+# --start CHECKPOINT starts both from a trained checkpoint's weights (optimiser state fresh in both)
+# instead of the seed's initialisation one step in: the same comparison where a long run spends its
+# time, e.g. a final checkpoint of bench/accuracy.sh at its final learning rate.
+#
 # Data: AG News prepared by bench/accuracy.sh (its WORK/ag_news/{train,test}.h5; --data /
 # TEXTSCALE_DATA, default ../shared/data). Runs go to --work (default runs/trajectory).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 model=crepe-small steps=100 batch=32 optimizer=adam lr=0.001 dropout=0 seed=1 threads=2
-work=$repo/runs/trajectory data=${TEXTSCALE_DATA:-$repo/../shared/data} niceness=0
+work=$repo/runs/trajectory data=${TEXTSCALE_DATA:-$repo/../shared/data} niceness=0 start=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model=$2; shift 2 ;;
@@ -29,6 +33,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --nice) niceness=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
+    --start) start=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -37,14 +42,19 @@ textscale=${TEXTSCALE:-$repo/build/bin/textscale}
 python=${PYTHON:-/usr/bin/python3}
 "$here/accuracy.sh" --prepare-only --dataset ag_news --work "$work" --data "$data" > /dev/null
 train=$work/ag_news/train.h5 test=$work/ag_news/test.h5
-run=$work/$model-$optimizer-b$batch-s$seed-d$dropout
+run=$work/$model-$optimizer-b$batch-s$seed-d$dropout${start:+-from-$(basename "$(dirname "$start")")}
 rm -rf "$run"
 mkdir -p "$run"
 common=(--model "$model" --batch-size "$batch" --optimizer "$optimizer" --lr "$lr" --seed "$seed"
   --dropout "$dropout" --threads "$threads")
-# The shared starting point: textscale's initialisation for the seed, one step in.
-nice -n "$niceness" "$textscale" train --train "$train" "${common[@]}" --epochs 1 --max-steps 1 \
-  --test-each-epoch false --progress off --run-dir "$run/start" > "$run/start.log"
+# The shared starting point: textscale's initialisation for the seed, one step in (or --start).
+if [ -n "$start" ]; then
+  [ -f "$start" ] || { echo "error: --start $start: no such checkpoint" >&2; exit 2; }
+  mkdir -p "$run/start" && cp "$start" "$run/start/checkpoint.h5"
+else
+  nice -n "$niceness" "$textscale" train --train "$train" "${common[@]}" --epochs 1 --max-steps 1 \
+    --test-each-epoch false --progress off --run-dir "$run/start" > "$run/start.log"
+fi
 epochs=$("$python" -c "import h5py; n = h5py.File('$train')['labels'].shape[0]; print(-(-$steps * $batch // n))")
 nice -n "$niceness" "$textscale" train --train "$train" "${common[@]}" --epochs "$epochs" \
   --max-steps "$steps" --init-from "$run/start/checkpoint.h5" --log-every 1 --test-each-epoch false \
@@ -85,4 +95,12 @@ with h5py.File(f"{run}/textscale/checkpoint.h5") as f, h5py.File(f"{run}/control
     control_weights = {n: g["parameters"][n][...] for n in ref}
 print(f"final weights, relative L2 distance to textscale's: PyTorch {distance(weights):.2e}, "
       f"control {distance(control_weights):.2e}")
+with h5py.File(f"{run}/start/checkpoint.h5") as f:  # the same for the change since the start
+    start = {n: f["parameters"][n][...] for n in ref}
+update = lambda w: {n: w[n] - start[n] for n in ref}
+ours_update = update(ref)
+scale = np.sqrt(sum(float((v ** 2).sum()) for v in ours_update.values()))
+update_distance = lambda w: np.sqrt(sum(float(((ours_update[n] - u) ** 2).sum()) for n, u in update(w).items())) / scale
+print(f"change of the weights since the start, relative L2 distance to textscale's: "
+      f"PyTorch {update_distance(weights):.2e}, control {update_distance(control_weights):.2e}")
 PY
