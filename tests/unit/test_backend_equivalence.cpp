@@ -3,6 +3,7 @@
 // passes when |onednn - reference| <= 1e-4 * (|reference| + rms(reference)) — float accumulation
 // over at most a few thousand terms stays well inside that.
 #define BOOST_TEST_MODULE backend_equivalence
+#include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <random>
@@ -10,6 +11,7 @@
 
 #include "expect_close.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
+#include "textscale/engine/dropout_mask.h"
 #include "textscale/engine/reference_backend.h"
 
 using namespace textscale::engine;
@@ -390,6 +392,45 @@ BOOST_AUTO_TEST_CASE(elementwise_loss_and_optimizers) {
     b.ref.adam_step(count, param.d.data(), grad.d.data(), m.d.data(), v.d.data(), 1e-3, 0.9, 0.999, 1e-8, 1e-4, step);
   }
   expect_close("adam", param.f, param.d);
+}
+
+// The masks are a hash of (seed, element), not a generator's stream, so check that they have the
+// distribution PyTorch's Bernoulli masks have: each element kept with probability 1 - p and then
+// scaled by exactly 1 / (1 - p), independently of its neighbour, of the next step's mask and of the
+// other layer's mask. Fractions over 2^20 elements must lie within 5 standard errors.
+BOOST_AUTO_TEST_CASE(dropout_mask_statistics) {
+  DnnlBackend backend;
+  const Index count = Index{1} << 20;
+  const std::vector<float> ones(static_cast<std::size_t>(count), 1.0f);
+  auto within = [&](const std::string& what, double got, double want) {
+    const double error = std::sqrt(want * (1 - want) / static_cast<double>(count));
+    BOOST_TEST_INFO(what << ": " << got << ", expected " << want << " +- 5 x " << error);
+    BOOST_TEST(std::abs(got - want) <= 5 * error);
+  };
+  for (double p : {0.1, 0.5, 0.75}) {
+    auto mask = [&](std::uint64_t layer, std::uint64_t step) {
+      std::vector<float> out(static_cast<std::size_t>(count)), m(static_cast<std::size_t>(count));
+      backend.dropout_forward(count, p, dropout_seed(1, layer, step), 0, ones.data(), out.data(), m.data());
+      BOOST_TEST(std::equal(out.begin(), out.end(), m.begin()));  // input 1: the output is the mask
+      return m;
+    };
+    const auto a = mask(1, 10), next_step = mask(1, 11), other_layer = mask(2, 10);
+    const float scale = static_cast<float>(1 / (1 - p));
+    BOOST_TEST(std::all_of(a.begin(), a.end(), [&](float v) { return v == 0.0f || v == scale; }));
+    double kept = 0, both_neighbours = 0, same_next = 0, same_other = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      kept += a[i] != 0;
+      both_neighbours += a[i] != 0 && a[(i + 1) % a.size()] != 0;
+      same_next += (a[i] != 0) == (next_step[i] != 0);
+      same_other += (a[i] != 0) == (other_layer[i] != 0);
+    }
+    const double n = static_cast<double>(count), agree = p * p + (1 - p) * (1 - p);
+    const std::string at = " (p " + std::to_string(p) + ")";
+    within("kept" + at, kept / n, 1 - p);
+    within("neighbours both kept" + at, both_neighbours / n, (1 - p) * (1 - p));
+    within("same decision at the next step" + at, same_next / n, agree);
+    within("same decision in the other layer" + at, same_other / n, agree);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
