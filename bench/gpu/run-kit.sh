@@ -12,7 +12,10 @@
 #   128 in fp32 and tf32, and PyTorch eager in tf32 beside them;
 #   accuracy: only bench/accuracy.sh on the GPU, textscale and PyTorch side by side: AG News
 #   (10k -> 7.6k) VDCNN-9 (SGD 0.01) and Crepe-small (Adam 0.001), seeds SEEDS (1 2 3), EPOCHS
-#   (15) epochs; IMDB (25k -> 25k) one seed, IMDB_EPOCHS (10); all with a 5% validation split.
+#   (30) epochs at batch BATCH (128), the rate halved every STEP_EPOCHS (5) epochs, paired (both
+#   implementations of a seed from the same weights and row order; PAIRED=0 for independent
+#   seeds; paired runs need h5py in the GPU machine's Python), the test split evaluated every epoch; IMDB (25k -> 25k) one seed, IMDB_EPOCHS (10);
+#   all with a 5% validation split, each call limited to ACCURACY_TIMEOUT (600) seconds.
 #   Tables and per-run metrics go to OUT_DIR/accuracy/.
 set -uo pipefail
 archive=$1
@@ -85,13 +88,22 @@ if [[ $mode == accuracy ]]; then
   chmod +x "$kit/textscale-run"
   accuracy() {  # accuracy DATASET MODEL OPTIMIZER LR SEEDS EPOCHS
     echo "== $1 $2 ($3, lr $4), seeds $5, $6 epochs" | tee -a "$out/accuracy.log"
-    TEXTSCALE=$kit/textscale-run PYTHON=$python timeout "${ACCURACY_TIMEOUT:-400}" bash "$kit/bench/accuracy.sh" \
+    local paired=()  # pairing writes and reads textscale checkpoints from Python: it needs h5py
+    if [[ ${PAIRED:-1} == 1 ]]; then
+      if "$python" -c "import h5py" 2>/dev/null; then
+        paired=(--paired)
+      else
+        echo "no h5py in $python: independent seeds instead of paired runs" | tee -a "$out/accuracy.log"
+      fi
+    fi
+    TEXTSCALE=$kit/textscale-run PYTHON=$python timeout "${ACCURACY_TIMEOUT:-600}" bash "$kit/bench/accuracy.sh" \
       --dataset "$1" --models "$2" --optimizer "$3" --lr "$4" --seeds "$5" --epochs "$6" --valid 0.05 \
+      --batch "${BATCH:-128}" --step-epochs "${STEP_EPOCHS:-5}" --test-each-epoch "${paired[@]}" \
       --device cuda --work "$kit/acc" >>"$out/accuracy.log" 2>&1 || status=1
   }
   if [[ -f $kit/acc/ag_news/train.h5 ]]; then
-    accuracy ag_news vdcnn-9 sgd 0.01 "${SEEDS:-1 2 3}" "${EPOCHS:-15}"
-    accuracy ag_news crepe-small adam 0.001 "${SEEDS:-1 2 3}" "${EPOCHS:-15}"
+    accuracy ag_news vdcnn-9 sgd 0.01 "${SEEDS:-1 2 3}" "${EPOCHS:-30}"
+    accuracy ag_news crepe-small adam 0.001 "${SEEDS:-1 2 3}" "${EPOCHS:-30}"
   fi
   if [[ -f $kit/acc/imdb/train.h5 ]]; then
     accuracy imdb vdcnn-9 sgd 0.01 1 "${IMDB_EPOCHS:-10}"
