@@ -34,13 +34,15 @@
 # --impls may also name `direct`: textscale with its direct convolutions instead of the Winograd
 # ones (TEXTSCALE_WINOGRAD=0), a change of rounding only. Paired, it is the control: how far
 # rounding alone moves a seed's final accuracy, to set the textscale - PyTorch differences against.
+# --dropout R sets Crepe's dropout rate in both implementations (default 0.5; 0 leaves a paired
+# Crepe run with rounding as its only difference, as VDCNN's).
 # The table (bench/accuracy_table.py) is printed at the end.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 dataset=ag_news models="crepe-small vdcnn-9" seeds="1 2 3" epochs=5 threads=2 parallel=1
 impls="textscale pytorch" work=$repo/runs/accuracy batch=128 optimizer=sgd lr=0.01 valid="" niceness=0 data=${TEXTSCALE_DATA:-$repo/../shared/data}
-device=cpu prepare_only=0 paired=0 step_epochs=3 test_each=0
+device=cpu prepare_only=0 paired=0 step_epochs=3 test_each=0 dropout=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dataset) dataset=$2; shift 2 ;;
@@ -62,6 +64,7 @@ while [ $# -gt 0 ]; do
     --device) device=$2; shift 2 ;;
     --prepare-only) prepare_only=1; shift ;;
     --paired) paired=1; shift ;;
+    --dropout) dropout=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -110,6 +113,10 @@ common_ours=(--device "$device" --epochs "$epochs" --batch-size "$batch" "${opti
   --step-epochs "$step_epochs" --step-factor 0.5 --threads "$job_threads" --test-each-epoch "$test_ours" --progress off --log-every 20)
 common_peer=(--device "$device" --epochs "$epochs" --batch-size "$batch" "${optimiser[@]}" --schedule step
   --step-epochs "$step_epochs" --step-factor 0.5 --threads "$job_threads" --test-each-epoch "$test_each")
+if [ -n "$dropout" ]; then
+  common_ours+=(--dropout "$dropout")
+  common_peer+=(--dropout "$dropout")
+fi
 if [ -n "$valid" ]; then
   [ -f "$dir/train.valid.h5" ] || { echo "error: $dir/train.h5 was made without --valid; remove it" >&2; exit 2; }
   common_ours+=(--valid "$dir/train.valid.h5")
