@@ -14,8 +14,9 @@
 #   (10k -> 7.6k) VDCNN-9 (SGD 0.01) and Crepe-small (Adam 0.001), seeds SEEDS (1 2 3), EPOCHS
 #   (30) epochs at batch BATCH (128), the rate halved every STEP_EPOCHS (5) epochs, paired (both
 #   implementations of a seed from the same weights and row order; PAIRED=0 for independent
-#   seeds; paired runs need h5py in the GPU machine's Python), the test split evaluated every epoch; IMDB (25k -> 25k) one seed, IMDB_EPOCHS (10);
-#   all with a 5% validation split, each call limited to ACCURACY_TIMEOUT (600) seconds.
+#   seeds; paired runs need h5py in the GPU machine's Python), the test split evaluated every
+#   epoch; IMDB (25k -> 25k) one seed, IMDB_EPOCHS (10); all with a 5% validation split, each
+#   call limited to ACCURACY_TIMEOUT (600) seconds.
 #   Tables and per-run metrics go to OUT_DIR/accuracy/.
 set -uo pipefail
 archive=$1
