@@ -52,8 +52,8 @@ done
 import json, math, sys
 work, rate = sys.argv[1], sys.argv[2]
 for r in (rate, "0"):
-    ours = [json.loads(l)["loss"] for l in open(f"{work}/textscale-d{r}/metrics.jsonl")
-            if json.loads(l).get("type") == "interval"]
+    records = [json.loads(l) for l in open(f"{work}/textscale-d{r}/metrics.jsonl")]
+    ours = [x["loss"] for x in records if x.get("type") == "interval"]
     peer = [json.loads(l)["loss"] for l in open(f"{work}/pytorch-d{r}.jsonl")]
     if len(ours) != len(peer) or not ours:
         sys.exit(f"error: {len(ours)} textscale steps against {len(peer)} PyTorch steps")
