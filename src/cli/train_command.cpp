@@ -199,6 +199,9 @@ int train_command(const std::vector<std::string>& arguments) {
       po::store(po::command_line_parser(tokens).options(options).run(), values);
     }
     if (values.count("resume")) {
+      if (values.count("init-from"))
+        throw UsageError{
+            "--resume and --init-from exclude each other (a resume takes its weights from the checkpoint)"};
       const auto saved = options_from_checkpoint(values["resume"].as<std::string>(), values);
       // Options not given now come from the checkpoint; --max-steps applies to one invocation.
       const auto tokens = option_tokens(saved, {"resume", "run-dir", "max-steps", "progress"});
@@ -214,6 +217,9 @@ int train_command(const std::vector<std::string>& arguments) {
   }
   if (c.train_path.empty()) throw UsageError{"--train FILE is required"};
   nlohmann::json resolved = resolved_options(values);
+  // A run started from --init-from records it, and its resume keeps the record, but the weights now
+  // come from the checkpoint being resumed.
+  if (values.count("resume")) c.init_from.clear();
   // --batch-per-rank is a way of giving the global batch: the run records (and a resume keeps)
   // the global batch it resolves to.
   if (const auto per_rank = values["batch-per-rank"].as<std::int64_t>(); per_rank != 0) {

@@ -125,6 +125,14 @@ run_ts 0 train --train train.h5 "${tiny_crepe[@]}" --dropout 0 --epochs 1 --max-
   --init-from crepe-full/checkpoint.h5 --run-dir crepe-nodropout --progress off
 run_ts 1 train --train train.h5 --resume crepe-nodropout/checkpoint.h5 --dropout 0.5
 expect_in "$WORK/err" "was trained with --dropout 0.0, this command gives 0.5"
+# A run started from --init-from resumes (its checkpoint records the option), to the same state.
+init=(--train train.h5 "${tiny_crepe[@]}" --init-from crepe-full/checkpoint.h5 --epochs 1 --progress off)
+run_ts 0 train "${init[@]}" --run-dir crepe-init-full
+run_ts 0 train "${init[@]}" --run-dir crepe-init-cut --max-steps 7
+run_ts 0 train --resume crepe-init-cut/checkpoint.h5
+same_state crepe-init-full/checkpoint.h5 crepe-init-cut/checkpoint.h5 "a run from --init-from, resumed"
+run_ts 2 train --resume crepe-init-cut/checkpoint.h5 --init-from crepe-full/checkpoint.h5
+expect_in "$WORK/err" "--resume and --init-from exclude each other"
 head -c 20000 crepe-full/checkpoint.h5 > truncated.h5
 run_ts 1 evaluate --checkpoint truncated.h5 --data test.h5
 expect_in "$WORK/err" "truncated.h5"
