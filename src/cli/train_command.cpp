@@ -193,9 +193,8 @@ int train_command(const std::vector<std::string>& arguments) {
     if (values.count("config") && values.count("resume"))
       throw UsageError{"--config and --resume exclude each other (a resume takes its checkpoint's options)"};
     if (values.count("config")) {
-      // A repeat is a new run.
-      const auto tokens =
-          option_tokens(options_from_config(values["config"].as<std::string>()), {"resume", "run-dir", "init-from"});
+      // A repeat is a new run, from the same starting weights where the run had --init-from.
+      const auto tokens = option_tokens(options_from_config(values["config"].as<std::string>()), {"resume", "run-dir"});
       po::store(po::command_line_parser(tokens).options(options).run(), values);
     }
     if (values.count("resume")) {

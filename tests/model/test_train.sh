@@ -131,6 +131,9 @@ run_ts 0 train "${init[@]}" --run-dir crepe-init-full
 run_ts 0 train "${init[@]}" --run-dir crepe-init-cut --max-steps 7
 run_ts 0 train --resume crepe-init-cut/checkpoint.h5
 same_state crepe-init-full/checkpoint.h5 crepe-init-cut/checkpoint.h5 "a run from --init-from, resumed"
+# --config repeats it from the same starting weights.
+run_ts 0 train --config crepe-init-full/config.json --run-dir crepe-init-again
+same_state crepe-init-full/checkpoint.h5 crepe-init-again/checkpoint.h5 "a run from --init-from, repeated by --config"
 run_ts 2 train --resume crepe-init-cut/checkpoint.h5 --init-from crepe-full/checkpoint.h5
 expect_in "$WORK/err" "--resume and --init-from exclude each other"
 head -c 20000 crepe-full/checkpoint.h5 > truncated.h5
