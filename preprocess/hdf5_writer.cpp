@@ -73,7 +73,8 @@ RowFileWriter::RowFileWriter(std::string path, RowLayout layout, bool overwrite,
       seed_(seed),
       expected_rows_(expected_rows) {
   namespace fs = std::filesystem;
-  if (!overwrite_ && fs::exists(path_))
+  std::error_code error;
+  if (!overwrite_ && fs::exists(path_, error))
     throw InputError("output '" + path_ + "' exists (use --overwrite to replace it)");
   temporary_path_ = path_ + ".tmp-" + std::to_string(::getpid());
   // Every object of 4 KiB or more starts on a page boundary, so preallocated chunks can take
@@ -85,6 +86,18 @@ RowFileWriter::RowFileWriter(std::string path, RowLayout layout, bool overwrite,
     H5Eclear2(H5E_DEFAULT);
     throw IoError(errno_message("cannot create output '" + temporary_path_ + "'", errno));
   }
+  // The destructor does not run for a constructor that throws: remove the temporary file here.
+  try {
+    set_up();
+  } catch (...) {
+    columns_.clear();
+    file_.reset();
+    std::remove(temporary_path_.c_str());
+    throw;
+  }
+}
+
+void RowFileWriter::set_up() {
   const auto add = [&](const char* name, hid_t file_type, hid_t memory_type, hsize_t width, std::size_t element) {
     auto column = std::make_unique<Column>();
     column->name = name;
@@ -367,7 +380,8 @@ void RowFileWriter::finish() {
 
 void RowFileWriter::publish() {
   if (!finished_) throw Error("RowFileWriter::publish before finish");
-  if (!overwrite_ && std::filesystem::exists(path_))
+  std::error_code error;
+  if (!overwrite_ && std::filesystem::exists(path_, error))
     throw InputError("output '" + path_ + "' appeared while writing (use --overwrite to replace it)");
   if (std::rename(temporary_path_.c_str(), path_.c_str()) != 0)
     throw IoError(errno_message("cannot rename '" + temporary_path_ + "' to '" + path_ + "'", errno));

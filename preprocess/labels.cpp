@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "textscale/common/error.h"
+#include "textscale/common/schema.h"
 
 namespace textscale::preprocess {
 
@@ -21,7 +22,9 @@ std::vector<std::string> read_class_names(const std::string& path) {
   if (!in) throw IoError(errno_message("cannot open classes file '" + path + "'", errno));
   std::vector<std::string> names;
   std::string line;
-  while (std::getline(in, line)) {
+  for (bool first = true; std::getline(in, line); first = false) {
+    // A byte-order mark (as some editors write UTF-8) is not part of the first name.
+    if (first && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);
     const std::string_view name = trim(line);
     if (!name.empty()) names.emplace_back(name);
   }
@@ -53,17 +56,26 @@ LabelMapper::Result LabelMapper::map(std::string_view field) const {
   }
   std::int64_t number = 0;
   const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), number);
-  if (error != std::errc() || end != value.data() + value.size() || value.empty()) {
+  const bool all_digits = !value.empty() && end == value.data() + value.size();
+  if (error == std::errc::result_out_of_range && all_digits) {
+    result.reason = BadRowReason::label_out_of_range;
+    result.detail = "label " + std::string(value.substr(0, 80)) + " is out of range";
+    return result;
+  }
+  if (error != std::errc() || !all_digits) {
     result.reason = BadRowReason::label_not_integer;
     result.detail = "label '" + std::string(value.substr(0, 80)) + "' is not an integer";
     return result;
   }
   const std::int64_t base = kind_ == LabelKind::index1 ? 1 : 0;
   const std::int64_t index = number - base;
-  if (index < 0 || (num_classes_ > 0 && index >= num_classes_) || index > INT32_MAX) {
+  // Without a class list the number of classes is the largest label + 1: bounded, so that one
+  // stray number cannot make the writer count (and store) millions of empty classes.
+  const std::int64_t bound = num_classes_ > 0 ? num_classes_ : kMaxClasses;
+  if (index < 0 || index >= bound) {
     result.reason = BadRowReason::label_out_of_range;
     result.detail = "label " + std::to_string(number) + " is outside " + std::to_string(base) + ".." +
-                    (num_classes_ > 0 ? std::to_string(num_classes_ - 1 + base) : std::string("(no bound)"));
+                    std::to_string(bound - 1 + base) + (num_classes_ > 0 ? "" : " (no class list given)");
     return result;
   }
   result.label = static_cast<std::int32_t>(index);

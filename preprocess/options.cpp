@@ -52,10 +52,30 @@ std::string default_validation_path(const std::string& output) {
   return output + ".valid.h5";
 }
 
+namespace {
+
+// Bounds that keep a mistyped option from allocating gigabytes or overflowing an index: far
+// beyond any real corpus's needs.
+constexpr int kMaxColumn = 4095;
+constexpr int kMaxLength = 1 << 20;             // characters or words a row
+constexpr std::size_t kMaxRowBytes = 1u << 30;  // field offsets are 32-bit
+constexpr int kMaxThreads = 1024;
+
+// The same file, as far as the paths tell (a path that cannot be resolved is not the same).
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code error_a, error_b;
+  const auto canonical_a = std::filesystem::weakly_canonical(a, error_a);
+  const auto canonical_b = std::filesystem::weakly_canonical(b, error_b);
+  return !error_a && !error_b && canonical_a == canonical_b;
+}
+
+}  // namespace
+
 void resolve(PreprocessOptions& o) {
   namespace fs = std::filesystem;
   if (o.input.empty()) throw InputError("--input is required");
   if (o.output.empty()) throw InputError("--output is required");
+  if (o.input != "-" && same_file(o.input, o.output)) throw InputError("--output must differ from --input");
   switch (o.format) {
     case InputFormat::zhang:
       o.delimiter = ',';
@@ -65,7 +85,8 @@ void resolve(PreprocessOptions& o) {
       o.labels = LabelKind::index1;
       if (o.classes_file.empty() && o.input != "-") {
         const fs::path beside = fs::path(o.input).parent_path() / "classes.txt";
-        if (fs::is_regular_file(beside)) o.classes_file = beside.string();
+        std::error_code error;  // an unreadable folder: no class list beside the input
+        if (fs::is_regular_file(beside, error)) o.classes_file = beside.string();
       }
       break;
     case InputFormat::imdb:
@@ -73,9 +94,11 @@ void resolve(PreprocessOptions& o) {
       o.classes_file.clear();
       break;
     case InputFormat::tsv:
-      if (o.label_column < 0) throw InputError("--label-column must be >= 0");
+      if (o.label_column < 0 || o.label_column > kMaxColumn)
+        throw InputError("--label-column must be in 0.." + std::to_string(kMaxColumn));
       for (const int column : o.text_columns) {
-        if (column < 0) throw InputError("--text-columns must be >= 0");
+        if (column < 0 || column > kMaxColumn)
+          throw InputError("--text-columns must be in 0.." + std::to_string(kMaxColumn));
         if (column == o.label_column) throw InputError("--text-columns includes the label column");
       }
       if (o.labels == LabelKind::names && o.classes_file.empty())
@@ -84,21 +107,27 @@ void resolve(PreprocessOptions& o) {
   }
   if (!o.classes_file.empty()) o.class_names = read_class_names(o.classes_file);
   if (!o.chars && !o.words) throw InputError("nothing to write: both --no-chars and --no-words given");
-  if (o.chars && o.char_length < 1) throw InputError("--char-length must be >= 1");
-  if (o.words && o.word_length < 1) throw InputError("--word-length must be >= 1");
+  if (o.chars && (o.char_length < 1 || o.char_length > kMaxLength))
+    throw InputError("--char-length must be in 1.." + std::to_string(kMaxLength));
+  if (o.words && (o.word_length < 1 || o.word_length > kMaxLength))
+    throw InputError("--word-length must be in 1.." + std::to_string(kMaxLength));
   if (o.words && o.vocab_from.empty() && o.vocab_size < 3)
     throw InputError("--vocab-size must be >= 3 (it counts the reserved ids 0 and 1)");
   if (!o.vocab_from.empty() && !o.words) throw InputError("--vocab-from needs word encoding (drop --no-words)");
-  if (o.validation_fraction < 0.0 || o.validation_fraction >= 1.0)
+  if (!(o.validation_fraction >= 0.0 && o.validation_fraction < 1.0))  // also refuses NaN
     throw InputError("--validation-fraction must be in [0, 1)");
   if (o.validation_fraction > 0.0 && o.validation_output.empty())
     o.validation_output = default_validation_path(o.output);
   if (o.validation_fraction == 0.0) o.validation_output.clear();
-  if (!o.validation_output.empty() && fs::weakly_canonical(o.validation_output) == fs::weakly_canonical(o.output))
+  if (!o.validation_output.empty() && same_file(o.validation_output, o.output))
     throw InputError("--validation-output must differ from --output");
+  if (!o.validation_output.empty() && o.input != "-" && same_file(o.validation_output, o.input))
+    throw InputError("--validation-output must differ from --input");
   if (o.min_count < 1) throw InputError("--min-count must be >= 1");
   if (o.compression < 0 || o.compression > 9) throw InputError("--compress must be 0..9");
-  if (o.max_row_bytes < 16) throw InputError("--max-row-bytes must be >= 16");
+  if (o.max_row_bytes < 16 || o.max_row_bytes > kMaxRowBytes)
+    throw InputError("--max-row-bytes must be in 16.." + std::to_string(kMaxRowBytes));
+  if (o.threads > kMaxThreads) throw InputError("--threads must be at most " + std::to_string(kMaxThreads));
   if (o.threads <= 0) o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (o.split.empty()) o.split = o.vocab_from.empty() ? "train" : "test";
   if (o.max_errors_shown < 0) o.max_errors_shown = 0;

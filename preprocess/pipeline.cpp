@@ -1,5 +1,7 @@
 #include "textscale/preprocess/pipeline.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <pthread.h>
@@ -20,6 +22,7 @@
 #include <numeric>
 #include <optional>
 #include <sstream>
+#include <system_error>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -29,6 +32,7 @@
 #include "textscale/common/hdf5.h"
 #include "textscale/common/interrupt.h"
 #include "textscale/common/log.h"
+#include "textscale/common/schema.h"
 #include "textscale/preprocess/hdf5_writer.h"
 #include "textscale/preprocess/record_reader.h"
 #include "textscale/preprocess/row_encoder.h"
@@ -36,8 +40,6 @@
 #include "textscale/preprocess/token_spool.h"
 
 namespace textscale::preprocess {
-
-inline constexpr std::int64_t kSchemaVersion = 1;
 
 std::int64_t PreprocessSummary::bad_rows() const {
   return std::accumulate(bad_by_reason.begin(), bad_by_reason.end(), std::int64_t{0});
@@ -61,19 +63,29 @@ class Pass {
   Pass(RecordReader& reader, int threads) : reader_(reader), threads_(threads), capacity_(2 * threads + 2) {}
 
   void run(const Work& work, const Consume& consume) {
-    std::thread reader([&] {
-      guard([&] { read(); });
-      reader_done_ = true;
-    });
+    std::thread reader;
     std::vector<std::thread> workers;
-    for (int w = 0; w < threads_; ++w) workers.emplace_back([&, w] { guard([&] { encode(w, work); }); });
+    try {
+      reader = std::thread([&] {
+        guard([&] { read(); });
+        reader_done_ = true;
+      });
+      for (int w = 0; w < threads_; ++w) workers.emplace_back([&, w] { guard([&] { encode(w, work); }); });
+    } catch (const std::system_error& error) {
+      // The system refused a thread (a process limit): stop the ones started, then report.
+      guard([&] {
+        throw IoError("cannot start " + std::to_string(threads_ + 1) + " preprocessing threads (--threads " +
+                      std::to_string(threads_) + "): " + error.what());
+      });
+      reader_done_ = reader_done_ || !reader.joinable();
+    }
     guard([&] { deliver(consume); });
     // After an interrupt the reader may be blocked reading a pipe: signal it until it notices.
     while (interrupt_signal() != 0 && !reader_done_) {
       pthread_kill(reader.native_handle(), interrupt_signal());
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    reader.join();
+    if (reader.joinable()) reader.join();
     for (auto& worker : workers) worker.join();
     if (error_) std::rethrow_exception(error_);
   }
@@ -189,22 +201,46 @@ class BadRowLog {
   PreprocessSummary& summary_;
 };
 
-// Standard input cannot be read twice: copy it to a temporary file beside the output first.
-class StdinCopy {
+// Whether `path` names something that can be read only once (after symlinks): a pipe, FIFO,
+// socket or character device. Anything else, or a path that cannot be examined, goes to the
+// reader, which reports what is wrong with it.
+bool is_stream(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0 &&
+         (S_ISFIFO(info.st_mode) || S_ISCHR(info.st_mode) || S_ISSOCK(info.st_mode));
+}
+
+// Standard input, a pipe or a FIFO cannot be read twice: copy it to a temporary file beside the
+// output first.
+class StreamCopy {
  public:
-  explicit StdinCopy(const std::string& output) : path_(output + ".stdin-" + std::to_string(::getpid())) {
+  // `input`: "-" for standard input, else the path of the pipe or FIFO.
+  StreamCopy(const std::string& input, const std::string& output)
+      : path_(output + ".stdin-" + std::to_string(::getpid())) {
+    const std::string name = input == "-" ? std::string("standard input") : "input '" + input + "'";
+    int fd = STDIN_FILENO;
+    if (input != "-") {
+      while ((fd = ::open(input.c_str(), O_RDONLY | O_CLOEXEC)) < 0 && errno == EINTR) throw_if_interrupted();
+      if (fd < 0) throw IoError(errno_message("cannot open " + name, errno));
+    }
+    const auto close_input = [&] {
+      if (fd != STDIN_FILENO) ::close(fd);
+    };
     std::unique_ptr<std::FILE, int (*)(std::FILE*)> out(std::fopen(path_.c_str(), "wb"), std::fclose);
-    if (!out) throw IoError(errno_message("cannot create temporary file '" + path_ + "'", errno));
+    if (!out) {
+      close_input();
+      throw IoError(errno_message("cannot create temporary file '" + path_ + "'", errno));
+    }
     try {
       std::vector<char> buffer(1u << 20);
       for (;;) {
         throw_if_interrupted();
-        const ssize_t got = ::read(STDIN_FILENO, buffer.data(), buffer.size());
+        const ssize_t got = ::read(fd, buffer.data(), buffer.size());
         if (got < 0 && errno == EINTR) {
           throw_if_interrupted();
           continue;
         }
-        if (got < 0) throw IoError(errno_message("cannot read standard input", errno));
+        if (got < 0) throw IoError(errno_message("cannot read " + name, errno));
         if (got == 0) break;
         if (std::fwrite(buffer.data(), 1, static_cast<std::size_t>(got), out.get()) != static_cast<std::size_t>(got))
           throw IoError(errno_message("cannot write temporary file '" + path_ + "'", errno));
@@ -212,12 +248,16 @@ class StdinCopy {
       if (std::fclose(out.release()) != 0)
         throw IoError(errno_message("cannot write temporary file '" + path_ + "'", errno));
     } catch (...) {
+      close_input();
       out.reset();
       std::remove(path_.c_str());
       throw;
     }
+    close_input();
   }
-  ~StdinCopy() { std::remove(path_.c_str()); }
+  StreamCopy(const StreamCopy&) = delete;
+  StreamCopy& operator=(const StreamCopy&) = delete;
+  ~StreamCopy() { std::remove(path_.c_str()); }
   [[nodiscard]] const std::string& path() const { return path_; }
 
  private:
@@ -386,18 +426,21 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
   const PreprocessOptions& o = options;
   PreprocessSummary summary;
 
-  // Refuse early, before any work, when an output exists.
+  // Refuse early, before any work, when an output exists (or, even with --overwrite, is a folder).
   for (const std::string& path : {o.output, o.validation_output}) {
-    if (!path.empty() && !o.overwrite && std::filesystem::exists(path))
-      throw InputError("output '" + path + "' exists (use --overwrite to replace it)");
+    std::error_code error;
+    const auto status = std::filesystem::symlink_status(path, error);
+    if (path.empty() || !std::filesystem::exists(status)) continue;
+    if (std::filesystem::is_directory(status)) throw InputError("output '" + path + "' is a folder");
+    if (!o.overwrite) throw InputError("output '" + path + "' exists (use --overwrite to replace it)");
   }
 
   const bool count_pass = o.words && o.vocab_from.empty();
-  std::optional<StdinCopy> stdin_copy;
+  std::optional<StreamCopy> stream_copy;
   std::string input = o.input;
-  if (input == "-" && count_pass) {
-    stdin_copy.emplace(o.output);
-    input = stdin_copy->path();
+  if (count_pass && o.format != InputFormat::imdb && (input == "-" || is_stream(input))) {
+    stream_copy.emplace(input, o.output);
+    input = stream_copy->path();
   }
   const std::string source_name = o.input == "-" ? "<stdin>" : o.input;
 
@@ -501,6 +544,12 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
     ++summary.passes;
   }
   if (train.rows() == 0) throw InputError("input '" + source_name + "' holds no usable row");
+  if (valid && valid->rows() == 0)
+    throw InputError("the validation split of '" + source_name + "' holds no row (raise --validation-fraction)");
+  // Both files count the same classes: a class that only one split happens to hold is still a class
+  // of the other.
+  training_classes = std::max({training_classes, static_cast<std::int64_t>(train.class_counts().size()),
+                               valid ? static_cast<std::int64_t>(valid->class_counts().size()) : std::int64_t{0}});
 
   const auto commit_start = Clock::now();
   summary.encode_seconds = std::chrono::duration<double>(commit_start - encode_start).count();
@@ -516,8 +565,15 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
   train.finish();
   if (valid) valid->finish();
   throw_if_interrupted();
-  train.publish();
+  // The validation file first: if the training file then cannot take its name, the new
+  // validation file is removed again rather than left beside an older training file.
   if (valid) valid->publish();
+  try {
+    train.publish();
+  } catch (...) {
+    if (valid) std::remove(o.validation_output.c_str());
+    throw;
+  }
   const auto end = Clock::now();
   summary.commit_seconds = std::chrono::duration<double>(end - commit_start).count();
   summary.seconds = std::chrono::duration<double>(end - start).count();

@@ -5,6 +5,10 @@
 #include <cstring>
 #include <fstream>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "textscale/common/error.h"
 
 namespace textscale::preprocess {
@@ -51,6 +55,8 @@ class DelimitedReader final : public RecordReader {
       scratch.sources.push_back(source_.path());
       RawRecord record;
       if (read_record(scratch, record)) {
+        if (record.bad)
+          throw InputError(scratch.where(record) + ": header: " + to_string(record.reason) + ": " + record.detail);
         for (std::uint32_t i = 0; i < record.field_count; ++i) header_.emplace_back(scratch.field(record, i));
         expected_fields_ = static_cast<int>(record.field_count);
       }
@@ -78,7 +84,7 @@ class DelimitedReader final : public RecordReader {
   const std::vector<std::string>& header() const override { return header_; }
 
  private:
-  enum class State { field_start, unquoted, quoted, after_quote, after_quote_cr, skip_line };
+  enum class State { field_start, unquoted, quoted, after_quote, skip_line };
 
   bool fill() {
     if (eof_) return false;
@@ -101,6 +107,17 @@ class DelimitedReader final : public RecordReader {
     block.fields.push_back(FieldSpan{static_cast<std::uint32_t>(field_start),
                                      static_cast<std::uint32_t>(block.arena.size() - field_start)});
     ++record.field_count;
+  }
+
+  // A line ended at the CR just consumed: a LF right after it is part of that line end (CRLF),
+  // skipped at the next record's start, even when it comes with the next buffer.
+  void end_line_at_cr() {
+    if (pos_ < end_ && buffer_[pos_] == '\n') {
+      ++pos_;
+    } else {
+      after_cr_ = true;
+    }
+    ++line_;
   }
 
   void mark_bad(RawRecord& record, BadRowReason reason, std::string detail) {
@@ -174,21 +191,29 @@ class DelimitedReader final : public RecordReader {
         return true;
       }
       started = true;
-      if (state != State::skip_line && block.arena.size() - record_start > options_.max_row_bytes) {
+      if (block.arena.size() - record_start > options_.max_row_bytes) {
         mark_bad(record, BadRowReason::row_too_long,
                  "longer than --max-row-bytes " + std::to_string(options_.max_row_bytes));
-        state = State::skip_line;
+        // Parsing goes on to where the record really ends (a newline inside quotes is text, not
+        // the end), but what was copied is dropped: the arena stays bounded.
+        block.arena.resize(record_start);
+        block.fields.resize(record.first_field);
+        record.field_count = 0;
+        field_start = record_start;
       }
       const char* data = buffer_.data();
       if (state == State::field_start && record.field_count == 0 && block.arena.size() == record_start &&
           (data[pos_] == '\n' || data[pos_] == '\r')) {
-        // Empty lines (and a stray carriage return at a record's start) are skipped.
-        if (data[pos_] == '\n') ++line_;
+        // Empty lines are skipped. A line ends at LF, CRLF or a lone CR; the LF of a CRLF whose
+        // CR ended the previous line is not a line of its own.
+        if (data[pos_] == '\r' || !after_cr_) ++line_;
+        after_cr_ = data[pos_] == '\r';
         ++pos_;
         record.line = line_;
         started = false;
         continue;
       }
+      after_cr_ = false;
       switch (state) {
         case State::field_start:
           if (data[pos_] == '"' && options_.quoting) {
@@ -203,7 +228,11 @@ class DelimitedReader final : public RecordReader {
           const char* begin = data + pos_;
           const std::size_t available = end_ - pos_;
           const char* newline = static_cast<const char*>(std::memchr(begin, '\n', available));
-          const std::size_t limit = newline ? static_cast<std::size_t>(newline - begin) : available;
+          std::size_t limit = newline ? static_cast<std::size_t>(newline - begin) : available;
+          // A carriage return ends the line too: CRLF, or a lone CR (old Mac files; Python's csv
+          // module reads them the same way).
+          const char* cr = static_cast<const char*>(std::memchr(begin, '\r', limit));
+          if (cr) limit = static_cast<std::size_t>(cr - begin);
           const char* stop = static_cast<const char*>(std::memchr(begin, delimiter, limit));
           if (stop) {
             block.arena.append(begin, static_cast<std::size_t>(stop - begin));
@@ -211,13 +240,14 @@ class DelimitedReader final : public RecordReader {
             field_start = block.arena.size();
             pos_ += static_cast<std::size_t>(stop - begin) + 1;
             state = State::field_start;
-          } else if (newline) {
+          } else if (cr || newline) {
             block.arena.append(begin, limit);
-            // CRLF: the CR may have arrived at the end of the previous buffer.
-            if (block.arena.size() > field_start && block.arena.back() == '\r') block.arena.pop_back();
             end_field(block, record, field_start);
             pos_ += limit + 1;
-            ++line_;
+            if (cr)
+              end_line_at_cr();
+            else
+              ++line_;
             finish_record(block, record_start, record);
             return true;
           } else {
@@ -258,8 +288,11 @@ class DelimitedReader final : public RecordReader {
             finish_record(block, record_start, record);
             return true;
           } else if (c == '\r') {
+            end_field(block, record, field_start);
             ++pos_;
-            state = State::after_quote_cr;
+            end_line_at_cr();
+            finish_record(block, record_start, record);
+            return true;
           } else {
             mark_bad(record, BadRowReason::stray_quote,
                      std::string("unexpected '") + c + "' after the closing quote of field " +
@@ -269,23 +302,17 @@ class DelimitedReader final : public RecordReader {
           }
           break;
         }
-        case State::after_quote_cr:
-          if (data[pos_] == '\n') {
-            end_field(block, record, field_start);
-            ++pos_;
-            ++line_;
-            finish_record(block, record_start, record);
-            return true;
-          }
-          mark_bad(record, BadRowReason::stray_quote, "carriage return inside a record");
-          state = State::skip_line;
-          break;
         case State::skip_line: {
           const char* begin = data + pos_;
           const char* newline = static_cast<const char*>(std::memchr(begin, '\n', end_ - pos_));
-          if (newline) {
-            pos_ += static_cast<std::size_t>(newline - begin) + 1;
-            ++line_;
+          const std::size_t limit = newline ? static_cast<std::size_t>(newline - begin) : end_ - pos_;
+          const char* cr = static_cast<const char*>(std::memchr(begin, '\r', limit));
+          if (cr || newline) {
+            pos_ += (cr ? static_cast<std::size_t>(cr - begin) : limit) + 1;
+            if (cr)
+              end_line_at_cr();
+            else
+              ++line_;
             // Drop whatever part of the bad record was copied; keep its fields empty.
             block.arena.resize(record_start);
             block.fields.resize(record.first_field);
@@ -306,6 +333,7 @@ class DelimitedReader final : public RecordReader {
   std::size_t end_ = 0;
   bool eof_ = false;
   bool first_fill_ = true;
+  bool after_cr_ = false;  // the last line ended at a CR at the end of the buffer
   std::int64_t line_ = 1;
   std::int64_t ordinal_ = 0;
   int expected_fields_ = -1;
@@ -325,13 +353,15 @@ class ImdbReader final : public RecordReader {
       if (!fs::is_directory(dir))
         throw InputError("input '" + folder + "' is not an aclImdb split folder: '" + dir.string() + "' is missing");
       std::vector<std::pair<std::uint64_t, fs::path>> entries;
-      for (const auto& entry : fs::directory_iterator(dir)) {
-        if (entry.path().extension() != ".txt") continue;
-        const std::string stem = entry.path().filename().string();
+      std::error_code error;
+      for (fs::directory_iterator entry(dir, error), end; !error && entry != end; entry.increment(error)) {
+        if (entry->path().extension() != ".txt") continue;
+        const std::string stem = entry->path().filename().string();
         std::uint64_t id = UINT64_MAX;
         std::from_chars(stem.data(), stem.data() + stem.size(), id);
-        entries.emplace_back(id, entry.path());
+        entries.emplace_back(id, entry->path());
       }
+      if (error) throw IoError("cannot list '" + dir.string() + "': " + error.message());
       std::sort(entries.begin(), entries.end());
       for (auto& [id, path] : entries) files_.emplace_back(std::move(path), label);
     }
@@ -355,10 +385,10 @@ class ImdbReader final : public RecordReader {
       record.preset_label = label;
       record.first_field = static_cast<std::uint32_t>(block.fields.size());
       std::string content;
-      if (!read_file(path, content)) {
+      if (std::string problem = read_file(path, content); !problem.empty()) {
         record.bad = true;
         record.reason = BadRowReason::unreadable_file;
-        record.detail = "cannot read the file";
+        record.detail = std::move(problem);
       } else if (content.size() > options_.max_row_bytes) {
         record.bad = true;
         record.reason = BadRowReason::row_too_long;
@@ -371,7 +401,10 @@ class ImdbReader final : public RecordReader {
       }
       if (sha_) {
         // Hash of the split: relative path, a NUL, then the content, file after file.
-        const std::string relative = std::filesystem::relative(path, root_).generic_string();
+        std::error_code error;  // e.g. a symlink loop: the path as listed
+        std::filesystem::path relative_path = std::filesystem::relative(path, root_, error);
+        if (error) relative_path = path.lexically_relative(root_);
+        const std::string relative = relative_path.generic_string();
         sha_->update(relative.data(), relative.size() + 1);
         sha_->update(content.data(), content.size());
       }
@@ -388,16 +421,34 @@ class ImdbReader final : public RecordReader {
   const std::vector<std::string>& header() const override { return header_; }
 
  private:
-  static bool read_file(const std::filesystem::path& path, std::string& content) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return false;
-    in.seekg(0, std::ios::end);
-    const auto size = in.tellg();
-    if (size < 0) return false;
-    content.resize(static_cast<std::size_t>(size));
-    in.seekg(0);
-    in.read(content.data(), size);
-    return static_cast<bool>(in) || size == 0;
+  // The whole file into `content`; on failure returns why. Only regular files: a folder, FIFO or
+  // device named *.txt is refused without blocking on it (O_NONBLOCK) or reading it whole.
+  static std::string read_file(const std::filesystem::path& path, std::string& content) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return errno_message("cannot open the file", errno);
+    struct stat info {};
+    std::string problem;
+    if (::fstat(fd, &info) != 0) {
+      problem = errno_message("cannot stat the file", errno);
+    } else if (!S_ISREG(info.st_mode)) {
+      problem = "not a regular file";
+    } else {
+      content.resize(static_cast<std::size_t>(info.st_size));
+      std::size_t done = 0;
+      while (done < content.size()) {
+        const ssize_t got = ::read(fd, content.data() + done, content.size() - done);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+          problem = errno_message("cannot read the file", errno);
+          break;
+        }
+        if (got == 0) break;  // shrank while being read: keep what is there
+        done += static_cast<std::size_t>(got);
+      }
+      content.resize(done);
+    }
+    ::close(fd);
+    return problem;
   }
 
   const PreprocessOptions& options_;

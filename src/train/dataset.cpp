@@ -8,12 +8,12 @@
 #include "textscale/common/error.h"
 #include "textscale/common/hash.h"
 #include "textscale/common/hdf5.h"
+#include "textscale/common/schema.h"
 
 namespace textscale::train {
 
 namespace {
 
-constexpr std::int64_t kSchemaVersion = 1;
 constexpr std::size_t kChunkCacheBytes = std::size_t{256} << 20;  // per training file and rank
 
 h5::Handle open_file(const std::string& path) {
@@ -38,6 +38,9 @@ Encoding read_encoding(hid_t file, const std::string& path) {
   Encoding e;
   require("num_classes");
   e.num_classes = h5::read_int_attribute(file, "num_classes");
+  if (e.num_classes < 1 || e.num_classes > kMaxClasses)
+    throw InputError(path + ": attribute num_classes is " + std::to_string(e.num_classes) + ", outside 1.." +
+                     std::to_string(kMaxClasses));
   if (h5::has_attribute(file, "classes")) e.classes = h5::read_string_list_attribute(file, "classes");
   if (!h5::has_attribute(file, "alphabet"))
     throw InputError(path + ": no character tensors (attribute 'alphabet' missing; was it made with --no-chars?)");

@@ -104,4 +104,114 @@ status=0
 expect_absent full2.h5
 no_leftovers "$WORK"
 
+
+# --- outputs that would destroy something ------------------------------------------------------
+printf '"1","a","b"\n"2","c","d"\n' > source.csv
+cp source.csv source.keep
+run_ts 1 preprocess --input source.csv --output source.csv --overwrite
+expect_in err "--output must differ from --input"
+cmp -s source.csv source.keep || fail "--output equal to --input replaced the input"
+mkdir -p out-folder
+run_ts 1 preprocess --input source.csv --output out-folder --overwrite
+expect_in err "output 'out-folder' is a folder"
+# A validation output that cannot be written leaves the previous training output as it was.
+echo "precious" > kept.h5
+run_ts 1 preprocess --input big.csv --output kept.h5 --overwrite --validation-fraction 0.5 --validation-output out-folder
+expect_in err "output 'out-folder' is a folder"
+[ "$(cat kept.h5)" = precious ] || fail "a failed run replaced kept.h5"
+no_leftovers "$WORK"
+
+# --- both splits of one run count the same classes, even when one split lacks a class ----------
+{ for i in $(seq 30); do printf '%d\tt %d\n' $((i % 3)) "$i"; done; printf '3\trare\n'; } > classes4.tsv
+run_ts 0 preprocess --input classes4.tsv --format tsv --labels index0 --no-words --output nc.h5 --validation-fraction 0.3
+py - <<'PY' || fail "train and validation files disagree on num_classes"
+import h5py
+a, b = h5py.File("nc.h5", "r"), h5py.File("nc.valid.h5", "r")
+assert a.attrs["num_classes"] == b.attrs["num_classes"] == 4, (a.attrs["num_classes"], b.attrs["num_classes"])
+PY
+
+# --- a huge label without a class list is a bad row, not millions of empty classes --------------
+printf '2147483647\ta\n1\tb\n0\tc\n99999999999999999999\td\n' > huge.tsv
+run_ts 0 preprocess --input huge.tsv --format tsv --labels index0 --no-words --output huge.h5
+expect_in err "huge.tsv:1: label out of range"
+expect_in err "huge.tsv:4: label out of range"
+expect_in out "wrote huge.h5: 2 rows"
+
+# --- line ends: LF, CRLF and lone CR (old Mac files) all end a row; a header must parse --------
+printf '1\ta\r0\tb\r\n1\tc\n' > cr.tsv
+run_ts 0 preprocess --input cr.tsv --format tsv --labels index0 --no-words --output cr.h5
+expect_in out "wrote cr.h5: 3 rows"
+printf 'label\t"text\n0\thello\n' > badheader.tsv
+run_ts 1 preprocess --input badheader.tsv --format tsv --header --labels index0 --no-words --output x.h5
+expect_in err "badheader.tsv:1: header: unterminated quote"
+
+# --- a class list with a byte-order mark --------------------------------------------------------
+printf '\xef\xbb\xbfneg\r\npos\r\n' > bom-classes.txt
+printf 'neg\tbad\npos\tgood\n' > named.tsv
+run_ts 0 preprocess --input named.tsv --format tsv --labels names --classes bom-classes.txt --no-words --output named.h5
+expect_in out "wrote named.h5: 2 rows"
+
+# --- a pipe read twice (the word pass counts words first): copied once, like standard input ----
+mkfifo fifo.csv
+(cat source.csv > fifo.csv &)
+run_ts 0 preprocess --input fifo.csv --output fifo.h5
+expect_in out "wrote fifo.h5: 2 rows"
+no_leftovers "$WORK"
+
+# --- IMDB folders: entries named *.txt that are not files are bad rows, never a hang -----------
+mkdir -p imdb/neg imdb/pos imdb/pos/2_7.txt
+echo "bad movie" > imdb/neg/0_1.txt
+echo "good movie" > imdb/pos/1_9.txt
+mkfifo imdb/pos/5_8.txt
+status=0
+timeout 60 "$TEXTSCALE_BIN" preprocess --input imdb --format imdb --output imdb.h5 >"$WORK/out" 2>"$WORK/err" || status=$?
+[ "$status" = 0 ] || fail "IMDB folder with a FIFO and a folder named *.txt: exit $status: $(cat "$WORK/err")"
+expect_in err "2_7.txt: unreadable file: not a regular file"
+expect_in err "5_8.txt: unreadable file: not a regular file"
+expect_in out "wrote imdb.h5: 2 rows"
+
+# --- option values out of range are refused by name ---------------------------------------------
+run_ts 1 preprocess --input source.csv --output x.h5 --validation-fraction nan
+expect_in err "--validation-fraction must be in [0, 1)"
+run_ts 1 preprocess --input source.csv --output x.h5 --max-row-bytes -1
+expect_in err "--max-row-bytes must be in 16.."
+run_ts 1 preprocess --input source.csv --output x.h5 --char-length 2000000000
+expect_in err "--char-length must be in 1.."
+run_ts 1 preprocess --input source.csv --output x.h5 --threads 100000
+expect_in err "--threads must be at most"
+run_ts 1 preprocess --input huge.tsv --format tsv --labels index0 --label-column 2147483647 --output x.h5
+expect_in err "--label-column must be in 0.."
+run_ts 1 preprocess --input big.csv --output x.h5 --validation-fraction 0.00001
+expect_in err "holds no row (raise --validation-fraction)"
+expect_absent x.h5 x.valid.h5
+no_leftovers "$WORK"
+
+# --- inspect refuses a damaged file instead of reading outside it ------------------------------
+run_ts 0 preprocess --input big.csv --output good.h5 --quiet
+for damage in labels-2d char-length code num-classes word-length; do
+  cp good.h5 "$damage.h5"
+  py - "$damage" <<'PY'
+import sys, h5py, numpy as np
+damage = sys.argv[1]
+f = h5py.File(damage + ".h5", "r+")
+if damage == "labels-2d":
+    del f["labels"]; f["labels"] = np.zeros((3000, 3), np.int32)
+elif damage == "char-length":
+    f["char_lengths"][0] = 100000
+elif damage == "code":
+    row = f["chars"][0]; row[0] = 250; f["chars"][0] = row
+elif damage == "num-classes":
+    f.attrs["num_classes"] = np.int64(10**15)
+elif damage == "word-length":
+    f["word_lengths"][0] = -4
+PY
+  run_ts 1 inspect "$damage.h5" --row 0
+done
+expect_in err "word-length.h5': dataset 'word_lengths' row 0 holds -4"
+for pair in "labels-2d:dataset 'labels' has rank 2" "char-length:dataset 'char_lengths' row 0 holds 100000" \
+  "code:holds code 250" "num-classes:attribute num_classes is 1000000000000000"; do
+  run_ts 1 inspect "${pair%%:*}.h5" --row 0
+  expect_in err "${pair#*:}"
+done
+
 finish

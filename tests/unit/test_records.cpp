@@ -134,6 +134,50 @@ BOOST_AUTO_TEST_CASE(row_over_the_size_bound) {
   BOOST_TEST(rows[2].line == 3);
 }
 
+BOOST_AUTO_TEST_CASE(quoted_field_over_the_size_bound_is_one_bad_row_whatever_it_holds) {
+  // The quoted text holds newlines and lines that look like rows: they are text of the one bad
+  // row, not rows of their own, however the reads split the input.
+  std::string long_field;
+  for (int i = 0; i < 40; ++i) long_field += "9,injected,row\n";
+  const std::string content = "\"1\",\"t\",\"ok\"\n\"2\",\"title\",\"" + long_field + "end\"\n\"3\",\"real\",\"row\"\n";
+  for (std::size_t read_bytes : {std::size_t{7}, std::size_t{64}, std::size_t{1} << 20}) {
+    PreprocessOptions options;
+    options.max_row_bytes = 100;
+    options.read_bytes = read_bytes;
+    const auto rows = parse(content, options);
+    BOOST_REQUIRE_MESSAGE(rows.size() == 3u, "read_bytes " << read_bytes << ": " << rows.size() << " rows");
+    BOOST_TEST(!rows[0].bad);
+    BOOST_TEST((rows[1].bad && rows[1].reason == BadRowReason::row_too_long));
+    BOOST_TEST(rows[2].fields == (std::vector<std::string>{"3", "real", "row"}));
+    BOOST_TEST(rows[2].line == 43);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(lone_cr_crlf_and_lf_line_ends_read_alike) {
+  // Old Mac files end lines with a lone CR; Python's csv module reads it as a line end too.
+  const std::string content = "1,a\r2,\"b\"\r\r3,c\r\n4,\"d\"\r\n\r\n5,e\n6,f\r";
+  PreprocessOptions whole;
+  const auto expected = parse(content, whole);
+  BOOST_REQUIRE(expected.size() == 6u);
+  const std::vector<std::int64_t> lines{1, 2, 4, 5, 7, 8};
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    BOOST_TEST(!expected[i].bad);
+    BOOST_TEST(expected[i].fields.size() == 2u);
+    BOOST_TEST(expected[i].fields[0] == std::to_string(i + 1));
+    BOOST_TEST(expected[i].line == lines[i]);
+  }
+  for (std::size_t read_bytes : {4u, 5u, 6u, 7u}) {
+    PreprocessOptions options;
+    options.read_bytes = read_bytes;
+    const auto rows = parse(content, options);
+    BOOST_REQUIRE(rows.size() == expected.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      BOOST_TEST(rows[i].fields == expected[i].fields, "read_bytes " << read_bytes << " row " << i);
+      BOOST_TEST(rows[i].line == expected[i].line, "read_bytes " << read_bytes << " row " << i);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(tsv_with_header_and_quotes_inside_unquoted_fields) {
   PreprocessOptions options;
   options.delimiter = '\t';

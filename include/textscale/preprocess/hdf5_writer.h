@@ -77,6 +77,7 @@ class RowFileWriter {
 
  private:
   struct Column;
+  void set_up();  // the columns (or the shuffle spool), after the file is created
   void create_columns();
   void create_extendible(Column& column, std::optional<std::int64_t> rows);
   void create_preallocated(Column& column, std::int64_t rows);

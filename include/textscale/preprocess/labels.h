@@ -18,8 +18,8 @@ namespace textscale::preprocess {
 
 class LabelMapper {
  public:
-  // `names` is the class list: when not empty it bounds integer labels to its size, and it is
-  // the map for LabelKind::names.
+  // `names` is the class list: when not empty it bounds integer labels to its size (else to
+  // kMaxClasses), and it is the map for LabelKind::names.
   LabelMapper(LabelKind kind, const std::vector<std::string>& names);
 
   struct Result {
