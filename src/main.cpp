@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,9 @@ int run(int argc, char** argv) {
   } catch (const textscale::Error& error) {
     std::fprintf(stderr, "%serror: %s\n", rank_tag().c_str(), error.what());
     return 1;
+  } catch (const std::filesystem::filesystem_error& error) {  // the system refused: not a bug
+    std::fprintf(stderr, "%serror: %s\n", rank_tag().c_str(), error.what());
+    return 1;
   } catch (const std::exception& error) {
     std::fprintf(stderr, "%sinternal error: %s\n", rank_tag().c_str(), error.what());
     return 3;
@@ -95,6 +99,8 @@ int main(int argc, char** argv) {
   // A write past a file-size limit then fails with EFBIG and is reported, instead of killing us.
   std::signal(SIGXFSZ, SIG_IGN);
   textscale::h5::skip_library_teardown_at_exit();
+  // HDF5's own stack dumps would precede every reported error; the errors carry that stack.
+  textscale::h5::silence_automatic_error_printing();
   textscale::install_interrupt_handlers();
   const int code = run(argc, argv);
   // In a data-parallel run a rank that fails ends the whole job at once (MPI_Abort): the other

@@ -39,6 +39,7 @@ int evaluate_command(const std::vector<std::string>& arguments) {
   engine::DnnlBackend::set_threads(threads);
   const train::CheckpointInfo info = train::read_checkpoint_info(checkpoint);
   const train::CharDataset dataset = train::load_char_dataset(data);
+  if (dataset.rows == 0) throw InputError(data + ": no rows to evaluate");
   info.encoding.check_compatible(dataset.encoding, checkpoint, data);
   auto backend = train::make_backend(device, backend_name, precision);
   engine::Model<float> model(info.model, backend->memory());

@@ -85,7 +85,6 @@ int inspect_command(const std::vector<std::string>& arguments) {
   if (!parse_options(arguments, options, values, &positional)) return 0;
   if (path.empty()) throw UsageError{"a file to inspect is required"};
 
-  h5::silence_automatic_error_printing();
   h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!file.valid()) throw InputError("'" + path + "' is not a readable HDF5 file");
   const hid_t f = file.get();

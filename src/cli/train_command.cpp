@@ -2,6 +2,7 @@
 #include <boost/program_options.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -67,14 +68,20 @@ std::vector<std::string> option_tokens(const nlohmann::json& options, const std:
 }
 
 // A saved configuration's options (config.json of a run directory, or a bare object of options).
-nlohmann::json options_from_config(const std::string& path) {
+// A run directory stands for its config.json.
+nlohmann::json options_from_config(std::string path) {
+  std::error_code status;
+  if (std::filesystem::is_directory(path, status)) path += "/config.json";
   std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot read the configuration file");
+  if (!in || std::filesystem::is_directory(path, status))
+    throw InputError(path + ": cannot read the configuration file");
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& error) {
     throw InputError(path + ": not valid JSON: " + error.what());
+  } catch (const std::exception& error) {
+    throw InputError(path + ": cannot read the configuration file: " + error.what());
   }
   const nlohmann::json& options = j.contains("options") ? j["options"] : j;
   if (!options.is_object()) throw InputError(path + ": expected a JSON object of options");

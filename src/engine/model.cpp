@@ -108,7 +108,7 @@ Model<T>::Model(const ModelConfig& config, const Memory& memory) : config_(confi
   if (config.features < 0) throw InputError("--features must not be negative (0 = the published value)");
   if (config.fc < 0) throw InputError("--fc must not be negative (0 = the published value)");
   if (config.embedding < 1 || config.kmax < 1) throw InputError("the embedding size and k of k-max must be positive");
-  if (config.dropout < 0 || config.dropout >= 1) throw InputError("--dropout must be in [0, 1)");
+  if (!(config.dropout >= 0 && config.dropout < 1)) throw InputError("--dropout must be in [0, 1)");  // NaN too
   if (config.alphabet < 1 || config.alphabet > 255) throw InputError("the alphabet must have 1 to 255 symbols");
   const std::string& name = config.name;
   if (name == "crepe-small" || name == "crepe-large")

@@ -199,21 +199,11 @@ CheckpointInfo read_info(const std::string& path) {
   return info;
 }
 
-// Names the file in errors from below (HDF5 and attribute helpers do not know it).
-template <typename Fn>
-auto naming_file(const std::string& path, Fn fn) {
-  try {
-    return fn();
-  } catch (const InputError&) {
-    throw;
-  } catch (const Error& error) {
-    throw InputError(path + ": damaged or incomplete checkpoint: " + error.what());
-  }
-}
+constexpr const char* kDamaged = "damaged or incomplete checkpoint";
 }  // namespace
 
 CheckpointInfo read_checkpoint_info(const std::string& path) {
-  return naming_file(path, [&] { return read_info(path); });
+  return naming_file(path, kDamaged, [&] { return read_info(path); });
 }
 
 namespace {
@@ -254,7 +244,7 @@ void load(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimi
 
 template <typename T>
 void load_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimizer) {
-  naming_file(path, [&] { load(path, model, optimizer); });
+  naming_file(path, kDamaged, [&] { load(path, model, optimizer); });
 }
 
 template void save_checkpoint<float>(const std::string&, engine::Model<float>&, Optimizer<float>*,

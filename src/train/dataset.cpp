@@ -25,7 +25,7 @@ h5::Handle open_file(const std::string& path) {
   return file;
 }
 
-Encoding read_encoding(hid_t file, const std::string& path) {
+Encoding read_encoding_attributes(hid_t file, const std::string& path) {
   auto require = [&](const char* name) {
     if (!h5::has_attribute(file, name))
       throw InputError(path + ": attribute '" + name + "' missing; not a textscale dataset (see docs/hdf5-schema.md)");
@@ -42,6 +42,9 @@ Encoding read_encoding(hid_t file, const std::string& path) {
     throw InputError(path + ": attribute num_classes is " + std::to_string(e.num_classes) + ", outside 1.." +
                      std::to_string(kMaxClasses));
   if (h5::has_attribute(file, "classes")) e.classes = h5::read_string_list_attribute(file, "classes");
+  if (!e.classes.empty() && static_cast<std::int64_t>(e.classes.size()) != e.num_classes)
+    throw InputError(path + ": attribute num_classes is " + std::to_string(e.num_classes) + " but 'classes' names " +
+                     std::to_string(e.classes.size()));
   if (!h5::has_attribute(file, "alphabet"))
     throw InputError(path + ": no character tensors (attribute 'alphabet' missing; was it made with --no-chars?)");
   e.alphabet = h5::read_string_attribute(file, "alphabet");
@@ -50,6 +53,10 @@ Encoding read_encoding(hid_t file, const std::string& path) {
   require("char_order");
   e.char_order = h5::read_string_attribute(file, "char_order");
   return e;
+}
+
+Encoding read_encoding(hid_t file, const std::string& path) {
+  return naming_file(path, "", [&] { return read_encoding_attributes(file, path); });
 }
 
 std::vector<hsize_t> dims_of(hid_t dataset) {

@@ -19,15 +19,20 @@ double learning_rate(const OptimizerConfig& o, const ScheduleConfig& s, std::int
 
 void validate(const OptimizerConfig& o, const ScheduleConfig& s) {
   if (o.kind != "sgd" && o.kind != "adam") throw InputError("--optimizer must be sgd or adam, not '" + o.kind + "'");
-  if (!(o.lr > 0)) throw InputError("--lr must be positive");
-  if (o.momentum < 0 || o.momentum >= 1) throw InputError("--momentum must be in [0, 1)");
-  if (o.weight_decay < 0) throw InputError("--weight-decay must not be negative");
-  if (o.clip_norm < 0) throw InputError("--clip-norm must not be negative");
-  if (o.beta1 < 0 || o.beta1 >= 1) throw InputError("--adam-beta1 must be in [0, 1)");
-  if (o.beta2 < 0 || o.beta2 >= 1) throw InputError("--adam-beta2 must be in [0, 1)");
-  if (!(o.epsilon > 0)) throw InputError("Adam's epsilon must be positive");
-  if (!(s.step_factor > 0)) throw InputError("--step-factor must be positive");
-  if (!(s.epoch_factor > 0)) throw InputError("--epoch-factor must be positive");
+  // Written so that NaN fails every check (a comparison with NaN is false) and infinity the
+  // finiteness ones.
+  const auto in_unit = [](double v) { return v >= 0 && v < 1; };
+  const auto finite_positive = [](double v) { return std::isfinite(v) && v > 0; };
+  const auto finite_non_negative = [](double v) { return std::isfinite(v) && v >= 0; };
+  if (!finite_positive(o.lr)) throw InputError("--lr must be a positive finite number");
+  if (!in_unit(o.momentum)) throw InputError("--momentum must be in [0, 1)");
+  if (!finite_non_negative(o.weight_decay)) throw InputError("--weight-decay must be a finite number >= 0");
+  if (!finite_non_negative(o.clip_norm)) throw InputError("--clip-norm must be a finite number >= 0");
+  if (!in_unit(o.beta1)) throw InputError("--adam-beta1 must be in [0, 1)");
+  if (!in_unit(o.beta2)) throw InputError("--adam-beta2 must be in [0, 1)");
+  if (!finite_positive(o.epsilon)) throw InputError("Adam's epsilon must be a positive finite number");
+  if (!finite_positive(s.step_factor)) throw InputError("--step-factor must be a positive finite number");
+  if (!finite_positive(s.epoch_factor)) throw InputError("--epoch-factor must be a positive finite number");
   if (s.kind != "constant" && s.kind != "step" && s.kind != "factor")
     throw InputError("--schedule must be constant, step or factor, not '" + s.kind + "'");
   if (s.step_epochs < 1) throw InputError("--step-epochs must be at least 1");

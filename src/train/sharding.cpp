@@ -85,6 +85,7 @@ std::vector<std::int64_t> permutation(std::int64_t count, std::uint64_t seed, st
 std::vector<std::int64_t> epoch_order(std::int64_t rows, std::uint64_t seed, std::int64_t epoch, ShuffleMode mode,
                                       std::int64_t block_rows) {
   if (mode == ShuffleMode::rows || block_rows <= 1) return permutation(rows, seed, epoch);
+  block_rows = std::min(block_rows, std::max<std::int64_t>(rows, 1));  // one block at most: no overflow below
   const std::int64_t blocks = (rows + block_rows - 1) / block_rows;
   const auto block_order = permutation(blocks, seed, epoch);
   std::vector<std::int64_t> order;

@@ -206,6 +206,7 @@ Fault parse_fault(const std::string& text) {
 // A file's rows [share) for this rank's part of a distributed evaluation.
 CharDataset load_eval_shard(const std::string& path, std::int64_t limit, const dist::World& world) {
   const std::int64_t total = load_char_dataset(path, 0, 0).total_rows;
+  if (total == 0) throw InputError(path + ": no rows to evaluate");
   const std::int64_t rows = limit > 0 ? std::min(limit, total) : total;
   const Share share = rank_share(rows, world.rank, world.size);
   CharDataset d = load_char_dataset(path, share.offset, share.offset + share.count);
@@ -248,7 +249,10 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   if (config.lr_scaling != "none" && config.lr_scaling != "linear")
     throw InputError("--lr-scaling must be none or linear, not '" + config.lr_scaling + "'");
   if (config.lr_base_batch < 1) throw InputError("--lr-base-batch must be at least 1");
-  if (config.bucket_mb < 0) throw InputError("--bucket-mb must not be negative");
+  if (!(config.bucket_mb >= 0 && config.bucket_mb <= 4096)) throw InputError("--bucket-mb must be in [0, 4096]");
+  if (!(config.comm_timeout >= 0 && config.comm_timeout <= 1e7))
+    throw InputError("--comm-timeout must be in [0, 1e7] seconds (0: no limit)");
+  if (config.threads < 0 || config.threads > 1024) throw InputError("--threads must be in 0..1024 (0: automatic)");
   const ShuffleMode shuffle = parse_shuffle_mode(config.shuffle);
   if (config.shuffle_block < 1) throw InputError("--shuffle-block must be at least 1");
   const Fault fault = parse_fault(config.fault);
@@ -316,7 +320,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
               : local_batch;
   const std::int64_t train_rows = train.rows();
   model.reserve(std::max<std::int64_t>(1, std::min(capacity, train_rows)));
-  const std::int64_t batches = (train_rows + batch - 1) / batch;
+  const std::int64_t batches = (train_rows - 1) / batch + 1;  // train_rows >= 1; no overflow for a huge batch
   if (position.batch > batches)
     throw InputError(config.resume + ": the checkpoint stopped at batch " + std::to_string(position.batch) +
                      " of an epoch, but this run has " + std::to_string(batches) +
@@ -336,13 +340,27 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   std::string run_dir = config.run_dir;
   if (run_dir.empty() && !config.resume.empty())
     run_dir = std::filesystem::absolute(config.resume).parent_path().string();
-  if (run_dir.empty()) run_dir = "runs/" + model_config.name + "-" + utc_now_compact();
-  const std::string checkpoint_path = run_dir + "/checkpoint.h5", best_path = run_dir + "/best.h5";
+  const bool default_run_dir = run_dir.empty();
+  if (default_run_dir) run_dir = "runs/" + model_config.name + "-" + utc_now_compact();
   std::ofstream metrics_file;
   if (root) {
     std::error_code error;
-    std::filesystem::create_directories(run_dir, error);
+    if (default_run_dir) {
+      // Runs started in the same second get their own directories: -2, -3, ...
+      const std::string base = run_dir;
+      std::filesystem::create_directories(std::filesystem::path(base).parent_path(), error);
+      for (int n = 2; !error; ++n) {
+        if (std::filesystem::create_directory(run_dir, error)) break;  // a new directory: this run's
+        if (!error) run_dir = base + "-" + std::to_string(n);
+      }
+    } else {
+      std::filesystem::create_directories(run_dir, error);
+    }
     if (error) throw IoError("cannot create the run directory '" + run_dir + "': " + error.message());
+    // A new run does not overwrite a run that can still be resumed.
+    if (config.resume.empty() && std::filesystem::exists(run_dir + "/checkpoint.h5", error))
+      throw InputError("run directory '" + run_dir + "' holds a run (" + run_dir +
+                       "/checkpoint.h5): resume it with --resume, or choose another --run-dir");
     // config.json records how the run was started; a resume (same options, checked by the command
     // line) leaves it as it is.
     const std::string config_path = run_dir + "/config.json";
@@ -368,9 +386,11 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       }
       commit_file(temporary, config_path);
     }
-    metrics_file.open(run_dir + "/metrics.jsonl", std::ios::app);
+    // A resumed run adds to its metrics; a new one (in a directory without a checkpoint) starts them.
+    metrics_file.open(run_dir + "/metrics.jsonl", config.resume.empty() ? std::ios::trunc : std::ios::app);
     if (!metrics_file) throw IoError("cannot write " + run_dir + "/metrics.jsonl");
   }
+  const std::string checkpoint_path = run_dir + "/checkpoint.h5", best_path = run_dir + "/best.h5";
   // Rank 0 speaks; the others only warn and fail (through the log, tagged with their rank). Under
   // a launcher a rank's stdout is often a pseudo-terminal whatever the job's output is (Open MPI
   // forwards it through one), so "auto" shows the bar only to a single process on a terminal.
@@ -436,7 +456,8 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     Share share;
   };
   Input inputs[2];
-  const auto max_rows = static_cast<std::size_t>(std::max<std::int64_t>(capacity, 1));
+  // A rank never takes more rows than the file has, whatever --batch-size says.
+  const auto max_rows = static_cast<std::size_t>(std::max<std::int64_t>(std::min(capacity, train_rows), 1));
   for (auto& in : inputs) {
     in.codes.resize(max_rows * static_cast<std::size_t>(length), memory.staging());
     in.labels.resize(max_rows, memory.staging());

@@ -136,6 +136,7 @@ run_ts 0 train --config crepe-init-full/config.json --run-dir crepe-init-again
 same_state crepe-init-full/checkpoint.h5 crepe-init-again/checkpoint.h5 "a run from --init-from, repeated by --config"
 run_ts 2 train --resume crepe-init-cut/checkpoint.h5 --init-from crepe-full/checkpoint.h5
 expect_in "$WORK/err" "--resume and --init-from exclude each other"
+cp crepe-full/checkpoint.h5 crepe-full-copy.h5
 head -c 20000 crepe-full/checkpoint.h5 > truncated.h5
 run_ts 1 evaluate --checkpoint truncated.h5 --data test.h5
 expect_in "$WORK/err" "truncated.h5"
@@ -167,5 +168,55 @@ run_ts 1 train --train train.h5 --model crepe-tiny
 expect_in "$WORK/err" "unknown model 'crepe-tiny'"
 run_ts 1 train --train train.h5 --model crepe-small --optimizer rmsprop
 expect_in "$WORK/err" "--optimizer must be sgd or adam"
+# Values that are not numbers, or infinite, are refused by name (they used to train NaN weights).
+small=(--model crepe-small --features 32 --fc 64)
+for bad in "--momentum nan:--momentum must be in [0, 1)" "--lr inf:--lr must be a positive finite number" \
+  "--weight-decay nan:--weight-decay must be a finite number" "--dropout nan:--dropout must be in [0, 1)" \
+  "--clip-norm nan:--clip-norm must be a finite number" "--adam-beta2 nan:--adam-beta2 must be in [0, 1)" \
+  "--bucket-mb nan:--bucket-mb must be in [0, 4096]" "--threads 100000:--threads must be in 0..1024"; do
+  read -r -a option <<< "${bad%%:*}"
+  run_ts 1 train --train train.h5 "${small[@]}" --batch-size 32 --epochs 1 --max-steps 1 --run-dir nan-run "${option[@]}"
+  expect_in "$WORK/err" "${bad#*:}"
+done
+# A new run does not overwrite a run that can be resumed; default directories never collide.
+run_ts 1 train --train train.h5 "${small[@]}" --epochs 1 --max-steps 1 --run-dir crepe-full
+expect_in "$WORK/err" "run directory 'crepe-full' holds a run"
+same_state crepe-full/checkpoint.h5 crepe-full-copy.h5 "crepe-full after a refused run"
+mkdir -p default && (cd default && for i in 1 2; do
+  "$TEXTSCALE_BIN" train --train ../train.h5 "${small[@]}" --epochs 1 --max-steps 1 --progress off > /dev/null &
+done; wait)
+[ "$(find default/runs -name checkpoint.h5 | wc -l)" = 2 ] || fail "two runs started together share a directory: $(ls default/runs)"
+# A batch larger than the file is one batch an epoch, in memory for the file's rows only.
+run_ts 0 train --train train.h5 "${small[@]}" --epochs 1 --batch-size 9223372036854775807 --run-dir huge-batch \
+  --progress off
+# Empty evaluation files are refused, not reported as accuracy 0.
+py - <<'PY'
+import h5py
+with h5py.File("test.h5", "r") as src, h5py.File("empty.h5", "w") as dst:
+    for k, v in src.attrs.items():
+        dst.attrs[k] = v
+    dst.attrs["num_rows"] = 0
+    dst.create_dataset("chars", shape=(0, src["chars"].shape[1]), dtype="u1")
+    dst.create_dataset("labels", shape=(0,), dtype="i4")
+PY
+run_ts 1 train --train train.h5 --valid empty.h5 "${small[@]}" --epochs 1 --run-dir empty-valid
+expect_in "$WORK/err" "empty.h5: no rows to evaluate"
+run_ts 1 evaluate --checkpoint crepe-full/checkpoint.h5 --data empty.h5
+expect_in "$WORK/err" "empty.h5: no rows to evaluate"
+# Attribute errors name the file; HDF5 prints no stack of its own.
+cp test.h5 bad_classes.h5
+py - <<'PY'
+import h5py
+with h5py.File("bad_classes.h5", "r+") as f:
+    f.attrs["num_classes"] = "four"
+PY
+run_ts 1 train --train train.h5 --test bad_classes.h5 "${small[@]}" --epochs 1 --run-dir bad-classes
+expect_in "$WORK/err" "bad_classes.h5: attribute 'num_classes' is not an integer"
+grep -q "HDF5-DIAG" "$WORK/err" && fail "HDF5 printed its error stack: $(head -3 "$WORK/err")"
+run_ts 1 evaluate --checkpoint truncated.h5 --data test.h5
+grep -q "HDF5-DIAG" "$WORK/err" && fail "HDF5 printed its error stack for a truncated checkpoint"
+# --config accepts a run directory for its config.json.
+run_ts 0 train --config crepe-full --run-dir crepe-full-again --max-steps 1 --progress off
+grep -q '"features": 32' crepe-full-again/config.json || fail "--config DIR did not read DIR/config.json"
 echo "refusals: checked"
 finish

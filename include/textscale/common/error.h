@@ -6,6 +6,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace textscale {
 
@@ -48,6 +49,21 @@ class CudaError : public Error {
 
 // Formats "what: strerror(errno)".
 [[nodiscard]] std::string errno_message(const std::string& what, int error_number);
+
+// Runs `fn`, naming `path` in what it throws: helpers below a file reader (HDF5 calls, attribute
+// readers) do not know which file they read. An InputError that already starts with the path
+// passes unchanged; any other textscale error becomes an InputError "path: [what: ]message".
+template <typename Fn>
+auto naming_file(const std::string& path, const std::string& what, Fn fn) {
+  try {
+    return fn();
+  } catch (const InputError& error) {
+    if (std::string_view(error.what()).starts_with(path)) throw;
+    throw InputError(path + ": " + error.what());
+  } catch (const Error& error) {
+    throw InputError(path + ": " + (what.empty() ? std::string() : what + ": ") + error.what());
+  }
+}
 
 namespace detail {
 [[noreturn]] void throw_hdf5_error(const char* expression, const char* file, int line);
