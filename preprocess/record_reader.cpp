@@ -385,7 +385,7 @@ class ImdbReader final : public RecordReader {
       record.preset_label = label;
       record.first_field = static_cast<std::uint32_t>(block.fields.size());
       std::string content;
-      if (std::string problem = read_file(path, content); !problem.empty()) {
+      if (std::string problem = read_file(path, content, options_.max_row_bytes); !problem.empty()) {
         record.bad = true;
         record.reason = BadRowReason::unreadable_file;
         record.detail = std::move(problem);
@@ -421,9 +421,10 @@ class ImdbReader final : public RecordReader {
   const std::vector<std::string>& header() const override { return header_; }
 
  private:
-  // The whole file into `content`; on failure returns why. Only regular files: a folder, FIFO or
-  // device named *.txt is refused without blocking on it (O_NONBLOCK) or reading it whole.
-  static std::string read_file(const std::filesystem::path& path, std::string& content) {
+  // The file into `content`, at most `max_bytes` + 1 bytes of it (enough to tell it is too long);
+  // on failure returns why. Only regular files: a folder, FIFO or device named *.txt is refused
+  // without blocking on it (O_NONBLOCK) or reading it.
+  static std::string read_file(const std::filesystem::path& path, std::string& content, std::size_t max_bytes) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return errno_message("cannot open the file", errno);
     struct stat info {};
@@ -433,7 +434,7 @@ class ImdbReader final : public RecordReader {
     } else if (!S_ISREG(info.st_mode)) {
       problem = "not a regular file";
     } else {
-      content.resize(static_cast<std::size_t>(info.st_size));
+      content.resize(std::min(static_cast<std::size_t>(info.st_size), max_bytes + 1));
       std::size_t done = 0;
       while (done < content.size()) {
         const ssize_t got = ::read(fd, content.data() + done, content.size() - done);
