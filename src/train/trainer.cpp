@@ -253,6 +253,9 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   if (!(config.comm_timeout >= 0 && config.comm_timeout <= 1e7))
     throw InputError("--comm-timeout must be in [0, 1e7] seconds (0: no limit)");
   if (config.threads < 0 || config.threads > 1024) throw InputError("--threads must be in 0..1024 (0: automatic)");
+  if (config.eval_batch_size < 0) throw InputError("--eval-batch-size must be >= 0 (0: the batch size)");
+  if (config.progress != "auto" && config.progress != "on" && config.progress != "off")
+    throw InputError("--progress must be auto, on or off, not '" + config.progress + "'");
   const ShuffleMode shuffle = parse_shuffle_mode(config.shuffle);
   if (config.shuffle_block < 1) throw InputError("--shuffle-block must be at least 1");
   const Fault fault = parse_fault(config.fault);
