@@ -8,6 +8,8 @@ standard deviation and range over seeds, and mean training time per epoch, then 
 minus PyTorch's per model. Runs with a validation split (bench/accuracy.sh --valid) get a second
 table: the test accuracy of the best validation epoch's weights (textscale: best_test.json, the
 evaluation of best.h5; PyTorch: "best_test_accuracy"). Unfinished runs are listed and left out.
+With --per-epoch (runs made with bench/accuracy.sh --test-each-epoch) it also prints, per model
+and implementation, the test accuracy after every epoch of every run, unfinished ones included.
 Paired runs (bench/accuracy.sh --paired: both implementations of a seed start from the same
 weights and row order) also get the per-seed differences, their mean and standard deviation;
 where the folder holds `direct` runs (textscale with direct convolutions, a change of rounding
@@ -37,6 +39,35 @@ def read_run(path):
             rows[-1].get("best_test_accuracy"))
 
 
+def epoch_accuracies(path):
+    """Test accuracy after each epoch, in %, for the epochs that were tested."""
+    rows = [json.loads(line) for line in open(os.path.join(path, "metrics.jsonl")) if line.strip()]
+    if any(r.get("type") for r in rows):  # textscale
+        return [100 * r["test"]["accuracy"] for r in rows if r.get("type") == "epoch" and "test" in r]
+    return [100 * r["test_accuracy"] for r in rows if r.get("test_accuracy") is not None]
+
+
+def print_per_epoch(folder, names):
+    """Markdown table per (model, implementation): a row per seed, a column per epoch."""
+    runs = {}
+    for name in names:
+        impl, rest = name.split("-", 1)
+        model, seed = rest.rsplit("-s", 1)
+        runs.setdefault((model, impl), []).append((int(seed), epoch_accuracies(os.path.join(folder, name))))
+    for (model, impl), seeds in sorted(runs.items()):
+        width = max(len(acc) for _, acc in seeds)
+        if width == 0:
+            continue
+        print(f"\nTest accuracy (%) after each epoch, {model}, {impl}:\n")
+        print("| seed | " + " | ".join(str(e) for e in range(1, width + 1)) + " |")
+        print("|---|" + "---:|" * width)
+        for seed, acc in sorted(seeds):
+            if not acc:
+                continue
+            cells = [f"{a:.1f}" for a in acc] + [""] * (width - len(acc))
+            print(f"| {seed} | " + " | ".join(cells) + " |")
+
+
 def print_table(title, groups, index):
     """Markdown table of the accuracy at position `index` of each run's record."""
     print(f"{title}:\n")
@@ -59,9 +90,8 @@ def print_table(title, groups, index):
 def print_paired(groups, index):
     """Per seed, textscale minus PyTorch (and minus the `direct` control) for runs that started
     from the same weights and order."""
-    print("\nPaired runs (same initial weights and row order per seed), points:\n")
-    print("| model | compared | per seed | mean | std | mean absolute |")
-    print("|---|---|---|---:|---:|---:|")
+    header = ["\nPaired runs (same initial weights and row order per seed), points:\n",
+              "| model | compared | per seed | mean | std | mean absolute |", "|---|---|---|---:|---:|---:|"]
     for model in sorted({m for m, _ in groups}):
         ours = {r[0]: r[index] for r in groups.get((model, "textscale"), [])}
         for other, label in (("pytorch", "textscale - PyTorch"), ("direct", "textscale - direct (control)")):
@@ -70,18 +100,27 @@ def print_paired(groups, index):
             if not seeds:
                 continue
             diffs = [100 * (ours[s] - theirs[s]) for s in seeds]
+            for line in header:
+                print(line)
+            header = []
             std = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
             print(f"| {model} | {label} | " + ", ".join(f"s{s} {d:+.2f}" for s, d in zip(seeds, diffs)) +
                   f" | {statistics.mean(diffs):+.2f} | {std:.2f} | {statistics.mean(abs(d) for d in diffs):.2f} |")
 
 
 def main():
-    folder = sys.argv[1]
-    groups, unfinished = {}, []
+    args = sys.argv[1:]
+    per_epoch = "--per-epoch" in args
+    args = [a for a in args if a != "--per-epoch"]
+    if len(args) != 1:
+        sys.exit("usage: accuracy_table.py [--per-epoch] FOLDER")
+    folder = args[0]
+    groups, unfinished, names = {}, [], []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
         if not name.startswith(("textscale-", "pytorch-", "direct-")) or not os.path.isfile(os.path.join(path, "metrics.jsonl")):
             continue
+        names.append(name)
         impl, rest = name.split("-", 1)
         model, seed = rest.rsplit("-s", 1)
         result = read_run(path) if os.path.exists(os.path.join(path, "done")) else None
@@ -97,6 +136,8 @@ def main():
     if best:
         print()
         print_table(f"Test accuracy of the best validation epoch's weights, {name}", best, 4)
+    if per_epoch:
+        print_per_epoch(folder, names)
     if unfinished:
         print(f"\nunfinished: {', '.join(unfinished)}")
 

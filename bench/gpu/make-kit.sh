@@ -49,12 +49,15 @@ else
   echo "no AG News under $data: the kit will not include the real-data training check"
 fi
 # The accuracy comparison's data (run-kit.sh accuracy): bench/accuracy.sh's own files for AG News
-# and IMDB with a 5% validation split, and .npz copies for a PyTorch without h5py.
+# and IMDB with a 5% validation split (acc/), AG News also without one (acc-full/, for VALID=0),
+# and .npz copies for a PyTorch without h5py.
 for dataset in ag_news imdb; do
   TEXTSCALE=$build/bin/textscale TEXTSCALE_DATA=$data bash "$root/bench/accuracy.sh" --dataset "$dataset" \
     --valid 0.05 --work "$stage/acc" --prepare-only >/dev/null ||
     echo "no $dataset under $data: the kit's accuracy mode will skip it"
 done
+TEXTSCALE=$build/bin/textscale TEXTSCALE_DATA=$data bash "$root/bench/accuracy.sh" --dataset ag_news \
+  --work "$stage/acc-full" --prepare-only >/dev/null || echo "no ag_news under $data for acc-full/"
 cp "$root"/bench/peer_models.py "$root"/bench/peer_train.py "$root"/bench/accuracy.sh "$root"/bench/accuracy_table.py \
   "$stage/bench/"
 cp "$root"/bench/gpu/peer_gpu.py "$root"/bench/gpu/summarize.py "$stage/bench/gpu/"

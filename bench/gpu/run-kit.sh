@@ -15,8 +15,11 @@
 #   (30) epochs at batch BATCH (128), the rate halved every STEP_EPOCHS (5) epochs, paired (both
 #   implementations of a seed from the same weights and row order; PAIRED=0 for independent
 #   seeds; paired runs need h5py in the GPU machine's Python), the test split evaluated every
-#   epoch; IMDB (25k -> 25k) one seed, IMDB_EPOCHS (10); all with a 5% validation split, each
-#   call limited to ACCURACY_TIMEOUT (600) seconds.
+#   epoch; IMDB (25k -> 25k) one seed, IMDB_EPOCHS (10); all with a 5% validation split (VALID=0:
+#   none, AG News then trains on all 10k rows as results/accuracy.md's CPU runs do), each call
+#   limited to ACCURACY_TIMEOUT (600) seconds. MODELS ("vdcnn-9 crepe-small") and DATASETS
+#   ("ag_news imdb") choose what runs, PARALLEL (1) how many runs share the GPU at a time;
+#   ACCURACY_DEVICE=cpu makes a dry run of this mode on a machine without a GPU.
 #   Tables and per-run metrics go to OUT_DIR/accuracy/.
 set -uo pipefail
 archive=$1
@@ -57,11 +60,12 @@ echo "== gpu tests" | tee "$out/tests.log"
 for t in "$kit"/tests/test_cuda_* "$kit"/tests/test_nccl; do
   run "$t" --log_level=test_suite --report_level=short >>"$out/tests.log" 2>&1
   rc=$?
-  case $rc in
-    0) echo "$(basename "$t"): passed" ;;
-    77) echo "$(basename "$t"): SKIPPED (no GPU visible)"; status=1 ;;
-    *) echo "$(basename "$t"): FAILED (exit $rc)"; status=1 ;;
-  esac | tee -a "$out/tests.log"
+  case $rc in  # (not in a pipeline: `status` must change in this shell)
+    0) result=passed ;;
+    77) result="SKIPPED (no GPU visible)"; status=1 ;;
+    *) result="FAILED (exit $rc)"; status=1 ;;
+  esac
+  echo "$(basename "$t"): $result" | tee -a "$out/tests.log"
 done
 
 if [[ -f $kit/data/train.h5 ]]; then
@@ -87,8 +91,16 @@ if [[ $mode == accuracy ]]; then
   # textscale through a wrapper that gives it the kit's libraries (Python keeps its own).
   printf '#!/bin/sh\nLD_LIBRARY_PATH=%q exec %q "$@"\n' "$libs" "$textscale" >"$kit/textscale-run"
   chmod +x "$kit/textscale-run"
-  accuracy() {  # accuracy DATASET MODEL OPTIMIZER LR SEEDS EPOCHS
-    echo "== $1 $2 ($3, lr $4), seeds $5, $6 epochs" | tee -a "$out/accuracy.log"
+  # Prepared data: acc/ holds it with the 5% validation split, acc-full/ without one.
+  acc=$kit/acc valid=(--valid "${VALID:-0.05}")
+  [[ ${VALID:-0.05} == 0 ]] && acc=$kit/acc-full valid=()
+  accuracy() {  # accuracy DATASET MODEL SEEDS EPOCHS
+    local optimiser
+    case $2 in
+      crepe-*) optimiser=(--optimizer adam --lr 0.001) ;;
+      *) optimiser=(--optimizer sgd --lr 0.01) ;;
+    esac
+    echo "== $1 $2 (${optimiser[*]}), seeds $3, $4 epochs" | tee -a "$out/accuracy.log"
     local paired=()  # pairing writes and reads textscale checkpoints from Python: it needs h5py
     if [[ ${PAIRED:-1} == 1 ]]; then
       if "$python" -c "import h5py" 2>/dev/null; then
@@ -98,23 +110,30 @@ if [[ $mode == accuracy ]]; then
       fi
     fi
     TEXTSCALE=$kit/textscale-run PYTHON=$python timeout "${ACCURACY_TIMEOUT:-600}" bash "$kit/bench/accuracy.sh" \
-      --dataset "$1" --models "$2" --optimizer "$3" --lr "$4" --seeds "$5" --epochs "$6" --valid 0.05 \
+      --dataset "$1" --models "$2" "${optimiser[@]}" --seeds "$3" --epochs "$4" "${valid[@]}" \
       --batch "${BATCH:-128}" --step-epochs "${STEP_EPOCHS:-5}" --test-each-epoch "${paired[@]}" \
-      --device cuda --work "$kit/acc" >>"$out/accuracy.log" 2>&1 || status=1
+      --parallel "${PARALLEL:-1}" --threads "$(nproc)" --device "${ACCURACY_DEVICE:-cuda}" --work "$acc" \
+      >>"$out/accuracy.log" 2>&1 || status=1
   }
-  if [[ -f $kit/acc/ag_news/train.h5 ]]; then
-    accuracy ag_news vdcnn-9 sgd 0.01 "${SEEDS:-1 2 3}" "${EPOCHS:-30}"
-    accuracy ag_news crepe-small adam 0.001 "${SEEDS:-1 2 3}" "${EPOCHS:-30}"
-  fi
-  if [[ -f $kit/acc/imdb/train.h5 ]]; then
-    accuracy imdb vdcnn-9 sgd 0.01 1 "${IMDB_EPOCHS:-10}"
-    accuracy imdb crepe-small adam 0.001 1 "${IMDB_EPOCHS:-10}"
-  fi
+  for dataset in ${DATASETS:-ag_news imdb}; do
+    if [[ ! -f $acc/$dataset/train.h5 ]]; then
+      echo "no prepared $dataset in the kit: skipped" | tee -a "$out/accuracy.log"
+      continue
+    fi
+    for model in ${MODELS:-vdcnn-9 crepe-small}; do
+      if [[ $dataset == imdb ]]; then
+        accuracy imdb "$model" 1 "${IMDB_EPOCHS:-10}"
+      else
+        accuracy "$dataset" "$model" "${SEEDS:-1 2 3}" "${EPOCHS:-30}"
+      fi
+    done
+  done
   mkdir -p "$out/accuracy"
   for dataset in ag_news imdb; do
-    [[ -d $kit/acc/$dataset ]] || continue
-    "$python" "$kit/bench/accuracy_table.py" "$kit/acc/$dataset" >"$out/accuracy/$dataset.md" 2>&1 || status=1
-    for run in "$kit/acc/$dataset"/*/; do
+    [[ -d $acc/$dataset ]] || continue
+    "$python" "$kit/bench/accuracy_table.py" --per-epoch "$acc/$dataset" >"$out/accuracy/$dataset.md" 2>&1 || status=1
+    for run in "$acc/$dataset"/*-s*/; do
+      [[ -d $run ]] || continue
       mkdir -p "$out/accuracy/$dataset/$(basename "$run")"
       cp "$run"/metrics.jsonl "$run"/log.txt "$run"/best_test.json "$run"/config.json \
         "$out/accuracy/$dataset/$(basename "$run")/" 2>/dev/null
