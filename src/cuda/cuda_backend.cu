@@ -214,6 +214,14 @@ struct PoolState final : OpState {
   bool has_winners = false;
 };
 
+// The fused one-hot block: the winners' offsets of the last training forward pass, and the
+// backward's partial sums.
+struct OneHotPoolState final : OpState {
+  engine::OneHotPoolShape shape;
+  DeviceArea winners, scratch;
+  bool trained = false;
+};
+
 // Batch norm: per-channel sums (double) and the scale and shift of the last forward pass.
 struct NormState final : OpState {
   DeviceArea sums, affine;
@@ -322,6 +330,34 @@ class CudaBackend final : public engine::Backend<float> {
                                    static_cast<int>(width), compute_type(), CUBLAS_GEMM_DEFAULT));
     }
     if (diff_bias) bias_gradient(rows, shape.c_out, diff_dst, diff_bias);
+  }
+
+  void onehot_conv1d_relu_pool_forward(OpStatePtr& state, const engine::OneHotPoolShape& shape,
+                                       const std::uint8_t* codes, const float* weights, const float* bias, float* dst,
+                                       bool training) override {
+    check_onehot(shape.conv);
+    if (shape.pool_kernel < 1 || shape.pool_kernel > 255 || shape.pool_stride < 1 || shape.pool().t_out() < 1)
+      throw Error("one-hot convolution with pooling: window 1 to 255, stride >= 1, at least one output");
+    auto& s = state_as<OneHotPoolState>(state);
+    const Conv1dShape& c = shape.conv;
+    std::uint8_t* winners = training ? s.winners.as<std::uint8_t>(shape.dst().count()) : nullptr;
+    kernels::onehot_pool_forward(c.n, c.t_in, c.c_in, c.c_out, c.kernel, shape.pool_kernel, shape.pool_stride, codes,
+                                 weights, bias, dst, winners, onehot_weights_.as<float>(c.weights_count()), stream_);
+    s.shape = shape;
+    s.trained = training;
+  }
+  void onehot_conv1d_relu_pool_backward_weights(OpStatePtr& state, const engine::OneHotPoolShape& shape,
+                                                const std::uint8_t* codes, const float* dst, const float* diff_dst,
+                                                float* diff_weights, float* diff_bias) override {
+    auto* s = dynamic_cast<OneHotPoolState*>(state.get());
+    if (!s || !s->trained || !(s->shape == shape))
+      throw Error("one-hot convolution and pooling: backward without a training forward pass of this shape");
+    const Conv1dShape& c = shape.conv;
+    float* scratch = s->scratch.as<float>(kernels::onehot_pool_backward_scratch(
+        c.n, c.t_in, c.c_in, c.c_out, c.kernel, shape.pool_kernel, shape.pool_stride));
+    kernels::onehot_pool_backward(c.n, c.t_in, c.c_in, c.c_out, c.kernel, shape.pool_kernel, shape.pool_stride, codes,
+                                  dst, diff_dst, s->winners.as<std::uint8_t>(shape.dst().count()), diff_weights,
+                                  diff_bias, scratch, stream_);
   }
 
   // --- Pooling ------------------------------------------------------------------------------

@@ -235,6 +235,152 @@ __global__ void onehot_unfold_kernel(I row0, I rows, I t_in, I t_out, I alphabet
   }
 }
 
+// The fused one-hot block (backend.h's onehot_conv1d_relu_pool_*), in tiles of 32 output
+// channels: the 32 lanes of a warp are a tile's channels, and a block keeps the tile's (K, A, 32)
+// slice of the weights (forward) or of the weight gradient (backward) in shared memory, K * A *
+// 128 bytes (60 KiB for Crepe), so that the K lookups per convolution output are shared-memory
+// accesses, not reads of the whole (K, A, O) table (480 KiB) through the caches. The unfused path
+// wrote and re-read the convolution's output (3x the pooled size) four times and built the
+// weight gradient as a GEMM over an unfolded one-hot matrix of 490 floats per position.
+// When the slice does not fit in shared memory, `Shared = false` reads and accumulates in global
+// memory instead (same arithmetic, same order).
+constexpr int onehot_tile = 32;
+constexpr int onehot_warps = 8;
+
+template <bool Shared>
+__global__ void __launch_bounds__(onehot_tile* onehot_warps)
+    onehot_pool_forward_kernel(Index rows, Index rows_per_block, Index t_pool, Index t_in, Index alphabet, Index out,
+                               Index k, Index pool_kernel, Index pool_stride, const std::uint8_t* __restrict__ codes,
+                               const float* __restrict__ kao, const float* __restrict__ bias, float* __restrict__ dst,
+                               std::uint8_t* __restrict__ winners) {
+  extern __shared__ float table[];  // (K, A, 32): this tile's weights
+  const int lane = static_cast<int>(threadIdx.x % onehot_tile), warp = static_cast<int>(threadIdx.x / onehot_tile);
+  const Index tile0 = static_cast<Index>(blockIdx.x) * onehot_tile, o = tile0 + lane;
+  const bool active = o < out;
+  const Index width = k * alphabet;
+  if (Shared) {
+    for (Index i = threadIdx.x; i < width * onehot_tile; i += blockDim.x) {
+      const Index column = tile0 + i % onehot_tile;
+      table[i] = column < out ? kao[(i / onehot_tile) * out + column] : 0.0f;
+    }
+    __syncthreads();
+  }
+  const float b = active && bias ? bias[o] : 0.0f;
+  const Index first_row = static_cast<Index>(blockIdx.y) * rows_per_block;
+  const Index last_row = min(rows, first_row + rows_per_block);
+  // Row r is output position t of sample n; stepping r by the warp count moves (n, t) without a
+  // division per row (64-bit division is a software routine on the GPU).
+  Index r = first_row + warp, n = r / t_pool, t = r % t_pool;
+  for (; r < last_row; r += onehot_warps) {
+    const std::uint8_t* window = codes + n * t_in + t * pool_stride;
+    float best = 0.0f;
+    int best_at = 0;
+    for (Index w = 0; w < pool_kernel; ++w) {
+      float sum = b;  // bias first, then the taps in order: onehot_conv_forward_kernel's sum
+#pragma unroll 4
+      for (Index j = 0; j < k; ++j) {
+        const int code = window[w + j];
+        if (code > 0 && code <= alphabet) {
+          const Index at = j * alphabet + code - 1;
+          if (Shared)
+            sum += table[at * onehot_tile + lane];
+          else if (active)
+            sum += kao[at * out + o];
+        }
+      }
+      sum = fmaxf(sum, 0.0f);
+      if (w == 0 || sum > best) best = sum, best_at = static_cast<int>(w);  // ties: the earliest
+    }
+    if (active) {
+      dst[r * out + o] = best;
+      if (winners) winners[r * out + o] = static_cast<std::uint8_t>(best_at);
+    }
+    for (t += onehot_warps; t >= t_pool; t -= t_pool) ++n;
+  }
+}
+
+// Warp j of a block owns tap j (and j + 8, ...) of the tile's gradient slice, lane l its channel:
+// every accumulator has one writer, which adds the rows in order (deterministic, no atomics).
+// Rows go in groups of 16 whose loads are issued together (the warps of a block read the same
+// rows, from L1 after the first). Each block writes its slice to `partial` (chunk, tile, K, A, 32)
+// and its bias sums (tap 0's warp) to `partial_bias` (chunk, O).
+constexpr int onehot_group = 16;
+template <bool Shared>
+__global__ void __launch_bounds__(onehot_tile* onehot_warps)
+    onehot_pool_backward_kernel(Index rows, Index rows_per_block, Index t_pool, Index t_in, Index alphabet, Index out,
+                                Index k, Index pool_stride, const std::uint8_t* __restrict__ codes,
+                                const float* __restrict__ dst, const float* __restrict__ diff_dst,
+                                const std::uint8_t* __restrict__ winners, float* __restrict__ partial,
+                                float* __restrict__ partial_bias) {
+  extern __shared__ float slice[];  // (K, A, 32)
+  const int lane = static_cast<int>(threadIdx.x % onehot_tile), warp = static_cast<int>(threadIdx.x / onehot_tile);
+  const Index tile0 = static_cast<Index>(blockIdx.x) * onehot_tile, o = tile0 + lane;
+  const bool active = o < out;
+  const Index width = k * alphabet, tiles = gridDim.x;
+  float* block_partial = partial + (static_cast<Index>(blockIdx.y) * tiles + blockIdx.x) * width * onehot_tile;
+  float* acc = Shared ? slice : block_partial;
+  for (Index i = threadIdx.x; i < width * onehot_tile; i += blockDim.x) acc[i] = 0.0f;
+  __syncthreads();
+  const Index first_row = static_cast<Index>(blockIdx.y) * rows_per_block;
+  const Index last_row = min(rows, first_row + rows_per_block);
+  float bias_sum = 0.0f;
+  if (active)
+    for (Index j = warp; j < k; j += onehot_warps) {
+      float* column = acc + j * alphabet * onehot_tile + lane;
+      Index n = first_row / t_pool, t = first_row % t_pool;  // of row r0, advanced without division
+      for (Index r0 = first_row; r0 < last_row; r0 += onehot_group) {
+        float g[onehot_group];
+        int at[onehot_group], code[onehot_group];
+        Index first[onehot_group];  // where the codes of row u's window start, plus j
+        bool on[onehot_group];
+        Index tn = n, tt = t;
+#pragma unroll
+        for (int u = 0; u < onehot_group; ++u) {
+          const Index r = r0 + u, i = r * out + o;
+          on[u] = r < last_row;
+          g[u] = on[u] ? diff_dst[i] : 0.0f;
+          on[u] = on[u] && dst[i] > 0.0f;  // the ReLU: a window whose maximum is 0 passes nothing
+          at[u] = on[u] ? static_cast<int>(winners[i]) : 0;
+          first[u] = tn * t_in + tt * pool_stride + j;
+          if (++tt == t_pool) tt = 0, ++tn;
+        }
+#pragma unroll
+        for (int u = 0; u < onehot_group; ++u) code[u] = on[u] ? codes[first[u] + at[u]] : 0;
+#pragma unroll
+        for (int u = 0; u < onehot_group; ++u) {
+          if (code[u] > 0 && code[u] <= alphabet) column[(code[u] - 1) * onehot_tile] += g[u];
+          if (j == 0 && on[u]) bias_sum += g[u];
+        }
+        for (t += onehot_group; t >= t_pool; t -= t_pool) ++n;
+      }
+    }
+  __syncthreads();
+  if (Shared)
+    for (Index i = threadIdx.x; i < width * onehot_tile; i += blockDim.x) block_partial[i] = slice[i];
+  if (warp == 0 && active) partial_bias[static_cast<Index>(blockIdx.y) * out + o] = bias_sum;
+}
+
+// diff_weights (O, A, K) and diff_bias (O): the chunks' partial sums added in chunk order.
+__global__ void onehot_pool_finish_kernel(Index chunks, Index tiles, Index alphabet, Index out, Index k,
+                                          const float* __restrict__ partial, const float* __restrict__ partial_bias,
+                                          float* __restrict__ diff_weights, float* __restrict__ diff_bias) {
+  const Index width = k * alphabet, per_chunk = tiles * width * onehot_tile;
+  // i = ((tile * K + j) * A + a) * 32 + lane: consecutive threads read consecutive partials.
+  TS_GRID_STRIDE(i, per_chunk) {
+    const Index lane = i % onehot_tile, row = (i / onehot_tile) % width, tile = i / (width * onehot_tile);
+    const Index o = tile * onehot_tile + lane, j = row / alphabet, a = row % alphabet;
+    if (o >= out) continue;
+    double sum = 0;
+    for (Index c = 0; c < chunks; ++c) sum += partial[c * per_chunk + i];
+    diff_weights[(o * alphabet + a) * k + j] = static_cast<float>(sum);
+  }
+  if (diff_bias) TS_GRID_STRIDE(o, out) {
+      double sum = 0;
+      for (Index c = 0; c < chunks; ++c) sum += partial_bias[c * out + o];
+      diff_bias[o] = static_cast<float>(sum);
+    }
+}
+
 constexpr int kmax_limit = 64;
 
 __global__ void kmax_forward_kernel(Index n, Index t, Index c, Index k, const float* src, float* dst,
@@ -519,6 +665,84 @@ void onehot_unfold(Index row0, Index rows, Index t_in, Index t_out, Index alphab
   TS_LAUNCH_INDEXED(onehot_unfold_kernel, std::max({rows * alphabet * k, samples * t_in, positions}),
                     blocks_for(rows * alphabet * k), threads, stream, row0, rows, t_in, t_out, alphabet, k, codes,
                     unfolded);
+}
+
+namespace {
+
+// Rows of the pooled output per block of the fused one-hot kernels: a fixed function of the row
+// count (the backward's partial sums, hence its rounding, depend on it), and at most 65,535 row
+// chunks (the grid's y limit).
+Index onehot_rows_per_block(Index rows) {
+  return std::max<Index>(1024, (rows + 65534) / 65535);
+}
+
+// Shared memory for a (K, A, 32) slice, 0 when it does not fit (the kernels then use global memory).
+template <typename Kernel>
+std::size_t onehot_shared_bytes(Kernel kernel, Index alphabet, Index k) {
+  const auto bytes = static_cast<std::size_t>(k * alphabet * onehot_tile) * sizeof(float);
+  if (bytes <= 48 * 1024) return bytes;  // no opt-in needed
+  int device = 0, limit = 0;
+  TS_CHECK_CUDA(cudaGetDevice(&device));
+  TS_CHECK_CUDA(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (bytes > static_cast<std::size_t>(limit)) return 0;
+  TS_CHECK_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  return bytes;
+}
+
+}  // namespace
+
+void onehot_pool_forward(Index n, Index t_in, Index alphabet, Index out, Index k, Index pool_kernel, Index pool_stride,
+                         const std::uint8_t* codes, const float* weights, const float* bias, float* dst,
+                         std::uint8_t* winners, float* transposed, cudaStream_t stream) {
+  const Index t_pool = (t_in - k + 1 - pool_kernel) / pool_stride + 1, rows = n * t_pool;
+  onehot_transpose_kernel<<<blocks_for(out * alphabet * k), threads, 0, stream>>>(out, alphabet, k, weights,
+                                                                                  transposed);
+  TS_CHECK_LAUNCH();
+  const Index per_block = onehot_rows_per_block(rows);
+  const dim3 grid(static_cast<unsigned>((out + onehot_tile - 1) / onehot_tile),
+                  static_cast<unsigned>((rows + per_block - 1) / per_block));
+  const std::size_t shared = onehot_shared_bytes(onehot_pool_forward_kernel<true>, alphabet, k);
+  if (shared)
+    onehot_pool_forward_kernel<true><<<grid, onehot_tile * onehot_warps, shared, stream>>>(
+        rows, per_block, t_pool, t_in, alphabet, out, k, pool_kernel, pool_stride, codes, transposed, bias, dst,
+        winners);
+  else
+    onehot_pool_forward_kernel<false><<<grid, onehot_tile * onehot_warps, 0, stream>>>(
+        rows, per_block, t_pool, t_in, alphabet, out, k, pool_kernel, pool_stride, codes, transposed, bias, dst,
+        winners);
+  TS_CHECK_LAUNCH();
+}
+
+Index onehot_pool_backward_scratch(Index n, Index t_in, Index alphabet, Index out, Index k, Index pool_kernel,
+                                   Index pool_stride) {
+  const Index rows = n * ((t_in - k + 1 - pool_kernel) / pool_stride + 1), per_block = onehot_rows_per_block(rows);
+  const Index chunks = (rows + per_block - 1) / per_block, tiles = (out + onehot_tile - 1) / onehot_tile;
+  return chunks * (tiles * k * alphabet * onehot_tile + out);
+}
+
+void onehot_pool_backward(Index n, Index t_in, Index alphabet, Index out, Index k, Index pool_kernel,
+                          Index pool_stride, const std::uint8_t* codes, const float* dst, const float* diff_dst,
+                          const std::uint8_t* winners, float* diff_weights, float* diff_bias, float* scratch,
+                          cudaStream_t stream) {
+  const Index t_pool = (t_in - k + 1 - pool_kernel) / pool_stride + 1, rows = n * t_pool;
+  const Index per_block = onehot_rows_per_block(rows), chunks = (rows + per_block - 1) / per_block;
+  const Index tiles = (out + onehot_tile - 1) / onehot_tile;
+  float* partial = scratch;
+  float* partial_bias = scratch + chunks * tiles * k * alphabet * onehot_tile;
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(chunks));
+  const std::size_t shared = onehot_shared_bytes(onehot_pool_backward_kernel<true>, alphabet, k);
+  if (shared)
+    onehot_pool_backward_kernel<true><<<grid, onehot_tile * onehot_warps, shared, stream>>>(
+        rows, per_block, t_pool, t_in, alphabet, out, k, pool_stride, codes, dst, diff_dst, winners, partial,
+        partial_bias);
+  else
+    onehot_pool_backward_kernel<false><<<grid, onehot_tile * onehot_warps, 0, stream>>>(
+        rows, per_block, t_pool, t_in, alphabet, out, k, pool_stride, codes, dst, diff_dst, winners, partial,
+        partial_bias);
+  TS_CHECK_LAUNCH();
+  onehot_pool_finish_kernel<<<blocks_for(tiles * k * alphabet * onehot_tile), threads, 0, stream>>>(
+      chunks, tiles, alphabet, out, k, partial, partial_bias, diff_weights, diff_bias);
+  TS_CHECK_LAUNCH();
 }
 
 void max_pool_forward(Index n, Index t_in, Index c, Index kernel, Index stride, Index pad, const float* src, float* dst,

@@ -53,6 +53,21 @@ void onehot_conv_forward(Index n, Index t_in, Index alphabet, Index out, Index k
 void onehot_unfold(Index row0, Index rows, Index t_in, Index t_out, Index alphabet, Index k, const std::uint8_t* codes,
                    float* unfolded, cudaStream_t stream);
 
+// The fused one-hot block (backend.h's onehot_conv1d_relu_pool_*): convolution (stride 1), ReLU
+// and max pooling (no padding) to dst (N, T_pool, O), with `winners` (N, T_pool, O) the offset of
+// each output's maximum in its window when not null (training); `transposed` as for
+// onehot_conv_forward. Backward writes diff_weights (O, A, K) and diff_bias (O) from the pooled
+// gradient; `scratch` holds onehot_pool_backward_scratch(...) floats.
+void onehot_pool_forward(Index n, Index t_in, Index alphabet, Index out, Index k, Index pool_kernel, Index pool_stride,
+                         const std::uint8_t* codes, const float* weights, const float* bias, float* dst,
+                         std::uint8_t* winners, float* transposed, cudaStream_t stream);
+[[nodiscard]] Index onehot_pool_backward_scratch(Index n, Index t_in, Index alphabet, Index out, Index k,
+                                                 Index pool_kernel, Index pool_stride);
+void onehot_pool_backward(Index n, Index t_in, Index alphabet, Index out, Index k, Index pool_kernel,
+                          Index pool_stride, const std::uint8_t* codes, const float* dst, const float* diff_dst,
+                          const std::uint8_t* winners, float* diff_weights, float* diff_bias, float* scratch,
+                          cudaStream_t stream);
+
 // Max pooling over time (backend.h): dst (N, T_out, C). When `winners` is not null (training),
 // winners[(n, t, c)] is the time index of the window's first maximum, the reference backend's
 // choice; padding never wins.

@@ -1,5 +1,6 @@
 #include "textscale/engine/model.h"
 
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <sstream>
@@ -23,7 +24,9 @@ namespace {
 
 // Crepe (Zhang, Zhao and LeCun 2015, table 1 and 2): six convolutions over the one-hot input,
 // max-pool 3 after layers 1, 2 and 6, two fully connected layers with dropout, Gaussian init of
-// every weight and bias.
+// every weight and bias. The first max pooling is part of the input layer (one operation with the
+// one-hot convolution); the body is numbered from 1, as when it was its first layer, so that
+// parameter names and checkpoints stay the same.
 template <typename T>
 std::unique_ptr<InputLayer<T>> build_crepe(const ModelConfig& c, bool large, Sequential<T>& body) {
   const Index features = c.features ? c.features : (large ? 1024 : 256);
@@ -32,8 +35,9 @@ std::unique_ptr<InputLayer<T>> build_crepe(const ModelConfig& c, bool large, Seq
   auto conv = [&](Index kernel) {
     return std::make_unique<Conv1d<T>>(typename Conv1d<T>::Options{features, kernel, 1, 0, true, true, init, init});
   };
-  auto input = std::make_unique<OneHotConv1d<T>>(c.alphabet, features, 7, true, init, init);
-  body.append(std::make_unique<MaxPool1d<T>>(3, 3));
+  auto input = std::make_unique<OneHotConv1d<T>>(c.alphabet, features, 7, true, init, init,
+                                                 typename OneHotConv1d<T>::Pool{3, 3});
+  body.number_from(1);
   body.append(conv(7));
   body.append(std::make_unique<MaxPool1d<T>>(3, 3));
   for (int i = 0; i < 4; ++i) body.append(conv(3));
@@ -143,7 +147,15 @@ const T* Model<T>::forward(Context<T>& ctx, Index n, const std::uint8_t* codes) 
   if (n > max_batch_)
     throw Error("batch of " + std::to_string(n) + " exceeds the reserved " + std::to_string(max_batch_));
   ctx.params = &params_;
+  const auto start = std::chrono::steady_clock::now();
   input_->forward(ctx, n, codes, input_out_.data());
+  if (ctx.profile) {
+    memory_->synchronize();  // a GPU's layer is done when its work is
+    auto& entry = ctx.profile->at("input");
+    entry.layer = input_->describe();
+    entry.forward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    entry.calls += 1;
+  }
   body_.forward(ctx, n, input_out_.data(), logits_.data());
   return logits_.data();
 }
@@ -152,7 +164,13 @@ template <typename T>
 void Model<T>::backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* diff_logits) {
   ctx.params = &params_;
   body_.backward(ctx, n, input_out_.data(), logits_.data(), diff_logits, diff_input_.data());
+  const auto start = std::chrono::steady_clock::now();
   input_->backward(ctx, n, codes, input_out_.data(), diff_input_.data());
+  if (ctx.profile) {
+    memory_->synchronize();
+    ctx.profile->at("input").backward_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
   if (ctx.on_gradients_ready) (*ctx.on_gradients_ready)(0);
 }
 

@@ -18,6 +18,14 @@ struct PoolWinners final : OpState {
   std::vector<Index> source;
 };
 
+// The fused one-hot block as its parts: the convolution's output and the pooling's state.
+template <typename T>
+struct OneHotPoolParts final : OpState {
+  std::vector<T> conv;
+  OpStatePtr pool;
+  bool trained = false;
+};
+
 }  // namespace
 
 template <typename T>
@@ -115,6 +123,33 @@ void ReferenceBackend<T>::onehot_conv1d_backward_weights(OpStatePtr&, const Conv
           if (code != 0) diff_weights[(o * s.c_in + (code - 1)) * s.kernel + k] += g;
         }
       }
+}
+
+template <typename T>
+void ReferenceBackend<T>::onehot_conv1d_relu_pool_forward(OpStatePtr& state, const OneHotPoolShape& s,
+                                                          const std::uint8_t* codes, const T* weights, const T* bias,
+                                                          T* dst, bool training) {
+  if (s.conv.stride != 1 || s.conv.pad != 0) throw Error("one-hot convolution: stride 1 and no padding only");
+  if (!state) state = std::make_unique<OneHotPoolParts<T>>();
+  auto& parts = static_cast<OneHotPoolParts<T>&>(*state);
+  parts.conv.resize(static_cast<std::size_t>(s.conv.dst().count()));
+  OpStatePtr no_state;
+  onehot_conv1d_forward(no_state, s.conv, codes, weights, bias, parts.conv.data(), true);
+  max_pool_forward(parts.pool, s.pool(), parts.conv.data(), dst, training);
+  parts.trained = training;
+}
+
+template <typename T>
+void ReferenceBackend<T>::onehot_conv1d_relu_pool_backward_weights(OpStatePtr& state, const OneHotPoolShape& s,
+                                                                   const std::uint8_t* codes, const T* /*dst*/,
+                                                                   const T* diff_dst, T* diff_weights, T* diff_bias) {
+  auto* parts = dynamic_cast<OneHotPoolParts<T>*>(state.get());
+  if (!parts || !parts->trained) throw Error("one-hot convolution and pooling: backward without a training forward");
+  std::vector<T> diff(parts->conv.size());
+  max_pool_backward(parts->pool, s.pool(), diff_dst, diff.data());
+  relu_backward(static_cast<Index>(diff.size()), parts->conv.data(), diff.data(), diff.data());
+  OpStatePtr no_state;
+  onehot_conv1d_backward_weights(no_state, s.conv, codes, diff.data(), diff_weights, diff_bias);
 }
 
 template <typename T>

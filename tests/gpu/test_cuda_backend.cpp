@@ -8,6 +8,7 @@
 #define BOOST_TEST_NO_MAIN
 #define BOOST_TEST_ALTERNATIVE_INIT_API
 #include <boost/test/unit_test.hpp>
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -152,6 +153,50 @@ BOOST_AUTO_TEST_CASE(onehot_convolution) {
       f.expect_close("onehot backward weights " + cuda::to_string(precision), dw, tolerance);
       f.expect_close("onehot backward bias", db);
     }
+  }
+}
+
+// The fused one-hot block (one-hot convolution, ReLU, max pooling) against the reference
+// backend's composition of the three operations, as in the CPU test (exact ties, windows whose
+// maximum is 0): Crepe's shape (a 60 KiB shared-memory slice per block), channels that do not fill
+// a 32-wide tile, overlapping windows, and an alphabet too large for shared memory (the
+// global-memory path). The block does no products, so fp32's tolerance holds in every precision.
+// The gradients repeat bitwise.
+BOOST_AUTO_TEST_CASE(onehot_convolution_relu_pool) {
+  for (const OneHotPoolShape& s :
+       {OneHotPoolShape{{4, 1014, 69, 256, 7, 1, 0}, 3, 3}, OneHotPoolShape{{3, 60, 69, 48, 7, 1, 0}, 3, 3},
+        OneHotPoolShape{{2, 41, 10, 37, 3, 1, 0}, 4, 2}, OneHotPoolShape{{2, 30, 255, 40, 8, 1, 0}, 3, 3}}) {
+    Fixture f(cuda::Precision::tf32);
+    const Conv1dShape& c = s.conv;
+    const std::string name = "one-hot block " + describe(c);
+    std::mt19937_64 rng(5);
+    std::vector<std::uint8_t> codes(static_cast<std::size_t>(c.n * c.t_in));
+    for (auto& code : codes) code = static_cast<std::uint8_t>(rng() % static_cast<std::uint64_t>(c.c_in + 1));
+    for (Index t = 0; t < c.t_in; ++t) codes[static_cast<std::size_t>(t)] = t < c.t_in / 2 ? 1 : 0;
+    auto dev_codes = f.upload(codes);
+    auto w = f.random(c.weights_count(), 6), bs = f.random(c.c_out, 7), diff_dst = f.random(s.dst().count(), 8);
+    auto dst = f.output(s.dst().count()), dw = f.output(c.weights_count()), db = f.output(c.c_out);
+    OpStatePtr a, b;
+    f.cuda->onehot_conv1d_relu_pool_forward(a, s, dev_codes.data(), w.dev.data(), bs.dev.data(), dst.dev.data(), true);
+    f.ref.onehot_conv1d_relu_pool_forward(b, s, codes.data(), w.ref.data(), bs.ref.data(), dst.ref.data(), true);
+    f.expect_close(name + " forward", dst);
+    BOOST_TEST(std::count(dst.ref.begin(), dst.ref.end(), 0.0) > 0, "some windows have a maximum of 0");
+    f.cuda->onehot_conv1d_relu_pool_backward_weights(a, s, dev_codes.data(), dst.dev.data(), diff_dst.dev.data(),
+                                                     dw.dev.data(), db.dev.data());
+    f.ref.onehot_conv1d_relu_pool_backward_weights(b, s, codes.data(), dst.ref.data(), diff_dst.ref.data(),
+                                                   dw.ref.data(), db.ref.data());
+    f.expect_close(name + " backward weights", dw);
+    f.expect_close(name + " backward bias", db);
+    const std::vector<float> first = f.download(dw.dev);
+    f.cuda->onehot_conv1d_relu_pool_backward_weights(a, s, dev_codes.data(), dst.dev.data(), diff_dst.dev.data(),
+                                                     dw.dev.data(), db.dev.data());
+    BOOST_CHECK(f.download(dw.dev) == first);
+    auto inference = f.output(s.dst().count());
+    inference.ref = dst.ref;
+    OpStatePtr e;
+    f.cuda->onehot_conv1d_relu_pool_forward(e, s, dev_codes.data(), w.dev.data(), bs.dev.data(),
+                                            inference.dev.data(), false);
+    f.expect_close(name + " inference", inference);
   }
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "expect_close.h"
+#include "textscale/common/error.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
 #include "textscale/engine/dropout_mask.h"
 #include "textscale/engine/reference_backend.h"
@@ -138,6 +139,45 @@ BOOST_AUTO_TEST_CASE(onehot_convolution) {
     b.ref.onehot_conv1d_backward_weights(g2, s, codes.data(), diff_dst.d.data(), dw.d.data(), db.d.data());
     expect_close("one-hot conv backward weights", dw.f, dw.d);
     expect_close("one-hot conv backward bias", db.f, db.d);
+  }
+}
+
+// Crepe's first block fused (one-hot convolution, ReLU, max pooling) against the reference
+// backend's composition of the three operations: training and inference forward, and the weight
+// and bias gradients. Sample 0 repeats one code over its first half and ends in padding, so that
+// windows tie exactly (the earliest position must win); negative biases leave windows whose
+// maximum is 0 (no gradient passes the ReLU there).
+BOOST_AUTO_TEST_CASE(onehot_convolution_relu_pool) {
+  for (const OneHotPoolShape& s : {OneHotPoolShape{{3, 60, 69, 48, 7, 1, 0}, 3, 3},  // Crepe's, smaller
+                                  OneHotPoolShape{{2, 41, 10, 37, 3, 1, 0}, 4, 2},  // overlapping windows
+                                  OneHotPoolShape{{2, 20, 5, 33, 2, 1, 0}, 2, 3}}) {
+    Backends b;
+    const Conv1dShape& c = s.conv;
+    std::mt19937_64 rng(5);
+    std::vector<std::uint8_t> codes(static_cast<std::size_t>(c.n * c.t_in));
+    for (auto& code : codes) code = static_cast<std::uint8_t>(rng() % static_cast<std::uint64_t>(c.c_in + 1));
+    for (Index t = 0; t < c.t_in; ++t) codes[static_cast<std::size_t>(t)] = t < c.t_in / 2 ? 1 : 0;
+    auto w = random_pair(c.weights_count(), 6), bs = random_pair(c.c_out, 7),
+         diff_dst = random_pair(s.dst().count(), 8);
+    auto dst = zeros(s.dst().count()), dw = zeros(c.weights_count()), db = zeros(c.c_out);
+    OpStatePtr a1, a2;
+    b.dnnl.onehot_conv1d_relu_pool_forward(a1, s, codes.data(), w.f.data(), bs.f.data(), dst.f.data(), true);
+    b.ref.onehot_conv1d_relu_pool_forward(a2, s, codes.data(), w.d.data(), bs.d.data(), dst.d.data(), true);
+    expect_close("one-hot conv + pool forward", dst.f, dst.d);
+    BOOST_TEST(std::count(dst.d.begin(), dst.d.end(), 0.0) > 0, "some windows have a maximum of 0");
+    b.dnnl.onehot_conv1d_relu_pool_backward_weights(a1, s, codes.data(), dst.f.data(), diff_dst.f.data(), dw.f.data(),
+                                                    db.f.data());
+    b.ref.onehot_conv1d_relu_pool_backward_weights(a2, s, codes.data(), dst.d.data(), diff_dst.d.data(), dw.d.data(),
+                                                   db.d.data());
+    expect_close("one-hot conv + pool backward weights", dw.f, dw.d);
+    expect_close("one-hot conv + pool backward bias", db.f, db.d);
+    auto inference = zeros(s.dst().count());
+    OpStatePtr a3;
+    b.dnnl.onehot_conv1d_relu_pool_forward(a3, s, codes.data(), w.f.data(), bs.f.data(), inference.f.data(), false);
+    expect_close("one-hot conv + pool inference", inference.f, dst.d);
+    BOOST_CHECK_THROW(b.dnnl.onehot_conv1d_relu_pool_backward_weights(a3, s, codes.data(), dst.f.data(),
+                                                                      diff_dst.f.data(), dw.f.data(), db.f.data()),
+                      textscale::Error);
   }
 }
 

@@ -156,6 +156,8 @@ BOOST_AUTO_TEST_CASE(onehot_conv1d) {
   gradcheck_input(plain, 2, 10, 6);
   OneHotConv1d<double> rectified(6, 5, 3, true, Init::normal(0.1), Init::normal(0.1));
   gradcheck_input(rectified, 2, 10, 6);
+  OneHotConv1d<double> pooled(6, 5, 3, true, Init::normal(0.1), Init::normal(0.1), {3, 2});  // Crepe's first block
+  gradcheck_input(pooled, 2, 14, 6);
 }
 
 BOOST_AUTO_TEST_CASE(onehot_conv1d_equals_dense_conv_on_onehot_input) {

@@ -68,6 +68,20 @@ class Backend {
   virtual void onehot_conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& shape, const std::uint8_t* codes,
                                               const T* diff_dst, T* diff_weights, T* diff_bias) = 0;
 
+  // Crepe's first block in one operation (see OneHotPoolShape): the one-hot convolution with a ReLU,
+  // then max pooling, without the convolution's output in memory. dst (N, T_pool, C_out) equals
+  // onehot_conv1d_forward (relu) followed by max_pool_forward, ties going to the earliest position.
+  // Training forward remembers the winners in `state` for backward.
+  virtual void onehot_conv1d_relu_pool_forward(OpStatePtr& state, const OneHotPoolShape& shape,
+                                               const std::uint8_t* codes, const T* weights, const T* bias, T* dst,
+                                               bool training) = 0;
+  // Weight and bias gradients from diff_dst (N, T_pool, C_out) after a training forward with the
+  // same `state`: each element goes to its window's winner, unless dst (forward's output) is 0 there
+  // (the ReLU's gradient), and from there to the weights the codes select.
+  virtual void onehot_conv1d_relu_pool_backward_weights(OpStatePtr& state, const OneHotPoolShape& shape,
+                                                        const std::uint8_t* codes, const T* dst, const T* diff_dst,
+                                                        T* diff_weights, T* diff_bias) = 0;
+
   // --- Pooling ------------------------------------------------------------------------------
   // See Pool1dShape. Training forward remembers the winners in `state` for backward; ties go to
   // the earliest position in the window.

@@ -47,6 +47,17 @@ struct Pool1dShape {
   bool operator==(const Pool1dShape&) const = default;
 };
 
+// The one-hot convolution `conv` (stride 1, no padding) with a ReLU, then max pooling over time
+// with window `pool_kernel` and stride `pool_stride` (no padding): Crepe's first block.
+struct OneHotPoolShape {
+  Conv1dShape conv;
+  Index pool_kernel = 1, pool_stride = 1;
+
+  [[nodiscard]] Pool1dShape pool() const { return {conv.n, conv.t_out(), conv.c_out, pool_kernel, pool_stride, 0}; }
+  [[nodiscard]] Dims dst() const { return pool().dst(); }
+  bool operator==(const OneHotPoolShape&) const = default;
+};
+
 // Dense layer: src (N, I), weights (O, I), bias (O), dst (N, O) = src * weights^T + bias.
 struct LinearShape {
   Index n = 0, in = 0, out = 0;

@@ -24,6 +24,12 @@ class ReferenceBackend final : public Backend<T> {
                              const T* bias, T* dst, bool relu) override;
   void onehot_conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& shape, const std::uint8_t* codes,
                                       const T* diff_dst, T* diff_weights, T* diff_bias) override;
+  // The composition of onehot_conv1d_forward and max_pool_forward (the oracle of the fused versions).
+  void onehot_conv1d_relu_pool_forward(OpStatePtr& state, const OneHotPoolShape& shape, const std::uint8_t* codes,
+                                       const T* weights, const T* bias, T* dst, bool training) override;
+  void onehot_conv1d_relu_pool_backward_weights(OpStatePtr& state, const OneHotPoolShape& shape,
+                                                const std::uint8_t* codes, const T* dst, const T* diff_dst,
+                                                T* diff_weights, T* diff_bias) override;
   void max_pool_forward(OpStatePtr& state, const Pool1dShape& shape, const T* src, T* dst, bool training) override;
   void max_pool_backward(OpStatePtr& state, const Pool1dShape& shape, const T* diff_dst, T* diff_src) override;
   void kmax_pool_forward(Dims src, Index k, const T* src_data, T* dst, std::int32_t* indices) override;

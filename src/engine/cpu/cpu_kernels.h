@@ -26,6 +26,11 @@ void onehot_conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const std::u
                            const float* bias, float* dst, bool relu);
 void onehot_conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& s, const std::uint8_t* codes,
                                     const float* diff_dst, float* diff_weights, float* diff_bias);
+void onehot_conv1d_relu_pool_forward(OpStatePtr& state, const OneHotPoolShape& s, const std::uint8_t* codes,
+                                     const float* weights, const float* bias, float* dst, bool training);
+void onehot_conv1d_relu_pool_backward_weights(OpStatePtr& state, const OneHotPoolShape& s, const std::uint8_t* codes,
+                                              const float* dst, const float* diff_dst, float* diff_weights,
+                                              float* diff_bias);
 void kmax_pool_forward(Dims src, Index k, const float* src_data, float* dst, std::int32_t* indices);
 void kmax_pool_backward(Dims src, Index k, const float* diff_dst, const std::int32_t* indices, float* diff_src);
 // Batch normalisation (contracts in backend.h), statistics and reductions in double.

@@ -428,6 +428,17 @@ void DnnlBackend::onehot_conv1d_backward_weights(OpStatePtr& state, const Conv1d
                                                  const float* diff_dst, float* diff_weights, float* diff_bias) {
   cpu::onehot_conv1d_backward_weights(state, s, codes, diff_dst, diff_weights, diff_bias);
 }
+void DnnlBackend::onehot_conv1d_relu_pool_forward(OpStatePtr& state, const OneHotPoolShape& s,
+                                                  const std::uint8_t* codes, const float* weights, const float* bias,
+                                                  float* dst, bool training) {
+  cpu::onehot_conv1d_relu_pool_forward(state, s, codes, weights, bias, dst, training);
+}
+void DnnlBackend::onehot_conv1d_relu_pool_backward_weights(OpStatePtr& state, const OneHotPoolShape& s,
+                                                           const std::uint8_t* codes, const float* dst,
+                                                           const float* diff_dst, float* diff_weights,
+                                                           float* diff_bias) {
+  cpu::onehot_conv1d_relu_pool_backward_weights(state, s, codes, dst, diff_dst, diff_weights, diff_bias);
+}
 void DnnlBackend::kmax_pool_forward(Dims src, Index k, const float* src_data, float* dst, std::int32_t* indices) {
   cpu::kmax_pool_forward(src, k, src_data, dst, indices);
 }

@@ -59,7 +59,8 @@ double Conv1d<T>::forward_macs() const {
 template <typename T>
 std::string OneHotConv1d<T>::describe() const {
   return "one-hot conv1d " + std::to_string(alphabet_) + "->" + std::to_string(out_) + " k" + std::to_string(kernel_) +
-         (relu_ ? " +relu" : "");
+         (relu_ ? " +relu" : "") +
+         (pooled() ? " +max-pool k" + std::to_string(pool_.kernel) + " s" + std::to_string(pool_.stride) : "");
 }
 
 template <typename T>
@@ -68,17 +69,31 @@ Dims OneHotConv1d<T>::setup(ParamStore<T>& params, const std::string& prefix, In
   if (length < kernel_) throw Error("one-hot convolution: input length is shorter than the kernel");
   weights_ = params.add(prefix + "weights", {out_, alphabet_, kernel_}, init_);
   bias_ = params.add(prefix + "bias", {out_}, bias_init_);
-  return {0, shape(1).t_out(), out_};
+  if (!pooled()) return {0, shape(1).t_out(), out_};
+  if (!relu_) throw Error("one-hot convolution: pooling is fused only after the ReLU");
+  if (pool_.kernel > 255 || pool_.stride < 1 || pooled_shape(1).dst().t < 1)
+    throw Error("one-hot convolution: pooling window 1 to 255 no longer than the output, stride >= 1");
+  return {0, pooled_shape(1).dst().t, out_};
 }
 
 template <typename T>
 void OneHotConv1d<T>::forward(Context<T>& ctx, Index n, const std::uint8_t* codes, T* dst) {
+  if (pooled()) {
+    ctx.backend->onehot_conv1d_relu_pool_forward(forward_state_, pooled_shape(n), codes, ctx.params->value(weights_),
+                                                 ctx.params->value(bias_), dst, ctx.training);
+    return;
+  }
   ctx.backend->onehot_conv1d_forward(forward_state_, shape(n), codes, ctx.params->value(weights_),
                                      ctx.params->value(bias_), dst, relu_);
 }
 
 template <typename T>
 void OneHotConv1d<T>::backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* dst, T* diff_dst) {
+  if (pooled()) {
+    ctx.backend->onehot_conv1d_relu_pool_backward_weights(forward_state_, pooled_shape(n), codes, dst, diff_dst,
+                                                          ctx.params->grad(weights_), ctx.params->grad(bias_));
+    return;
+  }
   const Conv1dShape s = shape(n);
   // In place (InputLayer's contract): for Crepe this saves a buffer of the largest activation.
   if (relu_) ctx.backend->relu_backward(s.dst().count(), dst, diff_dst, diff_dst);

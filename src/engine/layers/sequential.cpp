@@ -20,7 +20,7 @@ Dims Sequential<T>::setup(ParamStore<T>& params, const std::string& prefix, Dims
   Dims shape = src;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     first_gradient_.push_back(params.trained_count());  // the next trained offset
-    shape = layers_[i]->setup(params, prefix + std::to_string(i) + ".", shape);
+    shape = layers_[i]->setup(params, prefix + std::to_string(first_number_ + i) + ".", shape);
     shapes_.push_back(shape);
   }
   return shape;
@@ -49,7 +49,7 @@ void Sequential<T>::forward(Context<T>& ctx, Index n, const T* src, T* dst) {
     layers_[i]->forward(ctx, n, in, out);
     if (ctx.profile) {
       ctx.backend->memory().synchronize();  // a GPU's layer is done when its work is
-      auto& entry = ctx.profile->at(prefix_ + std::to_string(i));
+      auto& entry = ctx.profile->at(prefix_ + std::to_string(first_number_ + i));
       entry.layer = layers_[i]->describe();
       entry.forward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       entry.calls += 1;
@@ -69,7 +69,7 @@ void Sequential<T>::backward(Context<T>& ctx, Index n, const T* src, const T* ds
     layers_[j]->backward(ctx, n, in, out, grad, grad_in);
     if (ctx.profile) ctx.backend->memory().synchronize();
     if (ctx.profile)
-      ctx.profile->at(prefix_ + std::to_string(j)).backward_seconds +=
+      ctx.profile->at(prefix_ + std::to_string(first_number_ + j)).backward_seconds +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (report_gradients_ && ctx.on_gradients_ready) (*ctx.on_gradients_ready)(first_gradient_[j]);
     grad = grad_in;

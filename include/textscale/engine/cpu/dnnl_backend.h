@@ -43,6 +43,11 @@ class DnnlBackend final : public Backend<float> {
                              const float* weights, const float* bias, float* dst, bool relu) override;
   void onehot_conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& shape, const std::uint8_t* codes,
                                       const float* diff_dst, float* diff_weights, float* diff_bias) override;
+  void onehot_conv1d_relu_pool_forward(OpStatePtr& state, const OneHotPoolShape& shape, const std::uint8_t* codes,
+                                       const float* weights, const float* bias, float* dst, bool training) override;
+  void onehot_conv1d_relu_pool_backward_weights(OpStatePtr& state, const OneHotPoolShape& shape,
+                                                const std::uint8_t* codes, const float* dst, const float* diff_dst,
+                                                float* diff_weights, float* diff_bias) override;
   void max_pool_forward(OpStatePtr& state, const Pool1dShape& shape, const float* src, float* dst,
                         bool training) override;
   void max_pool_backward(OpStatePtr& state, const Pool1dShape& shape, const float* diff_dst, float* diff_src) override;

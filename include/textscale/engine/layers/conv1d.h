@@ -41,11 +41,23 @@ class Conv1d final : public Layer<T> {
 // `bias` (C_out). Equal to Conv1d on the explicit one-hot (N, T, A) input.
 // forward_macs() counts the dense convolution over the one-hot input (the FLOPs a dense
 // implementation would spend), not the far fewer additions the gather performs.
+// With a `pool` window (and the ReLU), max pooling over time follows in the same operation
+// (Backend::onehot_conv1d_relu_pool_forward): the output is (N, T_pool, C_out), and the
+// convolution's output, three times as large for Crepe, is never stored.
 template <typename T>
 class OneHotConv1d final : public InputLayer<T> {
  public:
-  OneHotConv1d(Index alphabet, Index out, Index kernel, bool relu, Init init, Init bias_init)
-      : alphabet_(alphabet), out_(out), kernel_(kernel), relu_(relu), init_(init), bias_init_(bias_init) {}
+  struct Pool {
+    Index kernel = 0, stride = 0;  // 0: no pooling
+  };
+  OneHotConv1d(Index alphabet, Index out, Index kernel, bool relu, Init init, Init bias_init, Pool pool = {})
+      : alphabet_(alphabet),
+        out_(out),
+        kernel_(kernel),
+        relu_(relu),
+        init_(init),
+        bias_init_(bias_init),
+        pool_(pool) {}
 
   [[nodiscard]] std::string describe() const override;
   Dims setup(ParamStore<T>& params, const std::string& prefix, Index length) override;
@@ -55,9 +67,12 @@ class OneHotConv1d final : public InputLayer<T> {
 
  private:
   Conv1dShape shape(Index n) const { return {n, length_, alphabet_, out_, kernel_, 1, 0}; }
+  OneHotPoolShape pooled_shape(Index n) const { return {shape(n), pool_.kernel, pool_.stride}; }
+  [[nodiscard]] bool pooled() const { return pool_.kernel > 0; }
   Index alphabet_, out_, kernel_, length_ = 0;
   bool relu_;
   Init init_, bias_init_;
+  Pool pool_;
   ParamRef weights_, bias_;
   OpStatePtr forward_state_, weights_state_;
 };

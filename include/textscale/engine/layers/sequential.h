@@ -29,6 +29,9 @@ class Sequential final : public Layer<T> {
   // Calls Context::on_gradients_ready after each layer's backward (the model's top level only:
   // a nested chain cannot know whether gradients declared after it are final).
   void report_gradients(bool on) { report_gradients_ = on; }
+  // Layer i's parameters are named prefix + (first + i) + ".": a chain whose first layers were
+  // folded into the layer before it keeps the names (and checkpoints) of the unfolded chain.
+  void number_from(std::size_t first) { first_number_ = first; }
 
  private:
   std::vector<LayerPtr<T>> layers_;
@@ -36,6 +39,7 @@ class Sequential final : public Layer<T> {
   std::vector<Dims> shapes_;           // shapes_[i]: output of layer i
   std::vector<Index> first_gradient_;  // first_gradient_[i]: offset of layer i's first parameter
   bool report_gradients_ = false;
+  std::size_t first_number_ = 0;
   std::vector<Buffer<T>> activations_;  // outputs of layers 0 .. L-2 (the last writes to dst)
   Buffer<T> diff_a_, diff_b_;
 };
