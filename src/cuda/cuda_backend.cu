@@ -353,8 +353,8 @@ class CudaBackend final : public engine::Backend<float> {
     if (!s || !s->trained || !(s->shape == shape))
       throw Error("one-hot convolution and pooling: backward without a training forward pass of this shape");
     const Conv1dShape& c = shape.conv;
-    float* scratch = s->scratch.as<float>(kernels::onehot_pool_backward_scratch(
-        c.n, c.t_in, c.c_in, c.c_out, c.kernel, shape.pool_kernel, shape.pool_stride));
+    float* scratch = s->scratch.as<float>(kernels::onehot_pool_backward_scratch(c.n, c.t_in, c.c_in, c.c_out, c.kernel,
+                                                                                shape.pool_kernel, shape.pool_stride));
     kernels::onehot_pool_backward(c.n, c.t_in, c.c_in, c.c_out, c.kernel, shape.pool_kernel, shape.pool_stride, codes,
                                   dst, diff_dst, s->winners.as<std::uint8_t>(shape.dst().count()), diff_weights,
                                   diff_bias, scratch, stream_);

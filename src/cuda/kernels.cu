@@ -707,9 +707,9 @@ void onehot_pool_forward(Index n, Index t_in, Index alphabet, Index out, Index k
         rows, per_block, t_pool, t_in, alphabet, out, k, pool_kernel, pool_stride, codes, transposed, bias, dst,
         winners);
   else
-    onehot_pool_forward_kernel<false><<<grid, onehot_tile * onehot_warps, 0, stream>>>(
-        rows, per_block, t_pool, t_in, alphabet, out, k, pool_kernel, pool_stride, codes, transposed, bias, dst,
-        winners);
+    onehot_pool_forward_kernel<false>
+        <<<grid, onehot_tile * onehot_warps, 0, stream>>>(rows, per_block, t_pool, t_in, alphabet, out, k, pool_kernel,
+                                                          pool_stride, codes, transposed, bias, dst, winners);
   TS_CHECK_LAUNCH();
 }
 
@@ -720,8 +720,8 @@ Index onehot_pool_backward_scratch(Index n, Index t_in, Index alphabet, Index ou
   return chunks * (tiles * k * alphabet * onehot_tile + out);
 }
 
-void onehot_pool_backward(Index n, Index t_in, Index alphabet, Index out, Index k, Index pool_kernel,
-                          Index pool_stride, const std::uint8_t* codes, const float* dst, const float* diff_dst,
+void onehot_pool_backward(Index n, Index t_in, Index alphabet, Index out, Index k, Index pool_kernel, Index pool_stride,
+                          const std::uint8_t* codes, const float* dst, const float* diff_dst,
                           const std::uint8_t* winners, float* diff_weights, float* diff_bias, float* scratch,
                           cudaStream_t stream) {
   const Index t_pool = (t_in - k + 1 - pool_kernel) / pool_stride + 1, rows = n * t_pool;
@@ -736,9 +736,9 @@ void onehot_pool_backward(Index n, Index t_in, Index alphabet, Index out, Index 
         rows, per_block, t_pool, t_in, alphabet, out, k, pool_stride, codes, dst, diff_dst, winners, partial,
         partial_bias);
   else
-    onehot_pool_backward_kernel<false><<<grid, onehot_tile * onehot_warps, 0, stream>>>(
-        rows, per_block, t_pool, t_in, alphabet, out, k, pool_stride, codes, dst, diff_dst, winners, partial,
-        partial_bias);
+    onehot_pool_backward_kernel<false>
+        <<<grid, onehot_tile * onehot_warps, 0, stream>>>(rows, per_block, t_pool, t_in, alphabet, out, k, pool_stride,
+                                                          codes, dst, diff_dst, winners, partial, partial_bias);
   TS_CHECK_LAUNCH();
   onehot_pool_finish_kernel<<<blocks_for(tiles * k * alphabet * onehot_tile), threads, 0, stream>>>(
       chunks, tiles, alphabet, out, k, partial, partial_bias, diff_weights, diff_bias);

@@ -63,8 +63,8 @@ void onehot_pool_forward(Index n, Index t_in, Index alphabet, Index out, Index k
                          std::uint8_t* winners, float* transposed, cudaStream_t stream);
 [[nodiscard]] Index onehot_pool_backward_scratch(Index n, Index t_in, Index alphabet, Index out, Index k,
                                                  Index pool_kernel, Index pool_stride);
-void onehot_pool_backward(Index n, Index t_in, Index alphabet, Index out, Index k, Index pool_kernel,
-                          Index pool_stride, const std::uint8_t* codes, const float* dst, const float* diff_dst,
+void onehot_pool_backward(Index n, Index t_in, Index alphabet, Index out, Index k, Index pool_kernel, Index pool_stride,
+                          const std::uint8_t* codes, const float* dst, const float* diff_dst,
                           const std::uint8_t* winners, float* diff_weights, float* diff_bias, float* scratch,
                           cudaStream_t stream);
 

@@ -7,8 +7,8 @@
 #define BOOST_TEST_MODULE cuda_backend
 #define BOOST_TEST_NO_MAIN
 #define BOOST_TEST_ALTERNATIVE_INIT_API
-#include <boost/test/unit_test.hpp>
 #include <algorithm>
+#include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -194,8 +194,8 @@ BOOST_AUTO_TEST_CASE(onehot_convolution_relu_pool) {
     auto inference = f.output(s.dst().count());
     inference.ref = dst.ref;
     OpStatePtr e;
-    f.cuda->onehot_conv1d_relu_pool_forward(e, s, dev_codes.data(), w.dev.data(), bs.dev.data(),
-                                            inference.dev.data(), false);
+    f.cuda->onehot_conv1d_relu_pool_forward(e, s, dev_codes.data(), w.dev.data(), bs.dev.data(), inference.dev.data(),
+                                            false);
     f.expect_close(name + " inference", inference);
   }
 }

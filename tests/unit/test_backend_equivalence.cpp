@@ -149,8 +149,8 @@ BOOST_AUTO_TEST_CASE(onehot_convolution) {
 // maximum is 0 (no gradient passes the ReLU there).
 BOOST_AUTO_TEST_CASE(onehot_convolution_relu_pool) {
   for (const OneHotPoolShape& s : {OneHotPoolShape{{3, 60, 69, 48, 7, 1, 0}, 3, 3},  // Crepe's, smaller
-                                  OneHotPoolShape{{2, 41, 10, 37, 3, 1, 0}, 4, 2},  // overlapping windows
-                                  OneHotPoolShape{{2, 20, 5, 33, 2, 1, 0}, 2, 3}}) {
+                                   OneHotPoolShape{{2, 41, 10, 37, 3, 1, 0}, 4, 2},  // overlapping windows
+                                   OneHotPoolShape{{2, 20, 5, 33, 2, 1, 0}, 2, 3}}) {
     Backends b;
     const Conv1dShape& c = s.conv;
     std::mt19937_64 rng(5);

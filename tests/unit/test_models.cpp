@@ -96,9 +96,9 @@ BOOST_AUTO_TEST_CASE(crepe_parameter_names) {
   Model<float> model(c);
   std::vector<std::string> names;
   for (const auto& t : model.params().tensors()) names.push_back(t.name);
-  const std::vector<std::string> expected{"input.weights", "input.bias", "1.weights",  "1.bias",  "3.weights",
-                                          "3.bias",        "4.weights",  "4.bias",     "5.weights", "5.bias",
-                                          "6.weights",     "6.bias",     "8.weights",  "8.bias",    "10.weights",
+  const std::vector<std::string> expected{"input.weights", "input.bias", "1.weights", "1.bias",    "3.weights",
+                                          "3.bias",        "4.weights",  "4.bias",    "5.weights", "5.bias",
+                                          "6.weights",     "6.bias",     "8.weights", "8.bias",    "10.weights",
                                           "10.bias",       "12.weights", "12.bias"};
   BOOST_TEST(names == expected, boost::test_tools::per_element());
 }

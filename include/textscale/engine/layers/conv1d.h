@@ -51,13 +51,7 @@ class OneHotConv1d final : public InputLayer<T> {
     Index kernel = 0, stride = 0;  // 0: no pooling
   };
   OneHotConv1d(Index alphabet, Index out, Index kernel, bool relu, Init init, Init bias_init, Pool pool = {})
-      : alphabet_(alphabet),
-        out_(out),
-        kernel_(kernel),
-        relu_(relu),
-        init_(init),
-        bias_init_(bias_init),
-        pool_(pool) {}
+      : alphabet_(alphabet), out_(out), kernel_(kernel), relu_(relu), init_(init), bias_init_(bias_init), pool_(pool) {}
 
   [[nodiscard]] std::string describe() const override;
   Dims setup(ParamStore<T>& params, const std::string& prefix, Index length) override;
