@@ -8,6 +8,8 @@
 #
 # usage: bench/gpu/run-kit.sh KIT_ARCHIVE OUT_DIR [full | quick | profile | accuracy]
 #   quick: tests and one benchmark per model only (for a short lease);
+#   full and quick also time Crepe-small with its first block fused (the default) and unfused
+#   (TEXTSCALE_ONEHOT_POOL=0) back to back: ab.jsonl;
 #   profile: tests, the training check, then per-layer times (profile.log) of each model at batch
 #   128 in fp32 and tf32, and PyTorch eager in tf32 beside them;
 #   accuracy: only bench/accuracy.sh on the GPU, textscale and PyTorch side by side: AG News
@@ -145,7 +147,7 @@ fi
 
 # profile MODEL PRECISION: per-layer times at batch 128 to profile.log, the JSON line to stdout.
 profile() {
-  echo "### $1 batch 128 $2" >>"$out/profile.log"
+  echo "### $1 batch 128 $2${3:+ $3}" >>"$out/profile.log"
   run "$textscale" bench --device cuda --model "$1" --batch-size 128 --precision "$2" --warmup 5 --steps 20 \
     --profile 2>>"$out/profile.log" | sed "s/^{/{\"precision\":\"$2\",/"
 }
@@ -158,6 +160,8 @@ if [[ $mode == profile ]]; then
     for precision in fp32 tf32; do
       profile "$model" "$precision" >>"$out/textscale.jsonl" || status=1
     done
+    [[ $model == crepe-small ]] && { TEXTSCALE_ONEHOT_POOL=0 profile crepe-small tf32 "(first block unfused)" \
+      >/dev/null || status=1; }
     "$python" "$kit/bench/gpu/peer_gpu.py" --model "$model" --batch-size 128 --precision tf32 \
       >>"$out/pytorch.jsonl" || status=1
   done
@@ -194,10 +198,24 @@ for model in $models; do
     done
   done
 done
+# Crepe's first block as one operation (the default) against the same three operations unfused
+# (TEXTSCALE_ONEHOT_POOL=0), back to back, TF32: ab.jsonl, a table in summary.md.
+: >"$out/ab.jsonl"
+for batch in $batches; do
+  for variant in fused unfused; do
+    fuse=1
+    [[ $variant == unfused ]] && fuse=0
+    # shellcheck disable=SC2086
+    TEXTSCALE_ONEHOT_POOL=$fuse run "$textscale" bench --device cuda --model crepe-small --batch-size "$batch" \
+      --precision tf32 $timing | sed "s/^{/{\"precision\":\"tf32\",\"variant\":\"$variant\",/" \
+      >>"$out/ab.jsonl" || status=1
+  done
+done
 if [[ $mode == full ]]; then
   for model in $models; do
     profile "$model" tf32 >/dev/null || status=1
   done
+  TEXTSCALE_ONEHOT_POOL=0 profile crepe-small tf32 "(first block unfused)" >/dev/null || status=1
 fi
 "$python" "$kit/bench/gpu/summarize.py" "$out" | tee "$out/summary.md"
 exit $status

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <sstream>
 
@@ -22,22 +23,9 @@ std::vector<std::string> ModelConfig::names() {
 
 namespace {
 
-// Crepe (Zhang, Zhao and LeCun 2015, table 1 and 2): six convolutions over the one-hot input,
-// max-pool 3 after layers 1, 2 and 6, two fully connected layers with dropout, Gaussian init of
-// every weight and bias. The first max pooling is part of the input layer (one operation with the
-// one-hot convolution); the body is numbered from 1, as when it was its first layer, so that
-// parameter names and checkpoints stay the same.
-template <typename T>
-std::unique_ptr<InputLayer<T>> build_crepe(const ModelConfig& c, bool large, Sequential<T>& body) {
-  const Index features = c.features ? c.features : (large ? 1024 : 256);
-  const Index fc = c.fc ? c.fc : (large ? 2048 : 1024);
-  const Init init = Init::normal(large ? 0.02 : 0.05);
-  auto conv = [&](Index kernel) {
-    return std::make_unique<Conv1d<T>>(typename Conv1d<T>::Options{features, kernel, 1, 0, true, true, init, init});
-  };
-  auto input = std::make_unique<OneHotConv1d<T>>(c.alphabet, features, 7, true, init, init,
-                                                 typename OneHotConv1d<T>::Pool{3, 3});
-  body.number_from(1);
+// Crepe after its first max pooling.
+template <typename T, typename Conv>
+void append_crepe_body(const ModelConfig& c, Conv& conv, const Init& init, Index fc, Sequential<T>& body) {
   body.append(conv(7));
   body.append(std::make_unique<MaxPool1d<T>>(3, 3));
   for (int i = 0; i < 4; ++i) body.append(conv(3));
@@ -47,6 +35,31 @@ std::unique_ptr<InputLayer<T>> build_crepe(const ModelConfig& c, bool large, Seq
   body.append(std::make_unique<Linear<T>>(fc, true, init, init));
   body.append(std::make_unique<Dropout<T>>(c.dropout, 2));
   body.append(std::make_unique<Linear<T>>(c.classes, false, init, init));
+}
+
+// Crepe (Zhang, Zhao and LeCun 2015, table 1 and 2): six convolutions over the one-hot input,
+// max-pool 3 after layers 1, 2 and 6, two fully connected layers with dropout, Gaussian init of
+// every weight and bias. The first max pooling is part of the input layer (one operation with the
+// one-hot convolution) unless ModelConfig::fuse_input is off; the body is then numbered from 1, as
+// when the pooling was its first layer, so that parameter names and checkpoints are the same.
+template <typename T>
+std::unique_ptr<InputLayer<T>> build_crepe(const ModelConfig& c, bool large, Sequential<T>& body) {
+  const Index features = c.features ? c.features : (large ? 1024 : 256);
+  const Index fc = c.fc ? c.fc : (large ? 2048 : 1024);
+  const Init init = Init::normal(large ? 0.02 : 0.05);
+  auto conv = [&](Index kernel) {
+    return std::make_unique<Conv1d<T>>(typename Conv1d<T>::Options{features, kernel, 1, 0, true, true, init, init});
+  };
+  if (!c.fuse_input) {
+    auto input = std::make_unique<OneHotConv1d<T>>(c.alphabet, features, 7, true, init, init);
+    body.append(std::make_unique<MaxPool1d<T>>(3, 3));
+    append_crepe_body(c, conv, init, fc, body);
+    return input;
+  }
+  auto input = std::make_unique<OneHotConv1d<T>>(c.alphabet, features, 7, true, init, init,
+                                                 typename OneHotConv1d<T>::Pool{3, 3});
+  body.number_from(1);
+  append_crepe_body(c, conv, init, fc, body);
   return input;
 }
 
@@ -114,9 +127,11 @@ Model<T>::Model(const ModelConfig& config, const Memory& memory) : config_(confi
   if (config.embedding < 1 || config.kmax < 1) throw InputError("the embedding size and k of k-max must be positive");
   if (!(config.dropout >= 0 && config.dropout < 1)) throw InputError("--dropout must be in [0, 1)");  // NaN too
   if (config.alphabet < 1 || config.alphabet > 255) throw InputError("the alphabet must have 1 to 255 symbols");
+  if (const char* fuse = std::getenv("TEXTSCALE_ONEHOT_POOL"); fuse && std::string(fuse) == "0")
+    config_.fuse_input = false;
   const std::string& name = config.name;
   if (name == "crepe-small" || name == "crepe-large")
-    input_ = build_crepe<T>(config, name == "crepe-large", body_);
+    input_ = build_crepe<T>(config_, name == "crepe-large", body_);
   else if (name == "vdcnn-9" || name == "vdcnn-17" || name == "vdcnn-29")
     input_ = build_vdcnn<T>(config, std::stoi(name.substr(6)), body_);
   else

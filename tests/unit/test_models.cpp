@@ -111,16 +111,15 @@ BOOST_AUTO_TEST_CASE(unknown_model_and_too_short_input_are_refused) {
   BOOST_CHECK_THROW(Model<float>{c}, textscale::InputError);
 }
 
-// The whole model on oneDNN vs the reference backend (float both): logits and every gradient.
-void compare_backends(ModelConfig c) {
-  Model<float> a(c), b(c);
+// Model `c` on backend x vs model `d` (the same parameters) on backend y: the loss, every
+// gradient, the inference logits and the running statistics.
+void compare_models(const ModelConfig& c, Backend<float>& dnnl, const ModelConfig& d, Backend<float>& ref) {
+  Model<float> a(c), b(d);
   a.params().initialize(5);
   b.params().initialize(5);
   const Index n = 6;
   a.reserve(n);
   b.reserve(n);
-  DnnlBackend dnnl;
-  ReferenceBackend<float> ref;
   Context<float> ca{&dnnl, nullptr, true, 3, 17}, cb{&ref, nullptr, true, 3, 17};
   std::mt19937_64 rng(4);
   std::vector<std::uint8_t> codes(static_cast<std::size_t>(n * c.length));
@@ -161,6 +160,32 @@ void compare_backends(ModelConfig c) {
   for (Index i = 0; i < a.params().state_count(); ++i)
     BOOST_TEST(a.params().state()[static_cast<std::size_t>(i)] == b.params().state()[static_cast<std::size_t>(i)],
                boost::test_tools::tolerance(1e-4f));
+}
+
+// The whole model on oneDNN vs the reference backend (float both).
+void compare_backends(const ModelConfig& c) {
+  DnnlBackend dnnl;
+  ReferenceBackend<float> ref;
+  compare_models(c, dnnl, c, ref);
+}
+
+// Crepe with its first block as one operation and as three layers, from the same weights.
+BOOST_AUTO_TEST_CASE(crepe_fused_input_matches_three_layers) {
+  ModelConfig fused;
+  fused.name = "crepe-small", fused.classes = 4, fused.length = 160, fused.features = 32, fused.fc = 32;
+  ModelConfig layers = fused;
+  layers.fuse_input = false;
+  BOOST_TEST(Model<float>(fused).summary().find("+max-pool k3 s3") != std::string::npos);
+  BOOST_TEST(Model<float>(layers).summary().find("+max-pool k3 s3") == std::string::npos);
+  Model<float> one(fused), three(layers);
+  std::vector<std::string> a, b;
+  for (const auto& t : one.params().tensors()) a.push_back(t.name);
+  for (const auto& t : three.params().tensors()) b.push_back(t.name);
+  BOOST_TEST(a == b, boost::test_tools::per_element());
+  DnnlBackend x, y;
+  compare_models(fused, x, layers, y);
+  ReferenceBackend<float> r;
+  compare_models(fused, x, layers, r);
 }
 
 BOOST_AUTO_TEST_CASE(crepe_onednn_matches_reference) {

@@ -27,6 +27,11 @@ struct ModelConfig {
   // Batch normalisation with statistics over all data-parallel ranks (a training choice, not
   // part of the architecture: not stored with the model).
   bool sync_bn = false;
+  // Crepe's one-hot convolution, its ReLU and the first max pooling as one operation
+  // (Backend::onehot_conv1d_relu_pool_forward) rather than three. The same function and parameter
+  // names either way (not stored with the model); the environment's TEXTSCALE_ONEHOT_POOL=0 turns
+  // it off, to compare the two.
+  bool fuse_input = true;
 
   [[nodiscard]] static std::vector<std::string> names();
 };
