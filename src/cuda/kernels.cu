@@ -669,23 +669,36 @@ void onehot_unfold(Index row0, Index rows, Index t_in, Index t_out, Index alphab
 
 namespace {
 
-// Rows of the pooled output per block of the fused one-hot kernels: a fixed function of the row
-// count (the backward's partial sums, hence its rounding, depend on it), and at most 65,535 row
-// chunks (the grid's y limit).
-Index onehot_rows_per_block(Index rows) {
-  return std::max<Index>(1024, (rows + 65534) / 65535);
-}
+// The grid of the fused one-hot kernels: blocks of 32 output channels (x) by chunks of rows of the
+// pooled output (y). Rows per chunk are a fixed function of the row count (the backward's partial
+// sums, hence its rounding, depend on it), with at most 65,535 chunks (the grid's y limit).
+struct OneHotGrid {
+  Index t_pool, rows, per_block, chunks, tiles;
+  OneHotGrid(Index n, Index t_in, Index out, Index k, Index pool_kernel, Index pool_stride)
+      : t_pool((t_in - k + 1 - pool_kernel) / pool_stride + 1),
+        rows(n * t_pool),
+        per_block(std::max<Index>(1024, (rows + 65534) / 65535)),
+        chunks((rows + per_block - 1) / per_block),
+        tiles((out + onehot_tile - 1) / onehot_tile) {}
+  [[nodiscard]] dim3 grid() const { return {static_cast<unsigned>(tiles), static_cast<unsigned>(chunks)}; }
+};
 
 // Shared memory for a (K, A, 32) slice, 0 when it does not fit (the kernels then use global memory).
+// Slices over 48 KiB need the kernel's opt-in, granted once per size (one device per process).
 template <typename Kernel>
 std::size_t onehot_shared_bytes(Kernel kernel, Index alphabet, Index k) {
+  static std::size_t granted = 48 * 1024, limit = 0;
   const auto bytes = static_cast<std::size_t>(k * alphabet * onehot_tile) * sizeof(float);
-  if (bytes <= 48 * 1024) return bytes;  // no opt-in needed
-  int device = 0, limit = 0;
-  TS_CHECK_CUDA(cudaGetDevice(&device));
-  TS_CHECK_CUDA(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  if (bytes > static_cast<std::size_t>(limit)) return 0;
+  if (bytes <= granted) return bytes;
+  if (limit == 0) {
+    int device = 0, optin = 0;
+    TS_CHECK_CUDA(cudaGetDevice(&device));
+    TS_CHECK_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    limit = static_cast<std::size_t>(optin);
+  }
+  if (bytes > limit) return 0;
   TS_CHECK_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  granted = bytes;
   return bytes;
 }
 
@@ -694,54 +707,39 @@ std::size_t onehot_shared_bytes(Kernel kernel, Index alphabet, Index k) {
 void onehot_pool_forward(Index n, Index t_in, Index alphabet, Index out, Index k, Index pool_kernel, Index pool_stride,
                          const std::uint8_t* codes, const float* weights, const float* bias, float* dst,
                          std::uint8_t* winners, float* transposed, cudaStream_t stream) {
-  const Index t_pool = (t_in - k + 1 - pool_kernel) / pool_stride + 1, rows = n * t_pool;
+  const OneHotGrid g(n, t_in, out, k, pool_kernel, pool_stride);
   onehot_transpose_kernel<<<blocks_for(out * alphabet * k), threads, 0, stream>>>(out, alphabet, k, weights,
                                                                                   transposed);
   TS_CHECK_LAUNCH();
-  const Index per_block = onehot_rows_per_block(rows);
-  const dim3 grid(static_cast<unsigned>((out + onehot_tile - 1) / onehot_tile),
-                  static_cast<unsigned>((rows + per_block - 1) / per_block));
   const std::size_t shared = onehot_shared_bytes(onehot_pool_forward_kernel<true>, alphabet, k);
-  if (shared)
-    onehot_pool_forward_kernel<true><<<grid, onehot_tile * onehot_warps, shared, stream>>>(
-        rows, per_block, t_pool, t_in, alphabet, out, k, pool_kernel, pool_stride, codes, transposed, bias, dst,
-        winners);
-  else
-    onehot_pool_forward_kernel<false>
-        <<<grid, onehot_tile * onehot_warps, 0, stream>>>(rows, per_block, t_pool, t_in, alphabet, out, k, pool_kernel,
-                                                          pool_stride, codes, transposed, bias, dst, winners);
+  auto* kernel = shared ? onehot_pool_forward_kernel<true> : onehot_pool_forward_kernel<false>;
+  kernel<<<g.grid(), onehot_tile * onehot_warps, shared, stream>>>(g.rows, g.per_block, g.t_pool, t_in, alphabet, out,
+                                                                   k, pool_kernel, pool_stride, codes, transposed, bias,
+                                                                   dst, winners);
   TS_CHECK_LAUNCH();
 }
 
 Index onehot_pool_backward_scratch(Index n, Index t_in, Index alphabet, Index out, Index k, Index pool_kernel,
                                    Index pool_stride) {
-  const Index rows = n * ((t_in - k + 1 - pool_kernel) / pool_stride + 1), per_block = onehot_rows_per_block(rows);
-  const Index chunks = (rows + per_block - 1) / per_block, tiles = (out + onehot_tile - 1) / onehot_tile;
-  return chunks * (tiles * k * alphabet * onehot_tile + out);
+  const OneHotGrid g(n, t_in, out, k, pool_kernel, pool_stride);
+  return g.chunks * (g.tiles * k * alphabet * onehot_tile + out);
 }
 
 void onehot_pool_backward(Index n, Index t_in, Index alphabet, Index out, Index k, Index pool_kernel, Index pool_stride,
                           const std::uint8_t* codes, const float* dst, const float* diff_dst,
                           const std::uint8_t* winners, float* diff_weights, float* diff_bias, float* scratch,
                           cudaStream_t stream) {
-  const Index t_pool = (t_in - k + 1 - pool_kernel) / pool_stride + 1, rows = n * t_pool;
-  const Index per_block = onehot_rows_per_block(rows), chunks = (rows + per_block - 1) / per_block;
-  const Index tiles = (out + onehot_tile - 1) / onehot_tile;
+  const OneHotGrid g(n, t_in, out, k, pool_kernel, pool_stride);
   float* partial = scratch;
-  float* partial_bias = scratch + chunks * tiles * k * alphabet * onehot_tile;
-  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(chunks));
+  float* partial_bias = scratch + g.chunks * g.tiles * k * alphabet * onehot_tile;
   const std::size_t shared = onehot_shared_bytes(onehot_pool_backward_kernel<true>, alphabet, k);
-  if (shared)
-    onehot_pool_backward_kernel<true><<<grid, onehot_tile * onehot_warps, shared, stream>>>(
-        rows, per_block, t_pool, t_in, alphabet, out, k, pool_stride, codes, dst, diff_dst, winners, partial,
-        partial_bias);
-  else
-    onehot_pool_backward_kernel<false>
-        <<<grid, onehot_tile * onehot_warps, 0, stream>>>(rows, per_block, t_pool, t_in, alphabet, out, k, pool_stride,
-                                                          codes, dst, diff_dst, winners, partial, partial_bias);
+  auto* kernel = shared ? onehot_pool_backward_kernel<true> : onehot_pool_backward_kernel<false>;
+  kernel<<<g.grid(), onehot_tile * onehot_warps, shared, stream>>>(g.rows, g.per_block, g.t_pool, t_in, alphabet, out,
+                                                                   k, pool_stride, codes, dst, diff_dst, winners,
+                                                                   partial, partial_bias);
   TS_CHECK_LAUNCH();
-  onehot_pool_finish_kernel<<<blocks_for(tiles * k * alphabet * onehot_tile), threads, 0, stream>>>(
-      chunks, tiles, alphabet, out, k, partial, partial_bias, diff_weights, diff_bias);
+  onehot_pool_finish_kernel<<<blocks_for(g.tiles * k * alphabet * onehot_tile), threads, 0, stream>>>(
+      g.chunks, g.tiles, alphabet, out, k, partial, partial_bias, diff_weights, diff_bias);
   TS_CHECK_LAUNCH();
 }
 

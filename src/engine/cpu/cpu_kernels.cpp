@@ -149,6 +149,14 @@ Buffer<float>& gather_buffer(OpStatePtr& state, std::size_t count) {
   return buffer;
 }
 
+// weights (O, A, K) -> w (K, A, O), the layout gather_row reads.
+void gather_weights(const float* weights, Index a, Index k, Index o, float* w) {
+#pragma omp parallel for schedule(static)
+  for (Index oc = 0; oc < o; ++oc)
+    for (Index c = 0; c < a; ++c)
+      for (Index j = 0; j < k; ++j) w[(j * a + c) * o + oc] = weights[(oc * a + c) * k + j];
+}
+
 void check_codes(const std::uint8_t* codes, Index count, Index alphabet) {
   for (Index i = 0; i < count; ++i)
     if (codes[i] > alphabet)
@@ -162,12 +170,8 @@ void onehot_conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const std::u
                            const float* bias, float* dst, bool relu) {
   const Index a = s.c_in, k = s.kernel, o = s.c_out, t_out = s.t_out();
   check_codes(codes, s.n * s.t_in, a);
-  auto& wt = gather_buffer(state, static_cast<std::size_t>(s.weights_count()));
-  float* w = wt.data();
-#pragma omp parallel for schedule(static)
-  for (Index oc = 0; oc < o; ++oc)
-    for (Index c = 0; c < a; ++c)
-      for (Index j = 0; j < k; ++j) w[(j * a + c) * o + oc] = weights[(oc * a + c) * k + j];
+  float* w = gather_buffer(state, static_cast<std::size_t>(s.weights_count())).data();
+  gather_weights(weights, a, k, o, w);
 #pragma omp parallel for schedule(static)
   for (Index row = 0; row < s.n * t_out; ++row) {
     const Index n = row / t_out, t = row % t_out;
@@ -227,10 +231,7 @@ void onehot_conv1d_relu_pool_forward(OpStatePtr& state, const OneHotPoolShape& s
   if (st.transposed.size() != static_cast<std::size_t>(c.weights_count()))
     st.transposed.resize(static_cast<std::size_t>(c.weights_count()));
   float* w = st.transposed.data();
-#pragma omp parallel for schedule(static)
-  for (Index oc = 0; oc < o; ++oc)
-    for (Index ch = 0; ch < a; ++ch)
-      for (Index j = 0; j < k; ++j) w[(j * a + ch) * o + oc] = weights[(oc * a + ch) * k + j];
+  gather_weights(weights, a, k, o, w);
   std::uint8_t* winners = nullptr;
   if (training) {
     st.winners.assign(static_cast<std::size_t>(rows * o), 0);
