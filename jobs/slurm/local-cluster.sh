@@ -44,16 +44,17 @@ die() {
   show_logs
   exit 1
 }
-# running PIDFILE NAME: the process in PIDFILE is alive and is NAME (not a reused pid)
-running() {
+# pid_of PIDFILE NAME: print the pid in PIDFILE if that process is alive and is NAME (not a reused
+# pid). Read the file once: a daemon that is shutting down removes it at any moment.
+pid_of() {
   local pid
-  pid=$(cat "$1" 2> /dev/null) && [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2> /dev/null)" = "$2" ]
+  pid=$(cat "$1" 2> /dev/null) && [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2> /dev/null)" = "$2" ] && echo "$pid"
 }
+running() { pid_of "$1" "$2" > /dev/null; }
 # end PIDFILE NAME SECONDS: wait for the process to exit, then TERM, then KILL
 end() {
   local pid i
-  running "$1" "$2" || return 0
-  pid=$(cat "$1")
+  pid=$(pid_of "$1" "$2") || return 0
   for ((i = 0; i < $3 * 10; i++)); do kill -0 "$pid" 2> /dev/null || return 0; sleep 0.1; done
   kill -TERM "$pid" 2> /dev/null || true
   for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2> /dev/null || return 0; sleep 0.1; done

@@ -99,7 +99,8 @@ py -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])][-1]; sys.ex
   "$run/metrics.jsonl" || fail "job $id: the resumed run did not finish"
 
 # --- 3. every single-node script fits a 64-CPU, 4-GPU node -----------------------------------------
-SLURM_LOCAL_CPUS=64 SLURM_LOCAL_GPUS=4 cluster start >> cluster.log 2>&1 || fail "restarting with 4 fake GPUs failed"
+SLURM_LOCAL_CPUS=64 SLURM_LOCAL_GPUS=4 cluster start > cluster-gpus.log 2>&1 ||
+  { fail "restarting with 4 fake GPUs failed:"; tail -n 40 cluster-gpus.log >&2; }
 for script in "$jobs_dir"/*-gpu.sbatch "$jobs_dir"/*-cpu.sbatch; do
   sbatch --test-only "$script" > test-only.txt 2>&1 || true
   grep -q "to start at" test-only.txt || { fail "sbatch --test-only $(basename "$script"):"; cat test-only.txt >&2; }
