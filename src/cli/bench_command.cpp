@@ -68,7 +68,7 @@ int bench_command(const std::vector<std::string>& arguments) {
       "threads", po::value(&threads)->default_value(0), "CPU threads (0: all cores)")(
       "backend", po::value(&backend_name)->default_value("onednn"), "CPU backend: onednn | reference")(
       "device", po::value(&device)->default_value("auto"), "auto (cuda when a GPU is visible) | cpu | cuda")(
-      "precision", po::value(&precision)->default_value("tf32"), "GPU products: fp32 | tf32 | bf16")(
+      "precision", po::value(&precision)->default_value("tf32"), "products: fp32 | tf32 (GPU; fp32 on a CPU) | bf16")(
       "gemm", po::value(&gemm)->default_value(0), "only measure the SGEMM rate at this size (the peak)")(
       "profile", po::bool_switch(&profile), "also print the time of each layer (training steps) to stderr");
   po::variables_map values;

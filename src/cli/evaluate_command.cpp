@@ -30,7 +30,7 @@ int evaluate_command(const std::vector<std::string>& arguments) {
       "threads", po::value(&threads)->default_value(0), "CPU threads (0: all cores)")(
       "backend", po::value(&backend_name)->default_value("onednn"), "CPU backend: onednn | reference")(
       "device", po::value(&device)->default_value("auto"), "auto (cuda when a GPU is visible) | cpu | cuda")(
-      "precision", po::value(&precision)->default_value("tf32"), "GPU products: fp32 | tf32 | bf16")(
+      "precision", po::value(&precision)->default_value("tf32"), "products: fp32 | tf32 (GPU; fp32 on a CPU) | bf16")(
       "json", po::value(&json_path), "also write the metrics as JSON to this file");
   po::variables_map values;
   if (!parse_options(arguments, options, values)) return 0;

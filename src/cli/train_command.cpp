@@ -162,7 +162,7 @@ int train_command(const std::vector<std::string>& arguments) {
       ("device", po::value(&c.device)->default_value("auto"),
        "auto (cuda when a GPU is visible) | cpu | cuda; one GPU per rank: the local rank's")  //
       ("precision", po::value(&c.precision)->default_value("tf32"),
-       "GPU products: fp32 | tf32 | bf16 (fp32 storage and reductions in every case)")                     //
+       "products: fp32 | tf32 (GPU; fp32 on a CPU) | bf16 (fp32 storage and reductions in every case)")    //
       ("run-dir", po::value(&c.run_dir), "run directory (default runs/<model>-<UTC time>)")                //
       ("resume", po::value(&c.resume), "continue from a checkpoint (its run directory unless --run-dir)")  //
       ("init-from", po::value(&c.init_from), "start a new run from a checkpoint's weights")                //

@@ -41,25 +41,6 @@ using engine::OpState;
 using engine::OpStatePtr;
 using engine::Pool1dShape;
 
-Precision parse_precision(const std::string& text) {
-  if (text == "fp32") return Precision::fp32;
-  if (text == "tf32") return Precision::tf32;
-  if (text == "bf16") return Precision::bf16;
-  throw InputError("--precision must be fp32, tf32 or bf16, not '" + text + "'");
-}
-
-std::string to_string(Precision precision) {
-  switch (precision) {
-    case Precision::fp32:
-      return "fp32";
-    case Precision::tf32:
-      return "tf32";
-    case Precision::bf16:
-      return "bf16";
-  }
-  return "?";
-}
-
 int device_count() {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess) {

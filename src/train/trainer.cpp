@@ -63,16 +63,23 @@ bool uses_gpu(const std::string& device, int local_size) {
 
 std::unique_ptr<engine::Backend<float>> make_backend(const std::string& device, const std::string& cpu_backend,
                                                      const std::string& precision, int local_rank, int local_size) {
+  const engine::Precision products = engine::parse_precision(precision);
   if (uses_gpu(device, local_size)) {
 #ifdef TEXTSCALE_WITH_CUDA
-    return cuda::make_cuda_backend({local_rank % cuda::device_count(), cuda::parse_precision(precision)});
+    return cuda::make_cuda_backend({local_rank % cuda::device_count(), products});
 #endif
   }
 #ifndef TEXTSCALE_WITH_CUDA
-  (void)precision, (void)local_rank;  // GPU settings; this build has no GPU backend
+  (void)local_rank;  // a GPU setting; this build has no GPU backend
 #endif
-  if (cpu_backend == "onednn") return std::make_unique<engine::DnnlBackend>();
-  if (cpu_backend == "reference") return std::make_unique<engine::ReferenceBackend<float>>();
+  // A CPU has no TF32: tf32 (the default, for GPUs) computes in fp32 there.
+  const bool bf16 = products == engine::Precision::bf16;
+  if (cpu_backend == "onednn")
+    return std::make_unique<engine::DnnlBackend>(bf16 ? engine::Precision::bf16 : engine::Precision::fp32);
+  if (cpu_backend == "reference") {
+    if (bf16) throw InputError("--precision bf16: the reference backend computes in fp32 and fp64 only");
+    return std::make_unique<engine::ReferenceBackend<float>>();
+  }
   throw InputError("unknown backend '" + cpu_backend + "' (known: onednn, reference)");
 }
 

@@ -41,6 +41,34 @@ run_ts 0 train --train train.h5 --test test.h5 --model vdcnn-9 --features 8 --fc
   --optimizer adam --lr 0.001 --batch-size 32 --limit-train 128 --epochs 20 --log-every 4 --run-dir vdcnn
 read -r first last <<< "$(losses vdcnn)"
 py -c "import sys; sys.exit(0 if $last < 0.5 * $first else 1)" || fail "tiny VDCNN: loss $first -> $last did not halve"
+# bf16 products (--precision bf16: a CPU with AVX512-BF16 or AMX): the same two runs learn too.
+# Elsewhere the option is refused by name, which is checked below instead.
+if "$TEXTSCALE_BIN" train --train train.h5 "${tiny_crepe[@]}" --precision bf16 --epochs 1 --max-steps 1 \
+  --run-dir bf16-probe --progress off > /dev/null 2> bf16-probe.err; then
+  run_ts 0 train --train train.h5 --test test.h5 --model crepe-small --features 32 --fc 64 --dropout 0 \
+    --optimizer adam --lr 0.001 --batch-size 32 --limit-train 128 --epochs 30 --log-every 4 --run-dir crepe-bf16 \
+    --precision bf16
+  expect_in "$WORK/out" "backend onednn (bf16)"
+  read -r first last <<< "$(losses crepe-bf16)"
+  py -c "import sys; sys.exit(0 if $last < 0.5 * $first else 1)" || fail "tiny Crepe in bf16: loss $first -> $last did not halve"
+  run_ts 0 train --train train.h5 --test test.h5 --model vdcnn-9 --features 8 --fc 32 --shortcut true \
+    --optimizer adam --lr 0.001 --batch-size 32 --limit-train 128 --epochs 20 --log-every 4 --run-dir vdcnn-bf16 \
+    --precision bf16
+  read -r first last <<< "$(losses vdcnn-bf16)"
+  py -c "import sys; sys.exit(0 if $last < 0.5 * $first else 1)" || fail "tiny VDCNN in bf16: loss $first -> $last did not halve"
+  # A bf16 checkpoint is an fp32 checkpoint: it evaluates in fp32 like any other.
+  run_ts 0 evaluate --checkpoint crepe-bf16/checkpoint.h5 --data test.h5 --precision fp32
+  echo "loss falls in bf16: checked"
+else
+  expect_in bf16-probe.err "--precision bf16 on the CPU needs AVX512-BF16 or AMX instructions"
+  echo "loss falls in bf16: not checked, this CPU has no bf16 instructions ($(cat bf16-probe.err))"
+fi
+# A CPU without them (oneDNN limited to AVX-512 with VNNI here) and the reference backend refuse bf16.
+DNNL_MAX_CPU_ISA=AVX512_CORE_VNNI run_ts 1 train --train train.h5 "${tiny_crepe[@]}" --precision bf16 --epochs 1 \
+  --run-dir bf16-refused
+expect_in "$WORK/err" "--precision bf16 on the CPU needs AVX512-BF16 or AMX instructions"
+run_ts 1 train --train train.h5 "${tiny_crepe[@]}" --backend reference --precision bf16 --epochs 1 --run-dir bf16-ref
+expect_in "$WORK/err" "--precision bf16: the reference backend computes in fp32 and fp64 only"
 echo "loss falls: checked"
 
 # --- evaluate reproduces the trainer's final test accuracy ----------------------------------------

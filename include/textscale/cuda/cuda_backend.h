@@ -8,18 +8,15 @@
 #include <string>
 
 #include "textscale/engine/backend.h"
+#include "textscale/engine/precision.h"
 
 namespace textscale::cuda {
 
-// How fp32 tensors are multiplied:
-//  - fp32: full fp32 arithmetic (no tensor-core shortcuts), the reference for the others;
-//  - tf32: fp32 storage, TF32 tensor-core products (10-bit mantissa inputs, fp32 accumulation);
-//  - bf16: fp32 storage and master weights, bf16 tensor-core products for the GEMMs (fp32
-//    accumulation) and TF32 for the convolutions; every reduction (batch-norm statistics, loss,
-//    gradient norms, optimizer steps) in fp32 or fp64.
-enum class Precision { fp32, tf32, bf16 };
-[[nodiscard]] Precision parse_precision(const std::string& text);  // throws InputError
-[[nodiscard]] std::string to_string(Precision precision);
+// How fp32 tensors are multiplied (precision.h). On the GPU, bf16 covers the dense layers' GEMMs;
+// the convolutions stay TF32.
+using engine::parse_precision;
+using engine::Precision;
+using engine::to_string;
 
 // How convolution algorithms are chosen, once per shape and batch size:
 //  - heuristic: cuDNN's heuristics; the same choice in every process, so a resumed run repeats

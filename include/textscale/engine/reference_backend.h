@@ -2,7 +2,8 @@
 //
 // Written for obviousness, not speed: each loop is the operation's definition from backend.h.
 // It is the oracle the oneDNN and CUDA backends are compared with, and gradient checks run on
-// ReferenceBackend<double>. Single-threaded and therefore trivially deterministic.
+// ReferenceBackend<double>. Single-threaded and therefore trivially deterministic. Not final: a
+// test derives a bf16 emulation from it (tests/unit/test_cpu_bf16.cpp).
 #pragma once
 
 #include "textscale/engine/backend.h"
@@ -10,7 +11,7 @@
 namespace textscale::engine {
 
 template <typename T>
-class ReferenceBackend final : public Backend<T> {
+class ReferenceBackend : public Backend<T> {
  public:
   [[nodiscard]] std::string name() const override;
 

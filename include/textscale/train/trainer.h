@@ -50,7 +50,7 @@ struct TrainConfig {
   int threads = 0;                 // 0: all cores
   std::string backend = "onednn";  // CPU backend: onednn | reference
   std::string device = "auto";     // auto (cuda when a GPU is visible) | cpu | cuda
-  std::string precision = "tf32";  // GPU products: fp32 | tf32 | bf16 (cuda_backend.h)
+  std::string precision = "tf32";  // products: fp32 | tf32 (GPU; fp32 on a CPU) | bf16 (precision.h)
   std::string run_dir;
   std::int64_t checkpoint_every = 0;  // steps; 0: at the end of each epoch only
   std::int64_t log_every = 50;        // steps
@@ -71,8 +71,9 @@ struct TrainConfig {
 };
 
 // The backend for `device`: on cpu the named CPU backend (onednn | reference); on cuda the CUDA
-// backend on GPU `local_rank` (one GPU per rank), with `precision`. auto is cuda when this build
-// has CUDA and the node has a GPU for each of its `local_size` ranks, else cpu.
+// backend on GPU `local_rank` (one GPU per rank). auto is cuda when this build has CUDA and the
+// node has a GPU for each of its `local_size` ranks, else cpu. `precision` (precision.h): fp32 |
+// tf32 | bf16; a CPU computes tf32 in fp32, and bf16 only on oneDNN with bf16 instructions.
 std::unique_ptr<engine::Backend<float>> make_backend(const std::string& device, const std::string& cpu_backend,
                                                      const std::string& precision = "tf32", int local_rank = 0,
                                                      int local_size = 1);

@@ -8,12 +8,19 @@
 // reordered between the canonical (C_out, C_in, K) layout and the layout each primitive prefers,
 // once per call. Primitives are created on first use for each batch size and cached in the call
 // site's OpState. Threads: OpenMP's (set_threads or OMP_NUM_THREADS).
+//
+// Precision (precision.h): fp32 by default (tf32, a GPU format, is computed in fp32). With bf16,
+// convolutions and dense layers multiply bf16 copies of their inputs and weights with fp32
+// accumulation and write fp32 outputs and gradients, on oneDNN's AVX512-BF16 or AMX kernels
+// (about twice the fp32 rate on such CPUs); activations, master weights, batch norm, pooling,
+// the loss and the optimizer stay fp32. The one-hot input layer is a gather and stays exact.
 #pragma once
 
 #include <memory>
 
 #include "textscale/common/error.h"
 #include "textscale/engine/backend.h"
+#include "textscale/engine/precision.h"
 
 namespace textscale::engine {
 
@@ -25,9 +32,16 @@ class DnnlError : public Error {
 
 class DnnlBackend final : public Backend<float> {
  public:
-  DnnlBackend();
+  // Throws InputError for bf16 on a CPU without bf16 instructions (bf16_supported()).
+  explicit DnnlBackend(Precision precision = Precision::fp32);
   ~DnnlBackend() override;
-  [[nodiscard]] std::string name() const override { return "onednn"; }
+  [[nodiscard]] std::string name() const override { return bf16_ ? "onednn (bf16)" : "onednn"; }
+
+  // Whether oneDNN can use bf16 instructions on this CPU (AVX512-BF16 or AMX); without them its
+  // bf16 kernels are emulated or reference code, slower than fp32.
+  [[nodiscard]] static bool bf16_supported();
+  // oneDNN's name for the instruction set it uses on this CPU, for messages.
+  [[nodiscard]] static std::string cpu_isa();
 
   // Sets the number of OpenMP threads every operation uses (0: leave the runtime's default).
   static void set_threads(int threads);
@@ -94,6 +108,7 @@ class DnnlBackend final : public Backend<float> {
 
  private:
   std::unique_ptr<Impl> impl_;
+  bool bf16_ = false;
 };
 
 }  // namespace textscale::engine
