@@ -7,8 +7,11 @@ steps, --steps steps are timed for
 - training: forward, softmax cross-entropy, backward and a torch.optim.SGD step (lr 0.01,
   momentum 0.9), model in train mode;
 - inference: forward only, model in eval mode under torch.no_grad().
+With --precision bf16 the forward passes (and the loss) run under torch.autocast("cpu",
+dtype=torch.bfloat16), PyTorch's mixed precision: convolutions and linear layers in bf16, the
+weights and optimizer in fp32, as textscale's --precision bf16.
 Prints one JSON line:
-  {"model", "batch", "threads", "train_samples_per_second", "infer_samples_per_second",
+  {"model", "batch", "threads", "precision", "train_samples_per_second", "infer_samples_per_second",
    "peak_rss_mib" (getrusage ru_maxrss of this process), "torch_version", "blas"}
 where "blas" is torch's BLAS_INFO build setting and the BLAS library actually mapped into the
 process (read from /proc/self/maps; on Debian the libblas.so.3 alternative).
@@ -19,7 +22,7 @@ in its environment; that is the caller's job, this script leaves the environment
 Usage (with /usr/bin/python3):
 
     /usr/bin/python3 bench/peer_speed.py --model vdcnn-9 --batch-size 128 --threads 2 \\
-        --warmup 3 --steps 10 --classes 4 [--shortcut]
+        --warmup 3 --steps 10 --classes 4 [--shortcut] [--precision bf16]
 """
 
 import argparse
@@ -72,6 +75,8 @@ def main():
     p.add_argument("--classes", type=int, default=4)
     p.add_argument("--shortcut", action="store_true", help="VDCNN with shortcut connections")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: forward passes under torch.autocast (CPU, bfloat16)")
     args = p.parse_args()
     if min(args.batch_size, args.threads, args.steps, args.classes) < 1 or args.warmup < 0:
         p.error("--batch-size, --threads, --steps and --classes must be positive")
@@ -83,14 +88,18 @@ def main():
     labels = torch.randint(0, args.classes, (args.batch_size,))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
+
     def train_step():
-        loss = F.cross_entropy(model(codes), labels)
+        with autocast():
+            loss = F.cross_entropy(model(codes), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     def infer_step():
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             model(codes)
 
     model.train()
@@ -103,6 +112,7 @@ def main():
         "model": args.model + ("+shortcut" if args.shortcut else ""),
         "batch": args.batch_size,
         "threads": args.threads,
+        "precision": args.precision,
         "train_samples_per_second": samples / train_seconds,
         "infer_samples_per_second": samples / infer_seconds,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,

@@ -14,7 +14,9 @@
 # of the SGEMM peak, and peak RSS of each process.
 #
 # Usage: bench/train_speed.sh [--threads N] [--steps N] [--warmup N] [--models "a b"] [--batches "32 128"]
-#                             [--out FILE]
+#                             [--precision fp32|bf16] [--out FILE]
+# --precision bf16: textscale's --precision bf16 against PyTorch under torch.autocast(bfloat16)
+# (both: bf16 products, fp32 weights); the peak is still the fp32 SGEMM's.
 # The peer is made fair: Debian's torch uses the optimised OpenBLAS when libopenblas0-pthread is
 # installed (checked below), its threads are set to the same count, and OPENBLAS_CORETYPE and
 # OPENBLAS_L2_SIZE (set in some environments, they slow OpenBLAS down) are unset for this command.
@@ -24,7 +26,7 @@ unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 invocation="bench/train_speed.sh $*"
-threads=2 steps=8 warmup=3 models="crepe-small vdcnn-9" batches="32 128" out=""
+threads=2 steps=8 warmup=3 models="crepe-small vdcnn-9" batches="32 128" precision=fp32 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads=$2; shift 2 ;;
@@ -32,6 +34,7 @@ while [ $# -gt 0 ]; do
     --warmup) warmup=$2; shift 2 ;;
     --models) models=$2; shift 2 ;;
     --batches) batches=$2; shift 2 ;;
+    --precision) precision=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -49,19 +52,19 @@ echo "{\"peak\": $("$textscale" bench --gemm 4096 --threads "$threads")}" >> "$r
 for model in $models; do
   for batch in $batches; do
     ours=$("$textscale" bench --model "$model" --batch-size "$batch" --threads "$threads" --steps "$steps" \
-      --warmup "$warmup")
+      --warmup "$warmup" --precision "$precision")
     peer=$("$python" "$here/peer_speed.py" --model "$model" --batch-size "$batch" --threads "$threads" \
-      --steps "$steps" --warmup "$warmup")
+      --steps "$steps" --warmup "$warmup" --precision "$precision")
     echo "{\"ours\": $ours, \"peer\": $peer}" >> "$results"
   done
 done
 
-"$python" - "$results" "$invocation" "$threads" > "${out:-/dev/stdout}" <<'PY'
+"$python" - "$results" "$invocation" "$threads" "$precision" > "${out:-/dev/stdout}" <<'PY'
 import json, sys, platform, subprocess
 rows = [json.loads(l) for l in open(sys.argv[1])]
 peak = rows[0]["peak"]["sgemm_gflops"]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-print(f"Command: `{sys.argv[2]}` — {sys.argv[3]} threads, CPU {cpu}; "
+print(f"Command: `{sys.argv[2]}` — {sys.argv[3]} threads, precision {sys.argv[4]}, CPU {cpu}; "
       f"measured SGEMM peak (oneDNN, 4096^3): **{peak:.0f} GFLOP/s**.\n")
 print("| model | batch | textscale train/s | PyTorch train/s | ratio | textscale infer/s | PyTorch infer/s | ratio "
       "| train GFLOP/s (dense) | % of peak | RSS textscale / PyTorch (MiB) |")

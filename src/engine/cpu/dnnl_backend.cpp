@@ -32,6 +32,11 @@ using dt = dnnl::memory::data_type;
 struct DnnlBackend::Impl {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
+  // bf16 copies of the operands of the product being computed, shared by every call site (the
+  // operations run one at a time): two slots, as a backward-weights product converts both of its
+  // operands. Grown to the largest operand, never shrunk: the copies cost the memory of the two
+  // largest operands, not of one per layer and direction.
+  Buffer<std::uint16_t> bf16_slots[2];
 };
 
 namespace {
@@ -163,6 +168,16 @@ ConvPrimitives& conv_primitives(OpStatePtr& state, const Conv1dShape& s, bool bi
   return cache.emplace_back(key, std::move(p)).second;
 }
 
+// `from` converted by a oneDNN reorder into `wanted` (bf16, in any layout), stored in `slot`.
+dnnl::memory converted(const dnnl::memory& from, const dnnl::memory::desc& wanted, Buffer<std::uint16_t>& slot,
+                       dnnl::stream& stream) {
+  const std::size_t elements = (wanted.get_size() + 1) / 2;
+  if (slot.size() < elements) slot.resize(elements);
+  dnnl::memory to(wanted, from.get_engine(), slot.data());
+  dnnl::reorder(from, to).execute(stream, const_cast<dnnl::memory&>(from), to);
+  return to;
+}
+
 // A user (N, T, C) buffer as the memory a primitive wants: itself, or a reordered copy in `scratch`.
 dnnl::memory activation_in(const dnnl::memory::desc& user, const dnnl::memory::desc& wanted, const void* data,
                            dnnl::memory& scratch, const dnnl::engine& engine, dnnl::stream& stream) {
@@ -175,6 +190,15 @@ dnnl::memory activation_out(const dnnl::memory::desc& user, const dnnl::memory::
   if (produced == user) return user_memory(user, engine, data);
   if (!scratch || scratch.get_desc() != produced) scratch = dnnl::memory(produced, engine);
   return scratch;
+}
+
+// A user (N, T, C) operand of a convolution: in fp32 as activation_in; converted to bf16 in the
+// backend's shared `slot` when the primitive multiplies bf16.
+dnnl::memory operand_in(DnnlBackend::Impl& impl, const dnnl::memory::desc& user, const dnnl::memory::desc& wanted,
+                        const void* data, dnnl::memory& scratch, int slot) {
+  if (wanted.data_type() == dt::bf16)
+    return converted(user_memory(user, impl.engine, data), wanted, impl.bf16_slots[slot], impl.stream);
+  return activation_in(user, wanted, data, scratch, impl.engine, impl.stream);
 }
 
 }  // namespace
@@ -242,7 +266,7 @@ void DnnlBackend::conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const 
   const dnnl::memory::desc user_dst = ntc(s.n, s.t_out(), s.c_out);
   dnnl::memory out = activation_out(user_dst, p.forward_pd.dst_desc(), dst, p.dst_scratch, e);
   std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, activation_in(ntc(s.n, s.t_in, s.c_in), p.forward_pd.src_desc(), src, p.src_scratch, e, strm)},
+      {DNNL_ARG_SRC, operand_in(*impl_, ntc(s.n, s.t_in, s.c_in), p.forward_pd.src_desc(), src, p.src_scratch, 0)},
       {DNNL_ARG_WEIGHTS, reordered(user_weights, p.forward_pd.weights_desc(), p.weights_scratch, strm)},
       {DNNL_ARG_DST, out}};
   if (bias) args[DNNL_ARG_BIAS] = user_memory(dnnl::memory::desc({s.c_out}, dt::f32, tag::x), e, bias);
@@ -286,7 +310,7 @@ void DnnlBackend::conv1d_backward_data(OpStatePtr& state, const Conv1dShape& s, 
   dnnl::memory out = activation_out(user_diff_src, p.data_pd.diff_src_desc(), diff_src, p.src_scratch, e);
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_DIFF_DST,
-       activation_in(ntc(s.n, s.t_out(), s.c_out), p.data_pd.diff_dst_desc(), diff_dst, p.dst_scratch, e, strm)},
+       operand_in(*impl_, ntc(s.n, s.t_out(), s.c_out), p.data_pd.diff_dst_desc(), diff_dst, p.dst_scratch, 0)},
       {DNNL_ARG_WEIGHTS, reordered(user_weights, p.data_pd.weights_desc(), p.weights_scratch, strm)},
       {DNNL_ARG_DIFF_SRC, out}};
   TS_DNNL(p.backward_data.execute(strm, args));
@@ -330,9 +354,9 @@ void DnnlBackend::conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& 
   dnnl::memory diff_weights_memory = activation_out(user_diff_weights.get_desc(), p.weights_pd.diff_weights_desc(),
                                                     diff_weights, p.diff_weights_scratch, e);
   std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, activation_in(ntc(s.n, s.t_in, s.c_in), p.weights_pd.src_desc(), src, p.src_scratch, e, strm)},
+      {DNNL_ARG_SRC, operand_in(*impl_, ntc(s.n, s.t_in, s.c_in), p.weights_pd.src_desc(), src, p.src_scratch, 0)},
       {DNNL_ARG_DIFF_DST,
-       activation_in(ntc(s.n, s.t_out(), s.c_out), p.weights_pd.diff_dst_desc(), diff_dst, p.dst_scratch, e, strm)},
+       operand_in(*impl_, ntc(s.n, s.t_out(), s.c_out), p.weights_pd.diff_dst_desc(), diff_dst, p.dst_scratch, 1)},
       {DNNL_ARG_DIFF_WEIGHTS, diff_weights_memory}};
   if (primitive_bias)
     args[DNNL_ARG_DIFF_BIAS] = user_memory(dnnl::memory::desc({s.c_out}, dt::f32, tag::x), e, diff_bias);
@@ -460,7 +484,6 @@ struct MatmulKey {
 struct MatmulPrimitive {
   dnnl::matmul::primitive_desc pd;
   dnnl::matmul matmul;
-  dnnl::memory a_scratch, b_scratch;  // the bf16 operands, converted from fp32 each call
 };
 
 struct LinearState final : OpState {
@@ -477,9 +500,10 @@ LinearState& linear_state(OpStatePtr& state) {
 // of a and b with fp32 accumulation. `a_user` and `b_user` describe the fp32 operands as they lie
 // in memory (a transposed operand is a `ba` view); oneDNN reorders convert them into the layouts
 // the primitive chose (weights: its packed layout).
-void bf16_matmul(LinearState& state, const MatmulKey& key, const dnnl::memory::desc& a_user, const float* a,
-                 const dnnl::memory::desc& b_user, const float* b, const float* bias, float* c,
-                 const dnnl::engine& engine, dnnl::stream& stream) {
+void bf16_matmul(DnnlBackend::Impl& impl, LinearState& state, const MatmulKey& key, const dnnl::memory::desc& a_user,
+                 const float* a, const dnnl::memory::desc& b_user, const float* b, const float* bias, float* c) {
+  const dnnl::engine& engine = impl.engine;
+  dnnl::stream& stream = impl.stream;
   const auto a_dims = a_user.dims(), b_dims = b_user.dims();
   const Index m = a_dims[0], k = a_dims[1], n = b_dims[1];
   MatmulPrimitive* p = nullptr;
@@ -503,8 +527,8 @@ void bf16_matmul(LinearState& state, const MatmulKey& key, const dnnl::memory::d
     p = &state.matmuls.emplace_back(key, std::move(made)).second;
   }
   std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, reordered(user_memory(a_user, engine, a), p->pd.src_desc(), p->a_scratch, stream)},
-      {DNNL_ARG_WEIGHTS, reordered(user_memory(b_user, engine, b), p->pd.weights_desc(), p->b_scratch, stream)},
+      {DNNL_ARG_SRC, converted(user_memory(a_user, engine, a), p->pd.src_desc(), impl.bf16_slots[0], stream)},
+      {DNNL_ARG_WEIGHTS, converted(user_memory(b_user, engine, b), p->pd.weights_desc(), impl.bf16_slots[1], stream)},
       {DNNL_ARG_DST, user_memory(dnnl::memory::desc({m, n}, dt::f32, tag::ab), engine, c)}};
   if (bias) args[DNNL_ARG_BIAS] = user_memory(dnnl::memory::desc({1, n}, dt::f32, tag::ab), engine, bias);
   TS_DNNL(p->matmul.execute(stream, args));
@@ -528,8 +552,8 @@ void DnnlBackend::linear_forward(OpStatePtr& state, const LinearShape& s, const 
   // (4096 -> 2048 at batch 128, 2 threads); the transpose of the small (O, N) result is cheap.
   auto& linear = linear_state(state);
   if (bf16_) {  // dst (N, O) = src (N, I) * weights^T, weights (O, I)
-    bf16_matmul(linear, {s, MatmulUse::forward, bias != nullptr, relu}, matrix(s.n, s.in), src, transposed(s.out, s.in),
-                weights, bias, dst, impl_->engine, impl_->stream);
+    bf16_matmul(*impl_, linear, {s, MatmulUse::forward, bias != nullptr, relu}, matrix(s.n, s.in), src,
+                transposed(s.out, s.in), weights, bias, dst);
     return;
   }
   auto& transposed = linear.transposed;
@@ -542,8 +566,8 @@ void DnnlBackend::linear_forward(OpStatePtr& state, const LinearShape& s, const 
 void DnnlBackend::linear_backward_data(OpStatePtr& state, const LinearShape& s, const float* diff_dst,
                                        const float* weights, float* diff_src) {
   if (bf16_) {  // diff_src (N, I) = diff_dst (N, O) * weights (O, I)
-    bf16_matmul(linear_state(state), {s, MatmulUse::backward_data, false, false}, matrix(s.n, s.out), diff_dst,
-                matrix(s.out, s.in), weights, nullptr, diff_src, impl_->engine, impl_->stream);
+    bf16_matmul(*impl_, linear_state(state), {s, MatmulUse::backward_data, false, false}, matrix(s.n, s.out), diff_dst,
+                matrix(s.out, s.in), weights, nullptr, diff_src);
     return;
   }
   sgemm('N', 'N', s.n, s.in, s.out, diff_dst, s.out, weights, s.in, diff_src, s.in);
@@ -552,8 +576,8 @@ void DnnlBackend::linear_backward_data(OpStatePtr& state, const LinearShape& s, 
 void DnnlBackend::linear_backward_weights(OpStatePtr& state, const LinearShape& s, const float* src,
                                           const float* diff_dst, float* diff_weights, float* diff_bias) {
   if (bf16_) {  // diff_weights (O, I) = diff_dst^T (O, N) * src (N, I)
-    bf16_matmul(linear_state(state), {s, MatmulUse::backward_weights, false, false}, transposed(s.n, s.out), diff_dst,
-                matrix(s.n, s.in), src, nullptr, diff_weights, impl_->engine, impl_->stream);
+    bf16_matmul(*impl_, linear_state(state), {s, MatmulUse::backward_weights, false, false}, transposed(s.n, s.out),
+                diff_dst, matrix(s.n, s.in), src, nullptr, diff_weights);
     if (diff_bias) cpu::column_sums(s.n, s.out, diff_dst, diff_bias);
     return;
   }
