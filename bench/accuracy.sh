@@ -34,6 +34,8 @@
 # --impls may also name `direct`: textscale with its direct convolutions instead of the Winograd
 # ones (TEXTSCALE_WINOGRAD=0), a change of rounding only. Paired, it is the control: how far
 # rounding alone moves a seed's final accuracy, to set the textscale - PyTorch differences against.
+# `bf16` is textscale with --precision bf16 (CPU: AVX512-BF16 or AMX); a seed's fp32 and bf16 runs
+# start from the same weights and row order, and the table prints their per-seed differences.
 # --dropout R sets Crepe's dropout rate in both implementations (default 0.5; 0 leaves a paired
 # Crepe run with rounding as its only difference, as VDCNN's).
 # The table (bench/accuracy_table.py) is printed at the end.
@@ -153,7 +155,7 @@ for seed in $seeds; do
     for impl in $impls; do
       run=$dir/$impl-$model-s$seed
       if [ -f "$run/done" ]; then continue; fi
-      if [ "$impl" = textscale ] || [ "$impl" = direct ]; then
+      if [ "$impl" = textscale ] || [ "$impl" = direct ] || [ "$impl" = bf16 ]; then
         cmd=("$textscale" train --train "$dir/train.h5" --test "$dir/test.h5" --model "$model" --seed "$seed"
           "${common_ours[@]}" --run-dir "$run")
         # A stopped run continues from its checkpoint (which records --init-from).
@@ -163,12 +165,13 @@ for seed in $seeds; do
           cmd+=(--init-from "$(init_for "$model" "$seed")")
         fi
         [ "$impl" = direct ] && cmd=(env TEXTSCALE_WINOGRAD=0 "${cmd[@]}")
+        [ "$impl" = bf16 ] && cmd+=(--precision bf16)
       elif [ "$impl" = pytorch ]; then
         cmd=("$python" "$here/peer_train.py" --train "$dir/train.h5" --test "$dir/test.h5" --model "$model"
           --seed "$seed" "${common_peer[@]}" --metrics "$run/metrics.jsonl" --checkpoint "$run/checkpoint.pt")
         [ "$paired" = 1 ] && cmd+=(--init-from "$(init_for "$model" "$seed")" --order textscale)
       else
-        echo "unknown implementation $impl (textscale, pytorch, direct)" >&2; exit 2
+        echo "unknown implementation $impl (textscale, pytorch, direct, bf16)" >&2; exit 2
       fi
       printf "%q " mkdir -p "$run"; printf "&& "; printf "%q " nice -n "$niceness" "${timer[@]}" "${cmd[@]}"
       printf '>> %q 2>&1' "$run/log.txt"

@@ -14,6 +14,8 @@ Paired runs (bench/accuracy.sh --paired: both implementations of a seed start fr
 weights and row order) also get the per-seed differences, their mean and standard deviation;
 where the folder holds `direct` runs (textscale with direct convolutions, a change of rounding
 only), textscale minus them is printed beside it: the spread that rounding alone produces.
+`bf16` runs (textscale with --precision bf16) start from textscale's weights and order for their
+seed, so textscale minus bf16 per seed is printed too, with the `direct` control when present.
 """
 import json
 import os
@@ -87,14 +89,14 @@ def print_table(title, groups, index):
             print(f"\n{model}: textscale - PyTorch = {100 * diff:+.2f} points (mean over seeds)")
 
 
-def print_paired(groups, index):
-    """Per seed, textscale minus PyTorch (and minus the `direct` control) for runs that started
-    from the same weights and order."""
+def print_paired(groups, index, pairs=(("pytorch", "textscale - PyTorch"), ("direct", "textscale - direct (control)"))):
+    """Per seed, textscale minus each implementation in `pairs` (default: PyTorch and the `direct`
+    control) for runs that started from the same weights and order."""
     header = ["\nPaired runs (same initial weights and row order per seed), points:\n",
               "| model | compared | per seed | mean | std | mean absolute |", "|---|---|---|---:|---:|---:|"]
     for model in sorted({m for m, _ in groups}):
         ours = {r[0]: r[index] for r in groups.get((model, "textscale"), [])}
-        for other, label in (("pytorch", "textscale - PyTorch"), ("direct", "textscale - direct (control)")):
+        for other, label in pairs:
             theirs = {r[0]: r[index] for r in groups.get((model, other), [])}
             seeds = sorted(set(ours) & set(theirs))
             if not seeds:
@@ -118,7 +120,7 @@ def main():
     groups, unfinished, names = {}, [], []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if not name.startswith(("textscale-", "pytorch-", "direct-")) or not os.path.isfile(os.path.join(path, "metrics.jsonl")):
+        if not name.startswith(("textscale-", "pytorch-", "direct-", "bf16-")) or not os.path.isfile(os.path.join(path, "metrics.jsonl")):
             continue
         names.append(name)
         impl, rest = name.split("-", 1)
@@ -132,6 +134,8 @@ def main():
     print_table(f"Final test accuracy, {name}", groups, 1)
     if os.path.exists(os.path.join(folder, "paired")):
         print_paired(groups, 1)
+    elif any(impl == "bf16" for _, impl in groups):  # the same seed: the same weights and order
+        print_paired(groups, 1, (("bf16", "textscale fp32 - bf16"), ("direct", "textscale - direct (control)")))
     best = {key: runs for key, runs in groups.items() if all(r[4] is not None for r in runs)}
     if best:
         print()

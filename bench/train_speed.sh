@@ -16,7 +16,7 @@
 # Usage: bench/train_speed.sh [--threads N] [--steps N] [--warmup N] [--models "a b"] [--batches "32 128"]
 #                             [--precision fp32|bf16] [--out FILE]
 # --precision bf16: textscale's --precision bf16 against PyTorch under torch.autocast(bfloat16)
-# (both: bf16 products, fp32 weights); the peak is still the fp32 SGEMM's.
+# (both: bf16 products, fp32 weights); the peak is then oneDNN's bf16 GEMM rate.
 # The peer is made fair: Debian's torch uses the optimised OpenBLAS when libopenblas0-pthread is
 # installed (checked below), its threads are set to the same count, and OPENBLAS_CORETYPE and
 # OPENBLAS_L2_SIZE (set in some environments, they slow OpenBLAS down) are unset for this command.
@@ -62,10 +62,12 @@ done
 "$python" - "$results" "$invocation" "$threads" "$precision" > "${out:-/dev/stdout}" <<'PY'
 import json, sys, platform, subprocess
 rows = [json.loads(l) for l in open(sys.argv[1])]
-peak = rows[0]["peak"]["sgemm_gflops"]
+bf16 = sys.argv[4] == "bf16"
+peak = rows[0]["peak"]["bf16_gemm_gflops" if bf16 else "sgemm_gflops"]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"Command: `{sys.argv[2]}` — {sys.argv[3]} threads, precision {sys.argv[4]}, CPU {cpu}; "
-      f"measured SGEMM peak (oneDNN, 4096^3): **{peak:.0f} GFLOP/s**.\n")
+      f"measured {'bf16 GEMM' if bf16 else 'SGEMM'} peak (oneDNN, 4096^3): **{peak:.0f} GFLOP/s**"
+      f" (SGEMM {rows[0]['peak']['sgemm_gflops']:.0f}).\n")
 print("| model | batch | textscale train/s | PyTorch train/s | ratio | textscale infer/s | PyTorch infer/s | ratio "
       "| train GFLOP/s (dense) | % of peak | RSS textscale / PyTorch (MiB) |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -1,5 +1,6 @@
 // `textscale bench`: training and inference throughput of a model on synthetic batches (no data
-// files), and the machine's SGEMM rate as the peak to compare with. Prints one JSON line.
+// files), and the machine's SGEMM rate (and bf16 GEMM rate, where the CPU has bf16 instructions)
+// as the peak to compare with. Prints one JSON line.
 #include <sys/resource.h>
 
 #include <boost/program_options.hpp>
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <random>
 
 #include "textscale/cli/commands.h"
@@ -46,6 +48,33 @@ double sgemm_gflops(engine::Index size) {
   return best;
 }
 
+// The same for oneDNN's matmul with bf16 operands and an fp32 result, the products of
+// --precision bf16 on the CPU.
+double bf16_gemm_gflops(engine::Index size) {
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  const dnnl::memory::desc a({size, size}, dt::bf16, tag::ab), b({size, size}, dt::bf16, tag::ab),
+      c({size, size}, dt::f32, tag::ab);
+  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), engine);
+  dnnl::memory ma(pd.src_desc(), engine), mb(pd.weights_desc(), engine), mc(pd.dst_desc(), engine);
+  for (dnnl::memory* m : {&ma, &mb}) {  // 1.0 in bf16
+    auto* bits = static_cast<std::uint16_t*>(m->get_data_handle());
+    std::fill(bits, bits + size * size, std::uint16_t{0x3f80});
+  }
+  const dnnl::matmul matmul(pd);
+  double best = 0;
+  for (int i = 0; i < 4; ++i) {
+    const auto start = Clock::now();
+    matmul.execute(stream, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
+    stream.wait();
+    const double s = seconds_since(start);
+    if (i > 0) best = std::max(best, 2.0 * static_cast<double>(size * size * size) / s / 1e9);
+  }
+  return best;
+}
+
 }  // namespace
 
 int bench_command(const std::vector<std::string>& arguments) {
@@ -69,7 +98,8 @@ int bench_command(const std::vector<std::string>& arguments) {
       "backend", po::value(&backend_name)->default_value("onednn"), "CPU backend: onednn | reference")(
       "device", po::value(&device)->default_value("auto"), "auto (cuda when a GPU is visible) | cpu | cuda")(
       "precision", po::value(&precision)->default_value("tf32"), "products: fp32 | tf32 (GPU; fp32 on a CPU) | bf16")(
-      "gemm", po::value(&gemm)->default_value(0), "only measure the SGEMM rate at this size (the peak)")(
+      "gemm", po::value(&gemm)->default_value(0),
+      "only measure the SGEMM (and bf16 GEMM) rate at this size (the peak)")(
       "profile", po::bool_switch(&profile), "also print the time of each layer (training steps) to stderr");
   po::variables_map values;
   if (!parse_options(arguments, options, values)) return 0;
@@ -79,6 +109,7 @@ int bench_command(const std::vector<std::string>& arguments) {
   if (gemm > 0) {
     out["sgemm_size"] = gemm;
     out["sgemm_gflops"] = sgemm_gflops(gemm);
+    if (engine::DnnlBackend::bf16_supported()) out["bf16_gemm_gflops"] = bf16_gemm_gflops(gemm);
     std::cout << out.dump() << std::endl;
     return 0;
   }
