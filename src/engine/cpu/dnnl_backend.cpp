@@ -539,7 +539,7 @@ void bf16_matmul(DnnlBackend::Impl& impl, LinearState& state, const MatmulKey& k
 dnnl::memory::desc matrix(Index rows, Index cols) {
   return dnnl::memory::desc({rows, cols}, dt::f32, tag::ab);
 }
-dnnl::memory::desc transposed(Index rows, Index cols) {
+dnnl::memory::desc transposed_view(Index rows, Index cols) {
   return dnnl::memory::desc({cols, rows}, dt::f32, tag::ba);
 }
 
@@ -553,7 +553,7 @@ void DnnlBackend::linear_forward(OpStatePtr& state, const LinearShape& s, const 
   auto& linear = linear_state(state);
   if (bf16_) {  // dst (N, O) = src (N, I) * weights^T, weights (O, I)
     bf16_matmul(*impl_, linear, {s, MatmulUse::forward, bias != nullptr, relu}, matrix(s.n, s.in), src,
-                transposed(s.out, s.in), weights, bias, dst);
+                transposed_view(s.out, s.in), weights, bias, dst);
     return;
   }
   auto& transposed = linear.transposed;
@@ -576,8 +576,8 @@ void DnnlBackend::linear_backward_data(OpStatePtr& state, const LinearShape& s, 
 void DnnlBackend::linear_backward_weights(OpStatePtr& state, const LinearShape& s, const float* src,
                                           const float* diff_dst, float* diff_weights, float* diff_bias) {
   if (bf16_) {  // diff_weights (O, I) = diff_dst^T (O, N) * src (N, I)
-    bf16_matmul(*impl_, linear_state(state), {s, MatmulUse::backward_weights, false, false}, transposed(s.n, s.out),
-                diff_dst, matrix(s.n, s.in), src, nullptr, diff_weights);
+    bf16_matmul(*impl_, linear_state(state), {s, MatmulUse::backward_weights, false, false},
+                transposed_view(s.n, s.out), diff_dst, matrix(s.n, s.in), src, nullptr, diff_weights);
     if (diff_bias) cpu::column_sums(s.n, s.out, diff_dst, diff_bias);
     return;
   }
