@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "expect_close.h"
@@ -140,84 +141,113 @@ void expect_bf16(const std::string& what, const std::vector<float>& got, const s
   BOOST_TEST_MESSAGE(what << ": relative error against the exact reference " << relative_error(got, exact));
 }
 
+// The operands of one layer, in float for the bf16 backend and in double for the references.
+template <typename T>
+struct Operands {
+  std::vector<T> src, weights, bias, diff_dst;
+  bool has_bias = false;
+  [[nodiscard]] const T* bias_or_null() const { return has_bias ? bias.data() : nullptr; }
+};
+
+struct Layer {
+  Operands<float> f;
+  Operands<double> d;
+  Layer(Index src, Index weights, Index bias, Index dst, bool has_bias, std::uint64_t seed) {
+    f = {random_vector(src, seed), random_vector(weights, seed + 1, 0.1), random_vector(bias, seed + 2, 0.1),
+         random_vector(dst, seed + 3), has_bias};
+    d = {to_double(f.src), to_double(f.weights), to_double(f.bias), to_double(f.diff_dst), has_bias};
+  }
+};
+
+// The three backends, with the state each keeps for the layer under test.
 struct Backends {
   DnnlBackend bf16{Precision::bf16};
   Bf16Reference emulated;
   ReferenceBackend<double> ref;
+  OpStatePtr states[3];
+
+  // One operation with `count` outputs on the three backends, compared by expect_bf16:
+  // run(backend, state, operands, out) calls it with the operands in the backend's type.
+  template <typename Run>
+  void compare(const std::string& what, Index count, const Layer& layer, Run run) {
+    std::vector<float> got(static_cast<std::size_t>(count));
+    std::vector<double> emulated_out(got.size()), exact_out(got.size());
+    run(bf16, states[0], layer.f, got.data());
+    run(emulated, states[1], layer.d, emulated_out.data());
+    run(ref, states[2], layer.d, exact_out.data());
+    expect_bf16(what, got, emulated_out, exact_out);
+  }
+  // A call site's state, as a layer keeps one per direction (convolutions) or one for all.
+  void new_call_site() {
+    for (auto& state : states) state.reset();
+  }
 };
 
+// The bias gradient of both layers is summed in fp32 from the incoming gradient, not from its
+// bf16 copy: it must match the exact reference as fp32 sums do.
+template <typename Run>
+void check_bias_gradient(const std::string& what, Index count, const Layer& layer, Run run) {
+  DnnlBackend bf16(Precision::bf16);
+  ReferenceBackend<double> ref;
+  OpStatePtr s1, s2;
+  std::vector<float> got(static_cast<std::size_t>(count));
+  std::vector<double> want(got.size());
+  run(bf16, s1, layer.f, got.data());
+  run(ref, s2, layer.d, want.data());
+  testing::expect_close(what, got, want, kEmulated, "onednn bf16", "reference");
+}
+
 void check_conv(const Conv1dShape& s, bool bias, bool relu) {
-  Backends b;
-  const auto src = random_vector(s.src().count(), 1), w = random_vector(s.weights_count(), 2, 0.1),
-             bs = random_vector(s.c_out, 3, 0.1), diff_dst = random_vector(s.dst().count(), 4);
-  const auto src_d = to_double(src), w_d = to_double(w), bs_d = to_double(bs), diff_dst_d = to_double(diff_dst);
-  const double* bias_d = bias ? bs_d.data() : nullptr;
+  const Layer layer(s.src().count(), s.weights_count(), s.c_out, s.dst().count(), bias, 1);
   const std::string name = "conv1d n" + std::to_string(s.n) + " t" + std::to_string(s.t_in) + " " +
                            std::to_string(s.c_in) + "->" + std::to_string(s.c_out) + " k" + std::to_string(s.kernel) +
                            " s" + std::to_string(s.stride) + " p" + std::to_string(s.pad);
-  const auto dst_n = static_cast<std::size_t>(s.dst().count()), src_n = static_cast<std::size_t>(s.src().count()),
-             w_n = static_cast<std::size_t>(s.weights_count()), b_n = static_cast<std::size_t>(s.c_out);
-
-  std::vector<float> dst(dst_n);
-  std::vector<double> dst_e(dst_n), dst_x(dst_n);
-  OpStatePtr f1, f2, f3;
-  b.bf16.conv1d_forward(f1, s, src.data(), w.data(), bias ? bs.data() : nullptr, dst.data(), relu);
-  b.emulated.conv1d_forward(f2, s, src_d.data(), w_d.data(), bias_d, dst_e.data(), relu);
-  b.ref.conv1d_forward(f3, s, src_d.data(), w_d.data(), bias_d, dst_x.data(), relu);
-  expect_bf16(name + " forward", dst, dst_e, dst_x);
-
-  std::vector<float> ds(src_n);
-  std::vector<double> ds_e(src_n), ds_x(src_n);
-  OpStatePtr d1, d2, d3;
-  b.bf16.conv1d_backward_data(d1, s, diff_dst.data(), w.data(), ds.data());
-  b.emulated.conv1d_backward_data(d2, s, diff_dst_d.data(), w_d.data(), ds_e.data());
-  b.ref.conv1d_backward_data(d3, s, diff_dst_d.data(), w_d.data(), ds_x.data());
-  expect_bf16(name + " backward data", ds, ds_e, ds_x);
-
-  std::vector<float> dw(w_n), db(b_n);
-  std::vector<double> dw_e(w_n), dw_x(w_n), db_e(b_n), db_x(b_n);
-  OpStatePtr w1, w2, w3;
-  b.bf16.conv1d_backward_weights(w1, s, src.data(), diff_dst.data(), dw.data(), bias ? db.data() : nullptr);
-  b.emulated.conv1d_backward_weights(w2, s, src_d.data(), diff_dst_d.data(), dw_e.data(), bias ? db_e.data() : nullptr);
-  b.ref.conv1d_backward_weights(w3, s, src_d.data(), diff_dst_d.data(), dw_x.data(), bias ? db_x.data() : nullptr);
-  expect_bf16(name + " backward weights", dw, dw_e, dw_x);
-  // The bias gradient is summed in fp32 from the incoming gradient, not from its bf16 copy.
-  if (bias) testing::expect_close(name + " backward bias", db, db_x, kEmulated, "onednn bf16", "reference");
+  Backends b;
+  b.compare(name + " forward", s.dst().count(), layer,
+            [&](auto& backend, OpStatePtr& state, const auto& in, auto* out) {
+              backend.conv1d_forward(state, s, in.src.data(), in.weights.data(), in.bias_or_null(), out, relu);
+            });
+  b.new_call_site();
+  b.compare(name + " backward data", s.src().count(), layer,
+            [&](auto& backend, OpStatePtr& state, const auto& in, auto* out) {
+              backend.conv1d_backward_data(state, s, in.diff_dst.data(), in.weights.data(), out);
+            });
+  b.new_call_site();
+  b.compare(name + " backward weights", s.weights_count(), layer,
+            [&](auto& backend, OpStatePtr& state, const auto& in, auto* out) {
+              backend.conv1d_backward_weights(state, s, in.src.data(), in.diff_dst.data(), out, nullptr);
+            });
+  if (bias)
+    check_bias_gradient(
+        name + " backward bias", s.c_out, layer, [&](auto& backend, OpStatePtr& state, const auto& in, auto* out) {
+          using T = std::remove_pointer_t<decltype(out)>;
+          std::vector<T> diff_weights(static_cast<std::size_t>(s.weights_count()));
+          backend.conv1d_backward_weights(state, s, in.src.data(), in.diff_dst.data(), diff_weights.data(), out);
+        });
 }
 
 void check_linear(const LinearShape& s, bool bias, bool relu) {
-  Backends b;
-  const Index w_count = s.in * s.out;
-  const auto src = random_vector(s.n * s.in, 5), w = random_vector(w_count, 6, 0.1), bs = random_vector(s.out, 7, 0.1),
-             diff_dst = random_vector(s.n * s.out, 8);
-  const auto src_d = to_double(src), w_d = to_double(w), bs_d = to_double(bs), diff_dst_d = to_double(diff_dst);
-  const double* bias_d = bias ? bs_d.data() : nullptr;
+  const Layer layer(s.n * s.in, s.in * s.out, s.out, s.n * s.out, bias, 5);
   const std::string name = "linear n" + std::to_string(s.n) + " " + std::to_string(s.in) + "->" + std::to_string(s.out);
-  const auto dst_n = static_cast<std::size_t>(s.n * s.out), src_n = static_cast<std::size_t>(s.n * s.in),
-             w_n = static_cast<std::size_t>(w_count), b_n = static_cast<std::size_t>(s.out);
-
-  std::vector<float> dst(dst_n);
-  std::vector<double> dst_e(dst_n), dst_x(dst_n);
-  OpStatePtr s1, s2, s3;  // one state per layer for all three passes, as a model keeps it
-  b.bf16.linear_forward(s1, s, src.data(), w.data(), bias ? bs.data() : nullptr, dst.data(), relu);
-  b.emulated.linear_forward(s2, s, src_d.data(), w_d.data(), bias_d, dst_e.data(), relu);
-  b.ref.linear_forward(s3, s, src_d.data(), w_d.data(), bias_d, dst_x.data(), relu);
-  expect_bf16(name + " forward", dst, dst_e, dst_x);
-
-  std::vector<float> ds(src_n);
-  std::vector<double> ds_e(src_n), ds_x(src_n);
-  b.bf16.linear_backward_data(s1, s, diff_dst.data(), w.data(), ds.data());
-  b.emulated.linear_backward_data(s2, s, diff_dst_d.data(), w_d.data(), ds_e.data());
-  b.ref.linear_backward_data(s3, s, diff_dst_d.data(), w_d.data(), ds_x.data());
-  expect_bf16(name + " backward data", ds, ds_e, ds_x);
-
-  std::vector<float> dw(w_n), db(b_n);
-  std::vector<double> dw_e(w_n), dw_x(w_n), db_e(b_n), db_x(b_n);
-  b.bf16.linear_backward_weights(s1, s, src.data(), diff_dst.data(), dw.data(), bias ? db.data() : nullptr);
-  b.emulated.linear_backward_weights(s2, s, src_d.data(), diff_dst_d.data(), dw_e.data(), bias ? db_e.data() : nullptr);
-  b.ref.linear_backward_weights(s3, s, src_d.data(), diff_dst_d.data(), dw_x.data(), bias ? db_x.data() : nullptr);
-  expect_bf16(name + " backward weights", dw, dw_e, dw_x);
-  if (bias) testing::expect_close(name + " backward bias", db, db_x, kEmulated, "onednn bf16", "reference");
+  Backends b;  // one state per backend for all three passes, as a linear layer keeps it
+  b.compare(name + " forward", s.n * s.out, layer, [&](auto& backend, OpStatePtr& state, const auto& in, auto* out) {
+    backend.linear_forward(state, s, in.src.data(), in.weights.data(), in.bias_or_null(), out, relu);
+  });
+  b.compare(name + " backward data", s.n * s.in, layer,
+            [&](auto& backend, OpStatePtr& state, const auto& in, auto* out) {
+              backend.linear_backward_data(state, s, in.diff_dst.data(), in.weights.data(), out);
+            });
+  b.compare(name + " backward weights", s.in * s.out, layer,
+            [&](auto& backend, OpStatePtr& state, const auto& in, auto* out) {
+              backend.linear_backward_weights(state, s, in.src.data(), in.diff_dst.data(), out, nullptr);
+            });
+  if (bias)
+    check_bias_gradient(
+        name + " backward bias", s.out, layer, [&](auto& backend, OpStatePtr& state, const auto& in, auto* out) {
+          using T = std::remove_pointer_t<decltype(out)>;
+          std::vector<T> diff_weights(static_cast<std::size_t>(s.in * s.out));
+          backend.linear_backward_weights(state, s, in.src.data(), in.diff_dst.data(), diff_weights.data(), out);
+        });
 }
 
 }  // namespace
