@@ -8,6 +8,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -33,19 +34,26 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// SGEMM rate (GFLOP/s) of oneDNN on square matrices of `size`, best of 3 after a warm-up.
-double sgemm_gflops(engine::Index size) {
-  std::vector<float> a(static_cast<std::size_t>(size * size), 1.0f), b(a.size(), 0.5f), c(a.size());
+// GFLOP/s of a square product of `size` done by multiply(), best of 3 after a warm-up call.
+double gemm_gflops(engine::Index size, const std::function<void()>& multiply) {
   double best = 0;
   for (int i = 0; i < 4; ++i) {
     const auto start = Clock::now();
-    if (dnnl_sgemm('N', 'N', size, size, size, 1.0f, a.data(), size, b.data(), size, 0.0f, c.data(), size) !=
-        dnnl_success)
-      throw Error("dnnl_sgemm failed");
+    multiply();
     const double s = seconds_since(start);
     if (i > 0) best = std::max(best, 2.0 * static_cast<double>(size * size * size) / s / 1e9);
   }
   return best;
+}
+
+// SGEMM rate (GFLOP/s) of oneDNN on square matrices of `size`.
+double sgemm_gflops(engine::Index size) {
+  std::vector<float> a(static_cast<std::size_t>(size * size), 1.0f), b(a.size(), 0.5f), c(a.size());
+  return gemm_gflops(size, [&] {
+    if (dnnl_sgemm('N', 'N', size, size, size, 1.0f, a.data(), size, b.data(), size, 0.0f, c.data(), size) !=
+        dnnl_success)
+      throw Error("dnnl_sgemm failed");
+  });
 }
 
 // The same for oneDNN's matmul with bf16 operands and an fp32 result, the products of
@@ -64,15 +72,10 @@ double bf16_gemm_gflops(engine::Index size) {
     std::fill(bits, bits + size * size, std::uint16_t{0x3f80});
   }
   const dnnl::matmul matmul(pd);
-  double best = 0;
-  for (int i = 0; i < 4; ++i) {
-    const auto start = Clock::now();
+  return gemm_gflops(size, [&] {
     matmul.execute(stream, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
     stream.wait();
-    const double s = seconds_since(start);
-    if (i > 0) best = std::max(best, 2.0 * static_cast<double>(size * size * size) / s / 1e9);
-  }
-  return best;
+  });
 }
 
 }  // namespace

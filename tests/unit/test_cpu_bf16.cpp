@@ -15,6 +15,7 @@
 #define BOOST_TEST_MODULE cpu_bf16
 #define BOOST_TEST_NO_MAIN
 #define BOOST_TEST_ALTERNATIVE_INIT_API
+#include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cstdint>
 #include <cstdio>
@@ -103,7 +104,7 @@ class Bf16Reference final : public ReferenceBackend<double> {
                                double* diff_weights, double* diff_bias) override {
     Base::conv1d_backward_weights(state, s, rounded(src, s.src().count()).data(),
                                   rounded(diff_dst, s.dst().count()).data(), diff_weights, nullptr);
-    if (diff_bias) Base::conv1d_backward_weights(state, s, src, diff_dst, scratch(s.weights_count()), diff_bias);
+    if (diff_bias) bias_gradient(s.n * s.t_out(), s.c_out, diff_dst, diff_bias);
   }
   void linear_forward(OpStatePtr& state, const LinearShape& s, const double* src, const double* weights,
                       const double* bias, double* dst, bool relu) override {
@@ -119,17 +120,17 @@ class Bf16Reference final : public ReferenceBackend<double> {
                                double* diff_weights, double* diff_bias) override {
     Base::linear_backward_weights(state, s, rounded(src, s.n * s.in).data(), rounded(diff_dst, s.n * s.out).data(),
                                   diff_weights, nullptr);
-    if (diff_bias) Base::linear_backward_weights(state, s, src, diff_dst, scratch(s.in * s.out), diff_bias);
+    if (diff_bias) bias_gradient(s.n, s.out, diff_dst, diff_bias);
   }
 
  private:
-  // The bias gradient sums the unrounded incoming gradient (in fp32 in the backend): computed by
-  // a second call whose weight gradient lands here.
-  double* scratch(Index count) {
-    scratch_.assign(static_cast<std::size_t>(count), 0.0);
-    return scratch_.data();
+  // The bias gradient: the column sums of the unrounded (rows, c) incoming gradient, which the
+  // backend sums in fp32 too.
+  static void bias_gradient(Index rows, Index c, const double* diff_dst, double* diff_bias) {
+    std::fill(diff_bias, diff_bias + c, 0.0);
+    for (Index r = 0; r < rows; ++r)
+      for (Index j = 0; j < c; ++j) diff_bias[j] += diff_dst[r * c + j];
   }
-  std::vector<double> scratch_;
 };
 
 // One operation's bf16 output: within 1e-4 of the bf16-rounding reference and within kBf16 of
