@@ -9,7 +9,8 @@
 # usage: bench/gpu/run-kit.sh KIT_ARCHIVE OUT_DIR [full | quick | profile | accuracy]
 #   quick: tests and one benchmark per model only (for a short lease);
 #   full and quick also time Crepe-small with its first block fused (the default) and unfused
-#   (TEXTSCALE_ONEHOT_POOL=0) back to back: ab.jsonl;
+#   (TEXTSCALE_ONEHOT_POOL=0) back to back: ab.jsonl; and both models in --precision bf16 with
+#   the convolutions in bf16 (the default) and in TF32 (TEXTSCALE_BF16_CONV=0): ab_bf16.jsonl;
 #   profile: tests, the training check, then per-layer times (profile.log) of each model at batch
 #   128 in fp32 and tf32, and PyTorch eager in tf32 beside them;
 #   accuracy: only bench/accuracy.sh on the GPU, textscale and PyTorch side by side: AG News
@@ -211,9 +212,25 @@ for batch in $batches; do
       >>"$out/ab.jsonl" || status=1
   done
 done
+# --precision bf16 with its convolutions in bf16 (the default) and in TF32 (TEXTSCALE_BF16_CONV=0),
+# back to back: ab_bf16.jsonl, a table in summary.md.
+: >"$out/ab_bf16.jsonl"
+for model in $models; do
+  for batch in $batches; do
+    for variant in bf16 tf32; do
+      conv=1
+      [[ $variant == tf32 ]] && conv=0
+      # shellcheck disable=SC2086
+      TEXTSCALE_BF16_CONV=$conv run "$textscale" bench --device cuda --model "$model" --batch-size "$batch" \
+        --precision bf16 $timing | sed "s/^{/{\"precision\":\"bf16\",\"variant\":\"$variant\",/" \
+        >>"$out/ab_bf16.jsonl" || status=1
+    done
+  done
+done
 if [[ $mode == full ]]; then
   for model in $models; do
     profile "$model" tf32 >/dev/null || status=1
+    profile "$model" bf16 >/dev/null || status=1
   done
   TEXTSCALE_ONEHOT_POOL=0 profile crepe-small tf32 "(first block unfused)" >/dev/null || status=1
 fi

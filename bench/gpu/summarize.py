@@ -3,7 +3,7 @@
 
 Reads OUT/textscale.jsonl (textscale bench --device cuda), OUT/pytorch.jsonl (peer_gpu.py, eager
 and compiled), OUT/peak.json (peer_gpu.py --peak) and, when there, OUT/ab.jsonl (Crepe-small with
-its first block fused and unfused). For every model, batch and precision:
+its first block fused and unfused) and OUT/ab_bf16.jsonl (bf16 with bf16 and TF32 convolutions). For every model, batch and precision:
 samples/s of each, the ratio textscale / PyTorch eager and / torch.compile, and textscale's dense
 training FLOP rate as a fraction of the measured GEMM peak (bf16 peak for bf16, TF32 peak for
 tf32 and fp32 -- fp32 runs without tensor cores, so its fraction is a lower bound of nothing and
@@ -63,21 +63,30 @@ def main():
         fraction = f"{100 * tflops / reference:.1f}%" if reference else "-"
         print(f"| {r['model']} | {r['batch']} | {r['precision']} | {ts:.0f} | {e} | {er} | {c} | {cr} "
               f"| {tflops:.1f} | {fraction} |")
-    ab = read_lines(os.path.join(out, "ab.jsonl"))
-    if ab:
-        print("\nCrepe's first block as one operation (fused) and as three (unfused), back to back:\n")
-        print("| model | batch | precision | fused samples/s | unfused samples/s | fused / unfused |")
-        print("|---|---:|---|---:|---:|---:|")
-        for r in ab:
-            if r.get("variant") != "fused":
-                continue
-            other = next((u for u in ab if u.get("variant") == "unfused" and u["batch"] == r["batch"]
-                          and u["model"] == r["model"] and u["precision"] == r["precision"]), None)
-            fused = r["train_samples_per_second"]
-            unfused = other["train_samples_per_second"] if other else None
-            print(f"| {r['model']} | {r['batch']} | {r['precision']} | {fused:.0f} | "
-                  f"{f'{unfused:.0f}' if unfused else '-'} | {f'{fused / unfused:.2f}x' if unfused else '-'} |")
+    ab_table(read_lines(os.path.join(out, "ab.jsonl")),
+             "Crepe's first block as one operation (fused) and as three (unfused), back to back:",
+             "fused", "unfused")
+    ab_table(read_lines(os.path.join(out, "ab_bf16.jsonl")),
+             "--precision bf16 with the convolutions in bf16 and in TF32 (TEXTSCALE_BF16_CONV=0), back to back:",
+             "bf16", "tf32")
 
+
+def ab_table(rows, title, first, second):
+    """Two variants of the same runs side by side: samples/s of each and their ratio."""
+    if not rows:
+        return
+    print(f"\n{title}\n")
+    print(f"| model | batch | precision | {first} samples/s | {second} samples/s | {first} / {second} |")
+    print("|---|---:|---|---:|---:|---:|")
+    for r in rows:
+        if r.get("variant") != first:
+            continue
+        other = next((u for u in rows if u.get("variant") == second and u["batch"] == r["batch"]
+                      and u["model"] == r["model"] and u["precision"] == r["precision"]), None)
+        a = r["train_samples_per_second"]
+        b = other["train_samples_per_second"] if other else None
+        print(f"| {r['model']} | {r['batch']} | {r['precision']} | {a:.0f} | "
+              f"{f'{b:.0f}' if b else '-'} | {f'{a / b:.2f}x' if b else '-'} |")
 
 if __name__ == "__main__":
     main()

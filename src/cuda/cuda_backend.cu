@@ -8,6 +8,15 @@
 // (bias + ReLU epilogues) we do with a kernel instead; the operation list of backend.h is small
 // enough that switching later touches only this file.
 //
+// Precision (precision.h): fp32 and TF32 convolutions read and write fp32 tensors. In bf16 a
+// convolution multiplies bf16 copies of its operands with fp32 accumulation (cuDNN's
+// PSEUDO_BFLOAT16 configuration, the only bf16 one of the legacy API: inputs and output bf16,
+// compute fp32), and its bf16 output is widened to fp32 by the kernel that adds the bias (or by
+// a conversion); weight gradients are rounded to bf16 once, after cuDNN's fp32 sum, as under
+// PyTorch's autocast. Bias gradients are summed from the fp32 gradient. A shape for which cuDNN
+// offers no bf16 algorithm runs in TF32 (logged once per shape), as do all convolutions with
+// TEXTSCALE_BF16_CONV=0.
+//
 // Memory: cudaMallocManaged, so that the few host accesses outside the step loop (initialisation,
 // checkpoints, MPI collectives on host data) need no staging code; pages are first touched by the
 // device (cudaMemsetAsync at allocation) and stay there while only kernels use them. Input codes
@@ -25,10 +34,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <vector>
 
 #include "check.h"
 #include "kernels.h"
+#include "textscale/common/log.h"
 #include "textscale/cuda/cuda_backend.h"
 
 namespace textscale::cuda {
@@ -156,9 +167,9 @@ struct TensorDesc {
   TensorDesc(const TensorDesc&) = delete;
   TensorDesc& operator=(const TensorDesc&) = delete;
   // (N, T, C) activations as cuDNN's NHWC with H = 1, W = T.
-  void set(Index n, Index t, Index c) {
-    TS_CHECK_CUDNN(cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, static_cast<int>(n),
-                                              static_cast<int>(c), 1, static_cast<int>(t)));
+  void set(Index n, Index t, Index c, cudnnDataType_t type) {
+    TS_CHECK_CUDNN(cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NHWC, type, static_cast<int>(n), static_cast<int>(c),
+                                              1, static_cast<int>(t)));
   }
 };
 
@@ -169,6 +180,7 @@ struct ConvAlgos {
   cudnnConvolutionBwdFilterAlgo_t backward_filter{};
   cudnnMathType_t forward_math{}, data_math{}, filter_math{};
   std::size_t forward_bytes = 0, data_bytes = 0, filter_bytes = 0;
+  bool bf16 = false;  // bf16 operands and output (the descriptors' data type)
 };
 
 struct ConvState final : OpState {
@@ -176,8 +188,9 @@ struct ConvState final : OpState {
   cudnnFilterDescriptor_t filter = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   Conv1dShape shape;                 // the descriptors' shape
+  bool bf16 = false;                 // the descriptors' data type
   std::map<Index, ConvAlgos> algos;  // per batch size: the rest of the shape is fixed per call site
-  DeviceArea weights_okc, diff_okc;
+  DeviceArea weights_okc, diff_okc;  // fp32 or bf16
   ConvState() {
     TS_CHECK_CUDNN(cudnnCreateFilterDescriptor(&filter));
     TS_CHECK_CUDNN(cudnnCreateConvolutionDescriptor(&conv));
@@ -254,35 +267,62 @@ class CudaBackend final : public engine::Backend<float> {
                       const float* bias, float* dst, bool relu) override {
     ConvState& s = conv_state(state, shape);
     const ConvAlgos& a = s.algos.at(shape.n);
-    float* w = okc(s, shape, weights);
     TS_CHECK_CUDNN(cudnnSetConvolutionMathType(s.conv, a.forward_math));
     const float one = 1, zero = 0;
-    TS_CHECK_CUDNN(cudnnConvolutionForward(cudnn_, &one, s.src.desc, src, s.filter, w, s.conv, a.forward,
-                                           workspace_.get(a.forward_bytes), a.forward_bytes, &zero, s.dst.desc, dst));
-    kernels::bias_activation(shape.n * shape.t_out(), shape.c_out, bias, dst, relu, stream_);
+    void* workspace = workspace_.get(a.forward_bytes);
+    const Index rows = shape.n * shape.t_out();
+    if (a.bf16) {
+      const kernels::bf16* x = bf16_copy(bf16_src_, shape.src().count(), src);
+      auto* y = bf16_dst_.as<kernels::bf16>(shape.dst().count());
+      TS_CHECK_CUDNN(cudnnConvolutionForward(cudnn_, &one, s.src.desc, x, s.filter, okc_bf16(s, shape, weights), s.conv,
+                                             a.forward, workspace, a.forward_bytes, &zero, s.dst.desc, y));
+      kernels::bias_activation(rows, shape.c_out, bias, y, dst, relu, stream_);
+      return;
+    }
+    TS_CHECK_CUDNN(cudnnConvolutionForward(cudnn_, &one, s.src.desc, src, s.filter, okc(s, shape, weights), s.conv,
+                                           a.forward, workspace, a.forward_bytes, &zero, s.dst.desc, dst));
+    kernels::bias_activation(rows, shape.c_out, bias, dst, relu, stream_);
   }
   void conv1d_backward_data(OpStatePtr& state, const Conv1dShape& shape, const float* diff_dst, const float* weights,
                             float* diff_src) override {
     ConvState& s = conv_state(state, shape);
     const ConvAlgos& a = s.algos.at(shape.n);
-    float* w = okc(s, shape, weights);
     TS_CHECK_CUDNN(cudnnSetConvolutionMathType(s.conv, a.data_math));
     const float one = 1, zero = 0;
-    TS_CHECK_CUDNN(cudnnConvolutionBackwardData(cudnn_, &one, s.filter, w, s.dst.desc, diff_dst, s.conv,
-                                                a.backward_data, workspace_.get(a.data_bytes), a.data_bytes, &zero,
-                                                s.src.desc, diff_src));
+    void* workspace = workspace_.get(a.data_bytes);
+    if (a.bf16) {
+      const kernels::bf16* dy = bf16_copy(bf16_dst_, shape.dst().count(), diff_dst);
+      auto* dx = bf16_src_.as<kernels::bf16>(shape.src().count());
+      TS_CHECK_CUDNN(cudnnConvolutionBackwardData(cudnn_, &one, s.filter, okc_bf16(s, shape, weights), s.dst.desc, dy,
+                                                  s.conv, a.backward_data, workspace, a.data_bytes, &zero, s.src.desc,
+                                                  dx));
+      kernels::to_float(shape.src().count(), dx, diff_src, stream_);
+      return;
+    }
+    TS_CHECK_CUDNN(cudnnConvolutionBackwardData(cudnn_, &one, s.filter, okc(s, shape, weights), s.dst.desc, diff_dst,
+                                                s.conv, a.backward_data, workspace, a.data_bytes, &zero, s.src.desc,
+                                                diff_src));
   }
   void conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& shape, const float* src, const float* diff_dst,
                                float* diff_weights, float* diff_bias) override {
     ConvState& s = conv_state(state, shape);
     const ConvAlgos& a = s.algos.at(shape.n);
-    float* dw = s.diff_okc.as<float>(shape.weights_count());
     TS_CHECK_CUDNN(cudnnSetConvolutionMathType(s.conv, a.filter_math));
     const float one = 1, zero = 0;
-    TS_CHECK_CUDNN(cudnnConvolutionBackwardFilter(cudnn_, &one, s.src.desc, src, s.dst.desc, diff_dst, s.conv,
-                                                  a.backward_filter, workspace_.get(a.filter_bytes), a.filter_bytes,
-                                                  &zero, s.filter, dw));
-    kernels::weights_from_okc(shape.c_out, shape.c_in, shape.kernel, dw, diff_weights, stream_);
+    void* workspace = workspace_.get(a.filter_bytes);
+    if (a.bf16) {
+      const kernels::bf16* x = bf16_copy(bf16_src_, shape.src().count(), src);
+      const kernels::bf16* dy = bf16_copy(bf16_dst_, shape.dst().count(), diff_dst);
+      auto* dw = s.diff_okc.as<kernels::bf16>(shape.weights_count());
+      TS_CHECK_CUDNN(cudnnConvolutionBackwardFilter(cudnn_, &one, s.src.desc, x, s.dst.desc, dy, s.conv,
+                                                    a.backward_filter, workspace, a.filter_bytes, &zero, s.filter, dw));
+      kernels::weights_from_okc(shape.c_out, shape.c_in, shape.kernel, dw, diff_weights, stream_);
+    } else {
+      float* dw = s.diff_okc.as<float>(shape.weights_count());
+      TS_CHECK_CUDNN(cudnnConvolutionBackwardFilter(cudnn_, &one, s.src.desc, src, s.dst.desc, diff_dst, s.conv,
+                                                    a.backward_filter, workspace, a.filter_bytes, &zero, s.filter, dw));
+      kernels::weights_from_okc(shape.c_out, shape.c_in, shape.kernel, dw, diff_weights, stream_);
+    }
     if (diff_bias) bias_gradient(shape.n * shape.t_out(), shape.c_out, diff_dst, diff_bias);
   }
 
@@ -564,26 +604,58 @@ class CudaBackend final : public engine::Backend<float> {
     kernels::weights_to_okc(shape.c_out, shape.c_in, shape.kernel, weights, w, stream_);
     return w;
   }
+  kernels::bf16* okc_bf16(ConvState& s, const Conv1dShape& shape, const float* weights) {
+    auto* w = s.weights_okc.as<kernels::bf16>(shape.weights_count());
+    kernels::weights_to_okc(shape.c_out, shape.c_in, shape.kernel, weights, w, stream_);
+    return w;
+  }
+  // `count` floats rounded to bf16 in `area`, one of the two operand areas every bf16 convolution
+  // shares (operations run one at a time, in stream order).
+  const kernels::bf16* bf16_copy(DeviceArea& area, Index count, const float* src) {
+    auto* copy = area.as<kernels::bf16>(count);
+    kernels::to_bf16(count, src, copy, stream_);
+    return copy;
+  }
+  void set_descriptors(ConvState& s, const Conv1dShape& shape, bool bf16) {
+    const cudnnDataType_t type = bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    s.src.set(shape.n, shape.t_in, shape.c_in, type);
+    s.dst.set(shape.n, shape.t_out(), shape.c_out, type);
+    TS_CHECK_CUDNN(cudnnSetFilter4dDescriptor(s.filter, type, CUDNN_TENSOR_NHWC, static_cast<int>(shape.c_out),
+                                              static_cast<int>(shape.c_in), 1, static_cast<int>(shape.kernel)));
+    // The compute type: fp32 in both (bf16: PSEUDO_BFLOAT16).
+    TS_CHECK_CUDNN(cudnnSetConvolution2dDescriptor(s.conv, 0, static_cast<int>(shape.pad), 1,
+                                                   static_cast<int>(shape.stride), 1, 1, CUDNN_CROSS_CORRELATION,
+                                                   CUDNN_DATA_FLOAT));
+    s.shape = shape;
+    s.bf16 = bf16;
+  }
   ConvState& conv_state(OpStatePtr& state, const Conv1dShape& shape) {
     ConvState& s = state_as<ConvState>(state);
-    if (!(s.shape == shape)) {
-      s.src.set(shape.n, shape.t_in, shape.c_in);
-      s.dst.set(shape.n, shape.t_out(), shape.c_out);
-      TS_CHECK_CUDNN(cudnnSetFilter4dDescriptor(s.filter, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC,
-                                                static_cast<int>(shape.c_out), static_cast<int>(shape.c_in), 1,
-                                                static_cast<int>(shape.kernel)));
-      TS_CHECK_CUDNN(cudnnSetConvolution2dDescriptor(s.conv, 0, static_cast<int>(shape.pad), 1,
-                                                     static_cast<int>(shape.stride), 1, 1, CUDNN_CROSS_CORRELATION,
-                                                     CUDNN_DATA_FLOAT));
-      s.shape = shape;
-      if (!s.algos.contains(shape.n)) s.algos[shape.n] = choose_algorithms(s);
+    if (s.shape == shape) return s;
+    if (const auto known = s.algos.find(shape.n); known != s.algos.end()) {
+      set_descriptors(s, shape, known->second.bf16);
+      return s;
     }
+    std::optional<ConvAlgos> chosen;
+    if (options_.precision == Precision::bf16 && options_.bf16_convolutions) {
+      set_descriptors(s, shape, true);
+      try {
+        chosen = choose_algorithms(s);
+      } catch (const Error& e) {
+        TS_LOG(warn, "bf16: " << e.what() << "; this convolution runs in TF32");
+      }
+    }
+    if (!chosen) {
+      set_descriptors(s, shape, false);
+      chosen = choose_algorithms(s);
+    }
+    s.algos.emplace(shape.n, *chosen);
     return s;
   }
   // cuDNN's candidates, fastest first (AlgorithmSearch::measure: cuDNN times each on scratch
   // buffers, once per shape and batch size) or in the order of its heuristics: the first that
   // succeeds within the workspace limit, is deterministic (backward: a run must repeat bitwise)
-  // and, for fp32, does not use tensor cores.
+  // and, for fp32, does not use tensor cores. For the data type of the descriptors of `s`.
   ConvAlgos choose_algorithms(ConvState& s) {
     constexpr std::size_t limit = std::size_t{1} << 30;
     const bool strict = options_.precision == Precision::fp32;
@@ -593,6 +665,7 @@ class CudaBackend final : public engine::Backend<float> {
              (!strict || perf.mathType == CUDNN_FMA_MATH);  // DEFAULT_MATH permits TF32 on sm_80+
     };
     ConvAlgos a;
+    a.bf16 = s.bf16;
     int found = 0;
     constexpr int wanted = 16;
     std::vector<cudnnConvolutionFwdAlgoPerf_t> forward(wanted);
@@ -650,7 +723,8 @@ class CudaBackend final : public engine::Backend<float> {
   cublasHandle_t cublas_ = nullptr;
   std::unique_ptr<CudaMemory> memory_;
   DeviceArea workspace_, scratch_, sums_, unfold_, onehot_weights_;
-  double* host_loss_ = nullptr;  // pinned: per-row losses and the bad-label flag
+  DeviceArea bf16_src_, bf16_dst_;  // bf16 convolutions: copies of (N, T, C) operands and results
+  double* host_loss_ = nullptr;     // pinned: per-row losses and the bad-label flag
   Index host_loss_count_ = 1024;
 };
 
@@ -671,6 +745,11 @@ std::unique_ptr<engine::Backend<float>> make_cuda_backend(const CudaOptions& opt
       chosen.algorithm_search = AlgorithmSearch::measure;
     else
       throw InputError("TEXTSCALE_CUDNN_SEARCH: '" + value + "' is neither heuristic nor measure");
+  }
+  if (const char* conv = std::getenv("TEXTSCALE_BF16_CONV")) {
+    const std::string value = conv;
+    if (value != "0" && value != "1") throw InputError("TEXTSCALE_BF16_CONV: '" + value + "' is neither 0 nor 1");
+    chosen.bf16_convolutions = value == "1";
   }
   return std::make_unique<CudaBackend>(chosen);
 }

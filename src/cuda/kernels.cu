@@ -44,12 +44,35 @@ bool fits_32(Index count) {
     TS_CHECK_LAUNCH();                                                     \
   } while (0)
 
-template <typename I>
-__global__ void bias_activation_kernel(I rows, I cols, const float* bias, float* dst, bool relu) {
+// Element conversions: fp32 <-> bf16 (round to nearest even), and the identity.
+__device__ __forceinline__ float to_float(float x) {
+  return x;
+}
+__device__ __forceinline__ float to_float(bf16 x) {
+  return __bfloat162float(x);
+}
+template <typename T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ float from_float<float>(float x) {
+  return x;
+}
+template <>
+__device__ __forceinline__ bf16 from_float<bf16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+
+// `src` may be `dst` (in place, fp32).
+template <typename I, typename S>
+__global__ void bias_activation_kernel(I rows, I cols, const float* bias, const S* src, float* dst, bool relu) {
   TS_GRID_STRIDE_I(i, rows * cols) {
-    float v = dst[i] + (bias ? bias[i % cols] : 0.0f);
+    float v = to_float(src[i]) + (bias ? bias[i % cols] : 0.0f);
     dst[i] = relu ? fmaxf(v, 0.0f) : v;
   }
+}
+template <typename From, typename To>
+__global__ void convert_kernel(Index count, const From* src, To* dst) {
+  TS_GRID_STRIDE(i, count) dst[i] = from_float<To>(to_float(src[i]));
 }
 __global__ void relu_forward_kernel(Index count, const float* src, float* dst) {
   TS_GRID_STRIDE(i, count) dst[i] = fmaxf(src[i], 0.0f);
@@ -151,16 +174,18 @@ __global__ void sum_partials_kernel(Index count, const double* partial, double* 
   if (lane == 0) total[0] = s;
 }
 
-__global__ void weights_to_okc_kernel(Index out, Index in, Index k, const float* oik, float* oki) {
+template <typename To>
+__global__ void weights_to_okc_kernel(Index out, Index in, Index k, const float* oik, To* oki) {
   TS_GRID_STRIDE(i, out * in * k) {
     const Index o = i / (in * k), c = (i / k) % in, j = i % k;
-    oki[(o * k + j) * in + c] = oik[i];
+    oki[(o * k + j) * in + c] = from_float<To>(oik[i]);
   }
 }
-__global__ void weights_from_okc_kernel(Index out, Index in, Index k, const float* oki, float* oik) {
+template <typename From>
+__global__ void weights_from_okc_kernel(Index out, Index in, Index k, const From* oki, float* oik) {
   TS_GRID_STRIDE(i, out * in * k) {
     const Index o = i / (in * k), c = (i / k) % in, j = i % k;
-    oik[i] = oki[(o * k + j) * in + c];
+    oik[i] = to_float(oki[(o * k + j) * in + c]);
   }
 }
 
@@ -577,10 +602,33 @@ Index column_sums_scratch(Index rows, Index cols) {
   return 2 * column_chunks(rows) * cols;
 }
 
+namespace {
+template <typename S>
+void launch_bias_activation(Index rows, Index cols, const float* bias, const S* src, float* dst, bool relu,
+                            cudaStream_t stream) {
+  const Index count = rows * cols;
+  if (fits_32(count))
+    bias_activation_kernel<std::int32_t, S><<<blocks_for(count), threads, 0, stream>>>(
+        static_cast<std::int32_t>(rows), static_cast<std::int32_t>(cols), bias, src, dst, relu);
+  else
+    bias_activation_kernel<Index, S><<<blocks_for(count), threads, 0, stream>>>(rows, cols, bias, src, dst, relu);
+  TS_CHECK_LAUNCH();
+}
+}  // namespace
 void bias_activation(Index rows, Index cols, const float* bias, float* dst, bool relu, cudaStream_t stream) {
-  if (!bias && !relu) return;
-  TS_LAUNCH_INDEXED(bias_activation_kernel, rows * cols, blocks_for(rows * cols), threads, stream, rows, cols, bias,
-                    dst, relu);
+  if (bias || relu) launch_bias_activation(rows, cols, bias, dst, dst, relu, stream);
+}
+void bias_activation(Index rows, Index cols, const float* bias, const bf16* src, float* dst, bool relu,
+                     cudaStream_t stream) {
+  launch_bias_activation(rows, cols, bias, src, dst, relu, stream);
+}
+void to_bf16(Index count, const float* src, bf16* dst, cudaStream_t stream) {
+  convert_kernel<<<blocks_for(count), threads, 0, stream>>>(count, src, dst);
+  TS_CHECK_LAUNCH();
+}
+void to_float(Index count, const bf16* src, float* dst, cudaStream_t stream) {
+  convert_kernel<<<blocks_for(count), threads, 0, stream>>>(count, src, dst);
+  TS_CHECK_LAUNCH();
 }
 void relu_forward(Index count, const float* src, float* dst, cudaStream_t stream) {
   relu_forward_kernel<<<blocks_for(count), threads, 0, stream>>>(count, src, dst);
@@ -642,7 +690,15 @@ void weights_to_okc(Index out, Index in, Index k, const float* oik, float* oki, 
   weights_to_okc_kernel<<<blocks_for(out * in * k), threads, 0, stream>>>(out, in, k, oik, oki);
   TS_CHECK_LAUNCH();
 }
+void weights_to_okc(Index out, Index in, Index k, const float* oik, bf16* oki, cudaStream_t stream) {
+  weights_to_okc_kernel<<<blocks_for(out * in * k), threads, 0, stream>>>(out, in, k, oik, oki);
+  TS_CHECK_LAUNCH();
+}
 void weights_from_okc(Index out, Index in, Index k, const float* oki, float* oik, cudaStream_t stream) {
+  weights_from_okc_kernel<<<blocks_for(out * in * k), threads, 0, stream>>>(out, in, k, oki, oik);
+  TS_CHECK_LAUNCH();
+}
+void weights_from_okc(Index out, Index in, Index k, const bf16* oki, float* oik, cudaStream_t stream) {
   weights_from_okc_kernel<<<blocks_for(out * in * k), threads, 0, stream>>>(out, in, k, oki, oik);
   TS_CHECK_LAUNCH();
 }

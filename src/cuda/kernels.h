@@ -5,6 +5,7 @@
 // Shapes use the engine's conventions (dims.h): activations (N, T, C), channels fastest.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 namespace textscale::cuda::kernels {
 
 using Index = std::int64_t;
+using bf16 = __nv_bfloat16;
 
 // Doubles of scratch the reductions below need (partial sums).
 constexpr Index reduction_blocks = 1024;
@@ -20,6 +22,13 @@ constexpr Index reduction_blocks = 1024;
 // dst[i] = relu ? max(0, dst[i] + bias[i % cols]) : dst[i] + bias[i % cols] over rows x cols
 // (bias may be null).
 void bias_activation(Index rows, Index cols, const float* bias, float* dst, bool relu, cudaStream_t stream);
+// The same from a bf16 `src` (a bf16 convolution's output) into fp32 `dst`, bias or not.
+void bias_activation(Index rows, Index cols, const float* bias, const bf16* src, float* dst, bool relu,
+                     cudaStream_t stream);
+// Element-wise fp32 -> bf16 (round to nearest even) and back: the operands and results of the
+// bf16 convolutions (--precision bf16).
+void to_bf16(Index count, const float* src, bf16* dst, cudaStream_t stream);
+void to_float(Index count, const bf16* src, float* dst, cudaStream_t stream);
 void relu_forward(Index count, const float* src, float* dst, cudaStream_t stream);
 void relu_backward(Index count, const float* dst, const float* diff_dst, float* diff_src, cudaStream_t stream);
 void add(Index count, const float* a, const float* b, float* dst, cudaStream_t stream);
@@ -38,9 +47,12 @@ void column_sums(Index rows, Index cols, const float* a, float* sum_a, double* s
 // total[0] = sum of squares of `count` elements; scratch holds reduction_blocks doubles.
 void sum_squares(Index count, const float* data, double* total, double* scratch, cudaStream_t stream);
 
-// Canonical convolution weights (O, I, K) <-> cuDNN's NHWC filter layout (O, 1, K, I).
+// Canonical convolution weights (O, I, K) <-> cuDNN's NHWC filter layout (O, 1, K, I), in fp32
+// or, for the bf16 convolutions, converted on the way.
 void weights_to_okc(Index out, Index in, Index k, const float* oik, float* oki, cudaStream_t stream);
+void weights_to_okc(Index out, Index in, Index k, const float* oik, bf16* oki, cudaStream_t stream);
 void weights_from_okc(Index out, Index in, Index k, const float* oki, float* oik, cudaStream_t stream);
+void weights_from_okc(Index out, Index in, Index k, const bf16* oki, float* oik, cudaStream_t stream);
 
 // Convolution over one-hot codes as a gather (backend.h): dst (N, T_out, O). `transposed` is
 // scratch for out * alphabet * k floats: the weights (O, A, K) rearranged to (K, A, O), so that

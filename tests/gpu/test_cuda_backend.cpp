@@ -4,13 +4,19 @@
 // An element passes when |cuda - reference| <= tol * (|reference| + rms(reference)), with tol
 // 1e-4 in fp32 (the oneDNN backend's tolerance), 2e-3 for TF32 products (10-bit mantissas) and
 // 1.5e-2 for bf16 products (7-bit mantissas), accumulated in fp32 over at most a few thousand terms.
+// bf16 convolutions also round their results to bf16 (2^-9 relative), within the same bound; that
+// they ran in bf16 at all is checked separately: every element of a bf16 result is a bf16 number.
 #define BOOST_TEST_MODULE cuda_backend
 #define BOOST_TEST_NO_MAIN
 #define BOOST_TEST_ALTERNATIVE_INIT_API
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -78,13 +84,33 @@ struct Fixture {
   }
 };
 
+// Whether every element is a bf16 number (its low 16 bits are zero), as in the result of a bf16
+// convolution; fp32 and TF32 results have them set in almost every element.
+bool all_bf16(const std::vector<float>& values) {
+  return std::all_of(values.begin(), values.end(), [](float x) {
+    std::uint32_t bits = 0;
+    std::memcpy(&bits, &x, sizeof bits);
+    return (bits & 0xffffu) == 0;
+  });
+}
+
+// Where a convolution's results must be bf16 numbers: `bf16` says whether the backend was to run
+// it in bf16; unknown (nullopt) where cuDNN may lack a bf16 algorithm and fall back to TF32.
+void expect_precision(Fixture& f, const std::string& what, const Buffer<float>& result, std::optional<bool> bf16) {
+  if (!bf16) return;
+  const bool is_bf16 = all_bf16(f.download(result));
+  BOOST_TEST(is_bf16 == *bf16, what << (*bf16 ? ": not computed in bf16" : ": rounded to bf16"));
+}
+
 std::string describe(const Conv1dShape& s) {
   return "conv1d n" + std::to_string(s.n) + " t" + std::to_string(s.t_in) + " " + std::to_string(s.c_in) + "->" +
          std::to_string(s.c_out) + " k" + std::to_string(s.kernel) + " s" + std::to_string(s.stride) + " p" +
          std::to_string(s.pad);
 }
 
-void check_conv(cuda::Precision precision, double tolerance, const Conv1dShape& s, bool bias, bool relu) {
+// bf16: whether the results must be bf16 (expect_precision).
+void check_conv(cuda::Precision precision, double tolerance, const Conv1dShape& s, bool bias, bool relu,
+                std::optional<bool> bf16) {
   Fixture f(precision);
   auto src = f.random(s.src().count(), 1), w = f.random(s.weights_count(), 2, 0.1), bs = f.random(s.c_out, 3, 0.1),
        diff_dst = f.random(s.dst().count(), 4);
@@ -95,40 +121,65 @@ void check_conv(cuda::Precision precision, double tolerance, const Conv1dShape& 
   f.cuda->conv1d_forward(c1, s, src.dev.data(), w.dev.data(), bias ? bs.dev.data() : nullptr, dst.dev.data(), relu);
   f.ref.conv1d_forward(c2, s, src.ref.data(), w.ref.data(), bias ? bs.ref.data() : nullptr, dst.ref.data(), relu);
   f.expect_close(name + " forward", dst, tolerance);
+  if (!bias) expect_precision(f, name + " forward", dst.dev, bf16);  // a bias is added in fp32
   f.cuda->conv1d_backward_data(c1, s, diff_dst.dev.data(), w.dev.data(), diff_src.dev.data());
   f.ref.conv1d_backward_data(d2, s, diff_dst.ref.data(), w.ref.data(), diff_src.ref.data());
   f.expect_close(name + " backward data", diff_src, tolerance);
+  expect_precision(f, name + " backward data", diff_src.dev, bf16);
   f.cuda->conv1d_backward_weights(c1, s, src.dev.data(), diff_dst.dev.data(), dw.dev.data(),
                                   bias ? db.dev.data() : nullptr);
   f.ref.conv1d_backward_weights(w2, s, src.ref.data(), diff_dst.ref.data(), dw.ref.data(),
                                 bias ? db.ref.data() : nullptr);
   f.expect_close(name + " backward weights", dw, tolerance);
+  expect_precision(f, name + " backward weights", dw.dev, bf16);
   if (bias) f.expect_close(name + " backward bias", db, tolerance);
 }
 
 }  // namespace
 
+// In bf16 the shapes of the published models (channels a multiple of 8) must run in bf16; the
+// others may fall back to TF32 where cuDNN has no bf16 algorithm for them.
 BOOST_AUTO_TEST_CASE(convolution) {
   for (auto [precision, tolerance] : {std::pair{cuda::Precision::fp32, kFp32}, std::pair{cuda::Precision::tf32, kTf32},
-                                      std::pair{cuda::Precision::bf16, kTf32}}) {
-    check_conv(precision, tolerance, {4, 50, 16, 32, 7, 1, 0}, true, false);   // Crepe-like
-    check_conv(precision, tolerance, {3, 33, 8, 16, 3, 1, 1}, false, true);    // VDCNN-like, fused ReLU
-    check_conv(precision, tolerance, {2, 31, 5, 6, 4, 2, 2}, true, false);     // stride and padding
-    check_conv(precision, tolerance, {2, 20, 12, 24, 1, 1, 0}, false, false);  // 1x1 projection
-    check_conv(precision, tolerance, {2, 20, 256, 512, 3, 1, 1}, false, true);
+                                      std::pair{cuda::Precision::bf16, kBf16}}) {
+    const bool bf16 = precision == cuda::Precision::bf16;
+    const std::optional<bool> other = bf16 ? std::nullopt : std::optional<bool>(false);
+    check_conv(precision, tolerance, {4, 50, 16, 32, 7, 1, 0}, true, false, bf16);    // Crepe-like
+    check_conv(precision, tolerance, {3, 33, 8, 16, 3, 1, 1}, false, true, bf16);     // VDCNN-like, fused ReLU
+    check_conv(precision, tolerance, {2, 31, 5, 6, 4, 2, 2}, true, false, other);     // stride and padding
+    check_conv(precision, tolerance, {2, 20, 12, 24, 1, 1, 0}, false, false, other);  // 1x1 projection
+    check_conv(precision, tolerance, {2, 20, 256, 512, 3, 1, 1}, false, true, bf16);
   }
 }
 
+// TEXTSCALE_BF16_CONV=0 keeps bf16's convolutions in TF32; another value is refused.
+BOOST_AUTO_TEST_CASE(convolution_bf16_switch) {
+  struct Unset {
+    ~Unset() { ::unsetenv("TEXTSCALE_BF16_CONV"); }
+  } unset;
+  ::setenv("TEXTSCALE_BF16_CONV", "0", 1);
+  check_conv(cuda::Precision::bf16, kTf32, {3, 33, 8, 16, 3, 1, 1}, false, true, false);
+  ::setenv("TEXTSCALE_BF16_CONV", "2", 1);
+  BOOST_CHECK_THROW(static_cast<void>(cuda::make_cuda_backend({0, cuda::Precision::bf16})), InputError);
+}
+
+// One call site, batch sizes changing back and forth: each batch size has its own descriptors,
+// algorithms (and, in bf16, data type), set again when it returns.
 BOOST_AUTO_TEST_CASE(convolution_batch_size_changes) {
-  Fixture f;
-  OpStatePtr s1, s2;
-  for (Index n : {5, 2, 5}) {
-    const Conv1dShape s{n, 20, 4, 8, 3, 1, 0};
-    auto src = f.random(s.src().count(), 10 + static_cast<std::uint64_t>(n)), w = f.random(s.weights_count(), 11);
-    auto dst = f.output(s.dst().count());
-    f.cuda->conv1d_forward(s1, s, src.dev.data(), w.dev.data(), nullptr, dst.dev.data(), false);
-    f.ref.conv1d_forward(s2, s, src.ref.data(), w.ref.data(), nullptr, dst.ref.data(), false);
-    f.expect_close("conv1d n" + std::to_string(n), dst);
+  for (auto [precision, tolerance] :
+       {std::pair{cuda::Precision::fp32, kFp32}, std::pair{cuda::Precision::bf16, kBf16}}) {
+    Fixture f(precision);
+    OpStatePtr s1, s2;
+    for (Index n : {5, 2, 5}) {
+      const Conv1dShape s{n, 20, 8, 16, 3, 1, 0};
+      auto src = f.random(s.src().count(), 10 + static_cast<std::uint64_t>(n)), w = f.random(s.weights_count(), 11);
+      auto dst = f.output(s.dst().count());
+      f.cuda->conv1d_forward(s1, s, src.dev.data(), w.dev.data(), nullptr, dst.dev.data(), false);
+      f.ref.conv1d_forward(s2, s, src.ref.data(), w.ref.data(), nullptr, dst.ref.data(), false);
+      const std::string name = "conv1d n" + std::to_string(n) + " " + cuda::to_string(precision);
+      f.expect_close(name, dst, tolerance);
+      expect_precision(f, name, dst.dev, precision == cuda::Precision::bf16);
+    }
   }
 }
 

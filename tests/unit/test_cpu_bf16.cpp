@@ -19,11 +19,10 @@
 #include <boost/test/unit_test.hpp>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <random>
-#include <type_traits>
 #include <vector>
 
+#include "bf16_reference.h"
 #include "expect_close.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
 #include "textscale/engine/reference_backend.h"
@@ -50,6 +49,8 @@ int main(int argc, char* argv[]) {
 
 namespace {
 
+using Bf16Reference = testing::Bf16Reference<double>;
+
 constexpr double kEmulated = 1e-4;
 constexpr double kBf16 = 3e-2;
 
@@ -68,70 +69,6 @@ std::vector<double> to_double(const std::vector<float>& v) {
 double relative_error(const std::vector<float>& got, const std::vector<double>& want) {
   return testing::relative_error(to_double(got), want, 0, static_cast<Index>(want.size()));
 }
-
-// bf16 with round to nearest even (what oneDNN's conversions do); the inputs here are finite.
-double round_to_bf16(double x) {
-  const auto f = static_cast<float>(x);
-  std::uint32_t bits = 0;
-  std::memcpy(&bits, &f, sizeof bits);
-  bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
-  float rounded = 0;
-  std::memcpy(&rounded, &bits, sizeof rounded);
-  return rounded;
-}
-
-std::vector<double> rounded(const double* x, Index count) {
-  std::vector<double> r(static_cast<std::size_t>(count));
-  for (std::size_t i = 0; i < r.size(); ++i) r[i] = round_to_bf16(x[i]);
-  return r;
-}
-
-// The reference backend in double with the operands of every product rounded to bf16 first.
-class Bf16Reference final : public ReferenceBackend<double> {
- public:
-  using Base = ReferenceBackend<double>;
-  void conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const double* src, const double* weights,
-                      const double* bias, double* dst, bool relu) override {
-    Base::conv1d_forward(state, s, rounded(src, s.src().count()).data(), rounded(weights, s.weights_count()).data(),
-                         bias, dst, relu);
-  }
-  void conv1d_backward_data(OpStatePtr& state, const Conv1dShape& s, const double* diff_dst, const double* weights,
-                            double* diff_src) override {
-    Base::conv1d_backward_data(state, s, rounded(diff_dst, s.dst().count()).data(),
-                               rounded(weights, s.weights_count()).data(), diff_src);
-  }
-  void conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& s, const double* src, const double* diff_dst,
-                               double* diff_weights, double* diff_bias) override {
-    Base::conv1d_backward_weights(state, s, rounded(src, s.src().count()).data(),
-                                  rounded(diff_dst, s.dst().count()).data(), diff_weights, nullptr);
-    if (diff_bias) bias_gradient(s.n * s.t_out(), s.c_out, diff_dst, diff_bias);
-  }
-  void linear_forward(OpStatePtr& state, const LinearShape& s, const double* src, const double* weights,
-                      const double* bias, double* dst, bool relu) override {
-    Base::linear_forward(state, s, rounded(src, s.n * s.in).data(), rounded(weights, s.in * s.out).data(), bias, dst,
-                         relu);
-  }
-  void linear_backward_data(OpStatePtr& state, const LinearShape& s, const double* diff_dst, const double* weights,
-                            double* diff_src) override {
-    Base::linear_backward_data(state, s, rounded(diff_dst, s.n * s.out).data(), rounded(weights, s.in * s.out).data(),
-                               diff_src);
-  }
-  void linear_backward_weights(OpStatePtr& state, const LinearShape& s, const double* src, const double* diff_dst,
-                               double* diff_weights, double* diff_bias) override {
-    Base::linear_backward_weights(state, s, rounded(src, s.n * s.in).data(), rounded(diff_dst, s.n * s.out).data(),
-                                  diff_weights, nullptr);
-    if (diff_bias) bias_gradient(s.n, s.out, diff_dst, diff_bias);
-  }
-
- private:
-  // The bias gradient: the column sums of the unrounded (rows, c) incoming gradient, which the
-  // backend sums in fp32 too.
-  static void bias_gradient(Index rows, Index c, const double* diff_dst, double* diff_bias) {
-    std::fill(diff_bias, diff_bias + c, 0.0);
-    for (Index r = 0; r < rows; ++r)
-      for (Index j = 0; j < c; ++j) diff_bias[j] += diff_dst[r * c + j];
-  }
-};
 
 // One operation's bf16 output: within 1e-4 of the bf16-rounding reference and within kBf16 of
 // the plain one.

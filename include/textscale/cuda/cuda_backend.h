@@ -12,8 +12,9 @@
 
 namespace textscale::cuda {
 
-// How fp32 tensors are multiplied (precision.h). On the GPU, bf16 covers the dense layers' GEMMs;
-// the convolutions stay TF32.
+// How fp32 tensors are multiplied (precision.h). On the GPU, bf16 covers the dense layers' GEMMs
+// and the cuDNN convolutions (bf16 operands and results, fp32 sums); the one-hot input layer's
+// forward is a gather of fp32 weights, with nothing to round.
 using engine::parse_precision;
 using engine::Precision;
 using engine::to_string;
@@ -30,6 +31,9 @@ struct CudaOptions {
   int device = 0;  // CUDA device ordinal (the local rank under a launcher)
   Precision precision = Precision::tf32;
   AlgorithmSearch algorithm_search = AlgorithmSearch::heuristic;
+  // With Precision::bf16: the cuDNN convolutions in bf16 too (false: TF32). The environment
+  // variable TEXTSCALE_BF16_CONV (1 | 0) overrides it.
+  bool bf16_convolutions = true;
 };
 
 // Number of visible GPUs; 0 without a GPU or driver. Never throws.

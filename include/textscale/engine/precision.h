@@ -3,9 +3,9 @@
 //  - fp32: full fp32 arithmetic, the reference for the others;
 //  - tf32: TF32 tensor-core products (10-bit mantissa inputs, fp32 accumulation); GPUs only, a
 //    CPU computes it in fp32;
-//  - bf16: bf16 products with fp32 accumulation. On the GPU, the dense layers' GEMMs (the
-//    convolutions stay TF32, cuda_backend.h); on the CPU, the convolutions and the dense layers
-//    (oneDNN's AVX512-BF16/AMX kernels, dnnl_backend.h).
+//  - bf16: bf16 products with fp32 accumulation, in the convolutions and the dense layers. On
+//    the GPU the convolutions' results are bf16 too (cuDNN, cuda_backend.cu); on the CPU every
+//    result is fp32 (oneDNN's AVX512-BF16/AMX kernels, dnnl_backend.h).
 #pragma once
 
 #include <string>
