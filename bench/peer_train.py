@@ -64,16 +64,22 @@ import sys
 import time
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 try:
     import h5py
 except ImportError:  # read the .npz copies instead
     h5py = None
 
-from peer_models import (MODEL_NAMES, build_model, count_parameters, from_textscale_layout,
-                         textscale_tensor_pairs, to_textscale_layout)
+try:
+    import torch
+    import torch.nn.functional as F
+
+    from peer_models import (MODEL_NAMES, build_model, count_parameters, from_textscale_layout,
+                             textscale_tensor_pairs, to_textscale_layout)
+    TORCH_MISSING = None
+except ImportError as error:  # --export-npz needs numpy and h5py only
+    torch = None
+    TORCH_MISSING = error
 
 MASK64 = (1 << 64) - 1
 
@@ -313,6 +319,8 @@ def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--export-npz":
         export_npz(sys.argv[2])
         return
+    if TORCH_MISSING is not None:
+        sys.exit(f"error: {TORCH_MISSING}: training and --export-init need PyTorch (Debian: python3-torch)")
     if len(sys.argv) >= 6 and sys.argv[1] == "--export-init":
         # --export-init TEMPLATE.h5 TARGET.h5 MODEL SEED [--shortcut]
         export_init(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), "--shortcut" in sys.argv[6:])

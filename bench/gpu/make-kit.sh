@@ -50,14 +50,15 @@ else
 fi
 # The accuracy comparison's data (run-kit.sh accuracy): bench/accuracy.sh's own files for AG News
 # and IMDB with a 5% validation split (acc/), AG News also without one (acc-full/, for VALID=0),
-# and .npz copies for a PyTorch without h5py.
+# and .npz copies for a PyTorch without h5py (writing them needs numpy and h5py here, e.g.
+# Debian's python3-h5py; PyTorch is not needed).
 for dataset in ag_news imdb; do
   TEXTSCALE=$build/bin/textscale TEXTSCALE_DATA=$data bash "$root/bench/accuracy.sh" --dataset "$dataset" \
     --valid 0.05 --work "$stage/acc" --prepare-only >/dev/null ||
-    echo "no $dataset under $data: the kit's accuracy mode will skip it"
+    echo "preparing $dataset from $data failed (above): the kit's accuracy mode will skip it"
 done
 TEXTSCALE=$build/bin/textscale TEXTSCALE_DATA=$data bash "$root/bench/accuracy.sh" --dataset ag_news \
-  --work "$stage/acc-full" --prepare-only >/dev/null || echo "no ag_news under $data for acc-full/"
+  --work "$stage/acc-full" --prepare-only >/dev/null || echo "preparing ag_news from $data for acc-full/ failed (above)"
 cp "$root"/bench/peer_models.py "$root"/bench/peer_train.py "$root"/bench/accuracy.sh "$root"/bench/accuracy_table.py \
   "$stage/bench/"
 cp "$root"/bench/gpu/peer_gpu.py "$root"/bench/gpu/summarize.py "$stage/bench/gpu/"
