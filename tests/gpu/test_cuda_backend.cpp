@@ -137,8 +137,8 @@ void check_conv(cuda::Precision precision, double tolerance, const Conv1dShape& 
 
 }  // namespace
 
-// In bf16 the shapes of the published models (channels a multiple of 8) must run in bf16; the
-// others may fall back to TF32 where cuDNN has no bf16 algorithm for them.
+// In bf16, shapes whose channel counts are multiples of 8, as all of the published models' are,
+// must run in bf16; the others may fall back to TF32 where cuDNN has no bf16 algorithm for them.
 BOOST_AUTO_TEST_CASE(convolution) {
   for (auto [precision, tolerance] : {std::pair{cuda::Precision::fp32, kFp32}, std::pair{cuda::Precision::tf32, kTf32},
                                       std::pair{cuda::Precision::bf16, kBf16}}) {
