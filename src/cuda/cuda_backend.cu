@@ -14,8 +14,9 @@
 // compute fp32), and its bf16 output is widened to fp32 by the kernel that adds the bias (or by
 // a conversion); weight gradients are rounded to bf16 once, after cuDNN's fp32 sum, as under
 // PyTorch's autocast. Bias gradients are summed from the fp32 gradient. A shape for which cuDNN
-// offers no bf16 algorithm runs in TF32 (logged once per shape), as do all convolutions with
-// TEXTSCALE_BF16_CONV=0.
+// offers no bf16 algorithm, or refuses to run the one it offered, runs in TF32 (a warning for
+// each call site and batch size: forward, backward-data and backward-filter choose separately),
+// as do all convolutions with TEXTSCALE_BF16_CONV=0.
 //
 // Memory: cudaMallocManaged, so that the few host accesses outside the step loop (initialisation,
 // checkpoints, MPI collectives on host data) need no staging code; pages are first touched by the
@@ -221,6 +222,21 @@ struct NormState final : OpState {
   DeviceArea sums, affine;
 };
 
+// cuDNN offers no algorithm for a convolution's shape and data type (within the workspace limit,
+// deterministic where it must be).
+class NoAlgorithm : public Error {
+ public:
+  using Error::Error;
+};
+
+// The status of a bf16 convolution call: true when cuDNN refuses it as unsupported (after its
+// heuristics offered the algorithm), false on success; any other failure throws.
+bool unsupported(cudnnStatus_t status, const char* call, int line) {
+  if (status == CUDNN_STATUS_NOT_SUPPORTED) return true;
+  if (status != CUDNN_STATUS_SUCCESS) detail::throw_cudnn(status, call, __FILE__, line);
+  return false;
+}
+
 struct LinearState final : OpState {
   DeviceArea masked;
 };
@@ -274,8 +290,13 @@ class CudaBackend final : public engine::Backend<float> {
     if (a.bf16) {
       const kernels::bf16* x = bf16_copy(bf16_src_, shape.src().count(), src);
       auto* y = bf16_dst_.as<kernels::bf16>(shape.dst().count());
-      TS_CHECK_CUDNN(cudnnConvolutionForward(cudnn_, &one, s.src.desc, x, s.filter, okc_bf16(s, shape, weights), s.conv,
-                                             a.forward, workspace, a.forward_bytes, &zero, s.dst.desc, y));
+      if (unsupported(cudnnConvolutionForward(cudnn_, &one, s.src.desc, x, s.filter, okc_bf16(s, shape, weights),
+                                              s.conv, a.forward, workspace, a.forward_bytes, &zero, s.dst.desc, y),
+                      "cudnnConvolutionForward", __LINE__)) {
+        demote(s, shape, "forward");
+        conv1d_forward(state, shape, src, weights, bias, dst, relu);
+        return;
+      }
       kernels::bias_activation(rows, shape.c_out, bias, y, dst, relu, stream_);
       return;
     }
@@ -293,9 +314,14 @@ class CudaBackend final : public engine::Backend<float> {
     if (a.bf16) {
       const kernels::bf16* dy = bf16_copy(bf16_dst_, shape.dst().count(), diff_dst);
       auto* dx = bf16_src_.as<kernels::bf16>(shape.src().count());
-      TS_CHECK_CUDNN(cudnnConvolutionBackwardData(cudnn_, &one, s.filter, okc_bf16(s, shape, weights), s.dst.desc, dy,
-                                                  s.conv, a.backward_data, workspace, a.data_bytes, &zero, s.src.desc,
-                                                  dx));
+      if (unsupported(
+              cudnnConvolutionBackwardData(cudnn_, &one, s.filter, okc_bf16(s, shape, weights), s.dst.desc, dy, s.conv,
+                                           a.backward_data, workspace, a.data_bytes, &zero, s.src.desc, dx),
+              "cudnnConvolutionBackwardData", __LINE__)) {
+        demote(s, shape, "backward-data");
+        conv1d_backward_data(state, shape, diff_dst, weights, diff_src);
+        return;
+      }
       kernels::to_float(shape.src().count(), dx, diff_src, stream_);
       return;
     }
@@ -314,8 +340,13 @@ class CudaBackend final : public engine::Backend<float> {
       const kernels::bf16* x = bf16_copy(bf16_src_, shape.src().count(), src);
       const kernels::bf16* dy = bf16_copy(bf16_dst_, shape.dst().count(), diff_dst);
       auto* dw = s.diff_okc.as<kernels::bf16>(shape.weights_count());
-      TS_CHECK_CUDNN(cudnnConvolutionBackwardFilter(cudnn_, &one, s.src.desc, x, s.dst.desc, dy, s.conv,
-                                                    a.backward_filter, workspace, a.filter_bytes, &zero, s.filter, dw));
+      if (unsupported(cudnnConvolutionBackwardFilter(cudnn_, &one, s.src.desc, x, s.dst.desc, dy, s.conv,
+                                                     a.backward_filter, workspace, a.filter_bytes, &zero, s.filter, dw),
+                      "cudnnConvolutionBackwardFilter", __LINE__)) {
+        demote(s, shape, "backward-filter");
+        conv1d_backward_weights(state, shape, src, diff_dst, diff_weights, diff_bias);
+        return;
+      }
       kernels::weights_from_okc(shape.c_out, shape.c_in, shape.kernel, dw, diff_weights, stream_);
     } else {
       float* dw = s.diff_okc.as<float>(shape.weights_count());
@@ -629,28 +660,50 @@ class CudaBackend final : public engine::Backend<float> {
     s.shape = shape;
     s.bf16 = bf16;
   }
+  // The descriptors and algorithms of a call site (a state) for `shape`: chosen at its first
+  // call with this batch size (bf16 first, where asked for), set again when it returns. A call
+  // site's other dimensions are fixed.
   ConvState& conv_state(OpStatePtr& state, const Conv1dShape& shape) {
     ConvState& s = state_as<ConvState>(state);
     if (s.shape == shape) return s;
-    if (const auto known = s.algos.find(shape.n); known != s.algos.end()) {
-      set_descriptors(s, shape, known->second.bf16);
-      return s;
-    }
-    std::optional<ConvAlgos> chosen;
-    if (options_.precision == Precision::bf16 && options_.bf16_convolutions) {
-      set_descriptors(s, shape, true);
-      try {
-        chosen = choose_algorithms(s);
-      } catch (const Error& e) {
-        TS_LOG(warn, "bf16: " << e.what() << "; this convolution runs in TF32");
+    try {
+      if (const auto known = s.algos.find(shape.n); known != s.algos.end()) {
+        set_descriptors(s, shape, known->second.bf16);
+        return s;
       }
+      std::optional<ConvAlgos> chosen;
+      if (options_.precision == Precision::bf16 && options_.bf16_convolutions) {
+        set_descriptors(s, shape, true);
+        try {
+          chosen = choose_algorithms(s);
+        } catch (const NoAlgorithm& e) {
+          TS_LOG(warn, "bf16: " << e.what() << "; this call site runs it in TF32");
+        }
+      }
+      if (!chosen) {
+        set_descriptors(s, shape, false);
+        chosen = choose_algorithms(s);
+      }
+      s.algos.emplace(shape.n, *chosen);
+      return s;
+    } catch (...) {
+      s.shape = Conv1dShape{};  // nothing chosen: the next call starts over
+      throw;
     }
-    if (!chosen) {
+  }
+  // A bf16 algorithm that cuDNN offered and then refused to run: this call site and batch size
+  // run in TF32 from now on.
+  void demote(ConvState& s, const Conv1dShape& shape, const char* pass) {
+    TS_LOG(warn, "bf16: cuDNN refused the " << pass << " pass of " << describe(shape)
+                                            << " that it had offered; this call site runs it in TF32");
+    try {
       set_descriptors(s, shape, false);
-      chosen = choose_algorithms(s);
+      s.algos[shape.n] = choose_algorithms(s);
+    } catch (...) {
+      s.algos.erase(shape.n);
+      s.shape = Conv1dShape{};
+      throw;
     }
-    s.algos.emplace(shape.n, *chosen);
-    return s;
   }
   // cuDNN's candidates, fastest first (AlgorithmSearch::measure: cuDNN times each on scratch
   // buffers, once per shape and batch size) or in the order of its heuristics: the first that
@@ -681,7 +734,7 @@ class CudaBackend final : public engine::Backend<float> {
         const auto& p = forward[static_cast<std::size_t>(i)];
         a.forward = p.algo, a.forward_math = p.mathType, a.forward_bytes = p.memory, ok = true;
       }
-    if (!ok) throw Error("cuDNN offers no forward convolution algorithm for " + describe(s.shape));
+    if (!ok) throw NoAlgorithm("cuDNN offers no forward convolution algorithm for " + describe(s.shape));
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> data(wanted);
     if (options_.algorithm_search == AlgorithmSearch::measure)
       TS_CHECK_CUDNN(cudnnFindConvolutionBackwardDataAlgorithm(cudnn_, s.filter, s.dst.desc, s.conv, s.src.desc, wanted,
@@ -695,7 +748,7 @@ class CudaBackend final : public engine::Backend<float> {
       if (acceptable(p) && p.determinism == CUDNN_DETERMINISTIC)
         a.backward_data = p.algo, a.data_math = p.mathType, a.data_bytes = p.memory, ok = true;
     }
-    if (!ok) throw Error("cuDNN offers no deterministic backward-data algorithm for " + describe(s.shape));
+    if (!ok) throw NoAlgorithm("cuDNN offers no deterministic backward-data algorithm for " + describe(s.shape));
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> filter(wanted);
     if (options_.algorithm_search == AlgorithmSearch::measure)
       TS_CHECK_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithm(cudnn_, s.src.desc, s.dst.desc, s.conv, s.filter,
@@ -709,7 +762,7 @@ class CudaBackend final : public engine::Backend<float> {
       if (acceptable(p) && p.determinism == CUDNN_DETERMINISTIC)
         a.backward_filter = p.algo, a.filter_math = p.mathType, a.filter_bytes = p.memory, ok = true;
     }
-    if (!ok) throw Error("cuDNN offers no deterministic backward-filter algorithm for " + describe(s.shape));
+    if (!ok) throw NoAlgorithm("cuDNN offers no deterministic backward-filter algorithm for " + describe(s.shape));
     return a;
   }
   static std::string describe(const Conv1dShape& s) {

@@ -84,6 +84,28 @@ struct Fixture {
   }
 };
 
+// Sets (or, with null, removes) an environment variable for a scope, then restores it.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    set(value);
+  }
+  ~ScopedEnv() { set(old_ ? old_->c_str() : nullptr); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  void set(const char* value) {
+    if (value)
+      ::setenv(name_.c_str(), value, 1);
+    else
+      ::unsetenv(name_.c_str());
+  }
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
 // Whether every element is a bf16 number (its low 16 bits are zero), as in the result of a bf16
 // convolution; fp32 and TF32 results have them set in almost every element.
 bool all_bf16(const std::vector<float>& values) {
@@ -140,6 +162,7 @@ void check_conv(cuda::Precision precision, double tolerance, const Conv1dShape& 
 // In bf16, shapes whose channel counts are multiples of 8, as all of the published models' are,
 // must run in bf16; the others may fall back to TF32 where cuDNN has no bf16 algorithm for them.
 BOOST_AUTO_TEST_CASE(convolution) {
+  const ScopedEnv defaults("TEXTSCALE_BF16_CONV", nullptr);
   for (auto [precision, tolerance] : {std::pair{cuda::Precision::fp32, kFp32}, std::pair{cuda::Precision::tf32, kTf32},
                                       std::pair{cuda::Precision::bf16, kBf16}}) {
     const bool bf16 = precision == cuda::Precision::bf16;
@@ -154,18 +177,16 @@ BOOST_AUTO_TEST_CASE(convolution) {
 
 // TEXTSCALE_BF16_CONV=0 keeps bf16's convolutions in TF32; another value is refused.
 BOOST_AUTO_TEST_CASE(convolution_bf16_switch) {
-  struct Unset {
-    ~Unset() { ::unsetenv("TEXTSCALE_BF16_CONV"); }
-  } unset;
-  ::setenv("TEXTSCALE_BF16_CONV", "0", 1);
+  ScopedEnv conv("TEXTSCALE_BF16_CONV", "0");
   check_conv(cuda::Precision::bf16, kTf32, {3, 33, 8, 16, 3, 1, 1}, false, true, false);
-  ::setenv("TEXTSCALE_BF16_CONV", "2", 1);
+  conv.set("2");
   BOOST_CHECK_THROW(static_cast<void>(cuda::make_cuda_backend({0, cuda::Precision::bf16})), InputError);
 }
 
 // One call site, batch sizes changing back and forth: each batch size has its own descriptors,
 // algorithms (and, in bf16, data type), set again when it returns.
 BOOST_AUTO_TEST_CASE(convolution_batch_size_changes) {
+  const ScopedEnv defaults("TEXTSCALE_BF16_CONV", nullptr);
   for (auto [precision, tolerance] :
        {std::pair{cuda::Precision::fp32, kFp32}, std::pair{cuda::Precision::bf16, kBf16}}) {
     Fixture f(precision);
