@@ -15,7 +15,7 @@
 // a conversion); weight gradients are rounded to bf16 once, after cuDNN's fp32 sum, as under
 // PyTorch's autocast. Bias gradients are summed from the fp32 gradient. A shape for which cuDNN
 // offers no bf16 algorithm, or refuses to run the one it offered, runs in TF32 (a warning for
-// each call site and batch size: forward, backward-data and backward-filter choose separately),
+// each call site and shape: forward, backward-data and backward-filter choose separately),
 // as do all convolutions with TEXTSCALE_BF16_CONV=0.
 //
 // Memory: cudaMallocManaged, so that the few host accesses outside the step loop (initialisation,
@@ -36,6 +36,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "check.h"
@@ -188,9 +189,11 @@ struct ConvState final : OpState {
   TensorDesc src, dst;
   cudnnFilterDescriptor_t filter = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
-  Conv1dShape shape;                 // the descriptors' shape
-  bool bf16 = false;                 // the descriptors' data type
-  std::map<Index, ConvAlgos> algos;  // per batch size: the rest of the shape is fixed per call site
+  Conv1dShape shape;  // the descriptors' shape
+  bool bf16 = false;  // the descriptors' data type
+  // Per batch size and input length (the channels, kernel, stride and padding of a call site are
+  // fixed).
+  std::map<std::pair<Index, Index>, ConvAlgos> algos;
   DeviceArea weights_okc, diff_okc;  // fp32 or bf16
   ConvState() {
     TS_CHECK_CUDNN(cudnnCreateFilterDescriptor(&filter));
@@ -241,6 +244,10 @@ struct LinearState final : OpState {
   DeviceArea masked;
 };
 
+std::pair<Index, Index> key(const Conv1dShape& shape) {
+  return {shape.n, shape.t_in};
+}
+
 template <typename S>
 S& state_as(OpStatePtr& state) {
   if (auto* s = dynamic_cast<S*>(state.get())) return *s;
@@ -282,7 +289,7 @@ class CudaBackend final : public engine::Backend<float> {
   void conv1d_forward(OpStatePtr& state, const Conv1dShape& shape, const float* src, const float* weights,
                       const float* bias, float* dst, bool relu) override {
     ConvState& s = conv_state(state, shape);
-    const ConvAlgos& a = s.algos.at(shape.n);
+    const ConvAlgos& a = s.algos.at(key(shape));
     TS_CHECK_CUDNN(cudnnSetConvolutionMathType(s.conv, a.forward_math));
     const float one = 1, zero = 0;
     void* workspace = workspace_.get(a.forward_bytes);
@@ -307,7 +314,7 @@ class CudaBackend final : public engine::Backend<float> {
   void conv1d_backward_data(OpStatePtr& state, const Conv1dShape& shape, const float* diff_dst, const float* weights,
                             float* diff_src) override {
     ConvState& s = conv_state(state, shape);
-    const ConvAlgos& a = s.algos.at(shape.n);
+    const ConvAlgos& a = s.algos.at(key(shape));
     TS_CHECK_CUDNN(cudnnSetConvolutionMathType(s.conv, a.data_math));
     const float one = 1, zero = 0;
     void* workspace = workspace_.get(a.data_bytes);
@@ -332,7 +339,7 @@ class CudaBackend final : public engine::Backend<float> {
   void conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& shape, const float* src, const float* diff_dst,
                                float* diff_weights, float* diff_bias) override {
     ConvState& s = conv_state(state, shape);
-    const ConvAlgos& a = s.algos.at(shape.n);
+    const ConvAlgos& a = s.algos.at(key(shape));
     TS_CHECK_CUDNN(cudnnSetConvolutionMathType(s.conv, a.filter_math));
     const float one = 1, zero = 0;
     void* workspace = workspace_.get(a.filter_bytes);
@@ -661,13 +668,13 @@ class CudaBackend final : public engine::Backend<float> {
     s.bf16 = bf16;
   }
   // The descriptors and algorithms of a call site (a state) for `shape`: chosen at its first
-  // call with this batch size (bf16 first, where asked for), set again when it returns. A call
-  // site's other dimensions are fixed.
+  // call with this batch size and length (bf16 first, where asked for), set again when they
+  // return.
   ConvState& conv_state(OpStatePtr& state, const Conv1dShape& shape) {
     ConvState& s = state_as<ConvState>(state);
     if (s.shape == shape) return s;
     try {
-      if (const auto known = s.algos.find(shape.n); known != s.algos.end()) {
+      if (const auto known = s.algos.find(key(shape)); known != s.algos.end()) {
         set_descriptors(s, shape, known->second.bf16);
         return s;
       }
@@ -684,23 +691,23 @@ class CudaBackend final : public engine::Backend<float> {
         set_descriptors(s, shape, false);
         chosen = choose_algorithms(s);
       }
-      s.algos.emplace(shape.n, *chosen);
+      s.algos.emplace(key(shape), *chosen);
       return s;
     } catch (...) {
       s.shape = Conv1dShape{};  // nothing chosen: the next call starts over
       throw;
     }
   }
-  // A bf16 algorithm that cuDNN offered and then refused to run: this call site and batch size
-  // run in TF32 from now on.
+  // A bf16 algorithm that cuDNN offered and then refused to run: this call site runs the shape in
+  // TF32 from now on.
   void demote(ConvState& s, const Conv1dShape& shape, const char* pass) {
     TS_LOG(warn, "bf16: cuDNN refused the " << pass << " pass of " << describe(shape)
                                             << " that it had offered; this call site runs it in TF32");
     try {
       set_descriptors(s, shape, false);
-      s.algos[shape.n] = choose_algorithms(s);
+      s.algos[key(shape)] = choose_algorithms(s);
     } catch (...) {
-      s.algos.erase(shape.n);
+      s.algos.erase(key(shape));
       s.shape = Conv1dShape{};
       throw;
     }
