@@ -183,21 +183,22 @@ BOOST_AUTO_TEST_CASE(convolution_bf16_switch) {
   BOOST_CHECK_THROW(static_cast<void>(cuda::make_cuda_backend({0, cuda::Precision::bf16})), InputError);
 }
 
-// One call site, batch sizes changing back and forth: each batch size has its own descriptors,
-// algorithms (and, in bf16, data type), set again when it returns.
-BOOST_AUTO_TEST_CASE(convolution_batch_size_changes) {
+// One call site, batch sizes and lengths changing back and forth: each (batch size, length) has
+// its own descriptors, algorithms (and, in bf16, data type), set again when it returns.
+BOOST_AUTO_TEST_CASE(convolution_shape_changes) {
   const ScopedEnv defaults("TEXTSCALE_BF16_CONV", nullptr);
   for (auto [precision, tolerance] :
        {std::pair{cuda::Precision::fp32, kFp32}, std::pair{cuda::Precision::bf16, kBf16}}) {
     Fixture f(precision);
     OpStatePtr s1, s2;
-    for (Index n : {5, 2, 5}) {
-      const Conv1dShape s{n, 20, 8, 16, 3, 1, 0};
-      auto src = f.random(s.src().count(), 10 + static_cast<std::uint64_t>(n)), w = f.random(s.weights_count(), 11);
+    for (auto [n, t] : {std::pair<Index, Index>{5, 20}, {2, 20}, {5, 20}, {5, 37}, {5, 20}}) {
+      const Conv1dShape s{n, t, 8, 16, 3, 1, 0};
+      auto src = f.random(s.src().count(), 10 + static_cast<std::uint64_t>(n * t)), w = f.random(s.weights_count(), 11);
       auto dst = f.output(s.dst().count());
       f.cuda->conv1d_forward(s1, s, src.dev.data(), w.dev.data(), nullptr, dst.dev.data(), false);
       f.ref.conv1d_forward(s2, s, src.ref.data(), w.ref.data(), nullptr, dst.ref.data(), false);
-      const std::string name = "conv1d n" + std::to_string(n) + " " + cuda::to_string(precision);
+      const std::string name =
+          "conv1d n" + std::to_string(n) + " t" + std::to_string(t) + " " + cuda::to_string(precision);
       f.expect_close(name, dst, tolerance);
       expect_precision(f, name, dst.dev, precision == cuda::Precision::bf16);
     }
