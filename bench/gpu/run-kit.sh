@@ -8,6 +8,7 @@
 #
 # usage: bench/gpu/run-kit.sh KIT_ARCHIVE OUT_DIR [full | quick | profile | accuracy]
 #   quick: tests and one benchmark per model only (for a short lease);
+#   full also runs torch.compile (TF32, batch 128; COMPILE=0 skips it, about two minutes);
 #   full and quick also time Crepe-small with its first block fused (the default) and unfused
 #   (TEXTSCALE_ONEHOT_POOL=0) back to back: ab.jsonl; and both models in --precision bf16 with
 #   the convolutions in bf16 (the default) and in TF32 (TEXTSCALE_BF16_CONV=0): ab_bf16.jsonl;
@@ -191,8 +192,9 @@ for model in $models; do
       "$python" "$kit/bench/gpu/peer_gpu.py" --model "$model" --batch-size "$batch" --precision "$precision" \
         $timing >>"$out/pytorch.jsonl" || status=1
       [[ $mode == quick ]] && continue
-      # torch.compile takes about a minute per configuration: TF32 at batch 128 only.
-      [[ $precision == tf32 && $batch == 128 ]] || continue
+      # torch.compile takes about a minute per configuration: TF32 at batch 128 only, and not at
+      # all with COMPILE=0 (a short lease).
+      [[ $precision == tf32 && $batch == 128 && ${COMPILE:-1} == 1 ]] || continue
       # shellcheck disable=SC2086
       "$python" "$kit/bench/gpu/peer_gpu.py" --model "$model" --batch-size "$batch" --precision "$precision" \
         $timing --compile >>"$out/pytorch.jsonl" || status=1
