@@ -7,6 +7,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <iostream>
@@ -134,13 +135,17 @@ int bench_command(const std::vector<std::string>& arguments) {
   memory.copy_to_device(codes.data(), host_codes.data(), host_codes.size());
   memory.copy_to_device(labels.data(), host_labels.data(), host_labels.size() * sizeof(std::int32_t));
   engine::Buffer<float> diff(static_cast<std::size_t>(batch * model_config.classes), memory);
+  // The step's loss, accuracy and gradient norm stay in the backend's memory, as in `train`, which
+  // reads them once a step; this loop reads them only after the last step.
+  engine::Buffer<double> results(4, memory);
   engine::Context<float> ctx{backend.get(), nullptr, true, 1, 0};
   auto train_step = [&] {
     ctx.training = true;
     const float* logits = model.forward(ctx, batch, codes.data());
-    backend->softmax_cross_entropy(batch, model_config.classes, logits, labels.data(), diff.data());
+    backend->softmax_cross_entropy_stats(batch, model_config.classes, logits, labels.data(), diff.data(),
+                                         results.data());
     model.backward(ctx, batch, codes.data(), diff.data());
-    optimizer.step(*backend, model.params(), 1e-4);
+    optimizer.queue_step(*backend, model.params(), 1e-4, results.data() + 3);
     ++ctx.step;
   };
   auto infer_step = [&] {
@@ -156,6 +161,8 @@ int bench_command(const std::vector<std::string>& arguments) {
   memory.synchronize();
   const double train_seconds = seconds_since(start);
   ctx.profile = nullptr;
+  double last[4] = {};
+  memory.copy_to_host(last, results.data(), sizeof last);
   if (profile) {
     double total = 0;
     for (const auto& e : layer_times.entries) total += e.forward_seconds + e.backward_seconds;
@@ -188,6 +195,9 @@ int bench_command(const std::vector<std::string>& arguments) {
   out["train_gflops_dense"] = 6 * macs * samples / train_seconds / 1e9;
   out["infer_gflops_dense"] = 2 * macs * samples / infer_seconds / 1e9;
   out["peak_rss_mib"] = static_cast<double>(usage.ru_maxrss) / 1024.0;
+  // The last training step's mean loss and gradient norm: not finite means the steps were skipped.
+  out["last_train_loss"] = last[0] / static_cast<double>(batch);
+  out["last_gradient_norm"] = std::sqrt(last[3]);
   std::cout << out.dump() << std::endl;
   return 0;
 }

@@ -26,7 +26,8 @@
 //
 // One stream per backend; nothing in an operation synchronises the device except the operations
 // that return a host value (softmax_cross_entropy, sum_squares, channel_sums), which wait for
-// their stream only.
+// their stream only. A training step uses their variants that leave the value in device memory
+// (softmax_cross_entropy_stats, sum_squares_to, step_factor), and waits once, at its end.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -584,19 +585,25 @@ class CudaBackend final : public engine::Backend<float> {
     return total;
   }
 
+  void softmax_cross_entropy_stats(Index n, Index classes, const float* logits, const std::int32_t* labels,
+                                   float* diff_logits, double* stats) override {
+    kernels::softmax_cross_entropy_stats(n, classes, logits, labels, diff_logits, stats, sums_.as<double>(2 * n + 1),
+                                         stream_);
+  }
+
   // --- Optimizer ----------------------------------------------------------------------------
   void sgd_step(Index count, float* param, const float* grad, float* velocity, double lr, double momentum,
-                double weight_decay) override {
+                double weight_decay, const float* factor) override {
     kernels::sgd_step(count, param, grad, velocity, static_cast<float>(lr), static_cast<float>(momentum),
-                      static_cast<float>(weight_decay), stream_);
+                      static_cast<float>(weight_decay), factor, stream_);
   }
   void adam_step(Index count, float* param, const float* grad, float* m, float* v, double lr, double beta1,
-                 double beta2, double epsilon, double weight_decay, std::int64_t step) override {
+                 double beta2, double epsilon, double weight_decay, std::int64_t step, const float* factor) override {
     const double c1 = 1.0 - std::pow(beta1, static_cast<double>(step));
     const double c2 = 1.0 - std::pow(beta2, static_cast<double>(step));
     kernels::adam_step(count, param, grad, m, v, static_cast<float>(lr / c1), static_cast<float>(beta1),
                        static_cast<float>(beta2), static_cast<float>(std::sqrt(c2)), static_cast<float>(epsilon),
-                       static_cast<float>(weight_decay), stream_);
+                       static_cast<float>(weight_decay), factor, stream_);
   }
   double sum_squares(Index count, const float* data) override {
     if (count == 0) return 0;
@@ -608,6 +615,15 @@ class CudaBackend final : public engine::Backend<float> {
   }
   void scale(Index count, float* data, double factor) override {
     kernels::scale(count, data, static_cast<float>(factor), stream_);
+  }
+  void sum_squares_to(Index count, const float* data, double* total) override {
+    if (count == 0)
+      TS_CHECK_CUDA(cudaMemsetAsync(total, 0, sizeof(double), stream_));
+    else
+      kernels::sum_squares(count, data, total, scratch_.as<double>(kernels::reduction_blocks), stream_);
+  }
+  void step_factor(const double* sum_squares, double clip_norm, float* factor) override {
+    kernels::step_factor(sum_squares, clip_norm, factor, stream_);
   }
 
  private:

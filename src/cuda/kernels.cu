@@ -513,6 +513,83 @@ __global__ void softmax_cross_entropy_kernel(Index n, Index classes, const float
     }
 }
 
+constexpr int no_bad_row = 0x7f7f7f7f;  // what cudaMemsetAsync(p, 0x7f, sizeof(int)) writes
+
+// One warp per row, as softmax_cross_entropy_kernel, plus whether the row's first largest logit is
+// the label's (std::max_element's choice), and NaN gradients for a row that cannot be trained on.
+__global__ void softmax_cross_entropy_stats_kernel(Index n, Index classes, const float* logits,
+                                                   const std::int32_t* labels, double* row_loss, double* row_correct,
+                                                   float* diff_logits, int* first_bad) {
+  const Index row = (blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= n) return;
+  const float* x = logits + row * classes;
+  const std::int32_t label = labels[row];
+  if (label < 0 || label >= classes) {
+    if (lane == 0) {
+      atomicMin(first_bad, static_cast<int>(row));
+      row_loss[row] = NAN;
+      row_correct[row] = 0;
+    }
+    if (diff_logits)
+      for (Index j = lane; j < classes; j += 32) diff_logits[row * classes + j] = NAN;
+    return;
+  }
+  double max = -INFINITY;
+  float best = -INFINITY;
+  Index best_at = classes;  // none yet
+  for (Index j = lane; j < classes; j += 32) {
+    max = fmax(max, static_cast<double>(x[j]));
+    if (best_at == classes || x[j] > best) {
+      best = x[j];
+      best_at = j;
+    }
+  }
+  for (int offset = 16; offset > 0; offset /= 2) {
+    max = fmax(max, __shfl_xor_sync(0xffffffffu, max, offset));
+    const float other = __shfl_xor_sync(0xffffffffu, best, offset);
+    const Index other_at = __shfl_xor_sync(0xffffffffu, best_at, offset);
+    if (other_at < classes && (best_at == classes || other > best || (other == best && other_at < best_at))) {
+      best = other;
+      best_at = other_at;
+    }
+  }
+  double sum = 0;
+  for (Index j = lane; j < classes; j += 32) sum += exp(static_cast<double>(x[j]) - max);
+  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  const double log_sum = log(sum) + max;
+  const double loss = log_sum - static_cast<double>(x[label]);
+  if (lane == 0) {
+    row_loss[row] = loss;
+    row_correct[row] = best_at == label ? 1.0 : 0.0;
+  }
+  if (diff_logits)
+    for (Index j = lane; j < classes; j += 32) {
+      const double p = exp(static_cast<double>(x[j]) - log_sum);
+      diff_logits[row * classes + j] =
+          isfinite(loss) ? static_cast<float>((p - (j == label ? 1.0 : 0.0)) / static_cast<double>(n)) : NAN;
+    }
+}
+// One warp: the rows' sums in a fixed order (as sum_partials_kernel).
+__global__ void softmax_cross_entropy_finish_kernel(Index n, const double* row_loss, const double* row_correct,
+                                                    const int* first_bad, double* stats) {
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  double loss = 0, correct = 0;
+  for (Index i = lane; i < n; i += 32) {
+    loss += row_loss[i];
+    correct += row_correct[i];
+  }
+  for (int offset = 16; offset > 0; offset /= 2) {
+    loss += __shfl_xor_sync(0xffffffffu, loss, offset);
+    correct += __shfl_xor_sync(0xffffffffu, correct, offset);
+  }
+  if (lane == 0) {
+    stats[0] = loss;
+    stats[1] = correct;
+    stats[2] = first_bad[0] == no_bad_row ? 0.0 : static_cast<double>(first_bad[0]) + 1.0;
+  }
+}
+
 __global__ void batch_norm_statistics_kernel(Index rows, Index c, const double* sum, const double* sum_squares,
                                              const float* gamma, const float* beta, float* save_mean, float* save_var,
                                              float* running_mean, float* running_var, double momentum, double epsilon,
@@ -576,24 +653,38 @@ __global__ void batch_norm_backward_data_kernel(I rows, I c, const float* src, c
 }
 
 __global__ void sgd_kernel(Index count, float* param, const float* grad, float* velocity, float lr, float momentum,
-                           float weight_decay) {
+                           float weight_decay, const float* factor) {
+  const float f = factor ? *factor : 1.0f;
+  if (f == 0.0f) return;
   TS_GRID_STRIDE(i, count) {
-    const float g = grad[i] + weight_decay * param[i];
+    const float g = f * grad[i] + weight_decay * param[i];
     const float v = momentum * velocity[i] + g;
     velocity[i] = v;
     param[i] -= lr * v;
   }
 }
 __global__ void adam_kernel(Index count, float* param, const float* grad, float* m, float* v, float step_size,
-                            float beta1, float beta2, float sqrt_c2, float epsilon, float weight_decay) {
+                            float beta1, float beta2, float sqrt_c2, float epsilon, float weight_decay,
+                            const float* factor) {
+  const float f = factor ? *factor : 1.0f;
+  if (f == 0.0f) return;
   TS_GRID_STRIDE(i, count) {
-    const float g = grad[i] + weight_decay * param[i];
+    const float g = f * grad[i] + weight_decay * param[i];
     const float mi = beta1 * m[i] + (1.0f - beta1) * g;
     const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
     m[i] = mi;
     v[i] = vi;
     param[i] -= step_size * mi / (sqrtf(vi) / sqrt_c2 + epsilon);
   }
+}
+__global__ void step_factor_kernel(const double* sum_squares, double clip_norm, float* factor) {
+  const double s = sum_squares[0];
+  double f = 0;  // not finite: skip
+  if (isfinite(s)) {
+    const double norm = sqrt(s);
+    f = clip_norm > 0 && norm > clip_norm ? clip_norm / norm : 1.0;
+  }
+  factor[0] = static_cast<float>(f);
 }
 
 }  // namespace
@@ -854,6 +945,19 @@ void softmax_cross_entropy(Index n, Index classes, const float* logits, const st
                                                              bad_label);
   TS_CHECK_LAUNCH();
 }
+void softmax_cross_entropy_stats(Index n, Index classes, const float* logits, const std::int32_t* labels,
+                                 float* diff_logits, double* stats, double* scratch, cudaStream_t stream) {
+  int* first_bad = reinterpret_cast<int*>(scratch + 2 * n);
+  TS_CHECK_CUDA(cudaMemsetAsync(first_bad, 0x7f, sizeof(int), stream));
+  if (n > 0) {
+    const auto grid = static_cast<unsigned>((n * 32 + threads - 1) / threads);
+    softmax_cross_entropy_stats_kernel<<<grid, threads, 0, stream>>>(n, classes, logits, labels, scratch, scratch + n,
+                                                                     diff_logits, first_bad);
+    TS_CHECK_LAUNCH();
+  }
+  softmax_cross_entropy_finish_kernel<<<1, 32, 0, stream>>>(n, scratch, scratch + n, first_bad, stats);
+  TS_CHECK_LAUNCH();
+}
 
 void batch_norm_statistics(Index rows, Index c, const double* sum, const double* sum_squares, const float* gamma,
                            const float* beta, float* save_mean, float* save_var, float* running_mean,
@@ -886,14 +990,20 @@ void batch_norm_backward_data(Index rows, Index c, const float* src, const float
 }
 
 void sgd_step(Index count, float* param, const float* grad, float* velocity, float lr, float momentum,
-              float weight_decay, cudaStream_t stream) {
-  sgd_kernel<<<blocks_for(count), threads, 0, stream>>>(count, param, grad, velocity, lr, momentum, weight_decay);
+              float weight_decay, const float* factor, cudaStream_t stream) {
+  sgd_kernel<<<blocks_for(count), threads, 0, stream>>>(count, param, grad, velocity, lr, momentum, weight_decay,
+                                                        factor);
   TS_CHECK_LAUNCH();
 }
 void adam_step(Index count, float* param, const float* grad, float* m, float* v, float step_size, float beta1,
-               float beta2, float sqrt_c2, float epsilon, float weight_decay, cudaStream_t stream) {
+               float beta2, float sqrt_c2, float epsilon, float weight_decay, const float* factor,
+               cudaStream_t stream) {
   adam_kernel<<<blocks_for(count), threads, 0, stream>>>(count, param, grad, m, v, step_size, beta1, beta2, sqrt_c2,
-                                                         epsilon, weight_decay);
+                                                         epsilon, weight_decay, factor);
+  TS_CHECK_LAUNCH();
+}
+void step_factor(const double* sum_squares, double clip_norm, float* factor, cudaStream_t stream) {
+  step_factor_kernel<<<1, 1, 0, stream>>>(sum_squares, clip_norm, factor);
   TS_CHECK_LAUNCH();
 }
 

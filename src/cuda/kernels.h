@@ -108,6 +108,12 @@ void embedding_backward(Index rows, Index vocab, Index dim, const std::uint8_t* 
 // backend.h; bad_label[0] is set to 1 + the first row whose label is out of range (0: none).
 void softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels, double* row_loss,
                            float* diff_logits, int* bad_label, cudaStream_t stream);
+// The same with its results in device memory (Backend::softmax_cross_entropy_stats): stats[0..2]
+// = the summed loss, the correctly classified rows, 1 + the first row with a label out of range
+// (0: none); diff_logits NaN in a row with such a label or a loss that is not finite. `scratch`
+// holds 2n + 1 doubles.
+void softmax_cross_entropy_stats(Index n, Index classes, const float* logits, const std::int32_t* labels,
+                                 float* diff_logits, double* stats, double* scratch, cudaStream_t stream);
 
 // Batch norm over (rows, c), channels fastest (backend.h), as the reference backend computes it.
 // Training (sum and sum_squares, the column sums of src, not null): save_mean, save_var (biased)
@@ -135,10 +141,12 @@ void batch_norm_backward_data(Index rows, Index c, const float* src, const float
                               const double* mean_dy_xhat, float* diff_src, cudaStream_t stream,
                               const float* mask = nullptr);
 
-// Fused optimizer steps (backend.h).
+// Fused optimizer steps (backend.h); `factor` null or one device value, 0 skipping the step.
 void sgd_step(Index count, float* param, const float* grad, float* velocity, float lr, float momentum,
-              float weight_decay, cudaStream_t stream);
+              float weight_decay, const float* factor, cudaStream_t stream);
 void adam_step(Index count, float* param, const float* grad, float* m, float* v, float step_size, float beta1,
-               float beta2, float sqrt_c2, float epsilon, float weight_decay, cudaStream_t stream);
+               float beta2, float sqrt_c2, float epsilon, float weight_decay, const float* factor, cudaStream_t stream);
+// factor[0] = engine::step_factor(sum_squares[0], clip_norm), on the device.
+void step_factor(const double* sum_squares, double clip_norm, float* factor, cudaStream_t stream);
 
 }  // namespace textscale::cuda::kernels

@@ -14,19 +14,19 @@ GradientReducer::GradientReducer(Communicator& comm, float* gradients, engine::I
 
 void GradientReducer::begin() {
   next_ = 0;
-  local_nonfinite_ = false;
   for (auto& bucket : buckets_) bucket.started = bucket.done = false;
 }
 
-void GradientReducer::start(Bucket& bucket) {
-  if (finite_ && !finite_(gradients_ + bucket.begin, bucket.end - bucket.begin)) local_nonfinite_ = true;
+void GradientReducer::start(std::size_t index) {
+  Bucket& bucket = buckets_[index];
+  if (on_start_) on_start_(index, gradients_ + bucket.begin, bucket.end - bucket.begin);
   bucket.handle = comm_.allreduce_async(gradients_ + bucket.begin, static_cast<std::size_t>(bucket.end - bucket.begin));
   bucket.started = true;
 }
 
 void GradientReducer::ready_from(engine::Index offset) {
   if (buckets_.size() < 2) return;  // a single bucket waits for the whole backward
-  while (next_ < buckets_.size() && buckets_[next_].begin >= offset) start(buckets_[next_++]);
+  while (next_ < buckets_.size() && buckets_[next_].begin >= offset) start(next_++);
   // Drive the buckets in flight (MPI progresses non-blocking collectives inside MPI calls).
   for (std::size_t i = 0; i < next_; ++i)
     if (!buckets_[i].done) {
@@ -37,7 +37,7 @@ void GradientReducer::ready_from(engine::Index offset) {
 
 void GradientReducer::finish() {
   const auto start_time = std::chrono::steady_clock::now();
-  while (next_ < buckets_.size()) start(buckets_[next_++]);
+  while (next_ < buckets_.size()) start(next_++);
   for (auto& bucket : buckets_)
     if (!bucket.done) {
       comm_.wait(bucket.handle);

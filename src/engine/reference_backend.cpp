@@ -423,10 +423,12 @@ double ReferenceBackend<T>::softmax_cross_entropy(Index n, Index classes, const 
 
 template <typename T>
 void ReferenceBackend<T>::sgd_step(Index count, T* param, const T* grad, T* velocity, double lr, double momentum,
-                                   double weight_decay) {
+                                   double weight_decay, const T* factor) {
+  const T f = factor ? *factor : T(1);
+  if (f == T(0)) return;
   const T wd = static_cast<T>(weight_decay), mu = static_cast<T>(momentum), rate = static_cast<T>(lr);
   for (Index i = 0; i < count; ++i) {
-    T g = grad[i] + wd * param[i];
+    T g = f * grad[i] + wd * param[i];
     velocity[i] = mu * velocity[i] + g;
     param[i] -= rate * velocity[i];
   }
@@ -434,13 +436,16 @@ void ReferenceBackend<T>::sgd_step(Index count, T* param, const T* grad, T* velo
 
 template <typename T>
 void ReferenceBackend<T>::adam_step(Index count, T* param, const T* grad, T* m, T* v, double lr, double beta1,
-                                    double beta2, double epsilon, double weight_decay, std::int64_t step) {
+                                    double beta2, double epsilon, double weight_decay, std::int64_t step,
+                                    const T* factor) {
+  const T f = factor ? *factor : T(1);
+  if (f == T(0)) return;
   const double c1 = 1.0 - std::pow(beta1, static_cast<double>(step));
   const double c2 = 1.0 - std::pow(beta2, static_cast<double>(step));
   const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2), wd = static_cast<T>(weight_decay);
   const T step_size = static_cast<T>(lr / c1), sqrt_c2 = static_cast<T>(std::sqrt(c2)), eps = static_cast<T>(epsilon);
   for (Index i = 0; i < count; ++i) {
-    T g = grad[i] + wd * param[i];
+    T g = f * grad[i] + wd * param[i];
     m[i] = b1 * m[i] + (T(1) - b1) * g;
     v[i] = b2 * v[i] + (T(1) - b2) * g * g;
     param[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_c2 + eps);

@@ -44,23 +44,37 @@ Optimizer<T>::Optimizer(const OptimizerConfig& config, engine::Index parameters,
     : config_(config) {
   first_.resize(static_cast<std::size_t>(parameters), memory);
   if (config.kind == "adam") second_.resize(static_cast<std::size_t>(parameters), memory);
+  factor_.resize(1, memory);
+  own_sum_.resize(1, memory);
+}
+
+template <typename T>
+void Optimizer<T>::queue_step(engine::Backend<T>& backend, engine::ParamStore<T>& params, double lr,
+                              double* sum_squares) {
+  const engine::Index count = params.trained_count();
+  const T* grad = params.gradients().data();
+  backend.sum_squares_to(count, grad, sum_squares);
+  backend.step_factor(sum_squares, config_.clip_norm, factor_.data());
+  ++steps_;
+  if (config_.kind == "adam")
+    backend.adam_step(count, params.values().data(), grad, first_.data(), second_.data(), lr, config_.beta1,
+                      config_.beta2, config_.epsilon, config_.weight_decay, steps_, factor_.data());
+  else
+    backend.sgd_step(count, params.values().data(), grad, first_.data(), lr, config_.momentum, config_.weight_decay,
+                     factor_.data());
 }
 
 template <typename T>
 double Optimizer<T>::step(engine::Backend<T>& backend, engine::ParamStore<T>& params, double lr) {
-  const engine::Index count = params.trained_count();
-  T* grad = params.gradients().data();
-  const double norm = std::sqrt(backend.sum_squares(count, grad));
-  if (!std::isfinite(norm))
+  queue_step(backend, params, lr, own_sum_.data());
+  double sum = 0;
+  backend.memory().copy_to_host(&sum, own_sum_.data(), sizeof sum);
+  const double norm = std::sqrt(sum);
+  if (!std::isfinite(norm)) {
+    skipped();
     throw Error("the gradient is not finite (norm " + std::to_string(norm) + ") at step " + std::to_string(steps_ + 1) +
                 "; lower the learning rate?");
-  if (config_.clip_norm > 0 && norm > config_.clip_norm) backend.scale(count, grad, config_.clip_norm / norm);
-  ++steps_;
-  if (config_.kind == "adam")
-    backend.adam_step(count, params.values().data(), grad, first_.data(), second_.data(), lr, config_.beta1,
-                      config_.beta2, config_.epsilon, config_.weight_decay, steps_);
-  else
-    backend.sgd_step(count, params.values().data(), grad, first_.data(), lr, config_.momentum, config_.weight_decay);
+  }
   return norm;
 }
 

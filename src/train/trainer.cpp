@@ -443,23 +443,35 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   // --- Gradient reduction ----------------------------------------------------------------------
   const auto bucket_elements = static_cast<Index>(config.bucket_mb * 1024 * 1024 / sizeof(float));
   dist::GradientReducer reducer(*gradient_comm, params.gradients().data(), params.trained_count(), bucket_elements);
-  // sum_squares waits for the backend's queued work, so on a GPU the bucket is also final for the
-  // host-side MPI all-reduce that follows.
-  reducer.check_finite(
-      [&](const float* data, Index count) { return std::isfinite(backend->sum_squares(count, data)); });
+  const bool reduce = world.size > 1;
+  // The step's results stay where they are computed and come to the host in one copy at the
+  // step's end, after the whole step is queued, so that a GPU is waited for once a step (not for
+  // the loss before backward, each bucket and the gradient norm). In order: the loss, the rows
+  // classified correctly and a bad label (Backend::softmax_cross_entropy_stats); the reduced
+  // gradient's sum of squares, the same on every rank, from which every rank's optimizer decides
+  // alike to skip a step that is not finite (Optimizer::queue_step); this rank's sum of squares
+  // of each bucket before it is sent, which names the rank a NaN came from.
+  constexpr std::size_t kLoss = 0, kCorrect = 1, kBadLabel = 2, kGradient = 3, kBuckets = 4;
+  engine::Buffer<double> step_results(kBuckets + reducer.buckets(), memory);
+  std::vector<double> step_host(step_results.size(), 0.0);
+  memory.copy_to_device(step_results.data(), step_host.data(), step_host.size() * sizeof(double));
+  if (reduce)
+    reducer.on_start([&](std::size_t bucket, const float* data, Index count) {
+      backend->sum_squares_to(count, data, step_results.data() + kBuckets + bucket);
+    });
   std::function<void(Index)> gradients_ready = [&](Index offset) { reducer.ready_from(offset); };
   std::function<void(double*, Index)> allreduce_sum = [&](double* data, Index count) {
     comm.allreduce(data, static_cast<std::size_t>(count), dist::ReduceOp::sum);
   };
 
   engine::Context<float> ctx{backend.get(), nullptr, true, config.seed, 0};
-  ctx.on_gradients_ready = &gradients_ready;
-  if (world.size > 1) ctx.allreduce_sum = &allreduce_sum;
+  if (reduce) ctx.on_gradients_ready = &gradients_ready;
+  if (reduce) ctx.allreduce_sum = &allreduce_sum;
   const std::int64_t length = encoding.char_length;
   // Two input buffers: the step computes on one while the prefetch thread fills the other. On a
   // GPU they are page-locked and the step's codes and labels are copied to the device
   // asynchronously (the copy of a buffer has finished before the prefetch thread refills it: the
-  // step in between waits for the device when it reads the loss); logits come back for accuracy.
+  // step in between waits for the device at its end, when it reads its results).
   struct Input {
     engine::Buffer<std::uint8_t> codes;
     engine::Buffer<std::int32_t> labels;
@@ -475,7 +487,6 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   const bool on_host = memory.is_host();
   engine::Buffer<std::uint8_t> device_codes(on_host ? 0 : max_rows * static_cast<std::size_t>(length), memory);
   engine::Buffer<std::int32_t> device_labels(on_host ? 0 : max_rows, memory);
-  std::vector<float> host_logits(max_rows * static_cast<std::size_t>(model_config.classes));
   engine::Buffer<float> diff(max_rows * static_cast<std::size_t>(model_config.classes), memory);
   double total_train_seconds = 0, total_wait_seconds = 0, total_least_wait_seconds = 0;
   std::int64_t total_train_samples = 0, total_steps = 0, skipped_steps = 0;
@@ -551,9 +562,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       ctx.training = true;
       ctx.step = position.step;
       ctx.sample_offset = in.share.offset;
-      double loss_sum = 0;
-      std::int64_t correct = 0;
-      reducer.begin();
+      if (reduce) reducer.begin();
       if (n > 0) {
         const std::uint8_t* codes = in.codes.data();
         const std::int32_t* labels = in.labels.data();
@@ -564,17 +573,10 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
           labels = device_labels.data();
         }
         const float* logits = model.forward(ctx, n, codes);
-        loss_sum = backend->softmax_cross_entropy(n, model_config.classes, logits, labels, diff.data());
-        if (!on_host) {
-          memory.copy_to_host(host_logits.data(), logits,
-                              static_cast<std::size_t>(n * model_config.classes) * sizeof(float));
-          logits = host_logits.data();
-        }
-        for (Index i = 0; i < n; ++i)
-          correct +=
-              argmax(logits + i * model_config.classes, model_config.classes) == in.labels[static_cast<std::size_t>(i)];
+        backend->softmax_cross_entropy_stats(n, model_config.classes, logits, labels, diff.data(), step_results.data());
         if (fault.kind == "nan" && fault.rank == world.rank && fault.step == position.step) {
-          loss_sum = std::nan("");
+          const double nan = std::nan("");
+          memory.copy_to_device(step_results.data() + kLoss, &nan, sizeof nan);
           const std::vector<float> nans(diff.size(), std::nanf(""));
           memory.copy_to_device(diff.data(), nans.data(), nans.size() * sizeof(float));
         }
@@ -586,19 +588,40 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
         model.backward(ctx, n, codes, diff.data());
       } else {
         params.gradients().zero();
+        const double none[kBadLabel + 1] = {0, 0, 0};
+        memory.copy_to_device(step_results.data(), none, sizeof none);
       }
       // This rank's compute time for its rows (forward and backward; --fault slow adds 5 ms a row).
       if (fault.kind == "slow" && fault.rank == world.rank && position.step >= fault.step)
         std::this_thread::sleep_for(std::chrono::milliseconds(5 * n));
       if (balance && !on_host) memory.synchronize();
       const double busy = seconds_since(busy_start);
-      reducer.finish();
+      if (reduce) reducer.finish();
       // Batch-norm running statistics: the mean over ranks.
       if (world.size > 1 && params.state().size() > 0) {
         memory.synchronize();
         comm.allreduce(params.state().data(), params.state().size(), dist::ReduceOp::sum);
         backend->scale(static_cast<Index>(params.state().size()), params.state().data(), 1.0 / world.size);
       }
+      // Queued whatever the step's results turn out to be: a gradient that is not finite changes
+      // nothing (and a bad label or a loss that is not finite makes the gradient NaN on every rank).
+      optimizer.queue_step(*backend, params, lr, step_results.data() + kGradient);
+      memory.copy_to_host(step_host.data(), step_results.data(), step_host.size() * sizeof(double));  // the wait
+      if (step_host[kBadLabel] > 0) {
+        const auto row = static_cast<std::size_t>(step_host[kBadLabel]) - 1;
+        throw Error("training step " + std::to_string(position.step + 1) + " (epoch " +
+                    std::to_string(position.epoch + 1) + ", batch " + std::to_string(position.batch + 1) +
+                    "): the label " + std::to_string(in.labels[row]) + " of training row " +
+                    std::to_string(order[static_cast<std::size_t>(position.batch * batch + in.share.offset) + row]) +
+                    " is outside [0, " + std::to_string(model_config.classes) + ")");
+      }
+      const double loss_sum = step_host[kLoss];
+      const auto correct = static_cast<std::int64_t>(step_host[kCorrect]);
+      const bool skipped = !std::isfinite(step_host[kGradient]);  // by the optimizer, on every rank
+      if (skipped) optimizer.skipped();
+      bool local_nonfinite = !reduce && skipped;
+      for (std::size_t b = 0; reduce && b < reducer.buckets(); ++b)
+        local_nonfinite = local_nonfinite || !std::isfinite(step_host[kBuckets + b]);
       // One small collective: the global loss and accuracy, and the decisions every rank must
       // take together (a non-finite value somewhere, an interrupt).
       const int signal_now = interrupt_signal();
@@ -611,25 +634,26 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       // others' waits add the time they spent waiting for it.
       double flags[5] = {
           std::isfinite(loss_sum) ? -1.0 : static_cast<double>(world.size - world.rank),  // lowest rank wins
-          reducer.local_nonfinite() ? static_cast<double>(world.size - world.rank) : -1.0,
-          static_cast<double>(signal_now), reducer.wait_seconds(), -reducer.wait_seconds()};
+          local_nonfinite ? static_cast<double>(world.size - world.rank) : -1.0, static_cast<double>(signal_now),
+          reducer.wait_seconds(), -reducer.wait_seconds()};
       comm.allreduce(sums.data(), sums.size(), dist::ReduceOp::sum);
       for (std::size_t r = 0; balance && r < rank_rates.size(); ++r)  // smoothed over steps
         if (sums[2 + r] > 0) rank_rates[r] = rank_rates[r] > 0 ? 0.5 * (rank_rates[r] + sums[2 + r]) : sums[2 + r];
       comm.allreduce(flags, 5, dist::ReduceOp::max);
-      const bool bad_loss = flags[0] > 0, bad_gradient = flags[1] > 0;
+      // A loss that is not finite made the gradient NaN, so bad_loss implies skipped; a gradient
+      // can also overflow only in the sum over ranks (skipped, no rank to name).
+      const bool bad_loss = flags[0] > 0, bad_gradient = flags[1] > 0 || skipped;
       if (bad_loss || bad_gradient) {
-        const int bad_rank = world.size - static_cast<int>(bad_loss ? flags[0] : flags[1]);
-        const std::string what = std::string(bad_loss ? "loss" : "gradient") + " is not finite at step " +
-                                 std::to_string(position.step + 1) + " (epoch " + std::to_string(position.epoch + 1) +
-                                 ", batch " + std::to_string(position.batch + 1) + ") on rank " +
-                                 std::to_string(bad_rank);
+        const double blamed = bad_loss ? flags[0] : flags[1];
+        const std::string what =
+            std::string(bad_loss ? "loss" : "gradient") + " is not finite at step " +
+            std::to_string(position.step + 1) + " (epoch " + std::to_string(position.epoch + 1) + ", batch " +
+            std::to_string(position.batch + 1) + ") " +
+            (blamed > 0 ? "on rank " + std::to_string(world.size - static_cast<int>(blamed)) : "after the all-reduce");
         if (!config.skip_nonfinite)
           throw Error("the training " + what + " (--skip-nonfinite skips such steps; lower --lr or set --clip-norm)");
         ++skipped_steps;
         if (root) TS_LOG(warn, "skipped the step: the " << what);
-      } else {
-        optimizer.step(*backend, params, lr);
       }
       ++position.step;
       ++total_steps;

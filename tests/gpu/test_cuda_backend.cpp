@@ -483,8 +483,8 @@ BOOST_AUTO_TEST_CASE(optimizers) {
   const Index n = 777;
   auto param = f.random(n, 100), grad = f.random(n, 101), velocity = f.random(n, 102, 0.1);
   for (int step = 0; step < 3; ++step) {
-    f.cuda->sgd_step(n, param.dev.data(), grad.dev.data(), velocity.dev.data(), 0.01, 0.9, 1e-4);
-    f.ref.sgd_step(n, param.ref.data(), grad.ref.data(), velocity.ref.data(), 0.01, 0.9, 1e-4);
+    f.cuda->sgd_step(n, param.dev.data(), grad.dev.data(), velocity.dev.data(), 0.01, 0.9, 1e-4, nullptr);
+    f.ref.sgd_step(n, param.ref.data(), grad.ref.data(), velocity.ref.data(), 0.01, 0.9, 1e-4, nullptr);
   }
   f.expect_close("sgd parameters", param);
   f.expect_close("sgd velocity", velocity);
@@ -492,13 +492,119 @@ BOOST_AUTO_TEST_CASE(optimizers) {
   f.memory().zero(m.dev.data(), n * sizeof(float));
   f.memory().zero(v.dev.data(), n * sizeof(float));
   for (std::int64_t step = 1; step <= 3; ++step) {
-    f.cuda->adam_step(n, param.dev.data(), grad.dev.data(), m.dev.data(), v.dev.data(), 1e-3, 0.9, 0.999, 1e-8, 0,
-                      step);
-    f.ref.adam_step(n, param.ref.data(), grad.ref.data(), m.ref.data(), v.ref.data(), 1e-3, 0.9, 0.999, 1e-8, 0, step);
+    f.cuda->adam_step(n, param.dev.data(), grad.dev.data(), m.dev.data(), v.dev.data(), 1e-3, 0.9, 0.999, 1e-8, 0, step,
+                      nullptr);
+    f.ref.adam_step(n, param.ref.data(), grad.ref.data(), m.ref.data(), v.ref.data(), 1e-3, 0.9, 0.999, 1e-8, 0, step,
+                    nullptr);
   }
   f.expect_close("adam parameters", param);
   f.expect_close("adam first moment", m);
   f.expect_close("adam second moment", v);
+}
+
+// What a training step leaves in device memory instead of waiting for the device: the loss
+// statistics, sums of squares, the step factor, and optimizer steps that read it.
+BOOST_AUTO_TEST_CASE(step_results_stay_on_the_device) {
+  Fixture f;
+  for (const Index classes : {Index{4}, Index{45}}) {  // one lane a class, and several classes a lane
+    const Index n = 70;                                // more rows than the finishing warp has lanes
+    BOOST_TEST_CONTEXT("classes " << classes) {
+      auto logits = f.random(n * classes, 110, 3.0);
+      std::vector<std::int32_t> labels(static_cast<std::size_t>(n));
+      for (Index i = 0; i < n; ++i) labels[static_cast<std::size_t>(i)] = static_cast<std::int32_t>((i * 5) % classes);
+      // Ties for the largest logit: rows 0-5 hold it twice, at their label and before or after it.
+      std::vector<float> host(logits.ref.begin(), logits.ref.end());
+      for (Index i = 0; i < 6; ++i) {
+        const Index label = labels[static_cast<std::size_t>(i)];
+        const Index other = (label + (i % 2 ? 1 + i % (classes - 1) : classes - 1)) % classes;  // not the label
+        host[static_cast<std::size_t>(i * classes + label)] = 20.0f;
+        host[static_cast<std::size_t>(i * classes + other)] = 20.0f;
+      }
+      logits.ref.assign(host.begin(), host.end());
+      f.memory().copy_to_device(logits.dev.data(), host.data(), host.size() * sizeof(float));
+      auto dev_labels = f.upload(labels);
+      auto diff = f.output(n * classes);
+      Buffer<double> stats(3, f.memory());
+      f.cuda->softmax_cross_entropy_stats(n, classes, logits.dev.data(), dev_labels.data(), diff.dev.data(),
+                                          stats.data());
+      double got[3] = {}, want[3] = {};
+      f.memory().copy_to_host(got, stats.data(), sizeof got);
+      f.ref.softmax_cross_entropy_stats(n, classes, logits.ref.data(), labels.data(), diff.ref.data(), want);
+      BOOST_CHECK_CLOSE(got[0], want[0], 1e-6);
+      BOOST_TEST(got[1] == want[1]);  // the first largest logit, as std::max_element
+      BOOST_TEST(got[2] == 0.0);
+      f.expect_close("softmax cross-entropy gradient", diff);
+      // Bad labels: the first is reported and the rows' gradients are NaN.
+      labels[33] = -1;
+      labels[12] = static_cast<std::int32_t>(classes);
+      auto bad = f.upload(labels);
+      f.cuda->softmax_cross_entropy_stats(n, classes, logits.dev.data(), bad.data(), diff.dev.data(), stats.data());
+      f.memory().copy_to_host(got, stats.data(), sizeof got);
+      BOOST_TEST(got[2] == 13.0);
+      BOOST_TEST(std::isnan(got[0]));
+      const auto diffs = f.download(diff.dev);
+      BOOST_TEST(std::isnan(diffs[static_cast<std::size_t>(12 * classes)]));
+      BOOST_TEST(std::isnan(diffs[static_cast<std::size_t>(33 * classes + classes - 1)]));
+      BOOST_TEST(std::isfinite(diffs[static_cast<std::size_t>(11 * classes)]));
+      // The label's logit at minus infinity: an infinite loss, a NaN row, the others intact.
+      labels[33] = 0;
+      labels[12] = 0;
+      auto good = f.upload(labels);
+      host[static_cast<std::size_t>(40 * classes + labels[40])] = -INFINITY;
+      f.memory().copy_to_device(logits.dev.data(), host.data(), host.size() * sizeof(float));
+      f.cuda->softmax_cross_entropy_stats(n, classes, logits.dev.data(), good.data(), diff.dev.data(), stats.data());
+      f.memory().copy_to_host(got, stats.data(), sizeof got);
+      BOOST_TEST(std::isinf(got[0]));
+      BOOST_TEST(got[2] == 0.0);
+      const auto inf_diffs = f.download(diff.dev);
+      BOOST_TEST(std::isnan(inf_diffs[static_cast<std::size_t>(40 * classes + 1)]));
+      BOOST_TEST(std::isfinite(inf_diffs[static_cast<std::size_t>(41 * classes + 1)]));
+    }
+  }
+
+  // Sums of squares into device memory, the step factor from them, and steps that read it.
+  const Index count = 100003;
+  auto grad = f.random(count, 111), param = f.random(count, 112), velocity = f.random(count, 113, 0.1);
+  Buffer<double> sums(5, f.memory());
+  f.cuda->sum_squares_to(count, grad.dev.data(), sums.data());
+  f.cuda->sum_squares_to(0, grad.dev.data(), sums.data() + 1);
+  const double host_sums[3] = {std::nan(""), INFINITY, 4.0};
+  f.memory().copy_to_device(sums.data() + 2, host_sums, sizeof host_sums);
+  double got_sums[5] = {};
+  f.memory().copy_to_host(got_sums, sums.data(), sizeof got_sums);
+  BOOST_CHECK_CLOSE(got_sums[0], f.ref.sum_squares(count, grad.ref.data()), 1e-9);
+  BOOST_TEST(got_sums[1] == 0.0);
+  Buffer<float> factors(6, f.memory());
+  f.cuda->step_factor(sums.data() + 2, 1.0, factors.data());      // NaN: skip
+  f.cuda->step_factor(sums.data() + 3, 0.0, factors.data() + 1);  // infinite: skip
+  f.cuda->step_factor(sums.data() + 4, 0.5, factors.data() + 2);  // norm 2 > 0.5: 0.25
+  f.cuda->step_factor(sums.data() + 4, 3.0, factors.data() + 3);  // norm 2 <= 3: 1
+  f.cuda->step_factor(sums.data() + 4, 0.0, factors.data() + 4);  // no clipping: 1
+  f.cuda->step_factor(sums.data(), 0.0, factors.data() + 5);
+  std::vector<float> got_factors(6);
+  f.memory().copy_to_host(got_factors.data(), factors.data(), 6 * sizeof(float));
+  BOOST_TEST(got_factors == (std::vector<float>{0.0f, 0.0f, 0.25f, 1.0f, 1.0f, 1.0f}),
+             boost::test_tools::per_element());
+  // A skipped step leaves everything bitwise as it was; a factor scales the gradient.
+  const auto param_before = f.download(param.dev), velocity_before = f.download(velocity.dev);
+  f.cuda->sgd_step(count, param.dev.data(), grad.dev.data(), velocity.dev.data(), 0.01, 0.9, 1e-4, factors.data());
+  auto m = f.output(count), v = f.output(count);
+  f.memory().zero(m.dev.data(), count * sizeof(float));
+  f.memory().zero(v.dev.data(), count * sizeof(float));
+  f.cuda->adam_step(count, param.dev.data(), grad.dev.data(), m.dev.data(), v.dev.data(), 1e-3, 0.9, 0.999, 1e-8, 0, 1,
+                    factors.data() + 1);
+  BOOST_TEST((f.download(param.dev) == param_before && f.download(velocity.dev) == velocity_before));
+  BOOST_TEST((f.download(m.dev) == std::vector<float>(static_cast<std::size_t>(count), 0.0f)));
+  const double quarter = 0.25;
+  f.cuda->sgd_step(count, param.dev.data(), grad.dev.data(), velocity.dev.data(), 0.01, 0.9, 1e-4, factors.data() + 2);
+  f.ref.sgd_step(count, param.ref.data(), grad.ref.data(), velocity.ref.data(), 0.01, 0.9, 1e-4, &quarter);
+  f.cuda->adam_step(count, param.dev.data(), grad.dev.data(), m.dev.data(), v.dev.data(), 1e-3, 0.9, 0.999, 1e-8, 0, 1,
+                    factors.data() + 2);
+  f.ref.adam_step(count, param.ref.data(), grad.ref.data(), m.ref.data(), v.ref.data(), 1e-3, 0.9, 0.999, 1e-8, 0, 1,
+                  &quarter);
+  f.expect_close("sgd and adam with a step factor", param);
+  f.expect_close("sgd velocity with a step factor", velocity);
+  f.expect_close("adam first moment with a step factor", m);
 }
 
 BOOST_AUTO_TEST_CASE(runs_repeat_bitwise) {

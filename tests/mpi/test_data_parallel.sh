@@ -153,6 +153,12 @@ train 2 skipped "${tiny[@]}" --epochs 1 --fault nan:1:2 --skip-nonfinite true
 py -c "import json,sys; r=[json.loads(l) for l in open('skipped/metrics.jsonl')][-1]; sys.exit(0 if r.get('skipped_steps') == 1 else 1)" ||
   fail "--skip-nonfinite did not skip exactly one step"
 grep -q "skipped the step: the loss is not finite at step 3" skipped.log || fail "the skipped step was not reported"
+# The skip is decided where the optimizer runs (on a GPU, without waiting for the device) from the
+# reduced gradient: after a skipped third step the parameters and optimizer state, step count
+# included, are bitwise those after two steps.
+train 2 skip-third "${tiny[@]}" --epochs 1 --max-steps 3 --fault nan:1:2 --skip-nonfinite true
+train 2 two-steps "${tiny[@]}" --epochs 1 --max-steps 2
+same_params skip-third/checkpoint.h5 two-steps/checkpoint.h5
 
 # Mismatched configuration / data across ranks (MPMD launch: one program line per rank).
 mismatch() {

@@ -423,15 +423,36 @@ BOOST_AUTO_TEST_CASE(elementwise_loss_and_optimizers) {
   auto param = random_pair(count, 74), grad = random_pair(count, 75), velocity = zeros(count), m = zeros(count),
        v = zeros(count);
   for (int step = 1; step <= 3; ++step) {
-    b.dnnl.sgd_step(count, param.f.data(), grad.f.data(), velocity.f.data(), 0.1, 0.9, 1e-4);
-    b.ref.sgd_step(count, param.d.data(), grad.d.data(), velocity.d.data(), 0.1, 0.9, 1e-4);
+    b.dnnl.sgd_step(count, param.f.data(), grad.f.data(), velocity.f.data(), 0.1, 0.9, 1e-4, nullptr);
+    b.ref.sgd_step(count, param.d.data(), grad.d.data(), velocity.d.data(), 0.1, 0.9, 1e-4, nullptr);
   }
   expect_close("sgd momentum", param.f, param.d);
   for (int step = 1; step <= 3; ++step) {
-    b.dnnl.adam_step(count, param.f.data(), grad.f.data(), m.f.data(), v.f.data(), 1e-3, 0.9, 0.999, 1e-8, 1e-4, step);
-    b.ref.adam_step(count, param.d.data(), grad.d.data(), m.d.data(), v.d.data(), 1e-3, 0.9, 0.999, 1e-8, 1e-4, step);
+    b.dnnl.adam_step(count, param.f.data(), grad.f.data(), m.f.data(), v.f.data(), 1e-3, 0.9, 0.999, 1e-8, 1e-4, step,
+                     nullptr);
+    b.ref.adam_step(count, param.d.data(), grad.d.data(), m.d.data(), v.d.data(), 1e-3, 0.9, 0.999, 1e-8, 1e-4, step,
+                    nullptr);
   }
   expect_close("adam", param.f, param.d);
+  // A step factor (clipping) multiplies the gradient; 0 skips the step.
+  const float half_f = 0.5f, zero_f = 0.0f;
+  const double half_d = 0.5, zero_d = 0.0;
+  for (int step = 4; step <= 5; ++step) {
+    b.dnnl.adam_step(count, param.f.data(), grad.f.data(), m.f.data(), v.f.data(), 1e-3, 0.9, 0.999, 1e-8, 1e-4, step,
+                     &half_f);
+    b.ref.adam_step(count, param.d.data(), grad.d.data(), m.d.data(), v.d.data(), 1e-3, 0.9, 0.999, 1e-8, 1e-4, step,
+                    &half_d);
+    b.dnnl.sgd_step(count, param.f.data(), grad.f.data(), velocity.f.data(), 0.1, 0.9, 1e-4, &half_f);
+    b.ref.sgd_step(count, param.d.data(), grad.d.data(), velocity.d.data(), 0.1, 0.9, 1e-4, &half_d);
+  }
+  expect_close("adam and sgd with a step factor", param.f, param.d);
+  const auto before = param.f, velocity_before = velocity.f, m_before = m.f;
+  b.dnnl.sgd_step(count, param.f.data(), grad.f.data(), velocity.f.data(), 0.1, 0.9, 1e-4, &zero_f);
+  b.dnnl.adam_step(count, param.f.data(), grad.f.data(), m.f.data(), v.f.data(), 1e-3, 0.9, 0.999, 1e-8, 1e-4, 6,
+                   &zero_f);
+  b.ref.sgd_step(count, param.d.data(), grad.d.data(), velocity.d.data(), 0.1, 0.9, 1e-4, &zero_d);
+  BOOST_TEST((param.f == before && velocity.f == velocity_before && m.f == m_before));
+  expect_close("a skipped step", param.f, param.d);
 }
 
 // The masks are a hash of (seed, element), not a generator's stream, so check that they have the

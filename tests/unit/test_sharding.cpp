@@ -7,6 +7,7 @@
 #define BOOST_TEST_MODULE sharding
 #include <boost/test/unit_test.hpp>
 #include <cmath>
+#include <tuple>
 #include <vector>
 
 #include "textscale/common/error.h"
@@ -134,18 +135,26 @@ BOOST_AUTO_TEST_CASE(buckets_start_when_ready_and_cover_the_buffer) {
   BOOST_TEST(single.started.size() == 0u);
   whole.finish();
   BOOST_TEST(single.started.size() == 1u);
-  // A non-finite gradient is noticed before it is sent.
-  grads[5] = std::nanf("");
+  // Each bucket is shown to on_start (where the trainer checks it for NaNs) before it is sent.
   Recorder checked;
   dist::GradientReducer reducer2(checked, grads.data(), 1000, 300);
-  reducer2.check_finite([](const float* d, engine::Index n) {
-    for (engine::Index i = 0; i < n; ++i)
-      if (!std::isfinite(d[i])) return false;
-    return true;
-  });
-  reducer2.begin();
-  reducer2.ready_from(400);
-  BOOST_TEST(!reducer2.local_nonfinite());
-  reducer2.finish();
-  BOOST_TEST(reducer2.local_nonfinite());
+  std::vector<std::tuple<std::size_t, const float*, engine::Index, std::size_t>> seen;  // + sends before
+  reducer2.on_start(
+      [&](std::size_t i, const float* d, engine::Index n) { seen.emplace_back(i, d, n, checked.started.size()); });
+  for (int step = 0; step < 2; ++step) {
+    seen.clear();
+    reducer2.begin();
+    reducer2.ready_from(400);
+    BOOST_TEST(seen.size() == 2u);
+    reducer2.finish();
+    BOOST_REQUIRE(seen.size() == 4u);
+    for (std::size_t i = 0; i < 4; ++i) {
+      BOOST_TEST(std::get<0>(seen[i]) == i);
+      BOOST_TEST(std::get<3>(seen[i]) == 4 * static_cast<std::size_t>(step) + i);  // checked, then sent
+    }
+    BOOST_TEST(std::get<1>(seen[1]) == grads.data() + 400);
+    BOOST_TEST(std::get<2>(seen[1]) == 300);
+    BOOST_TEST(std::get<1>(seen[3]) == grads.data());
+    BOOST_TEST(std::get<2>(seen[3]) == 100);
+  }
 }

@@ -3,6 +3,8 @@
 #define BOOST_TEST_MODULE training
 #include <boost/test/unit_test.hpp>
 #include <cmath>
+#include <cstdint>
+#include <vector>
 
 #include "textscale/common/error.h"
 #include "textscale/engine/reference_backend.h"
@@ -94,6 +96,81 @@ BOOST_AUTO_TEST_CASE(non_finite_gradient_is_reported) {
   train::Optimizer<double> optimizer({}, params.trained_count());
   params.gradients()[0] = std::nan("");
   BOOST_CHECK_THROW(optimizer.step(backend, params, 0.1), Error);
+  BOOST_TEST(params.values()[0] == 0.0);
+  BOOST_TEST(optimizer.steps() == 0);
+}
+
+// What a training step queues without waiting for the device: the decision to skip a step whose
+// gradient is not finite, and clipping, are taken from a sum of squares in the backend's memory.
+BOOST_AUTO_TEST_CASE(queued_steps_skip_non_finite_gradients_and_clip) {
+  BOOST_TEST(engine::step_factor(25.0, 0) == 1.0);
+  BOOST_TEST(engine::step_factor(25.0, 10.0) == 1.0);
+  BOOST_TEST(engine::step_factor(25.0, 1.0) == 0.2, tolerance(1e-15));
+  BOOST_TEST(engine::step_factor(std::nan(""), 1.0) == 0.0);
+  BOOST_TEST(engine::step_factor(INFINITY, 0) == 0.0);
+
+  engine::ReferenceBackend<double> backend;
+  engine::ParamStore<double> params;
+  params.add("w", {2}, engine::Init::constant(1.0));
+  params.finalize();
+  params.initialize(1);
+  train::OptimizerConfig config;
+  config.kind = "adam";
+  config.clip_norm = 1.0;
+  train::Optimizer<double> optimizer(config, params.trained_count());
+  double sum = -1;
+  params.gradients()[0] = 1.0;
+  params.gradients()[1] = INFINITY;
+  optimizer.queue_step(backend, params, 0.1, &sum);
+  BOOST_TEST(std::isinf(sum));
+  BOOST_TEST(params.values()[0] == 1.0);  // skipped: nothing changed, the moments neither
+  BOOST_TEST(optimizer.slot(0)[0] == 0.0);
+  BOOST_TEST(optimizer.slot(1)[0] == 0.0);
+  optimizer.skipped();
+  BOOST_TEST(optimizer.steps() == 0);
+  params.gradients()[0] = 3.0;  // norm 5, clipped to (0.6, 0.8): Adam's first step moves by lr
+  params.gradients()[1] = 4.0;
+  optimizer.queue_step(backend, params, 0.1, &sum);
+  BOOST_TEST(sum == 25.0);
+  BOOST_TEST(optimizer.steps() == 1);
+  BOOST_TEST(optimizer.slot(0)[0] == 0.1 * 0.6, tolerance(1e-12));  // (1 - beta1) * clipped
+  BOOST_TEST(params.values()[0] == 0.9, tolerance(1e-6));
+  BOOST_TEST(params.values()[1] == 0.9, tolerance(1e-6));
+}
+
+// The loss, the correctly classified rows and a bad label, left in the backend's memory.
+BOOST_AUTO_TEST_CASE(loss_statistics) {
+  engine::ReferenceBackend<double> backend;
+  const engine::Index n = 4, k = 3;
+  std::vector<double> logits{0.5,  2.0,  2.0,   // tie: the first largest (1) is the prediction
+                             1.0,  -1.0, 0.0,   //
+                             0.0,  0.0,  3.0,   //
+                             -2.0, 4.0,  1.0};  //
+  std::vector<std::int32_t> labels{1, 0, 2, 0};
+  std::vector<double> diff(n * k), want_diff(n * k);
+  double stats[3] = {-1, -1, -1};
+  backend.softmax_cross_entropy_stats(n, k, logits.data(), labels.data(), diff.data(), stats);
+  const double want = backend.softmax_cross_entropy(n, k, logits.data(), labels.data(), want_diff.data());
+  BOOST_TEST(stats[0] == want);
+  BOOST_TEST(stats[1] == 3.0);
+  BOOST_TEST(stats[2] == 0.0);
+  BOOST_TEST(diff == want_diff);
+  labels[1] = 2;  // now the tie at 2 is not a correct prediction
+  labels[0] = 2;
+  backend.softmax_cross_entropy_stats(n, k, logits.data(), labels.data(), diff.data(), stats);
+  BOOST_TEST(stats[1] == 1.0);
+  labels[2] = 3;  // out of range: reported, and the gradient makes the step a skipped one
+  labels[3] = -1;
+  backend.softmax_cross_entropy_stats(n, k, logits.data(), labels.data(), diff.data(), stats);
+  BOOST_TEST(stats[2] == 3.0);
+  BOOST_TEST(std::isnan(diff[2 * k]));
+  labels[2] = 2;
+  labels[3] = 0;
+  logits[3 * k] = -INFINITY;  // the label's logit: an infinite loss with a finite softmax gradient
+  backend.softmax_cross_entropy_stats(n, k, logits.data(), labels.data(), diff.data(), stats);
+  BOOST_TEST(std::isinf(stats[0]));
+  BOOST_TEST(stats[2] == 0.0);
+  BOOST_TEST(std::isnan(diff[3 * k + 1]));
 }
 
 BOOST_AUTO_TEST_CASE(metrics_by_hand) {

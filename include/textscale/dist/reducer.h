@@ -24,9 +24,10 @@ class GradientReducer {
   // `bucket_elements` <= 0 or >= count: one bucket, started after backward (no overlap).
   GradientReducer(Communicator& comm, float* gradients, engine::Index count, engine::Index bucket_elements);
 
-  // Checks each bucket before it is sent (`finite(data, count)` false: a NaN or infinity), so that
-  // a non-finite gradient is traced to the rank that produced it.
-  void check_finite(std::function<bool(const float*, engine::Index)> finite) { finite_ = std::move(finite); }
+  // Called with each bucket just before it is sent: its index in start order (0 first, up to
+  // buckets() - 1), its data and length. The trainer queues a sum of squares of this rank's
+  // gradients there, so that a NaN or infinity is traced to the rank that produced it.
+  void on_start(std::function<void(std::size_t, const float*, engine::Index)> fn) { on_start_ = std::move(fn); }
   // Before backward.
   void begin();
   // Backward hook: gradients at offsets >= `offset` are final.
@@ -37,8 +38,6 @@ class GradientReducer {
   [[nodiscard]] std::size_t buckets() const { return buckets_.size(); }
   // Of the last step: seconds blocked in finish() (communication not hidden behind backward).
   [[nodiscard]] double wait_seconds() const { return wait_seconds_; }
-  // This rank's gradients of the last step held a NaN or infinity before the reduction.
-  [[nodiscard]] bool local_nonfinite() const { return local_nonfinite_; }
 
  private:
   struct Bucket {
@@ -46,15 +45,14 @@ class GradientReducer {
     Handle handle;
     bool started = false, done = false;
   };
-  void start(Bucket& bucket);
+  void start(std::size_t index);
 
   Communicator& comm_;
   float* gradients_;
   std::vector<Bucket> buckets_;  // in start order: highest offsets first
   std::size_t next_ = 0;         // first bucket not started
   double wait_seconds_ = 0;
-  std::function<bool(const float*, engine::Index)> finite_;
-  bool local_nonfinite_ = false;
+  std::function<void(std::size_t, const float*, engine::Index)> on_start_;
 };
 
 }  // namespace textscale::dist

@@ -23,7 +23,10 @@
 // finite-difference check of the layer that uses it.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -38,6 +41,14 @@ class OpState {
   virtual ~OpState() = default;
 };
 using OpStatePtr = std::unique_ptr<OpState>;
+
+// The factor an optimizer step applies to a gradient whose sum of squares is `sum_squares`: 0 when
+// that is not finite (the step is skipped), clip_norm / norm when 0 < clip_norm < norm, else 1.
+inline double step_factor(double sum_squares, double clip_norm) {
+  if (!std::isfinite(sum_squares)) return 0;
+  const double norm = std::sqrt(sum_squares);
+  return clip_norm > 0 && norm > clip_norm ? clip_norm / norm : 1;
+}
 
 template <typename T>
 class Backend {
@@ -162,17 +173,64 @@ class Backend {
                                        T* diff_logits) = 0;
 
   // --- Optimizer steps over a flat parameter buffer ---------------------------------------------
+  // `factor` is null, or one value in this backend's memory (written by step_factor): 0 skips the
+  // step (nothing changes), any other value multiplies the gradient first (clipping).
   // SGD with momentum and L2 weight decay (PyTorch's convention):
-  //   g = grad + wd * param;  v = momentum * v + g;  param -= lr * v.
+  //   g = factor * grad + wd * param;  v = momentum * v + g;  param -= lr * v.
   virtual void sgd_step(Index count, T* param, const T* grad, T* velocity, double lr, double momentum,
-                        double weight_decay) = 0;
+                        double weight_decay, const T* factor) = 0;
   // Adam (PyTorch's convention, L2 weight decay added to the gradient), `step` counted from 1.
   virtual void adam_step(Index count, T* param, const T* grad, T* m, T* v, double lr, double beta1, double beta2,
-                         double epsilon, double weight_decay, std::int64_t step) = 0;
+                         double epsilon, double weight_decay, std::int64_t step, const T* factor) = 0;
   // Sum of squares of `count` elements (gradient clipping).
   virtual double sum_squares(Index count, const T* data) = 0;
   // data *= factor.
   virtual void scale(Index count, T* data, double factor) = 0;
+
+  // --- Step results left in this backend's memory ---------------------------------------------
+  // On a GPU, returning a value to the host waits until the device has run everything queued
+  // before it, and the device then idles until the host queues more. A training step therefore
+  // leaves its loss, accuracy and gradient norms where they are computed and the host reads them
+  // in one copy after queueing the whole step (PyTorch's loss.item() and clip_grad_norm_ wait
+  // for the device instead). The defaults are for backends whose memory is the host's.
+  //
+  // softmax_cross_entropy with its results in `stats` (3 doubles): stats[0] the summed loss,
+  // stats[1] the rows whose largest logit (the first, on ties) is the label's, stats[2] 0, or 1 +
+  // the first row whose label is outside [0, K). A row with such a label or a loss that is not
+  // finite gets NaN in diff_logits (other rows may too), so that a step taken from this gradient
+  // is skipped on every rank (step_factor) and the caller can report it afterwards.
+  virtual void softmax_cross_entropy_stats(Index n, Index classes, const T* logits, const std::int32_t* labels,
+                                           T* diff_logits, double* stats);
+  // *total = sum_squares(count, data).
+  virtual void sum_squares_to(Index count, const T* data, double* total) { *total = sum_squares(count, data); }
+  // *factor for sgd_step / adam_step from a gradient's sum of squares: 0 when it is not finite (the
+  // step is skipped), clip_norm / norm when 0 < clip_norm < norm, else 1.
+  virtual void step_factor(const double* sum_squares, double clip_norm, T* factor) {
+    *factor = static_cast<T>(engine::step_factor(*sum_squares, clip_norm));
+  }
 };
+
+template <typename T>
+void Backend<T>::softmax_cross_entropy_stats(Index n, Index classes, const T* logits, const std::int32_t* labels,
+                                             T* diff_logits, double* stats) {
+  const auto nan = std::numeric_limits<T>::quiet_NaN();
+  for (Index i = 0; i < n; ++i)
+    if (labels[i] < 0 || labels[i] >= classes) {
+      stats[0] = std::numeric_limits<double>::quiet_NaN();
+      stats[1] = 0;
+      stats[2] = static_cast<double>(i + 1);
+      if (diff_logits) std::fill(diff_logits, diff_logits + n * classes, nan);
+      return;
+    }
+  stats[0] = softmax_cross_entropy(n, classes, logits, labels, diff_logits);
+  if (!std::isfinite(stats[0]) && diff_logits) std::fill(diff_logits, diff_logits + n * classes, nan);
+  double correct = 0;
+  for (Index i = 0; i < n; ++i) {
+    const T* row = logits + i * classes;
+    correct += std::max_element(row, row + classes) - row == labels[i];
+  }
+  stats[1] = correct;
+  stats[2] = 0;
+}
 
 }  // namespace textscale::engine

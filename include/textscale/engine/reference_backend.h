@@ -64,10 +64,10 @@ class ReferenceBackend : public Backend<T> {
                           T* diff_table) override;
   double softmax_cross_entropy(Index n, Index classes, const T* logits, const std::int32_t* labels,
                                T* diff_logits) override;
-  void sgd_step(Index count, T* param, const T* grad, T* velocity, double lr, double momentum,
-                double weight_decay) override;
+  void sgd_step(Index count, T* param, const T* grad, T* velocity, double lr, double momentum, double weight_decay,
+                const T* factor) override;
   void adam_step(Index count, T* param, const T* grad, T* m, T* v, double lr, double beta1, double beta2,
-                 double epsilon, double weight_decay, std::int64_t step) override;
+                 double epsilon, double weight_decay, std::int64_t step, const T* factor) override;
   double sum_squares(Index count, const T* data) override;
   void scale(Index count, T* data, double factor) override;
 };

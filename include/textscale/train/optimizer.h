@@ -42,8 +42,16 @@ class Optimizer {
   Optimizer(const OptimizerConfig& config, engine::Index parameters,
             const engine::Memory& memory = engine::host_memory());
 
-  // Applies one step with learning rate `lr` to params.values() using params.gradients().
-  // Returns the gradient's global L2 norm before clipping.
+  // Queues one step with learning rate `lr` on params.values() from params.gradients() without
+  // waiting for the backend's device: the gradient's sum of squares goes to `sum_squares` (one
+  // double in the backend's memory), clipping and the decision to skip are taken there
+  // (Backend::step_factor: a gradient that is not finite changes nothing), then the update.
+  // When the sum turns out not finite, call skipped() before the next step.
+  void queue_step(engine::Backend<T>& backend, engine::ParamStore<T>& params, double lr, double* sum_squares);
+  // The step queue_step skipped did not count (Adam's bias correction counts steps taken).
+  void skipped() { --steps_; }
+  // queue_step, then waits for the gradient's norm: returns it, or throws (having changed
+  // nothing) when it is not finite.
   double step(engine::Backend<T>& backend, engine::ParamStore<T>& params, double lr);
 
   [[nodiscard]] int slot_count() const { return config_.kind == "adam" ? 2 : 1; }
@@ -55,6 +63,8 @@ class Optimizer {
  private:
   OptimizerConfig config_;
   engine::Buffer<T> first_, second_;
+  engine::Buffer<T> factor_;        // Backend::step_factor's result
+  engine::Buffer<double> own_sum_;  // step()'s sum of squares
   std::int64_t steps_ = 0;
 };
 

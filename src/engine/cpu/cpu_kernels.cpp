@@ -110,17 +110,17 @@ TS_VECTOR_CLONES void multiply_chunk(const float* a, const float* b, float* dst,
   for (Index i = 0; i < count; ++i) dst[i] = a[i] * b[i];
 }
 TS_VECTOR_CLONES void sgd_chunk(float* param, const float* grad, float* velocity, float rate, float mu, float wd,
-                                Index count) {
+                                float f, Index count) {
   for (Index i = 0; i < count; ++i) {
-    const float g = grad[i] + wd * param[i];
+    const float g = f * grad[i] + wd * param[i];
     velocity[i] = mu * velocity[i] + g;
     param[i] -= rate * velocity[i];
   }
 }
 TS_VECTOR_CLONES void adam_chunk(float* param, const float* grad, float* m, float* v, float b1, float b2, float wd,
-                                 float step_size, float sqrt_c2, float eps, Index count) {
+                                 float step_size, float sqrt_c2, float eps, float f, Index count) {
   for (Index i = 0; i < count; ++i) {
-    const float g = grad[i] + wd * param[i];
+    const float g = f * grad[i] + wd * param[i];
     m[i] = b1 * m[i] + (1.0f - b1) * g;
     v[i] = b2 * v[i] + (1.0f - b2) * g * g;
     param[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_c2 + eps);
@@ -736,20 +736,21 @@ double softmax_cross_entropy(Index n, Index classes, const float* logits, const 
 }
 
 void sgd_step(Index count, float* param, const float* grad, float* velocity, double lr, double momentum,
-              double weight_decay) {
+              double weight_decay, float factor) {
   const float wd = static_cast<float>(weight_decay), mu = static_cast<float>(momentum), rate = static_cast<float>(lr);
-  parallel_blocks(count, [&](Index b, Index c) { sgd_chunk(param + b, grad + b, velocity + b, rate, mu, wd, c); });
+  parallel_blocks(count,
+                  [&](Index b, Index c) { sgd_chunk(param + b, grad + b, velocity + b, rate, mu, wd, factor, c); });
 }
 
 void adam_step(Index count, float* param, const float* grad, float* m, float* v, double lr, double beta1, double beta2,
-               double epsilon, double weight_decay, std::int64_t step) {
+               double epsilon, double weight_decay, std::int64_t step, float factor) {
   const double c1 = 1.0 - std::pow(beta1, static_cast<double>(step));
   const double c2 = 1.0 - std::pow(beta2, static_cast<double>(step));
   const float b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2), wd = static_cast<float>(weight_decay);
   const float step_size = static_cast<float>(lr / c1), sqrt_c2 = static_cast<float>(std::sqrt(c2));
   const float eps = static_cast<float>(epsilon);
   parallel_blocks(count, [&](Index b, Index c) {
-    adam_chunk(param + b, grad + b, m + b, v + b, b1, b2, wd, step_size, sqrt_c2, eps, c);
+    adam_chunk(param + b, grad + b, m + b, v + b, b1, b2, wd, step_size, sqrt_c2, eps, factor, c);
   });
 }
 

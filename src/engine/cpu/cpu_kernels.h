@@ -67,10 +67,11 @@ void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uin
                         float* diff_table);
 double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
                              float* diff_logits);
+// The gradient is multiplied by `factor` first (clipping; exact when 1).
 void sgd_step(Index count, float* param, const float* grad, float* velocity, double lr, double momentum,
-              double weight_decay);
+              double weight_decay, float factor);
 void adam_step(Index count, float* param, const float* grad, float* m, float* v, double lr, double beta1, double beta2,
-               double epsilon, double weight_decay, std::int64_t step);
+               double epsilon, double weight_decay, std::int64_t step, float factor);
 double sum_squares(Index count, const float* data);
 void scale(Index count, float* data, double factor);
 

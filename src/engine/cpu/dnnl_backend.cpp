@@ -646,12 +646,14 @@ double DnnlBackend::softmax_cross_entropy(Index n, Index classes, const float* l
   return cpu::softmax_cross_entropy(n, classes, logits, labels, diff_logits);
 }
 void DnnlBackend::sgd_step(Index count, float* param, const float* grad, float* velocity, double lr, double momentum,
-                           double weight_decay) {
-  cpu::sgd_step(count, param, grad, velocity, lr, momentum, weight_decay);
+                           double weight_decay, const float* factor) {
+  const float f = factor ? *factor : 1.0f;
+  if (f != 0) cpu::sgd_step(count, param, grad, velocity, lr, momentum, weight_decay, f);
 }
 void DnnlBackend::adam_step(Index count, float* param, const float* grad, float* m, float* v, double lr, double beta1,
-                            double beta2, double epsilon, double weight_decay, std::int64_t step) {
-  cpu::adam_step(count, param, grad, m, v, lr, beta1, beta2, epsilon, weight_decay, step);
+                            double beta2, double epsilon, double weight_decay, std::int64_t step, const float* factor) {
+  const float f = factor ? *factor : 1.0f;
+  if (f != 0) cpu::adam_step(count, param, grad, m, v, lr, beta1, beta2, epsilon, weight_decay, step, f);
 }
 double DnnlBackend::sum_squares(Index count, const float* data) {
   return cpu::sum_squares(count, data);

@@ -98,9 +98,9 @@ class DnnlBackend final : public Backend<float> {
   double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
                                float* diff_logits) override;
   void sgd_step(Index count, float* param, const float* grad, float* velocity, double lr, double momentum,
-                double weight_decay) override;
+                double weight_decay, const float* factor) override;
   void adam_step(Index count, float* param, const float* grad, float* m, float* v, double lr, double beta1,
-                 double beta2, double epsilon, double weight_decay, std::int64_t step) override;
+                 double beta2, double epsilon, double weight_decay, std::int64_t step, const float* factor) override;
   double sum_squares(Index count, const float* data) override;
   void scale(Index count, float* data, double factor) override;
 
