@@ -13,6 +13,7 @@ usage: summarize.py OUT_DIR
 """
 
 import json
+import math
 import os
 import sys
 
@@ -41,8 +42,8 @@ def main():
         print(f"Measured peaks: bf16 GEMM {peak['gemm_bf16_tflops']:.0f} TFLOP/s, TF32 GEMM "
               f"{peak['gemm_tf32_tflops']:.0f} TFLOP/s, device copy {peak['copy_gb_per_second']:.0f} GB/s.\n")
     print("| model | batch | precision | textscale samples/s | PyTorch eager | ratio | torch.compile | ratio "
-          "| textscale TFLOP/s (dense) | of peak |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| textscale TFLOP/s (dense) | of peak | last loss |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in ours:
         key = (r["model"], r["batch"], r["precision"])
         eager = next((p for p in peers if (p["model"], p["batch"], p["precision"]) == key
@@ -61,8 +62,13 @@ def main():
         e, er = cell(eager)
         c, cr = cell(comp)
         fraction = f"{100 * tflops / reference:.1f}%" if reference else "-"
+        # The last timed step's mean loss (textscale bench since revision 7e93d5e): "NOT FINITE"
+        # means the steps were skipped and the row measures nothing.
+        loss = "-" if "last_train_loss" not in r else (
+            f"{r['last_train_loss']:.3f}" if isinstance(r["last_train_loss"], float)
+            and math.isfinite(r["last_train_loss"]) else "**NOT FINITE**")
         print(f"| {r['model']} | {r['batch']} | {r['precision']} | {ts:.0f} | {e} | {er} | {c} | {cr} "
-              f"| {tflops:.1f} | {fraction} |")
+              f"| {tflops:.1f} | {fraction} | {loss} |")
     ab_table(read_lines(os.path.join(out, "ab.jsonl")),
              "Crepe's first block as one operation (fused) and as three (unfused), back to back:",
              "fused", "unfused")
