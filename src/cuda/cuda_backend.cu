@@ -364,6 +364,68 @@ class CudaBackend final : public engine::Backend<float> {
     }
     if (diff_bias) bias_gradient(shape.n * shape.t_out(), shape.c_out, diff_dst, diff_bias);
   }
+  // In bf16 the output gradient is converted once for both products, with the ReLU's mask applied
+  // in the same pass; the separate calls (the default) write the masked gradient in fp32 and
+  // convert it once for each product. The results are the same bits either way.
+  void conv1d_backward(OpStatePtr& weights_state, OpStatePtr& data_state, const Conv1dShape& shape, const float* src,
+                       const float* relu_dst, const float* diff_dst, float* masked, const float* weights,
+                       float* diff_weights, float* diff_bias, float* diff_src) override {
+    auto in_bf16 = [&](OpStatePtr& state) { return conv_state(state, shape).algos.at(key(shape)).bf16; };
+    if (!in_bf16(weights_state) || (diff_src && !in_bf16(data_state))) {
+      Backend<float>::conv1d_backward(weights_state, data_state, shape, src, relu_dst, diff_dst, masked, weights,
+                                      diff_weights, diff_bias, diff_src);
+      return;
+    }
+    // What the products fall back on when cuDNN refuses the bf16 one it offered: the fp32 gradient.
+    auto fp32_gradient = [&] {
+      if (!relu_dst) return diff_dst;
+      kernels::relu_backward(shape.dst().count(), relu_dst, diff_dst, masked, stream_);
+      return static_cast<const float*>(masked);
+    };
+    const float one = 1, zero = 0;
+    auto* dy = bf16_dst_.as<kernels::bf16>(shape.dst().count());
+    if (relu_dst)
+      kernels::relu_backward_to_bf16(shape.dst().count(), relu_dst, diff_dst, dy, stream_);
+    else
+      kernels::to_bf16(shape.dst().count(), diff_dst, dy, stream_);
+
+    ConvState& w = conv_state(weights_state, shape);
+    const ConvAlgos& aw = w.algos.at(key(shape));
+    TS_CHECK_CUDNN(cudnnSetConvolutionMathType(w.conv, aw.filter_math));
+    const kernels::bf16* x = bf16_copy(bf16_src_, shape.src().count(), src);
+    auto* dw = w.diff_okc.as<kernels::bf16>(shape.weights_count());
+    void* workspace = workspace_.get(aw.filter_bytes);
+    if (unsupported(cudnnConvolutionBackwardFilter(cudnn_, &one, w.src.desc, x, w.dst.desc, dy, w.conv,
+                                                   aw.backward_filter, workspace, aw.filter_bytes, &zero, w.filter, dw),
+                    "cudnnConvolutionBackwardFilter", __LINE__)) {
+      demote(w, shape, "backward-filter");
+      const float* grad = fp32_gradient();
+      conv1d_backward_weights(weights_state, shape, src, grad, diff_weights, diff_bias);
+      if (diff_src) conv1d_backward_data(data_state, shape, grad, weights, diff_src);
+      return;
+    }
+    kernels::weights_from_okc(shape.c_out, shape.c_in, shape.kernel, dw, diff_weights, stream_);
+    const Index rows = shape.n * shape.t_out();
+    if (diff_bias)
+      kernels::column_sums(rows, shape.c_out, diff_dst, diff_bias,
+                           scratch_.as<double>(kernels::column_sums_scratch(rows, shape.c_out)), stream_, relu_dst);
+    if (!diff_src) return;
+
+    ConvState& d = conv_state(data_state, shape);
+    const ConvAlgos& ad = d.algos.at(key(shape));
+    TS_CHECK_CUDNN(cudnnSetConvolutionMathType(d.conv, ad.data_math));
+    auto* dx = bf16_src_.as<kernels::bf16>(shape.src().count());  // x is no longer needed
+    workspace = workspace_.get(ad.data_bytes);
+    if (unsupported(
+            cudnnConvolutionBackwardData(cudnn_, &one, d.filter, okc_bf16(d, shape, weights), d.dst.desc, dy, d.conv,
+                                         ad.backward_data, workspace, ad.data_bytes, &zero, d.src.desc, dx),
+            "cudnnConvolutionBackwardData", __LINE__)) {
+      demote(d, shape, "backward-data");
+      conv1d_backward_data(data_state, shape, fp32_gradient(), weights, diff_src);
+      return;
+    }
+    kernels::to_float(shape.src().count(), dx, diff_src, stream_);
+  }
 
   void onehot_conv1d_forward(OpStatePtr& /*state*/, const Conv1dShape& shape, const std::uint8_t* codes,
                              const float* weights, const float* bias, float* dst, bool relu) override {

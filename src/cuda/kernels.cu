@@ -80,6 +80,9 @@ __global__ void relu_forward_kernel(Index count, const float* src, float* dst) {
 __global__ void relu_backward_kernel(Index count, const float* dst, const float* diff_dst, float* diff_src) {
   TS_GRID_STRIDE(i, count) diff_src[i] = dst[i] > 0.0f ? diff_dst[i] : 0.0f;
 }
+__global__ void relu_backward_to_bf16_kernel(Index count, const float* dst, const float* diff_dst, bf16* diff_src) {
+  TS_GRID_STRIDE(i, count) diff_src[i] = from_float<bf16>(dst[i] > 0.0f ? diff_dst[i] : 0.0f);
+}
 __global__ void add_kernel(Index count, const float* a, const float* b, float* dst) {
   TS_GRID_STRIDE(i, count) dst[i] = a[i] + b[i];
 }
@@ -725,6 +728,10 @@ void relu_forward(Index count, const float* src, float* dst, cudaStream_t stream
   relu_forward_kernel<<<blocks_for(count), threads, 0, stream>>>(count, src, dst);
   TS_CHECK_LAUNCH();
 }
+void relu_backward_to_bf16(Index count, const float* dst_of_relu, const float* src, bf16* dst, cudaStream_t stream) {
+  relu_backward_to_bf16_kernel<<<blocks_for(count), threads, 0, stream>>>(count, dst_of_relu, src, dst);
+  TS_CHECK_LAUNCH();
+}
 void relu_backward(Index count, const float* dst, const float* diff_dst, float* diff_src, cudaStream_t stream) {
   relu_backward_kernel<<<blocks_for(count), threads, 0, stream>>>(count, dst, diff_dst, diff_src);
   TS_CHECK_LAUNCH();
@@ -760,10 +767,11 @@ void column_sums(Index rows, Index cols, const float* a, const float* b, double*
       <<<blocks_for(32 * cols), threads, 0, stream>>>(cols, chunks, partial_a, partial_ab, sum_a, sum_ab);
   TS_CHECK_LAUNCH();
 }
-void column_sums(Index rows, Index cols, const float* a, float* sum_a, double* scratch, cudaStream_t stream) {
+void column_sums(Index rows, Index cols, const float* a, float* sum_a, double* scratch, cudaStream_t stream,
+                 const float* mask) {
   const Index chunks = column_chunks(rows);
   const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>(chunks));
-  column_partials_kernel<<<grid, dim3(32, 32), 0, stream>>>(rows, cols, chunks, a, nullptr, nullptr, false, scratch,
+  column_partials_kernel<<<grid, dim3(32, 32), 0, stream>>>(rows, cols, chunks, a, nullptr, mask, false, scratch,
                                                             nullptr);
   TS_CHECK_LAUNCH();
   column_finish_kernel<float><<<blocks_for(32 * cols), threads, 0, stream>>>(cols, chunks, scratch, nullptr, sum_a,

@@ -29,6 +29,8 @@ void bias_activation(Index rows, Index cols, const float* bias, const bf16* src,
 // bf16 convolutions (--precision bf16).
 void to_bf16(Index count, const float* src, bf16* dst, cudaStream_t stream);
 void to_float(Index count, const bf16* src, float* dst, cudaStream_t stream);
+// dst = bf16(dst_of_relu[i] > 0 ? src[i] : 0): a ReLU's gradient converted in the same pass.
+void relu_backward_to_bf16(Index count, const float* dst_of_relu, const float* src, bf16* dst, cudaStream_t stream);
 void relu_forward(Index count, const float* src, float* dst, cudaStream_t stream);
 void relu_backward(Index count, const float* dst, const float* diff_dst, float* diff_src, cudaStream_t stream);
 void add(Index count, const float* a, const float* b, float* dst, cudaStream_t stream);
@@ -43,7 +45,8 @@ void dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t fi
 // `mask`, a[r, c] counts only where mask[r, c] > 0 (a ReLU's gradient, without a masked copy).
 void column_sums(Index rows, Index cols, const float* a, const float* b, double* sum_a, double* sum_ab, double* scratch,
                  cudaStream_t stream, const float* mask = nullptr);
-void column_sums(Index rows, Index cols, const float* a, float* sum_a, double* scratch, cudaStream_t stream);
+void column_sums(Index rows, Index cols, const float* a, float* sum_a, double* scratch, cudaStream_t stream,
+                 const float* mask = nullptr);
 // total[0] = sum of squares of `count` elements; scratch holds reduction_blocks doubles.
 void sum_squares(Index count, const float* data, double* total, double* scratch, cudaStream_t stream);
 

@@ -70,6 +70,22 @@ class Backend {
   // diff_weights (C_out, C_in, K) and diff_bias (C_out, may be null) from src and diff_dst.
   virtual void conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& shape, const T* src, const T* diff_dst,
                                        T* diff_weights, T* diff_bias) = 0;
+  // A convolution layer's backward: conv1d_backward_weights (weights_state), then, when diff_src
+  // is not null, conv1d_backward_data (data_state), from diff_dst masked by the forward's ReLU
+  // when `relu_dst` (the forward's output) is not null, for which `masked` holds dst().count()
+  // elements of scratch. A backend may share work between the two products; the default runs
+  // them in turn.
+  virtual void conv1d_backward(OpStatePtr& weights_state, OpStatePtr& data_state, const Conv1dShape& shape,
+                               const T* src, const T* relu_dst, const T* diff_dst, T* masked, const T* weights,
+                               T* diff_weights, T* diff_bias, T* diff_src) {
+    const T* grad = diff_dst;
+    if (relu_dst) {
+      relu_backward(shape.dst().count(), relu_dst, diff_dst, masked);
+      grad = masked;
+    }
+    conv1d_backward_weights(weights_state, shape, src, grad, diff_weights, diff_bias);
+    if (diff_src) conv1d_backward_data(data_state, shape, grad, weights, diff_src);
+  }
 
   // Convolution over one-hot codes, computed as a gather: codes (N, T_in) with values in [0, A];
   // code 0 is the all-zero column, code a >= 1 is channel a-1 of an A-channel one-hot input.

@@ -39,15 +39,9 @@ void Conv1d<T>::forward(Context<T>& ctx, Index n, const T* src, T* dst) {
 
 template <typename T>
 void Conv1d<T>::backward(Context<T>& ctx, Index n, const T* src, const T* dst, const T* diff_dst, T* diff_src) {
-  const Conv1dShape s = shape(n);
-  const T* grad = diff_dst;
-  if (options_.relu) {
-    ctx.backend->relu_backward(s.dst().count(), dst, diff_dst, masked_.data());
-    grad = masked_.data();
-  }
-  ctx.backend->conv1d_backward_weights(weights_state_, s, src, grad, ctx.params->grad(weights_),
-                                       options_.bias ? ctx.params->grad(bias_) : nullptr);
-  if (diff_src) ctx.backend->conv1d_backward_data(data_state_, s, grad, ctx.params->value(weights_), diff_src);
+  ctx.backend->conv1d_backward(weights_state_, data_state_, shape(n), src, options_.relu ? dst : nullptr, diff_dst,
+                               masked_.data(), ctx.params->value(weights_), ctx.params->grad(weights_),
+                               options_.bias ? ctx.params->grad(bias_) : nullptr, diff_src);
 }
 
 template <typename T>
