@@ -1,6 +1,7 @@
 #include "kernels.h"
 
 #include <algorithm>
+#include <cfloat>
 
 #include "check.h"
 #include "textscale/engine/dropout_mask.h"
@@ -685,7 +686,7 @@ __global__ void step_factor_kernel(const double* sum_squares, double clip_norm, 
   double f = 0;  // not finite: skip
   if (isfinite(s)) {
     const double norm = sqrt(s);
-    f = clip_norm > 0 && norm > clip_norm ? clip_norm / norm : 1.0;
+    f = clip_norm > 0 && norm > clip_norm ? fmax(clip_norm / norm, static_cast<double>(FLT_MIN)) : 1.0;
   }
   factor[0] = static_cast<float>(f);
 }

@@ -75,6 +75,10 @@ class NcclCommunicator final : public dist::Communicator {
     const cudaError_t status = cudaEventQuery(found->second);
     if (status == cudaErrorNotReady) return false;
     TS_CHECK_CUDA(status);
+    // Done: nobody waits for this handle now (the reducer does not wait for buckets it saw
+    // finish), so its event goes here; later work on the compute stream follows it anyway.
+    TS_CHECK_CUDA(cudaEventDestroy(found->second));
+    pending_.erase(found);
     return true;
   }
   void wait(dist::Handle handle) override {

@@ -560,11 +560,20 @@ BOOST_AUTO_TEST_CASE(step_results_stay_on_the_device) {
       auto logits = f.random(n * classes, 110, 3.0);
       std::vector<std::int32_t> labels(static_cast<std::size_t>(n));
       for (Index i = 0; i < n; ++i) labels[static_cast<std::size_t>(i)] = static_cast<std::int32_t>((i * 5) % classes);
-      // Ties for the largest logit: rows 0-5 hold it twice, at their label and before or after it.
+      // Ties for the largest logit in rows 0-5, at the label and at another class: the label first
+      // in rows 1, 3 and 5 only (a correct prediction), and with 45 classes rows 4 and 5 tie
+      // within one lane (classes 8 and 40, 2 and 34).
+      const bool wide = classes > 32;
+      const std::pair<Index, Index> ties[6] = {{classes - 1, 0},
+                                               {0, classes - 1},
+                                               {2, 1},
+                                               {1, 2},
+                                               {wide ? 40 : 3, wide ? 8 : 0},
+                                               {wide ? 2 : 0, wide ? 34 : 3}};
       std::vector<float> host(logits.ref.begin(), logits.ref.end());
       for (Index i = 0; i < 6; ++i) {
-        const Index label = labels[static_cast<std::size_t>(i)];
-        const Index other = (label + (i % 2 ? 1 + i % (classes - 1) : classes - 1)) % classes;  // not the label
+        const auto [label, other] = ties[i];
+        labels[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(label);
         host[static_cast<std::size_t>(i * classes + label)] = 20.0f;
         host[static_cast<std::size_t>(i * classes + other)] = 20.0f;
       }
@@ -582,6 +591,12 @@ BOOST_AUTO_TEST_CASE(step_results_stay_on_the_device) {
       BOOST_TEST(got[1] == want[1]);  // the first largest logit, as std::max_element
       BOOST_TEST(got[2] == 0.0);
       f.expect_close("softmax cross-entropy gradient", diff);
+      for (Index i = 0; i < 6; ++i) {  // each tie on its own: correct exactly when the label comes first
+        f.cuda->softmax_cross_entropy_stats(1, classes, logits.dev.data() + i * classes, dev_labels.data() + i, nullptr,
+                                            stats.data());
+        f.memory().copy_to_host(got, stats.data(), sizeof got);
+        BOOST_TEST(got[1] == (i % 2 == 1 ? 1.0 : 0.0), "tie in row " << i);
+      }
       // Bad labels: the first is reported and the rows' gradients are NaN.
       labels[33] = -1;
       labels[12] = static_cast<std::int32_t>(classes);
@@ -614,6 +629,8 @@ BOOST_AUTO_TEST_CASE(step_results_stay_on_the_device) {
   const Index count = 100003;
   auto grad = f.random(count, 111), param = f.random(count, 112), velocity = f.random(count, 113, 0.1);
   Buffer<double> sums(5, f.memory());
+  const std::vector<double> nans(5, std::nan(""));
+  f.memory().copy_to_device(sums.data(), nans.data(), 5 * sizeof(double));  // written, not left as it was
   f.cuda->sum_squares_to(count, grad.dev.data(), sums.data());
   f.cuda->sum_squares_to(0, grad.dev.data(), sums.data() + 1);
   const double host_sums[3] = {std::nan(""), INFINITY, 4.0};

@@ -44,10 +44,12 @@ using OpStatePtr = std::unique_ptr<OpState>;
 
 // The factor an optimizer step applies to a gradient whose sum of squares is `sum_squares`: 0 when
 // that is not finite (the step is skipped), clip_norm / norm when 0 < clip_norm < norm, else 1.
+// A finite gradient's factor is at least float's smallest normal number, so that it never rounds
+// to the 0 that means "skip".
 inline double step_factor(double sum_squares, double clip_norm) {
   if (!std::isfinite(sum_squares)) return 0;
   const double norm = std::sqrt(sum_squares);
-  return clip_norm > 0 && norm > clip_norm ? clip_norm / norm : 1;
+  return clip_norm > 0 && norm > clip_norm ? std::max<double>(clip_norm / norm, std::numeric_limits<float>::min()) : 1;
 }
 
 template <typename T>
