@@ -179,45 +179,59 @@ BOOST_AUTO_TEST_CASE(convolution) {
 // A convolution layer's backward as one operation (Backend::conv1d_backward): in bf16 the CUDA
 // backend converts the (ReLU-masked) output gradient once for both products; the results must be
 // the bits of the two separate calls (the base class's conv1d_backward), and the reference's.
+// Each case runs on call sites that have run before, with other data and another batch size.
 BOOST_AUTO_TEST_CASE(convolution_backward_in_one_operation) {
   const ScopedEnv defaults("TEXTSCALE_BF16_CONV", nullptr);
   for (auto [precision, tolerance] :
        {std::pair{cuda::Precision::tf32, kTf32}, std::pair{cuda::Precision::bf16, kBf16}}) {
     const bool bf16 = precision == cuda::Precision::bf16;
-    for (const auto& [s, bias, relu] : {std::tuple{Conv1dShape{4, 50, 16, 32, 7, 1, 0}, true, true},   // Crepe-like
-                                        std::tuple{Conv1dShape{3, 33, 8, 16, 3, 1, 1}, false, false},  // VDCNN-like
-                                        std::tuple{Conv1dShape{2, 20, 256, 512, 3, 1, 1}, true, false}})
+    for (const auto& [shape, bias, relu] : {std::tuple{Conv1dShape{4, 50, 16, 32, 7, 1, 0}, true, true},   // Crepe-like
+                                            std::tuple{Conv1dShape{3, 33, 8, 16, 3, 1, 1}, false, false},  // VDCNN-like
+                                            std::tuple{Conv1dShape{2, 20, 256, 512, 3, 1, 1}, true, false}})
       for (const bool data : {true, false}) {
         Fixture f(precision);
-        const std::string name =
-            describe(s) + (relu ? " relu" : "") + (data ? "" : " (no data gradient) ") + cuda::to_string(precision);
-        auto src = f.random(s.src().count(), 21), w = f.random(s.weights_count(), 22, 0.1),
-             relu_dst = f.random(s.dst().count(), 23), diff_dst = f.random(s.dst().count(), 24);
-        Buffer<float> masked(static_cast<std::size_t>(s.dst().count()), f.memory());
-        auto dw = f.output(s.weights_count()), db = f.output(s.c_out), dx = f.output(s.src().count());
-        auto dw2 = f.output(s.weights_count()), db2 = f.output(s.c_out), dx2 = f.output(s.src().count());
-        OpStatePtr ws, ds, ref_ws, ref_ds;
-        f.cuda->conv1d_backward(ws, ds, s, src.dev.data(), relu ? relu_dst.dev.data() : nullptr, diff_dst.dev.data(),
-                                masked.data(), w.dev.data(), dw.dev.data(), bias ? db.dev.data() : nullptr,
-                                data ? dx.dev.data() : nullptr);
-        f.cuda->Backend<float>::conv1d_backward(ws, ds, s, src.dev.data(), relu ? relu_dst.dev.data() : nullptr,
-                                                diff_dst.dev.data(), masked.data(), w.dev.data(), dw2.dev.data(),
-                                                bias ? db2.dev.data() : nullptr, data ? dx2.dev.data() : nullptr);
-        std::vector<double> ref_masked(static_cast<std::size_t>(s.dst().count()));
-        f.ref.conv1d_backward(ref_ws, ref_ds, s, src.ref.data(), relu ? relu_dst.ref.data() : nullptr,
-                              diff_dst.ref.data(), ref_masked.data(), w.ref.data(), dw.ref.data(),
-                              bias ? db.ref.data() : nullptr, data ? dx.ref.data() : nullptr);
-        BOOST_TEST(f.download(dw.dev) == f.download(dw2.dev), name << ": weights differ from the separate calls");
-        f.expect_close(name + " backward weights", dw, tolerance);
-        expect_precision(f, name + " backward weights", dw.dev, bf16);
-        if (bias) {
-          BOOST_TEST(f.download(db.dev) == f.download(db2.dev), name << ": bias differs from the separate calls");
-          f.expect_close(name + " backward bias", db, tolerance);
-        }
-        if (data) {
-          BOOST_TEST(f.download(dx.dev) == f.download(dx2.dev), name << ": data differs from the separate calls");
-          f.expect_close(name + " backward data", dx, tolerance);
-          expect_precision(f, name + " backward data", dx.dev, bf16);
+        OpStatePtr ws, ds;
+        std::uint64_t seed = 20;
+        for (const Index n : {shape.n, shape.n - 1, shape.n}) {
+          Conv1dShape s = shape;
+          s.n = std::max<Index>(n, 1);
+          const std::string name =
+              describe(s) + (relu ? " relu" : "") + (data ? " " : " (no data gradient) ") + cuda::to_string(precision);
+          auto src = f.random(s.src().count(), ++seed), w = f.random(s.weights_count(), ++seed, 0.1),
+               diff_dst = f.random(s.dst().count(), ++seed);
+          // A ReLU's output: exact zeros (some negative) where the gradient must not pass.
+          auto relu_dst = f.random(s.dst().count(), ++seed);
+          std::vector<float> out(relu_dst.ref.begin(), relu_dst.ref.end());
+          for (std::size_t i = 0; i < out.size(); ++i)
+            if (out[i] < 0) out[i] = i % 3 ? 0.0f : -0.0f;
+          relu_dst.ref.assign(out.begin(), out.end());
+          f.memory().copy_to_device(relu_dst.dev.data(), out.data(), out.size() * sizeof(float));
+          Buffer<float> masked(static_cast<std::size_t>(s.dst().count()), f.memory());
+          auto dw = f.output(s.weights_count()), db = f.output(s.c_out), dx = f.output(s.src().count());
+          auto dw2 = f.output(s.weights_count()), db2 = f.output(s.c_out), dx2 = f.output(s.src().count());
+          f.cuda->conv1d_backward(ws, ds, s, src.dev.data(), relu ? relu_dst.dev.data() : nullptr, diff_dst.dev.data(),
+                                  masked.data(), w.dev.data(), dw.dev.data(), bias ? db.dev.data() : nullptr,
+                                  data ? dx.dev.data() : nullptr);
+          f.cuda->Backend<float>::conv1d_backward(ws, ds, s, src.dev.data(), relu ? relu_dst.dev.data() : nullptr,
+                                                  diff_dst.dev.data(), masked.data(), w.dev.data(), dw2.dev.data(),
+                                                  bias ? db2.dev.data() : nullptr, data ? dx2.dev.data() : nullptr);
+          OpStatePtr ref_ws, ref_ds;
+          std::vector<double> ref_masked(static_cast<std::size_t>(s.dst().count()));
+          f.ref.conv1d_backward(ref_ws, ref_ds, s, src.ref.data(), relu ? relu_dst.ref.data() : nullptr,
+                                diff_dst.ref.data(), ref_masked.data(), w.ref.data(), dw.ref.data(),
+                                bias ? db.ref.data() : nullptr, data ? dx.ref.data() : nullptr);
+          BOOST_TEST(f.download(dw.dev) == f.download(dw2.dev), name << ": weights differ from the separate calls");
+          f.expect_close(name + " backward weights", dw, tolerance);
+          expect_precision(f, name + " backward weights", dw.dev, bf16);
+          if (bias) {
+            BOOST_TEST(f.download(db.dev) == f.download(db2.dev), name << ": bias differs from the separate calls");
+            f.expect_close(name + " backward bias", db, tolerance);
+          }
+          if (data) {
+            BOOST_TEST(f.download(dx.dev) == f.download(dx2.dev), name << ": data differs from the separate calls");
+            f.expect_close(name + " backward data", dx, tolerance);
+            expect_precision(f, name + " backward data", dx.dev, bf16);
+          }
         }
       }
   }
