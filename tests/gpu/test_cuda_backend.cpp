@@ -383,46 +383,47 @@ BOOST_AUTO_TEST_CASE(kmax_ties_keep_the_earlier_position) {
   BOOST_CHECK_EQUAL(got[1], 2);
 }
 
+// The second shape has enough rows per chunk of the column sums (171) for their four-row loads.
 BOOST_AUTO_TEST_CASE(batch_norm) {
   Fixture f;
-  const Dims d{4, 25, 12};
-  for (bool relu : {false, true}) {
-    auto src = f.random(d.count(), 40, 2.0), gamma = f.random(d.c, 41), beta = f.random(d.c, 42),
-         diff_dst = f.random(d.count(), 43);
-    auto rm = f.random(d.c, 44, 0.1), rv = f.output(d.c);
-    {
-      std::vector<float> ones(static_cast<std::size_t>(d.c), 1.0f);
-      f.memory().copy_to_device(rv.dev.data(), ones.data(), ones.size() * sizeof(float));
-      rv.ref.assign(ones.begin(), ones.end());
-    }
-    auto dst = f.output(d.count()), mean = f.output(d.c), var = f.output(d.c), diff_src = f.output(d.count()),
-         dg = f.output(d.c), db = f.output(d.c);
-    OpStatePtr a, b;
-    f.cuda->batch_norm_forward(a, d, src.dev.data(), gamma.dev.data(), beta.dev.data(), dst.dev.data(), mean.dev.data(),
-                               var.dev.data(), rm.dev.data(), rv.dev.data(), true, 0.1, 1e-5, relu);
-    f.ref.batch_norm_forward(b, d, src.ref.data(), gamma.ref.data(), beta.ref.data(), dst.ref.data(), mean.ref.data(),
-                             var.ref.data(), rm.ref.data(), rv.ref.data(), true, 0.1, 1e-5, relu);
-    f.expect_close("batch norm forward", dst);
-    f.expect_close("batch norm saved mean", mean);
-    f.expect_close("batch norm saved variance", var);
-    f.expect_close("batch norm running mean", rm);
-    f.expect_close("batch norm running variance (unbiased)", rv);
-    f.cuda->batch_norm_backward(a, d, src.dev.data(), dst.dev.data(), diff_dst.dev.data(), gamma.dev.data(),
-                                mean.dev.data(), var.dev.data(), diff_src.dev.data(), dg.dev.data(), db.dev.data(),
+  for (const Dims d : {Dims{4, 25, 12}, Dims{40, 1100, 36}})
+    for (bool relu : {false, true}) {
+      auto src = f.random(d.count(), 40, 2.0), gamma = f.random(d.c, 41), beta = f.random(d.c, 42),
+           diff_dst = f.random(d.count(), 43);
+      auto rm = f.random(d.c, 44, 0.1), rv = f.output(d.c);
+      {
+        std::vector<float> ones(static_cast<std::size_t>(d.c), 1.0f);
+        f.memory().copy_to_device(rv.dev.data(), ones.data(), ones.size() * sizeof(float));
+        rv.ref.assign(ones.begin(), ones.end());
+      }
+      auto dst = f.output(d.count()), mean = f.output(d.c), var = f.output(d.c), diff_src = f.output(d.count()),
+           dg = f.output(d.c), db = f.output(d.c);
+      OpStatePtr a, b;
+      f.cuda->batch_norm_forward(a, d, src.dev.data(), gamma.dev.data(), beta.dev.data(), dst.dev.data(),
+                                 mean.dev.data(), var.dev.data(), rm.dev.data(), rv.dev.data(), true, 0.1, 1e-5, relu);
+      f.ref.batch_norm_forward(b, d, src.ref.data(), gamma.ref.data(), beta.ref.data(), dst.ref.data(), mean.ref.data(),
+                               var.ref.data(), rm.ref.data(), rv.ref.data(), true, 0.1, 1e-5, relu);
+      f.expect_close("batch norm forward", dst);
+      f.expect_close("batch norm saved mean", mean);
+      f.expect_close("batch norm saved variance", var);
+      f.expect_close("batch norm running mean", rm);
+      f.expect_close("batch norm running variance (unbiased)", rv);
+      f.cuda->batch_norm_backward(a, d, src.dev.data(), dst.dev.data(), diff_dst.dev.data(), gamma.dev.data(),
+                                  mean.dev.data(), var.dev.data(), diff_src.dev.data(), dg.dev.data(), db.dev.data(),
+                                  1e-5, relu);
+      f.ref.batch_norm_backward(b, d, src.ref.data(), dst.ref.data(), diff_dst.ref.data(), gamma.ref.data(),
+                                mean.ref.data(), var.ref.data(), diff_src.ref.data(), dg.ref.data(), db.ref.data(),
                                 1e-5, relu);
-    f.ref.batch_norm_backward(b, d, src.ref.data(), dst.ref.data(), diff_dst.ref.data(), gamma.ref.data(),
-                              mean.ref.data(), var.ref.data(), diff_src.ref.data(), dg.ref.data(), db.ref.data(), 1e-5,
-                              relu);
-    f.expect_close("batch norm backward data", diff_src, 1e-3);
-    f.expect_close("batch norm backward gamma", dg);
-    f.expect_close("batch norm backward beta", db);
-    auto inference = f.output(d.count());
-    f.cuda->batch_norm_forward(a, d, src.dev.data(), gamma.dev.data(), beta.dev.data(), inference.dev.data(), nullptr,
-                               nullptr, rm.dev.data(), rv.dev.data(), false, 0.1, 1e-5, relu);
-    f.ref.batch_norm_forward(b, d, src.ref.data(), gamma.ref.data(), beta.ref.data(), inference.ref.data(), nullptr,
-                             nullptr, rm.ref.data(), rv.ref.data(), false, 0.1, 1e-5, relu);
-    f.expect_close("batch norm inference", inference);
-  }
+      f.expect_close("batch norm backward data", diff_src, 1e-3);
+      f.expect_close("batch norm backward gamma", dg);
+      f.expect_close("batch norm backward beta", db);
+      auto inference = f.output(d.count());
+      f.cuda->batch_norm_forward(a, d, src.dev.data(), gamma.dev.data(), beta.dev.data(), inference.dev.data(), nullptr,
+                                 nullptr, rm.dev.data(), rv.dev.data(), false, 0.1, 1e-5, relu);
+      f.ref.batch_norm_forward(b, d, src.ref.data(), gamma.ref.data(), beta.ref.data(), inference.ref.data(), nullptr,
+                               nullptr, rm.ref.data(), rv.ref.data(), false, 0.1, 1e-5, relu);
+      f.expect_close("batch norm inference", inference);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(synchronised_batch_norm_pieces) {
