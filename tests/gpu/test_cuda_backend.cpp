@@ -641,7 +641,7 @@ BOOST_AUTO_TEST_CASE(step_results_stay_on_the_device) {
   }
 
   // Sums of squares into device memory, the step factor from them, and steps that read it.
-  const Index count = 100003;
+  const Index count = 3000017;  // more than four elements per thread of the sum of squares
   auto grad = f.random(count, 111), param = f.random(count, 112), velocity = f.random(count, 113, 0.1);
   Buffer<double> sums(5, f.memory());
   const std::vector<double> nans(5, std::nan(""));
