@@ -62,7 +62,7 @@ def main():
         e, er = cell(eager)
         c, cr = cell(comp)
         fraction = f"{100 * tflops / reference:.1f}%" if reference else "-"
-        # The last timed step's mean loss (textscale bench since revision 7e93d5e): "NOT FINITE"
+        # The last timed step's mean loss (textscale bench since revision 7e93d5e, which also exits with an error then): "NOT FINITE"
         # means the steps were skipped and the row measures nothing.
         loss = "-" if "last_train_loss" not in r else (
             f"{r['last_train_loss']:.3f}" if isinstance(r["last_train_loss"], float)

@@ -163,6 +163,11 @@ int bench_command(const std::vector<std::string>& arguments) {
   ctx.profile = nullptr;
   double last[4] = {};
   memory.copy_to_host(last, results.data(), sizeof last);
+  if (!std::isfinite(last[3]))
+    throw Error("bench: the gradient of the last training step is not finite (norm " +
+                std::to_string(std::sqrt(last[3])) +
+                "), so the optimizer skipped it: the timing is not a training "
+                "step's");
   if (profile) {
     double total = 0;
     for (const auto& e : layer_times.entries) total += e.forward_seconds + e.backward_seconds;
@@ -195,7 +200,7 @@ int bench_command(const std::vector<std::string>& arguments) {
   out["train_gflops_dense"] = 6 * macs * samples / train_seconds / 1e9;
   out["infer_gflops_dense"] = 2 * macs * samples / infer_seconds / 1e9;
   out["peak_rss_mib"] = static_cast<double>(usage.ru_maxrss) / 1024.0;
-  // The last training step's mean loss and gradient norm: not finite means the steps were skipped.
+  // The last training step's mean loss and gradient norm.
   out["last_train_loss"] = last[0] / static_cast<double>(batch);
   out["last_gradient_norm"] = std::sqrt(last[3]);
   std::cout << out.dump() << std::endl;
