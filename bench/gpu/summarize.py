@@ -62,8 +62,8 @@ def main():
         e, er = cell(eager)
         c, cr = cell(comp)
         fraction = f"{100 * tflops / reference:.1f}%" if reference else "-"
-        # The last timed step's mean loss (textscale bench since revision 7e93d5e, which also exits with an error then): "NOT FINITE"
-        # means the steps were skipped and the row measures nothing.
+        # The last timed step's mean loss (textscale bench since revision 7e93d5e; it exits with an
+        # error, and prints no row, when that step's gradient is not finite).
         loss = "-" if "last_train_loss" not in r else (
             f"{r['last_train_loss']:.3f}" if isinstance(r["last_train_loss"], float)
             and math.isfinite(r["last_train_loss"]) else "**NOT FINITE**")
