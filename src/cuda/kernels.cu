@@ -111,36 +111,16 @@ __global__ void column_partials_kernel(Index rows, Index cols, Index chunks, con
   const Index chunk = blockIdx.y;
   const Index begin = rows * chunk / chunks, end = rows * (chunk + 1) / chunks;
   double sa = 0, sab = 0;
-  if (col < cols) {
-    // Four rows loaded before they are added, in the order of the loop below, so the sums are the
-    // same bits: one load in flight per warp left most of the memory bandwidth idle (batch norm
-    // ran at a fraction of its memory traffic's time on an H200, results/gpu.md).
-    constexpr int unroll = 4;
-    Index r = begin + threadIdx.y;
-    for (; r + 32 * (unroll - 1) < end; r += 32 * unroll) {
-      float xa[unroll], xb[unroll];
-      bool keep[unroll];
-#pragma unroll
-      for (int u = 0; u < unroll; ++u) {
-        const Index i = (r + 32 * u) * cols + col;
-        xa[u] = a[i];
-        xb[u] = with_ab && b ? b[i] : 0.0f;
-        keep[u] = !mask || mask[i] > 0.0f;
-      }
-#pragma unroll
-      for (int u = 0; u < unroll; ++u) {
-        const double x = keep[u] ? static_cast<double>(xa[u]) : 0.0;
-        sa += x;
-        if (with_ab) sab += x * (b ? static_cast<double>(xb[u]) : x);
-      }
-    }
-    for (; r < end; r += 32) {
+  if (col < cols)
+    for (Index r = begin + threadIdx.y; r < end; r += 32) {
       const Index i = r * cols + col;
-      const double x = mask && !(mask[i] > 0.0f) ? 0.0 : a[i];
+      // a[i] is loaded whatever the mask says, so that the loads of the rows nvcc unrolls do not
+      // wait for their masks (with the mask, one load at a time per warp).
+      const float v = a[i];
+      const double x = mask && !(mask[i] > 0.0f) ? 0.0 : v;
       sa += x;
       if (with_ab) sab += x * (b ? static_cast<double>(b[i]) : x);
     }
-  }
   shared_a[threadIdx.y][threadIdx.x] = sa;
   shared_ab[threadIdx.y][threadIdx.x] = sab;
   __syncthreads();
@@ -180,17 +160,7 @@ __global__ void column_finish_kernel(Index cols, Index chunks, const double* par
 __global__ void sum_squares_partials_kernel(Index count, const float* data, double* partial) {
   __shared__ double shared[threads];
   double s = 0;
-  // The grid-stride order, four loads ahead of the sums (as column_partials_kernel).
-  const Index stride = static_cast<Index>(blockDim.x) * gridDim.x;
-  Index i = blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x;
-  for (; i + 3 * stride < count; i += 4 * stride) {
-    float x[4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) x[u] = data[i + u * stride];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) s += static_cast<double>(x[u]) * static_cast<double>(x[u]);
-  }
-  for (; i < count; i += stride) {
+  TS_GRID_STRIDE(i, count) {
     const double x = data[i];
     s += x * x;
   }
