@@ -386,7 +386,7 @@ BOOST_AUTO_TEST_CASE(kmax_ties_keep_the_earlier_position) {
   BOOST_CHECK_EQUAL(got[1], 2);
 }
 
-// The second shape has enough rows per chunk of the column sums (171) for their four-row loads.
+// The second shape has enough rows per chunk of the column sums (171) for the rows nvcc unrolls.
 BOOST_AUTO_TEST_CASE(batch_norm) {
   Fixture f;
   for (const Dims d : {Dims{4, 25, 12}, Dims{40, 1100, 36}})
