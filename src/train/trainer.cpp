@@ -597,10 +597,11 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       if (balance && !on_host) memory.synchronize();
       const double busy = seconds_since(busy_start);
       if (reduce) reducer.finish();
-      // Batch-norm running statistics: the mean over ranks.
+      // Batch-norm running statistics: the mean over ranks, over the gradients' communicator (on
+      // GPUs NCCL, in device memory: their pages no longer travel to the host and back each step;
+      // MPI on CPUs, as before).
       if (world.size > 1 && params.state().size() > 0) {
-        memory.synchronize();
-        comm.allreduce(params.state().data(), params.state().size(), dist::ReduceOp::sum);
+        gradient_comm->allreduce(params.state().data(), params.state().size(), dist::ReduceOp::sum);
         backend->scale(static_cast<Index>(params.state().size()), params.state().data(), 1.0 / world.size);
       }
       // Queued whatever the step's results turn out to be: a gradient that is not finite changes
