@@ -20,6 +20,7 @@ Prints one JSON line.
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -38,14 +39,23 @@ def set_precision(precision):
 
 
 def timed(fn, warmup, steps):
+    return windows(fn, warmup, steps, 1)[0]
+
+
+def windows(fn, warmup, steps, repeats):
+    """Seconds of each of `repeats` windows of `steps` calls, each ending with a synchronize
+    (textscale bench --repeats times the same way)."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    torch.cuda.synchronize()
-    return time.perf_counter() - start
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def peak():
@@ -75,25 +85,32 @@ def train(args):
     forward = torch.compile(model) if args.compile else model
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
+    last = {}
+
     def step():
         with autocast:
             loss = F.cross_entropy(forward(codes), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        last["loss"] = loss  # read after the timing (reading it here would wait for the device)
 
     model.train()
-    seconds = timed(step, args.warmup, args.steps)
-    return {
+    rates = [args.batch_size * args.steps / s for s in windows(step, args.warmup, args.steps, args.repeats)]
+    out = {
         "implementation": "pytorch-compile" if args.compile else "pytorch-eager",
         "model": args.model,
         "batch": args.batch_size,
         "precision": args.precision,
-        "train_samples_per_second": args.batch_size * args.steps / seconds,
+        "train_samples_per_second": statistics.median(rates),
+        "last_train_loss": float(last["loss"].detach()),
         "peak_memory_mib": torch.cuda.max_memory_allocated() / 2 ** 20,
         "device": torch.cuda.get_device_name(),
         "torch_version": torch.__version__,
     }
+    if args.repeats > 1:
+        out["train_samples_per_second_windows"] = rates
+    return out
 
 
 def main():
@@ -104,6 +121,7 @@ def main():
     p.add_argument("--compile", action="store_true")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=1, help="time --steps this many times; report the median")
     p.add_argument("--classes", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--peak", action="store_true", help="measure the GEMM and copy peaks instead")

@@ -175,8 +175,10 @@ echo "== benchmarks"
 "$python" "$kit/bench/gpu/peer_gpu.py" --peak >"$out/peak.json" || status=1
 cat "$out/peak.json"
 models="crepe-small vdcnn-9"
-# Steps per measurement, the same for textscale and PyTorch (20 steps of Crepe are 80 ms: too few).
-timing="--warmup ${WARMUP:-10} --steps ${STEPS:-60}"
+# Steps per measurement, the same for textscale and PyTorch: REPEATS windows of STEPS steps each,
+# the median window reported (a single window of 20 Crepe steps, 80 ms, moved by +-15% between
+# runs; the windows' spread goes into summary.md).
+timing="--warmup ${WARMUP:-10} --steps ${STEPS:-20} --repeats ${REPEATS:-5}"
 batches="128 512"
 precisions="fp32 tf32 bf16"
 if [[ $mode == quick ]]; then batches=128 precisions=tf32; fi

@@ -42,8 +42,8 @@ def main():
         print(f"Measured peaks: bf16 GEMM {peak['gemm_bf16_tflops']:.0f} TFLOP/s, TF32 GEMM "
               f"{peak['gemm_tf32_tflops']:.0f} TFLOP/s, device copy {peak['copy_gb_per_second']:.0f} GB/s.\n")
     print("| model | batch | precision | textscale samples/s | PyTorch eager | ratio | torch.compile | ratio "
-          "| textscale TFLOP/s (dense) | of peak | last loss |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| textscale TFLOP/s (dense) | of peak | windows +- (textscale / eager) | last loss (textscale / eager) |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in ours:
         key = (r["model"], r["batch"], r["precision"])
         eager = next((p for p in peers if (p["model"], p["batch"], p["precision"]) == key
@@ -62,19 +62,32 @@ def main():
         e, er = cell(eager)
         c, cr = cell(comp)
         fraction = f"{100 * tflops / reference:.1f}%" if reference else "-"
-        # The last timed step's mean loss (textscale bench since revision 7e93d5e; it exits with an
-        # error, and prints no row, when that step's gradient is not finite).
-        loss = "-" if "last_train_loss" not in r else (
-            f"{r['last_train_loss']:.3f}" if isinstance(r["last_train_loss"], float)
-            and math.isfinite(r["last_train_loss"]) else "**NOT FINITE**")
+        # Last losses: textscale bench since revision 7e93d5e (it exits with an error, and prints no
+        # row, when that step's gradient is not finite); the windows' spread since --repeats.
         print(f"| {r['model']} | {r['batch']} | {r['precision']} | {ts:.0f} | {e} | {er} | {c} | {cr} "
-              f"| {tflops:.1f} | {fraction} | {loss} |")
+              f"| {tflops:.1f} | {fraction} | {spread(r)} / {spread(eager)} | {last_loss(r)} / {last_loss(eager)} |")
     ab_table(read_lines(os.path.join(out, "ab.jsonl")),
              "Crepe's first block as one operation (fused) and as three (unfused), back to back:",
              "fused", "unfused")
     ab_table(read_lines(os.path.join(out, "ab_bf16.jsonl")),
              "--precision bf16 with the convolutions in bf16 and in TF32 (TEXTSCALE_BF16_CONV=0), back to back:",
              "bf16", "tf32")
+
+
+def spread(row):
+    """Half the range of a run's windows (--repeats) relative to its median, or "-"."""
+    rates = (row or {}).get("train_samples_per_second_windows")
+    if not rates:
+        return "-"
+    return f"{50 * (max(rates) - min(rates)) / row['train_samples_per_second']:.1f}%"
+
+
+def last_loss(row):
+    """A run's last training loss; "NOT FINITE" when it is not a number."""
+    if not row or "last_train_loss" not in row:
+        return "-"
+    loss = row["last_train_loss"]
+    return f"{loss:.3f}" if isinstance(loss, float) and math.isfinite(loss) else "**NOT FINITE**"
 
 
 def ab_table(rows, title, first, second):

@@ -6,6 +6,7 @@
 #include <boost/program_options.hpp>
 
 #include <oneapi/dnnl/dnnl.h>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <random>
+#include <vector>
 
 #include "textscale/cli/commands.h"
 #include "textscale/cli/options.h"
@@ -33,6 +35,13 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// The median (the mean of the middle two of an even count).
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const std::size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
 // GFLOP/s of a square product of `size` done by multiply(), best of 3 after a warm-up call.
@@ -83,7 +92,7 @@ double bf16_gemm_gflops(engine::Index size) {
 
 int bench_command(const std::vector<std::string>& arguments) {
   engine::ModelConfig model_config;
-  std::int64_t batch = 128, warmup = 3, steps = 10, gemm = 0;
+  std::int64_t batch = 128, warmup = 3, steps = 10, repeats = 1, gemm = 0;
   int threads = 0;
   std::string backend_name = "onednn", device = "auto", precision = "tf32";
   bool profile = false;
@@ -98,6 +107,8 @@ int bench_command(const std::vector<std::string>& arguments) {
       "batch-size", po::value(&batch)->default_value(128), "batch size")("warmup", po::value(&warmup)->default_value(3),
                                                                          "steps before timing")(
       "steps", po::value(&steps)->default_value(10), "timed steps (training and inference each)")(
+      "repeats", po::value(&repeats)->default_value(1),
+      "time --steps this many times (each way) and report the median rate, and every one")(
       "threads", po::value(&threads)->default_value(0), "CPU threads (0: all cores)")(
       "backend", po::value(&backend_name)->default_value("onednn"), "CPU backend: onednn | reference")(
       "device", po::value(&device)->default_value("auto"), "auto (cuda when a GPU is visible) | cpu | cuda")(
@@ -107,7 +118,8 @@ int bench_command(const std::vector<std::string>& arguments) {
       "profile", po::bool_switch(&profile), "also print the time of each layer (training steps) to stderr");
   po::variables_map values;
   if (!parse_options(arguments, options, values)) return 0;
-  if (batch < 1 || steps < 1 || warmup < 0) throw UsageError{"--batch-size and --steps must be positive"};
+  if (batch < 1 || steps < 1 || repeats < 1 || warmup < 0)
+    throw UsageError{"--batch-size, --steps and --repeats must be positive"};
   engine::DnnlBackend::set_threads(threads);
   nlohmann::json out{{"threads", engine::DnnlBackend::threads()}};
   if (gemm > 0) {
@@ -156,37 +168,44 @@ int bench_command(const std::vector<std::string>& arguments) {
   memory.synchronize();
   engine::Profile layer_times;
   if (profile) ctx.profile = &layer_times;
-  auto start = Clock::now();
-  for (std::int64_t i = 0; i < steps; ++i) train_step();
-  memory.synchronize();
-  const double train_seconds = seconds_since(start);
+  // Samples/s of each of `repeats` windows of `steps` steps, waiting for the device at the end of
+  // each; the median is reported (a GPU's rate moves between windows: clocks, other tenants).
+  const double samples = static_cast<double>(batch * steps);
+  auto windows = [&](auto step) {
+    std::vector<double> rates;
+    for (std::int64_t r = 0; r < repeats; ++r) {
+      const auto start = Clock::now();
+      for (std::int64_t i = 0; i < steps; ++i) step();
+      memory.synchronize();  // a GPU queues the work; count it done
+      rates.push_back(samples / seconds_since(start));
+    }
+    return rates;
+  };
+  const std::vector<double> train_rates = windows(train_step);
   ctx.profile = nullptr;
   double last[4] = {};
   memory.copy_to_host(last, results.data(), sizeof last);
   if (!std::isfinite(last[3]))
     throw Error("bench: the gradient of the last training step is not finite (norm " +
                 std::to_string(std::sqrt(last[3])) +
-                "), so the optimizer skipped it: the timing is not a training "
-                "step's");
+                "), so the optimizer skipped the steps: not a training step's time");
+  const double train_rate = median(train_rates);
   if (profile) {
+    const auto timed = static_cast<double>(steps * repeats);
     double total = 0;
     for (const auto& e : layer_times.entries) total += e.forward_seconds + e.backward_seconds;
     std::fprintf(stderr, "per training step (ms): layer, forward, backward; %.1f ms in layers of %.1f ms a step\n",
-                 1e3 * total / static_cast<double>(steps), 1e3 * train_seconds / static_cast<double>(steps));
+                 1e3 * total / timed, 1e3 * static_cast<double>(batch) / train_rate);
     for (const auto& e : layer_times.entries)
       std::fprintf(stderr, "  %-12s %-32s %8.2f %8.2f\n", e.position.c_str(), e.layer.c_str(),
-                   1e3 * e.forward_seconds / static_cast<double>(steps),
-                   1e3 * e.backward_seconds / static_cast<double>(steps));
+                   1e3 * e.forward_seconds / timed, 1e3 * e.backward_seconds / timed);
   }
   for (std::int64_t i = 0; i < std::max<std::int64_t>(warmup, 1); ++i) infer_step();
   memory.synchronize();
-  start = Clock::now();
-  for (std::int64_t i = 0; i < steps; ++i) infer_step();
-  memory.synchronize();  // inference queues work on a GPU; count it done
-  const double infer_seconds = seconds_since(start);
+  const std::vector<double> infer_rates = windows(infer_step);
+  const double infer_rate = median(infer_rates);
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  const double samples = static_cast<double>(batch * steps);
   const double macs = model.forward_macs();
   out["model"] = model_config.name;
   out["batch"] = batch;
@@ -194,11 +213,15 @@ int bench_command(const std::vector<std::string>& arguments) {
   out["device"] = memory.is_host() ? "cpu" : "cuda";
   out["parameters"] = model.params().trained_count();
   out["forward_gflop_per_sample_dense"] = 2 * macs / 1e9;
-  out["train_samples_per_second"] = samples / train_seconds;
-  out["infer_samples_per_second"] = samples / infer_seconds;
+  out["train_samples_per_second"] = train_rate;
+  out["infer_samples_per_second"] = infer_rate;
+  if (repeats > 1) {
+    out["train_samples_per_second_windows"] = train_rates;
+    out["infer_samples_per_second_windows"] = infer_rates;
+  }
   // Dense FLOPs: a training step is forward + backward data + backward weights = 3x forward.
-  out["train_gflops_dense"] = 6 * macs * samples / train_seconds / 1e9;
-  out["infer_gflops_dense"] = 2 * macs * samples / infer_seconds / 1e9;
+  out["train_gflops_dense"] = 6 * macs * train_rate / 1e9;
+  out["infer_gflops_dense"] = 2 * macs * infer_rate / 1e9;
   out["peak_rss_mib"] = static_cast<double>(usage.ru_maxrss) / 1024.0;
   // The last training step's mean loss and gradient norm.
   out["last_train_loss"] = last[0] / static_cast<double>(batch);
