@@ -248,4 +248,17 @@ grep -q "HDF5-DIAG" "$WORK/err" && fail "HDF5 printed its error stack for a trun
 run_ts 0 train --config crepe-full --run-dir crepe-full-again --max-steps 1 --progress off
 grep -q '"features": 32' crepe-full-again/config.json || fail "--config DIR did not read DIR/config.json"
 echo "refusals: checked"
+
+# bench: the median of --repeats timing windows, each window's rate, the last step's loss.
+ts bench --device cpu --model crepe-small --batch-size 2 --warmup 1 --steps 2 --repeats 3 > bench.json 2> bench.err ||
+  fail "bench failed: $(tail -3 bench.err)"
+py - <<'PY' || fail "bench's output: $(cat bench.json)"
+import json, math, statistics
+r = json.load(open("bench.json"))
+for way in ("train", "infer"):
+    windows = r[f"{way}_samples_per_second_windows"]
+    assert len(windows) == 3 and r[f"{way}_samples_per_second"] == statistics.median(windows), way
+assert math.isfinite(r["last_train_loss"]) and r["last_gradient_norm"] > 0
+PY
+echo "bench: checked"
 finish
