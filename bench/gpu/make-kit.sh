@@ -61,7 +61,7 @@ TEXTSCALE=$build/bin/textscale TEXTSCALE_DATA=$data bash "$root/bench/accuracy.s
   --work "$stage/acc-full" --prepare-only >/dev/null || echo "preparing ag_news from $data for acc-full/ failed (above)"
 cp "$root"/bench/peer_models.py "$root"/bench/peer_train.py "$root"/bench/accuracy.sh "$root"/bench/accuracy_table.py \
   "$stage/bench/"
-cp "$root"/bench/gpu/peer_gpu.py "$root"/bench/gpu/summarize.py "$stage/bench/gpu/"
+cp "$root"/bench/gpu/peer_gpu.py "$root"/bench/gpu/summarize.py "$root"/bench/gpu/roofline.py "$stage/bench/gpu/"
 (cd "$root" && git rev-parse HEAD 2>/dev/null || echo unknown) >"$stage/REVISION"
 mkdir -p "$kit"
 tar -C "$stage" -cJf "$kit/textscale-gpu-kit.tar.xz" .

@@ -239,4 +239,9 @@ if [[ $mode == full ]]; then
   TEXTSCALE_ONEHOT_POOL=0 profile crepe-small tf32 "(first block unfused)" >/dev/null || status=1
 fi
 "$python" "$kit/bench/gpu/summarize.py" "$out" | tee "$out/summary.md"
+# What the step would take if every layer ran at its floor, at this machine's measured peaks.
+if [[ -s $out/peak.json ]]; then
+  echo | tee -a "$out/summary.md"
+  "$python" "$kit/bench/gpu/roofline.py" --peak "$out/peak.json" | tee -a "$out/summary.md" || status=1
+fi
 exit $status
