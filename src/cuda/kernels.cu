@@ -17,9 +17,19 @@ unsigned blocks_for(Index count) {
   return static_cast<unsigned>(std::clamp<Index>((count + threads - 1) / threads, 1, Index{1} << 20));
 }
 
-// Row chunks of a column reduction: enough blocks to fill a GPU, a fixed function of `rows`.
+// Row chunks of the embedding gradient's reduction: enough blocks to fill a GPU, a fixed function
+// of `rows`.
 Index column_chunks(Index rows) {
   return std::clamp<Index>((rows + 63) / 64, 1, 256);
+}
+// Row chunks of column_sums: a fixed function of (rows, cols), so the summation order is too. At
+// least 256 rows a chunk (8 for each of a block's 32 row lanes) and about 512 blocks of 32 columns
+// in all, at most 256 chunks. (Chunks from the rows alone gave a 512-channel batch norm 16 times
+// the blocks of a 64-channel one over as many elements, each block summing a few rows; on an H200
+// it took 50 us longer each way than the 64-channel one, results/gpu.md.)
+Index column_sum_chunks(Index rows, Index cols) {
+  const Index column_blocks = (cols + 31) / 32;
+  return std::clamp<Index>(std::min(rows / 256, 512 / column_blocks), 1, 256);
 }
 
 #define TS_GRID_STRIDE(i, count)                                                         \
@@ -697,7 +707,7 @@ __global__ void step_factor_kernel(const double* sum_squares, double clip_norm, 
 }  // namespace
 
 Index column_sums_scratch(Index rows, Index cols) {
-  return 2 * column_chunks(rows) * cols;
+  return 2 * column_sum_chunks(rows, cols) * cols;
 }
 
 namespace {
@@ -760,7 +770,7 @@ void dropout_forward(Index count, double p, std::uint64_t seed, std::uint64_t fi
 
 void column_sums(Index rows, Index cols, const float* a, const float* b, double* sum_a, double* sum_ab, double* scratch,
                  cudaStream_t stream, const float* mask) {
-  const Index chunks = column_chunks(rows);
+  const Index chunks = column_sum_chunks(rows, cols);
   double* partial_a = scratch;
   double* partial_ab = scratch + chunks * cols;
   const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>(chunks));
@@ -773,7 +783,7 @@ void column_sums(Index rows, Index cols, const float* a, const float* b, double*
 }
 void column_sums(Index rows, Index cols, const float* a, float* sum_a, double* scratch, cudaStream_t stream,
                  const float* mask) {
-  const Index chunks = column_chunks(rows);
+  const Index chunks = column_sum_chunks(rows, cols);
   const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>(chunks));
   column_partials_kernel<<<grid, dim3(32, 32), 0, stream>>>(rows, cols, chunks, a, nullptr, mask, false, scratch,
                                                             nullptr);

@@ -189,7 +189,7 @@ BOOST_AUTO_TEST_CASE(convolution_backward_in_one_operation) {
                                             std::tuple{Conv1dShape{3, 33, 8, 16, 3, 1, 1}, false, false},  // VDCNN-like
                                             std::tuple{Conv1dShape{2, 20, 256, 512, 3, 1, 1}, true, false},
                                             // 35,200 output rows: enough rows per chunk of the bias gradient's column
-                                            // sums (137) for the rows nvcc unrolls, masked in bf16
+                                            // sums (256, in 137 chunks) for the rows nvcc unrolls, masked in bf16
                                             std::tuple{Conv1dShape{32, 1100, 8, 16, 3, 1, 1}, true, true}})
       for (const bool data : {true, false}) {
         Fixture f(precision);
@@ -386,7 +386,8 @@ BOOST_AUTO_TEST_CASE(kmax_ties_keep_the_earlier_position) {
   BOOST_CHECK_EQUAL(got[1], 2);
 }
 
-// The second shape has enough rows per chunk of the column sums (171) for the rows nvcc unrolls.
+// The second shape has enough rows per chunk of the column sums (257) for the rows nvcc unrolls,
+// and 171 chunks.
 BOOST_AUTO_TEST_CASE(batch_norm) {
   Fixture f;
   for (const Dims d : {Dims{4, 25, 12}, Dims{40, 1100, 36}})
