@@ -61,12 +61,15 @@ status=0
 echo "== gpu tests" | tee "$out/tests.log"
 # test_nccl runs as one process: without a launcher the NCCL id travels through a local
 # communicator, no MPI is initialised.
+# Each test program is stopped after TEST_TIMEOUT seconds (default 120; each took a few seconds
+# on an H200), so a hung kernel costs two minutes of a short lease, not STEP_TIMEOUT's five.
 for t in "$kit"/tests/test_cuda_* "$kit"/tests/test_nccl; do
-  run "$t" --log_level=test_suite --report_level=short >>"$out/tests.log" 2>&1
+  STEP_TIMEOUT=${TEST_TIMEOUT:-120} run "$t" --log_level=test_suite --report_level=short >>"$out/tests.log" 2>&1
   rc=$?
   case $rc in  # (not in a pipeline: `status` must change in this shell)
     0) result=passed ;;
     77) result="SKIPPED (no GPU visible)"; status=1 ;;
+    124) result="FAILED (stopped after ${TEST_TIMEOUT:-120} s: TEST_TIMEOUT)"; status=1 ;;
     *) result="FAILED (exit $rc)"; status=1 ;;
   esac
   echo "$(basename "$t"): $result" | tee -a "$out/tests.log"
