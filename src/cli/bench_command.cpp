@@ -183,6 +183,7 @@ int bench_command(const std::vector<std::string>& arguments) {
   };
   const std::vector<double> train_rates = windows(train_step);
   ctx.profile = nullptr;
+  layer_times.resolve(memory);
   double last[4] = {};
   memory.copy_to_host(last, results.data(), sizeof last);
   if (!std::isfinite(last[3]))

@@ -120,6 +120,11 @@ class PinnedMemory final : public engine::Memory {
 class CudaMemory final : public engine::Memory {
  public:
   explicit CudaMemory(cudaStream_t stream) : stream_(stream) {}
+  ~CudaMemory() override {
+    for (cudaEvent_t event : events_) cudaEventDestroy(event);  // errors at teardown are not actionable
+  }
+  CudaMemory(const CudaMemory&) = delete;
+  CudaMemory& operator=(const CudaMemory&) = delete;
   [[nodiscard]] const engine::Memory& staging() const override { return pinned_; }
   [[nodiscard]] std::string name() const override { return "cuda-managed"; }
   [[nodiscard]] void* allocate(std::size_t bytes) const override {
@@ -156,10 +161,30 @@ class CudaMemory final : public engine::Memory {
     TS_CHECK_CUDA(cudaStreamSynchronize(stream_));
   }
   void synchronize() const override { TS_CHECK_CUDA(cudaStreamSynchronize(stream_)); }
+  // Events on the stream, kept for reuse after forget_marks().
+  std::size_t mark() const override {
+    if (used_ == events_.size()) {
+      cudaEvent_t event = nullptr;
+      TS_CHECK_CUDA(cudaEventCreate(&event));
+      events_.push_back(event);
+    }
+    TS_CHECK_CUDA(cudaEventRecord(events_[used_], stream_));
+    return used_++;
+  }
+  [[nodiscard]] double seconds_between(std::size_t a, std::size_t b) const override {
+    if (a >= used_ || b >= used_) throw Error("seconds_between: no such mark");
+    TS_CHECK_CUDA(cudaEventSynchronize(events_[b]));
+    float ms = 0;
+    TS_CHECK_CUDA(cudaEventElapsedTime(&ms, events_[a], events_[b]));
+    return 1e-3 * static_cast<double>(ms);
+  }
+  void forget_marks() const override { used_ = 0; }
 
  private:
   cudaStream_t stream_;
   PinnedMemory pinned_;
+  mutable std::vector<cudaEvent_t> events_;
+  mutable std::size_t used_ = 0;
 };
 
 // RAII for the cuDNN descriptors a call site keeps.

@@ -30,6 +30,17 @@ class HostMemory final : public Memory {
 
 }  // namespace
 
+std::size_t Memory::mark() const {
+  marks_.push_back(std::chrono::steady_clock::now());
+  return marks_.size() - 1;
+}
+double Memory::seconds_between(std::size_t a, std::size_t b) const {
+  return std::chrono::duration<double>(marks_.at(b) - marks_.at(a)).count();
+}
+void Memory::forget_marks() const {
+  marks_.clear();
+}
+
 const Memory& host_memory() {
   static const HostMemory memory;
   return memory;

@@ -260,5 +260,19 @@ for way in ("train", "infer"):
     assert len(windows) == 3 and r[f"{way}_samples_per_second"] == statistics.median(windows), way
 assert math.isfinite(r["last_train_loss"]) and r["last_gradient_norm"] > 0
 PY
+# --profile: each layer's time between marks on the backend's queue; the layers' sum is part of a step.
+ts bench --device cpu --model vdcnn-9 --batch-size 2 --warmup 1 --steps 2 --profile > /dev/null \
+  2> profile.txt || fail "bench --profile failed: $(tail -3 profile.txt)"
+py - <<'PY' || fail "bench --profile: $(head -5 profile.txt)"
+import re
+lines = open("profile.txt").read().splitlines()
+head = re.search(r"; ([0-9.]+) ms in layers of ([0-9.]+) ms a step", lines[0])
+layers, step = float(head.group(1)), float(head.group(2))
+assert 0 < layers <= step + 0.1, (layers, step)  # one window: the layers ran inside it
+rows = [l.split() for l in lines[1:] if l.startswith("  ")]
+assert rows[0][0] == "input" and any("batch-norm" in l for l in lines), lines
+assert all(float(r[-1]) >= 0 and float(r[-2]) >= 0 for r in rows)
+assert abs(sum(float(r[-1]) + float(r[-2]) for r in rows) - layers) < 0.01 * layers + 0.1
+PY
 echo "bench: checked"
 finish

@@ -23,8 +23,9 @@
 
 namespace textscale::engine {
 
-// Per-layer wall time, filled when a Context carries one (textscale bench --profile). Backends
-// that run asynchronously (CUDA) must synchronise per layer for these times to mean anything.
+// Per-layer time, filled when a Context carries one (textscale bench --profile): each layer call
+// is bracketed by two Memory::mark()s (events on a GPU's queue, so the queue is not drained) and
+// resolve() adds the times between them once the work is done.
 struct Profile {
   struct Entry {
     std::string position;  // "3", "5.body.0"
@@ -33,16 +34,35 @@ struct Profile {
     std::int64_t calls = 0;
   };
   std::vector<Entry> entries;  // in the order the layers first ran forward
-  Entry& at(const std::string& position) {
+  Entry& at(const std::string& position) { return entries[slot(position)]; }
+  std::size_t slot(const std::string& position) {
     auto found = index.find(position);
-    if (found != index.end()) return entries[found->second];
+    if (found != index.end()) return found->second;
     index.emplace(position, entries.size());
     entries.push_back(Entry{position, {}, 0, 0, 0});
-    return entries.back();
+    return entries.size() - 1;
+  }
+  // A layer call between two marks of `memory`, timed by resolve().
+  void add(std::size_t entry, bool forward, std::size_t begin, std::size_t end) {
+    pending.push_back(Interval{entry, forward, begin, end});
+  }
+  // After memory.synchronize(): adds the pending calls' times to their entries, forgets the marks.
+  void resolve(const Memory& memory) {
+    for (const Interval& i : pending)
+      (i.forward ? entries[i.entry].forward_seconds : entries[i.entry].backward_seconds) +=
+          memory.seconds_between(i.begin, i.end);
+    pending.clear();
+    memory.forget_marks();
   }
 
  private:
+  struct Interval {
+    std::size_t entry;
+    bool forward;
+    std::size_t begin, end;
+  };
   std::map<std::string, std::size_t> index;
+  std::vector<Interval> pending;
 };
 
 template <typename T>

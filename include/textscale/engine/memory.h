@@ -8,8 +8,10 @@
 // and `copy_to_host` instead.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace textscale::engine {
 
@@ -35,6 +37,18 @@ class Memory {
   // when copy_to_device returns: do not overwrite the source before the next synchronize() or
   // copy_to_host. For host memory, host memory itself.
   [[nodiscard]] virtual const Memory& staging() const { return *this; }
+
+  // Timing marks ordered with the queued work (textscale bench --profile): mark() records one and
+  // returns its number; once the work queued before mark b is done (synchronize()),
+  // seconds_between(a, b) is the time from a to b; forget_marks() drops them all. Here the host
+  // clock at mark(), when the work before it is done for memory the host computes in; a device's
+  // memory records events on its queue instead, so that timing a layer does not drain the queue.
+  virtual std::size_t mark() const;
+  [[nodiscard]] virtual double seconds_between(std::size_t a, std::size_t b) const;
+  virtual void forget_marks() const;
+
+ private:
+  mutable std::vector<std::chrono::steady_clock::time_point> marks_;
 };
 
 // Plain, 64-byte aligned host memory (the reference and oneDNN backends).

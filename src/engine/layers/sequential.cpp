@@ -1,7 +1,6 @@
 #include "textscale/engine/layers/sequential.h"
 
 #include <algorithm>
-#include <chrono>
 
 #include "textscale/common/error.h"
 
@@ -45,14 +44,13 @@ void Sequential<T>::forward(Context<T>& ctx, Index n, const T* src, T* dst) {
   const T* in = src;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     T* out = i + 1 < layers_.size() ? activations_[i].data() : dst;
-    const auto start = std::chrono::steady_clock::now();
+    const std::size_t begin = ctx.profile ? ctx.backend->memory().mark() : 0;
     layers_[i]->forward(ctx, n, in, out);
     if (ctx.profile) {
-      ctx.backend->memory().synchronize();  // a GPU's layer is done when its work is
-      auto& entry = ctx.profile->at(prefix_ + std::to_string(first_number_ + i));
-      entry.layer = layers_[i]->describe();
-      entry.forward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      entry.calls += 1;
+      const std::size_t slot = ctx.profile->slot(prefix_ + std::to_string(first_number_ + i));
+      ctx.profile->entries[slot].layer = layers_[i]->describe();
+      ctx.profile->entries[slot].calls += 1;
+      ctx.profile->add(slot, true, begin, ctx.backend->memory().mark());
     }
     in = out;
   }
@@ -65,12 +63,11 @@ void Sequential<T>::backward(Context<T>& ctx, Index n, const T* src, const T* ds
     const T* in = j == 0 ? src : activations_[j - 1].data();
     const T* out = j + 1 == layers_.size() ? dst : activations_[j].data();
     T* grad_in = j == 0 ? diff_src : (grad == diff_a_.data() ? diff_b_.data() : diff_a_.data());
-    const auto start = std::chrono::steady_clock::now();
+    const std::size_t begin = ctx.profile ? ctx.backend->memory().mark() : 0;
     layers_[j]->backward(ctx, n, in, out, grad, grad_in);
-    if (ctx.profile) ctx.backend->memory().synchronize();
     if (ctx.profile)
-      ctx.profile->at(prefix_ + std::to_string(first_number_ + j)).backward_seconds +=
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      ctx.profile->add(ctx.profile->slot(prefix_ + std::to_string(first_number_ + j)), false, begin,
+                       ctx.backend->memory().mark());
     if (report_gradients_ && ctx.on_gradients_ready) (*ctx.on_gradients_ready)(first_gradient_[j]);
     grad = grad_in;
   }
