@@ -161,13 +161,13 @@ const T* Model<T>::forward(Context<T>& ctx, Index n, const std::uint8_t* codes) 
   if (n > max_batch_)
     throw Error("batch of " + std::to_string(n) + " exceeds the reserved " + std::to_string(max_batch_));
   ctx.params = &params_;
-  const std::size_t begin = ctx.profile ? memory_->mark() : 0;
+  const std::size_t begin = ctx.profile ? ctx.backend->memory().mark() : 0;
   input_->forward(ctx, n, codes, input_out_.data());
   if (ctx.profile) {
     const std::size_t slot = ctx.profile->slot("input");
     ctx.profile->entries[slot].layer = input_->describe();
     ctx.profile->entries[slot].calls += 1;
-    ctx.profile->add(slot, true, begin, memory_->mark());
+    ctx.profile->add(slot, true, begin, ctx.backend->memory().mark());
   }
   body_.forward(ctx, n, input_out_.data(), logits_.data());
   return logits_.data();
@@ -177,9 +177,9 @@ template <typename T>
 void Model<T>::backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* diff_logits) {
   ctx.params = &params_;
   body_.backward(ctx, n, input_out_.data(), logits_.data(), diff_logits, diff_input_.data());
-  const std::size_t begin = ctx.profile ? memory_->mark() : 0;
+  const std::size_t begin = ctx.profile ? ctx.backend->memory().mark() : 0;
   input_->backward(ctx, n, codes, input_out_.data(), diff_input_.data());
-  if (ctx.profile) ctx.profile->add(ctx.profile->slot("input"), false, begin, memory_->mark());
+  if (ctx.profile) ctx.profile->add(ctx.profile->slot("input"), false, begin, ctx.backend->memory().mark());
   if (ctx.on_gradients_ready) (*ctx.on_gradients_ready)(0);
 }
 

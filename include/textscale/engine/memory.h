@@ -40,7 +40,8 @@ class Memory {
 
   // Timing marks ordered with the queued work (textscale bench --profile): mark() records one and
   // returns its number; once the work queued before mark b is done (synchronize()),
-  // seconds_between(a, b) is the time from a to b; forget_marks() drops them all. Here the host
+  // seconds_between(a, b) is the time from a to b; forget_marks() drops them all (so one Profile
+  // at a time, from one thread, uses a memory's marks). Here the host
   // clock at mark(), when the work before it is done for memory the host computes in; a device's
   // memory records events on its queue instead, so that timing a layer does not drain the queue.
   virtual std::size_t mark() const;
