@@ -291,11 +291,9 @@ class CudaBackend final : public engine::Backend<float> {
     TS_CHECK_CUBLAS(cublasCreate(&cublas_));
     TS_CHECK_CUBLAS(cublasSetStream(cublas_, stream_));
     memory_ = std::make_unique<CudaMemory>(stream_);
-    TS_CHECK_CUDA(cudaMallocHost(&host_loss_, sizeof(double) * host_loss_count_));
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
-    cudaFreeHost(host_loss_);
     cublasDestroy(cublas_);
     cudnnDestroy(cudnn_);
     cudaStreamDestroy(stream_);
@@ -648,28 +646,19 @@ class CudaBackend final : public engine::Backend<float> {
   }
 
   // --- Loss ---------------------------------------------------------------------------------
+  // softmax_cross_entropy_stats, read back at once.
   double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
                                float* diff_logits) override {
     if (n == 0) return 0;
-    auto* rows = sums_.as<double>(n + 1);
-    int* bad = reinterpret_cast<int*>(rows + n);
-    kernels::softmax_cross_entropy(n, classes, logits, labels, rows, diff_logits, bad, stream_);
-    if (n + 1 > host_loss_count_) {
-      TS_CHECK_CUDA(cudaStreamSynchronize(stream_));
-      TS_CHECK_CUDA(cudaFreeHost(host_loss_));
-      host_loss_ = nullptr;
-      host_loss_count_ = n + 1;
-      TS_CHECK_CUDA(cudaMallocHost(&host_loss_, sizeof(double) * static_cast<std::size_t>(host_loss_count_)));
-    }
-    memory_->copy_to_host(host_loss_, rows, sizeof(double) * static_cast<std::size_t>(n + 1));
-    int bad_row = 0;
-    std::memcpy(&bad_row, host_loss_ + n, sizeof bad_row);
-    if (bad_row > 0)
-      throw Error("softmax_cross_entropy: the label of row " + std::to_string(bad_row - 1) + " is outside [0, " +
-                  std::to_string(classes) + ")");
-    double total = 0;
-    for (Index i = 0; i < n; ++i) total += host_loss_[i];
-    return total;
+    double* scratch = sums_.as<double>(2 * n + 4);
+    double* stats = scratch + 2 * n + 1;
+    kernels::softmax_cross_entropy_stats(n, classes, logits, labels, diff_logits, stats, scratch, stream_);
+    double host[3] = {};
+    memory_->copy_to_host(host, stats, sizeof host);
+    if (host[2] > 0)
+      throw Error("softmax_cross_entropy: the label of row " + std::to_string(static_cast<Index>(host[2]) - 1) +
+                  " is outside [0, " + std::to_string(classes) + ")");
+    return host[0];
   }
 
   void softmax_cross_entropy_stats(Index n, Index classes, const float* logits, const std::int32_t* labels,
@@ -887,8 +876,6 @@ class CudaBackend final : public engine::Backend<float> {
   std::unique_ptr<CudaMemory> memory_;
   DeviceArea workspace_, scratch_, sums_, unfold_, onehot_weights_;
   DeviceArea bf16_src_, bf16_dst_;  // bf16 convolutions: copies of (N, T, C) operands and results
-  double* host_loss_ = nullptr;     // pinned: per-row losses and the bad-label flag
-  Index host_loss_count_ = 1024;
 };
 
 }  // namespace

@@ -500,40 +500,10 @@ __global__ void embedding_partials_kernel(Index rows, Index vocab, Index dim, In
   }
 }
 
-// One warp per row.
-__global__ void softmax_cross_entropy_kernel(Index n, Index classes, const float* logits, const std::int32_t* labels,
-                                             double* row_loss, float* diff_logits, int* bad_label) {
-  const Index row = (blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x) / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= n) return;
-  const float* x = logits + row * classes;
-  const std::int32_t label = labels[row];
-  if (label < 0 || label >= classes) {
-    if (lane == 0) {
-      atomicMax(bad_label, static_cast<int>(row) + 1);
-      row_loss[row] = 0;
-    }
-    return;
-  }
-  double max = -INFINITY;
-  for (Index j = lane; j < classes; j += 32) max = fmax(max, static_cast<double>(x[j]));
-  for (int offset = 16; offset > 0; offset /= 2) max = fmax(max, __shfl_xor_sync(0xffffffffu, max, offset));
-  double sum = 0;
-  for (Index j = lane; j < classes; j += 32) sum += exp(static_cast<double>(x[j]) - max);
-  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-  const double log_sum = log(sum) + max;
-  if (lane == 0) row_loss[row] = log_sum - static_cast<double>(x[label]);
-  if (diff_logits)
-    for (Index j = lane; j < classes; j += 32) {
-      const double p = exp(static_cast<double>(x[j]) - log_sum);
-      diff_logits[row * classes + j] = static_cast<float>((p - (j == label ? 1.0 : 0.0)) / static_cast<double>(n));
-    }
-}
-
 constexpr int no_bad_row = 0x7f7f7f7f;  // what cudaMemsetAsync(p, 0x7f, sizeof(int)) writes
 
-// One warp per row, as softmax_cross_entropy_kernel, plus whether the row's first largest logit is
-// the label's (std::max_element's choice), and NaN gradients for a row that cannot be trained on.
+// One warp per row: the row's loss, its gradient (NaN for a row that cannot be trained on) and
+// whether its first largest logit is the label's (std::max_element's choice).
 __global__ void softmax_cross_entropy_stats_kernel(Index n, Index classes, const float* logits,
                                                    const std::int32_t* labels, double* row_loss, double* row_correct,
                                                    float* diff_logits, int* first_bad) {
@@ -959,14 +929,6 @@ void embedding_backward(Index rows, Index vocab, Index dim, const std::uint8_t* 
   TS_CHECK_LAUNCH();
 }
 
-void softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels, double* row_loss,
-                           float* diff_logits, int* bad_label, cudaStream_t stream) {
-  TS_CHECK_CUDA(cudaMemsetAsync(bad_label, 0, sizeof(int), stream));
-  const auto grid = static_cast<unsigned>((n * 32 + threads - 1) / threads);
-  softmax_cross_entropy_kernel<<<grid, threads, 0, stream>>>(n, classes, logits, labels, row_loss, diff_logits,
-                                                             bad_label);
-  TS_CHECK_LAUNCH();
-}
 void softmax_cross_entropy_stats(Index n, Index classes, const float* logits, const std::int32_t* labels,
                                  float* diff_logits, double* stats, double* scratch, cudaStream_t stream) {
   int* first_bad = reinterpret_cast<int*>(scratch + 2 * n);

@@ -107,14 +107,10 @@ void embedding_forward(Index rows, Index dim, const std::uint8_t* codes, const f
 void embedding_backward(Index rows, Index vocab, Index dim, const std::uint8_t* codes, const float* diff_dst,
                         float* diff_table, double* scratch, cudaStream_t stream);
 
-// Softmax cross-entropy per row: row_loss[i] (double) and diff_logits (may be null) as in
-// backend.h; bad_label[0] is set to 1 + the first row whose label is out of range (0: none).
-void softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels, double* row_loss,
-                           float* diff_logits, int* bad_label, cudaStream_t stream);
-// The same with its results in device memory (Backend::softmax_cross_entropy_stats): stats[0..2]
-// = the summed loss, the correctly classified rows, 1 + the first row with a label out of range
-// (0: none); diff_logits NaN in a row with such a label or a loss that is not finite. `scratch`
-// holds 2n + 1 doubles.
+// Softmax cross-entropy with its results in device memory (Backend::softmax_cross_entropy_stats):
+// stats[0..2] = the summed loss, the correctly classified rows, 1 + the first row with a label out
+// of range (0: none); diff_logits (may be null) as in backend.h, NaN in a row with such a label or
+// a loss that is not finite. `scratch` holds 2n + 1 doubles.
 void softmax_cross_entropy_stats(Index n, Index classes, const float* logits, const std::int32_t* labels,
                                  float* diff_logits, double* stats, double* scratch, cudaStream_t stream);
 
