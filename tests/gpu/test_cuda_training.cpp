@@ -1,7 +1,8 @@
 // A training step of the published models on the GPU against the reference backend in double:
 // the same initial weights, the same batch (dropout masks are keyed by sample, so they agree).
 // Compared: the loss, every parameter's gradient, the batch-norm running statistics, the weights
-// after one SGD step with momentum, and the inference logits of the updated model.
+// after one SGD step with momentum, and the inference logits of the updated model. Also: a
+// checkpoint moves between the CPU and the GPU bitwise (checkpoint_between.h).
 //
 // Why one step and relative norms: ReLU, max and k-max pooling have kinks, and a value that
 // rounding moves across one sends a gradient elsewhere. Measured on the CPU (one step, n = 8,
@@ -29,9 +30,11 @@
 #include <boost/test/unit_test.hpp>
 
 #include "../unit/bf16_reference.h"
+#include "../unit/checkpoint_between.h"
 #include "../unit/training_step.h"
 #include "gpu_main.h"
 #include "textscale/cuda/cuda_backend.h"
+#include "textscale/engine/cpu/dnnl_backend.h"
 
 using namespace textscale;
 using textscale::testing::StepBounds;
@@ -77,4 +80,13 @@ BOOST_AUTO_TEST_CASE(crepe_small_bf16) {
 }
 BOOST_AUTO_TEST_CASE(vdcnn_9_bf16) {
   check_model("vdcnn-9", cuda::Precision::bf16, kBf16Vdcnn);
+}
+
+// One checkpoint layout on both devices (checkpoint_between.h): the CPU's checkpoint resumes on
+// the GPU bitwise and the GPU's on the CPU; the same weights' logits agree to the fp32 bound.
+BOOST_AUTO_TEST_CASE(checkpoints_move_between_cpu_and_gpu) {
+  engine::DnnlBackend cpu;
+  auto gpu = cuda::make_cuda_backend({0, cuda::Precision::fp32});
+  testing::check_checkpoint_between(cpu, *gpu, "vdcnn-9", "CPU -> GPU", kFp32.logits);
+  testing::check_checkpoint_between(*gpu, cpu, "crepe-small", "GPU -> CPU", kFp32.logits);
 }

@@ -1,12 +1,15 @@
 // Training pieces with exact expected values: learning-rate schedules, gradient clipping and the
-// optimizer steps through the flat buffer, and classification metrics on a hand-made example.
+// optimizer steps through the flat buffer, and classification metrics on a hand-made example;
+// checkpoints moving between the CPU backends (checkpoint_between.h).
 #define BOOST_TEST_MODULE training
 #include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "checkpoint_between.h"
 #include "textscale/common/error.h"
+#include "textscale/engine/cpu/dnnl_backend.h"
 #include "textscale/engine/reference_backend.h"
 #include "textscale/train/metrics.h"
 #include "textscale/train/optimizer.h"
@@ -197,4 +200,13 @@ BOOST_AUTO_TEST_CASE(metrics_by_hand) {
   m.merge(other);
   BOOST_TEST(m.samples() == 9);
   BOOST_TEST(m.accuracy() == 6.0 / 9);
+}
+
+// oneDNN and the reference backend in float, full-size models: the logits of the same weights
+// differ by about 1e-4 (their summation orders), bitwise-equal tensors are layout alone.
+BOOST_AUTO_TEST_CASE(checkpoints_move_between_backends) {
+  engine::DnnlBackend dnnl;
+  engine::ReferenceBackend<float> reference;
+  testing::check_checkpoint_between(dnnl, reference, "vdcnn-9", "oneDNN -> reference", 1e-3);
+  testing::check_checkpoint_between(reference, dnnl, "crepe-small", "reference -> oneDNN", 1e-3);
 }

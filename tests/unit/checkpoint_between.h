@@ -1,0 +1,131 @@
+// One checkpoint layout for every backend: a checkpoint written by one backend after a training
+// step resumes on another with every tensor bitwise what the first held (parameters, running
+// statistics, both Adam moments, the step count), the two give the same inference logits to
+// `logits_bound` (relative norm), and a checkpoint the second writes after a step of its own loads
+// on the first bitwise as the second holds it. Used with the oneDNN and reference backends on the
+// CPU (test_training) and with oneDNN and CUDA (test_cuda_training).
+#pragma once
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/test/unit_test.hpp>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "textscale/train/checkpoint.h"
+#include "training_step.h"
+
+namespace textscale::testing {
+
+inline std::vector<float> host_copy(const Buffer<float>& b) {
+  std::vector<float> out(b.size());
+  if (!out.empty()) b.memory().copy_to_host(out.data(), b.data(), out.size() * sizeof(float));
+  return out;
+}
+
+// The number of elements whose bits differ.
+inline std::size_t bit_differences(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return std::max(a.size(), b.size());
+  std::size_t differ = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) differ += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  return differ;
+}
+
+// A model, its Adam state and one batch on a backend.
+struct Trainee {
+  Backend<float>& backend;
+  Model<float> model;
+  train::Optimizer<float> optimizer;
+  Buffer<std::uint8_t> codes;
+  Buffer<std::int32_t> labels;
+  Buffer<float> diff;
+
+  Trainee(Backend<float>& b, const ModelConfig& config, const train::OptimizerConfig& opt, const Batch& batch)
+      : backend(b),
+        model(config, b.memory()),
+        optimizer(opt, model.params().trained_count(), b.memory()),
+        codes(batch.codes.size(), b.memory()),
+        labels(batch.labels.size(), b.memory()),
+        diff(static_cast<std::size_t>(kBatch * config.classes), b.memory()) {
+    model.reserve(kBatch);
+    b.memory().copy_to_device(codes.data(), batch.codes.data(), batch.codes.size());
+    b.memory().copy_to_device(labels.data(), batch.labels.data(), batch.labels.size() * sizeof(std::int32_t));
+  }
+  void step() {
+    Context<float> ctx{&backend, nullptr, true, 11, 0};
+    const float* logits = model.forward(ctx, kBatch, codes.data());
+    backend.softmax_cross_entropy(kBatch, model.config().classes, logits, labels.data(), diff.data());
+    model.backward(ctx, kBatch, codes.data(), diff.data());
+    optimizer.step(backend, model.params(), kLearningRate);
+  }
+  std::vector<double> inference_logits() {
+    Context<float> ctx{&backend, nullptr, false, 0, 0};
+    const float* logits = model.forward(ctx, kBatch, codes.data());
+    std::vector<float> host(static_cast<std::size_t>(kBatch * model.config().classes));
+    backend.memory().copy_to_host(host.data(), logits, host.size() * sizeof(float));
+    return {host.begin(), host.end()};
+  }
+};
+
+inline void expect_same_tensors(Trainee& got, Trainee& want, const std::string& label) {
+  BOOST_TEST(bit_differences(host_copy(got.model.params().values()), host_copy(want.model.params().values())) == 0u,
+             label << ": parameters differ");
+  BOOST_TEST(bit_differences(host_copy(got.model.params().state()), host_copy(want.model.params().state())) == 0u,
+             label << ": running statistics differ");
+  for (int s = 0; s < want.optimizer.slot_count(); ++s)
+    BOOST_TEST(bit_differences(host_copy(got.optimizer.slot(s)), host_copy(want.optimizer.slot(s))) == 0u,
+               label << ": optimizer slot " << s << " differs");
+  BOOST_TEST(got.optimizer.steps() == want.optimizer.steps(), label << ": optimizer step count");
+}
+
+// `name`: a published model; VDCNN's batch norms give running statistics to carry too.
+inline void check_checkpoint_between(Backend<float>& first, Backend<float>& second, const std::string& name,
+                                     const std::string& label, double logits_bound) {
+  const ModelConfig config = config_of(name);
+  const Batch batch = make_batch(config);
+  train::OptimizerConfig adam;
+  adam.kind = "adam";
+  adam.lr = kLearningRate;
+  train::CheckpointInfo info;
+  info.model = config;
+  info.encoding.alphabet = std::string(static_cast<std::size_t>(config.alphabet), 'a');
+  info.encoding.char_length = config.length;
+  info.encoding.char_order = "reversed";
+  info.encoding.num_classes = config.classes;
+  info.optimizer_kind = adam.kind;
+  const auto folder = std::filesystem::temp_directory_path() /
+                      ("textscale-checkpoint-between-" + std::to_string(getpid()) + "-" + name);
+  std::filesystem::create_directories(folder);
+  const std::string from_first = (folder / "first.h5").string(), from_second = (folder / "second.h5").string();
+
+  // first -> second, after a step so that no tensor holds its initial value.
+  Trainee a(first, config, adam, batch);
+  a.model.params().initialize(3);
+  a.step();
+  train::save_checkpoint(from_first, a.model, &a.optimizer, info);
+  Trainee b(second, config, adam, batch);
+  train::load_checkpoint(from_first, b.model, &b.optimizer);
+  expect_same_tensors(b, a, label + ": first's checkpoint loaded on the second");
+  const std::vector<double> want = a.inference_logits(), got = b.inference_logits();
+  const double logits = relative_error(got, want, 0, static_cast<Index>(want.size()));
+  BOOST_TEST_MESSAGE(label << ": inference logits of the same checkpoint, relative difference " << logits);
+  BOOST_TEST(logits <= logits_bound,
+             label << ": inference logits of the same checkpoint: relative difference " << logits);
+
+  // second -> first, after a step on the second (its own tensors now).
+  b.step();
+  BOOST_TEST(bit_differences(host_copy(b.model.params().values()), host_copy(a.model.params().values())) > 0u,
+             label << ": the second's step changed no parameter");
+  train::save_checkpoint(from_second, b.model, &b.optimizer, info);
+  Trainee back(first, config, adam, batch);
+  train::load_checkpoint(from_second, back.model, &back.optimizer);
+  expect_same_tensors(back, b, label + ": second's checkpoint loaded on the first");
+  BOOST_TEST(back.optimizer.steps() == 2);
+
+  std::filesystem::remove_all(folder);
+}
+
+}  // namespace textscale::testing
