@@ -202,11 +202,12 @@ BOOST_AUTO_TEST_CASE(metrics_by_hand) {
   BOOST_TEST(m.accuracy() == 6.0 / 9);
 }
 
-// oneDNN and the reference backend in float, full-size models: the logits of the same weights
-// differ by about 1e-4 (their summation orders), bitwise-equal tensors are layout alone.
+// oneDNN and the reference backend in float, full-size models. The logits of the same weights
+// differ only by the backends' summation orders (3e-7 and 6e-7 measured on an AVX-512 CPU; the
+// bound leaves room for other oneDNN kernels), while a tensor loaded into the wrong place gives 1.
 BOOST_AUTO_TEST_CASE(checkpoints_move_between_backends) {
   engine::DnnlBackend dnnl;
   engine::ReferenceBackend<float> reference;
-  testing::check_checkpoint_between(dnnl, reference, "vdcnn-9", "oneDNN -> reference", 1e-3);
-  testing::check_checkpoint_between(reference, dnnl, "crepe-small", "reference -> oneDNN", 1e-3);
+  testing::check_checkpoint_between(dnnl, reference, "vdcnn-9", "oneDNN -> reference", 1e-4);
+  testing::check_checkpoint_between(reference, dnnl, "crepe-small", "reference -> oneDNN", 1e-4);
 }
