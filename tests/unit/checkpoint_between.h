@@ -20,63 +20,21 @@
 
 namespace textscale::testing {
 
-inline std::vector<float> host_copy(const Buffer<float>& b) {
-  std::vector<float> out(b.size());
-  if (!out.empty()) b.memory().copy_to_host(out.data(), b.data(), out.size() * sizeof(float));
-  return out;
-}
-
-// The number of elements whose bits differ.
-inline std::size_t bit_differences(const std::vector<float>& a, const std::vector<float>& b) {
+// The number of elements whose bits differ (to_host widens floats exactly).
+inline std::size_t bit_differences(const std::vector<double>& a, const std::vector<double>& b) {
   if (a.size() != b.size()) return std::max(a.size(), b.size());
   std::size_t differ = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) differ += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  for (std::size_t i = 0; i < a.size(); ++i) differ += std::memcmp(&a[i], &b[i], sizeof(double)) != 0;
   return differ;
 }
 
-// A model, its Adam state and one batch on a backend.
-struct Trainee {
-  Backend<float>& backend;
-  Model<float> model;
-  train::Optimizer<float> optimizer;
-  Buffer<std::uint8_t> codes;
-  Buffer<std::int32_t> labels;
-  Buffer<float> diff;
-
-  Trainee(Backend<float>& b, const ModelConfig& config, const train::OptimizerConfig& opt, const Batch& batch)
-      : backend(b),
-        model(config, b.memory()),
-        optimizer(opt, model.params().trained_count(), b.memory()),
-        codes(batch.codes.size(), b.memory()),
-        labels(batch.labels.size(), b.memory()),
-        diff(static_cast<std::size_t>(kBatch * config.classes), b.memory()) {
-    model.reserve(kBatch);
-    b.memory().copy_to_device(codes.data(), batch.codes.data(), batch.codes.size());
-    b.memory().copy_to_device(labels.data(), batch.labels.data(), batch.labels.size() * sizeof(std::int32_t));
-  }
-  void step() {
-    Context<float> ctx{&backend, nullptr, true, 11, 0};
-    const float* logits = model.forward(ctx, kBatch, codes.data());
-    backend.softmax_cross_entropy(kBatch, model.config().classes, logits, labels.data(), diff.data());
-    model.backward(ctx, kBatch, codes.data(), diff.data());
-    optimizer.step(backend, model.params(), kLearningRate);
-  }
-  std::vector<double> inference_logits() {
-    Context<float> ctx{&backend, nullptr, false, 0, 0};
-    const float* logits = model.forward(ctx, kBatch, codes.data());
-    std::vector<float> host(static_cast<std::size_t>(kBatch * model.config().classes));
-    backend.memory().copy_to_host(host.data(), logits, host.size() * sizeof(float));
-    return {host.begin(), host.end()};
-  }
-};
-
-inline void expect_same_tensors(Trainee& got, Trainee& want, const std::string& label) {
-  BOOST_TEST(bit_differences(host_copy(got.model.params().values()), host_copy(want.model.params().values())) == 0u,
+inline void expect_same_tensors(Trainee<float>& got, Trainee<float>& want, const std::string& label) {
+  BOOST_TEST(bit_differences(to_host(got.model.params().values()), to_host(want.model.params().values())) == 0u,
              label << ": parameters differ");
-  BOOST_TEST(bit_differences(host_copy(got.model.params().state()), host_copy(want.model.params().state())) == 0u,
+  BOOST_TEST(bit_differences(to_host(got.model.params().state()), to_host(want.model.params().state())) == 0u,
              label << ": running statistics differ");
   for (int s = 0; s < want.optimizer.slot_count(); ++s)
-    BOOST_TEST(bit_differences(host_copy(got.optimizer.slot(s)), host_copy(want.optimizer.slot(s))) == 0u,
+    BOOST_TEST(bit_differences(to_host(got.optimizer.slot(s)), to_host(want.optimizer.slot(s))) == 0u,
                label << ": optimizer slot " << s << " differs");
   BOOST_TEST(got.optimizer.steps() == want.optimizer.steps(), label << ": optimizer step count");
 }
@@ -101,12 +59,12 @@ inline void check_checkpoint_between(Backend<float>& first, Backend<float>& seco
   std::filesystem::create_directories(folder);
   const std::string from_first = (folder / "first.h5").string(), from_second = (folder / "second.h5").string();
 
-  // first -> second, after a step so that no tensor holds its initial value.
-  Trainee a(first, config, adam, batch);
-  a.model.params().initialize(3);
+  // first -> second, after a step so that no tensor holds its initial value (the second's are
+  // initialised alike, then overwritten by the checkpoint).
+  Trainee<float> a(first, config, adam, batch);
   a.step();
   train::save_checkpoint(from_first, a.model, &a.optimizer, info);
-  Trainee b(second, config, adam, batch);
+  Trainee<float> b(second, config, adam, batch);
   train::load_checkpoint(from_first, b.model, &b.optimizer);
   expect_same_tensors(b, a, label + ": first's checkpoint loaded on the second");
   const std::vector<double> want = a.inference_logits(), got = b.inference_logits();
@@ -117,10 +75,10 @@ inline void check_checkpoint_between(Backend<float>& first, Backend<float>& seco
 
   // second -> first, after a step on the second (its own tensors now).
   b.step();
-  BOOST_TEST(bit_differences(host_copy(b.model.params().values()), host_copy(a.model.params().values())) > 0u,
+  BOOST_TEST(bit_differences(to_host(b.model.params().values()), to_host(a.model.params().values())) > 0u,
              label << ": the second's step changed no parameter");
   train::save_checkpoint(from_second, b.model, &b.optimizer, info);
-  Trainee back(first, config, adam, batch);
+  Trainee<float> back(first, config, adam, batch);
   train::load_checkpoint(from_second, back.model, &back.optimizer);
   expect_same_tensors(back, b, label + ": second's checkpoint loaded on the first");
   BOOST_TEST(back.optimizer.steps() == 2);

@@ -66,32 +66,60 @@ inline std::vector<double> to_host(const Buffer<T>& b) {
   return {raw.begin(), raw.end()};
 }
 
+// A model (initialised from seed 3), its optimizer and one batch on a backend.
+template <typename T>
+struct Trainee {
+  Backend<T>& backend;
+  Model<T> model;
+  train::Optimizer<T> optimizer;
+  Buffer<std::uint8_t> codes;
+  Buffer<std::int32_t> labels;
+  Buffer<T> diff;
+
+  Trainee(Backend<T>& b, const ModelConfig& config, const train::OptimizerConfig& opt, const Batch& batch)
+      : backend(b),
+        model(config, b.memory()),
+        optimizer(opt, model.params().trained_count(), b.memory()),
+        codes(batch.codes.size(), b.memory()),
+        labels(batch.labels.size(), b.memory()),
+        diff(static_cast<std::size_t>(kBatch * config.classes), b.memory()) {
+    model.params().initialize(3);
+    model.reserve(kBatch);
+    b.memory().copy_to_device(codes.data(), batch.codes.data(), batch.codes.size());
+    b.memory().copy_to_device(labels.data(), batch.labels.data(), batch.labels.size() * sizeof(std::int32_t));
+  }
+  // Forward and backward in training mode (dropout keyed by sample); returns the loss.
+  double compute_gradients() {
+    Context<T> ctx{&backend, nullptr, true, 11, 0};
+    const T* logits = model.forward(ctx, kBatch, codes.data());
+    const double loss =
+        backend.softmax_cross_entropy(kBatch, model.config().classes, logits, labels.data(), diff.data());
+    model.backward(ctx, kBatch, codes.data(), diff.data());
+    return loss;
+  }
+  void step() {
+    compute_gradients();
+    optimizer.step(backend, model.params(), kLearningRate);
+  }
+  std::vector<double> inference_logits() {
+    Context<T> ctx{&backend, nullptr, false, 0, 0};
+    const T* logits = model.forward(ctx, kBatch, codes.data());
+    std::vector<T> host(static_cast<std::size_t>(kBatch * model.config().classes));
+    backend.memory().copy_to_host(host.data(), logits, host.size() * sizeof(T));
+    return {host.begin(), host.end()};
+  }
+};
+
 template <typename T>
 inline StepResult run_step(Backend<T>& backend, const ModelConfig& config, const Batch& batch) {
-  const Memory& memory = backend.memory();
-  Model<T> model(config, memory);
-  train::Optimizer<T> optimizer(sgd(), model.params().trained_count(), memory);
-  model.params().initialize(3);
-  model.reserve(kBatch);
-  Buffer<std::uint8_t> codes(batch.codes.size(), memory);
-  Buffer<std::int32_t> labels(batch.labels.size(), memory);
-  Buffer<T> diff(static_cast<std::size_t>(kBatch * config.classes), memory);
-  memory.copy_to_device(codes.data(), batch.codes.data(), batch.codes.size());
-  memory.copy_to_device(labels.data(), batch.labels.data(), batch.labels.size() * sizeof(std::int32_t));
-  Context<T> ctx{&backend, nullptr, true, 11, 0};
+  Trainee<T> t(backend, config, sgd(), batch);
   StepResult r;
-  const T* logits = model.forward(ctx, kBatch, codes.data());
-  r.loss = backend.softmax_cross_entropy(kBatch, config.classes, logits, labels.data(), diff.data());
-  model.backward(ctx, kBatch, codes.data(), diff.data());
-  r.gradients = to_host(model.params().gradients());
-  r.state = to_host(model.params().state());
-  optimizer.step(backend, model.params(), kLearningRate);
-  r.weights_after = to_host(model.params().values());
-  ctx.training = false;
-  const T* inference = model.forward(ctx, kBatch, codes.data());
-  std::vector<T> host(static_cast<std::size_t>(kBatch * config.classes));
-  memory.copy_to_host(host.data(), inference, host.size() * sizeof(T));
-  r.inference_logits.assign(host.begin(), host.end());
+  r.loss = t.compute_gradients();
+  r.gradients = to_host(t.model.params().gradients());
+  r.state = to_host(t.model.params().state());
+  t.optimizer.step(backend, t.model.params(), kLearningRate);
+  r.weights_after = to_host(t.model.params().values());
+  r.inference_logits = t.inference_logits();
   return r;
 }
 
