@@ -1,11 +1,14 @@
 // textscale: text classification from corpus to trained model.
 // This is the single place where errors are caught and turned into a message and an exit code.
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "textscale/cli/commands.h"
@@ -15,6 +18,7 @@
 #include "textscale/common/interrupt.h"
 #include "textscale/common/log.h"
 #include "textscale/dist/communicator.h"
+#include "textscale/engine/cpu/dnnl_backend.h"
 
 namespace {
 
@@ -31,6 +35,22 @@ constexpr const char* kUsage =
     "  textscale <command> --help   options of a command\n"
     "  textscale --version          version, git revision and library versions\n";
 
+// "cpu: <model name> (family F, model M), N cores; oneDNN <instruction set>": oneDNN picks its
+// kernels, and so their rounding order, by the instruction set, which DNNL_MAX_CPU_ISA can cap.
+std::string cpu_line() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, name = "unknown", family = "?", model = "?";
+  auto value = [&] { return line.substr(std::min(line.size(), line.find(':') + 2)); };
+  while (std::getline(in, line) && !line.empty()) {  // the first processor's block
+    if (line.rfind("model name", 0) == 0) name = value();
+    if (line.rfind("cpu family", 0) == 0) family = value();
+    if (line.rfind("model\t", 0) == 0) model = value();
+  }
+  return "cpu: " + name + " (family " + family + ", model " + model + "), " +
+         std::to_string(std::thread::hardware_concurrency()) + " cores; oneDNN " +
+         textscale::engine::DnnlBackend::cpu_isa();
+}
+
 int dispatch(int argc, char** argv) {
   if (argc < 2) {
     std::fputs(kUsage, stderr);
@@ -44,7 +64,7 @@ int dispatch(int argc, char** argv) {
   }
   if (command == "--version") {
     const textscale::BuildInfo info = textscale::build_info();
-    std::printf("%s\n%s\n%s\n", textscale::version_line().c_str(), info.libraries.c_str(),
+    std::printf("%s\n%s\n%s\n%s\n", textscale::version_line().c_str(), info.libraries.c_str(), cpu_line().c_str(),
                 textscale::device_summary().c_str());
     return 0;
   }

@@ -8,4 +8,5 @@ if [ "${1:-}" != "--no-build" ]; then
   bash .ci/install-deps.sh
   BUILD_DIR=$build_dir bash .ci/build.sh
 fi
+"$build_dir/bin/textscale" --version  # the CPU and the instruction set oneDNN's kernels use
 ctest --test-dir "$build_dir" --output-on-failure -j 2 --timeout 900
