@@ -24,6 +24,7 @@
 #include "textscale/engine/model.h"
 #include "textscale/train/optimizer.h"
 #include "textscale/train/trainer.h"
+#include "textscale/train/training_step.h"
 
 namespace po = boost::program_options;
 
@@ -146,28 +147,23 @@ int bench_command(const std::vector<std::string>& arguments) {
   engine::Buffer<std::int32_t> labels(host_labels.size(), memory);
   memory.copy_to_device(codes.data(), host_codes.data(), host_codes.size());
   memory.copy_to_device(labels.data(), host_labels.data(), host_labels.size() * sizeof(std::int32_t));
-  engine::Buffer<float> diff(static_cast<std::size_t>(batch * model_config.classes), memory);
   // The step's loss, accuracy and gradient norm stay in the backend's memory, as in `train`, which
   // reads them once a step; this loop reads them only after the last step.
-  engine::Buffer<double> results(4, memory);
-  engine::Context<float> ctx{backend.get(), nullptr, true, 1, 0};
+  train::StepSetup setup;
+  setup.seed = 1;
+  setup.max_rows = batch;
+  train::TrainingStep<float> trainer(model, *backend, &optimizer, setup);
+  const train::StepInput input{codes.data(), labels.data(), batch, batch, 0, true};
+  std::int64_t next_step = 0;
+  engine::Profile layer_times;
   auto train_step = [&] {
-    ctx.training = true;
-    const float* logits = model.forward(ctx, batch, codes.data());
-    backend->softmax_cross_entropy_stats(batch, model_config.classes, logits, labels.data(), diff.data(),
-                                         results.data());
-    model.backward(ctx, batch, codes.data(), diff.data());
-    optimizer.queue_step(*backend, model.params(), 1e-4, results.data() + 3);
-    ++ctx.step;
+    trainer.compute_gradients(input, next_step++);
+    trainer.queue_update(1e-4);
   };
-  auto infer_step = [&] {
-    ctx.training = false;
-    model.forward(ctx, batch, codes.data());
-  };
+  auto infer_step = [&] { trainer.infer(input); };
   for (std::int64_t i = 0; i < warmup; ++i) train_step();
   memory.synchronize();
-  engine::Profile layer_times;
-  if (profile) ctx.profile = &layer_times;
+  if (profile) trainer.set_profile(&layer_times);
   // Samples/s of each of `repeats` windows of `steps` steps, waiting for the device at the end of
   // each; the median is reported (a GPU's rate moves between windows: clocks, other tenants).
   const double samples = static_cast<double>(batch * steps);
@@ -180,17 +176,16 @@ int bench_command(const std::vector<std::string>& arguments) {
       rates.push_back(samples / seconds_since(start));
       // The profile's marks are done: add them up, so that a GPU reuses its events from the second
       // window on (the first creates them, inside its timing).
-      if (ctx.profile) ctx.profile->resolve(memory);
+      if (profile) layer_times.resolve(memory);
     }
     return rates;
   };
   const std::vector<double> train_rates = windows(train_step);
-  ctx.profile = nullptr;
-  double last[4] = {};
-  memory.copy_to_host(last, results.data(), sizeof last);
-  if (!std::isfinite(last[3]))
+  trainer.set_profile(nullptr);
+  const train::StepResults last = trainer.results();
+  if (last.skipped)
     throw Error("bench: the gradient of the last training step is not finite (norm " +
-                std::to_string(std::sqrt(last[3])) +
+                std::to_string(std::sqrt(last.gradient_sum_squares)) +
                 "), so the optimizer skipped the steps: not a training step's time");
   const double train_rate = median(train_rates);
   if (profile) {
@@ -228,8 +223,8 @@ int bench_command(const std::vector<std::string>& arguments) {
   out["infer_gflops_dense"] = 2 * macs * infer_rate / 1e9;
   out["peak_rss_mib"] = static_cast<double>(usage.ru_maxrss) / 1024.0;
   // The last training step's mean loss and gradient norm.
-  out["last_train_loss"] = last[0] / static_cast<double>(batch);
-  out["last_gradient_norm"] = std::sqrt(last[3]);
+  out["last_train_loss"] = last.loss_sum / static_cast<double>(batch);
+  out["last_gradient_norm"] = std::sqrt(last.gradient_sum_squares);
   std::cout << out.dump() << std::endl;
   return 0;
 }

@@ -16,6 +16,7 @@
 #include "textscale/engine/model.h"
 #include "textscale/engine/reference_backend.h"
 #include "textscale/train/optimizer.h"
+#include "textscale/train/training_step.h"
 
 namespace textscale::testing {
 
@@ -66,7 +67,8 @@ inline std::vector<double> to_host(const Buffer<T>& b) {
   return {raw.begin(), raw.end()};
 }
 
-// A model (initialised from seed 3), its optimizer and one batch on a backend.
+// A model (initialised from seed 3), its optimizer and one batch on a backend, stepped by the
+// training step `train` takes (train::TrainingStep).
 template <typename T>
 struct Trainee {
   Backend<T>& backend;
@@ -74,7 +76,8 @@ struct Trainee {
   train::Optimizer<T> optimizer;
   Buffer<std::uint8_t> codes;
   Buffer<std::int32_t> labels;
-  Buffer<T> diff;
+  train::TrainingStep<T> step_;
+  train::StepInput input;
 
   Trainee(Backend<T>& b, const ModelConfig& config, const train::OptimizerConfig& opt, const Batch& batch)
       : backend(b),
@@ -82,28 +85,33 @@ struct Trainee {
         optimizer(opt, model.params().trained_count(), b.memory()),
         codes(batch.codes.size(), b.memory()),
         labels(batch.labels.size(), b.memory()),
-        diff(static_cast<std::size_t>(kBatch * config.classes), b.memory()) {
+        step_(model, b, &optimizer, setup()),
+        input{codes.data(), labels.data(), kBatch, kBatch, 0, true} {
     model.params().initialize(3);
     model.reserve(kBatch);
     b.memory().copy_to_device(codes.data(), batch.codes.data(), batch.codes.size());
     b.memory().copy_to_device(labels.data(), batch.labels.data(), batch.labels.size() * sizeof(std::int32_t));
   }
-  // Forward and backward in training mode (dropout keyed by sample); returns the loss.
-  double compute_gradients() {
-    Context<T> ctx{&backend, nullptr, true, 11, 0};
-    const T* logits = model.forward(ctx, kBatch, codes.data());
-    const double loss =
-        backend.softmax_cross_entropy(kBatch, model.config().classes, logits, labels.data(), diff.data());
-    model.backward(ctx, kBatch, codes.data(), diff.data());
-    return loss;
+  static train::StepSetup setup() {
+    train::StepSetup s;
+    s.seed = 11;  // dropout masks keyed by (seed, step, sample) agree between backends
+    s.max_rows = kBatch;
+    return s;
   }
-  void step() {
-    compute_gradients();
-    optimizer.step(backend, model.params(), kLearningRate);
+  // Forward and backward in training mode; returns the mean loss. The optimizer is not stepped.
+  double compute_gradients() {
+    step_.compute_gradients(input, 0);
+    return step_.results().loss_sum / static_cast<double>(kBatch);
+  }
+  // The whole step: gradients, then the optimizer's update with kLearningRate.
+  void step() { step_.run(input, 0, kLearningRate); }
+  // After compute_gradients: the optimizer's update.
+  void update() {
+    step_.queue_update(kLearningRate);
+    step_.results();
   }
   std::vector<double> inference_logits() {
-    Context<T> ctx{&backend, nullptr, false, 0, 0};
-    const T* logits = model.forward(ctx, kBatch, codes.data());
+    const T* logits = step_.infer(input);
     std::vector<T> host(static_cast<std::size_t>(kBatch * model.config().classes));
     backend.memory().copy_to_host(host.data(), logits, host.size() * sizeof(T));
     return {host.begin(), host.end()};
@@ -117,7 +125,7 @@ inline StepResult run_step(Backend<T>& backend, const ModelConfig& config, const
   r.loss = t.compute_gradients();
   r.gradients = to_host(t.model.params().gradients());
   r.state = to_host(t.model.params().state());
-  t.optimizer.step(backend, t.model.params(), kLearningRate);
+  t.update();
   r.weights_after = to_host(t.model.params().values());
   r.inference_logits = t.inference_logits();
   return r;
