@@ -3,17 +3,20 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <numeric>
 #include <random>
+#include <string_view>
 
 #include "textscale/common/error.h"
 #include "textscale/common/files.h"
 #include "textscale/common/interrupt.h"
 #include "textscale/preprocess/chunk_writer.h"
+#include "textscale/preprocess/source.h"
 
 namespace textscale::preprocess {
 
@@ -24,6 +27,22 @@ constexpr hsize_t kMaxPreallocatedChunk = 16u << 20;        // larger aligned ch
 constexpr std::uint64_t kMinPreallocatedBytes = 64u << 20;  // smaller outputs: write through HDF5
 constexpr std::size_t kChunkCacheBytes = 32u << 20;
 constexpr std::size_t kCopyBatchRows = 4096;
+
+// The content digest hashes integers as they lie in memory, which is its little-endian definition.
+static_assert(std::endian::native == std::endian::little, "the content digest assumes a little-endian host");
+
+constexpr std::string_view kContentDigestName = "textscale-content-1\n";
+
+void hash_int64(Sha256& sha, std::int64_t value) {
+  sha.update(&value, sizeof value);
+}
+
+// A count, then each string with its terminating NUL.
+void hash_strings(Sha256& sha, const std::vector<std::string>* strings) {
+  hash_int64(sha, strings ? static_cast<std::int64_t>(strings->size()) : 0);
+  if (strings)
+    for (const std::string& s : *strings) sha.update(s.c_str(), s.size() + 1);
+}
 
 std::uint64_t bounded(std::mt19937_64& engine, std::uint64_t bound) {
   // Rejection sampling: uniform on [0, bound).
@@ -60,6 +79,7 @@ struct RowFileWriter::Column {
   int stream = 0;                    // this column's buffer pool in chunks_
   hsize_t staged = 0;
   std::size_t next_chunk = 0;
+  Sha256 digest;  // of the rows appended so far, in file order
 
   [[nodiscard]] std::size_t chunk_bytes() const { return static_cast<std::size_t>(chunk_rows) * row_bytes; }
 };
@@ -88,6 +108,7 @@ RowFileWriter::RowFileWriter(std::string path, RowLayout layout, bool overwrite,
   }
   // The destructor does not run for a constructor that throws: remove the temporary file here.
   try {
+    describe_content({});
     set_up();
   } catch (...) {
     columns_.clear();
@@ -235,6 +256,7 @@ void RowFileWriter::flush_chunk(Column& column) {
 
 void RowFileWriter::append_column(Column& column, const void* data, std::size_t count) {
   if (count == 0) return;
+  column.digest.update(data, count * column.row_bytes);
   if (!column.preallocated) {
     try {
       const int rank = column.width == 0 ? 1 : 2;
@@ -365,6 +387,7 @@ void RowFileWriter::finish() {
   if (expected_rows_ && !shuffle_ && rows_ != *expected_rows_)
     throw InputError("'" + path_ + "': " + std::to_string(rows_) + " rows written, " + std::to_string(*expected_rows_) +
                      " counted: the input changed between passes");
+  store_content_digest();
   // Closing flushes HDF5's caches: this is where a full disk shows up for rows written through
   // HDF5, with its error stack (which carries the system's message) in the exception.
   try {
@@ -376,6 +399,38 @@ void RowFileWriter::finish() {
   // Make the bytes durable before the name points at them.
   sync_file(temporary_path_);
   finished_ = true;
+}
+
+void RowFileWriter::describe_content(const ContentDescription& description) {
+  Sha256 sha;
+  hash_int64(sha, description.num_classes);
+  hash_strings(sha, description.classes);
+  sha.update(description.alphabet.c_str(), description.alphabet.size() + 1);
+  hash_strings(sha, description.vocabulary);
+  description_digest_ = sha.digest();
+}
+
+void RowFileWriter::store_content_digest() {
+  // docs/hdf5-schema.md, "Content digest".
+  Sha256 sha;
+  sha.update(kContentDigestName.data(), kContentDigestName.size());
+  for (const auto& column : columns_) {
+    sha.update(column->name, std::strlen(column->name));
+    sha.update("\n", 1);
+    hash_int64(sha, column->written);
+    hash_int64(sha, static_cast<std::int64_t>(column->width));
+    const auto rows = column->digest.digest();
+    sha.update(rows.data(), rows.size());
+  }
+  const std::string_view description = "description\n";
+  sha.update(description.data(), description.size());
+  sha.update(description_digest_.data(), description_digest_.size());
+  content_sha256_ = sha.hex();
+  try {
+    h5::write_attribute(file_.get(), "content_sha256", content_sha256_);
+  } catch (const Hdf5Error& error) {
+    throw IoError("cannot write output '" + path_ + "': " + error.what());
+  }
 }
 
 void RowFileWriter::publish() {

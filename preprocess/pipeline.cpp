@@ -33,6 +33,7 @@
 #include "textscale/common/interrupt.h"
 #include "textscale/common/log.h"
 #include "textscale/common/schema.h"
+#include "textscale/data/dataset_file.h"
 #include "textscale/preprocess/hdf5_writer.h"
 #include "textscale/preprocess/record_reader.h"
 #include "textscale/preprocess/row_encoder.h"
@@ -273,37 +274,19 @@ struct TrainingFile {
 };
 
 TrainingFile load_training_file(const std::string& path) {
-  h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!file.valid()) {
-    H5Eclear2(H5E_DEFAULT);
-    throw InputError("--vocab-from '" + path + "': not a readable HDF5 file");
-  }
-  try {
-    if (h5::read_int_attribute(file.get(), "schema_version") != kSchemaVersion)
-      throw InputError("unsupported schema_version (this build reads " + std::to_string(kSchemaVersion) + ")");
-    const std::string tokenizer = h5::read_string_attribute(file.get(), "tokenizer");
-    if (tokenizer != kTokenizerName)
-      throw InputError("its tokenizer is '" + tokenizer + "', this build uses '" + std::string(kTokenizerName) + "'");
-    std::vector<std::string> words = h5::read_string_dataset(file.get(), "vocab");
-    std::vector<std::int64_t> counts;
-    if (H5Lexists(file.get(), "vocab_counts", H5P_DEFAULT) > 0) {
-      h5::Handle dataset(TS_CHECK_HDF5(H5Dopen2(file.get(), "vocab_counts", H5P_DEFAULT)));
-      h5::Handle space(TS_CHECK_HDF5(H5Dget_space(dataset.get())));
-      counts.resize(static_cast<std::size_t>(H5Sget_simple_extent_npoints(space.get())));
-      TS_CHECK_HDF5(H5Dread(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, counts.data()));
-    }
-    TrainingFile training;
-    training.vocabulary = Vocabulary::from_words(std::move(words), std::move(counts));
-    if (h5::has_attribute(file.get(), "classes"))
-      training.classes = h5::read_string_list_attribute(file.get(), "classes");
-    if (h5::has_attribute(file.get(), "num_classes"))
-      training.num_classes = h5::read_int_attribute(file.get(), "num_classes");
-    if (h5::has_attribute(file.get(), "min_count"))
-      training.min_count = h5::read_int_attribute(file.get(), "min_count");
-    return training;
-  } catch (const Error& error) {
-    throw InputError("--vocab-from '" + path + "': " + error.what());
-  }
+  const data::DatasetFile file(path, {.name = "--vocab-from '" + path + "'", .chunk_cache_bytes = 0});
+  const std::string tokenizer = file.text_attribute("tokenizer").value_or("");
+  if (tokenizer.empty()) throw InputError(file.name() + ": attribute 'tokenizer' is missing");
+  if (tokenizer != kTokenizerName)
+    throw InputError(file.name() + ": its tokenizer is '" + tokenizer + "', this build uses '" +
+                     std::string(kTokenizerName) + "'");
+  TrainingFile training;
+  training.vocabulary = naming_file(
+      file.name(), "", [&] { return Vocabulary::from_words(file.read_vocabulary(), file.read_vocab_counts()); });
+  training.classes = file.classes();
+  training.num_classes = file.num_classes();
+  training.min_count = file.int_attribute("min_count").value_or(1);
+  return training;
 }
 
 // Words of a block from the counting pass's spool: entry numbers mapped to vocabulary ids.
@@ -414,6 +397,9 @@ void write_metadata(RowFileWriter& writer, const std::string& split, std::uint64
     TS_CHECK_HDF5(
         H5Dwrite(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, vocabulary->counts().data()));
   }
+  // What the content digest covers besides the rows: the attributes and datasets written above.
+  writer.describe_content({num_classes, &o.class_names, o.chars ? quantizer.alphabet() : std::string(),
+                           o.words ? &vocabulary->words() : nullptr});
 }
 
 }  // namespace

@@ -30,15 +30,20 @@ void Sha256::update(const void* data, std::size_t size) {
   if (size > 0) EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(context_), data, size);
 }
 
-std::string Sha256::hex() {
-  unsigned char digest[EVP_MAX_MD_SIZE];
+std::array<unsigned char, 32> Sha256::digest() {
+  std::array<unsigned char, 32> digest{};
   unsigned int length = 0;
-  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(context_), digest, &length);
+  if (EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(context_), digest.data(), &length) != 1 || length != digest.size())
+    throw Error("OpenSSL: cannot finish SHA-256");
+  return digest;
+}
+
+std::string Sha256::hex() {
   static const char* digits = "0123456789abcdef";
   std::string out;
-  for (unsigned i = 0; i < length; ++i) {
-    out.push_back(digits[digest[i] >> 4]);
-    out.push_back(digits[digest[i] & 15]);
+  for (const unsigned char byte : digest()) {
+    out.push_back(digits[byte >> 4]);
+    out.push_back(digits[byte & 15]);
   }
   return out;
 }

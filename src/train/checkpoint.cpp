@@ -16,7 +16,8 @@ namespace textscale::train {
 namespace {
 
 constexpr const char* kFormat = "textscale-checkpoint";
-constexpr std::int64_t kVersion = 1;
+// What builds that know only checkpoint_version require (checkpoint.h: format versions).
+constexpr std::int64_t kLegacyVersion = 1;
 
 nlohmann::json position_json(const TrainingPosition& p) {
   return {{"epoch", p.epoch},
@@ -81,6 +82,13 @@ void read_array(hid_t group, const std::string& path, const std::string& group_n
     throw InputError(where + ": cannot read (truncated or damaged file?)");
 }
 
+// format_version; a checkpoint without it is version 1, or what checkpoint_version says.
+std::int64_t format_version(hid_t file) {
+  if (h5::has_attribute(file, "format_version")) return h5::read_int_attribute(file, "format_version");
+  if (h5::has_attribute(file, "checkpoint_version")) return h5::read_int_attribute(file, "checkpoint_version");
+  return 1;
+}
+
 h5::Handle open_checkpoint(const std::string& path) {
   if (!std::filesystem::exists(path)) throw InputError(path + ": no such checkpoint");
   if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(path + ": not a checkpoint (not an HDF5 file, or truncated)");
@@ -88,10 +96,13 @@ h5::Handle open_checkpoint(const std::string& path) {
   if (!file.valid()) throw InputError(path + ": cannot open the checkpoint (truncated or damaged?)");
   if (!h5::has_attribute(file.get(), "format") || h5::read_string_attribute(file.get(), "format") != kFormat)
     throw InputError(path + ": not a textscale checkpoint (attribute 'format' missing)");
-  const auto version = h5::read_int_attribute(file.get(), "checkpoint_version");
-  if (version != kVersion)
-    throw InputError(path + ": checkpoint version " + std::to_string(version) + " is not supported (this build reads " +
-                     std::to_string(kVersion) + ")");
+  const std::int64_t version = format_version(file.get());
+  if (version < 1)
+    throw InputError(path + ": checkpoint format version " + std::to_string(version) + " is not a valid version");
+  if (version > kCheckpointFormatVersion)
+    throw InputError(path + ": checkpoint format version " + std::to_string(version) +
+                     " is newer than this build reads (versions 1 to " + std::to_string(kCheckpointFormatVersion) +
+                     "): use a newer textscale");
   return file;
 }
 
@@ -130,7 +141,8 @@ void save_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer
     h5::Handle file(TS_CHECK_HDF5(H5Fcreate(temporary.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)));
     const hid_t f = file.get();
     h5::write_attribute(f, "format", std::string(kFormat));
-    h5::write_attribute(f, "checkpoint_version", kVersion);
+    h5::write_attribute(f, "format_version", kCheckpointFormatVersion);
+    h5::write_attribute(f, "checkpoint_version", kLegacyVersion);
     h5::write_attribute(f, "model", model_config_json(model.config()));
     h5::write_attribute(f, "training", info.training_json);
     h5::write_attribute(f, "position", position_json(info.position).dump());
@@ -142,6 +154,8 @@ void save_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer
     h5::write_attribute(f, "created_by", version_line());
     h5::write_attribute(f, "libraries", build_info().libraries);
     h5::write_attribute(f, "created", utc_now_iso8601());
+    if (!info.train_content_sha256.empty()) h5::write_attribute(f, "train_content_sha256", info.train_content_sha256);
+    if (!info.valid_content_sha256.empty()) h5::write_attribute(f, "valid_content_sha256", info.valid_content_sha256);
     auto& params = model.params();
     h5::Handle parameters(TS_CHECK_HDF5(H5Gcreate2(f, "parameters", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
     h5::Handle state(TS_CHECK_HDF5(H5Gcreate2(f, "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
@@ -192,6 +206,10 @@ CheckpointInfo read_info(const std::string& path) {
   info.encoding.char_order = h5::read_string_attribute(f, "char_order");
   info.encoding.num_classes = h5::read_int_attribute(f, "num_classes");
   info.encoding.classes = h5::read_string_list_attribute(f, "classes");
+  info.format_version = format_version(f);
+  for (auto [name, digest] : {std::pair{"train_content_sha256", &info.train_content_sha256},
+                              std::pair{"valid_content_sha256", &info.valid_content_sha256}})
+    if (h5::has_attribute(f, name)) *digest = h5::read_string_attribute(f, name);
   if (H5Lexists(f, "optimizer", H5P_DEFAULT) > 0) {
     h5::Handle group(TS_CHECK_HDF5(H5Gopen2(f, "optimizer", H5P_DEFAULT)));
     info.optimizer_kind = h5::read_string_attribute(group.get(), "kind");

@@ -261,6 +261,26 @@ void check_same_everywhere(dist::Communicator& comm, const std::string& config_j
   for (const auto& [path, fingerprint] : files) compare("file for " + path + " (content differs)", fingerprint);
 }
 
+// A resumed run reads the data its checkpoint was trained on: refuses a file whose content digest
+// differs from the one the checkpoint records, and warns when either digest is unknown (a file
+// made before content digests, or an older checkpoint), as only the path can then be compared.
+void check_same_data(const std::string& checkpoint, const std::string& recorded, const std::string& path,
+                     const std::string& digest) {
+  if (!recorded.empty() && !digest.empty()) {
+    if (recorded != digest)
+      throw InputError(path + " is not the data " + checkpoint + " was trained on: its content_sha256 is " + digest +
+                       ", the checkpoint records " + recorded +
+                       " (the file was re-made or replaced; resume with the original file, or start a new run "
+                       "with --init-from)");
+    return;
+  }
+  TS_LOG(warn,
+         "cannot check that " << path << " is the data " << checkpoint << " was trained on: "
+                              << (digest.empty() ? path + " has no content digest (made before textscale recorded one)"
+                                                 : checkpoint + " records no content digest for it")
+                              << "; resuming with the file at the same path");
+}
+
 }  // namespace
 
 namespace {
@@ -317,12 +337,16 @@ EvalData open_eval_data(const TrainConfig& config, const dist::World& world, con
 // Loads --resume (parameters, statistics, optimizer state and position) or --init-from
 // (parameters and statistics), then gives every rank rank 0's tensors (MPI reads and writes them
 // from the host).
-TrainingPosition restore(const TrainConfig& config, const Encoding& encoding, engine::Model<float>& model,
-                         Optimizer<float>& optimizer, dist::Communicator& comm) {
+TrainingPosition restore(const TrainConfig& config, const ShardReader& train, const EvalData& eval,
+                         engine::Model<float>& model, Optimizer<float>& optimizer, dist::Communicator& comm) {
+  const Encoding& encoding = train.encoding();
   TrainingPosition position;
   if (!config.resume.empty()) {
     const CheckpointInfo info = read_checkpoint_info(config.resume);
     info.encoding.check_compatible(encoding, config.resume, config.train_path);
+    check_same_data(config.resume, info.train_content_sha256, config.train_path, train.content_sha256());
+    if (!config.valid_path.empty())
+      check_same_data(config.resume, info.valid_content_sha256, config.valid_path, eval.valid.content_sha256);
     load_checkpoint(config.resume, model, &optimizer);
     position = info.position;
   } else if (!config.init_from.empty()) {
@@ -797,7 +821,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   engine::Model<float> model(model_config, memory);
   Optimizer<float> optimizer(config.optimizer, model.params().trained_count(), memory);
   model.params().initialize(config.seed);
-  TrainingPosition position = restore(config, encoding, model, optimizer, comm);
+  TrainingPosition position = restore(config, train, eval, model, optimizer, comm);
   const BatchPlan plan = plan_batches(config, world, train.rows(), position);
   model.reserve(plan.capacity);
 
@@ -817,6 +841,8 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   info.encoding = encoding;
   info.training_json = config_json;
   info.model = model_config;
+  info.train_content_sha256 = train.content_sha256();
+  info.valid_content_sha256 = eval.valid.content_sha256;
 
   // --- The step: gradients reduced over the ranks (NCCL on GPUs, MPI otherwise) ----------------
   std::shared_ptr<dist::Communicator> gradient_comm = world.comm;

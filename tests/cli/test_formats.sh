@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Input layouts on small hand-made files: Zhang CSV with 2, 3 and 4 columns (Yahoo Answers),
 # classes.txt picked up beside the input, TSV column selection and label kinds, CRLF, encoding
-# options. Values are checked with h5py against the rules of docs/hdf5-schema.md.
+# options, the content digest. Values are checked with h5py against the rules of
+# docs/hdf5-schema.md.
 source "$(dirname "$0")/lib.sh"
 cd "$WORK"
 mkdir -p yahoo
@@ -83,4 +84,46 @@ a, b = h5py.File("yahoo.h5", "r"), h5py.File("piped.h5", "r")
 assert (a["chars"][:] == b["chars"][:]).all() and b.attrs["source_file"] == "<stdin>"
 assert "hdf5 1." in b.attrs["libraries"]
 PY
+
+# --- Content digest -------------------------------------------------------------------------------
+# A 3 MB input (three 1 MiB blocks, so threads share the work): the same command with 1 and 3
+# threads gives the same digest, another --seed another one; the validation file has its own.
+py - <<'PY'
+import random
+rng = random.Random(5)
+words = ["alpha", "beta", "gamma", "delta", "news", "film", "good", "bad", "x1", "Zeta"]
+with open("many.csv", "w") as out:
+    for i in range(20000):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(5, 40)))
+        out.write(f'"{rng.randint(1, 4)}","title {i}","{text}"\n')
+PY
+for run in "t1:--threads 1 --shuffle --seed 1" "t3:--threads 3 --shuffle --seed 1" "s2:--threads 3 --shuffle --seed 2" \
+  "plain:--threads 3" "nowords:--no-words" "nochars:--no-chars"; do
+  read -r -a options <<< "${run#*:}"
+  "$TEXTSCALE_BIN" preprocess --input many.csv --output "${run%%:*}.h5" --validation-fraction 0.1 "${options[@]}" -q
+done
+digest() { py -c "import h5py, sys; print(h5py.File(sys.argv[1], 'r').attrs['content_sha256'])" "$1"; }
+[ "$(digest t1.h5)" = "$(digest t3.h5)" ] || fail "the content digest depends on --threads"
+[ "$(digest t1.valid.h5)" = "$(digest t3.valid.h5)" ] || fail "the validation file's digest depends on --threads"
+[ "$(digest t1.h5)" != "$(digest s2.h5)" ] || fail "another --seed gave the same content digest"
+[ "$(digest t1.h5)" != "$(digest plain.h5)" ] || fail "shuffled and unshuffled rows gave the same content digest"
+[ "$(digest t1.h5)" != "$(digest t1.valid.h5)" ] || fail "the validation file has the training file's digest"
+# The digest is what docs/hdf5-schema.md says it is: its Python recipe, run on each kind of file.
+sed -n '/^def content_sha256/,/^    return out.hexdigest()/p' "$TEXTSCALE_SOURCE_DIR/docs/hdf5-schema.md" > recipe.py
+[ -s recipe.py ] || fail "no content_sha256 recipe in docs/hdf5-schema.md"
+py - t1.h5 t1.valid.h5 s2.h5 plain.h5 nowords.h5 nochars.h5 yahoo.h5 <<'PY' || fail "content digest recipe"
+import hashlib, struct, sys, h5py
+exec(open("recipe.py").read())
+for path in sys.argv[1:]:
+    stored = h5py.File(path, "r").attrs["content_sha256"]
+    assert content_sha256(path) == stored, (path, content_sha256(path), stored)
+PY
+# inspect shows it; a file made before content digests is still read, its identity unknown.
+"$TEXTSCALE_BIN" inspect t1.h5 > out || fail "inspect t1.h5"
+expect_in out "content sha256 $(digest t1.h5)"
+cp t1.h5 old.h5
+py -c "import h5py; del h5py.File('old.h5', 'r+').attrs['content_sha256']"
+"$TEXTSCALE_BIN" inspect old.h5 --row 0 > out || fail "inspect of a file without a content digest"
+expect_in out "content sha256 unknown"
+expect_in out "row 0: label"
 finish

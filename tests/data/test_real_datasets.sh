@@ -132,6 +132,8 @@ for name in ("labels", "chars", "char_lengths", "words", "word_lengths", "vocab"
         assert (other[name][:] == first).all(), (name, other.filename)
 assert files[2].attrs["source_file"] == "<stdin>"
 assert files[0].attrs["source_sha256"] == "20db13acacc3ad88e9d112a7834a8ef24e7d51bea2c62df972881b505933b485"
+# The same tensors, vocabulary and classes: the same content digest, whatever the source and threads.
+assert files[0].attrs["content_sha256"] == files[2].attrs["content_sha256"]
 PY
 
 # Shuffle and a validation split: deterministic, disjoint, complete, classes mixed.
@@ -157,6 +159,9 @@ assert rows(t) + rows(v) == rows(ref)
 # The vocabulary was built on the training part only, and both files carry it.
 assert list(t["vocab"][:]) == list(v["vocab"][:])
 assert list(t["vocab"][:]) != list(ref["vocab"][:])
+# The same command twice: the same content digests; the validation file has its own.
+assert t.attrs["content_sha256"] == t2.attrs["content_sha256"] and v.attrs["content_sha256"] == v2.attrs["content_sha256"]
+assert t.attrs["content_sha256"] != v.attrs["content_sha256"]
 PY
 
 finish

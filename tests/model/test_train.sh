@@ -162,6 +162,53 @@ same_state crepe-full/checkpoint.h5 crepe-int/checkpoint.h5 "crepe interrupted b
 no_leftovers crepe-int
 echo "resume equivalence: checked"
 
+# --- Data identity: a resume reads the data its checkpoint was trained on ----------------------------
+remake() {  # remake SEED: train.tsv shuffled with SEED into remade.h5 (replacing it)
+  ts preprocess --input train.tsv --format tsv --label-column 1 --labels names --classes "$DATA/ag_news/classes.txt" \
+    --unescape backslash --no-words --shuffle --seed "$1" --overwrite --output remade.h5 > /dev/null
+}
+content() { py -c "import h5py, sys; print(h5py.File(sys.argv[1], 'r').attrs[sys.argv[2]])" "$@"; }
+remake 1
+run_ts 0 train --train remade.h5 --valid test.h5 "${tiny_crepe[@]}" --epochs 1 --run-dir remade --max-steps 2 \
+  --progress off
+[ "$(content remade/checkpoint.h5 train_content_sha256)" = "$(content remade.h5 content_sha256)" ] ||
+  fail "the checkpoint does not record the training file's content digest"
+[ "$(content remade/checkpoint.h5 valid_content_sha256)" = "$(content test.h5 content_sha256)" ] ||
+  fail "the checkpoint does not record the validation file's content digest"
+[ "$(content remade/checkpoint.h5 format_version)" = 2 ] || fail "the checkpoint has no format_version 2"
+# The same path re-made with another --seed (the same rows in another order) is refused by name.
+remake 2
+run_ts 1 train --resume remade/checkpoint.h5 --max-steps 3
+expect_in "$WORK/err" "remade.h5 is not the data remade/checkpoint.h5 was trained on: its content_sha256 is"
+# Re-made with the original seed it is the same data again (the same command, the same digest).
+remake 1
+run_ts 0 train --resume remade/checkpoint.h5 --max-steps 3 --progress off
+grep -q "cannot check" "$WORK/err" && fail "a resume with matching digests warned: $(cat "$WORK/err")"
+# A checkpoint from before data digests (format version 1: no format_version, no digests) resumes,
+# with a warning that only the path could be compared.
+py - <<'PY'
+import h5py
+with h5py.File("remade/checkpoint.h5", "r+") as f:
+    for name in ("format_version", "train_content_sha256", "valid_content_sha256"):
+        del f.attrs[name]
+PY
+run_ts 0 train --resume remade/checkpoint.h5 --max-steps 4 --progress off
+expect_in "$WORK/err" "cannot check that remade.h5 is the data remade/checkpoint.h5 was trained on"
+[ "$(content remade/checkpoint.h5 format_version)" = 2 ] || fail "the resumed run did not write format_version 2"
+# A training file from before content digests: trains, and a resume warns.
+cp remade.h5 undigested.h5
+py -c "import h5py; del h5py.File('undigested.h5', 'r+').attrs['content_sha256']"
+run_ts 0 train --train undigested.h5 "${tiny_crepe[@]}" --epochs 1 --run-dir undigested --max-steps 1 --progress off
+run_ts 0 train --resume undigested/checkpoint.h5 --max-steps 2 --progress off
+expect_in "$WORK/err" "cannot check that undigested.h5 is the data undigested/checkpoint.h5 was trained on: undigested.h5 has no content digest"
+# A checkpoint of a newer format version is refused, naming both versions.
+py -c "import h5py, numpy; h5py.File('remade/checkpoint.h5', 'r+').attrs['format_version'] = numpy.int64(3)"
+run_ts 1 train --resume remade/checkpoint.h5 --max-steps 5
+expect_in "$WORK/err" "remade/checkpoint.h5: checkpoint format version 3 is newer than this build reads (versions 1 to 2)"
+run_ts 1 evaluate --checkpoint remade/checkpoint.h5 --data test.h5
+expect_in "$WORK/err" "checkpoint format version 3 is newer than this build reads"
+echo "data identity: checked"
+
 # --- Refusals --------------------------------------------------------------------------------------
 run_ts 1 train --train train.h5 --model vdcnn-9 --features 8 --fc 32 --epochs 2 --resume crepe-full/checkpoint.h5
 expect_in "$WORK/err" "crepe-full/checkpoint.h5: was trained with --model \"crepe-small\", this command gives \"vdcnn-9\""

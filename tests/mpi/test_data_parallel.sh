@@ -174,6 +174,11 @@ ts preprocess --input train.tsv --format tsv --label-column 1 --labels names --c
   --no-words --output other.h5 > /dev/null  # without --unescape: other content
 mismatch files "rank(s) 1 were started with a different file for --train" \
   -np 1 "$TEXTSCALE_BIN" train "${tiny[@]}" --run-dir m2 : -np 1 "$TEXTSCALE_BIN" train "${tiny[@]/train.h5/other.h5}" --run-dir m2
+# The same rows in another order: only the content digest tells the files apart.
+ts preprocess --input train.tsv --format tsv --label-column 1 --labels names --classes "$DATA/ag_news/classes.txt" \
+  --unescape backslash --no-words --shuffle --seed 3 --output reordered.h5 > /dev/null
+mismatch reordered "rank(s) 1 were started with a different file for --train (content differs)" \
+  -np 1 "$TEXTSCALE_BIN" train "${tiny[@]}" --run-dir m3 : -np 1 "$TEXTSCALE_BIN" train "${tiny[@]/train.h5/reordered.h5}" --run-dir m3
 echo "failures: checked"
 
 # --- Synchronised batch normalisation -------------------------------------------------------------

@@ -1,14 +1,16 @@
 // Training pieces with exact expected values: learning-rate schedules, gradient clipping and the
 // optimizer steps through the flat buffer, and classification metrics on a hand-made example;
-// checkpoints moving between the CPU backends (checkpoint_between.h).
+// checkpoints moving between the CPU backends (checkpoint_between.h) and their format versions.
 #define BOOST_TEST_MODULE training
 #include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "checkpoint_between.h"
 #include "textscale/common/error.h"
+#include "textscale/common/hdf5.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
 #include "textscale/engine/reference_backend.h"
 #include "textscale/train/metrics.h"
@@ -210,4 +212,76 @@ BOOST_AUTO_TEST_CASE(checkpoints_move_between_backends) {
   engine::ReferenceBackend<float> reference;
   testing::check_checkpoint_between(dnnl, reference, "vdcnn-9", "oneDNN -> reference", 1e-4);
   testing::check_checkpoint_between(reference, dnnl, "crepe-small", "reference -> oneDNN", 1e-4);
+}
+
+// A checkpoint records its data's content digests and its format version. One in the layout
+// before format versions (version 1: no format_version, no digests) still loads; a newer version
+// is refused, naming both versions.
+BOOST_AUTO_TEST_CASE(checkpoint_format_versions) {
+  engine::ReferenceBackend<float> backend;
+  engine::ModelConfig config = testing::config_of("crepe-small");
+  config.features = 16;
+  config.fc = 32;
+  train::OptimizerConfig adam;
+  adam.kind = "adam";
+  engine::Model<float> model(config, backend.memory());
+  model.params().initialize(5);
+  train::Optimizer<float> optimizer(adam, model.params().trained_count(), backend.memory());
+  train::CheckpointInfo info;
+  info.model = config;
+  info.encoding.alphabet = std::string(static_cast<std::size_t>(config.alphabet), 'a');
+  info.encoding.char_length = config.length;
+  info.encoding.char_order = "reversed";
+  info.encoding.num_classes = config.classes;
+  info.optimizer_kind = adam.kind;
+  info.train_content_sha256 = std::string(64, 'a');
+  info.valid_content_sha256 = std::string(64, 'b');
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("textscale-format-" + std::to_string(getpid()) + ".h5")).string();
+  train::save_checkpoint(path, model, &optimizer, info);
+  const train::CheckpointInfo saved = train::read_checkpoint_info(path);
+  BOOST_TEST(saved.format_version == train::kCheckpointFormatVersion);
+  BOOST_TEST(saved.train_content_sha256 == info.train_content_sha256);
+  BOOST_TEST(saved.valid_content_sha256 == info.valid_content_sha256);
+
+  const auto edit = [&](const std::function<void(hid_t)>& change) {
+    h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
+    BOOST_REQUIRE(file.valid());
+    change(file.get());
+  };
+  // Version 1: the attributes of later versions removed.
+  edit([](hid_t file) {
+    for (const char* name : {"format_version", "train_content_sha256", "valid_content_sha256"})
+      BOOST_REQUIRE(H5Adelete(file, name) >= 0);
+  });
+  const train::CheckpointInfo old = train::read_checkpoint_info(path);
+  BOOST_TEST(old.format_version == 1);
+  BOOST_TEST(old.train_content_sha256.empty());
+  BOOST_TEST(old.valid_content_sha256.empty());
+  engine::Model<float> loaded(config, backend.memory());
+  loaded.params().initialize(6);
+  train::Optimizer<float> loaded_optimizer(adam, loaded.params().trained_count(), backend.memory());
+  train::load_checkpoint(path, loaded, &loaded_optimizer);
+  BOOST_TEST(testing::to_host(loaded.params().values()) == testing::to_host(model.params().values()));
+
+  // A newer version than this build reads.
+  edit([](hid_t file) { h5::write_attribute(file, "format_version", train::kCheckpointFormatVersion + 1); });
+  const std::string newer = std::to_string(train::kCheckpointFormatVersion + 1);
+  const std::string ours = std::to_string(train::kCheckpointFormatVersion);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    try {
+      if (attempt == 0)
+        (void)train::read_checkpoint_info(path);
+      else
+        train::load_checkpoint(path, loaded, &loaded_optimizer);
+      BOOST_FAIL("a checkpoint of format version " << newer << " was read");
+    } catch (const InputError& error) {
+      const std::string message = error.what();
+      BOOST_TEST_MESSAGE(message);
+      BOOST_TEST(message.starts_with(path));
+      BOOST_TEST(message.find("checkpoint format version " + newer + " is newer than this build reads (versions 1 to " +
+                              ours + ")") != std::string::npos);
+    }
+  }
+  std::filesystem::remove(path);
 }

@@ -3,15 +3,21 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include <fcntl.h>
 #include <unistd.h>
 #include <set>
 
 #include "textscale/common/error.h"
+#include "textscale/common/hdf5.h"
 #include "textscale/preprocess/hdf5_writer.h"
+#include "textscale/preprocess/source.h"
 
 using namespace textscale::preprocess;
 namespace fs = std::filesystem;
@@ -45,7 +51,117 @@ std::vector<T> read_dataset(hid_t file, const char* name, hid_t type) {
   return values;
 }
 
+std::string stored_digest(const fs::path& path) {
+  h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  BOOST_REQUIRE(file.valid());
+  return h5::read_string_attribute(file.get(), "content_sha256");
+}
+
+// Writes rows [0, n) in appends of `batch` rows (shuffled with `seed` when shuffle), describes the
+// content with `classes`, and returns the digest stored in the file; `changed_row` >= 0 gets
+// another label.
+std::string digest_of_written(const std::string& name, int n, int batch, bool shuffle, std::uint64_t seed,
+                              const std::vector<std::string>& classes, int changed_row = -1) {
+  const RowLayout layout{true, 9, true, 4, 0};
+  const fs::path path = temp_path(name);
+  fs::remove(path);
+  std::string digest;
+  {
+    RowFileWriter writer(path.string(), layout, false, shuffle, seed);
+    for (int first = 0; first < n; first += batch) {
+      auto rows = make_rows(first, std::min(batch, n - first), layout);
+      if (changed_row >= first && changed_row < first + batch)
+        rows.labels[static_cast<std::size_t>(changed_row - first)] += 1;
+      writer.append(rows);
+    }
+    const std::vector<std::string> vocabulary = {"<pad>", "<unk>", "a"};
+    writer.describe_content({3, &classes, "abc", &vocabulary});
+    writer.commit();
+    digest = writer.content_sha256();
+  }
+  BOOST_TEST(stored_digest(path) == digest);
+  fs::remove(path);
+  return digest;
+}
+
+// The content digest recomputed from a file's datasets as docs/hdf5-schema.md describes it
+// ("Content digest"), with the description's digest given.
+std::string recomputed_digest(const fs::path& path, const std::array<unsigned char, 32>& description) {
+  h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  Sha256 outer;
+  const std::string magic = "textscale-content-1\n";
+  outer.update(magic.data(), magic.size());
+  for (const char* name : {"labels", "chars", "char_lengths", "words", "word_lengths"}) {
+    if (H5Lexists(file.get(), name, H5P_DEFAULT) <= 0) continue;
+    h5::Handle dataset(H5Dopen2(file.get(), name, H5P_DEFAULT));
+    h5::Handle space(H5Dget_space(dataset.get()));
+    hsize_t dims[2] = {0, 0};
+    const int rank = H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+    Sha256 rows;
+    if (std::string(name) == "chars") {
+      const auto values = read_dataset<std::uint8_t>(file.get(), name, H5T_STD_U8LE);
+      rows.update(values.data(), values.size());
+    } else {
+      const auto values = read_dataset<std::int32_t>(file.get(), name, H5T_STD_I32LE);
+      rows.update(values.data(), values.size() * 4);
+    }
+    const std::int64_t shape[2] = {static_cast<std::int64_t>(dims[0]),
+                                   rank == 2 ? static_cast<std::int64_t>(dims[1]) : 0};
+    outer.update(name, std::strlen(name));
+    outer.update("\n", 1);
+    outer.update(shape, sizeof shape);
+    const auto digest = rows.digest();
+    outer.update(digest.data(), digest.size());
+  }
+  outer.update("description\n", 12);
+  outer.update(description.data(), description.size());
+  return outer.hex();
+}
+
 }  // namespace
+
+BOOST_AUTO_TEST_CASE(content_digest_covers_the_rows_in_file_order) {
+  const std::vector<std::string> classes = {"x", "y", "z"};
+  const int n = 5000;
+  const std::string plain = digest_of_written("digest-a.h5", n, n, false, 0, classes);
+  BOOST_TEST(plain.size() == 64u);
+  BOOST_TEST(plain.find_first_not_of("0123456789abcdef") == std::string::npos);
+  // The same rows appended in other pieces (as other thread counts deliver them): the same digest.
+  BOOST_TEST(digest_of_written("digest-b.h5", n, 777, false, 0, classes) == plain);
+  // The order is part of the content: another seed, another digest; the same seed, the same one.
+  const std::string seed1 = digest_of_written("digest-c.h5", n, 1000, true, 1, classes);
+  BOOST_TEST(digest_of_written("digest-d.h5", n, 3333, true, 1, classes) == seed1);
+  BOOST_TEST(digest_of_written("digest-e.h5", n, 1000, true, 2, classes) != seed1);
+  BOOST_TEST(seed1 != plain);
+  // One label, or the class names, changed: another digest.
+  BOOST_TEST(digest_of_written("digest-f.h5", n, 1000, false, 0, classes, 4321) != plain);
+  BOOST_TEST(digest_of_written("digest-g.h5", n, 1000, false, 0, {"x", "y", "w"}) != plain);
+}
+
+BOOST_AUTO_TEST_CASE(content_digest_is_what_the_documentation_describes) {
+  // A shuffled file: the digest covers the rows in the file's order, not the order appended.
+  const RowLayout layout{true, 5, true, 3, 0};
+  const fs::path path = temp_path("digest-recomputed.h5");
+  fs::remove(path);
+  const std::vector<std::string> classes = {"neg", "pos", "other"};
+  const std::vector<std::string> vocabulary = {"<pad>", "<unk>", "the", "cat"};
+  {
+    RowFileWriter writer(path.string(), layout, false, true, 7);
+    writer.append(make_rows(0, 1234, layout));
+    writer.describe_content({3, &classes, "abcde", &vocabulary});
+    writer.commit();
+  }
+  Sha256 description;
+  const std::int64_t num_classes = 3, class_count = 3, vocab_count = 4;
+  description.update(&num_classes, 8);
+  description.update(&class_count, 8);
+  for (const auto& c : classes) description.update(c.c_str(), c.size() + 1);
+  description.update("abcde", 6);
+  description.update(&vocab_count, 8);
+  for (const auto& w : vocabulary) description.update(w.c_str(), w.size() + 1);
+  BOOST_TEST(recomputed_digest(path, description.digest()) == stored_digest(path));
+  fs::remove(path);
+}
 
 BOOST_AUTO_TEST_CASE(permutation_is_seeded_and_complete) {
   const auto a = seeded_permutation(1000, 42);
@@ -180,6 +296,7 @@ BOOST_AUTO_TEST_CASE(preallocated_file_equals_the_appended_one) {
       BOOST_TEST_MESSAGE("no O_DIRECT in " << b.parent_path() << ": the page-cache fallback was tested");
     }
   }
+  BOOST_TEST(stored_digest(a) == stored_digest(b));
   h5::Handle fa(H5Fopen(a.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)), fb(H5Fopen(b.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   BOOST_TEST(read_dataset<std::uint8_t>(fa.get(), "chars", H5T_NATIVE_UINT8) ==
              read_dataset<std::uint8_t>(fb.get(), "chars", H5T_NATIVE_UINT8));

@@ -16,8 +16,14 @@
 //   HDF5.
 // With shuffling, rows are first spooled to a raw temporary file of fixed-size records and
 // copied in a seeded permutation, so memory stays at 8 bytes per row whatever the text size.
+//
+// Content digest: each dataset's rows are hashed (SHA-256) as they go to the file, in the file's
+// row order, so the digest costs no second read; finish() combines them with what
+// describe_content() gave into the attribute content_sha256 (docs/hdf5-schema.md, "Content
+// digest").
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -44,6 +50,14 @@ struct RowLayout {
 // specified, unlike std::shuffle), so the same seed gives the same order on every platform.
 [[nodiscard]] std::vector<std::uint64_t> seeded_permutation(std::uint64_t n, std::uint64_t seed);
 
+// What the content digest covers besides the rows.
+struct ContentDescription {
+  std::int64_t num_classes = 0;
+  const std::vector<std::string>* classes = nullptr;     // names in index order; null: none
+  std::string alphabet;                                  // with chars
+  const std::vector<std::string>* vocabulary = nullptr;  // with words: vocab[id]; null: none
+};
+
 class RowFileWriter {
  public:
   // expected_rows: the number of rows that will be appended, when known. Throws InputError if
@@ -65,9 +79,15 @@ class RowFileWriter {
   // or the page cache).
   [[nodiscard]] bool direct() const { return direct_; }
 
+  // The file's classes, alphabet and vocabulary for the content digest; call before finish().
+  // Without it the digest covers the rows and an empty description.
+  void describe_content(const ContentDescription& description);
+  // After finish(): the content digest stored as attribute content_sha256 (hex).
+  [[nodiscard]] const std::string& content_sha256() const { return content_sha256_; }
+
   // Writes what is still buffered (the spooled rows in their permuted order when shuffling),
-  // closes the file and syncs it, still under its temporary name. Throws InputError when a known
-  // row count was not met (the input changed between passes).
+  // stores the content digest, closes the file and syncs it, still under its temporary name. Throws InputError when a
+  // known row count was not met (the input changed between passes).
   void finish();
   // Renames the finished file to its final name. Outputs that belong together are all
   // finished before any is published, so a failure leaves none of them.
@@ -88,6 +108,7 @@ class RowFileWriter {
   void spool(const EncodedRows& rows);
   void copy_spool_permuted();
   void close_columns();
+  void store_content_digest();
   [[nodiscard]] std::size_t spool_row_bytes() const;
 
   std::string path_;
@@ -107,6 +128,8 @@ class RowFileWriter {
   std::FILE* spool_ = nullptr;
   std::int64_t rows_ = 0;
   std::vector<std::int64_t> class_counts_;
+  std::array<unsigned char, 32> description_digest_{};
+  std::string content_sha256_;
 };
 
 }  // namespace textscale::preprocess

@@ -4,6 +4,7 @@
 
 #include <zlib.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -20,7 +21,8 @@ class Sha256 {
   Sha256& operator=(const Sha256&) = delete;
   ~Sha256();
   void update(const void* data, std::size_t size);
-  [[nodiscard]] std::string hex();  // finishes the digest
+  [[nodiscard]] std::array<unsigned char, 32> digest();  // finishes the digest
+  [[nodiscard]] std::string hex();                       // finishes the digest
 
  private:
   void* context_ = nullptr;

@@ -2,16 +2,27 @@
 // HDF5 file.
 //
 // Layout (all at the root unless named):
-//   attributes  format = "textscale-checkpoint", checkpoint_version = 1, model (JSON of the
-//               ModelConfig), training (JSON of the resolved training configuration), position
-//               (JSON of TrainingPosition), alphabet, char_length, char_order, num_classes,
-//               classes, created_by, libraries, created
+//   attributes  format = "textscale-checkpoint", format_version = kCheckpointFormatVersion,
+//               checkpoint_version = 1, model (JSON of the ModelConfig), training (JSON of the
+//               resolved training configuration), position (JSON of TrainingPosition), alphabet,
+//               char_length, char_order, num_classes, classes, created_by, libraries, created,
+//               and, when the data files have content digests, train_content_sha256 and
+//               valid_content_sha256 (docs/hdf5-schema.md, "Content digest")
 //   parameters/<name>   every trained tensor in its canonical layout (float32 or float64)
 //   state/<name>        non-trained tensors (batch-norm running statistics)
 //   optimizer/slot0, optimizer/slot1   flat optimizer state parallel to the parameters, with
 //               attributes kind and steps (absent in a model-only checkpoint)
 // Written to a temporary name in the same folder, flushed, fsync'ed and renamed over the target,
 // so a crash never leaves a half-written checkpoint under the final name.
+//
+// Format versions and compatibility (docs/training.md):
+//   1  the layout above without format_version and the content digests; checkpoint_version = 1
+//   2  adds format_version and the data's content digests
+// A build reads every format version up to its own kCheckpointFormatVersion and refuses a newer
+// one, naming both versions. A checkpoint without format_version is version 1 (checkpoint_version,
+// when present, stands for it). A version that only adds attributes keeps checkpoint_version = 1,
+// so that builds which know only checkpoint_version still read it; a version those builds could
+// not read sets checkpoint_version to the new version, so that they refuse it.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +33,9 @@
 #include "textscale/train/optimizer.h"
 
 namespace textscale::train {
+
+// The checkpoint format version this build writes, and the newest it reads.
+inline constexpr std::int64_t kCheckpointFormatVersion = 2;
 
 // Where training stands: the epoch in progress (0-based), the next batch within it, the global
 // step, the running sums of the epoch so far, and model selection's best so far.
@@ -40,6 +54,10 @@ struct CheckpointInfo {
   TrainingPosition position;
   std::string training_json = "{}";
   std::string optimizer_kind;  // empty when the checkpoint has no optimizer state
+  // The content digests of the training and validation files (docs/hdf5-schema.md); empty when
+  // unknown: no validation file, a file made before content digests, or a version 1 checkpoint.
+  std::string train_content_sha256, valid_content_sha256;
+  std::int64_t format_version = kCheckpointFormatVersion;  // read: the file's
 };
 
 std::string model_config_json(const engine::ModelConfig& config);
@@ -49,7 +67,8 @@ template <typename T>
 void save_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimizer,
                      const CheckpointInfo& info);
 
-// Reads the attributes only; throws InputError for a file that is not a complete checkpoint.
+// Reads the attributes only; throws InputError for a file that is not a complete checkpoint, or of a
+// newer format version than this build reads.
 CheckpointInfo read_checkpoint_info(const std::string& path);
 
 // Loads parameters and state into `model` (and the optimizer state when `optimizer` is given).

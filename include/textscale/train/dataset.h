@@ -1,9 +1,9 @@
 // Character datasets for training and evaluation, read from `textscale preprocess` output.
 //
-// The file is opened once and validated at the boundary (docs/hdf5-schema.md): schema version,
-// presence, rank, type and length of `chars` and `labels`, labels within [0, num_classes). Errors
-// name the file and the dataset. Rows [begin, end) are read into memory — a data-parallel rank
-// reads only its shard; the whole AG News or IMDB training set is 10-25 MB of codes.
+// Files are opened once through data::DatasetFile, which validates them at the boundary
+// (docs/hdf5-schema.md); a file without character tensors is refused. Errors name the file and
+// the dataset. Rows [begin, end) are read into memory — a data-parallel rank reads only its
+// shard; the whole AG News or IMDB training set is 10-25 MB of codes.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +33,7 @@ struct CharDataset {
   std::int64_t rows = 0;             // rows held (end - begin)
   std::int64_t total_rows = 0;       // rows in the file
   std::int64_t first_row = 0;        // begin
+  std::string content_sha256;        // the file's content digest; empty when it has none
   std::vector<std::uint8_t> chars;   // (rows, L)
   std::vector<std::int32_t> labels;  // (rows)
 
@@ -60,9 +61,11 @@ class ShardReader {
   [[nodiscard]] const Encoding& encoding() const { return encoding_; }
   [[nodiscard]] std::int64_t rows() const { return rows_; }
   [[nodiscard]] const std::vector<std::int32_t>& labels() const { return labels_; }
-  // Identifies the file's content for cross-rank checks: rows, encoding, source_sha256, input
-  // format, unescaping and split.
+  // Identifies the file's content for cross-rank checks: its content digest when it has one, rows,
+  // encoding, source_sha256, input format, unescaping and split.
   [[nodiscard]] std::uint64_t fingerprint() const { return fingerprint_; }
+  // The file's content digest (docs/hdf5-schema.md); empty for a file made before it was recorded.
+  [[nodiscard]] const std::string& content_sha256() const { return content_sha256_; }
   // Rows `rows[0..count)` (any order, repeats allowed) into codes (count, L) and labels (count).
   void read(const std::int64_t* rows, std::int64_t count, std::uint8_t* codes, std::int32_t* labels);
 
@@ -72,8 +75,9 @@ class ShardReader {
   std::int64_t rows_ = 0;
   std::vector<std::int32_t> labels_;
   std::uint64_t fingerprint_ = 0;
+  std::string content_sha256_;
   struct Impl;
-  std::shared_ptr<Impl> impl_;                                 // HDF5 handles
+  std::shared_ptr<Impl> impl_;                                 // the open file
   std::vector<std::pair<std::int64_t, std::int64_t>> sorted_;  // (row, position) scratch
   std::vector<std::uint8_t> staging_;
 };
