@@ -11,10 +11,11 @@ inline bool gpu_test_init() {
   return true;
 }
 
-inline int gpu_test_main(int argc, char* argv[]) {
+// `init` registers what the program adds to the test tree at run time (conformance suites).
+inline int gpu_test_main(int argc, char* argv[], bool (*init)() = &gpu_test_init) {
   if (textscale::cuda::device_count() == 0) {
     std::printf("SKIP: no CUDA device is visible; this test needs a GPU\n");
     return 77;
   }
-  return boost::unit_test::unit_test_main(&gpu_test_init, argc, argv);
+  return boost::unit_test::unit_test_main(init, argc, argv);
 }

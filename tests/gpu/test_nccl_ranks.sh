@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Data-parallel training on GPUs over NCCL (needs 2 GPUs and mpirun; skipped otherwise): 2 ranks
+# Data-parallel training on GPUs over NCCL (needs 2 GPUs and mpirun; skipped otherwise): test_nccl
+# on 2 ranks (TEXTSCALE_TEST_NCCL), then 2 ranks
 # with one GPU each give the weights of 1 GPU with the same global batch, to 1e-4 (fp32 products;
 # the two differ in summation order only), and the bucketed, overlapped reduction equals one
 # bucket after backward to the same bound.
@@ -17,6 +18,11 @@ if [ "${gpus:-0}" -lt 2 ]; then
 fi
 cd "$WORK"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# The communicator's own test on 2 ranks, where its sums differ from a no-op's.
+if [ -n "${TEXTSCALE_TEST_NCCL:-}" ]; then
+  mpirun --oversubscribe -np 2 "$TEXTSCALE_TEST_NCCL" > nccl.log 2>&1 ||
+    { fail "test_nccl on 2 ranks failed"; tail -20 nccl.log >&2; }
+fi
 ag_news_subset "$DATA" 700 203
 common=(--device cuda --precision fp32 --train train.h5 --test test.h5 --model vdcnn-9 --batch-size 32
   --limit-train 320 --epochs 1 --lr 0.01 --log-every 5 --progress off --sync-bn true)

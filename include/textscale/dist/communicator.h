@@ -30,7 +30,8 @@ class Communicator {
   [[nodiscard]] virtual int rank() const = 0;
   [[nodiscard]] virtual int size() const = 0;
 
-  // In-place all-reduce. `average` divides the sum by size() afterwards.
+  // In-place all-reduce of `count` elements with `op` over every rank; sums are not divided by
+  // size() (the caller averages where it needs to).
   virtual void allreduce(float* data, std::size_t count, ReduceOp op) = 0;
   virtual void allreduce(double* data, std::size_t count, ReduceOp op) = 0;
   virtual void allreduce(std::int64_t* data, std::size_t count, ReduceOp op) = 0;

@@ -19,8 +19,8 @@
 //  - Operations are deterministic: the same inputs and thread count give bitwise the same outputs.
 //
 // Adding an operation: declare it here with its contract, implement it in ReferenceBackend, then in
-// the other backends, and add a case to tests/unit/test_backend_equivalence.cpp and a
-// finite-difference check of the layer that uses it.
+// the other backends, and add a case to the conformance suite (tests/conformance/cases.cpp: it runs
+// on every backend configuration) and a finite-difference check of the layer that uses it.
 // An operation with a default body here (one composed of others, or a host-memory version of one
 // that a GPU keeps on the device) is overridden only where a backend does it differently, and
 // tested there against the default.

@@ -3,7 +3,7 @@
 // Written for obviousness, not speed: each loop is the operation's definition from backend.h.
 // It is the oracle the oneDNN and CUDA backends are compared with, and gradient checks run on
 // ReferenceBackend<double>. Single-threaded and therefore trivially deterministic. Not final: a
-// test derives a bf16 emulation from it (tests/unit/test_cpu_bf16.cpp).
+// test derives a bf16 emulation from it (tests/unit/bf16_reference.h).
 #pragma once
 
 #include "textscale/engine/backend.h"

@@ -15,7 +15,7 @@
 // Numerics: the transforms use the interpolation points 0, +-1, +-2 and infinity, whose
 // constants are exact in binary floating point except 1/6, 1/12 and 1/24 in the weight
 // transform; the results differ from the direct convolution by a few float roundings
-// (tests/unit/test_backend_equivalence.cpp bounds it). Scratch space is one buffer per thread,
+// (tests/conformance/cases.cpp bounds it). Scratch space is one buffer per thread,
 // shared by all calls.
 #pragma once
 
