@@ -49,7 +49,8 @@ struct Tensor {
 struct Fixture {
   std::unique_ptr<Backend<float>> cuda;
   ReferenceBackend<double> ref;
-  explicit Fixture(cuda::Precision precision = cuda::Precision::fp32) : cuda(cuda::make_cuda_backend({0, precision})) {}
+  explicit Fixture(cuda::Precision precision = cuda::Precision::fp32, bool bf16_convolutions = true)
+      : cuda(cuda::make_cuda_backend({0, precision, cuda::AlgorithmSearch::heuristic, bf16_convolutions})) {}
   const Memory& memory() { return cuda->memory(); }
 
   Tensor<> random(Index count, std::uint64_t seed, double scale = 1.0) {
@@ -85,28 +86,6 @@ struct Fixture {
   }
 };
 
-// Sets (or, with null, removes) an environment variable for a scope, then restores it.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    set(value);
-  }
-  ~ScopedEnv() { set(old_ ? old_->c_str() : nullptr); }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-  void set(const char* value) {
-    if (value)
-      ::setenv(name_.c_str(), value, 1);
-    else
-      ::unsetenv(name_.c_str());
-  }
-
- private:
-  std::string name_;
-  std::optional<std::string> old_;
-};
-
 // Whether every element is a bf16 number (its low 16 bits are zero), as in the result of a bf16
 // convolution; fp32 and TF32 results have them set in almost every element.
 bool all_bf16(const std::vector<float>& values) {
@@ -131,10 +110,10 @@ std::string describe(const Conv1dShape& s) {
          std::to_string(s.pad);
 }
 
-// bf16: whether the results must be bf16 (expect_precision).
+// bf16: whether the results must be bf16 (expect_precision); bf16_convolutions: CudaOptions'.
 void check_conv(cuda::Precision precision, double tolerance, const Conv1dShape& s, bool bias, bool relu,
-                std::optional<bool> bf16) {
-  Fixture f(precision);
+                std::optional<bool> bf16, bool bf16_convolutions = true) {
+  Fixture f(precision, bf16_convolutions);
   auto src = f.random(s.src().count(), 1), w = f.random(s.weights_count(), 2, 0.1), bs = f.random(s.c_out, 3, 0.1),
        diff_dst = f.random(s.dst().count(), 4);
   auto dst = f.output(s.dst().count()), diff_src = f.output(s.src().count()), dw = f.output(s.weights_count()),
@@ -163,7 +142,6 @@ void check_conv(cuda::Precision precision, double tolerance, const Conv1dShape& 
 // In bf16, shapes whose channel counts are multiples of 8, as all of the published models' are,
 // must run in bf16; the others may fall back to TF32 where cuDNN has no bf16 algorithm for them.
 BOOST_AUTO_TEST_CASE(convolution) {
-  const ScopedEnv defaults("TEXTSCALE_BF16_CONV", nullptr);
   for (auto [precision, tolerance] : {std::pair{cuda::Precision::fp32, kFp32}, std::pair{cuda::Precision::tf32, kTf32},
                                       std::pair{cuda::Precision::bf16, kBf16}}) {
     const bool bf16 = precision == cuda::Precision::bf16;
@@ -181,7 +159,6 @@ BOOST_AUTO_TEST_CASE(convolution) {
 // the bits of the two separate calls (the base class's conv1d_backward), and the reference's.
 // Each case runs on call sites that have run before, with other data and another batch size.
 BOOST_AUTO_TEST_CASE(convolution_backward_in_one_operation) {
-  const ScopedEnv defaults("TEXTSCALE_BF16_CONV", nullptr);
   for (auto [precision, tolerance] :
        {std::pair{cuda::Precision::tf32, kTf32}, std::pair{cuda::Precision::bf16, kBf16}}) {
     const bool bf16 = precision == cuda::Precision::bf16;
@@ -240,18 +217,14 @@ BOOST_AUTO_TEST_CASE(convolution_backward_in_one_operation) {
   }
 }
 
-// TEXTSCALE_BF16_CONV=0 keeps bf16's convolutions in TF32; another value is refused.
+// CudaOptions::bf16_convolutions = false (--bf16-conv off) keeps bf16's convolutions in TF32.
 BOOST_AUTO_TEST_CASE(convolution_bf16_switch) {
-  ScopedEnv conv("TEXTSCALE_BF16_CONV", "0");
-  check_conv(cuda::Precision::bf16, kTf32, {3, 33, 8, 16, 3, 1, 1}, false, true, false);
-  conv.set("2");
-  BOOST_CHECK_THROW(static_cast<void>(cuda::make_cuda_backend({0, cuda::Precision::bf16})), InputError);
+  check_conv(cuda::Precision::bf16, kTf32, {3, 33, 8, 16, 3, 1, 1}, false, true, false, false);
 }
 
 // One call site, batch sizes and lengths changing back and forth: each (batch size, length) has
 // its own descriptors, algorithms (and, in bf16, data type), set again when it returns.
 BOOST_AUTO_TEST_CASE(convolution_shape_changes) {
-  const ScopedEnv defaults("TEXTSCALE_BF16_CONV", nullptr);
   for (auto [precision, tolerance] :
        {std::pair{cuda::Precision::fp32, kFp32}, std::pair{cuda::Precision::bf16, kBf16}}) {
     Fixture f(precision);

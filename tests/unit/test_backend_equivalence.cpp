@@ -45,12 +45,15 @@ void expect_close(const std::string& what, const std::vector<float>& got, const 
 }
 
 struct Backends {
+  explicit Backends(const BackendOptions& options = {}) : dnnl(options) {}
   DnnlBackend dnnl;
   ReferenceBackend<double> ref;
 };
 
-void check_conv(const Conv1dShape& s, bool bias, bool relu, bool relu_input = false) {
-  Backends b;
+// `options`: the oneDNN backend's (the defaults: Winograd on from 64 channels).
+void check_conv(const Conv1dShape& s, bool bias, bool relu, bool relu_input = false,
+                const BackendOptions& options = {}) {
+  Backends b(options);
   auto src = random_pair(s.src().count(), 1);
   if (relu_input)  // the output of a ReLU: non-negative, so long sums do not cancel
     for (std::size_t i = 0; i < src.f.size(); ++i) src.f[i] = static_cast<float>(src.d[i] = std::abs(src.d[i]));
@@ -99,6 +102,32 @@ BOOST_AUTO_TEST_CASE(convolution) {
   check_conv({2, 33, 128, 128, 7, 1, 6}, false, false);
   check_conv({2, 30, 144, 128, 5, 1, 2}, true, false);
   check_conv({2, 26, 128, 128, 4, 1, 1}, false, false);
+}
+
+// --winograd on and off (BackendOptions::winograd) both match the reference on shapes Winograd
+// applies to, forward, backward-data and (128 channels and more) backward-weights; and the
+// options do choose the algorithm: on and off round differently, and a threshold above the
+// shape's channels (--winograd-min-channels) gives the direct convolution's bits.
+BOOST_AUTO_TEST_CASE(convolution_winograd_on_and_off) {
+  for (const bool winograd : {true, false}) {
+    const BackendOptions options{.winograd = winograd};
+    check_conv({5, 70, 128, 136, 3, 1, 1}, true, true, false, options);
+    check_conv({3, 60, 128, 136, 7, 1, 0}, true, true, false, options);  // Crepe's kernel 7
+    check_conv({4, 90, 64, 64, 3, 1, 1}, false, true, true, options);    // VDCNN's first stage
+  }
+  const Conv1dShape s{4, 90, 128, 128, 3, 1, 1};
+  auto src = random_pair(s.src().count(), 91), w = random_pair(s.weights_count(), 92, 0.1);
+  auto forward = [&](const BackendOptions& options) {
+    DnnlBackend dnnl(options);
+    std::vector<float> dst(static_cast<std::size_t>(s.dst().count()));
+    OpStatePtr state;
+    dnnl.conv1d_forward(state, s, src.f.data(), w.f.data(), nullptr, dst.data(), false);
+    return dst;
+  };
+  const auto on = forward({}), off = forward({.winograd = false});
+  BOOST_TEST((on != off), "--winograd on and off give bitwise the same convolution: the switch did nothing");
+  BOOST_TEST((forward({.winograd_min_channels = 256}) == off), "a threshold above 128 channels runs direct");
+  BOOST_TEST((forward({.winograd_min_channels = 128}) == on), "a threshold of 128 channels runs Winograd");
 }
 
 // VDCNN's first layers at batch 32: the weight gradients sum over 32k positions.

@@ -3,7 +3,8 @@
 //
 // Layout (all at the root unless named):
 //   attributes  format = "textscale-checkpoint", checkpoint_version = 1, model (JSON of the
-//               ModelConfig), training (JSON of the resolved training configuration), position
+//               ModelConfig), training (JSON of the resolved training configuration),
+//               backend_options (JSON of the resolved engine::BackendOptions), position
 //               (JSON of TrainingPosition), alphabet, char_length, char_order, num_classes,
 //               classes, created_by, libraries, created
 //   parameters/<name>   every trained tensor in its canonical layout (float32 or float64)
@@ -17,6 +18,7 @@
 #include <cstdint>
 #include <string>
 
+#include "textscale/engine/backend_options.h"
 #include "textscale/engine/model.h"
 #include "textscale/train/dataset.h"
 #include "textscale/train/optimizer.h"
@@ -39,6 +41,10 @@ struct CheckpointInfo {
   Encoding encoding;
   TrainingPosition position;
   std::string training_json = "{}";
+  // The backend options the state was computed with. A checkpoint written before they were
+  // recorded reads as the defaults, with the device, backend and precision of its training
+  // options (device auto: unknown) and threads 0 (unknown).
+  engine::BackendOptions backend_options;
   std::string optimizer_kind;  // empty when the checkpoint has no optimizer state
 };
 
