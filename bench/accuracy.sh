@@ -32,7 +32,7 @@
 # seed then differ only in their dropout masks and in rounding, and the per-seed differences
 # measure the implementations, not the seeds. Use a --work of its own for paired runs.
 # --impls may also name `direct`: textscale with its direct convolutions instead of the Winograd
-# ones (TEXTSCALE_WINOGRAD=0), a change of rounding only. Paired, it is the control: how far
+# ones (--winograd off), a change of rounding only. Paired, it is the control: how far
 # rounding alone moves a seed's final accuracy, to set the textscale - PyTorch differences against.
 # `bf16` is textscale with --precision bf16 (CPU: AVX512-BF16 or AMX); a seed's fp32 and bf16 runs
 # start from the same weights and row order, and the table prints their per-seed differences.
@@ -164,7 +164,7 @@ for seed in $seeds; do
         elif [ "$paired" = 1 ]; then
           cmd+=(--init-from "$(init_for "$model" "$seed")")
         fi
-        [ "$impl" = direct ] && cmd=(env TEXTSCALE_WINOGRAD=0 "${cmd[@]}")
+        [ "$impl" = direct ] && cmd+=(--winograd off)
         [ "$impl" = bf16 ] && cmd+=(--precision bf16)
       elif [ "$impl" = pytorch ]; then
         cmd=("$python" "$here/peer_train.py" --train "$dir/train.h5" --test "$dir/test.h5" --model "$model"

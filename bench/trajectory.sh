@@ -5,7 +5,7 @@
 # (none with --dropout 0, the default here) and floating-point rounding. Prints each step's training
 # loss from both, and the relative difference of the final weights. A control run shows how fast
 # rounding alone makes two runs part: textscale again with its direct convolutions instead of the
-# Winograd ones (TEXTSCALE_WINOGRAD=0), which changes nothing but the rounding.
+# Winograd ones (--winograd off), which changes nothing but the rounding.
 #
 #   bench/trajectory.sh --model crepe-small --steps 100 --batch 32 --optimizer adam --lr 0.001
 #   bench/trajectory.sh --model vdcnn-9 --steps 100 --batch 32 --optimizer sgd --lr 0.01
@@ -59,9 +59,9 @@ epochs=$("$python" -c "import h5py; n = h5py.File('$train')['labels'].shape[0]; 
 nice -n "$niceness" "$textscale" train --train "$train" "${common[@]}" --epochs "$epochs" \
   --max-steps "$steps" --init-from "$run/start/checkpoint.h5" --log-every 1 --test-each-epoch false \
   --progress off --run-dir "$run/textscale" > "$run/textscale.log"
-TEXTSCALE_WINOGRAD=0 nice -n "$niceness" "$textscale" train --train "$train" "${common[@]}" --epochs "$epochs" \
+nice -n "$niceness" "$textscale" train --train "$train" "${common[@]}" --epochs "$epochs" \
   --max-steps "$steps" --init-from "$run/start/checkpoint.h5" --log-every 1 --test-each-epoch false \
-  --progress off --run-dir "$run/control" > "$run/control.log"
+  --progress off --run-dir "$run/control" --winograd off > "$run/control.log"
 # Not a timed benchmark, but keep the peer's OpenBLAS at full speed.
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE nice -n "$niceness" "$python" "$here/peer_train.py" \
   --train "$train" --test "$test" --limit-test 1 "${common[@]}" --epochs "$epochs" \

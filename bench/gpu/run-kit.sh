@@ -10,8 +10,8 @@
 #   quick: tests and one benchmark per model only (for a short lease);
 #   full also runs torch.compile (TF32, batch 128; COMPILE=0 skips it, about two minutes);
 #   full and quick also time Crepe-small with its first block fused (the default) and unfused
-#   (TEXTSCALE_ONEHOT_POOL=0) back to back: ab.jsonl; and both models in --precision bf16 with
-#   the convolutions in bf16 (the default) and in TF32 (TEXTSCALE_BF16_CONV=0): ab_bf16.jsonl;
+#   (--onehot-fusion off) back to back: ab.jsonl; and both models in --precision bf16 with
+#   the convolutions in bf16 (the default) and in TF32 (--bf16-conv off): ab_bf16.jsonl;
 #   profile: tests, the training check, then per-layer times (profile.log) of each model at batch
 #   128 in fp32 and tf32, and PyTorch eager in tf32 beside them;
 #   accuracy: only bench/accuracy.sh on the GPU, textscale and PyTorch side by side: AG News
@@ -151,10 +151,11 @@ if [[ $mode == accuracy ]]; then
 fi
 
 # profile MODEL PRECISION: per-layer times at batch 128 to profile.log, the JSON line to stdout.
+# profile MODEL PRECISION [TITLE [BENCH OPTIONS...]]
 profile() {
   echo "### $1 batch 128 $2${3:+ $3}" >>"$out/profile.log"
   run "$textscale" bench --device cuda --model "$1" --batch-size 128 --precision "$2" --warmup 5 --steps 20 \
-    --profile 2>>"$out/profile.log" | sed "s/^{/{\"precision\":\"$2\",/"
+    --profile "${@:4}" 2>>"$out/profile.log" | sed "s/^{/{\"precision\":\"$2\",/"
 }
 
 if [[ $mode == profile ]]; then
@@ -165,7 +166,7 @@ if [[ $mode == profile ]]; then
     for precision in fp32 tf32; do
       profile "$model" "$precision" >>"$out/textscale.jsonl" || status=1
     done
-    [[ $model == crepe-small ]] && { TEXTSCALE_ONEHOT_POOL=0 profile crepe-small tf32 "(first block unfused)" \
+    [[ $model == crepe-small ]] && { profile crepe-small tf32 "(first block unfused)" --onehot-fusion off \
       >/dev/null || status=1; }
     "$python" "$kit/bench/gpu/peer_gpu.py" --model "$model" --batch-size 128 --precision tf32 \
       >>"$out/pytorch.jsonl" || status=1
@@ -207,28 +208,28 @@ for model in $models; do
   done
 done
 # Crepe's first block as one operation (the default) against the same three operations unfused
-# (TEXTSCALE_ONEHOT_POOL=0), back to back, TF32: ab.jsonl, a table in summary.md.
+# (--onehot-fusion off), back to back, TF32: ab.jsonl, a table in summary.md.
 : >"$out/ab.jsonl"
 for batch in $batches; do
   for variant in fused unfused; do
-    fuse=1
-    [[ $variant == unfused ]] && fuse=0
+    fuse=on
+    [[ $variant == unfused ]] && fuse=off
     # shellcheck disable=SC2086
-    TEXTSCALE_ONEHOT_POOL=$fuse run "$textscale" bench --device cuda --model crepe-small --batch-size "$batch" \
+    run "$textscale" bench --device cuda --model crepe-small --batch-size "$batch" --onehot-fusion "$fuse" \
       --precision tf32 $timing | sed "s/^{/{\"precision\":\"tf32\",\"variant\":\"$variant\",/" \
       >>"$out/ab.jsonl" || status=1
   done
 done
-# --precision bf16 with its convolutions in bf16 (the default) and in TF32 (TEXTSCALE_BF16_CONV=0),
+# --precision bf16 with its convolutions in bf16 (the default) and in TF32 (--bf16-conv off),
 # back to back: ab_bf16.jsonl, a table in summary.md.
 : >"$out/ab_bf16.jsonl"
 for model in $models; do
   for batch in $batches; do
     for variant in bf16 tf32; do
-      conv=1
-      [[ $variant == tf32 ]] && conv=0
+      conv=on
+      [[ $variant == tf32 ]] && conv=off
       # shellcheck disable=SC2086
-      TEXTSCALE_BF16_CONV=$conv run "$textscale" bench --device cuda --model "$model" --batch-size "$batch" \
+      run "$textscale" bench --device cuda --model "$model" --batch-size "$batch" --bf16-conv "$conv" \
         --precision bf16 $timing | sed "s/^{/{\"precision\":\"bf16\",\"variant\":\"$variant\",/" \
         >>"$out/ab_bf16.jsonl" || status=1
     done
@@ -239,7 +240,7 @@ if [[ $mode == full ]]; then
     profile "$model" tf32 >/dev/null || status=1
     profile "$model" bf16 >/dev/null || status=1
   done
-  TEXTSCALE_ONEHOT_POOL=0 profile crepe-small tf32 "(first block unfused)" >/dev/null || status=1
+  profile crepe-small tf32 "(first block unfused)" --onehot-fusion off >/dev/null || status=1
 fi
 "$python" "$kit/bench/gpu/summarize.py" "$out" | tee "$out/summary.md"
 # What the step would take if every layer ran at its floor, at this machine's measured peaks.

@@ -70,7 +70,7 @@ def main():
              "Crepe's first block as one operation (fused) and as three (unfused), back to back:",
              "fused", "unfused")
     ab_table(read_lines(os.path.join(out, "ab_bf16.jsonl")),
-             "--precision bf16 with the convolutions in bf16 and in TF32 (TEXTSCALE_BF16_CONV=0), back to back:",
+             "--precision bf16 with the convolutions in bf16 and in TF32 (--bf16-conv off), back to back:",
              "bf16", "tf32")
 
 

@@ -5,7 +5,6 @@
 
 #include <boost/program_options.hpp>
 
-#include <oneapi/dnnl/dnnl.h>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -13,7 +12,6 @@
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <oneapi/dnnl/dnnl.hpp>
 #include <random>
 #include <vector>
 
@@ -22,8 +20,8 @@
 #include "textscale/common/error.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
 #include "textscale/engine/model.h"
+#include "textscale/train/backend_factory.h"
 #include "textscale/train/optimizer.h"
-#include "textscale/train/trainer.h"
 #include "textscale/train/training_step.h"
 
 namespace po = boost::program_options;
@@ -45,57 +43,12 @@ double median(std::vector<double> values) {
   return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
-// GFLOP/s of a square product of `size` done by multiply(), best of 3 after a warm-up call.
-double gemm_gflops(engine::Index size, const std::function<void()>& multiply) {
-  double best = 0;
-  for (int i = 0; i < 4; ++i) {
-    const auto start = Clock::now();
-    multiply();
-    const double s = seconds_since(start);
-    if (i > 0) best = std::max(best, 2.0 * static_cast<double>(size * size * size) / s / 1e9);
-  }
-  return best;
-}
-
-// SGEMM rate (GFLOP/s) of oneDNN on square matrices of `size`.
-double sgemm_gflops(engine::Index size) {
-  std::vector<float> a(static_cast<std::size_t>(size * size), 1.0f), b(a.size(), 0.5f), c(a.size());
-  return gemm_gflops(size, [&] {
-    if (dnnl_sgemm('N', 'N', size, size, size, 1.0f, a.data(), size, b.data(), size, 0.0f, c.data(), size) !=
-        dnnl_success)
-      throw Error("dnnl_sgemm failed");
-  });
-}
-
-// The same for oneDNN's matmul with bf16 operands and an fp32 result, the products of
-// --precision bf16 on the CPU.
-double bf16_gemm_gflops(engine::Index size) {
-  using dt = dnnl::memory::data_type;
-  using tag = dnnl::memory::format_tag;
-  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  dnnl::stream stream(engine);
-  const dnnl::memory::desc a({size, size}, dt::bf16, tag::ab), b({size, size}, dt::bf16, tag::ab),
-      c({size, size}, dt::f32, tag::ab);
-  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), engine);
-  dnnl::memory ma(pd.src_desc(), engine), mb(pd.weights_desc(), engine), mc(pd.dst_desc(), engine);
-  for (dnnl::memory* m : {&ma, &mb}) {  // 1.0 in bf16
-    auto* bits = static_cast<std::uint16_t*>(m->get_data_handle());
-    std::fill(bits, bits + size * size, std::uint16_t{0x3f80});
-  }
-  const dnnl::matmul matmul(pd);
-  return gemm_gflops(size, [&] {
-    matmul.execute(stream, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
-    stream.wait();
-  });
-}
-
 }  // namespace
 
 int bench_command(const std::vector<std::string>& arguments) {
   engine::ModelConfig model_config;
   std::int64_t batch = 128, warmup = 3, steps = 10, repeats = 1, gemm = 0;
-  int threads = 0;
-  std::string backend_name = "onednn", device = "auto", precision = "tf32";
+  BackendArguments backend_arguments;
   bool profile = false;
   po::options_description options(
       "textscale bench: throughput on synthetic batches (random codes and labels)\n\n"
@@ -110,28 +63,29 @@ int bench_command(const std::vector<std::string>& arguments) {
       "steps", po::value(&steps)->default_value(10), "timed steps (training and inference each)")(
       "repeats", po::value(&repeats)->default_value(1),
       "time --steps this many times (each way) and report the median rate, and every one")(
-      "threads", po::value(&threads)->default_value(0), "CPU threads (0: all cores)")(
-      "backend", po::value(&backend_name)->default_value("onednn"), "CPU backend: onednn | reference")(
-      "device", po::value(&device)->default_value("auto"), "auto (cuda when a GPU is visible) | cpu | cuda")(
-      "precision", po::value(&precision)->default_value("tf32"), "products: fp32 | tf32 (GPU; fp32 on a CPU) | bf16")(
       "gemm", po::value(&gemm)->default_value(0),
       "only measure the SGEMM (and bf16 GEMM) rate at this size (the peak)")(
       "profile", po::bool_switch(&profile), "also print the time of each layer (training steps) to stderr");
+  backend_arguments.add(options, "CPU threads (0: all cores)");
   po::variables_map values;
   if (!parse_options(arguments, options, values)) return 0;
   if (batch < 1 || steps < 1 || repeats < 1 || warmup < 0)
     throw UsageError{"--batch-size, --steps and --repeats must be positive"};
-  engine::DnnlBackend::set_threads(threads);
+  const engine::BackendOptions backend_options = backend_arguments.options();
+  engine::validate(backend_options);
+  engine::DnnlBackend::set_threads(backend_options.threads);
   nlohmann::json out{{"threads", engine::DnnlBackend::threads()}};
   if (gemm > 0) {
     out["sgemm_size"] = gemm;
-    out["sgemm_gflops"] = sgemm_gflops(gemm);
-    if (engine::DnnlBackend::bf16_supported()) out["bf16_gemm_gflops"] = bf16_gemm_gflops(gemm);
+    out["sgemm_gflops"] = engine::DnnlBackend::gemm_gflops(gemm, engine::Precision::fp32);
+    if (engine::DnnlBackend::bf16_supported())
+      out["bf16_gemm_gflops"] = engine::DnnlBackend::gemm_gflops(gemm, engine::Precision::bf16);
     std::cout << out.dump() << std::endl;
     return 0;
   }
-  auto backend = train::make_backend(device, backend_name, precision);
+  auto backend = train::make_backend(backend_options);
   const engine::Memory& memory = backend->memory();
+  model_config.fuse_input = backend_options.onehot_fusion;
   engine::Model<float> model(model_config, memory);
   model.params().initialize(1);
   model.reserve(batch);
@@ -210,6 +164,9 @@ int bench_command(const std::vector<std::string>& arguments) {
   out["batch"] = batch;
   out["backend"] = backend->name();
   out["device"] = memory.is_host() ? "cpu" : "cuda";
+  engine::BackendOptions resolved = train::resolve(backend_options);
+  resolved.threads = engine::DnnlBackend::threads();
+  out["backend_options"] = nlohmann::json::parse(engine::backend_options_json(resolved));
   out["parameters"] = model.params().trained_count();
   out["forward_gflop_per_sample_dense"] = 2 * macs / 1e9;
   out["train_samples_per_second"] = train_rate;

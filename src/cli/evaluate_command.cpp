@@ -8,7 +8,7 @@
 #include "textscale/cli/commands.h"
 #include "textscale/cli/options.h"
 #include "textscale/common/error.h"
-#include "textscale/engine/cpu/dnnl_backend.h"
+#include "textscale/train/backend_factory.h"
 #include "textscale/train/checkpoint.h"
 #include "textscale/train/trainer.h"
 
@@ -17,9 +17,9 @@ namespace po = boost::program_options;
 namespace textscale::cli {
 
 int evaluate_command(const std::vector<std::string>& arguments) {
-  std::string checkpoint, data, backend_name, json_path, device, precision;
+  std::string checkpoint, data, json_path;
   std::int64_t batch = 128, limit = 0;
-  int threads = 0;
+  BackendArguments backend_arguments;
   po::options_description options(
       "textscale evaluate: accuracy, per-class precision/recall/F1 and confusion matrix of a checkpoint\n\n"
       "usage: textscale evaluate --checkpoint RUN/best.h5 --data TEST.h5");
@@ -27,22 +27,22 @@ int evaluate_command(const std::vector<std::string>& arguments) {
       "data", po::value(&data), "preprocessed file to evaluate on")(
       "batch-size", po::value(&batch)->default_value(128), "batch size")("limit", po::value(&limit)->default_value(0),
                                                                          "first N rows only (0: all)")(
-      "threads", po::value(&threads)->default_value(0), "CPU threads (0: all cores)")(
-      "backend", po::value(&backend_name)->default_value("onednn"), "CPU backend: onednn | reference")(
-      "device", po::value(&device)->default_value("auto"), "auto (cuda when a GPU is visible) | cpu | cuda")(
-      "precision", po::value(&precision)->default_value("tf32"), "products: fp32 | tf32 (GPU; fp32 on a CPU) | bf16")(
       "json", po::value(&json_path), "also write the metrics as JSON to this file");
+  backend_arguments.add(options, "CPU threads (0: all cores)");
   po::variables_map values;
   if (!parse_options(arguments, options, values)) return 0;
   if (checkpoint.empty() || data.empty()) throw UsageError{"--checkpoint and --data are required"};
   if (batch < 1) throw UsageError{"--batch-size must be at least 1"};
-  engine::DnnlBackend::set_threads(threads);
+  const engine::BackendOptions backend_options = backend_arguments.options();
+  engine::validate(backend_options);
   const train::CheckpointInfo info = train::read_checkpoint_info(checkpoint);
   const train::CharDataset dataset = train::load_char_dataset(data);
   if (dataset.rows == 0) throw InputError(data + ": no rows to evaluate");
   info.encoding.check_compatible(dataset.encoding, checkpoint, data);
-  auto backend = train::make_backend(device, backend_name, precision);
-  engine::Model<float> model(info.model, backend->memory());
+  auto backend = train::make_backend(backend_options);
+  engine::ModelConfig model_config = info.model;
+  model_config.fuse_input = backend_options.onehot_fusion;
+  engine::Model<float> model(model_config, backend->memory());
   train::load_checkpoint<float>(checkpoint, model, nullptr);
   const auto start = std::chrono::steady_clock::now();
   const train::Metrics metrics = train::evaluate(model, *backend, dataset, batch, limit);

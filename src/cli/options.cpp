@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "textscale/cli/commands.h"
+#include "textscale/common/error.h"
 
 namespace po = boost::program_options;
 
@@ -24,6 +25,48 @@ bool parse_options(const std::vector<std::string>& arguments, const po::options_
     throw UsageError{error.what()};
   }
   return true;
+}
+
+void BackendArguments::add(po::options_description& options, const char* threads_help) {
+  options.add_options()                                                 //
+      ("threads", po::value(&threads)->default_value(0), threads_help)  //
+      ("backend", po::value(&backend)->default_value("onednn"),
+       "CPU backend: onednn | reference (slow, for checks)")  //
+      ("device", po::value(&device)->default_value("auto"),
+       "auto (cuda when a GPU is visible) | cpu | cuda; one GPU per rank: the local rank's")  //
+      ("precision", po::value(&precision)->default_value("tf32"),
+       "products: fp32 | tf32 (GPU; fp32 on a CPU) | bf16 (fp32 storage and reductions in every case)")  //
+      ("winograd", po::value(&winograd)->default_value("on"),
+       "CPU (oneDNN): stride-1 convolutions of kernel >= 3 as 1-D Winograd F(4, 3): on | off")  //
+      ("winograd-min-channels", po::value(&winograd_min_channels)->default_value(64),
+       "CPU (oneDNN): Winograd from this many input and output channels (twice that for the weight gradient)")  //
+      ("onehot-fusion", po::value(&onehot_fusion)->default_value("on"),
+       "Crepe's one-hot convolution, ReLU and first max pooling as one operation: on | off")  //
+      ("cudnn-search", po::value(&cudnn_search)->default_value("heuristic"),
+       "GPU: convolution algorithms by cuDNN's heuristic (reproducible) | measure (timed; may differ between "
+       "processes)")  //
+      ("bf16-conv", po::value(&bf16_conv)->default_value("on"),
+       "GPU, --precision bf16: the convolutions in bf16 too: on | off (TF32)");
+}
+
+engine::BackendOptions BackendArguments::options() const {
+  try {
+    engine::BackendOptions o;
+    o.device = engine::parse_device(device);
+    o.cpu_backend = engine::parse_cpu_backend(backend);
+    o.precision = engine::parse_precision(precision);
+    o.threads = threads;
+    o.winograd = engine::parse_switch("winograd", winograd);
+    if (winograd_min_channels < 1 || winograd_min_channels > (std::int64_t{1} << 20))
+      throw InputError("--winograd-min-channels must be in 1..1048576, not " + std::to_string(winograd_min_channels));
+    o.winograd_min_channels = winograd_min_channels;
+    o.onehot_fusion = engine::parse_switch("onehot-fusion", onehot_fusion);
+    o.cudnn_search = engine::parse_algorithm_search(cudnn_search);
+    o.bf16_convolutions = engine::parse_switch("bf16-conv", bf16_conv);
+    return o;
+  } catch (const InputError& error) {
+    throw UsageError{error.what()};
+  }
 }
 
 }  // namespace textscale::cli

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "textscale/cli/commands.h"
+#include "textscale/cli/options.h"
 #include "textscale/common/error.h"
 #include "textscale/dist/communicator.h"
 #include "textscale/engine/model.h"
@@ -43,14 +44,13 @@ nlohmann::json resolved_options(const po::variables_map& values) {
   return j;
 }
 
-// Options that shape the training trajectory: a resumed run must keep them.
+// Options that shape the training trajectory: a resumed run must keep them. (The backend
+// options are compared by the trainer, which refuses a change unless --force-resume.)
 const std::vector<std::string> kTrajectoryOptions{
-    "train",        "model",         "features",     "fc",           "shortcut",
-    "dropout",      "batch-size",    "optimizer",    "lr",           "momentum",
-    "weight-decay", "adam-beta1",    "adam-beta2",   "clip-norm",    "schedule",
-    "step-epochs",  "step-factor",   "epoch-factor", "warmup-steps", "seed",
-    "backend",      "limit-train",   "init-from",    "shuffle",      "shuffle-block",
-    "lr-scaling",   "lr-base-batch", "sync-bn"};
+    "train",     "model",       "features",      "fc",           "shortcut",      "dropout",    "batch-size",
+    "optimizer", "lr",          "momentum",      "weight-decay", "adam-beta1",    "adam-beta2", "clip-norm",
+    "schedule",  "step-epochs", "step-factor",   "epoch-factor", "warmup-steps",  "seed",       "limit-train",
+    "init-from", "shuffle",     "shuffle-block", "lr-scaling",   "lr-base-batch", "sync-bn"};
 
 // Turns an "options" object back into command-line tokens, leaving out `skip`.
 std::vector<std::string> option_tokens(const nlohmann::json& options, const std::vector<std::string>& skip) {
@@ -114,6 +114,7 @@ nlohmann::json options_from_checkpoint(const std::string& path, const po::variab
 
 int train_command(const std::vector<std::string>& arguments) {
   train::TrainConfig c;
+  BackendArguments backend;
   std::string config_file;
   po::options_description options(
       "textscale train: train a character model on preprocessed HDF5 files\n\n"
@@ -155,17 +156,12 @@ int train_command(const std::vector<std::string>& arguments) {
       ("epoch-factor", po::value(&c.schedule.epoch_factor)->default_value(0.94), "factor schedule factor")  //
       ("warmup-steps", po::value(&c.schedule.warmup_steps)->default_value(0), "linear warm-up steps")       //
       ("seed", po::value(&c.seed)->default_value(1), "seed of initialisation, data order and dropout")      //
-      ("threads", po::value(&c.threads)->default_value(0),
-       "CPU threads per rank (0: the node's cores / its ranks)")  //
-      ("backend", po::value(&c.backend)->default_value("onednn"),
-       "CPU backend: onednn | reference (slow, for checks)")  //
-      ("device", po::value(&c.device)->default_value("auto"),
-       "auto (cuda when a GPU is visible) | cpu | cuda; one GPU per rank: the local rank's")  //
-      ("precision", po::value(&c.precision)->default_value("tf32"),
-       "products: fp32 | tf32 (GPU; fp32 on a CPU) | bf16 (fp32 storage and reductions in every case)")    //
-      ("run-dir", po::value(&c.run_dir), "run directory (default runs/<model>-<UTC time>)")                //
-      ("resume", po::value(&c.resume), "continue from a checkpoint (its run directory unless --run-dir)")  //
-      ("init-from", po::value(&c.init_from), "start a new run from a checkpoint's weights")                //
+      ("run-dir", po::value(&c.run_dir), "run directory (default runs/<model>-<UTC time>)")                 //
+      ("resume", po::value(&c.resume), "continue from a checkpoint (its run directory unless --run-dir)")   //
+      ("force-resume", po::bool_switch(&c.force_resume),
+       "with --resume: continue even though a backend option that changes an algorithm or its rounding "
+       "(--device, --backend, --precision, --winograd, --onehot-fusion, ...) differs from the checkpoint's")  //
+      ("init-from", po::value(&c.init_from), "start a new run from a checkpoint's weights")                   //
       ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(0),
        "also write the checkpoint every N steps (0: each epoch only)")                                              //
       ("log-every", po::value(&c.log_every)->default_value(50), "log line every N steps")                           //
@@ -183,6 +179,8 @@ int train_command(const std::vector<std::string>& arguments) {
        "backward)")  //
       ("comm-timeout", po::value(&c.comm_timeout)->default_value(300.0),
        "data parallel: seconds a collective may wait for the other ranks before the job is ended (0: no limit)")  //
+      ("mpi-progress-us", po::value(&c.mpi_progress_us)->default_value(1000),
+       "data parallel: the MPI progress thread's polling interval in microseconds (0: no progress thread)")  //
       ("balance", po::value(&c.balance)->default_value(false),
        "data parallel: split each global batch by the ranks' measured speeds, so that a slower rank takes fewer "
        "rows (same samples and mean gradient; not bitwise reproducible)")  //
@@ -194,6 +192,7 @@ int train_command(const std::vector<std::string>& arguments) {
       ("fault", po::value(&c.fault),
        "for tests: inject a failure, KIND:RANK:STEP with KIND throw, kill, nan, term (SIGTERM) or slow (the rank "
        "takes 5 ms longer a row from that step on)");
+  backend.add(options, "CPU threads per rank (0: the node's cores / its ranks)");
   po::variables_map values;
   try {
     po::store(po::command_line_parser(arguments).options(options).run(), values);
@@ -201,7 +200,8 @@ int train_command(const std::vector<std::string>& arguments) {
       throw UsageError{"--config and --resume exclude each other (a resume takes its checkpoint's options)"};
     if (values.count("config")) {
       // A repeat is a new run, from the same starting weights where the run had --init-from.
-      const auto tokens = option_tokens(options_from_config(values["config"].as<std::string>()), {"resume", "run-dir"});
+      const auto tokens =
+          option_tokens(options_from_config(values["config"].as<std::string>()), {"resume", "run-dir", "force-resume"});
       po::store(po::command_line_parser(tokens).options(options).run(), values);
     }
     if (values.count("resume")) {
@@ -210,7 +210,7 @@ int train_command(const std::vector<std::string>& arguments) {
             "--resume and --init-from exclude each other (a resume takes its weights from the checkpoint)"};
       const auto saved = options_from_checkpoint(values["resume"].as<std::string>(), values);
       // Options not given now come from the checkpoint; --max-steps applies to one invocation.
-      const auto tokens = option_tokens(saved, {"resume", "run-dir", "max-steps", "progress"});
+      const auto tokens = option_tokens(saved, {"resume", "run-dir", "max-steps", "progress", "force-resume"});
       po::store(po::command_line_parser(tokens).options(options).run(), values);
     }
     po::notify(values);
@@ -222,7 +222,12 @@ int train_command(const std::vector<std::string>& arguments) {
     return 0;
   }
   if (c.train_path.empty()) throw UsageError{"--train FILE is required"};
+  if (c.force_resume && !values.count("resume")) throw UsageError{"--force-resume goes with --resume"};
+  c.backend = backend.options();
+  if (c.mpi_progress_us < 0 || c.mpi_progress_us > 10'000'000)
+    throw UsageError{"--mpi-progress-us must be in 0..10000000 (0: no progress thread)"};
   nlohmann::json resolved = resolved_options(values);
+  resolved.erase("force-resume");  // applies to one invocation
   // A run started from --init-from records it, and its resume keeps the record, but the weights now
   // come from the checkpoint being resumed.
   if (values.count("resume")) c.init_from.clear();
@@ -232,7 +237,7 @@ int train_command(const std::vector<std::string>& arguments) {
     if (per_rank < 0) throw UsageError{"--batch-per-rank must be positive"};
     if (values.count("batch-size") && !values["batch-size"].defaulted() && !values.count("resume"))
       throw UsageError{"give --batch-size (global) or --batch-per-rank, not both"};
-    const std::int64_t global = per_rank * dist::init_world().size;
+    const std::int64_t global = per_rank * dist::init_world(false, {c.comm_timeout, c.mpi_progress_us}).size;
     if (values.count("resume") && global != c.batch_size)
       throw InputError(values["resume"].as<std::string>() + ": was trained with a global batch of " +
                        std::to_string(c.batch_size) + ", --batch-per-rank " + std::to_string(per_rank) + " gives " +

@@ -16,7 +16,7 @@
 // PyTorch's autocast. Bias gradients are summed from the fp32 gradient. A shape for which cuDNN
 // offers no bf16 algorithm, or refuses to run the one it offered, runs in TF32 (a warning for
 // each call site and shape: forward, backward-data and backward-filter choose separately),
-// as do all convolutions with TEXTSCALE_BF16_CONV=0.
+// as do all convolutions with CudaOptions::bf16_convolutions off (--bf16-conv off).
 //
 // Memory: cudaMallocManaged, so that the few host accesses outside the step loop (initialisation,
 // checkpoints, MPI collectives on host data) need no staging code; pages are first touched by the
@@ -886,22 +886,7 @@ std::unique_ptr<engine::Backend<float>> make_cuda_backend(const CudaOptions& opt
   if (options.device < 0 || options.device >= devices)
     throw CudaError("CUDA device " + std::to_string(options.device) + " does not exist (" + std::to_string(devices) +
                     " visible)");
-  CudaOptions chosen = options;
-  if (const char* search = std::getenv("TEXTSCALE_CUDNN_SEARCH")) {
-    const std::string value = search;
-    if (value == "heuristic")
-      chosen.algorithm_search = AlgorithmSearch::heuristic;
-    else if (value == "measure")
-      chosen.algorithm_search = AlgorithmSearch::measure;
-    else
-      throw InputError("TEXTSCALE_CUDNN_SEARCH: '" + value + "' is neither heuristic nor measure");
-  }
-  if (const char* conv = std::getenv("TEXTSCALE_BF16_CONV")) {
-    const std::string value = conv;
-    if (value != "0" && value != "1") throw InputError("TEXTSCALE_BF16_CONV: '" + value + "' is neither 0 nor 1");
-    chosen.bf16_convolutions = value == "1";
-  }
-  return std::make_unique<CudaBackend>(chosen);
+  return std::make_unique<CudaBackend>(options);
 }
 
 void* backend_stream(engine::Backend<float>& backend) {

@@ -45,8 +45,8 @@ MPI_Op mpi_op(ReduceOp op) {
 
 // MPI's non-blocking collectives advance only inside MPI calls, and backward spends long
 // stretches inside oneDNN: a progress thread calls MPI_Test on the collectives in flight every
-// `kPollInterval`, so that gradient buckets are reduced while backward computes. Every MPI call
-// is made under one mutex (MPI_THREAD_SERIALIZED).
+// `poll_interval` (WorldOptions::progress_microseconds), so that gradient buckets are reduced
+// while backward computes. Every MPI call is made under one mutex (MPI_THREAD_SERIALIZED).
 class MpiCommunicator final : public Communicator {
  public:
   // `poll_interval` 0: no progress thread.
@@ -234,7 +234,6 @@ class LocalCommunicator final : public Communicator {
 
 World g_world;
 bool g_initialized = false;
-constexpr long kDefaultProgressMicroseconds = 1000;
 
 }  // namespace
 
@@ -250,7 +249,13 @@ bool launched_by_mpi() {
 }
 
 World& init_world(bool force_mpi, double timeout_seconds) {
+  return init_world(force_mpi, WorldOptions{.timeout_seconds = timeout_seconds});
+}
+
+World& init_world(bool force_mpi, const WorldOptions& options) {
   if (g_initialized) return g_world;
+  if (options.progress_microseconds < 0 || options.progress_microseconds > 10'000'000)
+    throw InputError("--mpi-progress-us must be in 0..10000000 (0: no progress thread)");
   g_initialized = true;
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);
@@ -276,9 +281,7 @@ World& init_world(bool force_mpi, double timeout_seconds) {
   MPI_Comm comm;
   check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup");
   MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
-  // TEXTSCALE_MPI_PROGRESS_US: the progress thread's polling interval in microseconds (0: none).
-  const char* progress_us = std::getenv("TEXTSCALE_MPI_PROGRESS_US");
-  long interval = progress_us ? std::atol(progress_us) : kDefaultProgressMicroseconds;
+  std::int64_t interval = options.progress_microseconds;
   if (provided < MPI_THREAD_SERIALIZED) {
     if (interval > 0)
       TS_LOG(warn,
@@ -286,7 +289,7 @@ World& init_world(bool force_mpi, double timeout_seconds) {
              "all-reduce overlaps backward less");
     interval = 0;
   }
-  g_world.comm = std::make_shared<MpiCommunicator>(comm, timeout_seconds, std::chrono::microseconds(interval));
+  g_world.comm = std::make_shared<MpiCommunicator>(comm, options.timeout_seconds, std::chrono::microseconds(interval));
   log::set_rank(g_world.rank, g_world.size);
   return g_world;
 }

@@ -126,8 +126,6 @@ Model<T>::Model(const ModelConfig& config, const Memory& memory) : config_(confi
   if (config.embedding < 1 || config.kmax < 1) throw InputError("the embedding size and k of k-max must be positive");
   if (!(config.dropout >= 0 && config.dropout < 1)) throw InputError("--dropout must be in [0, 1)");  // NaN too
   if (config.alphabet < 1 || config.alphabet > 255) throw InputError("the alphabet must have 1 to 255 symbols");
-  if (const char* fuse = std::getenv("TEXTSCALE_ONEHOT_POOL"); fuse && std::string(fuse) == "0")
-    config_.fuse_input = false;
   const std::string& name = config.name;
   if (name == "crepe-small" || name == "crepe-large")
     input_ = build_crepe<T>(config_, name == "crepe-large", body_);

@@ -145,6 +145,7 @@ void save_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer
     h5::write_attribute(f, "checkpoint_version", kLegacyVersion);
     h5::write_attribute(f, "model", model_config_json(model.config()));
     h5::write_attribute(f, "training", info.training_json);
+    h5::write_attribute(f, "backend_options", engine::backend_options_json(info.backend_options));
     h5::write_attribute(f, "position", position_json(info.position).dump());
     h5::write_attribute(f, "alphabet", info.encoding.alphabet);
     h5::write_attribute(f, "char_length", info.encoding.char_length);
@@ -190,6 +191,22 @@ void save_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer
 }
 
 namespace {
+// The backend options of a checkpoint written before they were recorded: the defaults, with the
+// device, backend and precision its training options name.
+engine::BackendOptions legacy_backend_options(const std::string& training_json) {
+  engine::BackendOptions options;
+  const auto training = nlohmann::json::parse(training_json, nullptr, false);
+  if (!training.is_object() || !training.contains("options") || !training["options"].is_object()) return options;
+  const auto& given = training["options"];
+  auto text = [&](const char* name, const std::string& fallback) {
+    return given.contains(name) && given[name].is_string() ? given[name].get<std::string>() : fallback;
+  };
+  options.device = engine::parse_device(text("device", "auto"));
+  options.cpu_backend = engine::parse_cpu_backend(text("backend", "onednn"));
+  options.precision = engine::parse_precision(text("precision", "tf32"));
+  return options;
+}
+
 CheckpointInfo read_info(const std::string& path) {
   h5::Handle file = open_checkpoint(path);
   const hid_t f = file.get();
@@ -198,6 +215,9 @@ CheckpointInfo read_info(const std::string& path) {
     info.model = model_config_from_json(h5::read_string_attribute(f, "model"));
     info.position = position_from_json(nlohmann::json::parse(h5::read_string_attribute(f, "position")));
     info.training_json = h5::read_string_attribute(f, "training");
+    info.backend_options = H5Aexists(f, "backend_options") > 0
+                               ? engine::backend_options_from_json(h5::read_string_attribute(f, "backend_options"))
+                               : legacy_backend_options(info.training_json);
   } catch (const nlohmann::json::exception& error) {
     throw InputError(path + ": damaged checkpoint attributes: " + error.what());
   }

@@ -24,14 +24,13 @@
 #include "textscale/dist/communicator.h"
 #include "textscale/dist/reducer.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
-#include "textscale/engine/reference_backend.h"
+#include "textscale/train/backend_factory.h"
 #include "textscale/train/checkpoint.h"
 #include "textscale/train/fault_hooks.h"
 #include "textscale/train/run_directory.h"
 #include "textscale/train/sharding.h"
 #include "textscale/train/training_step.h"
 #ifdef TEXTSCALE_WITH_CUDA
-#include "textscale/cuda/cuda_backend.h"
 #include "textscale/cuda/nccl_communicator.h"
 #endif
 
@@ -39,52 +38,6 @@ namespace textscale::train {
 
 using Clock = std::chrono::steady_clock;
 using engine::Index;
-
-bool uses_gpu(const std::string& device, int local_size) {
-  if (device == "cpu") return false;
-  if (device != "cuda" && device != "auto")
-    throw InputError("--device must be auto, cpu or cuda, not '" + device + "'");
-#ifdef TEXTSCALE_WITH_CUDA
-  const int gpus = cuda::device_count();
-  if (device == "auto") {
-    if (gpus > 0 && gpus < local_size)
-      TS_LOG(warn, local_size << " ranks on this node share " << gpus
-                              << " GPU(s): training on the CPU (one rank per GPU, or --device cpu)");
-    return gpus >= std::max(1, local_size);
-  }
-  if (gpus == 0) throw InputError("--device cuda: no GPU is visible");
-  if (gpus < local_size)
-    throw InputError("--device cuda: " + std::to_string(local_size) + " ranks on this node but " +
-                     std::to_string(gpus) + " visible GPU(s); start one rank per GPU");
-  return true;
-#else
-  (void)local_size;
-  if (device == "cuda") throw InputError("--device cuda: this textscale was built without CUDA (TEXTSCALE_CUDA=OFF)");
-  return false;
-#endif
-}
-
-std::unique_ptr<engine::Backend<float>> make_backend(const std::string& device, const std::string& cpu_backend,
-                                                     const std::string& precision, int local_rank, int local_size) {
-  const engine::Precision products = engine::parse_precision(precision);
-  if (uses_gpu(device, local_size)) {
-#ifdef TEXTSCALE_WITH_CUDA
-    return cuda::make_cuda_backend({local_rank % cuda::device_count(), products});
-#endif
-  }
-#ifndef TEXTSCALE_WITH_CUDA
-  (void)local_rank;  // a GPU setting; this build has no GPU backend
-#endif
-  // A CPU has no TF32: tf32 (the default, for GPUs) computes in fp32 there.
-  const bool bf16 = products == engine::Precision::bf16;
-  if (cpu_backend == "onednn")
-    return std::make_unique<engine::DnnlBackend>(bf16 ? engine::Precision::bf16 : engine::Precision::fp32);
-  if (cpu_backend == "reference") {
-    if (bf16) throw InputError("--precision bf16: the reference backend computes in fp32 and fp64 only");
-    return std::make_unique<engine::ReferenceBackend<float>>();
-  }
-  throw InputError("unknown backend '" + cpu_backend + "' (known: onednn, reference)");
-}
 
 namespace {
 
@@ -281,6 +234,28 @@ void check_same_data(const std::string& checkpoint, const std::string& recorded,
                               << "; resuming with the file at the same path");
 }
 
+// A resume computes as the checkpoint's run did: a change of backend options that changes an
+// algorithm or its rounding is refused, naming each, unless `force`; another thread count (as on
+// another number of ranks) only changes the summation order of some reductions, and is reported.
+void check_resumed_options(const std::string& path, engine::BackendOptions before, const engine::BackendOptions& now,
+                           bool force, bool root) {
+  if (before.device == engine::Device::automatic) before.device = now.device;  // not recorded
+  std::string changes;
+  for (const auto& change : engine::algorithm_changes(before, now))
+    changes +=
+        (changes.empty() ? "" : ", ") + ("--" + change.option) + " " + change.before + " (now " + change.now + ")";
+  if (!changes.empty() && !force)
+    throw InputError(
+        path + ": was trained with " + changes +
+        ", which changes how it computes: give the checkpoint's values, or --force-resume to continue with "
+        "the new ones (not bitwise the run it would have been)");
+  if (!root) return;
+  if (!changes.empty()) TS_LOG(warn, path << ": --force-resume: continuing a run trained with " << changes);
+  if (before.threads > 0 && before.threads != now.threads)
+    TS_LOG(warn, path << ": was trained with " << before.threads << " threads per rank, resumed with " << now.threads
+                      << ": equal up to rounding, not bitwise");
+}
+
 }  // namespace
 
 namespace {
@@ -299,7 +274,7 @@ void check_options(const TrainConfig& config) {
   if (!(config.bucket_mb >= 0 && config.bucket_mb <= 4096)) throw InputError("--bucket-mb must be in [0, 4096]");
   if (!(config.comm_timeout >= 0 && config.comm_timeout <= 1e7))
     throw InputError("--comm-timeout must be in [0, 1e7] seconds (0: no limit)");
-  if (config.threads < 0 || config.threads > 1024) throw InputError("--threads must be in 0..1024 (0: automatic)");
+  engine::validate(config.backend);
   if (config.eval_batch_size < 0) throw InputError("--eval-batch-size must be >= 0 (0: the batch size)");
   if (config.progress != "auto" && config.progress != "on" && config.progress != "off")
     throw InputError("--progress must be auto, on or off, not '" + config.progress + "'");
@@ -337,8 +312,9 @@ EvalData open_eval_data(const TrainConfig& config, const dist::World& world, con
 // Loads --resume (parameters, statistics, optimizer state and position) or --init-from
 // (parameters and statistics), then gives every rank rank 0's tensors (MPI reads and writes them
 // from the host).
-TrainingPosition restore(const TrainConfig& config, const ShardReader& train, const EvalData& eval,
-                         engine::Model<float>& model, Optimizer<float>& optimizer, dist::Communicator& comm) {
+TrainingPosition restore(const TrainConfig& config, const engine::BackendOptions& backend_options,
+                         const ShardReader& train, const EvalData& eval, engine::Model<float>& model,
+                         Optimizer<float>& optimizer, dist::Communicator& comm) {
   const Encoding& encoding = train.encoding();
   TrainingPosition position;
   if (!config.resume.empty()) {
@@ -347,6 +323,7 @@ TrainingPosition restore(const TrainConfig& config, const ShardReader& train, co
     check_same_data(config.resume, info.train_content_sha256, config.train_path, train.content_sha256());
     if (!config.valid_path.empty())
       check_same_data(config.resume, info.valid_content_sha256, config.valid_path, eval.valid.content_sha256);
+    check_resumed_options(config.resume, info.backend_options, backend_options, config.force_resume, comm.rank() == 0);
     load_checkpoint(config.resume, model, &optimizer);
     position = info.position;
   } else if (!config.init_from.empty()) {
@@ -800,10 +777,12 @@ class EpochLoop {
 
 int run_training(const TrainConfig& config, const std::string& config_json) {
   check_options(config);
-  dist::World& world = dist::init_world(false, config.comm_timeout);
+  dist::World& world = dist::init_world(false, {config.comm_timeout, config.mpi_progress_us});
   dist::Communicator& comm = *world.comm;
   FaultHooks faults(config.fault, world.rank);
-  engine::DnnlBackend::set_threads(config.threads > 0 ? config.threads : default_threads(world.local_size));
+  engine::BackendOptions backend_options = config.backend;
+  if (backend_options.threads == 0) backend_options.threads = default_threads(world.local_size);
+  engine::DnnlBackend::set_threads(backend_options.threads);  // the data readers' threads too
 
   // --- Data: this rank's shards ----------------------------------------------------------------
   ShardReader train(config.train_path, config.limit_train > 0 ? config.limit_train : -1);
@@ -816,12 +795,14 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   model_config.classes = encoding.num_classes;
   model_config.length = encoding.char_length;
   model_config.alphabet = static_cast<Index>(encoding.alphabet.size());
-  auto backend = make_backend(config.device, config.backend, config.precision, world.local_rank, world.local_size);
+  model_config.fuse_input = backend_options.onehot_fusion;
+  backend_options = resolve(backend_options, world.local_size);
+  auto backend = make_backend(backend_options, world.local_rank, world.local_size);
   const engine::Memory& memory = backend->memory();
   engine::Model<float> model(model_config, memory);
   Optimizer<float> optimizer(config.optimizer, model.params().trained_count(), memory);
   model.params().initialize(config.seed);
-  TrainingPosition position = restore(config, train, eval, model, optimizer, comm);
+  TrainingPosition position = restore(config, backend_options, train, eval, model, optimizer, comm);
   const BatchPlan plan = plan_batches(config, world, train.rows(), position);
   model.reserve(plan.capacity);
 
@@ -833,6 +814,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   record["backend"] = backend->name();
   record["threads"] = engine::DnnlBackend::threads();
   record["device"] = memory.is_host() ? "cpu" : "cuda";
+  record["backend_options"] = nlohmann::json::parse(engine::backend_options_json(backend_options));
   record["world_size"] = world.size;
   record["model_resolved"] = nlohmann::json::parse(model_config_json(model_config));
   record["parameters"] = model.params().trained_count();
@@ -841,6 +823,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   info.encoding = encoding;
   info.training_json = config_json;
   info.model = model_config;
+  info.backend_options = backend_options;
   info.train_content_sha256 = train.content_sha256();
   info.valid_content_sha256 = eval.valid.content_sha256;
 

@@ -186,6 +186,26 @@ expect_in err "holds no row (raise --validation-fraction)"
 expect_absent x.h5 x.valid.h5
 no_leftovers "$WORK"
 
+# Backend options: a value an option does not take is a command-line error (exit 2) naming it, in
+# each command that has the option.
+for bad in "--winograd maybe:--winograd must be on or off, not 'maybe'" \
+  "--winograd-min-channels 0:--winograd-min-channels must be in 1..1048576, not 0" \
+  "--onehot-fusion 2:--onehot-fusion must be on or off, not '2'" \
+  "--cudnn-search fast:--cudnn-search must be heuristic or measure, not 'fast'" \
+  "--bf16-conv half:--bf16-conv must be on or off, not 'half'" "--device tpu:--device must be auto, cpu or cuda" \
+  "--backend mkl:--backend must be onednn or reference" "--precision fp16:--precision must be fp32, tf32 or bf16"; do
+  read -r -a option <<< "${bad%%:*}"
+  for command in "train --train none.h5" "bench" "evaluate --checkpoint none.h5 --data none.h5"; do
+    read -r -a words <<< "$command"
+    run_ts 2 "${words[@]}" "${option[@]}"
+    expect_in err "${bad#*:}"
+  done
+done
+run_ts 2 train --train none.h5 --mpi-progress-us -1
+expect_in err "--mpi-progress-us must be in 0..10000000"
+run_ts 2 train --train none.h5 --force-resume
+expect_in err "--force-resume goes with --resume"
+
 # --- inspect refuses a damaged file instead of reading outside it ------------------------------
 run_ts 0 preprocess --input big.csv --output good.h5 --quiet
 for damage in labels-2d char-length code num-classes word-length; do

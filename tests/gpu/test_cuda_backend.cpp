@@ -10,8 +10,6 @@
 #include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -27,29 +25,9 @@ using namespace textscale::testing::conformance;
 
 namespace {
 
-// The CUDA backend with TEXTSCALE_BF16_CONV set to `bf16_conv` while it is made (null: unset, the
-// default: bf16 convolutions on), then restored; the backend reads the variable once, when made.
-// The one place the tests set an environment variable: an options argument replaces it when the
-// backend takes its switches as options.
-std::unique_ptr<Backend<float>> make_cuda(cuda::Precision precision, const char* bf16_conv = nullptr) {
-  const char* name = "TEXTSCALE_BF16_CONV";
-  std::optional<std::string> old;
-  if (const char* value = std::getenv(name)) old = value;
-  auto set = [&](const char* value) {
-    if (value)
-      ::setenv(name, value, 1);
-    else
-      ::unsetenv(name);
-  };
-  set(bf16_conv);
-  try {
-    auto backend = cuda::make_cuda_backend({0, precision});
-    set(old ? old->c_str() : nullptr);
-    return backend;
-  } catch (...) {
-    set(old ? old->c_str() : nullptr);
-    throw;
-  }
+// The CUDA backend on GPU 0 with `precision` and, in bf16, its convolutions in bf16 or TF32.
+std::unique_ptr<Backend<float>> make_cuda(cuda::Precision precision, bool bf16_convolutions = true) {
+  return cuda::make_cuda_backend({0, precision, cuda::AlgorithmSearch::heuristic, bf16_convolutions});
 }
 
 // fp32: 1e-4, the oneDNN backend's bound; TF32 products (10-bit mantissas, fp32 sums): 2e-3.
@@ -293,15 +271,14 @@ TS_CONFORMANCE_CASE(runs_repeat_bitwise) {
   BOOST_TEST((h.download(first) == h.download(second)));
 }
 
-// TEXTSCALE_BF16_CONV=0 keeps bf16's convolutions in TF32 (to TF32's bound, never rounded to
-// bf16); another value is refused.
+// --bf16-conv off (CudaOptions::bf16_convolutions) keeps bf16's convolutions in TF32 (to TF32's
+// bound, never rounded to bf16).
 BOOST_AUTO_TEST_CASE(convolution_bf16_switch) {
   Tolerances tf32{.products = kTf32};
   const BackendUnderTest off{.name = "cuda_bf16_convolutions_off",
-                             .make = [] { return make_cuda(cuda::Precision::bf16, "0"); },
+                             .make = [] { return make_cuda(cuda::Precision::bf16, false); },
                              .tolerance = tf32,
                              .conv_results = ConvResults::fp32};
   Harness h(off);
   check_conv(h, {3, 33, 8, 16, 3, 1, 1}, false, true);
-  BOOST_CHECK_THROW(static_cast<void>(make_cuda(cuda::Precision::bf16, "2")), InputError);
 }

@@ -147,6 +147,54 @@ expect_in "$WORK/err" "crepe-full/checkpoint.h5: was trained with --lr 0.02, thi
 run_ts 1 train --train train.h5 --resume crepe-full/checkpoint.h5 --batch-size 16
 expect_in "$WORK/err" "was trained with --batch-size 32"
 
+# Backend options: resolved in config.json and in the checkpoint; a resume that changes one that
+# changes an algorithm (here --winograd) is refused naming it, old and new value, unless
+# --force-resume; another thread count is only reported. A checkpoint written before the options
+# were recorded reads as the defaults.
+run_ts 0 train --train train.h5 "${tiny_vdcnn[@]}" --epochs 1 --max-steps 2 --threads 2 --run-dir options \
+  --progress off
+backend_options() {  # backend_options CHECKPOINT: its backend_options attribute
+  py - "$1" <<'PY'
+import h5py, json, sys
+print(json.dumps(json.loads(h5py.File(sys.argv[1], "r").attrs["backend_options"]), sort_keys=True))
+PY
+}
+py - options/config.json "$(backend_options options/checkpoint.h5)" <<'PY' || fail "the backend options are not recorded"
+import json, sys
+config = json.load(open(sys.argv[1]))
+want = {"device": "cpu", "cpu_backend": "onednn", "precision": "tf32", "threads": 2, "winograd": True,
+        "winograd_min_channels": 64, "onehot_fusion": True, "cudnn_search": "heuristic", "bf16_convolutions": True}
+assert config["backend_options"] == want, config["backend_options"]
+assert json.loads(sys.argv[2]) == want, sys.argv[2]
+o = config["options"]
+assert (o["winograd"], o["winograd-min-channels"], o["onehot-fusion"], o["cudnn-search"], o["bf16-conv"],
+        o["mpi-progress-us"]) == ("on", 64, "on", "heuristic", "on", 1000), o
+assert "force-resume" not in o, o
+PY
+cp options/checkpoint.h5 options-before.h5
+run_ts 1 train --resume options/checkpoint.h5 --winograd off --max-steps 4
+expect_in "$WORK/err" "options/checkpoint.h5: was trained with --winograd on (now off)"
+run_ts 1 train --resume options/checkpoint.h5 --onehot-fusion off --winograd-min-channels 32 --max-steps 4
+expect_in "$WORK/err" "--onehot-fusion on (now off), --winograd-min-channels 64 (now 32)"
+same_state options-before.h5 options/checkpoint.h5 "a refused resume"
+run_ts 0 train --resume options/checkpoint.h5 --winograd off --force-resume --max-steps 4
+expect_in "$WORK/err" "--force-resume: continuing a run trained with --winograd on (now off)"
+backend_options options/checkpoint.h5 | grep -qF '"winograd": false' || fail "a forced resume did not record --winograd off"
+run_ts 0 train --resume options/checkpoint.h5 --threads 1 --max-steps 6
+expect_in "$WORK/err" "was trained with 2 threads per rank, resumed with 1"
+grep -q "was trained with --" "$WORK/err" && fail "a resume with another thread count was refused: $(cat "$WORK/err")"
+# Without the attribute (an older checkpoint): the defaults, and the training options' precision.
+cp options-before.h5 options-old.h5
+py - <<'PY'
+import h5py
+with h5py.File("options-old.h5", "r+") as f:
+    del f.attrs["backend_options"]
+PY
+run_ts 1 train --resume options-old.h5 --run-dir options-old --winograd off --max-steps 3
+expect_in "$WORK/err" "options-old.h5: was trained with --winograd on (now off)"
+run_ts 0 train --resume options-old.h5 --run-dir options-old --max-steps 3
+echo "backend options: checked"
+
 # Interrupted by SIGINT: the checkpoint is written and resuming gives the same result.
 "$TEXTSCALE_BIN" train --train train.h5 "${tiny_crepe[@]}" --epochs 2 --run-dir crepe-int --log-every 1 \
   --progress off > int.out 2> int.err &

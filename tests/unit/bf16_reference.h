@@ -5,7 +5,7 @@
 // weights, incoming gradient) to bf16 and sums exactly in T: the oneDNN backend's bf16 scheme,
 // whose results are fp32. The one-hot layer is not rounded: both backends gather fp32 weights,
 // and their fused first block sums its weight gradient in fp32 (only the CUDA backend's unfused
-// one-hot weight gradient, TEXTSCALE_ONEHOT_POOL=0, rounds its incoming gradient to bf16). With RoundResults, the
+// one-hot weight gradient, --onehot-fusion off, rounds its incoming gradient to bf16). With RoundResults, the
 // convolutions' results are rounded to bf16 too (forward before the bias, the data and weight gradients): the CUDA
 // backend's scheme, whose cuDNN bf16 convolutions write bf16. Bias gradients are summed from the unrounded incoming
 // gradient in both, as both backends do.

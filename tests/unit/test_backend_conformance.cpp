@@ -14,6 +14,7 @@
 
 #include "../conformance/conformance.h"
 #include "cpu_features.h"
+#include "textscale/engine/backend_options.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
 #include "textscale/engine/reference_backend.h"
 
@@ -50,6 +51,13 @@ std::vector<BackendUnderTest> configurations() {
   fp32.set_threads = set_dnnl_threads;
   all.push_back(fp32);
 
+  // oneDNN in fp32 with --winograd off: every convolution direct (oneDNN's own), to the same bounds.
+  BackendUnderTest direct{.name = "onednn_fp32_winograd_off",
+                          .make = [] { return std::make_unique<DnnlBackend>(BackendOptions{.winograd = false}); },
+                          .tolerance = {.products = 1e-4}};
+  direct.set_threads = set_dnnl_threads;
+  all.push_back(direct);
+
   // oneDNN in bf16 (--precision bf16): convolutions and dense layers multiply bf16 copies of their
   // operands with fp32 sums and write fp32; everything else is the fp32 backend's.
   //
@@ -84,6 +92,31 @@ bool init() {
 }
 
 }  // namespace
+
+// The options choose the algorithm: Winograd (the default from 64 channels) and the direct
+// convolution round differently, and a threshold above the shape's channels
+// (--winograd-min-channels) gives the direct convolution's bits. (Both match the reference: the
+// onednn_fp32 and onednn_fp32_winograd_off suites.)
+BOOST_AUTO_TEST_CASE(winograd_options_choose_the_algorithm) {
+  const Conv1dShape s{4, 90, 128, 128, 3, 1, 1};
+  std::vector<float> src(static_cast<std::size_t>(s.src().count())),
+      weights(static_cast<std::size_t>(s.weights_count()));
+  for (std::size_t i = 0; i < src.size(); ++i)
+    src[i] = static_cast<float>(static_cast<double>(i * 7919 % 1000) / 500.0 - 1.0);
+  for (std::size_t i = 0; i < weights.size(); ++i)
+    weights[i] = static_cast<float>(static_cast<double>(i * 104729 % 1000) / 5000.0 - 0.1);
+  auto forward = [&](const BackendOptions& options) {
+    DnnlBackend dnnl(options);
+    std::vector<float> dst(static_cast<std::size_t>(s.dst().count()));
+    OpStatePtr state;
+    dnnl.conv1d_forward(state, s, src.data(), weights.data(), nullptr, dst.data(), false);
+    return dst;
+  };
+  const auto on = forward({}), off = forward({.winograd = false});
+  BOOST_TEST((on != off), "--winograd on and off give bitwise the same convolution: the switch did nothing");
+  BOOST_TEST((forward({.winograd_min_channels = 256}) == off), "a threshold above 128 channels runs direct");
+  BOOST_TEST((forward({.winograd_min_channels = 128}) == on), "a threshold of 128 channels runs Winograd");
+}
 
 // --only-if-amx (first argument): exit 77 (skipped) unless the CPU has AMX. ctest runs the bf16
 // configuration a second time with oneDNN capped at AVX512_CORE_BF16 (DNNL_MAX_CPU_ISA, read

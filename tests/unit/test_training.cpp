@@ -11,6 +11,7 @@
 #include "checkpoint_between.h"
 #include "textscale/common/error.h"
 #include "textscale/common/hdf5.h"
+#include "textscale/engine/backend_options.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
 #include "textscale/engine/reference_backend.h"
 #include "textscale/train/metrics.h"
@@ -50,6 +51,65 @@ BOOST_AUTO_TEST_CASE(invalid_settings_are_refused_by_name) {
   o.lr = 0.1;
   s.kind = "cosine";
   BOOST_CHECK_THROW(train::validate(o, s), InputError);
+}
+
+// The backend options as recorded in config.json and checkpoints: every field survives JSON, a
+// record without a field reads as its default, a bad value is refused naming its option; a
+// resume compares them through algorithm_changes (threads and the other device's switches aside).
+BOOST_AUTO_TEST_CASE(backend_options_records_and_changes) {
+  using engine::BackendOptions;
+  const BackendOptions changed{engine::Device::cuda,
+                               engine::CpuBackend::reference,
+                               engine::Precision::bf16,
+                               7,
+                               false,
+                               32,
+                               false,
+                               engine::AlgorithmSearch::measure,
+                               false};
+  BOOST_TEST((engine::backend_options_from_json(engine::backend_options_json(changed)) == changed));
+  BOOST_TEST((engine::backend_options_from_json(engine::backend_options_json({})) == BackendOptions{}));
+  BOOST_TEST((engine::backend_options_from_json("{}") == BackendOptions{}));
+  BOOST_TEST((engine::backend_options_from_json(R"({"winograd": false})") == BackendOptions{.winograd = false}));
+  auto refused = [](const std::string& json, const std::string& option) {
+    try {
+      static_cast<void>(engine::backend_options_from_json(json));
+    } catch (const InputError& e) {
+      return std::string(e.what()).find(option) != std::string::npos;
+    }
+    return false;
+  };
+  BOOST_TEST(refused(R"({"device": "tpu"})", "--device must be auto, cpu or cuda"));
+  BOOST_TEST(refused(R"({"cudnn_search": "fast"})", "--cudnn-search"));
+  BOOST_TEST(refused(R"({"winograd_min_channels": 0})", "--winograd-min-channels"));
+  BOOST_TEST(refused(R"({"threads": -1})", "--threads"));
+  BOOST_TEST(refused("[1]", "expected a JSON object"));
+
+  const BackendOptions cpu{.device = engine::Device::cpu}, gpu{.device = engine::Device::cuda};
+  auto names = [](const BackendOptions& before, const BackendOptions& now) {
+    std::string all;
+    for (const auto& c : engine::algorithm_changes(before, now)) all += c.option + " " + c.before + "->" + c.now + ";";
+    return all;
+  };
+  BOOST_TEST(names(cpu, cpu) == "");
+  BOOST_TEST(names(cpu, {.device = engine::Device::cpu, .threads = 3}) == "");  // threads: not an algorithm
+  BOOST_TEST(names(cpu, {.device = engine::Device::cpu, .winograd = false, .onehot_fusion = false}) ==
+             "onehot-fusion on->off;winograd on->off;");
+  BOOST_TEST(names(cpu, {.device = engine::Device::cpu, .winograd_min_channels = 32}) ==
+             "winograd-min-channels 64->32;");
+  BOOST_TEST(names(cpu, {.device = engine::Device::cpu, .cpu_backend = engine::CpuBackend::reference}) ==
+             "backend onednn->reference;");
+  BOOST_TEST(names(cpu, {.device = engine::Device::cpu, .precision = engine::Precision::fp32}) == "");  // tf32 = fp32
+  BOOST_TEST(names(cpu, {.device = engine::Device::cpu, .precision = engine::Precision::bf16}) ==
+             "precision tf32->bf16;");
+  BOOST_TEST(names(cpu, {.device = engine::Device::cpu, .cudnn_search = engine::AlgorithmSearch::measure}) == "");
+  BOOST_TEST(names(gpu, {.device = engine::Device::cuda, .precision = engine::Precision::fp32}) ==
+             "precision tf32->fp32;");
+  BOOST_TEST(names(gpu, {.device = engine::Device::cuda, .winograd = false}) == "");
+  BOOST_TEST(names(gpu, {.device = engine::Device::cuda,
+                         .cudnn_search = engine::AlgorithmSearch::measure,
+                         .bf16_convolutions = false}) == "cudnn-search heuristic->measure;bf16-conv on->off;");
+  BOOST_TEST(names(gpu, cpu) == "device cuda->cpu;");
 }
 
 BOOST_AUTO_TEST_CASE(sgd_momentum_weight_decay_and_clipping) {

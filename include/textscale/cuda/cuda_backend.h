@@ -8,6 +8,7 @@
 #include <string>
 
 #include "textscale/engine/backend.h"
+#include "textscale/engine/backend_options.h"
 #include "textscale/engine/precision.h"
 
 namespace textscale::cuda {
@@ -19,20 +20,18 @@ using engine::parse_precision;
 using engine::Precision;
 using engine::to_string;
 
-// How convolution algorithms are chosen, once per shape and batch size:
+// How convolution algorithms are chosen, once per shape and batch size (--cudnn-search):
 //  - heuristic: cuDNN's heuristics; the same choice in every process, so a resumed run repeats
 //    an uninterrupted one bitwise;
 //  - measure: cuDNN times the candidates and the fastest is taken; faster when the heuristics
 //    misjudge, but two processes may choose differently (and round differently).
-// The environment variable TEXTSCALE_CUDNN_SEARCH (heuristic | measure) overrides the default.
-enum class AlgorithmSearch { heuristic, measure };
+using engine::AlgorithmSearch;
 
 struct CudaOptions {
   int device = 0;  // CUDA device ordinal (the local rank under a launcher)
   Precision precision = Precision::tf32;
   AlgorithmSearch algorithm_search = AlgorithmSearch::heuristic;
-  // With Precision::bf16: the cuDNN convolutions in bf16 too (false: TF32). The environment
-  // variable TEXTSCALE_BF16_CONV (1 | 0) overrides it.
+  // With Precision::bf16: the cuDNN convolutions in bf16 too (false: TF32; --bf16-conv off).
   bool bf16_convolutions = true;
 };
 

@@ -63,8 +63,17 @@ struct World {
   [[nodiscard]] std::string tag() const;
 };
 
+// How the MPI communicator runs (command-line options of `train`).
+struct WorldOptions {
+  double timeout_seconds = 0;  // bound on every wait on a collective (0: no bound); --comm-timeout
+  // MPI advances non-blocking collectives only inside MPI calls: a progress thread polls the ones
+  // in flight every `progress_microseconds` (0: no thread); --mpi-progress-us.
+  std::int64_t progress_microseconds = 1000;
+};
+
 // Starts MPI if a launcher is present (or `force_mpi`), otherwise a one-process world. Sets the
-// log's rank tag. `timeout_seconds` bounds every wait on a collective (0: no bound). Idempotent.
+// log's rank tag. Idempotent: the first call's options hold.
+World& init_world(bool force_mpi, const WorldOptions& options);
 World& init_world(bool force_mpi = false, double timeout_seconds = 0);
 // The world after init_world(), or nullptr.
 World* current_world();

@@ -29,8 +29,8 @@ struct ModelConfig {
   bool sync_bn = false;
   // Crepe's one-hot convolution, its ReLU and the first max pooling as one operation
   // (Backend::onehot_conv1d_relu_pool_forward) rather than three. The same function and parameter
-  // names either way (not stored with the model); the environment's TEXTSCALE_ONEHOT_POOL=0 turns
-  // it off, to compare the two.
+  // names either way (not stored with the model); BackendOptions::onehot_fusion (--onehot-fusion)
+  // sets it.
   bool fuse_input = true;
 
   [[nodiscard]] static std::vector<std::string> names();

@@ -4,7 +4,8 @@
 // Layout (all at the root unless named):
 //   attributes  format = "textscale-checkpoint", format_version = kCheckpointFormatVersion,
 //               checkpoint_version = 1, model (JSON of the ModelConfig), training (JSON of the
-//               resolved training configuration), position (JSON of TrainingPosition), alphabet,
+//               resolved training configuration), backend_options (JSON of the resolved
+//               engine::BackendOptions), position (JSON of TrainingPosition), alphabet,
 //               char_length, char_order, num_classes, classes, created_by, libraries, created,
 //               and, when the data files have content digests, train_content_sha256 and
 //               valid_content_sha256 (docs/hdf5-schema.md, "Content digest")
@@ -28,6 +29,7 @@
 #include <cstdint>
 #include <string>
 
+#include "textscale/engine/backend_options.h"
 #include "textscale/engine/model.h"
 #include "textscale/train/dataset.h"
 #include "textscale/train/optimizer.h"
@@ -53,6 +55,10 @@ struct CheckpointInfo {
   Encoding encoding;
   TrainingPosition position;
   std::string training_json = "{}";
+  // The backend options the state was computed with. A checkpoint written before they were
+  // recorded reads as the defaults, with the device, backend and precision of its training
+  // options (device auto: unknown) and threads 0 (unknown).
+  engine::BackendOptions backend_options;
   std::string optimizer_kind;  // empty when the checkpoint has no optimizer state
   // The content digests of the training and validation files (docs/hdf5-schema.md); empty when
   // unknown: no validation file, a file made before content digests, or a version 1 checkpoint.

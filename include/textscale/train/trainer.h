@@ -28,6 +28,7 @@
 #include <string>
 
 #include "textscale/engine/backend.h"
+#include "textscale/engine/backend_options.h"
 #include "textscale/engine/model.h"
 #include "textscale/train/dataset.h"
 #include "textscale/train/metrics.h"
@@ -47,39 +48,29 @@ struct TrainConfig {
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   std::uint64_t seed = 1;
-  int threads = 0;                 // 0: all cores
-  std::string backend = "onednn";  // CPU backend: onednn | reference
-  std::string device = "auto";     // auto (cuda when a GPU is visible) | cpu | cuda
-  std::string precision = "tf32";  // products: fp32 | tf32 (GPU; fp32 on a CPU) | bf16 (precision.h)
+  // Device, CPU backend, precision, threads (0: the node's cores / its ranks) and algorithm
+  // switches; resolved, they are recorded in config.json and the checkpoints.
+  engine::BackendOptions backend;
   std::string run_dir;
   std::int64_t checkpoint_every = 0;  // steps; 0: at the end of each epoch only
   std::int64_t log_every = 50;        // steps
   std::string resume;                 // checkpoint to continue from
+  bool force_resume = false;          // resume even where the backend options change an algorithm
   std::string init_from;              // checkpoint whose weights start a new run
   bool test_each_epoch = true;
   std::string progress = "auto";  // auto (when stdout is a terminal) | on | off
   // Data parallelism.
-  std::string shuffle = "rows";      // rows | blocks (sharding.h)
-  std::int64_t shuffle_block = 256;  // rows per block with shuffle = blocks
-  double bucket_mb = 4;              // gradient all-reduce bucket size; 0: one bucket after backward
-  double comm_timeout = 300;         // seconds a collective may take before the job is ended
-  bool balance = false;              // split each batch by the ranks' measured speeds (sharding.h)
-  std::string lr_scaling = "none";   // none | linear: lr x batch_size / lr_base_batch
+  std::string shuffle = "rows";         // rows | blocks (sharding.h)
+  std::int64_t shuffle_block = 256;     // rows per block with shuffle = blocks
+  double bucket_mb = 4;                 // gradient all-reduce bucket size; 0: one bucket after backward
+  double comm_timeout = 300;            // seconds a collective may take before the job is ended
+  std::int64_t mpi_progress_us = 1000;  // the MPI progress thread's polling interval (dist::WorldOptions)
+  bool balance = false;                 // split each batch by the ranks' measured speeds (sharding.h)
+  std::string lr_scaling = "none";      // none | linear: lr x batch_size / lr_base_batch
   std::int64_t lr_base_batch = 128;
   bool skip_nonfinite = false;  // skip steps whose loss or gradient is not finite
   std::string fault;            // tests: "throw|kill|nan|term|slow:RANK:STEP" injects a failure
 };
-
-// The backend for `device`: on cpu the named CPU backend (onednn | reference); on cuda the CUDA
-// backend on GPU `local_rank` (one GPU per rank). auto is cuda when this build has CUDA and the
-// node has a GPU for each of its `local_size` ranks, else cpu. `precision` (precision.h): fp32 |
-// tf32 | bf16; a CPU computes tf32 in fp32, and bf16 only on oneDNN with bf16 instructions.
-std::unique_ptr<engine::Backend<float>> make_backend(const std::string& device, const std::string& cpu_backend,
-                                                     const std::string& precision = "tf32", int local_rank = 0,
-                                                     int local_size = 1);
-// True when `device` resolves to a GPU (see make_backend); throws InputError for an impossible
-// request (cuda without a GPU each).
-[[nodiscard]] bool uses_gpu(const std::string& device, int local_size = 1);
 
 // Evaluates `model` on rows of `data` in order, in batches of `batch`. `limit` > 0 caps the rows.
 Metrics evaluate(engine::Model<float>& model, engine::Backend<float>& backend, const CharDataset& data,

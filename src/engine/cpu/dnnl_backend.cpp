@@ -2,6 +2,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
+#include <chrono>
+#include <functional>
 #include <list>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
@@ -201,9 +204,33 @@ dnnl::memory operand_in(DnnlBackend::Impl& impl, const dnnl::memory::desc& user,
   return activation_in(user, wanted, data, scratch, impl.engine, impl.stream);
 }
 
+// GFLOP/s of a square product of `size` done by multiply(), best of 3 after a warm-up call.
+double timed_gflops(Index size, const std::function<void()>& multiply) {
+  double best = 0;
+  for (int i = 0; i < 4; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    multiply();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (i > 0) best = std::max(best, 2.0 * static_cast<double>(size * size * size) / s / 1e9);
+  }
+  return best;
+}
+
+// Whether `pass` of `s` runs through Winograd; `min_channels` 0: never (--winograd off).
+bool use_winograd(Index min_channels, const Conv1dShape& s, cpu::WinogradPass pass) {
+  return min_channels > 0 && cpu::winograd_applies(s, pass, min_channels);
+}
+
 }  // namespace
 
-DnnlBackend::DnnlBackend(Precision precision) : impl_(std::make_unique<Impl>()), bf16_(precision == Precision::bf16) {
+DnnlBackend::DnnlBackend(Precision precision) : DnnlBackend(BackendOptions{.precision = precision}) {}
+
+DnnlBackend::DnnlBackend(const BackendOptions& options)
+    : impl_(std::make_unique<Impl>()),
+      bf16_(options.precision == Precision::bf16),
+      winograd_min_channels_(options.winograd ? options.winograd_min_channels : 0) {
+  validate(options);
+  set_threads(options.threads);
   if (bf16_ && !bf16_supported())
     throw InputError("--precision bf16 on the CPU needs AVX512-BF16 or AMX instructions, and oneDNN finds " +
                      cpu_isa() + " on this one: use --precision fp32");
@@ -249,9 +276,37 @@ int DnnlBackend::threads() {
   return omp_get_max_threads();
 }
 
+double DnnlBackend::gemm_gflops(Index size, Precision precision) {
+  if (precision != Precision::bf16) {  // oneDNN's SGEMM, as the dense layers and Winograd use it
+    std::vector<float> a(static_cast<std::size_t>(size * size), 1.0f), b(a.size(), 0.5f), c(a.size());
+    return timed_gflops(size, [&] {
+      if (dnnl_sgemm('N', 'N', size, size, size, 1.0f, a.data(), size, b.data(), size, 0.0f, c.data(), size) !=
+          dnnl_success)
+        throw DnnlError("dnnl_sgemm failed");
+    });
+  }
+  // oneDNN's matmul with bf16 operands and an fp32 result, the products of --precision bf16.
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  const dnnl::memory::desc a({size, size}, dt::bf16, tag::ab), b({size, size}, dt::bf16, tag::ab),
+      c({size, size}, dt::f32, tag::ab);
+  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), engine);
+  dnnl::memory ma(pd.src_desc(), engine), mb(pd.weights_desc(), engine), mc(pd.dst_desc(), engine);
+  for (dnnl::memory* m : {&ma, &mb}) {  // 1.0 in bf16
+    auto* bits = static_cast<std::uint16_t*>(m->get_data_handle());
+    std::fill(bits, bits + size * size, std::uint16_t{0x3f80});
+  }
+  const dnnl::matmul matmul(pd);
+  return timed_gflops(size, [&] {
+    matmul.execute(stream, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
+    stream.wait();
+  });
+}
+
 void DnnlBackend::conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const float* src, const float* weights,
                                  const float* bias, float* dst, bool relu) {
-  if (!bf16_ && cpu::winograd_applies(s, cpu::WinogradPass::forward)) {  // half the multiply-adds (winograd.h)
+  if (!bf16_ &&
+      use_winograd(winograd_min_channels_, s, cpu::WinogradPass::forward)) {  // half the multiply-adds (winograd.h)
     auto& transformed = conv_state(state).winograd_weights;
     cpu::winograd_weights(s, cpu::WinogradPass::forward, weights, transformed);
     cpu::winograd_conv1d(s.n, s.t_in, s.c_in, s.t_out(), s.c_out, s.kernel, s.pad, src, transformed.data(), bias, dst,
@@ -278,7 +333,7 @@ void DnnlBackend::conv1d_forward(OpStatePtr& state, const Conv1dShape& s, const 
 
 void DnnlBackend::conv1d_backward_data(OpStatePtr& state, const Conv1dShape& s, const float* diff_dst,
                                        const float* weights, float* diff_src) {
-  if (!bf16_ && cpu::winograd_applies(s, cpu::WinogradPass::backward_data)) {
+  if (!bf16_ && use_winograd(winograd_min_channels_, s, cpu::WinogradPass::backward_data)) {
     auto& transformed = conv_state(state).winograd_weights;
     cpu::winograd_weights(s, cpu::WinogradPass::backward_data, weights, transformed);
     cpu::winograd_conv1d(s.n, s.t_out(), s.c_out, s.t_in, s.c_in, s.kernel, s.kernel - 1 - s.pad, diff_dst,
@@ -321,7 +376,7 @@ void DnnlBackend::conv1d_backward_data(OpStatePtr& state, const Conv1dShape& s, 
 
 void DnnlBackend::conv1d_backward_weights(OpStatePtr& state, const Conv1dShape& s, const float* src,
                                           const float* diff_dst, float* diff_weights, float* diff_bias) {
-  if (!bf16_ && cpu::winograd_applies(s, cpu::WinogradPass::backward_weights)) {
+  if (!bf16_ && use_winograd(winograd_min_channels_, s, cpu::WinogradPass::backward_weights)) {
     cpu::winograd_conv1d_backward_weights(s, src, diff_dst, diff_weights);
     if (diff_bias) cpu::column_sums(s.n * s.t_out(), s.c_out, diff_dst, diff_bias);
     return;

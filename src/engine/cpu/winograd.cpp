@@ -4,7 +4,6 @@
 
 #include <oneapi/dnnl/dnnl.h>
 #include <algorithm>
-#include <cstdlib>
 #include <string>
 
 #include "cpu_kernels.h"
@@ -33,14 +32,6 @@ constexpr Index kGradientBlockTiles = 512;
 std::vector<float>& scratch() {
   static thread_local std::vector<float> work;
   return work;
-}
-
-Index env_index(const char* name, Index fallback) {
-  const char* value = std::getenv(name);
-  if (!value || !*value) return fallback;
-  char* end = nullptr;
-  const long long parsed = std::strtoll(value, &end, 10);
-  return end && *end == '\0' ? static_cast<Index>(parsed) : fallback;
 }
 
 // u_e = (B^T d)_e for one tile and every channel; the six rows of u are `stride` floats apart.
@@ -120,11 +111,9 @@ Index winograd_groups(Index kernel) {
   return (kernel + 2) / 3;
 }
 
-bool winograd_applies(const Conv1dShape& s, WinogradPass pass) {
-  static const bool enabled = env_index("TEXTSCALE_WINOGRAD", 1) != 0;
-  static const Index min_channels = env_index("TEXTSCALE_WINOGRAD_MIN_CHANNELS", 64);
+bool winograd_applies(const Conv1dShape& s, WinogradPass pass, Index min_channels) {
   const Index needed = pass == WinogradPass::backward_weights ? 2 * min_channels : min_channels;
-  return enabled && s.kernel >= 3 && s.stride == 1 && s.pad >= 0 && s.pad <= s.kernel - 1 && s.c_in >= needed &&
+  return s.kernel >= 3 && s.stride == 1 && s.pad >= 0 && s.pad <= s.kernel - 1 && s.c_in >= needed &&
          s.c_out >= needed && s.t_out() >= 1;
 }
 

@@ -28,11 +28,12 @@ namespace textscale::engine::cpu {
 enum class WinogradPass { forward, backward_data, backward_weights };
 
 // Whether the CPU backend runs `pass` of `s` through Winograd: stride 1, kernel >= 3, padding at
-// most kernel - 1, and both channel counts at least the threshold (TEXTSCALE_WINOGRAD_MIN_CHANNELS, default 64;
-// twice that for backward-weights). Below it the GEMMs are too thin to gain: 16 -> 64 channels
-// runs 1.5x slower forward, and the weight gradient of 64 -> 64 channels 1.7x slower
-// (bench/winograd_conv.cpp). TEXTSCALE_WINOGRAD=0 turns it off.
-[[nodiscard]] bool winograd_applies(const Conv1dShape& s, WinogradPass pass);
+// most kernel - 1, and both channel counts at least `min_channels` (BackendOptions::
+// winograd_min_channels, default 64; twice that for backward-weights). Below 64 the GEMMs are too
+// thin to gain: 16 -> 64 channels runs 1.5x slower forward, and the weight gradient of 64 -> 64
+// channels 1.7x slower (bench/winograd_conv.cpp). BackendOptions::winograd (--winograd off) turns
+// it off in the backend.
+[[nodiscard]] bool winograd_applies(const Conv1dShape& s, WinogradPass pass, Index min_channels = 64);
 
 // Transforms the canonical weights (C_out, C_in, K) into six matrices V_e, e < 6, per group of
 // three taps, stored one after the other, for the pass's GEMM: (C_in x C_out) for forward,

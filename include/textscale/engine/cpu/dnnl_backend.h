@@ -7,7 +7,7 @@
 // Activations stay in the canonical (N, T, C) layout, which is oneDNN's `nwc`; weights are
 // reordered between the canonical (C_out, C_in, K) layout and the layout each primitive prefers,
 // once per call. Primitives are created on first use for each batch size and cached in the call
-// site's OpState. Threads: OpenMP's (set_threads or OMP_NUM_THREADS).
+// site's OpState. Threads: OpenMP's (BackendOptions::threads, set_threads or OMP_NUM_THREADS).
 //
 // Precision (precision.h): fp32 by default (tf32, a GPU format, is computed in fp32). With bf16,
 // convolutions and dense layers multiply bf16 copies of their inputs and weights with fp32
@@ -20,6 +20,7 @@
 
 #include "textscale/common/error.h"
 #include "textscale/engine/backend.h"
+#include "textscale/engine/backend_options.h"
 #include "textscale/engine/precision.h"
 
 namespace textscale::engine {
@@ -32,7 +33,11 @@ class DnnlError : public Error {
 
 class DnnlBackend final : public Backend<float> {
  public:
-  // Throws InputError for bf16 on a CPU without bf16 instructions (bf16_supported()).
+  // Takes the precision (tf32 computes in fp32), the thread count (> 0: set_threads) and the
+  // Winograd switches of `options`. Throws InputError for bf16 on a CPU without bf16
+  // instructions (bf16_supported()).
+  explicit DnnlBackend(const BackendOptions& options);
+  // BackendOptions' defaults with this precision.
   explicit DnnlBackend(Precision precision = Precision::fp32);
   ~DnnlBackend() override;
   [[nodiscard]] std::string name() const override { return bf16_ ? "onednn (bf16)" : "onednn"; }
@@ -46,6 +51,11 @@ class DnnlBackend final : public Backend<float> {
   // Sets the number of OpenMP threads every operation uses (0: leave the runtime's default).
   static void set_threads(int threads);
   [[nodiscard]] static int threads();
+
+  // The rate (GFLOP/s) of a square product of `size`, best of three, on this process's threads:
+  // oneDNN's SGEMM (fp32, tf32), or its matmul of bf16 operands with an fp32 result (bf16; needs
+  // bf16_supported()). The peak `textscale bench --gemm` compares models with.
+  [[nodiscard]] static double gemm_gflops(Index size, Precision precision);
 
   void conv1d_forward(OpStatePtr& state, const Conv1dShape& shape, const float* src, const float* weights,
                       const float* bias, float* dst, bool relu) override;
@@ -109,6 +119,7 @@ class DnnlBackend final : public Backend<float> {
  private:
   std::unique_ptr<Impl> impl_;
   bool bf16_ = false;
+  Index winograd_min_channels_ = 0;  // 0: no Winograd convolutions
 };
 
 }  // namespace textscale::engine
