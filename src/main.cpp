@@ -31,6 +31,7 @@ constexpr const char* kUsage =
     "  train        train a character model (Crepe, VDCNN) on preprocessed files\n"
     "  evaluate     accuracy and per-class metrics of a checkpoint on a preprocessed file\n"
     "  bench        training/inference throughput on synthetic batches, and the SGEMM peak\n"
+    "  models       the models train and bench build: descriptions, hyperparameters, sizes\n"
     "\n"
     "  textscale <command> --help   options of a command\n"
     "  textscale --version          version, git revision and library versions\n";
@@ -73,6 +74,7 @@ int dispatch(int argc, char** argv) {
   if (command == "train") return textscale::cli::train_command(arguments);
   if (command == "evaluate") return textscale::cli::evaluate_command(arguments);
   if (command == "bench") return textscale::cli::bench_command(arguments);
+  if (command == "models") return textscale::cli::models_command(arguments);
   std::fprintf(stderr, "textscale: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }

@@ -15,8 +15,8 @@ asking how far an implementation is from it. Counted per layer, for forward and 
   byte per output for its winners); weights, their gradients and the optimizer's state (SGD with
   momentum: read weights, gradient and velocity, write weights and velocity). For bf16 the same
   bytes are counted, so its floor is optimistic: textscale converts the convolutions' operands.
-Layer shapes follow src/engine/model.cpp; the script checks its forward multiply-adds against the
-published totals bench prints (forward_gflop_per_sample_dense).
+Layer shapes follow src/engine/models/ (crepe.cpp, vdcnn.cpp); the script checks its forward
+multiply-adds against the published totals bench prints (forward_gflop_per_sample_dense).
 
 usage: roofline.py [--peak OUT/peak.json] [--batch 128 512] [--layers]
 """

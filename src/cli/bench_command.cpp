@@ -46,18 +46,18 @@ double median(std::vector<double> values) {
 }  // namespace
 
 int bench_command(const std::vector<std::string>& arguments) {
-  engine::ModelConfig model_config;
+  ModelArguments model_arguments;
+  engine::Index classes = 4, length = 1014;
   std::int64_t batch = 128, warmup = 3, steps = 10, repeats = 1, gemm = 0;
   BackendArguments backend_arguments;
   bool profile = false;
   po::options_description options(
       "textscale bench: throughput on synthetic batches (random codes and labels)\n\n"
       "usage: textscale bench --model crepe-small --batch-size 128 [--threads 2] [--steps 10] [--gemm 4096]");
-  options.add_options()("help,h", "show this help")(
-      "model", po::value(&model_config.name)->default_value("crepe-small"), "model name")(
-      "classes", po::value(&model_config.classes)->default_value(4), "number of classes")(
-      "length", po::value(&model_config.length)->default_value(1014), "characters per sample")(
-      "shortcut", po::value(&model_config.shortcut)->default_value(false), "VDCNN shortcuts")(
+  options.add_options()("help,h", "show this help");
+  model_arguments.add(options);
+  options.add_options()("classes", po::value(&classes)->default_value(4), "number of classes")(
+      "length", po::value(&length)->default_value(1014), "characters per sample")(
       "batch-size", po::value(&batch)->default_value(128), "batch size")("warmup", po::value(&warmup)->default_value(3),
                                                                          "steps before timing")(
       "steps", po::value(&steps)->default_value(10), "timed steps (training and inference each)")(
@@ -69,6 +69,7 @@ int bench_command(const std::vector<std::string>& arguments) {
   backend_arguments.add(options, "CPU threads (0: all cores)");
   po::variables_map values;
   if (!parse_options(arguments, options, values)) return 0;
+  if (model_arguments.name == "help") return models_command({});
   if (batch < 1 || steps < 1 || repeats < 1 || warmup < 0)
     throw UsageError{"--batch-size, --steps and --repeats must be positive"};
   const engine::BackendOptions backend_options = backend_arguments.options();
@@ -83,6 +84,9 @@ int bench_command(const std::vector<std::string>& arguments) {
     std::cout << out.dump() << std::endl;
     return 0;
   }
+  engine::ModelConfig model_config = model_arguments.config(values, given_options(values));
+  model_config.classes = classes;
+  model_config.length = length;
   auto backend = train::make_backend(backend_options);
   const engine::Memory& memory = backend->memory();
   model_config.fuse_input = backend_options.onehot_fusion;

@@ -4,6 +4,7 @@
 
 #include "textscale/cli/commands.h"
 #include "textscale/common/error.h"
+#include "textscale/engine/model_registry.h"
 
 namespace po = boost::program_options;
 
@@ -67,6 +68,45 @@ engine::BackendOptions BackendArguments::options() const {
   } catch (const InputError& error) {
     throw UsageError{error.what()};
   }
+}
+
+void ModelArguments::add(po::options_description& options) {
+  options.add_options()                                                                               //
+      ("model", po::value(&name)->default_value("crepe-small"), "model name; help: list the models")  //
+      ("features", po::value(&features)->default_value(0),
+       "override: convolution features (Crepe) / first stage width (VDCNN); 0 = published")              //
+      ("fc", po::value(&fc)->default_value(0), "override: hidden fully connected width; 0 = published")  //
+      ("shortcut", po::value(&shortcut)->default_value(false), "VDCNN residual shortcuts")               //
+      ("dropout", po::value(&dropout)->default_value(0.5), "Crepe dropout probability");
+}
+
+engine::ModelConfig ModelArguments::config(const po::variables_map& values, const std::set<std::string>& typed) const {
+  const engine::ModelEntry& model = engine::model_registry().at(name);
+  engine::ModelConfig config;
+  config.name = name;
+  // `set`: whether the value is one to store (--features 0 and --fc 0 mean the published value).
+  auto take = [&](const std::string& option, const nlohmann::json& value, bool set) {
+    const bool given = typed.count(option) > 0;
+    if (!given && (!values.count(option) || values[option].defaulted())) return;
+    if (!model.has(option)) {
+      if (!given) return;  // saved by a run of another model, or before this refusal existed
+      throw UsageError{"--" + option + " is not an option of model " + name +
+                       " (its hyperparameters: " + model.hyperparameter_names() + "; textscale models lists them)"};
+    }
+    if (set) config.hyperparameters[option] = value;
+  };
+  take("features", features, features != 0);
+  take("fc", fc, fc != 0);
+  take("shortcut", shortcut, true);
+  take("dropout", dropout, true);
+  return config;
+}
+
+std::set<std::string> given_options(const po::variables_map& values) {
+  std::set<std::string> given;
+  for (const auto& [name, value] : values)
+    if (!value.defaulted()) given.insert(name);
+  return given;
 }
 
 }  // namespace textscale::cli

@@ -6,12 +6,13 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "textscale/cli/commands.h"
 #include "textscale/cli/options.h"
 #include "textscale/common/error.h"
 #include "textscale/dist/communicator.h"
-#include "textscale/engine/model.h"
+#include "textscale/engine/model_registry.h"
 #include "textscale/train/checkpoint.h"
 #include "textscale/train/trainer.h"
 
@@ -110,32 +111,38 @@ nlohmann::json options_from_checkpoint(const std::string& path, const po::variab
   return options;
 }
 
+std::string model_names() {
+  std::string names;
+  for (const auto& name : engine::model_registry().names()) names += (names.empty() ? "" : ", ") + name;
+  return names;
+}
+
 }  // namespace
 
 int train_command(const std::vector<std::string>& arguments) {
   train::TrainConfig c;
   BackendArguments backend;
+  ModelArguments model;
+  bool sync_bn = false;
   std::string config_file;
+  std::set<std::string> typed;
   po::options_description options(
       "textscale train: train a character model on preprocessed HDF5 files\n\n"
       "usage: textscale train --train TRAIN.h5 [--valid VALID.h5] [--test TEST.h5] --model NAME [options]\n\n"
-      "models: crepe-small, crepe-large (Zhang et al. 2015), vdcnn-9, vdcnn-17, vdcnn-29 (Conneau et al. 2017)");
+      "models: " +
+      model_names() + " (textscale models: descriptions and sizes)");
   options.add_options()("help,h", "show this help")  //
       ("config", po::value(&config_file),
        "repeat a run: read options from a run directory's config.json "
-       "(options given on the command line win)")                                                                  //
-      ("train", po::value(&c.train_path), "training file")                                                         //
-      ("valid", po::value(&c.valid_path), "validation file, evaluated each epoch; best weights kept as best.h5")   //
-      ("test", po::value(&c.test_path), "test file, evaluated each epoch (see --test-each-epoch) and at the end")  //
-      ("model", po::value(&c.model.name)->default_value("crepe-small"), "model name")                              //
-      ("features", po::value(&c.model.features)->default_value(0),
-       "override: convolution features (Crepe) / first stage width (VDCNN); 0 = published")                      //
-      ("fc", po::value(&c.model.fc)->default_value(0), "override: hidden fully connected width; 0 = published")  //
-      ("shortcut", po::value(&c.model.shortcut)->default_value(false), "VDCNN residual shortcuts")               //
-      ("sync-bn", po::value(&c.model.sync_bn)->default_value(false),
-       "data parallel: batch-norm statistics over all ranks (default: each rank's own batch)")   //
-      ("dropout", po::value(&c.model.dropout)->default_value(0.5), "Crepe dropout probability")  //
-      ("epochs", po::value(&c.epochs)->default_value(10), "epochs")                              //
+       "(options given on the command line win)")                                                                 //
+      ("train", po::value(&c.train_path), "training file")                                                        //
+      ("valid", po::value(&c.valid_path), "validation file, evaluated each epoch; best weights kept as best.h5")  //
+      ("test", po::value(&c.test_path), "test file, evaluated each epoch (see --test-each-epoch) and at the end");
+  model.add(options);
+  options.add_options()  //
+      ("sync-bn", po::value(&sync_bn)->default_value(false),
+       "data parallel: batch-norm statistics over all ranks (default: each rank's own batch)")  //
+      ("epochs", po::value(&c.epochs)->default_value(10), "epochs")                             //
       ("batch-size", po::value(&c.batch_size)->default_value(128),
        "global training batch size (split across ranks)")  //
       ("batch-per-rank", po::value<std::int64_t>()->default_value(0),
@@ -196,6 +203,7 @@ int train_command(const std::vector<std::string>& arguments) {
   po::variables_map values;
   try {
     po::store(po::command_line_parser(arguments).options(options).run(), values);
+    typed = given_options(values);
     if (values.count("config") && values.count("resume"))
       throw UsageError{"--config and --resume exclude each other (a resume takes its checkpoint's options)"};
     if (values.count("config")) {
@@ -221,6 +229,9 @@ int train_command(const std::vector<std::string>& arguments) {
     std::cout << options << "\n";
     return 0;
   }
+  if (model.name == "help") return models_command({});
+  c.model = model.config(values, typed);
+  c.model.sync_bn = sync_bn;
   if (c.train_path.empty()) throw UsageError{"--train FILE is required"};
   if (c.force_resume && !values.count("resume")) throw UsageError{"--force-resume goes with --resume"};
   c.backend = backend.options();

@@ -10,14 +10,16 @@
 #include "textscale/common/error.h"
 #include "textscale/common/files.h"
 #include "textscale/common/hdf5.h"
+#include "textscale/engine/model_registry.h"
 
 namespace textscale::train {
 
 namespace {
 
 constexpr const char* kFormat = "textscale-checkpoint";
-// What builds that know only checkpoint_version require (checkpoint.h: format versions).
-constexpr std::int64_t kLegacyVersion = 1;
+// What builds that know only checkpoint_version require (checkpoint.h: format versions): version 3
+// changed the model attribute, which they cannot read.
+constexpr std::int64_t kLegacyVersion = 3;
 
 nlohmann::json position_json(const TrainingPosition& p) {
   return {{"epoch", p.epoch},
@@ -108,28 +110,29 @@ h5::Handle open_checkpoint(const std::string& path) {
 
 }  // namespace
 
-std::string model_config_json(const engine::ModelConfig& c) {
-  return nlohmann::json{{"name", c.name},           {"classes", c.classes},   {"length", c.length},
-                        {"alphabet", c.alphabet},   {"features", c.features}, {"fc", c.fc},
-                        {"embedding", c.embedding}, {"kmax", c.kmax},         {"dropout", c.dropout},
-                        {"shortcut", c.shortcut}}
-      .dump();
+std::string model_config_json(const engine::ModelConfig& config) {
+  return nlohmann::json(config).dump();
 }
 
+namespace {
+// Format versions 1 and 2 stored the overrides of every model at the top level of the model
+// attribute: features and fc (0 = the published value), embedding, kmax, dropout, shortcut.
+nlohmann::json flat_layout_hyperparameters(const nlohmann::json& j, const engine::ModelEntry& model) {
+  nlohmann::json hyperparameters = nlohmann::json::object();
+  for (const std::string key : {"features", "fc", "embedding", "kmax", "dropout", "shortcut"}) {
+    if (!model.has(key) || !j.contains(key)) continue;
+    if ((key == "features" || key == "fc") && j[key] == 0) continue;
+    hyperparameters[key] = j[key];
+  }
+  return hyperparameters;
+}
+}  // namespace
+
 engine::ModelConfig model_config_from_json(const std::string& text) {
-  auto j = nlohmann::json::parse(text);
-  engine::ModelConfig c;
-  c.name = j.at("name");
-  c.classes = j.at("classes");
-  c.length = j.at("length");
-  c.alphabet = j.at("alphabet");
-  c.features = j.at("features");
-  c.fc = j.at("fc");
-  c.embedding = j.at("embedding");
-  c.kmax = j.at("kmax");
-  c.dropout = j.at("dropout");
-  c.shortcut = j.at("shortcut");
-  return c;
+  nlohmann::json j = nlohmann::json::parse(text);
+  if (!j.contains("hyperparameters"))
+    j["hyperparameters"] = flat_layout_hyperparameters(j, engine::model_registry().at(j.at("name")));
+  return engine::complete_hyperparameters(j.get<engine::ModelConfig>());
 }
 
 template <typename T>
@@ -253,7 +256,9 @@ void load(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimi
   // The dropout rate shapes training, not the weights: weights alone (--init-from, evaluation) may
   // go to a model with another rate; resuming training needs the same one.
   engine::ModelConfig have = info.model;
-  if (!optimizer) have.dropout = want.dropout;
+  if (!optimizer)
+    for (const auto& key : engine::model_registry().at(want.name).training_only)
+      if (have.hyperparameters.contains(key)) have.hyperparameters[key] = want.hyperparameters.at(key);
   if (model_config_json(have) != model_config_json(want))
     throw InputError(path + ": the checkpoint holds model " + model_config_json(info.model) + ", this run uses " +
                      model_config_json(want));

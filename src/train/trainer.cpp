@@ -816,13 +816,13 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   record["device"] = memory.is_host() ? "cpu" : "cuda";
   record["backend_options"] = nlohmann::json::parse(engine::backend_options_json(backend_options));
   record["world_size"] = world.size;
-  record["model_resolved"] = nlohmann::json::parse(model_config_json(model_config));
+  record["model_resolved"] = nlohmann::json::parse(model_config_json(model.config()));
   record["parameters"] = model.params().trained_count();
   dir.write_config(record);
   CheckpointInfo info;
   info.encoding = encoding;
   info.training_json = config_json;
-  info.model = model_config;
+  info.model = model.config();
   info.backend_options = backend_options;
   info.train_content_sha256 = train.content_sha256();
   info.valid_content_sha256 = eval.valid.content_sha256;

@@ -226,7 +226,8 @@ void gradcheck_model(ModelConfig config) {
 
 BOOST_AUTO_TEST_CASE(tiny_crepe) {
   ModelConfig c;
-  c.name = "crepe-small", c.classes = 3, c.length = 128, c.features = 6, c.fc = 8, c.dropout = 0.5;
+  c.name = "crepe-small", c.classes = 3, c.length = 128;
+  c.hyperparameters = {{"features", 6}, {"fc", 8}, {"dropout", 0.5}};
   gradcheck_model(c);
 }
 
@@ -235,7 +236,7 @@ BOOST_AUTO_TEST_CASE(tiny_vdcnn_with_shortcuts) {
   // Order-preserving k-max pooling is discontinuous where the k-th and (k+1)-th values tie (the kept
   // values shift slots); after a ReLU, zeros tie whenever fewer than k values are positive. A
   // small k over a longer final length keeps such ties away from the sampled points.
-  c.name = "vdcnn-9", c.classes = 3, c.length = 128, c.features = 3, c.fc = 8, c.embedding = 3, c.kmax = 2;
-  c.shortcut = true;
+  c.name = "vdcnn-9", c.classes = 3, c.length = 128;
+  c.hyperparameters = {{"features", 3}, {"fc", 8}, {"embedding", 3}, {"kmax", 2}, {"shortcut", true}};
   gradcheck_model(c);
 }

@@ -4,12 +4,14 @@
 #define BOOST_TEST_MODULE models
 #include <boost/test/unit_test.hpp>
 #include <cmath>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "textscale/engine/cpu/dnnl_backend.h"
 #include "textscale/engine/model.h"
+#include "textscale/engine/model_registry.h"
 #include "textscale/engine/reference_backend.h"
 
 using namespace textscale::engine;
@@ -50,7 +52,8 @@ Index vdcnn(std::vector<int> blocks, Index classes, bool shortcut) {
 
 Index count(const std::string& name, Index classes, bool shortcut = false) {
   ModelConfig c;
-  c.name = name, c.classes = classes, c.shortcut = shortcut;
+  c.name = name, c.classes = classes;
+  if (shortcut) c.hyperparameters["shortcut"] = true;
   return Model<float>(c).params().trained_count();
 }
 
@@ -69,6 +72,62 @@ BOOST_AUTO_TEST_CASE(parameter_counts_match_the_papers) {
   BOOST_TEST(count("vdcnn-17", 4) == 16268964);
   BOOST_TEST(count("vdcnn-29", 4) == 16639908);
   BOOST_TEST(count("vdcnn-9", 4, true) == 14349988);
+}
+
+// The registry lists every model once, each at its published size, counted as `textscale models`
+// counts (trained_parameter_count of listing_config; tests/cli/test_models.sh checks its output)
+// and by the model itself.
+BOOST_AUTO_TEST_CASE(registry_lists_every_model_at_its_published_size) {
+  const std::map<std::string, Index> published{{"crepe-small", crepe(256, 1024, 4)},
+                                               {"crepe-large", crepe(1024, 2048, 4)},
+                                               {"vdcnn-9", vdcnn({1, 1, 1, 1}, 4, false)},
+                                               {"vdcnn-17", vdcnn({2, 2, 2, 2}, 4, false)},
+                                               {"vdcnn-29", vdcnn({5, 5, 2, 2}, 4, false)}};
+  const std::vector<std::string> expected{"crepe-small", "crepe-large", "vdcnn-9", "vdcnn-17", "vdcnn-29"};
+  BOOST_TEST(model_registry().names() == expected, boost::test_tools::per_element());
+  for (const auto& entry : model_registry().entries()) {
+    BOOST_TEST(!entry.description.empty());
+    BOOST_TEST((entry.defaults.is_object() && !entry.defaults.empty()), entry.name);
+    BOOST_REQUIRE(published.count(entry.name));
+    const ModelConfig listed = listing_config(entry.name);
+    BOOST_TEST(trained_parameter_count(listed) == published.at(entry.name), entry.name);
+    BOOST_TEST(Model<float>(listed).params().trained_count() == published.at(entry.name), entry.name);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(hyperparameters_are_completed_and_checked) {
+  ModelConfig c;
+  c.name = "crepe-large", c.classes = 4;
+  BOOST_TEST(complete_hyperparameters(c).hyperparameters ==
+             nlohmann::json({{"features", 1024}, {"fc", 2048}, {"dropout", 0.5}}));
+  c.hyperparameters = {{"fc", 100}};
+  BOOST_TEST(complete_hyperparameters(c).hyperparameters ==
+             nlohmann::json({{"features", 1024}, {"fc", 100}, {"dropout", 0.5}}));
+  // The published values given explicitly build the same model as none given.
+  c.name = "crepe-small", c.length = 200, c.hyperparameters = {{"features", 256}, {"fc", 1024}};
+  ModelConfig implicit = c;
+  implicit.hyperparameters = nlohmann::json::object();
+  BOOST_TEST(Model<float>(c).summary() == Model<float>(implicit).summary());
+  const auto refused = [](ModelConfig config, const std::string& why) {
+    try {
+      Model<float> model(config);
+      BOOST_ERROR(config.name << " " << config.hyperparameters.dump() << " was built");
+    } catch (const textscale::InputError& error) {
+      BOOST_TEST(std::string(error.what()).find(why) != std::string::npos, error.what() << " names " << why);
+    }
+  };
+  c.name = "vdcnn-9", c.hyperparameters = {{"dropout", 0.1}};
+  refused(c,
+          "model vdcnn-9 has no hyperparameter 'dropout' (its hyperparameters: embedding, fc, features, kmax, "
+          "shortcut)");
+  c.name = "crepe-small", c.hyperparameters = {{"features", "wide"}};
+  refused(c, "model crepe-small: hyperparameters");
+  c.hyperparameters = {{"dropout", 1.0}};
+  refused(c, "--dropout must be in [0, 1)");
+  c.hyperparameters = {{"fc", -3}};
+  refused(c, "--fc must be positive");
+  c.hyperparameters = nlohmann::json::array();
+  refused(c, "hyperparameters must be a JSON object");
 }
 
 BOOST_AUTO_TEST_CASE(summary_shows_shapes_and_count) {
@@ -172,7 +231,8 @@ void compare_backends(const ModelConfig& c) {
 // Crepe with its first block as one operation and as three layers, from the same weights.
 BOOST_AUTO_TEST_CASE(crepe_fused_input_matches_three_layers) {
   ModelConfig fused;
-  fused.name = "crepe-small", fused.classes = 4, fused.length = 160, fused.features = 32, fused.fc = 32;
+  fused.name = "crepe-small", fused.classes = 4, fused.length = 160;
+  fused.hyperparameters = {{"features", 32}, {"fc", 32}};
   ModelConfig layers = fused;
   layers.fuse_input = false;
   BOOST_TEST(Model<float>(fused).summary().find("+max-pool k3 s3") != std::string::npos);
@@ -190,12 +250,13 @@ BOOST_AUTO_TEST_CASE(crepe_fused_input_matches_three_layers) {
 
 BOOST_AUTO_TEST_CASE(crepe_onednn_matches_reference) {
   ModelConfig c;
-  c.name = "crepe-small", c.classes = 4, c.length = 160, c.features = 16, c.fc = 32;
+  c.name = "crepe-small", c.classes = 4, c.length = 160, c.hyperparameters = {{"features", 16}, {"fc", 32}};
   compare_backends(c);
 }
 
 BOOST_AUTO_TEST_CASE(vdcnn_onednn_matches_reference) {
   ModelConfig c;
-  c.name = "vdcnn-9", c.classes = 4, c.length = 128, c.features = 8, c.fc = 32, c.shortcut = true;
+  c.name = "vdcnn-9", c.classes = 4, c.length = 128;
+  c.hyperparameters = {{"features", 8}, {"fc", 32}, {"shortcut", true}};
   compare_backends(c);
 }

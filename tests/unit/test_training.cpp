@@ -280,8 +280,7 @@ BOOST_AUTO_TEST_CASE(checkpoints_move_between_backends) {
 BOOST_AUTO_TEST_CASE(checkpoint_format_versions) {
   engine::ReferenceBackend<float> backend;
   engine::ModelConfig config = testing::config_of("crepe-small");
-  config.features = 16;
-  config.fc = 32;
+  config.hyperparameters = {{"features", 16}, {"fc", 32}};
   train::OptimizerConfig adam;
   adam.kind = "adam";
   engine::Model<float> model(config, backend.memory());
@@ -309,6 +308,28 @@ BOOST_AUTO_TEST_CASE(checkpoint_format_versions) {
     BOOST_REQUIRE(file.valid());
     change(file.get());
   };
+  engine::Model<float> loaded(config, backend.memory());
+  train::Optimizer<float> loaded_optimizer(adam, loaded.params().trained_count(), backend.memory());
+  const auto loads = [&](const std::string& what) {
+    loaded.params().initialize(6);
+    train::load_checkpoint(path, loaded, &loaded_optimizer);
+    BOOST_TEST(testing::to_host(loaded.params().values()) == testing::to_host(model.params().values()), what);
+  };
+  loads("version " + std::to_string(train::kCheckpointFormatVersion));
+  // Version 2: the model attribute in the layout of versions 1 and 2 (every model's overrides at
+  // its top level), checkpoint_version 1.
+  edit([](hid_t file) {
+    h5::write_attribute(file, "format_version", std::int64_t{2});
+    h5::write_attribute(file, "checkpoint_version", std::int64_t{1});
+    h5::write_attribute(file, "model",
+                        std::string(R"({"alphabet":69,"classes":4,"dropout":0.5,"embedding":16,)"
+                                    R"("fc":32,"features":16,"kmax":8,"length":1014,)"
+                                    R"("name":"crepe-small","shortcut":false})"));
+  });
+  const train::CheckpointInfo two = train::read_checkpoint_info(path);
+  BOOST_TEST(two.format_version == 2);
+  BOOST_TEST(two.model.hyperparameters == model.config().hyperparameters);
+  loads("version 2");
   // Version 1: the attributes of later versions removed.
   edit([](hid_t file) {
     for (const char* name : {"format_version", "train_content_sha256", "valid_content_sha256"})
@@ -318,11 +339,7 @@ BOOST_AUTO_TEST_CASE(checkpoint_format_versions) {
   BOOST_TEST(old.format_version == 1);
   BOOST_TEST(old.train_content_sha256.empty());
   BOOST_TEST(old.valid_content_sha256.empty());
-  engine::Model<float> loaded(config, backend.memory());
-  loaded.params().initialize(6);
-  train::Optimizer<float> loaded_optimizer(adam, loaded.params().trained_count(), backend.memory());
-  train::load_checkpoint(path, loaded, &loaded_optimizer);
-  BOOST_TEST(testing::to_host(loaded.params().values()) == testing::to_host(model.params().values()));
+  loads("version 1");
 
   // A newer version than this build reads.
   edit([](hid_t file) { h5::write_attribute(file, "format_version", train::kCheckpointFormatVersion + 1); });
@@ -344,4 +361,49 @@ BOOST_AUTO_TEST_CASE(checkpoint_format_versions) {
     }
   }
   std::filesystem::remove(path);
+}
+
+// The model attribute of format versions 1 and 2, as those versions wrote it (every model's
+// overrides at the top level, features and fc 0 for the published values), builds the model it
+// described: the same parameter count and layers as the same model given by its hyperparameters.
+BOOST_AUTO_TEST_CASE(model_attribute_of_earlier_versions) {
+  struct Case {
+    const char* json;
+    const char* name;
+    nlohmann::json hyperparameters;
+    engine::Index parameters;  // 0: not checked here (test_models checks the published counts)
+  };
+  const Case cases[] = {
+      {R"({"alphabet":69,"classes":4,"dropout":0.0,"embedding":16,"fc":64,"features":32,"kmax":8,"length":1014,)"
+       R"("name":"crepe-small","shortcut":false})",
+       "crepe-small",
+       {{"features", 32}, {"fc", 64}, {"dropout", 0.0}},
+       0},
+      {R"({"alphabet":69,"classes":4,"dropout":0.5,"embedding":16,"fc":0,"features":0,"kmax":8,"length":1014,)"
+       R"("name":"crepe-small","shortcut":false})",
+       "crepe-small", nlohmann::json::object(), 11337988},
+      {R"({"alphabet":69,"classes":4,"dropout":0.5,"embedding":16,"fc":32,"features":8,"kmax":8,"length":1014,)"
+       R"("name":"vdcnn-9","shortcut":true})",
+       "vdcnn-9",
+       {{"features", 8}, {"fc", 32}, {"shortcut", true}},
+       0},
+      {R"({"alphabet":69,"classes":4,"dropout":0.5,"embedding":16,"fc":0,"features":0,"kmax":8,"length":1014,)"
+       R"("name":"vdcnn-29","shortcut":false})",
+       "vdcnn-29", nlohmann::json::object(), 16639908},
+  };
+  for (const Case& c : cases) {
+    const engine::ModelConfig read = train::model_config_from_json(c.json);
+    engine::ModelConfig given = testing::config_of(c.name);
+    given.hyperparameters = c.hyperparameters;
+    engine::Model<float> from_checkpoint(read), from_hyperparameters(given);
+    BOOST_TEST(read.name == c.name);
+    BOOST_TEST(read.hyperparameters == from_hyperparameters.config().hyperparameters, c.json);
+    BOOST_TEST(from_checkpoint.summary() == from_hyperparameters.summary(), c.json);
+    BOOST_TEST(from_checkpoint.params().trained_count() == from_hyperparameters.params().trained_count());
+    if (c.parameters) BOOST_TEST(from_checkpoint.params().trained_count() == c.parameters, c.json);
+    // Written again, in this version's layout, it reads back the same.
+    const std::string again = train::model_config_json(from_checkpoint.config());
+    BOOST_TEST(again.find("\"hyperparameters\"") != std::string::npos);
+    BOOST_TEST(nlohmann::json(train::model_config_from_json(again)) == nlohmann::json(read));
+  }
 }

@@ -12,6 +12,7 @@ int inspect_command(const std::vector<std::string>& arguments);
 int train_command(const std::vector<std::string>& arguments);
 int evaluate_command(const std::vector<std::string>& arguments);
 int bench_command(const std::vector<std::string>& arguments);
+int models_command(const std::vector<std::string>& arguments);
 
 // Thrown for a command line that cannot be understood (exit code 2, usage hint).
 struct UsageError {

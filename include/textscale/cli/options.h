@@ -3,10 +3,12 @@
 
 #include <boost/program_options.hpp>
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "textscale/engine/backend_options.h"
+#include "textscale/engine/model.h"
 
 namespace textscale::cli {
 
@@ -33,5 +35,25 @@ struct BackendArguments {
   // checked by engine::validate (InputError), where it is resolved.
   [[nodiscard]] engine::BackendOptions options() const;
 };
+
+// --model and the options that set a model's hyperparameters (engine::ModelConfig), as `train`
+// and `bench` spell them. Each option sets the hyperparameter of its name, for every model that
+// has one (model_registry.h); --features and --fc 0 leave the published value.
+struct ModelArguments {
+  std::string name = "crepe-small";
+  std::int64_t features = 0, fc = 0;
+  bool shortcut = false;
+  double dropout = 0.5;
+
+  void add(boost::program_options::options_description& options);
+  // The model's configuration. `typed`: the options given on the command line; one of them that
+  // the model has no hyperparameter for is refused (UsageError naming the option and the model).
+  // The other options (a repeated or resumed run's saved ones) apply where the model has them.
+  [[nodiscard]] engine::ModelConfig config(const boost::program_options::variables_map& values,
+                                           const std::set<std::string>& typed) const;
+};
+
+// The options of `values` given other than by their default.
+std::set<std::string> given_options(const boost::program_options::variables_map& values);
 
 }  // namespace textscale::cli

@@ -1,10 +1,11 @@
 // A classifier: an input layer over character codes, a chain of layers, logits (N, classes).
 //
-// Models are built by name (models.cpp): crepe-small, crepe-large, vdcnn-9, vdcnn-17, vdcnn-29,
-// with sizes overridable through ModelConfig for experiments and tests.
+// Models are built by name from the registry (model_registry.h; `textscale models` lists them),
+// each with its family's hyperparameters, overridable for experiments and tests.
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -17,13 +18,10 @@ struct ModelConfig {
   Index classes = 0;
   Index length = 1014;  // characters per sample
   Index alphabet = 69;  // codes 1..alphabet; 0 = padding / unknown
-  // Overrides (0 = the published value).
-  Index features = 0;     // Crepe: convolution features (256 small, 1024 large); VDCNN: first stage (64)
-  Index fc = 0;           // width of the hidden fully connected layers (Crepe 1024/2048, VDCNN 2048)
-  Index embedding = 16;   // VDCNN character embedding size
-  Index kmax = 8;         // VDCNN k-max pooling
-  double dropout = 0.5;   // Crepe's dropout between the fully connected layers
-  bool shortcut = false;  // VDCNN residual shortcuts
+  // The family's hyperparameters as JSON (its struct in src/engine/models/): members left out take
+  // the published values of `name`. The model completes them (Model::config() has every member);
+  // {"features": 32, "fc": 64} is a small Crepe.
+  nlohmann::json hyperparameters = nlohmann::json::object();
   // Batch normalisation with statistics over all data-parallel ranks (a training choice, not
   // part of the architecture: not stored with the model).
   bool sync_bn = false;
@@ -32,17 +30,21 @@ struct ModelConfig {
   // names either way (not stored with the model); BackendOptions::onehot_fusion (--onehot-fusion)
   // sets it.
   bool fuse_input = true;
-
-  [[nodiscard]] static std::vector<std::string> names();
 };
+
+// The stored part of a ModelConfig (checkpoints, config.json): name, classes, length, alphabet,
+// hyperparameters, each required.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, name, classes, length, alphabet, hyperparameters)
 
 template <typename T>
 class Model {
  public:
   // Builds the layers and declares (but does not initialise) the parameters, which live in
-  // `memory` (the backend's: Backend::memory()) together with the activations.
+  // `memory` (the backend's: Backend::memory()) together with the activations. Throws InputError
+  // for an unknown model or hyperparameters it cannot build.
   explicit Model(const ModelConfig& config, const Memory& memory = host_memory());
 
+  // The configuration with every hyperparameter (complete_hyperparameters).
   [[nodiscard]] const ModelConfig& config() const { return config_; }
   [[nodiscard]] ParamStore<T>& params() { return params_; }
   // Allocates activations for batches of up to `max_batch` samples.

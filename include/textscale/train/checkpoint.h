@@ -3,7 +3,8 @@
 //
 // Layout (all at the root unless named):
 //   attributes  format = "textscale-checkpoint", format_version = kCheckpointFormatVersion,
-//               checkpoint_version = 1, model (JSON of the ModelConfig), training (JSON of the
+//               checkpoint_version = 3, model (JSON of the ModelConfig: name, classes, length,
+//               alphabet, and the family's hyperparameters, every member), training (JSON of the
 //               resolved training configuration), backend_options (JSON of the resolved
 //               engine::BackendOptions), position (JSON of TrainingPosition), alphabet,
 //               char_length, char_order, num_classes, classes, created_by, libraries, created,
@@ -17,8 +18,11 @@
 // so a crash never leaves a half-written checkpoint under the final name.
 //
 // Format versions and compatibility (docs/training.md):
-//   1  the layout above without format_version and the content digests; checkpoint_version = 1
-//   2  adds format_version and the data's content digests
+//   1  no format_version and no content digests; checkpoint_version = 1
+//   2  adds format_version and the data's content digests; checkpoint_version = 1
+//   3  the model attribute holds the hyperparameters as an object, "hyperparameters" (before: the
+//      overrides of every model at its top level, features and fc 0 for the published values);
+//      checkpoint_version = 3
 // A build reads every format version up to its own kCheckpointFormatVersion and refuses a newer
 // one, naming both versions. A checkpoint without format_version is version 1 (checkpoint_version,
 // when present, stands for it). A version that only adds attributes keeps checkpoint_version = 1,
@@ -37,7 +41,7 @@
 namespace textscale::train {
 
 // The checkpoint format version this build writes, and the newest it reads.
-inline constexpr std::int64_t kCheckpointFormatVersion = 2;
+inline constexpr std::int64_t kCheckpointFormatVersion = 3;
 
 // Where training stands: the epoch in progress (0-based), the next batch within it, the global
 // step, the running sums of the epoch so far, and model selection's best so far.
@@ -66,7 +70,10 @@ struct CheckpointInfo {
   std::int64_t format_version = kCheckpointFormatVersion;  // read: the file's
 };
 
+// The model attribute: the stored part of `config` (engine::ModelConfig's JSON).
 std::string model_config_json(const engine::ModelConfig& config);
+// Reads the model attribute of any format version, and completes the hyperparameters with the
+// published values of the model's name.
 engine::ModelConfig model_config_from_json(const std::string& json);
 
 template <typename T>
