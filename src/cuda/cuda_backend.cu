@@ -1,7 +1,7 @@
 // The CUDA backend: cuDNN for convolution, cuBLAS for the dense layers and the one-hot
 // convolution's weight gradient, kernels.cu for the rest (pooling and batch normalisation too:
-// cuDNN's channels-last fp32 versions were 10-50x slower than their memory traffic on an H200,
-// see results/gpu.md).
+// cuDNN's channels-last fp32 versions ran 10-50x slower than their memory traffic on an H200:
+// results/gpu.md).
 //
 // cuDNN API: the legacy (v7-style) convolution calls, which cuDNN 9 still ships (libcudnn_cnn)
 // and which need no frontend headers (not installed here). The graph API would allow fusions

@@ -282,8 +282,9 @@ __global__ void onehot_unfold_kernel(I row0, I rows, I t_in, I t_out, I alphabet
 // slice of the weights (forward) or of the weight gradient (backward) in shared memory, K * A *
 // 128 bytes (60 KiB for Crepe), so that the K lookups per convolution output are shared-memory
 // accesses, not reads of the whole (K, A, O) table (480 KiB) through the caches. The unfused path
-// wrote and re-read the convolution's output (3x the pooled size) four times and built the
-// weight gradient as a GEMM over an unfolded one-hot matrix of 490 floats per position.
+// (--onehot-fusion off) writes and re-reads the convolution's output (3x the pooled size) four
+// times and builds the weight gradient as a GEMM over an unfolded one-hot matrix of 490 floats
+// per position.
 // When the slice does not fit in shared memory, `Shared = false` reads and accumulates in global
 // memory instead (same arithmetic, same order).
 constexpr int onehot_tile = 32;
@@ -480,7 +481,7 @@ __global__ void embedding_forward_kernel(Index rows, Index dim, const std::uint8
 // Block (32, 32) per (code, 32 features): the rows holding that code, summed in a fixed order.
 // Stage 1 of the embedding gradient: block (dims blockIdx.x * 32.., code blockIdx.y, row chunk
 // blockIdx.z) sums the rows of its chunk whose code is blockIdx.y; stage 2 is column_finish_kernel
-// over the (code, dim) columns. (One block per code scanning every row was 70 blocks on a
+// over the (code, dim) columns. (One block per code scanning every row would be 70 blocks on a
 // 132-multiprocessor GPU, each thread walking 4,000 rows.)
 __global__ void embedding_partials_kernel(Index rows, Index vocab, Index dim, Index chunks, const std::uint8_t* codes,
                                           const float* diff_dst, double* partial) {
