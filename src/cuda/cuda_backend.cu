@@ -644,6 +644,15 @@ class CudaBackend final : public engine::Backend<float> {
     kernels::embedding_backward(n * t, vocab, dim, codes, diff_dst, diff_table,
                                 scratch_.as<double>(kernels::embedding_backward_scratch(n * t, vocab, dim)), stream_);
   }
+  void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* table,
+                         float* dst) override {
+    kernels::embedding_forward(n * t, vocab, dim, ids, table, dst, stream_);
+  }
+  void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* diff_dst,
+                          float* diff_table) override {
+    kernels::embedding_backward(n * t, vocab, dim, ids, diff_dst, diff_table,
+                                scratch_.get(kernels::word_embedding_backward_scratch(n * t, vocab)), stream_);
+  }
 
   // --- Loss ---------------------------------------------------------------------------------
   // softmax_cross_entropy_stats, read back at once.
