@@ -5,14 +5,14 @@
 # medians and new/old.
 #
 #   bench/compare_binaries.sh OLD_BINARY NEW_BINARY [--rounds 3] [--models "crepe-small vdcnn-9"]
-#                             [--batch-size 64] [--threads 2] [--steps 10]
+#                             [--batch-size 64] [--threads 2] [--steps 10] [--precision fp32]
 #
 # Both binaries get the same options; an option that only the new one knows cannot be compared.
 set -euo pipefail
 old=${1:?usage: compare_binaries.sh OLD NEW [options]}
 new=${2:?usage: compare_binaries.sh OLD NEW [options]}
 shift 2
-rounds=3 models="crepe-small vdcnn-9" batch=64 threads=2 steps=10
+rounds=3 models="crepe-small vdcnn-9" batch=64 threads=2 steps=10 precision=fp32
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
@@ -20,18 +20,20 @@ while [ $# -gt 0 ]; do
     --batch-size) batch=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
+    --precision) precision=$2; shift 2 ;;
     *) echo "compare_binaries.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-echo "cpu: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $threads threads, batch $batch, $steps steps"
+echo "cpu: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $threads threads, batch $batch, $steps steps, $precision"
 for model in $models; do
   for ((r = 1; r <= rounds; r++)); do
     for side in old new; do
       bin=$old
       [ "$side" = new ] && bin=$new
-      "$bin" bench --model "$model" --batch-size "$batch" --threads "$threads" --steps "$steps" --warmup 2 |
+      "$bin" bench --model "$model" --batch-size "$batch" --threads "$threads" --steps "$steps" --warmup 2 \
+        --precision "$precision" |
         /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print('$model', '$side', $r, d['train_samples_per_second'], d['infer_samples_per_second'])" >> "$out"
     done
   done

@@ -111,7 +111,8 @@ int bench_command(const std::vector<std::string>& arguments) {
   setup.seed = 1;
   setup.max_rows = batch;
   train::TrainingStep<float> trainer(model, *backend, &optimizer, setup);
-  const train::StepInput input{codes.data(), labels.data(), batch, batch, 0, true};
+  const train::StepInput input{engine::InputBatch::characters(codes.data(), batch, model_config.length), labels.data(),
+                               batch, 0, true};
   std::int64_t next_step = 0;
   engine::Profile layer_times;
   auto train_step = [&] {

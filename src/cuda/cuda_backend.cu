@@ -1,7 +1,7 @@
 // The CUDA backend: cuDNN for convolution, cuBLAS for the dense layers and the one-hot
 // convolution's weight gradient, kernels.cu for the rest (pooling and batch normalisation too:
-// cuDNN's channels-last fp32 versions were 10-50x slower than their memory traffic on an H200,
-// see results/gpu.md).
+// cuDNN's channels-last fp32 versions ran 10-50x slower than their memory traffic on an H200:
+// results/gpu.md).
 //
 // cuDNN API: the legacy (v7-style) convolution calls, which cuDNN 9 still ships (libcudnn_cnn)
 // and which need no frontend headers (not installed here). The graph API would allow fusions
@@ -643,6 +643,15 @@ class CudaBackend final : public engine::Backend<float> {
                           float* diff_table) override {
     kernels::embedding_backward(n * t, vocab, dim, codes, diff_dst, diff_table,
                                 scratch_.as<double>(kernels::embedding_backward_scratch(n * t, vocab, dim)), stream_);
+  }
+  void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* table,
+                         float* dst) override {
+    kernels::embedding_forward(n * t, vocab, dim, ids, table, dst, stream_);
+  }
+  void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* diff_dst,
+                          float* diff_table) override {
+    kernels::embedding_backward(n * t, vocab, dim, ids, diff_dst, diff_table,
+                                scratch_.get(kernels::word_embedding_backward_scratch(n * t, vocab)), stream_);
   }
 
   // --- Loss ---------------------------------------------------------------------------------

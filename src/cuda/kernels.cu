@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <cub/device/device_radix_sort.cuh>
+#include <limits>
 
 #include "check.h"
 #include "textscale/engine/dropout_mask.h"
@@ -282,8 +284,9 @@ __global__ void onehot_unfold_kernel(I row0, I rows, I t_in, I t_out, I alphabet
 // slice of the weights (forward) or of the weight gradient (backward) in shared memory, K * A *
 // 128 bytes (60 KiB for Crepe), so that the K lookups per convolution output are shared-memory
 // accesses, not reads of the whole (K, A, O) table (480 KiB) through the caches. The unfused path
-// wrote and re-read the convolution's output (3x the pooled size) four times and built the
-// weight gradient as a GEMM over an unfolded one-hot matrix of 490 floats per position.
+// (--onehot-fusion off) writes and re-reads the convolution's output (3x the pooled size) four
+// times and builds the weight gradient as a GEMM over an unfolded one-hot matrix of 490 floats
+// per position.
 // When the slice does not fit in shared memory, `Shared = false` reads and accumulates in global
 // memory instead (same arithmetic, same order).
 constexpr int onehot_tile = 32;
@@ -480,7 +483,7 @@ __global__ void embedding_forward_kernel(Index rows, Index dim, const std::uint8
 // Block (32, 32) per (code, 32 features): the rows holding that code, summed in a fixed order.
 // Stage 1 of the embedding gradient: block (dims blockIdx.x * 32.., code blockIdx.y, row chunk
 // blockIdx.z) sums the rows of its chunk whose code is blockIdx.y; stage 2 is column_finish_kernel
-// over the (code, dim) columns. (One block per code scanning every row was 70 blocks on a
+// over the (code, dim) columns. (One block per code scanning every row would be 70 blocks on a
 // 132-multiprocessor GPU, each thread walking 4,000 rows.)
 __global__ void embedding_partials_kernel(Index rows, Index vocab, Index dim, Index chunks, const std::uint8_t* codes,
                                           const float* diff_dst, double* partial) {
@@ -498,6 +501,66 @@ __global__ void embedding_partials_kernel(Index rows, Index vocab, Index dim, In
     for (int y = 0; y < 32; ++y) total += shared[y][threadIdx.x];
     partial[(chunk * vocab + code) * dim + e] = total;
   }
+}
+
+__global__ void word_embedding_forward_kernel(Index rows, Index vocab, Index dim, const std::int32_t* ids,
+                                              const float* table, float* dst) {
+  TS_GRID_STRIDE(i, rows * dim) {
+    const Index id = ids[i / dim];
+    dst[i] = id >= 0 && id < vocab ? table[id * dim + i % dim] : NAN;
+  }
+}
+// Sort keys: the id, or `vocab` for an id outside [0, V) (sorted last, then skipped); values: the
+// positions.
+__global__ void word_embedding_keys_kernel(Index rows, Index vocab, const std::int32_t* ids, std::int32_t* keys,
+                                           std::int32_t* positions) {
+  TS_GRID_STRIDE(i, rows) {
+    const std::int32_t id = ids[i];
+    keys[i] = id >= 0 && id < vocab ? id : static_cast<std::int32_t>(vocab);
+    positions[i] = static_cast<std::int32_t>(i);
+  }
+}
+// Block (32, 8) per (sorted position blockIdx.x, 32 features blockIdx.y): the block at the first
+// position of an id's run sums that run's rows, lane y taking every 8th, then a fixed-order sum of
+// the 8 lanes; the other blocks return at once.
+__global__ void word_embedding_runs_kernel(Index rows, Index vocab, Index dim, const std::int32_t* keys,
+                                           const std::int32_t* positions, const float* diff_dst, float* diff_table) {
+  __shared__ double shared[8][33];
+  const Index first = blockIdx.x, e = blockIdx.y * 32 + threadIdx.x;
+  const std::int32_t key = keys[first];
+  if (key >= vocab || (first > 0 && keys[first - 1] == key)) return;
+  double s = 0;
+  if (e < dim)
+    for (Index r = first + threadIdx.y; r < rows && keys[r] == key; r += 8)
+      s += diff_dst[static_cast<Index>(positions[r]) * dim + e];
+  shared[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && e < dim) {
+    double total = 0;
+    for (int y = 0; y < 8; ++y) total += shared[y][threadIdx.x];
+    diff_table[static_cast<Index>(key) * dim + e] = static_cast<float>(total);
+  }
+}
+
+// Bits of the sort keys: enough for 0..vocab (vocab marks a bad id).
+int key_bits(Index vocab) {
+  int bits = 1;
+  while ((Index{1} << bits) <= vocab) ++bits;
+  return bits;
+}
+
+// The word embedding's scratch: four arrays of `rows` int32 (keys and positions, before and after
+// the sort), each 256-byte aligned, then the radix sort's own (sort_scratch_bytes).
+std::size_t align_up(std::size_t bytes) {
+  return (bytes + 255) / 256 * 256;
+}
+std::size_t sort_scratch_bytes(Index rows, Index vocab) {
+  std::size_t bytes = 0;
+  TS_CHECK_CUDA(
+      cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const std::int32_t*>(nullptr),
+                                      static_cast<std::int32_t*>(nullptr), static_cast<const std::int32_t*>(nullptr),
+                                      static_cast<std::int32_t*>(nullptr), static_cast<int>(rows), 0, key_bits(vocab)));
+  return bytes;
 }
 
 constexpr int no_bad_row = 0x7f7f7f7f;  // what cudaMemsetAsync(p, 0x7f, sizeof(int)) writes
@@ -926,6 +989,37 @@ void embedding_backward(Index rows, Index vocab, Index dim, const std::uint8_t* 
   TS_CHECK_LAUNCH();
   column_finish_kernel<float><<<blocks_for(32 * vocab * dim), threads, 0, stream>>>(
       vocab * dim, chunks, scratch, nullptr, diff_table, static_cast<float*>(nullptr));
+  TS_CHECK_LAUNCH();
+}
+
+void embedding_forward(Index rows, Index vocab, Index dim, const std::int32_t* ids, const float* table, float* dst,
+                       cudaStream_t stream) {
+  word_embedding_forward_kernel<<<blocks_for(rows * dim), threads, 0, stream>>>(rows, vocab, dim, ids, table, dst);
+  TS_CHECK_LAUNCH();
+}
+std::size_t word_embedding_backward_scratch(Index rows, Index vocab) {
+  return 4 * align_up(static_cast<std::size_t>(rows) * sizeof(std::int32_t)) + sort_scratch_bytes(rows, vocab);
+}
+void embedding_backward(Index rows, Index vocab, Index dim, const std::int32_t* ids, const float* diff_dst,
+                        float* diff_table, void* scratch, cudaStream_t stream) {
+  if (rows > std::numeric_limits<std::int32_t>::max() || vocab >= std::numeric_limits<std::int32_t>::max())
+    throw Error("word embedding: " + std::to_string(rows) + " positions or a table of " + std::to_string(vocab) +
+                " rows exceed 32-bit indices");
+  TS_CHECK_CUDA(cudaMemsetAsync(diff_table, 0, static_cast<std::size_t>(vocab * dim) * sizeof(float), stream));
+  if (rows == 0) return;
+  const std::size_t array = align_up(static_cast<std::size_t>(rows) * sizeof(std::int32_t));
+  auto* base = static_cast<unsigned char*>(scratch);
+  auto* keys_in = reinterpret_cast<std::int32_t*>(base);
+  auto* keys = reinterpret_cast<std::int32_t*>(base + array);
+  auto* positions_in = reinterpret_cast<std::int32_t*>(base + 2 * array);
+  auto* positions = reinterpret_cast<std::int32_t*>(base + 3 * array);
+  std::size_t sort_bytes = sort_scratch_bytes(rows, vocab);
+  word_embedding_keys_kernel<<<blocks_for(rows), threads, 0, stream>>>(rows, vocab, ids, keys_in, positions_in);
+  TS_CHECK_LAUNCH();
+  TS_CHECK_CUDA(cub::DeviceRadixSort::SortPairs(base + 4 * array, sort_bytes, keys_in, keys, positions_in, positions,
+                                                static_cast<int>(rows), 0, key_bits(vocab), stream));
+  const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((dim + 31) / 32));
+  word_embedding_runs_kernel<<<grid, dim3(32, 8), 0, stream>>>(rows, vocab, dim, keys, positions, diff_dst, diff_table);
   TS_CHECK_LAUNCH();
 }
 

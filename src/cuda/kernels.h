@@ -106,6 +106,15 @@ void embedding_forward(Index rows, Index dim, const std::uint8_t* codes, const f
 [[nodiscard]] Index embedding_backward_scratch(Index rows, Index vocab, Index dim);
 void embedding_backward(Index rows, Index vocab, Index dim, const std::uint8_t* codes, const float* diff_dst,
                         float* diff_table, double* scratch, cudaStream_t stream);
+// Word ids (int32, V up to millions): dst (N, T, E) = table[ids], NaN rows for ids outside [0, V).
+void embedding_forward(Index rows, Index vocab, Index dim, const std::int32_t* ids, const float* table, float* dst,
+                       cudaStream_t stream);
+// diff_table (V, E) = per-id sums of diff_dst rows (ids outside [0, V) left out). The positions are
+// sorted by id (a stable radix sort), and one block sums each id's rows in a fixed order; the
+// table is cleared first (a dense gradient). `scratch` holds word_embedding_backward_scratch bytes.
+[[nodiscard]] std::size_t word_embedding_backward_scratch(Index rows, Index vocab);
+void embedding_backward(Index rows, Index vocab, Index dim, const std::int32_t* ids, const float* diff_dst,
+                        float* diff_table, void* scratch, cudaStream_t stream);
 
 // Softmax cross-entropy with its results in device memory (Backend::softmax_cross_entropy_stats):
 // stats[0..2] = the summed loss, the correctly classified rows, 1 + the first row with a label out

@@ -39,28 +39,41 @@ void Model<T>::reserve(Index max_batch) {
 }
 
 template <typename T>
-const T* Model<T>::forward(Context<T>& ctx, Index n, const std::uint8_t* codes) {
-  if (n > max_batch_)
-    throw Error("batch of " + std::to_string(n) + " exceeds the reserved " + std::to_string(max_batch_));
+void Model<T>::check(const InputBatch& in) const {
+  in.validate();
+  if (in.type != input_->ids())
+    throw InputError("model " + config_.name + " reads " + to_string(input_->ids()) + ", but the batch holds " +
+                     to_string(in.type));
+  if (in.width != config_.length)
+    throw InputError("model " + config_.name + " reads rows of " + std::to_string(config_.length) +
+                     " ids, but the batch's rows hold " + std::to_string(in.width));
+  if (in.n > max_batch_)
+    throw Error("batch of " + std::to_string(in.n) + " exceeds the reserved " + std::to_string(max_batch_));
+}
+
+template <typename T>
+const T* Model<T>::forward(Context<T>& ctx, const InputBatch& in) {
+  check(in);
   ctx.params = &params_;
   const std::size_t begin = ctx.profile ? ctx.backend->memory().mark() : 0;
-  input_->forward(ctx, n, codes, input_out_.data());
+  input_->forward(ctx, in, input_out_.data());
   if (ctx.profile) {
     const std::size_t slot = ctx.profile->slot("input");
     ctx.profile->entries[slot].layer = input_->describe();
     ctx.profile->entries[slot].calls += 1;
     ctx.profile->add(slot, true, begin, ctx.backend->memory().mark());
   }
-  body_.forward(ctx, n, input_out_.data(), logits_.data());
+  body_.forward(ctx, in.n, input_out_.data(), logits_.data());
   return logits_.data();
 }
 
 template <typename T>
-void Model<T>::backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* diff_logits) {
+void Model<T>::backward(Context<T>& ctx, const InputBatch& in, const T* diff_logits) {
+  check(in);
   ctx.params = &params_;
-  body_.backward(ctx, n, input_out_.data(), logits_.data(), diff_logits, diff_input_.data());
+  body_.backward(ctx, in.n, input_out_.data(), logits_.data(), diff_logits, diff_input_.data());
   const std::size_t begin = ctx.profile ? ctx.backend->memory().mark() : 0;
-  input_->backward(ctx, n, codes, input_out_.data(), diff_input_.data());
+  input_->backward(ctx, in, input_out_.data(), diff_input_.data());
   if (ctx.profile) ctx.profile->add(ctx.profile->slot("input"), false, begin, ctx.backend->memory().mark());
   if (ctx.on_gradients_ready) (*ctx.on_gradients_ready)(0);
 }

@@ -380,22 +380,55 @@ void ReferenceBackend<T>::linear_backward_weights(OpStatePtr&, const LinearShape
   }
 }
 
+namespace {
+
+// Both id types: the definitions of backend.h, checking every id.
+template <typename T, typename Id>
+void embedding_forward_loop(Index n, Index t, Index vocab, Index dim, const Id* ids, const T* table, T* dst) {
+  for (Index i = 0; i < n * t; ++i) {
+    const auto id = static_cast<Index>(ids[i]);
+    if (id < 0 || id >= vocab)
+      throw Error("embedding: id " + std::to_string(id) + " outside the table of " + std::to_string(vocab));
+    std::copy(table + id * dim, table + (id + 1) * dim, dst + i * dim);
+  }
+}
+
+template <typename T, typename Id>
+void embedding_backward_loop(Index n, Index t, Index vocab, Index dim, const Id* ids, const T* diff_dst,
+                             T* diff_table) {
+  std::fill(diff_table, diff_table + vocab * dim, T(0));
+  for (Index i = 0; i < n * t; ++i) {
+    const auto id = static_cast<Index>(ids[i]);
+    if (id < 0 || id >= vocab)
+      throw Error("embedding: id " + std::to_string(id) + " outside the table of " + std::to_string(vocab));
+    for (Index e = 0; e < dim; ++e) diff_table[id * dim + e] += diff_dst[i * dim + e];
+  }
+}
+
+}  // namespace
+
 template <typename T>
 void ReferenceBackend<T>::embedding_forward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes,
                                             const T* table, T* dst) {
-  for (Index i = 0; i < n * t; ++i) {
-    Index code = codes[i];
-    if (code >= vocab) throw Error("embedding: code " + std::to_string(code) + " outside the table");
-    std::copy(table + code * dim, table + (code + 1) * dim, dst + i * dim);
-  }
+  embedding_forward_loop(n, t, vocab, dim, codes, table, dst);
+}
+
+template <typename T>
+void ReferenceBackend<T>::embedding_forward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids,
+                                            const T* table, T* dst) {
+  embedding_forward_loop(n, t, vocab, dim, ids, table, dst);
 }
 
 template <typename T>
 void ReferenceBackend<T>::embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes,
                                              const T* diff_dst, T* diff_table) {
-  std::fill(diff_table, diff_table + vocab * dim, T(0));
-  for (Index i = 0; i < n * t; ++i)
-    for (Index e = 0; e < dim; ++e) diff_table[codes[i] * dim + e] += diff_dst[i * dim + e];
+  embedding_backward_loop(n, t, vocab, dim, codes, diff_dst, diff_table);
+}
+
+template <typename T>
+void ReferenceBackend<T>::embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids,
+                                             const T* diff_dst, T* diff_table) {
+  embedding_backward_loop(n, t, vocab, dim, ids, diff_dst, diff_table);
 }
 
 template <typename T>

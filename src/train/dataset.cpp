@@ -86,6 +86,43 @@ CharDataset load_char_dataset(const std::string& path, std::int64_t begin, std::
   return d;
 }
 
+WordDataset load_word_dataset(const std::string& path, std::int64_t begin, std::int64_t end) {
+  const data::DatasetFile file(path);
+  file.require_words();
+  file.require_vocabulary();
+  WordDataset d;
+  d.path = path;
+  d.word_length = file.word_length();
+  d.vocab_size = file.vocab_size();
+  d.num_classes = file.num_classes();
+  d.content_sha256 = file.content_sha256();
+  const std::int64_t total = file.rows();
+  if (end < 0 || end > total) end = total;
+  if (begin < 0 || begin > end)
+    throw InputError(path + ": row range [" + std::to_string(begin) + ", " + std::to_string(end) +
+                     ") outside the file's " + std::to_string(total) + " rows");
+  d.total_rows = total;
+  d.first_row = begin;
+  d.rows = end - begin;
+  d.words.resize(static_cast<std::size_t>(d.rows * d.word_length));
+  d.labels.resize(static_cast<std::size_t>(d.rows));
+  file.read_words(begin, d.rows, d.words.data());
+  file.read_labels(begin, d.rows, d.labels.data());
+  if (!file.shape("word_lengths").empty()) {
+    d.lengths.resize(static_cast<std::size_t>(d.rows));
+    file.read_word_lengths(begin, d.rows, d.lengths.data());
+  }
+  return d;
+}
+
+engine::InputBatch WordDataset::batch(std::int64_t begin, std::int64_t count) const {
+  if (begin < 0 || count < 0 || begin + count > rows)
+    throw Error(path + ": rows [" + std::to_string(begin) + ", " + std::to_string(begin + count) + ") outside the " +
+                std::to_string(rows) + " held");
+  return engine::InputBatch::words(words.data() + begin * word_length, count, word_length,
+                                   lengths.empty() ? nullptr : lengths.data() + begin);
+}
+
 struct ShardReader::Impl {
   data::DatasetFile file;
 };

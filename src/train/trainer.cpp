@@ -106,7 +106,7 @@ Metrics evaluate(engine::Model<float>& model, engine::Backend<float>& backend, c
   std::vector<float> host_logits;
   for (std::int64_t begin = 0; begin < rows; begin += batch) {
     const Index n = std::min(batch, rows - begin);
-    const float* logits = step.infer({data.row(begin), nullptr, n});
+    const float* logits = step.infer({engine::InputBatch::characters(data.row(begin), n, data.encoding.char_length)});
     if (!memory.is_host()) {
       host_logits.resize(static_cast<std::size_t>(n * classes));
       memory.copy_to_host(host_logits.data(), logits, host_logits.size() * sizeof(float));
@@ -508,9 +508,10 @@ class EpochLoop {
       const std::int64_t global_rows = std::min(batch, train_rows - position_.batch * batch);
       const double lr =
           p_.plan.lr_multiplier * learning_rate(config.optimizer, config.schedule, position_.epoch, position_.step);
-      const StepResults result = p_.step.run(
-          {in.codes.data(), in.labels.data(), in.share.count, static_cast<Index>(global_rows), in.share.offset},
-          position_.step, lr);
+      const StepResults result =
+          p_.step.run({engine::InputBatch::characters(in.codes.data(), in.share.count, p_.train.encoding().char_length),
+                       in.labels.data(), static_cast<Index>(global_rows), in.share.offset},
+                      position_.step, lr);
       if (result.bad_label_row >= 0) {
         const auto row = static_cast<std::size_t>(result.bad_label_row);
         throw Error("training step " + std::to_string(position_.step + 1) + " (epoch " +

@@ -34,7 +34,8 @@ TrainingStep<T>::TrainingStep(engine::Model<T>& model, engine::Backend<T>& backe
   ctx_.allreduce_sum = setup.allreduce_sum;
   const auto rows = static_cast<std::size_t>(std::max<Index>(setup.max_rows, 1));
   if (!memory.is_host()) {
-    codes_.resize(rows * static_cast<std::size_t>(model.config().length), memory);
+    const std::size_t id_bytes = model.input_ids() == engine::IdType::characters ? 1 : sizeof(std::int32_t);
+    ids_.resize(rows * static_cast<std::size_t>(model.config().length) * id_bytes, memory);
     labels_.resize(rows, memory);
   }
   diff_.resize(rows * static_cast<std::size_t>(model.config().classes), memory);
@@ -53,24 +54,49 @@ TrainingStep<T>::TrainingStep(engine::Model<T>& model, engine::Backend<T>& backe
   }
 }
 
+namespace {
+
+// Grows `buffer` to at least `count` elements (a staging buffer keeps its memory between steps).
+template <typename U>
+U* at_least(engine::Buffer<U>& buffer, std::size_t count, const engine::Memory& memory) {
+  if (buffer.size() < count) buffer.resize(count, memory);
+  return buffer.data();
+}
+
+}  // namespace
+
 template <typename T>
-std::pair<const std::uint8_t*, const std::int32_t*> TrainingStep<T>::stage(const StepInput& in) {
+std::pair<engine::InputBatch, const std::int32_t*> TrainingStep<T>::stage(const StepInput& in) {
   const engine::Memory& memory = backend_.memory();
-  if (in.in_backend_memory || memory.is_host()) return {in.codes, in.labels};
-  if (in.rows > setup_.max_rows)
-    throw Error("training step: " + std::to_string(in.rows) + " rows, more than the " +
-                std::to_string(setup_.max_rows) + " its buffers hold");
-  memory.copy_to_device(codes_.data(), in.codes, static_cast<std::size_t>(in.rows * model_.config().length));
-  if (in.labels)
-    memory.copy_to_device(labels_.data(), in.labels, static_cast<std::size_t>(in.rows) * sizeof(std::int32_t));
-  return {codes_.data(), labels_.data()};
+  const engine::InputBatch& b = in.batch;
+  if (in.in_backend_memory || memory.is_host()) return {b, in.labels};
+  if (b.n > setup_.max_rows)
+    throw Error("training step: " + std::to_string(b.n) + " rows, more than the " + std::to_string(setup_.max_rows) +
+                " its buffers hold");
+  b.validate();
+  const auto n = static_cast<std::size_t>(b.n);
+  std::uint8_t* ids = at_least(ids_, b.bytes(), memory);
+  memory.copy_to_device(ids, b.ids, b.bytes());
+  std::int32_t* lengths = nullptr;
+  std::int32_t* sentence_lengths = nullptr;
+  if (b.lengths) {
+    lengths = at_least(lengths_, n, memory);
+    memory.copy_to_device(lengths, b.lengths, n * sizeof(std::int32_t));
+  }
+  if (b.sentences.lengths) {
+    const std::size_t count = n * static_cast<std::size_t>(b.sentences.count);
+    sentence_lengths = at_least(sentence_lengths_, count, memory);
+    memory.copy_to_device(sentence_lengths, b.sentences.lengths, count * sizeof(std::int32_t));
+  }
+  if (in.labels) memory.copy_to_device(labels_.data(), in.labels, n * sizeof(std::int32_t));
+  return {b.with_arrays(ids, lengths, sentence_lengths), labels_.data()};
 }
 
 template <typename T>
 void TrainingStep<T>::compute_gradients(const StepInput& in, std::int64_t step) {
   if (setup_.hooks) setup_.hooks->before_step(step);
   const engine::Memory& memory = backend_.memory();
-  const Index n = in.rows, classes = model_.config().classes;
+  const Index n = in.batch.n, classes = model_.config().classes;
   const Index global_rows = in.global_rows > 0 ? in.global_rows : n;
   ctx_.training = true;
   ctx_.step = step;
@@ -78,15 +104,15 @@ void TrainingStep<T>::compute_gradients(const StepInput& in, std::int64_t step) 
   const auto start = std::chrono::steady_clock::now();
   if (setup_.reducer) setup_.reducer->begin();
   if (n > 0) {
-    const auto [codes, labels] = stage(in);
-    const T* logits = model_.forward(ctx_, n, codes);
+    const auto [batch, labels] = stage(in);
+    const T* logits = model_.forward(ctx_, batch);
     backend_.softmax_cross_entropy_stats(n, classes, logits, labels, diff_.data(), stats_.data());
     if constexpr (std::is_same_v<T, float>)
       if (setup_.hooks) setup_.hooks->after_loss(step, memory, stats_.data(), diff_.data(), n * classes);
     // The mean over this rank's n rows becomes its share of the global batch's mean.
     if (n != global_rows)
       backend_.scale(n * classes, diff_.data(), static_cast<double>(n) / static_cast<double>(global_rows));
-    model_.backward(ctx_, n, codes, diff_.data());
+    model_.backward(ctx_, batch, diff_.data());
   } else {
     model_.params().gradients().zero();
     const double none[kBadLabel + 1] = {0, 0, 0};
@@ -142,7 +168,7 @@ StepResults TrainingStep<T>::run(const StepInput& in, std::int64_t step, double 
 template <typename T>
 const T* TrainingStep<T>::infer(const StepInput& in) {
   ctx_.training = false;
-  return model_.forward(ctx_, in.rows, stage(in).first);
+  return model_.forward(ctx_, stage(in).first);
 }
 
 template class TrainingStep<float>;

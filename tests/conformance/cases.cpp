@@ -447,6 +447,68 @@ TS_CONFORMANCE_CASE_NEEDS(embedding_long_sums, Need::long_sums_in_double) {
   check_embedding(h, 32, 1014, 0.8, 0.3, 1e-6);
 }
 
+// Word ids (int32) into a table of 50k+ rows: forward is a gather; backward sums the rows of
+// repeated ids (a third of the positions draw from 8 frequent ids, padding id 0 fills the row
+// ends) and writes 0 to the rest of the dense table.
+TS_CONFORMANCE_CASE(word_embedding) {
+  const Index n = 6, t = 57, vocab = 50021, dim = 40;
+  std::mt19937_64 rng(64);
+  std::vector<std::int32_t> host(static_cast<std::size_t>(n * t));
+  for (std::size_t i = 0; i < host.size(); ++i) {
+    const auto position = static_cast<Index>(i) % t;
+    if (position >= t - 9)
+      host[i] = 0;
+    else if (rng() % 3 == 0)
+      host[i] = static_cast<std::int32_t>(1 + rng() % 8);
+    else
+      host[i] = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(vocab));
+  }
+  host[5] = static_cast<std::int32_t>(vocab - 1);  // the last row of the table
+  auto ids = h.data(host);
+  auto table = h.random(vocab * dim, 65), diff_dst = h.random(n * t * dim, 66);
+  auto dst = h.output(n * t * dim), diff_table = h.output(vocab * dim);
+  h.run([&](auto& b, auto at) { b.embedding_forward(n, t, vocab, dim, at(ids), at(table), at(dst)); });
+  h.expect("word embedding forward", dst);
+  h.run([&](auto& b, auto at) { b.embedding_backward(n, t, vocab, dim, at(ids), at(diff_dst), at(diff_table)); });
+  h.expect("word embedding backward", diff_table);
+  // Twice the same call gives bitwise the same gradient (backend.h: deterministic).
+  const std::vector<float> first = h.download(diff_table);
+  h.run([&](auto& b, auto at) { b.embedding_backward(n, t, vocab, dim, at(ids), at(diff_dst), at(diff_table)); });
+  BOOST_TEST((h.download(diff_table) == first), "word embedding backward is not deterministic");
+}
+
+// An id outside [0, V) is an error (backend.h): the CPU backends throw; a GPU backend writes NaN
+// to that position's row and leaves it out of the gradient.
+TS_CONFORMANCE_CASE(word_embedding_bad_ids) {
+  const Index n = 1, t = 4, vocab = 10, dim = 3;
+  auto ids = h.data(std::vector<std::int32_t>{3, -1, 7, 10});
+  auto table = h.random(vocab * dim, 67), diff_dst = h.random(n * t * dim, 68);
+  auto dst = h.output(n * t * dim), diff_table = h.output(vocab * dim);
+  Backend<float>& b = h.backend();
+  if (h.memory().is_host()) {
+    BOOST_CHECK_THROW(b.embedding_forward(n, t, vocab, dim, ids.dev.data(), table.dev.data(), dst.dev.data()),
+                      textscale::Error);
+    BOOST_CHECK_THROW(
+        b.embedding_backward(n, t, vocab, dim, ids.dev.data(), diff_dst.dev.data(), diff_table.dev.data()),
+        textscale::Error);
+    return;
+  }
+  b.embedding_forward(n, t, vocab, dim, ids.dev.data(), table.dev.data(), dst.dev.data());
+  b.embedding_backward(n, t, vocab, dim, ids.dev.data(), diff_dst.dev.data(), diff_table.dev.data());
+  const std::vector<float> out = h.download(dst), grad = h.download(diff_table);
+  for (Index e = 0; e < dim; ++e) {
+    const auto at = [&](Index row) { return static_cast<std::size_t>(row * dim + e); };
+    BOOST_TEST(out[at(0)] == static_cast<float>(table.ref[at(3)]));
+    BOOST_TEST(std::isnan(out[at(1)]));
+    BOOST_TEST(out[at(2)] == static_cast<float>(table.ref[at(7)]));
+    BOOST_TEST(std::isnan(out[at(3)]));
+    for (Index row = 0; row < vocab; ++row) {
+      const double want = row == 3 ? diff_dst.ref[at(0)] : row == 7 ? diff_dst.ref[at(2)] : 0.0;
+      BOOST_TEST(grad[at(row)] == static_cast<float>(want), "row " << row << " feature " << e);
+    }
+  }
+}
+
 // Several of the blocks the CPU's loops are split into, and a remainder.
 TS_CONFORMANCE_CASE(element_wise) {
   const Index count = 200003;
@@ -600,6 +662,11 @@ TS_CONFORMANCE_CASE_NEEDS(results_do_not_depend_on_the_thread_count, Need::threa
   for (auto& c : host) c = static_cast<std::uint8_t>(rng() % 70);
   auto codes = h.data(host);
   auto diff_dst = h.random(s.dst().count(), 82), big = h.random(300000, 83);
+  // Word ids with repeats: the embedding gradient's per-id sums.
+  const Index word_rows = 40, words = 50, vocab = 3000, dim = 24;
+  std::vector<std::int32_t> word_host(static_cast<std::size_t>(word_rows * words));
+  for (auto& id : word_host) id = static_cast<std::int32_t>(rng() % 2 ? rng() % 5 : rng() % vocab);
+  auto word_ids = h.data(word_host);
   auto run = [&](int threads) {
     h.config().set_threads(threads);
     auto backend = h.config().make();
@@ -619,6 +686,11 @@ TS_CONFORMANCE_CASE_NEEDS(results_do_not_depend_on_the_thread_count, Need::threa
     results.push_back(static_cast<float>(backend->sum_squares(static_cast<Index>(big.dev.size()), big.dev.data())));
     const auto bias = h.download(db);
     results.insert(results.end(), bias.begin(), bias.end());
+    auto diff_table = h.output(vocab * dim);
+    backend->embedding_backward(word_rows, words, vocab, dim, word_ids.dev.data(), big.dev.data(),
+                                diff_table.dev.data());
+    const auto table = h.download(diff_table);
+    results.insert(results.end(), table.begin(), table.end());
     return results;
   };
   const int before = h.config().set_threads(1);

@@ -137,14 +137,14 @@ void gradcheck_input(Layer& layer, Index n, Index length, Index alphabet) {
   auto r = random_vector(static_cast<std::size_t>(n * dst.per_sample()), 12);
   std::vector<double> y(r.size());
   auto loss = [&]() {
-    layer.forward(ctx, n, codes.data(), y.data());
+    layer.forward(ctx, InputBatch::characters(codes.data(), n, length), y.data());
     double sum = 0;
     for (std::size_t i = 0; i < y.size(); ++i) sum += y[i] * r[i];
     return sum;
   };
   loss();
   auto diff = r;  // backward may overwrite its diff_dst
-  layer.backward(ctx, n, codes.data(), y.data(), diff.data());
+  layer.backward(ctx, InputBatch::characters(codes.data(), n, length), y.data(), diff.data());
   std::vector<double> grads(params.gradients().data(), params.gradients().data() + params.gradients().size());
   for (const auto& t : params.tensors())
     check_elements(layer.describe() + " " + t.name, params.values().data() + t.offset, grads.data() + t.offset,
@@ -204,19 +204,20 @@ void gradcheck_model(ModelConfig config) {
   std::mt19937_64 rng(8);
   std::vector<std::uint8_t> codes(static_cast<std::size_t>(n * config.length));
   for (auto& c : codes) c = static_cast<std::uint8_t>(rng() % 70);
+  const auto batch = InputBatch::characters(codes.data(), n, config.length);
   std::vector<std::int32_t> labels{0, 1, 2};
   auto& params = model.params();
   auto loss = [&]() {
     std::vector<double> state(params.state().data(), params.state().data() + params.state().size());
-    const double* logits = model.forward(ctx, n, codes.data());
+    const double* logits = model.forward(ctx, batch);
     std::copy(state.begin(), state.end(), params.state().data());
     return backend.softmax_cross_entropy(n, config.classes, logits, labels.data(), nullptr) / n;
   };
   loss();
   std::vector<double> diff(static_cast<std::size_t>(n * config.classes));
-  const double* logits = model.forward(ctx, n, codes.data());
+  const double* logits = model.forward(ctx, batch);
   backend.softmax_cross_entropy(n, config.classes, logits, labels.data(), diff.data());
-  model.backward(ctx, n, codes.data(), diff.data());
+  model.backward(ctx, batch, diff.data());
   std::vector<double> grads(params.gradients().data(), params.gradients().data() + params.gradients().size());
   for (const auto& t : params.tensors())
     if (t.trained)

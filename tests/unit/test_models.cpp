@@ -183,15 +183,16 @@ void compare_models(const ModelConfig& c, Backend<float>& dnnl, const ModelConfi
   std::mt19937_64 rng(4);
   std::vector<std::uint8_t> codes(static_cast<std::size_t>(n * c.length));
   for (auto& x : codes) x = static_cast<std::uint8_t>(rng() % 70);
+  const auto batch = InputBatch::characters(codes.data(), n, c.length);
   std::vector<std::int32_t> labels{0, 1, 2, 3, 0, 1};
-  const float* la = a.forward(ca, n, codes.data());
-  const float* lb = b.forward(cb, n, codes.data());
+  const float* la = a.forward(ca, batch);
+  const float* lb = b.forward(cb, batch);
   std::vector<float> da(static_cast<std::size_t>(n * c.classes)), db(da.size());
   const double loss_a = dnnl.softmax_cross_entropy(n, c.classes, la, labels.data(), da.data());
   const double loss_b = ref.softmax_cross_entropy(n, c.classes, lb, labels.data(), db.data());
   BOOST_TEST(loss_a == loss_b, boost::test_tools::tolerance(1e-4));
-  a.backward(ca, n, codes.data(), da.data());
-  b.backward(cb, n, codes.data(), db.data());
+  a.backward(ca, batch, da.data());
+  b.backward(cb, batch, db.data());
   for (const auto& t : a.params().tensors()) {
     if (!t.trained) continue;
     const float* ga = a.params().gradients().data() + t.offset;
@@ -207,8 +208,8 @@ void compare_models(const ModelConfig& c, Backend<float>& dnnl, const ModelConfi
   }
   // Inference: running statistics (updated by the training pass above), no dropout.
   ca.training = cb.training = false;
-  const float* ia = a.forward(ca, n, codes.data());
-  const float* ib = b.forward(cb, n, codes.data());
+  const float* ia = a.forward(ca, batch);
+  const float* ib = b.forward(cb, batch);
   double squares = 0, error = 0;
   for (Index i = 0; i < n * c.classes; ++i) {
     squares += static_cast<double>(ib[i]) * ib[i];

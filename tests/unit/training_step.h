@@ -86,7 +86,7 @@ struct Trainee {
         codes(batch.codes.size(), b.memory()),
         labels(batch.labels.size(), b.memory()),
         step_(model, b, &optimizer, setup()),
-        input{codes.data(), labels.data(), kBatch, kBatch, 0, true} {
+        input{InputBatch::characters(codes.data(), kBatch, config.length), labels.data(), kBatch, 0, true} {
     model.params().initialize(3);
     model.reserve(kBatch);
     b.memory().copy_to_device(codes.data(), batch.codes.data(), batch.codes.size());

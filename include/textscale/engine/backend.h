@@ -179,12 +179,24 @@ class Backend {
                                        T* diff_weights, T* diff_bias) = 0;
 
   // --- Embedding ------------------------------------------------------------------------------
-  // codes (N, T) in [0, V); table (V, E); dst (N, T, E) = table[codes].
+  // Two id types (input.h): character codes (uint8, V <= 256) and word ids (int32, V up to
+  // millions); the same contract for both.
+  // ids (N, T) in [0, V); table (V, E); dst (N, T, E) = table[ids].
+  // An id outside [0, V) is an error: the CPU backends throw Error naming it; a GPU backend, which
+  // does not wait for the device inside an operation, fills that position's row of dst with NaN
+  // (the loss is then NaN and the step is skipped, as for a bad label) and leaves it out of backward.
   virtual void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const T* table,
                                  T* dst) = 0;
-  // diff_table (V, E) = sum of diff_dst rows per code (rows no code selects are 0).
+  virtual void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const T* table,
+                                 T* dst) = 0;
+  // diff_table (V, E) = sum of diff_dst rows per id, over every position holding it (rows no id
+  // selects are 0). The gradient is dense: the whole table is written each call, which costs V * E
+  // even when the batch selects a few rows (a sparse row-list gradient would need a sparse
+  // optimizer step and all-reduce).
   virtual void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes,
                                   const T* diff_dst, T* diff_table) = 0;
+  virtual void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const T* diff_dst,
+                                  T* diff_table) = 0;
 
   // --- Loss ---------------------------------------------------------------------------------
   // Mean softmax cross-entropy over the batch: logits (N, K), labels (N) in [0, K).

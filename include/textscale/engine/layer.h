@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "textscale/engine/backend.h"
+#include "textscale/engine/input.h"
 #include "textscale/engine/params.h"
 
 namespace textscale::engine {
@@ -100,18 +101,23 @@ class Layer {
   [[nodiscard]] virtual double forward_macs() const { return 0; }
 };
 
-// The first layer: turns integer codes (N, T) into activations. No gradient flows past it.
+// The first layer: turns a batch of ids (input.h: `in.n` rows of `length` ids) into activations.
+// It reads the ids of the type ids() names and throws InputError for the other. No gradient flows
+// past it.
 template <typename T>
 class InputLayer {
  public:
   virtual ~InputLayer() = default;
   [[nodiscard]] virtual std::string describe() const = 0;
+  // The kind of ids the layer reads.
+  [[nodiscard]] virtual IdType ids() const = 0;
+  // `length`: ids a row (the batch's width).
   virtual Dims setup(ParamStore<T>& params, const std::string& prefix, Index length) = 0;
   virtual void reserve(Index /*max_batch*/, const Memory& /*memory*/) {}
-  virtual void forward(Context<T>& ctx, Index n, const std::uint8_t* codes, T* dst) = 0;
+  virtual void forward(Context<T>& ctx, const InputBatch& in, T* dst) = 0;
   // `diff_dst` is the caller's scratch from here on: the layer may overwrite it (the one-hot
   // convolution masks it in place for its ReLU instead of keeping a buffer of its output's size).
-  virtual void backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* dst, T* diff_dst) = 0;
+  virtual void backward(Context<T>& ctx, const InputBatch& in, const T* dst, T* diff_dst) = 0;
   [[nodiscard]] virtual double forward_macs() const { return 0; }
 };
 

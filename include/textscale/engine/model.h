@@ -1,4 +1,4 @@
-// A classifier: an input layer over character codes, a chain of layers, logits (N, classes).
+// A classifier: an input layer over a batch of ids (input.h), a chain of layers, logits (N, classes).
 //
 // Models are built by name from the registry (model_registry.h; `textscale models` lists them),
 // each with its family's hyperparameters, overridable for experiments and tests.
@@ -52,11 +52,14 @@ class Model {
   [[nodiscard]] Index max_batch() const { return max_batch_; }
 
   [[nodiscard]] const Memory& memory() const { return *memory_; }
-  // codes (N, length) -> logits (N, classes), valid until the next forward. Codes and logits are
-  // in the model's memory.
-  const T* forward(Context<T>& ctx, Index n, const std::uint8_t* codes);
+  // The kind of ids the model reads (its input layer's): character codes for the models above.
+  [[nodiscard]] IdType input_ids() const { return input_->ids(); }
+  // A batch (input.h) of `in.n` rows of `length` ids -> logits (N, classes), valid until the next
+  // forward. The batch's arrays and the logits are in the model's memory. Throws InputError for a
+  // batch of the other id type or another width, Error for more rows than reserved.
+  const T* forward(Context<T>& ctx, const InputBatch& in);
   // Gradients of all parameters from diff_logits (N, classes), after forward on the same batch.
-  void backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* diff_logits);
+  void backward(Context<T>& ctx, const InputBatch& in, const T* diff_logits);
 
   // Multiply-adds of one dense forward pass per sample (training step = 3x forward).
   [[nodiscard]] double forward_macs() const;
@@ -64,6 +67,7 @@ class Model {
   [[nodiscard]] std::string summary() const;
 
  private:
+  void check(const InputBatch& in) const;
   ModelConfig config_;
   const Memory* memory_;
   ParamStore<T> params_;

@@ -62,6 +62,10 @@ class ReferenceBackend : public Backend<T> {
                          T* dst) override;
   void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const T* diff_dst,
                           T* diff_table) override;
+  void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const T* table,
+                         T* dst) override;
+  void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const T* diff_dst,
+                          T* diff_table) override;
   double softmax_cross_entropy(Index n, Index classes, const T* logits, const std::int32_t* labels,
                                T* diff_logits) override;
   void sgd_step(Index count, T* param, const T* grad, T* velocity, double lr, double momentum, double weight_decay,

@@ -1,4 +1,5 @@
-// Character datasets for training and evaluation, read from `textscale preprocess` output.
+// Character datasets for training and evaluation, read from `textscale preprocess` output, and
+// word datasets (WordDataset) for the word models.
 //
 // Files are opened once through data::DatasetFile, which validates them at the boundary
 // (docs/hdf5-schema.md); a file without character tensors is refused. Errors name the file and
@@ -10,6 +11,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "textscale/engine/input.h"
 
 namespace textscale::train {
 
@@ -42,6 +45,29 @@ struct CharDataset {
 
 // Reads rows [begin, end) of `path` (end < 0: to the end of the file).
 CharDataset load_char_dataset(const std::string& path, std::int64_t begin = 0, std::int64_t end = -1);
+
+// The word tensors of rows [begin, end) of a file: ids (rows, W) into the file's vocabulary of V
+// words (0 padding, 1 out of vocabulary), each row's real words when the file stores them, and
+// the labels. Read through data::DatasetFile, which checks every id against V and every length
+// against W; a file without word tensors is refused.
+struct WordDataset {
+  std::string path;
+  std::int64_t rows = 0;         // rows held (end - begin)
+  std::int64_t total_rows = 0;   // rows in the file
+  std::int64_t first_row = 0;    // begin
+  std::int64_t word_length = 0;  // W
+  std::int64_t vocab_size = 0;   // V
+  std::int64_t num_classes = 0;
+  std::string content_sha256;         // empty when the file has none
+  std::vector<std::int32_t> words;    // (rows, W)
+  std::vector<std::int32_t> lengths;  // (rows); empty when the file has no word_lengths
+  std::vector<std::int32_t> labels;   // (rows)
+
+  // Rows [begin, begin + count) as an input batch of word ids in host memory.
+  [[nodiscard]] engine::InputBatch batch(std::int64_t begin, std::int64_t count) const;
+};
+
+WordDataset load_word_dataset(const std::string& path, std::int64_t begin = 0, std::int64_t end = -1);
 
 // Reads only the attributes (for checks before anything is loaded).
 Encoding read_encoding(const std::string& path);

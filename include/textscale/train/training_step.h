@@ -22,12 +22,11 @@ namespace textscale::train {
 
 // A batch of this rank's rows.
 struct StepInput {
-  const std::uint8_t* codes = nullptr;   // [rows, length] character codes
-  const std::int32_t* labels = nullptr;  // [rows] class indices
-  engine::Index rows = 0;                // this rank's rows (0: none this step)
-  engine::Index global_rows = 0;         // the global batch's rows over all ranks (0: rows)
+  engine::InputBatch batch;              // this rank's rows of ids (batch.n rows; 0: none this step)
+  const std::int32_t* labels = nullptr;  // [batch.n] class indices (may be null for infer)
+  engine::Index global_rows = 0;         // the global batch's rows over all ranks (0: batch.n)
   std::int64_t sample_offset = 0;        // index of the first row in the global batch
-  bool in_backend_memory = false;        // codes and labels already live in the backend's memory
+  bool in_backend_memory = false;        // the batch's arrays and labels already live in the backend's memory
 };
 
 // What a step produced, on the host.
@@ -99,8 +98,8 @@ class TrainingStep {
   [[nodiscard]] engine::Backend<T>& backend() { return backend_; }
 
  private:
-  // `in`'s codes and labels in the backend's memory (copied through this step's buffers if needed).
-  std::pair<const std::uint8_t*, const std::int32_t*> stage(const StepInput& in);
+  // `in`'s batch and labels in the backend's memory (copied through this step's buffers if needed).
+  std::pair<engine::InputBatch, const std::int32_t*> stage(const StepInput& in);
 
   engine::Model<T>& model_;
   engine::Backend<T>& backend_;
@@ -108,8 +107,9 @@ class TrainingStep {
   StepSetup setup_;
   engine::Context<T> ctx_;
   std::function<void(engine::Index)> gradients_ready_;
-  engine::Buffer<std::uint8_t> codes_;
-  engine::Buffer<std::int32_t> labels_;
+  // Staging in the backend's memory: ids (bytes), per-row lengths, per-sentence lengths, labels.
+  engine::Buffer<std::uint8_t> ids_;
+  engine::Buffer<std::int32_t> lengths_, sentence_lengths_, labels_;
   engine::Buffer<T> diff_;
   // In the backend's memory: loss, correct, bad label (Backend::softmax_cross_entropy_stats); the
   // reduced gradient's sum of squares (Optimizer::queue_step); each bucket's sum of squares as

@@ -715,6 +715,71 @@ void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uin
   for (Index i = 0; i < vocab * dim; ++i) diff_table[i] = static_cast<float>(sums[static_cast<std::size_t>(i)]);
 }
 
+namespace {
+
+void check_ids(const std::int32_t* ids, Index count, Index vocab) {
+  for (Index i = 0; i < count; ++i)
+    if (ids[i] < 0 || ids[i] >= vocab)
+      throw Error("word id " + std::to_string(ids[i]) + " at position " + std::to_string(i) +
+                  " outside the embedding table of " + std::to_string(vocab));
+}
+
+}  // namespace
+
+void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* table,
+                       float* dst) {
+  check_ids(ids, n * t, vocab);
+#pragma omp parallel for schedule(static)
+  for (Index i = 0; i < n * t; ++i)
+    std::memcpy(dst + i * dim, table + static_cast<Index>(ids[i]) * dim, static_cast<std::size_t>(dim) * sizeof(float));
+}
+
+void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* diff_dst,
+                        float* diff_table) {
+  const Index count = n * t;
+  check_ids(ids, count, vocab);
+  // Positions ordered by id, then by position: each id's run is summed in position order.
+  thread_local std::vector<std::int64_t> order;
+  order.resize(static_cast<std::size_t>(count));
+  for (Index i = 0; i < count; ++i) order[static_cast<std::size_t>(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [ids](std::int64_t a, std::int64_t b) { return ids[a] < ids[b]; });
+  // Run starts: runs[r] is the first sorted position of the r-th distinct id.
+  thread_local std::vector<std::int64_t> runs;
+  runs.clear();
+  for (Index i = 0; i < count; ++i)
+    if (i == 0 || ids[order[static_cast<std::size_t>(i)]] != ids[order[static_cast<std::size_t>(i - 1)]])
+      runs.push_back(i);
+  runs.push_back(count);
+  // Rows no id selects are 0: clear the table in parallel blocks, then write the selected rows.
+  constexpr Index block = Index{1} << 16;
+  const Index blocks = (vocab * dim + block - 1) / block;
+#pragma omp parallel for schedule(static)
+  for (Index b = 0; b < blocks; ++b) {
+    const Index begin = b * block, end = std::min(vocab * dim, begin + block);
+    std::memset(diff_table + begin, 0, static_cast<std::size_t>(end - begin) * sizeof(float));
+  }
+  // The arrays are this thread's (thread_local): the parallel region reads them through pointers.
+  const std::int64_t* sorted = order.data();
+  const std::int64_t* starts = runs.data();
+  const auto run_count = static_cast<Index>(runs.size()) - 1;
+#pragma omp parallel
+  {
+    std::vector<double> sum(static_cast<std::size_t>(dim));
+    double* s = sum.data();
+#pragma omp for schedule(static)
+    for (Index r = 0; r < run_count; ++r) {
+      std::fill(sum.begin(), sum.end(), 0.0);
+      for (Index i = starts[r]; i < starts[r + 1]; ++i) {
+        const float* grad = diff_dst + sorted[i] * dim;
+#pragma omp simd
+        for (Index e = 0; e < dim; ++e) s[e] += static_cast<double>(grad[e]);
+      }
+      float* row = diff_table + static_cast<Index>(ids[sorted[starts[r]]]) * dim;
+      for (Index e = 0; e < dim; ++e) row[e] = static_cast<float>(s[e]);
+    }
+  }
+}
+
 double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
                              float* diff_logits) {
   double total = 0;

@@ -65,6 +65,13 @@ void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::uint
                        float* dst);
 void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const float* diff_dst,
                         float* diff_table);
+// Word ids: forward a parallel copy of rows; backward sorts the positions by id (stable, so each
+// id's rows are summed in position order, in double) and threads own disjoint ids, so the result
+// does not depend on the thread count. Costs O(N T log(N T) + V E): the table is dense.
+void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* table,
+                       float* dst);
+void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* diff_dst,
+                        float* diff_table);
 double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
                              float* diff_logits);
 // The gradient is multiplied by `factor` first (clipping; exact when 1).

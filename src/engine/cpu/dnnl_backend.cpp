@@ -696,6 +696,14 @@ void DnnlBackend::embedding_backward(Index n, Index t, Index vocab, Index dim, c
                                      const float* diff_dst, float* diff_table) {
   cpu::embedding_backward(n, t, vocab, dim, codes, diff_dst, diff_table);
 }
+void DnnlBackend::embedding_forward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids,
+                                    const float* table, float* dst) {
+  cpu::embedding_forward(n, t, vocab, dim, ids, table, dst);
+}
+void DnnlBackend::embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids,
+                                     const float* diff_dst, float* diff_table) {
+  cpu::embedding_backward(n, t, vocab, dim, ids, diff_dst, diff_table);
+}
 double DnnlBackend::softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
                                           float* diff_logits) {
   return cpu::softmax_cross_entropy(n, classes, logits, labels, diff_logits);

@@ -71,7 +71,9 @@ Dims OneHotConv1d<T>::setup(ParamStore<T>& params, const std::string& prefix, In
 }
 
 template <typename T>
-void OneHotConv1d<T>::forward(Context<T>& ctx, Index n, const std::uint8_t* codes, T* dst) {
+void OneHotConv1d<T>::forward(Context<T>& ctx, const InputBatch& in, T* dst) {
+  const Index n = in.n;
+  const std::uint8_t* codes = in.character_codes("the one-hot convolution");
   if (pooled()) {
     ctx.backend->onehot_conv1d_relu_pool_forward(forward_state_, pooled_shape(n), codes, ctx.params->value(weights_),
                                                  ctx.params->value(bias_), dst, ctx.training);
@@ -82,7 +84,9 @@ void OneHotConv1d<T>::forward(Context<T>& ctx, Index n, const std::uint8_t* code
 }
 
 template <typename T>
-void OneHotConv1d<T>::backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* dst, T* diff_dst) {
+void OneHotConv1d<T>::backward(Context<T>& ctx, const InputBatch& in, const T* dst, T* diff_dst) {
+  const Index n = in.n;
+  const std::uint8_t* codes = in.character_codes("the one-hot convolution");
   if (pooled()) {
     ctx.backend->onehot_conv1d_relu_pool_backward_weights(forward_state_, pooled_shape(n), codes, dst, diff_dst,
                                                           ctx.params->grad(weights_), ctx.params->grad(bias_));

@@ -1,27 +1,44 @@
 #include "textscale/engine/layers/embedding.h"
 
+#include "textscale/common/error.h"
+
 namespace textscale::engine {
 
 template <typename T>
 std::string Embedding<T>::describe() const {
-  return "embedding " + std::to_string(vocab_) + "x" + std::to_string(dim_);
+  return std::string(ids_ == IdType::words ? "word " : "") + "embedding " + std::to_string(vocab_) + "x" +
+         std::to_string(dim_);
 }
 
 template <typename T>
 Dims Embedding<T>::setup(ParamStore<T>& params, const std::string& prefix, Index length) {
+  if (vocab_ < 1 || dim_ < 1) throw InputError("embedding: the table needs at least one row and one column");
+  if (ids_ == IdType::characters && vocab_ > 256)
+    throw InputError("character embedding: " + std::to_string(vocab_) + " rows, but codes are bytes");
   length_ = length;
   table_ = params.add(prefix + "table", {vocab_, dim_}, init_);
   return {0, length, dim_};
 }
 
 template <typename T>
-void Embedding<T>::forward(Context<T>& ctx, Index n, const std::uint8_t* codes, T* dst) {
-  ctx.backend->embedding_forward(n, length_, vocab_, dim_, codes, ctx.params->value(table_), dst);
+void Embedding<T>::forward(Context<T>& ctx, const InputBatch& in, T* dst) {
+  const T* table = ctx.params->value(table_);
+  if (ids_ == IdType::characters)
+    ctx.backend->embedding_forward(in.n, length_, vocab_, dim_, in.character_codes("the character embedding"), table,
+                                   dst);
+  else
+    ctx.backend->embedding_forward(in.n, length_, vocab_, dim_, in.word_ids("the word embedding"), table, dst);
 }
 
 template <typename T>
-void Embedding<T>::backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T*, T* diff_dst) {
-  ctx.backend->embedding_backward(n, length_, vocab_, dim_, codes, diff_dst, ctx.params->grad(table_));
+void Embedding<T>::backward(Context<T>& ctx, const InputBatch& in, const T*, T* diff_dst) {
+  T* diff_table = ctx.params->grad(table_);
+  if (ids_ == IdType::characters)
+    ctx.backend->embedding_backward(in.n, length_, vocab_, dim_, in.character_codes("the character embedding"),
+                                    diff_dst, diff_table);
+  else
+    ctx.backend->embedding_backward(in.n, length_, vocab_, dim_, in.word_ids("the word embedding"), diff_dst,
+                                    diff_table);
 }
 
 template class Embedding<float>;

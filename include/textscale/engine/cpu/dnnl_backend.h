@@ -105,6 +105,11 @@ class DnnlBackend final : public Backend<float> {
                          float* dst) override;
   void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes, const float* diff_dst,
                           float* diff_table) override;
+  // Word ids: oneDNN 2.6 has no gather primitive; a parallel loop (cpu_kernels.h).
+  void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* table,
+                         float* dst) override;
+  void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* diff_dst,
+                          float* diff_table) override;
   double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
                                float* diff_logits) override;
   void sgd_step(Index count, float* param, const float* grad, float* velocity, double lr, double momentum,

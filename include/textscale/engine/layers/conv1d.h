@@ -36,7 +36,8 @@ class Conv1d final : public Layer<T> {
 };
 
 // Convolution over one-hot character codes (Crepe's first layer), computed as a gather of weight
-// columns: codes (N, T) -> (N, T - K + 1, C_out), optionally with a fused ReLU.
+// columns: codes (N, T) -> (N, T - K + 1, C_out), optionally with a fused ReLU. Reads character
+// codes only (a batch of word ids is an InputError).
 // Parameters: `weights` (C_out, A, K) for an alphabet of A symbols (code 0 = all-zero column),
 // `bias` (C_out). Equal to Conv1d on the explicit one-hot (N, T, A) input.
 // forward_macs() counts the dense convolution over the one-hot input (the FLOPs a dense
@@ -55,8 +56,9 @@ class OneHotConv1d final : public InputLayer<T> {
 
   [[nodiscard]] std::string describe() const override;
   Dims setup(ParamStore<T>& params, const std::string& prefix, Index length) override;
-  void forward(Context<T>& ctx, Index n, const std::uint8_t* codes, T* dst) override;
-  void backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* dst, T* diff_dst) override;
+  [[nodiscard]] IdType ids() const override { return IdType::characters; }
+  void forward(Context<T>& ctx, const InputBatch& in, T* dst) override;
+  void backward(Context<T>& ctx, const InputBatch& in, const T* dst, T* diff_dst) override;
   [[nodiscard]] double forward_macs() const override;
 
  private:

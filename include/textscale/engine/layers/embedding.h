@@ -1,6 +1,12 @@
-// Learned embedding of integer codes: codes (N, T) -> (N, T, E).
-// Parameter `table` (V, E); every row is trained, code 0 included. Backward overwrites the table's
-// gradient (rows no code in the batch selects get 0).
+// Learned embedding of ids: ids (N, T) -> (N, T, E), channels last like every activation (dims.h),
+// so the convolutions and sequence layers after it read it directly.
+// Reads the ids of one type (input.h), given at construction: character codes (VDCNN's character
+// embedding, V <= 256) or word ids (a word model's input, V up to millions); a batch of the other
+// type is an InputError. Padding positions are embedded like any id (row 0 for the padding id);
+// the batch's lengths are not read.
+// Parameter `table` (V, E); every row is trained, id 0 included. Backward overwrites the table's
+// gradient with the per-id sums of diff_dst (rows no id in the batch selects get 0): a dense
+// (V, E) gradient, whatever the batch (backend.h).
 #pragma once
 
 #include "textscale/engine/layer.h"
@@ -10,16 +16,19 @@ namespace textscale::engine {
 template <typename T>
 class Embedding final : public InputLayer<T> {
  public:
-  Embedding(Index vocab, Index dim, Init init) : vocab_(vocab), dim_(dim), init_(init) {}
+  Embedding(Index vocab, Index dim, Init init, IdType ids = IdType::characters)
+      : vocab_(vocab), dim_(dim), init_(init), ids_(ids) {}
 
   [[nodiscard]] std::string describe() const override;
+  [[nodiscard]] IdType ids() const override { return ids_; }
   Dims setup(ParamStore<T>& params, const std::string& prefix, Index length) override;
-  void forward(Context<T>& ctx, Index n, const std::uint8_t* codes, T* dst) override;
-  void backward(Context<T>& ctx, Index n, const std::uint8_t* codes, const T* dst, T* diff_dst) override;
+  void forward(Context<T>& ctx, const InputBatch& in, T* dst) override;
+  void backward(Context<T>& ctx, const InputBatch& in, const T* dst, T* diff_dst) override;
 
  private:
   Index vocab_, dim_, length_ = 0;
   Init init_;
+  IdType ids_;
   ParamRef table_;
 };
 
