@@ -118,18 +118,10 @@ BOOST_AUTO_TEST_CASE(winograd_options_choose_the_algorithm) {
   BOOST_TEST((forward({.winograd_min_channels = 128}) == on), "a threshold of 128 channels runs Winograd");
 }
 
-// --only-if-amx (first argument): exit 77 (skipped) unless the CPU has AMX. ctest runs the bf16
-// configuration a second time with oneDNN capped at AVX512_CORE_BF16 (DNNL_MAX_CPU_ISA, read
-// once per process), the other bf16 path of an AMX CPU; elsewhere that run would repeat the first.
+// --only-if-amx (first argument): skipped unless the CPU has AMX (cpu_features.h).
 int main(int argc, char* argv[]) {
   std::vector<char*> args(argv, argv + argc);
-  if (args.size() > 1 && std::string(args[1]) == "--only-if-amx") {
-    args.erase(args.begin() + 1);
-    if (!testing::cpu_has_amx()) {
-      std::printf("SKIP: this CPU has no AMX, so capping oneDNN at AVX512_CORE_BF16 changes nothing\n");
-      return 77;
-    }
-  }
+  if (testing::skip_unless_amx(args)) return 77;
   std::printf("oneDNN instruction set: %s\n", DnnlBackend::cpu_isa().c_str());
   return boost::unit_test::unit_test_main(&init, static_cast<int>(args.size()), args.data());
 }

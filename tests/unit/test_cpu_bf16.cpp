@@ -29,18 +29,10 @@ bool init() {
 
 }  // namespace
 
-// --only-if-amx (first argument): skip unless the CPU has AMX. ctest runs the program a second time
-// with oneDNN capped at AVX512_CORE_BF16 (DNNL_MAX_CPU_ISA), the other bf16 path of an AMX CPU;
-// elsewhere that run would repeat the first one.
+// --only-if-amx (first argument): skipped unless the CPU has AMX (cpu_features.h).
 int main(int argc, char* argv[]) {
   std::vector<char*> args(argv, argv + argc);
-  if (args.size() > 1 && std::string(args[1]) == "--only-if-amx") {
-    args.erase(args.begin() + 1);
-    if (!testing::cpu_has_amx()) {
-      std::printf("SKIP: this CPU has no AMX, so capping oneDNN at AVX512_CORE_BF16 changes nothing\n");
-      return 77;
-    }
-  }
+  if (testing::skip_unless_amx(args)) return 77;
   std::printf("oneDNN instruction set: %s\n", DnnlBackend::cpu_isa().c_str());
   if (!DnnlBackend::bf16_supported()) {
     std::printf("SKIP: oneDNN finds %s on this CPU; bf16 needs AVX512-BF16 or AMX\n", DnnlBackend::cpu_isa().c_str());
