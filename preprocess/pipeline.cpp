@@ -402,6 +402,28 @@ void write_metadata(RowFileWriter& writer, const std::string& split, std::uint64
                            o.words ? &vocabulary->words() : nullptr});
 }
 
+// Refuses early, before any work, an output that exists (without --overwrite) or is a folder.
+void refuse_existing_outputs(const PreprocessOptions& o) {
+  for (const std::string& path : {o.output, o.validation_output}) {
+    std::error_code error;
+    const auto status = std::filesystem::symlink_status(path, error);
+    if (path.empty() || !std::filesystem::exists(status)) continue;
+    if (std::filesystem::is_directory(status)) throw InputError("output '" + path + "' is a folder");
+    if (!o.overwrite) throw InputError("output '" + path + "' exists (use --overwrite to replace it)");
+  }
+}
+
+// --vocab-from: the training file's vocabulary into `vocabulary`, its minimum count and (unless
+// given) its class names into `options`; returns its number of classes (0 without --vocab-from).
+std::int64_t adopt_training_file(PreprocessOptions& options, Vocabulary& vocabulary) {
+  if (options.vocab_from.empty()) return 0;
+  TrainingFile training = load_training_file(options.vocab_from);
+  vocabulary = std::move(training.vocabulary);
+  options.min_count = training.min_count;  // recorded as the vocabulary's
+  if (options.class_names.empty()) options.class_names = std::move(training.classes);
+  return training.num_classes;
+}
+
 }  // namespace
 
 PreprocessSummary run_preprocess(PreprocessOptions& options) {
@@ -412,14 +434,7 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
   const PreprocessOptions& o = options;
   PreprocessSummary summary;
 
-  // Refuse early, before any work, when an output exists (or, even with --overwrite, is a folder).
-  for (const std::string& path : {o.output, o.validation_output}) {
-    std::error_code error;
-    const auto status = std::filesystem::symlink_status(path, error);
-    if (path.empty() || !std::filesystem::exists(status)) continue;
-    if (std::filesystem::is_directory(status)) throw InputError("output '" + path + "' is a folder");
-    if (!o.overwrite) throw InputError("output '" + path + "' exists (use --overwrite to replace it)");
-  }
+  refuse_existing_outputs(o);
 
   const bool count_pass = o.words && o.vocab_from.empty();
   std::optional<StreamCopy> stream_copy;
@@ -432,14 +447,7 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
 
   const CharQuantizer quantizer;
   Vocabulary vocabulary;
-  std::int64_t training_classes = 0;
-  if (!o.vocab_from.empty()) {
-    TrainingFile training = load_training_file(o.vocab_from);
-    vocabulary = std::move(training.vocabulary);
-    training_classes = training.num_classes;
-    options.min_count = training.min_count;  // recorded as the vocabulary's
-    if (options.class_names.empty()) options.class_names = std::move(training.classes);
-  }
+  std::int64_t training_classes = adopt_training_file(options, vocabulary);
   std::vector<std::unique_ptr<RowEncoder>> encoders;
   for (int t = 0; t < o.threads; ++t) encoders.push_back(std::make_unique<RowEncoder>(o, quantizer));
   BadRowLog bad_rows(o, summary);

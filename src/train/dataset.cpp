@@ -65,20 +65,29 @@ Encoding read_encoding(const std::string& path) {
   return encoding_of(open_char_file(path));
 }
 
+namespace {
+
+// The rows [begin, end) of a file of `total` rows (end < 0 or past the end: to the end); throws
+// InputError naming the file for a range outside it. Returns the number of rows.
+std::int64_t row_range(const std::string& path, std::int64_t total, std::int64_t begin, std::int64_t end) {
+  if (end < 0 || end > total) end = total;
+  if (begin < 0 || begin > end)
+    throw InputError(path + ": row range [" + std::to_string(begin) + ", " + std::to_string(end) +
+                     ") outside the file's " + std::to_string(total) + " rows");
+  return end - begin;
+}
+
+}  // namespace
+
 CharDataset load_char_dataset(const std::string& path, std::int64_t begin, std::int64_t end) {
   const data::DatasetFile file = open_char_file(path);
   CharDataset d;
   d.path = path;
   d.encoding = encoding_of(file);
   d.content_sha256 = file.content_sha256();
-  const std::int64_t total = file.rows();
-  if (end < 0 || end > total) end = total;
-  if (begin < 0 || begin > end)
-    throw InputError(path + ": row range [" + std::to_string(begin) + ", " + std::to_string(end) +
-                     ") outside the file's " + std::to_string(total) + " rows");
-  d.total_rows = total;
+  d.total_rows = file.rows();
   d.first_row = begin;
-  d.rows = end - begin;
+  d.rows = row_range(path, d.total_rows, begin, end);
   d.chars.resize(static_cast<std::size_t>(d.rows * d.encoding.char_length));
   d.labels.resize(static_cast<std::size_t>(d.rows));
   file.read_chars(begin, d.rows, d.chars.data());
@@ -96,14 +105,9 @@ WordDataset load_word_dataset(const std::string& path, std::int64_t begin, std::
   d.vocab_size = file.vocab_size();
   d.num_classes = file.num_classes();
   d.content_sha256 = file.content_sha256();
-  const std::int64_t total = file.rows();
-  if (end < 0 || end > total) end = total;
-  if (begin < 0 || begin > end)
-    throw InputError(path + ": row range [" + std::to_string(begin) + ", " + std::to_string(end) +
-                     ") outside the file's " + std::to_string(total) + " rows");
-  d.total_rows = total;
+  d.total_rows = file.rows();
   d.first_row = begin;
-  d.rows = end - begin;
+  d.rows = row_range(path, d.total_rows, begin, end);
   d.words.resize(static_cast<std::size_t>(d.rows * d.word_length));
   d.labels.resize(static_cast<std::size_t>(d.rows));
   file.read_words(begin, d.rows, d.words.data());

@@ -28,6 +28,19 @@ inline std::size_t bit_differences(const std::vector<double>& a, const std::vect
   return differ;
 }
 
+// What a checkpoint of a model of `config` records besides its tensors, for a made-up character
+// encoding of the config's alphabet and length; `optimizer_kind` empty: no optimizer state.
+inline train::CheckpointInfo checkpoint_info(const ModelConfig& config, const std::string& optimizer_kind) {
+  train::CheckpointInfo info;
+  info.model = config;
+  info.encoding.alphabet = std::string(static_cast<std::size_t>(config.alphabet), 'a');
+  info.encoding.char_length = config.length;
+  info.encoding.char_order = "reversed";
+  info.encoding.num_classes = config.classes;
+  info.optimizer_kind = optimizer_kind;
+  return info;
+}
+
 inline void expect_same_tensors(Trainee<float>& got, Trainee<float>& want, const std::string& label) {
   BOOST_TEST(bit_differences(to_host(got.model.params().values()), to_host(want.model.params().values())) == 0u,
              label << ": parameters differ");
@@ -47,13 +60,7 @@ inline void check_checkpoint_between(Backend<float>& first, Backend<float>& seco
   train::OptimizerConfig adam;
   adam.kind = "adam";
   adam.lr = kLearningRate;
-  train::CheckpointInfo info;
-  info.model = config;
-  info.encoding.alphabet = std::string(static_cast<std::size_t>(config.alphabet), 'a');
-  info.encoding.char_length = config.length;
-  info.encoding.char_order = "reversed";
-  info.encoding.num_classes = config.classes;
-  info.optimizer_kind = adam.kind;
+  const train::CheckpointInfo info = checkpoint_info(config, adam.kind);
   const auto folder = std::filesystem::temp_directory_path() /
                       ("textscale-checkpoint-between-" + std::to_string(getpid()) + "-" + name);
   std::filesystem::create_directories(folder);

@@ -286,13 +286,7 @@ BOOST_AUTO_TEST_CASE(checkpoint_format_versions) {
   engine::Model<float> model(config, backend.memory());
   model.params().initialize(5);
   train::Optimizer<float> optimizer(adam, model.params().trained_count(), backend.memory());
-  train::CheckpointInfo info;
-  info.model = config;
-  info.encoding.alphabet = std::string(static_cast<std::size_t>(config.alphabet), 'a');
-  info.encoding.char_length = config.length;
-  info.encoding.char_order = "reversed";
-  info.encoding.num_classes = config.classes;
-  info.optimizer_kind = adam.kind;
+  train::CheckpointInfo info = testing::checkpoint_info(config, adam.kind);
   info.train_content_sha256 = std::string(64, 'a');
   info.valid_content_sha256 = std::string(64, 'b');
   const std::string path =
