@@ -656,6 +656,15 @@ class CudaBackend final : public engine::Backend<float> {
 
   // --- Loss ---------------------------------------------------------------------------------
   // softmax_cross_entropy_stats, read back at once.
+  // INTERIM: cuDNN's RNN API is not wired in yet.
+  void rnn_forward(engine::OpStatePtr&, const engine::RnnShape&, const float*, const std::int32_t*, const float*,
+                   const float*, float*, bool) override {
+    throw Error("the CUDA backend has no recurrent layers yet");
+  }
+  void rnn_backward(engine::OpStatePtr&, const engine::RnnShape&, const float*, const std::int32_t*, const float*,
+                    const float*, const float*, float*, float*, float*) override {
+    throw Error("the CUDA backend has no recurrent layers yet");
+  }
   double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
                                float* diff_logits) override {
     if (n == 0) return 0;

@@ -26,6 +26,27 @@ struct OneHotPoolParts final : OpState {
   bool trained = false;
 };
 
+// What an LSTM's backward reads from its training forward, per (row, direction, step): the
+// activated gates i, f, g, o (4H) and the cell state c (H).
+template <typename T>
+struct LstmTrace final : OpState {
+  std::vector<T> gates, cells;
+};
+
+template <typename T>
+T sigmoid(T x) {
+  return T(1) / (T(1) + std::exp(-x));
+}
+
+// Row i's real steps (lengths null: all of them), checked against the contract.
+Index real_steps(const std::int32_t* lengths, Index i, Index steps, const char* op) {
+  const Index length = lengths ? lengths[i] : steps;
+  if (length < 0 || length > steps)
+    throw Error(std::string(op) + ": row " + std::to_string(i) + " has length " + std::to_string(length) +
+                ", outside [0, " + std::to_string(steps) + "]");
+  return length;
+}
+
 }  // namespace
 
 template <typename T>
@@ -496,6 +517,130 @@ template <typename T>
 void ReferenceBackend<T>::scale(Index count, T* data, double factor) {
   const T f = static_cast<T>(factor);
   for (Index i = 0; i < count; ++i) data[i] *= f;
+}
+
+
+
+
+// The LSTM as the contract in backend.h writes it, one (row, direction) at a time.
+template <typename T>
+void ReferenceBackend<T>::rnn_forward(OpStatePtr& state, const RnnShape& s, const T* src, const std::int32_t* lengths,
+                                      const T* weights, const T* bias, T* dst, bool training) {
+  const Index H = s.hidden, G = s.gates() * H, D = s.directions(), C = s.c_in, width = D * H;
+  LstmTrace<T>* trace = nullptr;
+  if (training) {
+    if (!dynamic_cast<LstmTrace<T>*>(state.get())) state = std::make_unique<LstmTrace<T>>();
+    trace = static_cast<LstmTrace<T>*>(state.get());
+    trace->gates.assign(static_cast<std::size_t>(s.n * D * s.t * G), T(0));
+    trace->cells.assign(static_cast<std::size_t>(s.n * D * s.t * H), T(0));
+  }
+  std::fill(dst, dst + s.dst().count(), T(0));
+  std::vector<T> a(static_cast<std::size_t>(G)), h(static_cast<std::size_t>(H)), c(static_cast<std::size_t>(H));
+  for (Index i = 0; i < s.n; ++i) {
+    const Index length = real_steps(lengths, i, s.t, "rnn_forward");
+    for (Index d = 0; d < D; ++d) {
+      const T* wx = weights + d * s.direction_weights();
+      const T* wh = wx + G * C;
+      const T* b = bias + d * G;
+      std::fill(h.begin(), h.end(), T(0));
+      std::fill(c.begin(), c.end(), T(0));
+      for (Index step = 0; step < length; ++step) {
+        const Index t = d == 0 ? step : length - 1 - step;
+        const T* x = src + (i * s.t + t) * C;
+        for (Index g = 0; g < G; ++g) {
+          T sum = b[g];
+          for (Index k = 0; k < C; ++k) sum += wx[g * C + k] * x[k];
+          for (Index k = 0; k < H; ++k) sum += wh[g * H + k] * h[k];
+          a[g] = sum;
+        }
+        for (Index k = 0; k < H; ++k) {
+          const T in = sigmoid(a[k]), forget = sigmoid(a[H + k]), cand = std::tanh(a[2 * H + k]),
+                  out = sigmoid(a[3 * H + k]);
+          a[k] = in, a[H + k] = forget, a[2 * H + k] = cand, a[3 * H + k] = out;
+          c[k] = forget * c[k] + in * cand;
+          h[k] = out * std::tanh(c[k]);
+          dst[(i * s.t + t) * width + d * H + k] = h[k];
+        }
+        if (trace) {
+          const Index at = (i * D + d) * s.t + t;
+          std::copy(a.begin(), a.end(), trace->gates.begin() + at * G);
+          std::copy(c.begin(), c.end(), trace->cells.begin() + at * H);
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void ReferenceBackend<T>::rnn_backward(OpStatePtr& state, const RnnShape& s, const T* src,
+                                       const std::int32_t* lengths, const T* weights, const T* /*dst*/,
+                                       const T* diff_dst, T* diff_src, T* diff_weights, T* diff_bias) {
+  auto* trace = dynamic_cast<LstmTrace<T>*>(state.get());
+  if (!trace) throw Error("rnn_backward: no training forward ran with this state");
+  const Index H = s.hidden, G = s.gates() * H, D = s.directions(), C = s.c_in, width = D * H;
+  std::fill(diff_weights, diff_weights + s.weights_count(), T(0));
+  std::fill(diff_bias, diff_bias + s.bias_count(), T(0));
+  if (diff_src) std::fill(diff_src, diff_src + s.src().count(), T(0));
+  std::vector<T> da(static_cast<std::size_t>(G)), dh(static_cast<std::size_t>(H)), dc(static_cast<std::size_t>(H));
+  for (Index i = 0; i < s.n; ++i) {
+    const Index length = real_steps(lengths, i, s.t, "rnn_backward");
+    for (Index d = 0; d < D; ++d) {
+      const T* wx = weights + d * s.direction_weights();
+      const T* wh = wx + G * C;
+      T* dwx = diff_weights + d * s.direction_weights();
+      T* dwh = dwx + G * C;
+      T* db = diff_bias + d * G;
+      std::fill(dh.begin(), dh.end(), T(0));
+      std::fill(dc.begin(), dc.end(), T(0));
+      for (Index step = length - 1; step >= 0; --step) {
+        const Index t = d == 0 ? step : length - 1 - step;
+        const Index prev_t = d == 0 ? t - 1 : t + 1;  // the step visited before (when step > 0)
+        const Index at = (i * D + d) * s.t + t;
+        const T* a = trace->gates.data() + at * G;
+        const T* c = trace->cells.data() + at * H;
+        const T* c_prev = step > 0 ? trace->cells.data() + ((i * D + d) * s.t + prev_t) * H : nullptr;
+        for (Index k = 0; k < H; ++k) {
+          const T in = a[k], forget = a[H + k], cand = a[2 * H + k], out = a[3 * H + k];
+          const T grad_h = dh[k] + diff_dst[(i * s.t + t) * width + d * H + k];
+          const T tc = std::tanh(c[k]);
+          const T grad_c = dc[k] + grad_h * out * (T(1) - tc * tc);
+          const T cp = c_prev ? c_prev[k] : T(0);
+          da[k] = grad_c * cand * in * (T(1) - in);
+          da[H + k] = grad_c * cp * forget * (T(1) - forget);
+          da[2 * H + k] = grad_c * in * (T(1) - cand * cand);
+          da[3 * H + k] = grad_h * tc * out * (T(1) - out);
+          dc[k] = grad_c * forget;
+        }
+        const T* x = src + (i * s.t + t) * C;
+        // h before this step: the output of the previous visited step, or 0.
+        const T* h_prev = nullptr;
+        std::vector<T> h_prev_row;
+        if (step > 0) {
+          const T* prev_a = trace->gates.data() + ((i * D + d) * s.t + prev_t) * G;
+          const T* prev_c = trace->cells.data() + ((i * D + d) * s.t + prev_t) * H;
+          h_prev_row.resize(static_cast<std::size_t>(H));
+          for (Index k = 0; k < H; ++k) h_prev_row[k] = prev_a[3 * H + k] * std::tanh(prev_c[k]);
+          h_prev = h_prev_row.data();
+        }
+        for (Index g = 0; g < G; ++g) {
+          db[g] += da[g];
+          for (Index k = 0; k < C; ++k) dwx[g * C + k] += da[g] * x[k];
+          if (h_prev)
+            for (Index k = 0; k < H; ++k) dwh[g * H + k] += da[g] * h_prev[k];
+        }
+        if (diff_src) {
+          T* dx = diff_src + (i * s.t + t) * C;
+          for (Index g = 0; g < G; ++g)
+            for (Index k = 0; k < C; ++k) dx[k] += wx[g * C + k] * da[g];
+        }
+        for (Index k = 0; k < H; ++k) {
+          T sum = 0;
+          for (Index g = 0; g < G; ++g) sum += wh[g * H + k] * da[g];
+          dh[k] = sum;
+        }
+      }
+    }
+  }
 }
 
 template class ReferenceBackend<float>;

@@ -198,6 +198,31 @@ class Backend {
   virtual void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const T* diff_dst,
                                   T* diff_table) = 0;
 
+  // --- Recurrent -----------------------------------------------------------------------------
+  // See RnnShape. Row i has L = lengths[i] real steps, 0 <= L <= T (lengths null: every row T);
+  // `lengths` is in this backend's memory like every other array. For each direction, h and c
+  // start at 0; direction 0 visits t = 0 .. L-1, direction 1 visits t = L-1 .. 0, and at each
+  //   a = W_x[d] x_t + W_h[d] h + b[d];  i = sigmoid(a_i), f = sigmoid(a_f), g = tanh(a_g),
+  //   o = sigmoid(a_o);  c = f * c + i * g;  h = o * tanh(c);  dst[i, t, d*H ..] = h.
+  // dst is 0 at the steps t >= L: a row's result does not depend on how much padding follows it.
+  // A training forward keeps in `state` what backward needs.
+  virtual void rnn_forward(OpStatePtr& state, const RnnShape& shape, const T* src, const std::int32_t* lengths,
+                           const T* weights, const T* bias, T* dst, bool training) = 0;
+  // After a training forward with the same state and arguments: diff_weights and diff_bias
+  // (overwritten), and diff_src (N, T, C_in) when not null, 0 at t >= L. diff_dst at t >= L is
+  // ignored.
+  virtual void rnn_backward(OpStatePtr& state, const RnnShape& shape, const T* src, const std::int32_t* lengths,
+                            const T* weights, const T* dst, const T* diff_dst, T* diff_src, T* diff_weights,
+                            T* diff_bias) = 0;
+  // See SequencePooling: src (N, T, C) over each row's L = lengths[i] steps (null: T) -> dst (N, C).
+  // `argmax` (N, C) receives the winning step of each max (-1 for a row with L = 0); unused by the
+  // other modes, may be null for them. The default bodies are for host memory.
+  virtual void sequence_pool_forward(SequencePooling mode, Dims src, Index directions, const T* src_data,
+                                     const std::int32_t* lengths, T* dst, std::int32_t* argmax);
+  // diff_src (N, T, C) from diff_dst (N, C): every step that contributed gets its share, the
+  // others 0.
+  virtual void sequence_pool_backward(SequencePooling mode, Dims src, Index directions, const std::int32_t* lengths,
+                                      const std::int32_t* argmax, const T* diff_dst, T* diff_src);
   // --- Loss ---------------------------------------------------------------------------------
   // Mean softmax cross-entropy over the batch: logits (N, K), labels (N) in [0, K).
   // Returns the summed (not mean) loss over the batch; writes diff_logits = (softmax - onehot) / N
@@ -264,6 +289,70 @@ void Backend<T>::softmax_cross_entropy_stats(Index n, Index classes, const T* lo
   }
   stats[1] = correct;
   stats[2] = 0;
+}
+
+template <typename T>
+void Backend<T>::sequence_pool_forward(SequencePooling mode, Dims src, Index directions, const T* src_data,
+                                       const std::int32_t* lengths, T* dst, std::int32_t* argmax) {
+  const Index steps = src.t, c = src.c, block = c / directions;
+  for (Index i = 0; i < src.n; ++i) {
+    const Index length = lengths ? lengths[i] : steps;
+    const T* row = src_data + i * steps * c;
+    T* out = dst + i * c;
+    if (length <= 0) {
+      std::fill(out, out + c, T(0));
+      if (mode == SequencePooling::max) std::fill(argmax + i * c, argmax + (i + 1) * c, -1);
+      continue;
+    }
+    switch (mode) {
+      case SequencePooling::last:
+        for (Index k = 0; k < c; ++k) out[k] = row[(k / block == 0 ? length - 1 : 0) * c + k];
+        break;
+      case SequencePooling::max:
+        for (Index k = 0; k < c; ++k) {
+          Index best = 0;
+          for (Index t = 1; t < length; ++t)
+            if (row[t * c + k] > row[best * c + k]) best = t;
+          out[k] = row[best * c + k];
+          argmax[i * c + k] = static_cast<std::int32_t>(best);
+        }
+        break;
+      case SequencePooling::mean:
+        for (Index k = 0; k < c; ++k) {
+          T sum = 0;
+          for (Index t = 0; t < length; ++t) sum += row[t * c + k];
+          out[k] = sum / static_cast<T>(length);
+        }
+        break;
+    }
+  }
+}
+
+template <typename T>
+void Backend<T>::sequence_pool_backward(SequencePooling mode, Dims src, Index directions, const std::int32_t* lengths,
+                                        const std::int32_t* argmax, const T* diff_dst, T* diff_src) {
+  const Index steps = src.t, c = src.c, block = c / directions;
+  std::fill(diff_src, diff_src + src.count(), T(0));
+  for (Index i = 0; i < src.n; ++i) {
+    const Index length = lengths ? lengths[i] : steps;
+    if (length <= 0) continue;
+    T* row = diff_src + i * steps * c;
+    const T* grad = diff_dst + i * c;
+    switch (mode) {
+      case SequencePooling::last:
+        for (Index k = 0; k < c; ++k) row[(k / block == 0 ? length - 1 : 0) * c + k] = grad[k];
+        break;
+      case SequencePooling::max:
+        for (Index k = 0; k < c; ++k) row[argmax[i * c + k] * c + k] = grad[k];
+        break;
+      case SequencePooling::mean:
+        for (Index k = 0; k < c; ++k) {
+          const T share = grad[k] / static_cast<T>(length);
+          for (Index t = 0; t < length; ++t) row[t * c + k] = share;
+        }
+        break;
+    }
+  }
 }
 
 }  // namespace textscale::engine

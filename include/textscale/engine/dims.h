@@ -64,4 +64,35 @@ struct LinearShape {
   bool operator==(const LinearShape&) const = default;
 };
 
+// A recurrent layer (Backend::rnn_forward) over the real time steps of each row of src (N, T, C_in).
+// Cells: LSTM (gates i, f, g, o). Each direction d (0: forward in time; 1, when bidirectional:
+// backward in time) has its own weights, canonical layout (PyTorch's nn.LSTM, one bias):
+//   weights: for d = 0 .. D-1, W_x[d] (G*H, C_in) then W_h[d] (G*H, H), each row-major, rows in
+//            gate order (gate k is rows k*H .. k*H+H-1);
+//   bias:    (D, G*H) (PyTorch's bias_ih + bias_hh).
+// dst (N, T, D*H): direction d's hidden state in channels d*H .. d*H+H-1.
+enum class RnnCell { lstm };
+struct RnnShape {
+  RnnCell cell = RnnCell::lstm;
+  Index n = 0, t = 0, c_in = 0, hidden = 0;
+  bool bidirectional = false;
+  [[nodiscard]] Index directions() const { return bidirectional ? 2 : 1; }
+  [[nodiscard]] Index gates() const { return 4; }
+  [[nodiscard]] Dims src() const { return {n, t, c_in}; }
+  [[nodiscard]] Dims dst() const { return {n, t, directions() * hidden}; }
+  // One direction's weights: W_x then W_h.
+  [[nodiscard]] Index direction_weights() const { return gates() * hidden * (c_in + hidden); }
+  [[nodiscard]] Index weights_count() const { return directions() * direction_weights(); }
+  [[nodiscard]] Index bias_count() const { return directions() * gates() * hidden; }
+  bool operator==(const RnnShape&) const = default;
+};
+
+// Pooling over each row's real time steps [0, L): src (N, T, C) -> dst (N, C).
+//  - last: the state a recurrent layer ends in. The C channels are `directions` blocks; block 0
+//    (forward in time) takes step L-1, block 1 (backward in time, which ends at step 0) step 0.
+//  - max: per channel the largest value (ties: the earliest step);
+//  - mean: the sum over the L steps divided by L.
+// A row with L = 0 pools to 0 in every mode (and passes no gradient back).
+enum class SequencePooling { last, max, mean };
+
 }  // namespace textscale::engine

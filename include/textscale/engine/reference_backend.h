@@ -66,6 +66,12 @@ class ReferenceBackend : public Backend<T> {
                          T* dst) override;
   void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const T* diff_dst,
                           T* diff_table) override;
+  void rnn_forward(OpStatePtr& state, const RnnShape& shape, const T* src, const std::int32_t* lengths,
+                   const T* weights, const T* bias, T* dst, bool training) override;
+  void rnn_backward(OpStatePtr& state, const RnnShape& shape, const T* src, const std::int32_t* lengths,
+                    const T* weights, const T* dst, const T* diff_dst, T* diff_src, T* diff_weights,
+                    T* diff_bias) override;
+
   double softmax_cross_entropy(Index n, Index classes, const T* logits, const std::int32_t* labels,
                                T* diff_logits) override;
   void sgd_step(Index count, T* param, const T* grad, T* velocity, double lr, double momentum, double weight_decay,

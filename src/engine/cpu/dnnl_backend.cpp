@@ -1,4 +1,5 @@
 #include "textscale/engine/cpu/dnnl_backend.h"
+#include "textscale/engine/reference_backend.h"
 
 #include <omp.h>
 
@@ -704,6 +705,20 @@ void DnnlBackend::embedding_backward(Index n, Index t, Index vocab, Index dim, c
                                      const float* diff_dst, float* diff_table) {
   cpu::embedding_backward(n, t, vocab, dim, ids, diff_dst, diff_table);
 }
+// INTERIM: the reference loops until the oneDNN RNN primitive is wired in.
+void DnnlBackend::rnn_forward(OpStatePtr& state, const RnnShape& shape, const float* src, const std::int32_t* lengths,
+                              const float* weights, const float* bias, float* dst, bool training) {
+  static ReferenceBackend<float> reference;
+  reference.rnn_forward(state, shape, src, lengths, weights, bias, dst, training);
+}
+
+void DnnlBackend::rnn_backward(OpStatePtr& state, const RnnShape& shape, const float* src,
+                               const std::int32_t* lengths, const float* weights, const float* dst,
+                               const float* diff_dst, float* diff_src, float* diff_weights, float* diff_bias) {
+  static ReferenceBackend<float> reference;
+  reference.rnn_backward(state, shape, src, lengths, weights, dst, diff_dst, diff_src, diff_weights, diff_bias);
+}
+
 double DnnlBackend::softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
                                           float* diff_logits) {
   return cpu::softmax_cross_entropy(n, classes, logits, labels, diff_logits);
