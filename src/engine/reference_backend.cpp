@@ -519,9 +519,6 @@ void ReferenceBackend<T>::scale(Index count, T* data, double factor) {
   for (Index i = 0; i < count; ++i) data[i] *= f;
 }
 
-
-
-
 // The LSTM as the contract in backend.h writes it, one (row, direction) at a time.
 template <typename T>
 void ReferenceBackend<T>::rnn_forward(OpStatePtr& state, const RnnShape& s, const T* src, const std::int32_t* lengths,
@@ -572,9 +569,9 @@ void ReferenceBackend<T>::rnn_forward(OpStatePtr& state, const RnnShape& s, cons
 }
 
 template <typename T>
-void ReferenceBackend<T>::rnn_backward(OpStatePtr& state, const RnnShape& s, const T* src,
-                                       const std::int32_t* lengths, const T* weights, const T* /*dst*/,
-                                       const T* diff_dst, T* diff_src, T* diff_weights, T* diff_bias) {
+void ReferenceBackend<T>::rnn_backward(OpStatePtr& state, const RnnShape& s, const T* src, const std::int32_t* lengths,
+                                       const T* weights, const T* /*dst*/, const T* diff_dst, T* diff_src,
+                                       T* diff_weights, T* diff_bias) {
   auto* trace = dynamic_cast<LstmTrace<T>*>(state.get());
   if (!trace) throw Error("rnn_backward: no training forward ran with this state");
   const Index H = s.hidden, G = s.gates() * H, D = s.directions(), C = s.c_in, width = D * H;

@@ -712,9 +712,9 @@ void DnnlBackend::rnn_forward(OpStatePtr& state, const RnnShape& shape, const fl
   reference.rnn_forward(state, shape, src, lengths, weights, bias, dst, training);
 }
 
-void DnnlBackend::rnn_backward(OpStatePtr& state, const RnnShape& shape, const float* src,
-                               const std::int32_t* lengths, const float* weights, const float* dst,
-                               const float* diff_dst, float* diff_src, float* diff_weights, float* diff_bias) {
+void DnnlBackend::rnn_backward(OpStatePtr& state, const RnnShape& shape, const float* src, const std::int32_t* lengths,
+                               const float* weights, const float* dst, const float* diff_dst, float* diff_src,
+                               float* diff_weights, float* diff_bias) {
   static ReferenceBackend<float> reference;
   reference.rnn_backward(state, shape, src, lengths, weights, dst, diff_dst, diff_src, diff_weights, diff_bias);
 }

@@ -113,8 +113,8 @@ class DnnlBackend final : public Backend<float> {
   void rnn_forward(OpStatePtr& state, const RnnShape& shape, const float* src, const std::int32_t* lengths,
                    const float* weights, const float* bias, float* dst, bool training) override;
   void rnn_backward(OpStatePtr& state, const RnnShape& shape, const float* src, const std::int32_t* lengths,
-                    const float* weights, const float* dst, const float* diff_dst, float* diff_src,
-                    float* diff_weights, float* diff_bias) override;
+                    const float* weights, const float* dst, const float* diff_dst, float* diff_src, float* diff_weights,
+                    float* diff_bias) override;
   double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
                                float* diff_logits) override;
   void sgd_step(Index count, float* param, const float* grad, float* velocity, double lr, double momentum,
