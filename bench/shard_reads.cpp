@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--block") == 0) block = std::atoll(argv[i + 1]);
     if (std::strcmp(argv[i], "--epochs") == 0) epochs = std::atoll(argv[i + 1]);
   }
-  ShardReader reader(path);
+  ShardReader reader(path, textscale::engine::IdType::characters);
   const std::int64_t rows = reader.rows(), length = reader.encoding().char_length;
   std::vector<std::uint8_t> codes(static_cast<std::size_t>(batch * length));
   std::vector<std::int32_t> labels(static_cast<std::size_t>(batch));

@@ -36,7 +36,7 @@ int evaluate_command(const std::vector<std::string>& arguments) {
   const engine::BackendOptions backend_options = backend_arguments.options();
   engine::validate(backend_options);
   const train::CheckpointInfo info = train::read_checkpoint_info(checkpoint);
-  const train::CharDataset dataset = train::load_char_dataset(data);
+  const train::Dataset dataset = train::load_dataset(data, info.encoding.ids);
   if (dataset.rows == 0) throw InputError(data + ": no rows to evaluate");
   info.encoding.check_compatible(dataset.encoding, checkpoint, data);
   auto backend = train::make_backend(backend_options);

@@ -24,7 +24,8 @@ int models_command(const std::vector<std::string>& arguments) {
   if (!parse_options(arguments, options, values)) return 0;
   if (!json)
     std::printf(
-        "models (parameters: trained, for 4 classes and 1014 characters of the 69-symbol alphabet; "
+        "models (parameters: trained, for 4 classes and 1014 characters of the 69-symbol alphabet or a "
+        "vocabulary of 50,000 words; "
         "hyperparameters: the published values)\n");
   for (const auto& entry : engine::model_registry().entries()) {
     const engine::Index parameters = engine::trained_parameter_count(engine::listing_config(entry.name));

@@ -77,7 +77,13 @@ void ModelArguments::add(po::options_description& options) {
        "override: convolution features (Crepe) / first stage width (VDCNN); 0 = published")              //
       ("fc", po::value(&fc)->default_value(0), "override: hidden fully connected width; 0 = published")  //
       ("shortcut", po::value(&shortcut)->default_value(false), "VDCNN residual shortcuts")               //
-      ("dropout", po::value(&dropout)->default_value(0.5), "Crepe dropout probability");
+      ("dropout", po::value(&dropout)->default_value(0.5), "dropout probability (Crepe, bilstm)")        //
+      ("embed-dim", po::value(&embed_dim)->default_value(0),
+       "override: embedding size (bilstm: word vectors; VDCNN: characters); 0 = published")                //
+      ("hidden", po::value(&hidden)->default_value(0), "override: LSTM units a direction; 0 = published")  //
+      ("pooling", po::value(&pooling)->default_value(""),
+       "override: the LSTM states a row is classified from: last, max or mean over its words")  //
+      ("bidirectional", po::value(&bidirectional)->default_value(true), "bilstm: an LSTM in each direction");
 }
 
 engine::ModelConfig ModelArguments::config(const po::variables_map& values, const std::set<std::string>& typed) const {
@@ -85,20 +91,26 @@ engine::ModelConfig ModelArguments::config(const po::variables_map& values, cons
   engine::ModelConfig config;
   config.name = name;
   // `set`: whether the value is one to store (--features 0 and --fc 0 mean the published value).
-  auto take = [&](const std::string& option, const nlohmann::json& value, bool set) {
+  // `member`: the hyperparameter the option sets (its own name unless given).
+  auto take = [&](const std::string& option, const nlohmann::json& value, bool set, std::string member = "") {
+    if (member.empty()) member = option;
     const bool given = typed.count(option) > 0;
     if (!given && (!values.count(option) || values[option].defaulted())) return;
-    if (!model.has(option)) {
+    if (!model.has(member)) {
       if (!given) return;  // saved by a run of another model, or before this refusal existed
       throw UsageError{"--" + option + " is not an option of model " + name +
                        " (its hyperparameters: " + model.hyperparameter_names() + "; textscale models lists them)"};
     }
-    if (set) config.hyperparameters[option] = value;
+    if (set) config.hyperparameters[member] = value;
   };
   take("features", features, features != 0);
   take("fc", fc, fc != 0);
   take("shortcut", shortcut, true);
   take("dropout", dropout, true);
+  take("embed-dim", embed_dim, embed_dim != 0, "embedding");
+  take("hidden", hidden, hidden != 0);
+  take("pooling", pooling, !pooling.empty());
+  take("bidirectional", bidirectional, true);
   return config;
 }
 

@@ -8,11 +8,12 @@ namespace textscale::engine {
 // function, defined in src/engine/models/<family>.cpp.
 void register_crepe(ModelRegistry& registry);
 void register_vdcnn(ModelRegistry& registry);
+void register_bilstm(ModelRegistry& registry);
 
 const ModelRegistry& model_registry() {
   static const ModelRegistry registry = [] {
     ModelRegistry r;
-    for (auto* register_family : {register_crepe, register_vdcnn}) register_family(r);
+    for (auto* register_family : {register_crepe, register_vdcnn, register_bilstm}) register_family(r);
     return r;
   }();
   return registry;
@@ -84,12 +85,20 @@ Index trained_parameter_count(const ModelConfig& config) {
   return params.trained_count();
 }
 
+IdType input_ids(const std::string& name) {
+  ModelConfig config = listing_config(name);
+  config.hyperparameters = model_registry().at(name).defaults;
+  Sequential<float> body;
+  return model_registry().at(name).builder<float>()(config, body)->ids();
+}
+
 ModelConfig listing_config(const std::string& name) {
   ModelConfig config;
   config.name = name;
   config.classes = 4;
   config.length = 1014;
   config.alphabet = 69;
+  config.vocab = 50000;
   return config;
 }
 

@@ -155,6 +155,12 @@ void save_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer
     h5::write_attribute(f, "char_order", info.encoding.char_order);
     h5::write_attribute(f, "num_classes", info.encoding.num_classes);
     h5::write_attribute(f, "classes", info.encoding.classes);
+    if (info.encoding.ids == engine::IdType::words) {
+      h5::write_attribute(f, "input_ids", std::string("words"));
+      h5::write_attribute(f, "word_length", info.encoding.word_length);
+      h5::write_attribute(f, "vocab_size", info.encoding.vocab_size);
+      h5::write_attribute(f, "vocab_digest", info.encoding.vocab_digest);
+    }
     h5::write_attribute(f, "created_by", version_line());
     h5::write_attribute(f, "libraries", build_info().libraries);
     h5::write_attribute(f, "created", utc_now_iso8601());
@@ -229,6 +235,14 @@ CheckpointInfo read_info(const std::string& path) {
   info.encoding.char_order = h5::read_string_attribute(f, "char_order");
   info.encoding.num_classes = h5::read_int_attribute(f, "num_classes");
   info.encoding.classes = h5::read_string_list_attribute(f, "classes");
+  if (h5::has_attribute(f, "input_ids")) {
+    const std::string ids = h5::read_string_attribute(f, "input_ids");
+    if (ids != "words") throw InputError(path + ": unknown input_ids '" + ids + "'");
+    info.encoding.ids = engine::IdType::words;
+    info.encoding.word_length = h5::read_int_attribute(f, "word_length");
+    info.encoding.vocab_size = h5::read_int_attribute(f, "vocab_size");
+    info.encoding.vocab_digest = h5::read_string_attribute(f, "vocab_digest");
+  }
   info.format_version = format_version(f);
   for (auto [name, digest] : {std::pair{"train_content_sha256", &info.train_content_sha256},
                               std::pair{"valid_content_sha256", &info.valid_content_sha256}})

@@ -24,6 +24,7 @@
 #include "textscale/dist/communicator.h"
 #include "textscale/dist/reducer.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
+#include "textscale/engine/model_registry.h"
 #include "textscale/train/backend_factory.h"
 #include "textscale/train/checkpoint.h"
 #include "textscale/train/fault_hooks.h"
@@ -93,8 +94,8 @@ class Progress {
 
 }  // namespace
 
-Metrics evaluate(engine::Model<float>& model, engine::Backend<float>& backend, const CharDataset& data,
-                 std::int64_t batch, std::int64_t limit) {
+Metrics evaluate(engine::Model<float>& model, engine::Backend<float>& backend, const Dataset& data, std::int64_t batch,
+                 std::int64_t limit) {
   const Index classes = model.config().classes;
   const std::int64_t rows = limit > 0 ? std::min(limit, data.rows) : data.rows;
   Metrics metrics(classes);
@@ -104,9 +105,10 @@ Metrics evaluate(engine::Model<float>& model, engine::Backend<float>& backend, c
   TrainingStep<float> step(model, backend, nullptr, setup);
   const engine::Memory& memory = model.memory();
   std::vector<float> host_logits;
+  std::vector<std::int32_t> scratch;
   for (std::int64_t begin = 0; begin < rows; begin += batch) {
     const Index n = std::min(batch, rows - begin);
-    const float* logits = step.infer({engine::InputBatch::characters(data.row(begin), n, data.encoding.char_length)});
+    const float* logits = step.infer({data.batch(begin, n, scratch)});
     if (!memory.is_host()) {
       host_logits.resize(static_cast<std::size_t>(n * classes));
       memory.copy_to_host(host_logits.data(), logits, host_logits.size() * sizeof(float));
@@ -181,12 +183,12 @@ StepAgreement agree_on_step(dist::Communicator& comm, const dist::World& world, 
 }
 
 // A file's rows [share) for this rank's part of a distributed evaluation.
-CharDataset load_eval_shard(const std::string& path, std::int64_t limit, const dist::World& world) {
-  const std::int64_t total = load_char_dataset(path, 0, 0).total_rows;
+Dataset load_eval_shard(const std::string& path, engine::IdType ids, std::int64_t limit, const dist::World& world) {
+  const std::int64_t total = load_dataset(path, ids, 0, 0).total_rows;
   if (total == 0) throw InputError(path + ": no rows to evaluate");
   const std::int64_t rows = limit > 0 ? std::min(limit, total) : total;
   const Share share = rank_share(rows, world.rank, world.size);
-  CharDataset d = load_char_dataset(path, share.offset, share.offset + share.count);
+  Dataset d = load_dataset(path, ids, share.offset, share.offset + share.count);
   d.total_rows = rows;  // what the summed metrics cover
   return d;
 }
@@ -285,7 +287,7 @@ void check_options(const TrainConfig& config) {
 
 // The evaluation files: this rank's shards of them.
 struct EvalData {
-  CharDataset valid, test;
+  Dataset valid, test;
 };
 
 // Opens the evaluation files and refuses to start unless every rank has the same configuration
@@ -296,14 +298,14 @@ EvalData open_eval_data(const TrainConfig& config, const dist::World& world, con
   std::vector<std::pair<std::string, std::uint64_t>> fingerprints{{"--train", train.fingerprint()}};
   EvalData d;
   if (!config.valid_path.empty()) {
-    d.valid = load_eval_shard(config.valid_path, config.limit_eval, world);
+    d.valid = load_eval_shard(config.valid_path, encoding.ids, config.limit_eval, world);
     encoding.check_compatible(d.valid.encoding, config.train_path, config.valid_path);
-    fingerprints.emplace_back("--valid", file_fingerprint(config.valid_path));
+    fingerprints.emplace_back("--valid", file_fingerprint(config.valid_path, encoding.ids));
   }
   if (!config.test_path.empty()) {
-    d.test = load_eval_shard(config.test_path, config.limit_eval, world);
+    d.test = load_eval_shard(config.test_path, encoding.ids, config.limit_eval, world);
     encoding.check_compatible(d.test.encoding, config.train_path, config.test_path);
-    fingerprints.emplace_back("--test", file_fingerprint(config.test_path));
+    fingerprints.emplace_back("--test", file_fingerprint(config.test_path, encoding.ids));
   }
   check_same_everywhere(*world.comm, config_json, fingerprints);
   return d;
@@ -420,10 +422,13 @@ class EpochLoop {
         progress_(show_progress && p_.world.root()),
         rank_rates_(static_cast<std::size_t>(p_.world.size), 0.0) {
     const auto rows = static_cast<std::size_t>(p_.plan.capacity);
-    const auto length = static_cast<std::size_t>(p_.train.encoding().char_length);
+    const Encoding& encoding = p_.train.encoding();
+    const std::size_t row_bytes =
+        static_cast<std::size_t>(encoding.width()) * (encoding.ids == engine::IdType::words ? sizeof(std::int32_t) : 1);
     for (auto& in : inputs_) {
-      in.codes.resize(rows * length, p_.model.memory().staging());
+      in.ids.resize(rows * row_bytes, p_.model.memory().staging());
       in.labels.resize(rows, p_.model.memory().staging());
+      if (encoding.ids == engine::IdType::words) in.lengths.resize(rows, p_.model.memory().staging());
     }
   }
 
@@ -447,9 +452,15 @@ class EpochLoop {
   // asynchronously (the copy of a buffer has finished before the prefetch thread refills it: the
   // step in between waits for the device at its end, when it reads its results).
   struct Input {
-    engine::Buffer<std::uint8_t> codes;
-    engine::Buffer<std::int32_t> labels;
+    engine::Buffer<std::uint8_t> ids;  // (rows, width) character codes or word ids
+    engine::Buffer<std::int32_t> labels, lengths;
     Share share;
+    std::int64_t width = 0;  // word rows: cut to the longest of the share (cut_to_longest)
+    [[nodiscard]] engine::InputBatch batch(engine::IdType type) const {
+      if (type == engine::IdType::characters) return engine::InputBatch::characters(ids.data(), share.count, width);
+      return engine::InputBatch::words(reinterpret_cast<const std::int32_t*>(ids.data()), share.count, width,
+                                       lengths.data());
+    }
   };
 
   void save(const std::string& path, bool with_optimizer) {
@@ -483,7 +494,12 @@ class EpochLoop {
     // This rank's rows of global batch b, read into `in` (on the prefetch thread).
     auto read_batch = [&](std::int64_t b, Share share, Input& in) {
       in.share = share;
-      p_.train.read(order.data() + b * batch + share.offset, share.count, in.codes.data(), in.labels.data());
+      p_.train.read(order.data() + b * batch + share.offset, share.count, in.ids.data(), in.labels.data(),
+                    in.lengths.data());
+      in.width = p_.train.encoding().width();
+      if (p_.train.encoding().ids == engine::IdType::words)
+        in.width =
+            cut_to_longest(reinterpret_cast<std::int32_t*>(in.ids.data()), share.count, in.width, in.lengths.data());
     };
     std::future<void> next;
     int current = 0;
@@ -508,10 +524,9 @@ class EpochLoop {
       const std::int64_t global_rows = std::min(batch, train_rows - position_.batch * batch);
       const double lr =
           p_.plan.lr_multiplier * learning_rate(config.optimizer, config.schedule, position_.epoch, position_.step);
-      const StepResults result =
-          p_.step.run({engine::InputBatch::characters(in.codes.data(), in.share.count, p_.train.encoding().char_length),
-                       in.labels.data(), static_cast<Index>(global_rows), in.share.offset},
-                      position_.step, lr);
+      const StepResults result = p_.step.run(
+          {in.batch(p_.train.encoding().ids), in.labels.data(), static_cast<Index>(global_rows), in.share.offset},
+          position_.step, lr);
       if (result.bad_label_row >= 0) {
         const auto row = static_cast<std::size_t>(result.bad_label_row);
         throw Error("training step " + std::to_string(position_.step + 1) + " (epoch " +
@@ -635,7 +650,7 @@ class EpochLoop {
   // Evaluation over every rank's shard; the counts are summed so every rank holds the totals. An
   // interrupt during evaluation keeps the finished epoch: the checkpoint then resumes at the
   // evaluation (batch == batches).
-  Metrics evaluate_all(const CharDataset& data, bool checkpoint_on_interrupt) {
+  Metrics evaluate_all(const Dataset& data, bool checkpoint_on_interrupt) {
     try {
       Metrics m = evaluate(p_.model, p_.backend, data, p_.plan.eval_batch, 0);
       auto packed = m.pack();
@@ -786,7 +801,8 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   engine::DnnlBackend::set_threads(backend_options.threads);  // the data readers' threads too
 
   // --- Data: this rank's shards ----------------------------------------------------------------
-  ShardReader train(config.train_path, config.limit_train > 0 ? config.limit_train : -1);
+  ShardReader train(config.train_path, engine::input_ids(config.model.name),
+                    config.limit_train > 0 ? config.limit_train : -1);
   if (train.rows() == 0) throw InputError(config.train_path + ": no training rows");
   const Encoding& encoding = train.encoding();
   const EvalData eval = open_eval_data(config, world, train, config_json);
@@ -794,8 +810,9 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   // --- Model, backend, optimizer, position -----------------------------------------------------
   engine::ModelConfig model_config = config.model;
   model_config.classes = encoding.num_classes;
-  model_config.length = encoding.char_length;
-  model_config.alphabet = static_cast<Index>(encoding.alphabet.size());
+  model_config.length = encoding.width();
+  model_config.alphabet = static_cast<Index>(encoding.alphabet.size());  // 0 for word models
+  model_config.vocab = encoding.vocab_size;                              // 0 for character models
   model_config.fuse_input = backend_options.onehot_fusion;
   backend_options = resolve(backend_options, world.local_size);
   auto backend = make_backend(backend_options, world.local_rank, world.local_size);

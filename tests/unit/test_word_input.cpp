@@ -227,34 +227,42 @@ BOOST_AUTO_TEST_CASE(word_dataset_from_a_preprocessed_file) {
   options.quiet = true;
   textscale::preprocess::run_preprocess(options);
 
-  const auto data = textscale::train::load_word_dataset(options.output, 2, 10);
+  const auto data = textscale::train::load_dataset(options.output, IdType::words, 2, 10);
+  const Index word_length = data.encoding.word_length, vocab_size = data.encoding.vocab_size;
   BOOST_TEST(data.rows == 8);
-  BOOST_TEST(data.word_length == 6);
-  BOOST_TEST(data.vocab_size == 7);
+  BOOST_TEST(word_length == 6);
+  BOOST_TEST(vocab_size == 7);
   BOOST_TEST(data.lengths.size() == 8u);
   for (std::size_t r = 0; r < 8; ++r) {
     // Row 2 + r holds 3 + (2 + r) % 7 words, at most W of them.
     BOOST_TEST(data.lengths[r] == std::min<std::int32_t>(6, 3 + static_cast<std::int32_t>((2 + r) % 7)));
-    for (std::int64_t w = 0; w < data.word_length; ++w) {
+    for (std::int64_t w = 0; w < word_length; ++w) {
       const std::int32_t id = data.words[r * 6 + static_cast<std::size_t>(w)];
-      BOOST_TEST((id >= 0 && id < data.vocab_size));
+      BOOST_TEST((id >= 0 && id < vocab_size));
       BOOST_TEST(((w < data.lengths[r]) == (id != 0)), "row " << r << " word " << w << ": id " << id);
     }
   }
-  const auto in = data.batch(1, 4);
+  // Rows 1..4 cut to the longest of them (the row of 2 + 4 = 6 words: 3 + 6 % 7 > W = 6 words).
+  std::vector<std::int32_t> scratch;
+  const auto in = data.batch(1, 4, scratch);
   BOOST_TEST(in.n == 4);
   BOOST_TEST(in.lengths == data.lengths.data() + 1);
+  const Index longest = *std::max_element(data.lengths.begin() + 1, data.lengths.begin() + 5);
+  BOOST_TEST(in.width == longest);
+  const auto* cut = static_cast<const std::int32_t*>(in.ids);
+  for (Index r = 0; r < 4; ++r)
+    for (Index w = 0; w < longest; ++w) BOOST_TEST(cut[r * longest + w] == data.words[(1 + r) * word_length + w]);
   ReferenceBackend<double> backend;
   ParamStore<double> params;
-  Embedding<double> embedding(data.vocab_size, 3, Init::normal(1), IdType::words);
-  embedding.setup(params, "input.", data.word_length);
+  Embedding<double> embedding(vocab_size, 3, Init::normal(1), IdType::words, true);
+  embedding.setup(params, "input.", word_length);
   params.finalize();
   params.initialize(1);
   Context<double> ctx{&backend, &params, false, 1, 0};
-  std::vector<double> dst(static_cast<std::size_t>(4 * data.word_length * 3));
+  std::vector<double> dst(static_cast<std::size_t>(4 * in.width * 3));
   embedding.forward(ctx, in, dst.data());
-  const std::int32_t first = data.words[static_cast<std::size_t>(data.word_length)];  // row 1, word 0
+  const std::int32_t first = data.words[static_cast<std::size_t>(word_length)];  // row 1, word 0
   for (Index e = 0; e < 3; ++e) BOOST_TEST(dst[static_cast<std::size_t>(e)] == params.values()[first * 3 + e]);
-  BOOST_CHECK_THROW(static_cast<void>(data.batch(6, 4)), textscale::Error);
+  BOOST_CHECK_THROW(static_cast<void>(data.batch(6, 4, scratch)), textscale::Error);
   fs::remove_all(dir);
 }

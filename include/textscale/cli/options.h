@@ -44,6 +44,9 @@ struct ModelArguments {
   std::int64_t features = 0, fc = 0;
   bool shortcut = false;
   double dropout = 0.5;
+  std::int64_t embed_dim = 0, hidden = 0;
+  std::string pooling;
+  bool bidirectional = true;
 
   void add(boost::program_options::options_description& options);
   // The model's configuration. `typed`: the options given on the command line; one of them that

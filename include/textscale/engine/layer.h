@@ -77,6 +77,11 @@ struct Context {
   // Index of this batch's first sample in the global batch (data parallelism: a rank's share
   // starts there), so that per-sample randomness does not depend on the number of ranks.
   std::int64_t sample_offset = 0;
+  // The batch's time steps (InputBatch::width) and each row's real ones (InputBatch::lengths, in
+  // the backend's memory; null: every step is real), set by Model::forward for the layers that
+  // run over each row's real steps (recurrent layers, sequence pooling).
+  Index steps = 0;
+  const std::int32_t* lengths = nullptr;
   // When set, the model calls it during backward with an offset k into the flat gradient buffer
   // once every gradient at offsets >= k is final (layers declare parameters in forward order, so
   // k falls as backward proceeds); the gradient reducer starts all-reducing those buckets.
@@ -111,6 +116,9 @@ class InputLayer {
   [[nodiscard]] virtual std::string describe() const = 0;
   // The kind of ids the layer reads.
   [[nodiscard]] virtual IdType ids() const = 0;
+  // Whether the layers after this one take rows narrower than `length` (a batch cut to its
+  // longest row): the model's builder says so when every layer reads the width from the context.
+  [[nodiscard]] virtual bool any_width() const { return false; }
   // `length`: ids a row (the batch's width).
   virtual Dims setup(ParamStore<T>& params, const std::string& prefix, Index length) = 0;
   virtual void reserve(Index /*max_batch*/, const Memory& /*memory*/) {}

@@ -18,6 +18,7 @@ struct ModelConfig {
   Index classes = 0;
   Index length = 1014;  // characters per sample
   Index alphabet = 69;  // codes 1..alphabet; 0 = padding / unknown
+  Index vocab = 0;      // word ids 0..vocab-1 (word models; the data file's vocabulary size)
   // The family's hyperparameters as JSON (its struct in src/engine/models/): members left out take
   // the published values of `name`. The model completes them (Model::config() has every member);
   // {"features": 32, "fc": 64} is a small Crepe.
@@ -33,8 +34,9 @@ struct ModelConfig {
 };
 
 // The stored part of a ModelConfig (checkpoints, config.json): name, classes, length, alphabet,
-// hyperparameters, each required.
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, name, classes, length, alphabet, hyperparameters)
+// hyperparameters, each required, and vocab (0 when absent: a character model).
+void to_json(nlohmann::json& j, const ModelConfig& config);
+void from_json(const nlohmann::json& j, ModelConfig& config);
 
 template <typename T>
 class Model {

@@ -136,8 +136,11 @@ ModelConfig complete_hyperparameters(const ModelConfig& config);
 // allocating them (`textscale models`; equal to Model<float>(config).params().trained_count()).
 Index trained_parameter_count(const ModelConfig& config);
 
+// The kind of ids model `name` reads (its input layer's); throws InputError for an unknown model.
+IdType input_ids(const std::string& name);
+
 // The configuration of `name` at the sizes `textscale models` lists: 4 classes, 1014 characters
-// of Zhang's 69-symbol alphabet, the published hyperparameters.
+// of Zhang's 69-symbol alphabet or a vocabulary of 50,000 words, the published hyperparameters.
 ModelConfig listing_config(const std::string& name);
 
 }  // namespace textscale::engine

@@ -8,6 +8,7 @@
 //               resolved training configuration), backend_options (JSON of the resolved
 //               engine::BackendOptions), position (JSON of TrainingPosition), alphabet,
 //               char_length, char_order, num_classes, classes, created_by, libraries, created,
+//               for word models input_ids = "words", word_length, vocab_size, vocab_digest,
 //               and, when the data files have content digests, train_content_sha256 and
 //               valid_content_sha256 (docs/hdf5-schema.md, "Content digest")
 //   parameters/<name>   every trained tensor in its canonical layout (float32 or float64)
@@ -23,6 +24,8 @@
 //   3  the model attribute holds the hyperparameters as an object, "hyperparameters" (before: the
 //      overrides of every model at its top level, features and fc 0 for the published values);
 //      checkpoint_version = 3
+//   4  the model attribute adds vocab; word models add input_ids, word_length, vocab_size and
+//      vocab_digest; checkpoint_version = 3
 // A build reads every format version up to its own kCheckpointFormatVersion and refuses a newer
 // one, naming both versions. A checkpoint without format_version is version 1 (checkpoint_version,
 // when present, stands for it). A version that only adds attributes keeps checkpoint_version = 1,
@@ -41,7 +44,7 @@
 namespace textscale::train {
 
 // The checkpoint format version this build writes, and the newest it reads.
-inline constexpr std::int64_t kCheckpointFormatVersion = 3;
+inline constexpr std::int64_t kCheckpointFormatVersion = 4;
 
 // Where training stands: the epoch in progress (0-based), the next batch within it, the global
 // step, the running sums of the epoch so far, and model selection's best so far.

@@ -1,8 +1,8 @@
-// Character datasets for training and evaluation, read from `textscale preprocess` output, and
-// word datasets (WordDataset) for the word models.
+// Datasets for training and evaluation, read from `textscale preprocess` output: the character
+// codes the character models read or the word ids of the word models.
 //
 // Files are opened once through data::DatasetFile, which validates them at the boundary
-// (docs/hdf5-schema.md); a file without character tensors is refused. Errors name the file and
+// (docs/hdf5-schema.md); a file without the tensors a model reads is refused. Errors name the file and
 // the dataset. Rows [begin, end) are read into memory — a data-parallel rank reads only its
 // shard; the whole AG News or IMDB training set is 10-25 MB of codes.
 #pragma once
@@ -19,70 +19,72 @@ namespace textscale::train {
 // What a model trained on a file needs to know about its encoding; stored in checkpoints so that
 // a checkpoint alone can classify raw text, and compared when a checkpoint meets a dataset.
 struct Encoding {
+  engine::IdType ids = engine::IdType::characters;  // which tensors the model reads
+  // Characters.
   std::string alphabet;          // the characters of codes 1..A
   std::int64_t char_length = 0;  // L
   std::string char_order;        // "reversed"
+  // Words.
+  std::int64_t word_length = 0;  // W
+  std::int64_t vocab_size = 0;   // V
+  std::string vocab_digest;      // vocabulary_digest of the file's `vocab`
   std::int64_t num_classes = 0;
   std::vector<std::string> classes;  // names, may be empty
-
-  // Throws InputError naming both sources when `other` is incompatible (alphabet, length, order,
-  // number of classes; class names when both have them).
+  // L or W.
+  [[nodiscard]] std::int64_t width() const { return ids == engine::IdType::words ? word_length : char_length; }
+  // Throws InputError naming both sources when `other` is incompatible for this encoding's ids
+  // (characters: alphabet, length, order; words: the vocabulary and W), or in the number of
+  // classes, or in the class names when both have them.
   void check_compatible(const Encoding& other, const std::string& this_source, const std::string& other_source) const;
 };
 
-struct CharDataset {
+// The identity of a vocabulary (vocab[id] the word of id): 16 hexadecimal digits of FNV-1a over
+// the words, each followed by a newline.
+[[nodiscard]] std::string vocabulary_digest(const std::vector<std::string>& vocab);
+
+// Rows of a file held in memory, as a model of `encoding.ids` reads them: character codes
+// (rows, L) or word ids (rows, W) with each row's real words.
+struct Dataset {
   std::string path;
   Encoding encoding;
-  std::int64_t rows = 0;             // rows held (end - begin)
-  std::int64_t total_rows = 0;       // rows in the file
-  std::int64_t first_row = 0;        // begin
-  std::string content_sha256;        // the file's content digest; empty when it has none
-  std::vector<std::uint8_t> chars;   // (rows, L)
-  std::vector<std::int32_t> labels;  // (rows)
-
-  [[nodiscard]] const std::uint8_t* row(std::int64_t i) const { return chars.data() + i * encoding.char_length; }
-};
-
-// Reads rows [begin, end) of `path` (end < 0: to the end of the file).
-CharDataset load_char_dataset(const std::string& path, std::int64_t begin = 0, std::int64_t end = -1);
-
-// The word tensors of rows [begin, end) of a file: ids (rows, W) into the file's vocabulary of V
-// words (0 padding, 1 out of vocabulary), each row's real words when the file stores them, and
-// the labels. Read through data::DatasetFile, which checks every id against V and every length
-// against W; a file without word tensors is refused.
-struct WordDataset {
-  std::string path;
-  std::int64_t rows = 0;         // rows held (end - begin)
-  std::int64_t total_rows = 0;   // rows in the file
-  std::int64_t first_row = 0;    // begin
-  std::int64_t word_length = 0;  // W
-  std::int64_t vocab_size = 0;   // V
-  std::int64_t num_classes = 0;
-  std::string content_sha256;         // empty when the file has none
-  std::vector<std::int32_t> words;    // (rows, W)
-  std::vector<std::int32_t> lengths;  // (rows); empty when the file has no word_lengths
+  std::int64_t rows = 0;              // rows held (end - begin)
+  std::int64_t total_rows = 0;        // rows in the file
+  std::int64_t first_row = 0;         // begin
+  std::string content_sha256;         // the file's content digest; empty when it has none
+  std::vector<std::uint8_t> chars;    // characters: (rows, L)
+  std::vector<std::int32_t> words;    // words: (rows, W)
+  std::vector<std::int32_t> lengths;  // words: (rows) real words a row (W for a file without word_lengths)
   std::vector<std::int32_t> labels;   // (rows)
-
-  // Rows [begin, begin + count) as an input batch of word ids in host memory.
-  [[nodiscard]] engine::InputBatch batch(std::int64_t begin, std::int64_t count) const;
+  // Rows [begin, begin + count) as an input batch in host memory. Word rows are cut to the
+  // longest real row among them (at least 1), copied into `scratch`: the word models' result does
+  // not depend on the padding, and the cut saves its compute.
+  [[nodiscard]] engine::InputBatch batch(std::int64_t begin, std::int64_t count,
+                                         std::vector<std::int32_t>& scratch) const;
 };
 
-WordDataset load_word_dataset(const std::string& path, std::int64_t begin = 0, std::int64_t end = -1);
+// Reads rows [begin, end) of `path` (end < 0: to the end of the file) as `ids`. Throws InputError
+// naming the file when it lacks those tensors (or, for words, the vocabulary).
+Dataset load_dataset(const std::string& path, engine::IdType ids, std::int64_t begin = 0, std::int64_t end = -1);
+
+// Word rows (count, width) with their lengths, cut in place to the longest (at least 1) of them:
+// returns the new width; the rows are then (count, new width), contiguous.
+std::int64_t cut_to_longest(std::int32_t* words, std::int64_t count, std::int64_t width, const std::int32_t* lengths);
 
 // Reads only the attributes (for checks before anything is loaded).
-Encoding read_encoding(const std::string& path);
+Encoding read_encoding(const std::string& path, engine::IdType ids);
 
 // ShardReader::fingerprint() of a file, without reading its rows.
-std::uint64_t file_fingerprint(const std::string& path);
+std::uint64_t file_fingerprint(const std::string& path, engine::IdType ids);
 
 // Random access to the rows of a training file, for a data-parallel rank that reads only its
 // share of each batch. Opening validates the schema and reads (and range-checks) every label;
-// character rows are read on demand, each run of consecutive rows with one hyperslab read, and
-// their codes checked against the alphabet. Thread-compatible: one reader per thread (HDF5 itself
-// is built thread-safe and serialises the calls).
+// the rows (character codes or word ids, as `ids` says) are read on demand, each run of
+// consecutive rows with one hyperslab read, and their ids checked against the alphabet or the
+// vocabulary. Word rows' lengths are read once when the file is opened. Thread-compatible: one reader per thread (HDF5
+// itself is built thread-safe and serialises the calls).
 class ShardReader {
  public:
-  explicit ShardReader(const std::string& path, std::int64_t limit_rows = -1);
+  ShardReader(const std::string& path, engine::IdType ids, std::int64_t limit_rows = -1);
   [[nodiscard]] const std::string& path() const { return path_; }
   [[nodiscard]] const Encoding& encoding() const { return encoding_; }
   [[nodiscard]] std::int64_t rows() const { return rows_; }
@@ -92,20 +94,24 @@ class ShardReader {
   [[nodiscard]] std::uint64_t fingerprint() const { return fingerprint_; }
   // The file's content digest (docs/hdf5-schema.md); empty for a file made before it was recorded.
   [[nodiscard]] const std::string& content_sha256() const { return content_sha256_; }
-  // Rows `rows[0..count)` (any order, repeats allowed) into codes (count, L) and labels (count).
-  void read(const std::int64_t* rows, std::int64_t count, std::uint8_t* codes, std::int32_t* labels);
+  // The real words of every row (words only; empty for characters).
+  [[nodiscard]] const std::vector<std::int32_t>& lengths() const { return lengths_; }
+  // Rows `rows[0..count)` (any order, repeats allowed) into `ids` (count, width) of the reader's
+  // id type, labels (count) and, for words, lengths (count).
+  void read(const std::int64_t* rows, std::int64_t count, void* ids, std::int32_t* labels,
+            std::int32_t* lengths = nullptr);
 
  private:
   std::string path_;
   Encoding encoding_;
   std::int64_t rows_ = 0;
-  std::vector<std::int32_t> labels_;
+  std::vector<std::int32_t> labels_, lengths_;
   std::uint64_t fingerprint_ = 0;
   std::string content_sha256_;
   struct Impl;
   std::shared_ptr<Impl> impl_;                                 // the open file
   std::vector<std::pair<std::int64_t, std::int64_t>> sorted_;  // (row, position) scratch
-  std::vector<std::uint8_t> staging_;
+  std::vector<std::uint8_t> staging_;                          // bytes of a run of rows
 };
 
 }  // namespace textscale::train

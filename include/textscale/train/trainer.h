@@ -73,8 +73,8 @@ struct TrainConfig {
 };
 
 // Evaluates `model` on rows of `data` in order, in batches of `batch`. `limit` > 0 caps the rows.
-Metrics evaluate(engine::Model<float>& model, engine::Backend<float>& backend, const CharDataset& data,
-                 std::int64_t batch, std::int64_t limit = 0);
+Metrics evaluate(engine::Model<float>& model, engine::Backend<float>& backend, const Dataset& data, std::int64_t batch,
+                 std::int64_t limit = 0);
 
 // Threads for this rank when `requested` is 0: the node's cores divided among its ranks, at most
 // the cores this process may run on.

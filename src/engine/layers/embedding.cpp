@@ -24,20 +24,20 @@ template <typename T>
 void Embedding<T>::forward(Context<T>& ctx, const InputBatch& in, T* dst) {
   const T* table = ctx.params->value(table_);
   if (ids_ == IdType::characters)
-    ctx.backend->embedding_forward(in.n, length_, vocab_, dim_, in.character_codes("the character embedding"), table,
+    ctx.backend->embedding_forward(in.n, in.width, vocab_, dim_, in.character_codes("the character embedding"), table,
                                    dst);
   else
-    ctx.backend->embedding_forward(in.n, length_, vocab_, dim_, in.word_ids("the word embedding"), table, dst);
+    ctx.backend->embedding_forward(in.n, in.width, vocab_, dim_, in.word_ids("the word embedding"), table, dst);
 }
 
 template <typename T>
 void Embedding<T>::backward(Context<T>& ctx, const InputBatch& in, const T*, T* diff_dst) {
   T* diff_table = ctx.params->grad(table_);
   if (ids_ == IdType::characters)
-    ctx.backend->embedding_backward(in.n, length_, vocab_, dim_, in.character_codes("the character embedding"),
+    ctx.backend->embedding_backward(in.n, in.width, vocab_, dim_, in.character_codes("the character embedding"),
                                     diff_dst, diff_table);
   else
-    ctx.backend->embedding_backward(in.n, length_, vocab_, dim_, in.word_ids("the word embedding"), diff_dst,
+    ctx.backend->embedding_backward(in.n, in.width, vocab_, dim_, in.word_ids("the word embedding"), diff_dst,
                                     diff_table);
 }
 

@@ -16,11 +16,12 @@ namespace textscale::engine {
 template <typename T>
 class Embedding final : public InputLayer<T> {
  public:
-  Embedding(Index vocab, Index dim, Init init, IdType ids = IdType::characters)
-      : vocab_(vocab), dim_(dim), init_(init), ids_(ids) {}
+  Embedding(Index vocab, Index dim, Init init, IdType ids = IdType::characters, bool any_width = false)
+      : vocab_(vocab), dim_(dim), init_(init), ids_(ids), any_width_(any_width) {}
 
   [[nodiscard]] std::string describe() const override;
   [[nodiscard]] IdType ids() const override { return ids_; }
+  [[nodiscard]] bool any_width() const override { return any_width_; }
   Dims setup(ParamStore<T>& params, const std::string& prefix, Index length) override;
   void forward(Context<T>& ctx, const InputBatch& in, T* dst) override;
   void backward(Context<T>& ctx, const InputBatch& in, const T* dst, T* diff_dst) override;
@@ -29,6 +30,7 @@ class Embedding final : public InputLayer<T> {
   Index vocab_, dim_, length_ = 0;
   Init init_;
   IdType ids_;
+  bool any_width_;
   ParamRef table_;
 };
 
