@@ -83,9 +83,11 @@ void check_elements(const std::string& what, double* data, const double* analyti
   BOOST_CHECK_EQUAL(failures, 0);
 }
 
-// Checks diff_src and every parameter gradient of `layer` on a batch of n samples of shape `src`.
+// Checks diff_src and every parameter gradient of `layer` on a batch of n samples of shape `src`;
+// with `lengths` (n), the rows' real steps (Context::lengths) for the layers that read them.
 inline void gradcheck_layer(Layer<double>& layer, Index n, Dims src, const GradcheckOptions& options = {},
-                            std::uint64_t seed = 1, bool training = true) {
+                            std::uint64_t seed = 1, bool training = true,
+                            const std::vector<std::int32_t>& lengths = {}) {
   ReferenceBackend<double> backend;
   ParamStore<double> params;
   const Dims dst = layer.setup(params, "layer.", src);
@@ -96,6 +98,8 @@ inline void gradcheck_layer(Layer<double>& layer, Index n, Dims src, const Gradc
   std::copy(random_params.begin(), random_params.end(), params.values().data());
   layer.reserve(n, engine::host_memory());
   Context<double> ctx{&backend, &params, training, seed, 7};
+  ctx.steps = src.t;
+  if (!lengths.empty()) ctx.lengths = lengths.data();
 
   auto x = random_vector(static_cast<std::size_t>(n * src.per_sample()), seed + 2);
   auto r = random_vector(static_cast<std::size_t>(n * dst.per_sample()), seed + 3);

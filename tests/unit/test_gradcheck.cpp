@@ -10,6 +10,7 @@
 #include "textscale/engine/layers/embedding.h"
 #include "textscale/engine/layers/linear.h"
 #include "textscale/engine/layers/pooling.h"
+#include "textscale/engine/layers/recurrent.h"
 #include "textscale/engine/layers/residual.h"
 #include "textscale/engine/model.h"
 
@@ -101,6 +102,30 @@ BOOST_AUTO_TEST_CASE(linear_with_and_without_relu) {
   gradcheck_layer(plain, 3, {0, 2, 5});
   Linear<double> rectified(6, true, Init::normal(0.1), Init::normal(0.1));
   gradcheck_layer(rectified, 3, {0, 2, 5});
+}
+
+// Rows of 6, 3, 1 and 0 real steps in one batch: each direction runs over its row's steps only,
+// and the padding gets neither output nor gradient.
+BOOST_AUTO_TEST_CASE(lstm_unidirectional_with_lengths) {
+  Lstm<double> layer(3, false);
+  gradcheck_layer(layer, 4, {0, 6, 5}, {}, 1, true, {6, 3, 1, 0});
+}
+
+BOOST_AUTO_TEST_CASE(lstm_bidirectional_with_lengths) {
+  Lstm<double> layer(3, true);
+  gradcheck_layer(layer, 4, {0, 6, 5}, {}, 2, true, {6, 3, 1, 0});
+}
+
+BOOST_AUTO_TEST_CASE(lstm_bidirectional_full_rows) {
+  Lstm<double> layer(4, true);
+  gradcheck_layer(layer, 2, {0, 5, 3}, {}, 3);
+}
+
+BOOST_AUTO_TEST_CASE(sequence_pooling_with_lengths) {
+  for (const auto mode : {SequencePooling::last, SequencePooling::max, SequencePooling::mean}) {
+    SequencePool<double> layer(mode, 2);
+    BOOST_TEST_CONTEXT("pooling " << to_string(mode)) gradcheck_layer(layer, 4, {0, 5, 6}, {}, 4, true, {5, 2, 1, 0});
+  }
 }
 
 BOOST_AUTO_TEST_CASE(residual_identity_and_projection) {
@@ -204,7 +229,14 @@ void gradcheck_model(ModelConfig config) {
   std::mt19937_64 rng(8);
   std::vector<std::uint8_t> codes(static_cast<std::size_t>(n * config.length));
   for (auto& c : codes) c = static_cast<std::uint8_t>(rng() % 70);
-  const auto batch = InputBatch::characters(codes.data(), n, config.length);
+  // Word models: ids over the vocabulary, rows of the full length, a few words and none.
+  std::vector<std::int32_t> words(static_cast<std::size_t>(n * config.length)),
+      lengths{static_cast<std::int32_t>(config.length), 2, 0};
+  for (auto& w : words)
+    w = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(std::max<Index>(config.vocab, 1)));
+  const auto batch = model.input_ids() == IdType::words
+                         ? InputBatch::words(words.data(), n, config.length, lengths.data())
+                         : InputBatch::characters(codes.data(), n, config.length);
   std::vector<std::int32_t> labels{0, 1, 2};
   auto& params = model.params();
   auto loss = [&]() {
@@ -240,4 +272,13 @@ BOOST_AUTO_TEST_CASE(tiny_vdcnn_with_shortcuts) {
   c.name = "vdcnn-9", c.classes = 3, c.length = 128;
   c.hyperparameters = {{"features", 3}, {"fc", 8}, {"embedding", 3}, {"kmax", 2}, {"shortcut", true}};
   gradcheck_model(c);
+}
+
+BOOST_AUTO_TEST_CASE(tiny_bilstm_each_pooling) {
+  for (const char* pooling : {"last", "max", "mean"}) {
+    ModelConfig c;
+    c.name = "bilstm", c.classes = 3, c.length = 7, c.vocab = 11;
+    c.hyperparameters = {{"embedding", 4}, {"hidden", 3}, {"pooling", pooling}, {"dropout", 0.5}};
+    BOOST_TEST_CONTEXT("pooling " << pooling) gradcheck_model(c);
+  }
 }
