@@ -47,11 +47,14 @@ nlohmann::json resolved_options(const po::variables_map& values) {
 
 // Options that shape the training trajectory: a resumed run must keep them. (The backend
 // options are compared by the trainer, which refuses a change unless --force-resume.)
-const std::vector<std::string> kTrajectoryOptions{
-    "train",     "model",       "features",      "fc",           "shortcut",      "dropout",    "batch-size",
-    "optimizer", "lr",          "momentum",      "weight-decay", "adam-beta1",    "adam-beta2", "clip-norm",
-    "schedule",  "step-epochs", "step-factor",   "epoch-factor", "warmup-steps",  "seed",       "limit-train",
-    "init-from", "shuffle",     "shuffle-block", "lr-scaling",   "lr-base-batch", "sync-bn"};
+const std::vector<std::string> kTrajectoryOptions{"train",       "model",         "features",      "fc",
+                                                  "shortcut",    "dropout",       "batch-size",    "optimizer",
+                                                  "lr",          "momentum",      "weight-decay",  "adam-beta1",
+                                                  "adam-beta2",  "clip-norm",     "schedule",      "step-epochs",
+                                                  "step-factor", "epoch-factor",  "warmup-steps",  "seed",
+                                                  "limit-train", "init-from",     "shuffle",       "shuffle-block",
+                                                  "lr-scaling",  "lr-base-batch", "sync-bn",       "embed-dim",
+                                                  "hidden",      "pooling",       "bidirectional", "bucket-by-length"};
 
 // Turns an "options" object back into command-line tokens, leaving out `skip`.
 std::vector<std::string> option_tokens(const nlohmann::json& options, const std::vector<std::string>& skip) {
@@ -181,6 +184,9 @@ int train_command(const std::vector<std::string>& arguments) {
       ("shuffle", po::value(&c.shuffle)->default_value("rows"),
        "epoch order: rows (a permutation of rows) | blocks (of --shuffle-block consecutive rows: contiguous reads)")  //
       ("shuffle-block", po::value(&c.shuffle_block)->default_value(256), "rows per block with --shuffle blocks")      //
+      ("bucket-by-length", po::value(&c.bucket_by_length)->default_value(false),
+       "word models: each batch of rows of similar length (sorted within pools of 50 batches; batch order "
+       "shuffled), so that less padding is computed")  //
       ("bucket-mb", po::value(&c.bucket_mb)->default_value(4.0),
        "data parallel: gradient all-reduce bucket size in MiB, overlapped with backward (0: one bucket after "
        "backward)")  //

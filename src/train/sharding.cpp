@@ -82,6 +82,30 @@ std::vector<std::int64_t> permutation(std::int64_t count, std::uint64_t seed, st
 
 }  // namespace
 
+std::vector<std::int64_t> bucket_by_length(std::vector<std::int64_t> order, const std::vector<std::int32_t>& lengths,
+                                           std::int64_t batch, std::uint64_t seed, std::int64_t epoch,
+                                           std::int64_t pool_batches) {
+  const auto rows = static_cast<std::int64_t>(order.size());
+  batch = std::max<std::int64_t>(batch, 1);
+  const std::int64_t pool = batch * std::max<std::int64_t>(pool_batches, 1);
+  for (std::int64_t begin = 0; begin < rows; begin += pool) {
+    const auto first = order.begin() + begin, last = order.begin() + std::min(rows, begin + pool);
+    std::stable_sort(first, last, [&](std::int64_t a, std::int64_t b) {
+      return lengths[static_cast<std::size_t>(a)] < lengths[static_cast<std::size_t>(b)];
+    });
+  }
+  // The full batches in a random order (a draw of its own: not the row permutation's), the
+  // partial one last, where the trainer expects it.
+  const std::int64_t full = rows / batch;
+  const auto batch_order = permutation(full, ~seed, epoch);
+  std::vector<std::int64_t> bucketed;
+  bucketed.reserve(order.size());
+  for (std::int64_t b : batch_order)
+    bucketed.insert(bucketed.end(), order.begin() + b * batch, order.begin() + (b + 1) * batch);
+  bucketed.insert(bucketed.end(), order.begin() + full * batch, order.end());
+  return bucketed;
+}
+
 std::vector<std::int64_t> epoch_order(std::int64_t rows, std::uint64_t seed, std::int64_t epoch, ShuffleMode mode,
                                       std::int64_t block_rows) {
   if (mode == ShuffleMode::rows || block_rows <= 1) return permutation(rows, seed, epoch);

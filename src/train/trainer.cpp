@@ -485,8 +485,10 @@ class EpochLoop {
   bool train_epoch() {
     const TrainConfig& config = p_.config;
     const std::int64_t batch = p_.plan.batch, batches = p_.plan.batches, train_rows = p_.plan.train_rows;
-    const auto order =
+    auto order =
         epoch_order(train_rows, config.seed, position_.epoch, parse_shuffle_mode(config.shuffle), config.shuffle_block);
+    if (config.bucket_by_length)
+      order = bucket_by_length(std::move(order), p_.train.lengths(), batch, config.seed, position_.epoch);
     // This rank's share of global batch b (decided on the main thread: the rates change there).
     auto share_of = [&](std::int64_t b) {
       return shares_of(std::min(batch, train_rows - b * batch))[static_cast<std::size_t>(p_.world.rank)];
@@ -804,6 +806,9 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   ShardReader train(config.train_path, engine::input_ids(config.model.name),
                     config.limit_train > 0 ? config.limit_train : -1);
   if (train.rows() == 0) throw InputError(config.train_path + ": no training rows");
+  if (config.bucket_by_length && train.encoding().ids != engine::IdType::words)
+    throw InputError("--bucket-by-length: model " + config.model.name +
+                     " reads character rows of one length; bucketing is for the word models");
   const Encoding& encoding = train.encoding();
   const EvalData eval = open_eval_data(config, world, train, config_json);
 

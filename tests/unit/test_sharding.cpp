@@ -5,8 +5,10 @@
 // flat buffer exactly once, in order from its end. --balance's weighted shares tile a batch in
 // proportion to the ranks' speeds, within their bounds.
 #define BOOST_TEST_MODULE sharding
+#include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
+#include <random>
 #include <tuple>
 #include <vector>
 
@@ -157,4 +159,48 @@ BOOST_AUTO_TEST_CASE(buckets_start_when_ready_and_cover_the_buffer) {
     BOOST_TEST(std::get<1>(seen[3]) == grads.data());
     BOOST_TEST(std::get<2>(seen[3]) == 100);
   }
+}
+
+// Bucketing keeps a permutation of the rows, makes batches of similar lengths, keeps the partial
+// batch last, and depends on (seed, epoch) only.
+BOOST_AUTO_TEST_CASE(bucket_by_length_groups_similar_rows) {
+  const std::int64_t rows = 1003, batch = 10;
+  std::vector<std::int32_t> lengths(rows);
+  std::mt19937_64 rng(5);
+  for (auto& l : lengths) l = static_cast<std::int32_t>(rng() % 300);
+  const auto order = train::epoch_order(rows, 7, 2);
+  const auto bucketed = train::bucket_by_length(order, lengths, batch, 7, 2, 20);
+  BOOST_TEST(bucketed.size() == order.size());
+  auto sorted = bucketed;
+  std::sort(sorted.begin(), sorted.end());
+  for (std::int64_t i = 0; i < rows; ++i) BOOST_TEST(sorted[static_cast<std::size_t>(i)] == i);
+  // Within a batch the spread of lengths is far below the spread of a random batch.
+  double bucketed_spread = 0, random_spread = 0;
+  auto spread = [&](const std::vector<std::int64_t>& o, std::int64_t b) {
+    std::int32_t lo = 1 << 30, hi = -1;
+    for (std::int64_t i = b * batch; i < (b + 1) * batch; ++i) {
+      lo = std::min(lo, lengths[static_cast<std::size_t>(o[static_cast<std::size_t>(i)])]);
+      hi = std::max(hi, lengths[static_cast<std::size_t>(o[static_cast<std::size_t>(i)])]);
+    }
+    return static_cast<double>(hi - lo);
+  };
+  for (std::int64_t b = 0; b < rows / batch; ++b) {
+    bucketed_spread += spread(bucketed, b);
+    random_spread += spread(order, b);
+  }
+  BOOST_TEST(bucketed_spread * 5 < random_spread, "bucketed " << bucketed_spread << ", random " << random_spread);
+  // The partial batch stays last: 1003 rows in pools of 200 leave a last pool of the order's last 3
+  // rows, which are the partial batch. The batch order is shuffled (not ascending in length).
+  std::vector<std::int64_t> tail(bucketed.end() - 3, bucketed.end());
+  std::vector<std::int64_t> pooled_tail(order.end() - 3, order.end());
+  std::sort(tail.begin(), tail.end());
+  std::sort(pooled_tail.begin(), pooled_tail.end());
+  BOOST_TEST(tail == pooled_tail);
+  BOOST_TEST(bucketed != train::bucket_by_length(order, lengths, batch, 7, 3, 20));
+  BOOST_TEST(bucketed == train::bucket_by_length(order, lengths, batch, 7, 2, 20));
+  bool ascending = true;
+  for (std::int64_t b = 1; b < rows / batch; ++b)
+    ascending = ascending && lengths[static_cast<std::size_t>(bucketed[static_cast<std::size_t>(b * batch)])] >=
+                                 lengths[static_cast<std::size_t>(bucketed[static_cast<std::size_t>((b - 1) * batch)])];
+  BOOST_TEST(!ascending);
 }

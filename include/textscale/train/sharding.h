@@ -41,4 +41,15 @@ std::vector<Share> weighted_shares(std::int64_t rows, const std::vector<double>&
 std::vector<std::int64_t> epoch_order(std::int64_t rows, std::uint64_t seed, std::int64_t epoch,
                                       ShuffleMode mode = ShuffleMode::rows, std::int64_t block_rows = 1);
 
+// --bucket-by-length: `order` (an epoch_order) regrouped so that each global batch of `batch`
+// rows holds rows of similar length: consecutive pools of `pool_batches` batches are each sorted
+// by length (stable: ties keep their random order) and cut into batches, and the full batches
+// are then visited in a random order drawn from (seed, epoch); the partial batch stays last. The
+// result is a permutation of `order`, the same for every number of ranks. `lengths[row]`: the
+// row's real words.
+inline constexpr std::int64_t kBucketPoolBatches = 50;
+std::vector<std::int64_t> bucket_by_length(std::vector<std::int64_t> order, const std::vector<std::int32_t>& lengths,
+                                           std::int64_t batch, std::uint64_t seed, std::int64_t epoch,
+                                           std::int64_t pool_batches = kBucketPoolBatches);
+
 }  // namespace textscale::train

@@ -62,6 +62,7 @@ struct TrainConfig {
   // Data parallelism.
   std::string shuffle = "rows";         // rows | blocks (sharding.h)
   std::int64_t shuffle_block = 256;     // rows per block with shuffle = blocks
+  bool bucket_by_length = false;        // word models: batches of rows of similar length (sharding.h)
   double bucket_mb = 4;                 // gradient all-reduce bucket size; 0: one bucket after backward
   double comm_timeout = 300;            // seconds a collective may take before the job is ended
   std::int64_t mpi_progress_us = 1000;  // the MPI progress thread's polling interval (dist::WorldOptions)
