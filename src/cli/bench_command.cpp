@@ -20,6 +20,7 @@
 #include "textscale/common/error.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
 #include "textscale/engine/model.h"
+#include "textscale/engine/model_registry.h"
 #include "textscale/train/backend_factory.h"
 #include "textscale/train/optimizer.h"
 #include "textscale/train/training_step.h"
@@ -47,17 +48,19 @@ double median(std::vector<double> values) {
 
 int bench_command(const std::vector<std::string>& arguments) {
   ModelArguments model_arguments;
-  engine::Index classes = 4, length = 1014;
+  engine::Index classes = 4, length = 0, vocab = 50000;
   std::int64_t batch = 128, warmup = 3, steps = 10, repeats = 1, gemm = 0;
   BackendArguments backend_arguments;
   bool profile = false;
   po::options_description options(
-      "textscale bench: throughput on synthetic batches (random codes and labels)\n\n"
+      "textscale bench: throughput on synthetic batches (random codes or word ids, and labels; word rows are\n"
+      "all real words)\n\n"
       "usage: textscale bench --model crepe-small --batch-size 128 [--threads 2] [--steps 10] [--gemm 4096]");
   options.add_options()("help,h", "show this help");
   model_arguments.add(options);
   options.add_options()("classes", po::value(&classes)->default_value(4), "number of classes")(
-      "length", po::value(&length)->default_value(1014), "characters per sample")(
+      "length", po::value(&length)->default_value(0), "characters (words) per sample; 0: 1014 (300)")(
+      "vocab", po::value(&vocab)->default_value(50000), "word models: vocabulary size")(
       "batch-size", po::value(&batch)->default_value(128), "batch size")("warmup", po::value(&warmup)->default_value(3),
                                                                          "steps before timing")(
       "steps", po::value(&steps)->default_value(10), "timed steps (training and inference each)")(
@@ -85,8 +88,11 @@ int bench_command(const std::vector<std::string>& arguments) {
     return 0;
   }
   engine::ModelConfig model_config = model_arguments.config(values, given_options(values));
+  const bool words = engine::input_ids(model_config.name) == engine::IdType::words;
+  if (length < 0 || vocab < 2) throw UsageError{"--length must be >= 0 and --vocab at least 2"};
   model_config.classes = classes;
-  model_config.length = length;
+  model_config.length = length > 0 ? length : words ? 300 : 1014;
+  if (words) model_config.vocab = vocab;
   auto backend = train::make_backend(backend_options);
   const engine::Memory& memory = backend->memory();
   model_config.fuse_input = backend_options.onehot_fusion;
@@ -95,15 +101,24 @@ int bench_command(const std::vector<std::string>& arguments) {
   model.reserve(batch);
   train::Optimizer<float> optimizer(train::OptimizerConfig{}, model.params().trained_count(), memory);
   std::mt19937_64 rng(7);
-  std::vector<std::uint8_t> host_codes(static_cast<std::size_t>(batch * model_config.length));
+  // Character codes in 0..A, or word ids in 2..V-1 (no padding, no unknown word) with every row
+  // at its full length.
+  const auto cells = static_cast<std::size_t>(batch * model_config.length);
+  std::vector<std::uint8_t> host_codes(words ? 0 : cells);
+  std::vector<std::int32_t> host_words(words ? cells : 0),
+      host_lengths(static_cast<std::size_t>(batch), static_cast<std::int32_t>(model_config.length));
   for (auto& c : host_codes)
     c = static_cast<std::uint8_t>(rng() % static_cast<std::uint64_t>(model_config.alphabet + 1));
+  for (auto& w : host_words) w = static_cast<std::int32_t>(2 + rng() % static_cast<std::uint64_t>(vocab - 2));
   std::vector<std::int32_t> host_labels(static_cast<std::size_t>(batch));
   for (auto& l : host_labels) l = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(model_config.classes));
   // The batch stays in the backend's memory: this measures the model, not the input copies.
   engine::Buffer<std::uint8_t> codes(host_codes.size(), memory);
+  engine::Buffer<std::int32_t> word_ids(host_words.size(), memory), lengths(host_lengths.size(), memory);
   engine::Buffer<std::int32_t> labels(host_labels.size(), memory);
   memory.copy_to_device(codes.data(), host_codes.data(), host_codes.size());
+  memory.copy_to_device(word_ids.data(), host_words.data(), host_words.size() * sizeof(std::int32_t));
+  memory.copy_to_device(lengths.data(), host_lengths.data(), host_lengths.size() * sizeof(std::int32_t));
   memory.copy_to_device(labels.data(), host_labels.data(), host_labels.size() * sizeof(std::int32_t));
   // The step's loss, accuracy and gradient norm stay in the backend's memory, as in `train`, which
   // reads them once a step; this loop reads them only after the last step.
@@ -111,8 +126,10 @@ int bench_command(const std::vector<std::string>& arguments) {
   setup.seed = 1;
   setup.max_rows = batch;
   train::TrainingStep<float> trainer(model, *backend, &optimizer, setup);
-  const train::StepInput input{engine::InputBatch::characters(codes.data(), batch, model_config.length), labels.data(),
-                               batch, 0, true};
+  const train::StepInput input{
+      words ? engine::InputBatch::words(word_ids.data(), batch, model_config.length, lengths.data())
+            : engine::InputBatch::characters(codes.data(), batch, model_config.length),
+      labels.data(), batch, 0, true};
   std::int64_t next_step = 0;
   engine::Profile layer_times;
   auto train_step = [&] {
@@ -167,6 +184,8 @@ int bench_command(const std::vector<std::string>& arguments) {
   const double macs = model.forward_macs();
   out["model"] = model_config.name;
   out["batch"] = batch;
+  out["length"] = model_config.length;
+  if (words) out["vocab"] = vocab;
   out["backend"] = backend->name();
   out["device"] = memory.is_host() ? "cpu" : "cuda";
   engine::BackendOptions resolved = train::resolve(backend_options);
