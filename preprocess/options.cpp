@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "textscale/common/error.h"
+#include "textscale/data/dataset_file.h"
 #include "textscale/preprocess/labels.h"
 
 namespace textscale::preprocess {
@@ -109,6 +110,13 @@ void resolve(PreprocessOptions& o) {
   if (!o.chars && !o.words) throw InputError("nothing to write: both --no-chars and --no-words given");
   if (o.chars && (o.char_length < 1 || o.char_length > kMaxLength))
     throw InputError("--char-length must be in 1.." + std::to_string(kMaxLength));
+  if (o.words && o.word_length == 0)  // the default: the training file's W with --vocab-from
+    o.word_length =
+        o.vocab_from.empty()
+            ? kDefaultWordLength
+            : static_cast<int>(data::DatasetFile(o.vocab_from, {.name = "--vocab-from '" + o.vocab_from + "'",
+                                                                .chunk_cache_bytes = 0})
+                                   .word_length());
   if (o.words && (o.word_length < 1 || o.word_length > kMaxLength))
     throw InputError("--word-length must be in 1.." + std::to_string(kMaxLength));
   if (o.words && o.vocab_from.empty() && o.vocab_size < 3)

@@ -93,9 +93,9 @@ int preprocess_command(const std::vector<std::string>& arguments) {
       "and \\$ a dollar; none: keep the text as it is");
   po::options_description encoding("Encoding");
   encoding.add_options()("char-length", po::value(&o.char_length)->default_value(1014), "characters per row (L)")(
-      "no-chars", "do not write the chars tensor")("word-length", po::value(&o.word_length)->default_value(300),
-                                                   "words per row (W)")("no-words",
-                                                                        "do not write the words tensor and vocabulary")(
+      "no-chars", "do not write the chars tensor")("word-length", po::value(&o.word_length)->default_value(0),
+                                                   "words per row (W); 0: 300, or with --vocab-from that file's W")(
+      "no-words", "do not write the words tensor and vocabulary")(
       "vocab-size", po::value(&o.vocab_size)->default_value(50000),
       "vocabulary ids, counting 0 (padding) and 1 (unknown)")("min-count", po::value(&o.min_count)->default_value(1),
                                                               "minimum training count of a vocabulary word")(

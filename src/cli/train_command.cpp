@@ -63,6 +63,8 @@ std::vector<std::string> option_tokens(const nlohmann::json& options, const std:
     if (std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
     if (value.is_boolean())
       tokens.push_back("--" + name + "=" + (value.get<bool>() ? "true" : "false"));
+    else if (value.is_string() && value.get<std::string>().empty())  // "--name=" is no value to the parser
+      tokens.insert(tokens.end(), {"--" + name, ""});
     else if (value.is_string())
       tokens.push_back("--" + name + "=" + value.get<std::string>());
     else

@@ -28,6 +28,8 @@ enum class LabelKind {
   names,   // class name, mapped through the class list (--classes)
 };
 
+inline constexpr int kDefaultWordLength = 300;
+
 struct PreprocessOptions {
   // Input and output.
   std::string input;  // file, "-" for standard input, or a folder (imdb); .gz read directly
@@ -51,7 +53,7 @@ struct PreprocessOptions {
   bool chars = true;
   int char_length = 1014;  // L
   bool words = true;
-  int word_length = 300;       // W
+  int word_length = 0;         // W; 0: kDefaultWordLength, or with vocab_from that file's W
   int vocab_size = 50000;      // V, counting the ids 0 (padding) and 1 (out of vocabulary)
   std::int64_t min_count = 1;  // words seen fewer times in training are out of vocabulary
   std::string vocab_from;      // take the vocabulary from this training file instead of building it

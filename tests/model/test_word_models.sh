@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The word models on real data (AG News rows from TEXTSCALE_DATA, default ../shared/data), small:
+# - a tiny bilstm learns (the loss halves), with and without --bucket-by-length; `evaluate`
+#   reproduces the trainer's final test accuracy;
+# - a run stopped by --max-steps and resumed ends with bitwise the same parameters and optimizer
+#   state as an uninterrupted one (bucketed, dropout on);
+# - 2 ranks give the weights of 1 rank with the same global batch, to 1e-5 (the all-reduce sums in
+#   another order), bucketed too;
+# - refusals: a test file with another vocabulary, --bucket-by-length for a character model, a
+#   word model on a file preprocessed with --no-words.
+source "$(dirname "$0")/../cli/lib.sh"
+DATA=${TEXTSCALE_DATA:-$TEXTSCALE_SOURCE_DIR/../shared/data}
+if [ ! -f "$DATA/ag_news/alps_train_sample/dev.tsv" ]; then
+  echo "SKIP: no AG News in '$DATA' (set TEXTSCALE_DATA to a folder laid out like ../shared/data)"
+  exit 77
+fi
+cd "$WORK"
+export OMP_NUM_THREADS=2
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPIRUN=(mpirun --oversubscribe --bind-to none --mca btl_vader_single_copy_mechanism none)
+
+head -n 1200 "$DATA/ag_news/alps_train_sample/dev.tsv" > train.tsv
+head -n 400 "$DATA/ag_news/test.csv" > test.csv
+cp "$DATA/ag_news/classes.txt" classes.txt
+run_ts 0 preprocess --input train.tsv --format tsv --label-column 1 --labels names --classes classes.txt \
+  --unescape backslash --word-length 64 --output train.h5
+run_ts 0 preprocess --input test.csv --format zhang --unescape backslash --classes classes.txt \
+  --vocab-from train.h5 --output test.h5
+# The same rows with a vocabulary of their own, and without word tensors.
+run_ts 0 preprocess --input test.csv --format zhang --unescape backslash --classes classes.txt --word-length 64 \
+  --output test-own-vocab.h5
+run_ts 0 preprocess --input test.csv --format zhang --unescape backslash --classes classes.txt --no-words \
+  --output test-chars.h5
+
+# first_and_last_loss RUN: the first interval's loss and the last epoch's training loss.
+losses() {
+  py - "$1/metrics.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+first = next(r["loss"] for r in rows if r["type"] == "interval")
+last = [r for r in rows if r["type"] == "epoch"][-1]["train_loss"]
+print(first, last)
+PY
+}
+final_accuracy() { py -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])][-1]; print('%.4f' % r['test']['accuracy'])" "$1/metrics.jsonl"; }
+
+tiny=(--model bilstm --embed-dim 16 --hidden 12 --optimizer adam --lr 0.01 --log-every 4)
+
+# --- The loss falls; evaluate agrees -------------------------------------------------------------
+for bucket in false true; do
+  run_ts 0 train --train train.h5 --test test.h5 "${tiny[@]}" --batch-size 32 --epochs 6 --bucket-by-length "$bucket" \
+    --run-dir "learn-$bucket" --progress off
+  read -r first last <<< "$(losses "learn-$bucket")"
+  py -c "import sys; sys.exit(0 if $last < 0.5 * $first else 1)" ||
+    fail "tiny bilstm (bucketing $bucket): loss $first -> $last did not halve"
+done
+expect_in "$WORK/out" "bidirectional lstm 16->12"
+run_ts 0 evaluate --checkpoint learn-true/checkpoint.h5 --data test.h5
+expect_in "$WORK/out" "accuracy $(final_accuracy learn-true)"
+echo "tiny bilstm learns: checked"
+
+# --- Resume is bitwise ------------------------------------------------------------------------------
+same_state() {  # same_state A.h5 B.h5 WHAT
+  local group
+  for group in /parameters /optimizer; do
+    h5diff -q "$1" "$2" "$group" "$group" > /dev/null 2>&1 || fail "$3: $group differs between $1 and $2"
+  done
+}
+cut=(--train train.h5 --test test.h5 "${tiny[@]}" --batch-size 32 --dropout 0.3 --bucket-by-length true --epochs 2 --progress off)
+run_ts 0 train "${cut[@]}" --run-dir full
+run_ts 0 train "${cut[@]}" --run-dir cut --max-steps 13
+run_ts 0 train --train train.h5 --resume cut/checkpoint.h5
+same_state full/checkpoint.h5 cut/checkpoint.h5 "bilstm resumed"
+echo "bilstm resume: bitwise"
+
+# --- 1 vs 2 ranks ---------------------------------------------------------------------------------
+if command -v mpirun > /dev/null; then
+  for bucket in false true; do
+    ranks=(--train train.h5 "${tiny[@]}" --batch-size 22 --limit-train 300 --epochs 2 --threads 1 --progress off
+      --bucket-by-length "$bucket")
+    run_ts 0 train "${ranks[@]}" --run-dir "one-$bucket"
+    "${MPIRUN[@]}" -np 2 "$TEXTSCALE_BIN" train "${ranks[@]}" --run-dir "two-$bucket" > "two-$bucket.log" 2>&1 ||
+      { fail "mpirun -np 2 failed"; tail -20 "two-$bucket.log" >&2; }
+    for group in /parameters /optimizer; do
+      h5diff -d 1e-5 "one-$bucket/checkpoint.h5" "two-$bucket/checkpoint.h5" "$group" "$group" > diff.txt 2>&1 ||
+        { fail "bilstm on 1 vs 2 ranks (bucketing $bucket): $group differ by more than 1e-5"; head -5 diff.txt >&2; }
+    done
+  done
+  echo "bilstm 1 vs 2 ranks: equal to 1e-5"
+else
+  echo "no mpirun: 1 vs 2 ranks not checked"
+fi
+
+# --- Refusals -------------------------------------------------------------------------------------
+run_ts 1 evaluate --checkpoint learn-true/checkpoint.h5 --data test-own-vocab.h5
+expect_in "$WORK/err" "test-own-vocab.h5 does not match learn-true/checkpoint.h5: vocabulary"
+run_ts 1 train --train train.h5 --test test-own-vocab.h5 "${tiny[@]}" --epochs 1 --run-dir refused
+expect_in "$WORK/err" "test-own-vocab.h5 does not match train.h5: vocabulary"
+run_ts 1 evaluate --checkpoint learn-true/checkpoint.h5 --data test-chars.h5
+expect_in "$WORK/err" "test-chars.h5"
+expect_in "$WORK/err" "word"
+run_ts 1 train --train train.h5 --model crepe-small --features 8 --fc 16 --epochs 1 --bucket-by-length true \
+  --run-dir refused
+expect_in "$WORK/err" "--bucket-by-length: model crepe-small reads character rows of one length"
+run_ts 2 train --train train.h5 --model crepe-small --hidden 5 --epochs 1 --run-dir refused
+expect_in "$WORK/err" "--hidden is not an option of model crepe-small"
+echo "refusals: checked"
+finish
