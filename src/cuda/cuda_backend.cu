@@ -1,7 +1,7 @@
-// The CUDA backend: cuDNN for convolution, cuBLAS for the dense layers and the one-hot
-// convolution's weight gradient, kernels.cu for the rest (pooling and batch normalisation too:
-// cuDNN's channels-last fp32 versions ran 10-50x slower than their memory traffic on an H200:
-// results/gpu.md).
+// The CUDA backend: cuDNN for convolution and the recurrent layers (its RNN API), cuBLAS for the
+// dense layers and the one-hot convolution's weight gradient, kernels.cu for the rest (pooling and
+// batch normalisation too: cuDNN's channels-last fp32 versions ran 10-50x slower than their memory
+// traffic on an H200: results/gpu.md).
 //
 // cuDNN API: the legacy (v7-style) convolution calls, which cuDNN 9 still ships (libcudnn_cnn)
 // and which need no frontend headers (not installed here). The graph API would allow fusions
@@ -25,8 +25,9 @@
 // copy_to_host. Workspaces and reduction scratch are plain device memory.
 //
 // One stream per backend; nothing in an operation synchronises the device except the operations
-// that return a host value (softmax_cross_entropy, sum_squares, channel_sums), which wait for
-// their stream only. A training step uses their variants that leave the value in device memory
+// that return a host value (softmax_cross_entropy, sum_squares, channel_sums) and a recurrent
+// forward pass over rows of given lengths (cuDNN wants them on the host), which wait for their
+// stream only. A training step uses their variants that leave the value in device memory
 // (softmax_cross_entropy_stats, sum_squares_to, step_factor), and waits once, at its end.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -249,6 +250,46 @@ struct OneHotPoolState final : OpState {
 // Batch norm: per-channel sums (double) and the scale and shift of the last forward pass.
 struct NormState final : OpState {
   DeviceArea sums, affine;
+};
+
+// A recurrent call site: cuDNN's descriptors for its layer (input size, hidden size, directions),
+// the layer's parameters in cuDNN's weight space and where each canonical block lies in it, and
+// what the last forward pass leaves for backward: the shape, the lengths cuDNN ran
+// (devSeqLengths), the reserve space of a training pass and, when a row had no steps, the masked
+// input cuDNN read.
+struct RnnState final : OpState {
+  cudnnRNNDescriptor_t rnn = nullptr;
+  cudnnDropoutDescriptor_t dropout = nullptr;
+  cudnnRNNDataDescriptor_t x = nullptr, y = nullptr;
+  TensorDesc h;            // (D, N, H) for h and c; no initial or final state is passed
+  engine::RnnShape layer;  // the RNN descriptor's input size, hidden size and directions (n, t unused)
+  bool has_layer = false;
+  std::size_t weight_bytes = 0;
+  std::vector<kernels::RnnBlock> blocks;  // host copy of `device_blocks`
+  Index largest_block = 0;
+  DeviceArea device_blocks, weight_space, diff_weight_space;
+
+  engine::RnnShape shape;  // of the last forward pass
+  bool trained = false;    // it was a training pass: `reserve` holds what backward reads
+  bool padded = false;     // some row had L < T
+  bool masked = false;     // some row had L = 0: cuDNN read `masked_src` (step 0 of those rows zeroed)
+  std::size_t work_bytes = 0, reserve_bytes = 0;
+  DeviceArea lengths, reserve, masked_src, masked_diff_dst, diff_src_scratch;
+
+  RnnState() {
+    TS_CHECK_CUDNN(cudnnCreateRNNDescriptor(&rnn));
+    TS_CHECK_CUDNN(cudnnCreateDropoutDescriptor(&dropout));
+    TS_CHECK_CUDNN(cudnnCreateRNNDataDescriptor(&x));
+    TS_CHECK_CUDNN(cudnnCreateRNNDataDescriptor(&y));
+  }
+  ~RnnState() override {
+    cudnnDestroyRNNDataDescriptor(y);
+    cudnnDestroyRNNDataDescriptor(x);
+    cudnnDestroyDropoutDescriptor(dropout);
+    cudnnDestroyRNNDescriptor(rnn);
+  }
+  RnnState(const RnnState&) = delete;
+  RnnState& operator=(const RnnState&) = delete;
 };
 
 // cuDNN offers no algorithm for a convolution's shape and data type (within the workspace limit,
@@ -654,17 +695,102 @@ class CudaBackend final : public engine::Backend<float> {
                                 scratch_.get(kernels::word_embedding_backward_scratch(n * t, vocab)), stream_);
   }
 
+  // --- Recurrent ----------------------------------------------------------------------------
+  // cuDNN's RNN API (cudnnRNNForward, cudnnRNNBackwardData_v8, cudnnRNNBackwardWeights_v8) on our
+  // (N, T, C) tensors as its batch-major unpacked layout, one layer, no initial or final states.
+  // The canonical weights (dims.h, PyTorch's layout with one bias) are copied into cuDNN's weight
+  // space at each forward pass and the weight-space gradient copied back at each backward pass
+  // (rnn_state); cuDNN's single input bias (CUDNN_RNN_SINGLE_INP_BIAS) is our bias exactly.
+  // Rows with L = 0: cuDNN refuses empty sequences, so it runs them for one step on a zeroed input
+  // with a zeroed output gradient (which contributes nothing to the weight gradients) and their
+  // output and input gradient are zeroed afterwards (mask_padding), as the contract wants.
+  void rnn_forward(OpStatePtr& state, const engine::RnnShape& shape, const float* src, const std::int32_t* lengths,
+                   const float* weights, const float* bias, float* dst, bool training) override {
+    RnnState& s = rnn_state(state, shape);
+    s.shape = shape;
+    s.trained = false;
+    if (shape.n == 0 || shape.t == 0) {
+      s.trained = training;
+      return;
+    }
+    set_rnn_lengths(s, shape, lengths, "rnn_forward");
+    const cudnnForwardMode_t mode = training ? CUDNN_FWD_MODE_TRAINING : CUDNN_FWD_MODE_INFERENCE;
+    TS_CHECK_CUDNN(cudnnGetRNNTempSpaceSizes(cudnn_, s.rnn, mode, s.x, &s.work_bytes, &s.reserve_bytes));
+    kernels::rnn_to_packed(s.device_blocks.as<kernels::RnnBlock>(static_cast<Index>(s.blocks.size())),
+                           static_cast<int>(s.blocks.size()), s.largest_block, weights, bias,
+                           static_cast<float*>(s.weight_space.get(s.weight_bytes)), stream_);
+    const float* x = src;
+    if (s.masked) {
+      float* copy = s.masked_src.as<float>(shape.src().count());
+      kernels::mask_padding(shape.n, shape.t, shape.c_in, lengths, src, copy, stream_);
+      x = copy;
+    }
+    void* reserve = training ? s.reserve.get(s.reserve_bytes) : nullptr;
+    TS_CHECK_CUDNN(cudnnRNNForward(cudnn_, s.rnn, mode, s.lengths.as<std::int32_t>(shape.n), s.x, x, s.y, dst, s.h.desc,
+                                   nullptr, nullptr, s.h.desc, nullptr, nullptr, s.weight_bytes,
+                                   s.weight_space.get(s.weight_bytes), s.work_bytes, workspace_.get(s.work_bytes),
+                                   training ? s.reserve_bytes : 0, reserve));
+    // cuDNN fills the padding of rows with L >= 1 (paddingFill 0); this also clears step 0 of the
+    // rows with L = 0.
+    if (s.padded)
+      kernels::mask_padding(shape.n, shape.t, shape.hidden * shape.directions(), lengths, dst, dst, stream_);
+    s.trained = training;
+  }
+  // Reads the weight space and lengths the training forward pass left in `state` (the contract's
+  // same arguments), so nothing waits for the device here.
+  void rnn_backward(OpStatePtr& state, const engine::RnnShape& shape, const float* src, const std::int32_t* lengths,
+                    const float* /*weights*/, const float* dst, const float* diff_dst, float* diff_src,
+                    float* diff_weights, float* diff_bias) override {
+    auto* s = dynamic_cast<RnnState*>(state.get());
+    if (!s || !s->trained || !(s->shape == shape)) throw Error("rnn_backward without a matching training forward pass");
+    if (shape.n == 0 || shape.t == 0) {
+      memory_->zero(diff_weights, static_cast<std::size_t>(shape.weights_count()) * sizeof(float));
+      memory_->zero(diff_bias, static_cast<std::size_t>(shape.bias_count()) * sizeof(float));
+      return;
+    }
+    const float* x = s->masked ? s->masked_src.as<float>(shape.src().count()) : src;
+    const float* dy = diff_dst;
+    if (s->masked) {  // the rows with L = 0 pass no gradient, whatever diff_dst holds there
+      float* copy = s->masked_diff_dst.as<float>(shape.dst().count());
+      kernels::mask_padding(shape.n, shape.t, shape.hidden * shape.directions(), lengths, diff_dst, copy, stream_);
+      dy = copy;
+    }
+    // cuDNN computes the input gradient whether or not we want it (the weight gradient reads what
+    // this pass leaves in the reserve space).
+    float* dx = diff_src ? diff_src : s->diff_src_scratch.as<float>(shape.src().count());
+    const std::int32_t* cudnn_lengths = s->lengths.as<std::int32_t>(shape.n);
+    void* workspace = workspace_.get(s->work_bytes);
+    void* reserve = s->reserve.get(s->reserve_bytes);
+    TS_CHECK_CUDNN(cudnnRNNBackwardData_v8(cudnn_, s->rnn, cudnn_lengths, s->y, dst, dy, s->x, dx, s->h.desc, nullptr,
+                                           nullptr, nullptr, s->h.desc, nullptr, nullptr, nullptr, s->weight_bytes,
+                                           s->weight_space.get(s->weight_bytes), s->work_bytes, workspace,
+                                           s->reserve_bytes, reserve));
+    // CUDNN_WGRAD_MODE_ADD, the mode cuDNN documents for this call, adds to the buffer: clear it.
+    void* diff_space = s->diff_weight_space.get(s->weight_bytes);
+    TS_CHECK_CUDA(cudaMemsetAsync(diff_space, 0, s->weight_bytes, stream_));
+    TS_CHECK_CUDNN(cudnnRNNBackwardWeights_v8(cudnn_, s->rnn, CUDNN_WGRAD_MODE_ADD, cudnn_lengths, s->x, x, s->h.desc,
+                                              nullptr, s->y, dst, s->weight_bytes, diff_space, s->work_bytes, workspace,
+                                              s->reserve_bytes, reserve));
+    kernels::rnn_from_packed(s->device_blocks.as<kernels::RnnBlock>(static_cast<Index>(s->blocks.size())),
+                             static_cast<int>(s->blocks.size()), s->largest_block,
+                             static_cast<const float*>(diff_space), diff_weights, diff_bias, stream_);
+    if (diff_src && s->padded)
+      kernels::mask_padding(shape.n, shape.t, shape.c_in, lengths, diff_src, diff_src, stream_);
+  }
+
+  // --- Sequence pooling: the default bodies' loops as kernels (device memory) -------------------
+  void sequence_pool_forward(engine::SequencePooling mode, Dims src, Index directions, const float* src_data,
+                             const std::int32_t* lengths, float* dst, std::int32_t* argmax) override {
+    kernels::sequence_pool_forward(mode, src.n, src.t, src.c, directions, src_data, lengths, dst, argmax, stream_);
+  }
+  void sequence_pool_backward(engine::SequencePooling mode, Dims src, Index directions, const std::int32_t* lengths,
+                              const std::int32_t* argmax, const float* diff_dst, float* diff_src) override {
+    kernels::sequence_pool_backward(mode, src.n, src.t, src.c, directions, lengths, argmax, diff_dst, diff_src,
+                                    stream_);
+  }
+
   // --- Loss ---------------------------------------------------------------------------------
   // softmax_cross_entropy_stats, read back at once.
-  // INTERIM: cuDNN's RNN API is not wired in yet.
-  void rnn_forward(engine::OpStatePtr&, const engine::RnnShape&, const float*, const std::int32_t*, const float*,
-                   const float*, float*, bool) override {
-    throw Error("the CUDA backend has no recurrent layers yet");
-  }
-  void rnn_backward(engine::OpStatePtr&, const engine::RnnShape&, const float*, const std::int32_t*, const float*,
-                    const float*, const float*, float*, float*, float*) override {
-    throw Error("the CUDA backend has no recurrent layers yet");
-  }
   double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
                                float* diff_logits) override {
     if (n == 0) return 0;
@@ -885,6 +1011,128 @@ class CudaBackend final : public engine::Backend<float> {
   static std::string describe(const Conv1dShape& s) {
     return "conv1d n " + std::to_string(s.n) + " t " + std::to_string(s.t_in) + " " + std::to_string(s.c_in) + "->" +
            std::to_string(s.c_out) + " k " + std::to_string(s.kernel) + " stride " + std::to_string(s.stride);
+  }
+
+  // The LSTM's math: fp32 uses FMA instructions only (CUDNN_DEFAULT_MATH would let cuDNN take
+  // TF32 tensor cores on sm_80 and later, as PyTorch's allow_tf32 does); TF32 permits them
+  // (CUDNN_DEFAULT_MATH; not CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, which may convert fp32 data
+  // to fp16 and its narrower range). bf16 keeps the LSTM's data in fp32 and runs it as TF32:
+  // cuDNN's bf16 RNN would round the weights, the input and the recurrent state to bf16 at every
+  // step, for layers whose cost is their sequential steps rather than their products.
+  [[nodiscard]] cudnnMathType_t rnn_math() const {
+    return options_.precision == Precision::fp32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+  }
+  // The state of a recurrent call site, with cuDNN's RNN descriptor and weight-space layout for
+  // `shape`'s layer: set at its first call, and again only when the layer changes.
+  RnnState& rnn_state(OpStatePtr& state, const engine::RnnShape& shape) {
+    if (shape.cell != engine::RnnCell::lstm) throw Error("the CUDA backend runs LSTM cells only");
+    if (shape.c_in < 1 || shape.hidden < 1 || shape.n < 0 || shape.t < 0)
+      throw Error("recurrent layer: " + std::to_string(shape.c_in) + " inputs, " + std::to_string(shape.hidden) +
+                  " hidden units, batch " + std::to_string(shape.n) + ", length " + std::to_string(shape.t));
+    RnnState& s = state_as<RnnState>(state);
+    engine::RnnShape layer = shape;
+    layer.n = layer.t = 0;
+    if (s.has_layer && s.layer == layer) return s;
+    s.has_layer = false;
+    s.trained = false;
+    // No dropout (one layer); with dropout 0 the descriptor needs no random states.
+    TS_CHECK_CUDNN(cudnnSetDropoutDescriptor(s.dropout, cudnn_, 0.0f, nullptr, 0, 0));
+    // Padded input and output (CUDNN_RNN_PADDED_IO_ENABLED) for the unpacked layout.
+    TS_CHECK_CUDNN(cudnnSetRNNDescriptor_v8(s.rnn, CUDNN_RNN_ALGO_STANDARD, CUDNN_LSTM, CUDNN_RNN_SINGLE_INP_BIAS,
+                                            shape.bidirectional ? CUDNN_BIDIRECTIONAL : CUDNN_UNIDIRECTIONAL,
+                                            CUDNN_LINEAR_INPUT, CUDNN_DATA_FLOAT, CUDNN_DATA_FLOAT, rnn_math(),
+                                            static_cast<int>(shape.c_in), static_cast<int>(shape.hidden),
+                                            static_cast<int>(shape.hidden), 1, s.dropout, CUDNN_RNN_PADDED_IO_ENABLED));
+    TS_CHECK_CUDNN(cudnnGetRNNWeightSpaceSize(cudnn_, s.rnn, &s.weight_bytes));
+    void* space = s.weight_space.get(s.weight_bytes);
+    TS_CHECK_CUDA(cudaMemsetAsync(space, 0, s.weight_bytes, stream_));  // what no block covers stays 0
+    s.blocks = rnn_blocks(s, shape, space);
+    s.largest_block = 0;
+    for (const auto& b : s.blocks) s.largest_block = std::max(s.largest_block, b.count);
+    // From pageable memory: returns once `blocks` is staged.
+    TS_CHECK_CUDA(cudaMemcpyAsync(s.device_blocks.as<kernels::RnnBlock>(static_cast<Index>(s.blocks.size())),
+                                  s.blocks.data(), s.blocks.size() * sizeof(kernels::RnnBlock), cudaMemcpyHostToDevice,
+                                  stream_));
+    s.layer = layer;
+    s.has_layer = true;
+    return s;
+  }
+  // Where cuDNN keeps each canonical block (dims.h) in the weight space at `space`: per direction
+  // d (cuDNN's pseudo-layer d), linear layer g < 4 is gate g's input matrix (H, C_in) and its bias
+  // (H), linear layer 4 + g its recurrent matrix (H, H), in the gate order i, f, g, o that
+  // PyTorch's layout shares with cuDNN. Each must be a dense row-major block of floats, as
+  // cudnnGetRNNWeightParams reports it; anything else is an error rather than a silent reorder.
+  std::vector<kernels::RnnBlock> rnn_blocks(RnnState& s, const engine::RnnShape& shape, void* space) {
+    const Index hidden = shape.hidden, c_in = shape.c_in, rows = shape.gates() * hidden;
+    const auto* base = static_cast<const char*>(space);
+    TensorDesc matrix, vector;
+    auto place = [&](const void* address, cudnnTensorDescriptor_t desc, Index cols, int d, int linear) {
+      cudnnDataType_t type{};
+      int dims = 0, dim[3] = {}, stride[3] = {};
+      TS_CHECK_CUDNN(cudnnGetTensorNdDescriptor(desc, 3, &type, &dims, dim, stride));
+      const auto offset = static_cast<const char*>(address) - base;
+      const bool dense = type == CUDNN_DATA_FLOAT && dims == 3 && dim[0] == 1 && dim[1] == hidden && dim[2] == cols &&
+                         stride[2] == 1 && (hidden == 1 || stride[1] == cols);
+      if (!address || !dense || offset < 0 || offset % static_cast<std::ptrdiff_t>(sizeof(float)) != 0 ||
+          static_cast<std::size_t>(offset) + static_cast<std::size_t>(hidden * cols) * sizeof(float) > s.weight_bytes)
+        throw Error("cuDNN's LSTM weight space holds direction " + std::to_string(d) + ", linear layer " +
+                    std::to_string(linear) + " as " + std::to_string(dims) + " dims (" + std::to_string(dim[0]) + ", " +
+                    std::to_string(dim[1]) + ", " + std::to_string(dim[2]) + ") at byte " + std::to_string(offset) +
+                    ", not the dense (" + std::to_string(hidden) + ", " + std::to_string(cols) +
+                    ") block of floats the canonical layout maps onto");
+      return static_cast<Index>(offset / static_cast<std::ptrdiff_t>(sizeof(float)));
+    };
+    std::vector<kernels::RnnBlock> blocks;
+    for (int d = 0; d < static_cast<int>(shape.directions()); ++d) {
+      const Index w_x = d * shape.direction_weights(), w_h = w_x + rows * c_in, b = d * rows;
+      for (int linear = 0; linear < 8; ++linear) {
+        const Index gate = linear % 4;
+        const bool recurrent = linear >= 4;
+        void* m = nullptr;
+        void* v = nullptr;
+        TS_CHECK_CUDNN(
+            cudnnGetRNNWeightParams(cudnn_, s.rnn, d, s.weight_bytes, space, linear, matrix.desc, &m, vector.desc, &v));
+        const Index cols = recurrent ? hidden : c_in;
+        blocks.push_back({recurrent ? w_h + gate * hidden * hidden : w_x + gate * hidden * c_in,
+                          place(m, matrix.desc, cols, d, linear), hidden * cols, 0});
+        if (!recurrent)
+          blocks.push_back({b + gate * hidden, place(v, vector.desc, 1, d, linear), hidden, 1});
+        else if (v)
+          throw Error("cuDNN's LSTM weight space has a recurrent bias with CUDNN_RNN_SINGLE_INP_BIAS");
+      }
+    }
+    return blocks;
+  }
+  // Row lengths for cuDNN: the data descriptors' seqLengthArray on the host and the devSeqLengths
+  // it reads on the device, each max(L, 1), and which rows need masking. The lengths arrive in
+  // device memory and cuDNN plans its work from a host copy, so reading them back waits for the
+  // stream, once per forward pass (backward reuses what forward set). devSeqLengths must hold the
+  // same values as seqLengthArray, so it is a device copy of the clamped lengths (`s.lengths`,
+  // made by a kernel), not the caller's array.
+  void set_rnn_lengths(RnnState& s, const engine::RnnShape& shape, const std::int32_t* lengths, const char* op) {
+    const auto n = static_cast<std::size_t>(shape.n);
+    std::vector<std::int32_t> host(n, static_cast<std::int32_t>(shape.t));
+    if (lengths) memory_->copy_to_host(host.data(), lengths, n * sizeof(std::int32_t));
+    s.padded = s.masked = false;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (host[i] < 0 || host[i] > shape.t)
+        throw Error(std::string(op) + ": row " + std::to_string(i) + " has length " + std::to_string(host[i]) +
+                    ", outside [0, " + std::to_string(shape.t) + "]");
+      s.padded = s.padded || host[i] < shape.t;
+      s.masked = s.masked || host[i] == 0;
+      host[i] = std::max<std::int32_t>(host[i], 1);
+    }
+    kernels::rnn_lengths(shape.n, shape.t, lengths, s.lengths.as<std::int32_t>(shape.n), stream_);
+    float fill = 0;  // cuDNN writes it at the output's padding
+    const int t = static_cast<int>(shape.t), batch = static_cast<int>(shape.n);
+    const int width = static_cast<int>(shape.hidden * shape.directions());
+    TS_CHECK_CUDNN(cudnnSetRNNDataDescriptor(s.x, CUDNN_DATA_FLOAT, CUDNN_RNN_DATA_LAYOUT_BATCH_MAJOR_UNPACKED, t,
+                                             batch, static_cast<int>(shape.c_in), host.data(), &fill));
+    TS_CHECK_CUDNN(cudnnSetRNNDataDescriptor(s.y, CUDNN_DATA_FLOAT, CUDNN_RNN_DATA_LAYOUT_BATCH_MAJOR_UNPACKED, t,
+                                             batch, width, host.data(), &fill));
+    const int hidden = static_cast<int>(shape.hidden);
+    const int dims[3] = {static_cast<int>(shape.directions()), batch, hidden}, strides[3] = {batch * hidden, hidden, 1};
+    TS_CHECK_CUDNN(cudnnSetTensorNdDescriptor(s.h.desc, CUDNN_DATA_FLOAT, 3, dims, strides));
   }
 
   CudaOptions options_;

@@ -1085,4 +1085,150 @@ void step_factor(const double* sum_squares, double clip_norm, float* factor, cud
   TS_CHECK_LAUNCH();
 }
 
+// --- Recurrent layers and sequence pooling -----------------------------------------------------
+
+namespace {
+
+// Block blockIdx.y of the parameters, its elements over blockIdx.x's threads.
+__global__ void rnn_to_packed_kernel(const RnnBlock* blocks, const float* weights, const float* bias, float* packed) {
+  const RnnBlock b = blocks[blockIdx.y];
+  const float* from = (b.bias ? bias : weights) + b.canonical;
+  for (Index i = blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x; i < b.count;
+       i += static_cast<Index>(blockDim.x) * gridDim.x)
+    packed[b.packed + i] = from[i];
+}
+__global__ void rnn_from_packed_kernel(const RnnBlock* blocks, const float* packed, float* weights, float* bias) {
+  const RnnBlock b = blocks[blockIdx.y];
+  float* to = (b.bias ? bias : weights) + b.canonical;
+  for (Index i = blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x; i < b.count;
+       i += static_cast<Index>(blockDim.x) * gridDim.x)
+    to[i] = packed[b.packed + i];
+}
+__global__ void rnn_lengths_kernel(Index n, Index t, const std::int32_t* lengths, std::int32_t* cudnn_lengths) {
+  TS_GRID_STRIDE(i, n) cudnn_lengths[i] = lengths ? max(lengths[i], 1) : static_cast<std::int32_t>(t);
+}
+template <typename I>
+__global__ void mask_padding_kernel(I n, I t, I c, const std::int32_t* lengths, const float* src, float* dst) {
+  TS_GRID_STRIDE_I(i, n * t * c) {
+    const I position = i / c, row = position / t, step = position % t;
+    if (step >= lengths[row])
+      dst[i] = 0.0f;
+    else if (src != dst)
+      dst[i] = src[i];
+  }
+}
+
+// One thread per (row, channel), channels fastest: the loops of Backend::sequence_pool_forward.
+__global__ void sequence_pool_forward_kernel(engine::SequencePooling mode, Index n, Index t, Index c, Index block,
+                                             const float* src, const std::int32_t* lengths, float* dst,
+                                             std::int32_t* argmax) {
+  TS_GRID_STRIDE(i, n * c) {
+    const Index row = i / c, k = i % c;
+    const Index length = min(lengths ? static_cast<Index>(lengths[row]) : t, t);  // min: never past the row
+    const float* x = src + row * t * c + k;
+    if (length <= 0) {
+      dst[i] = 0.0f;
+      if (mode == engine::SequencePooling::max && argmax) argmax[i] = -1;
+      continue;
+    }
+    switch (mode) {
+      case engine::SequencePooling::last:
+        dst[i] = x[(k / block == 0 ? length - 1 : 0) * c];
+        break;
+      case engine::SequencePooling::max: {
+        Index best = 0;
+        for (Index step = 1; step < length; ++step)
+          if (x[step * c] > x[best * c]) best = step;
+        dst[i] = x[best * c];
+        if (argmax) argmax[i] = static_cast<std::int32_t>(best);
+        break;
+      }
+      case engine::SequencePooling::mean: {  // the host's fp32 additions in its order, IEEE division
+        float sum = 0.0f;
+        for (Index step = 0; step < length; ++step) sum = __fadd_rn(sum, x[step * c]);
+        dst[i] = __fdiv_rn(sum, static_cast<float>(length));
+        break;
+      }
+    }
+  }
+}
+// One thread per element of diff_src: its share of its row's gradient, or 0.
+template <typename I>
+__global__ void sequence_pool_backward_kernel(engine::SequencePooling mode, I n, I t, I c, I block,
+                                              const std::int32_t* lengths, const std::int32_t* argmax,
+                                              const float* diff_dst, float* diff_src) {
+  TS_GRID_STRIDE_I(i, n * t * c) {
+    const I k = i % c, position = i / c, row = position / t, step = position % t;
+    const I length = min(lengths ? static_cast<I>(lengths[row]) : t, t);
+    float value = 0.0f;
+    if (step < length) {
+      const float grad = diff_dst[row * c + k];
+      switch (mode) {
+        case engine::SequencePooling::last:
+          if (step == (k / block == 0 ? length - 1 : 0)) value = grad;
+          break;
+        case engine::SequencePooling::max:
+          if (step == argmax[row * c + k]) value = grad;
+          break;
+        case engine::SequencePooling::mean:
+          value = __fdiv_rn(grad, static_cast<float>(length));
+          break;
+      }
+    }
+    diff_src[i] = value;
+  }
+}
+
+// Blocks of the grid's x dimension for `count` elements of each parameter block.
+unsigned rnn_grid_x(Index largest) {
+  return static_cast<unsigned>(std::clamp<Index>((largest + threads - 1) / threads, 1, 4096));
+}
+
+}  // namespace
+
+void rnn_to_packed(const RnnBlock* blocks, int block_count, Index largest, const float* weights, const float* bias,
+                   float* packed, cudaStream_t stream) {
+  if (block_count == 0) return;
+  const dim3 grid(rnn_grid_x(largest), static_cast<unsigned>(block_count));
+  rnn_to_packed_kernel<<<grid, threads, 0, stream>>>(blocks, weights, bias, packed);
+  TS_CHECK_LAUNCH();
+}
+void rnn_from_packed(const RnnBlock* blocks, int block_count, Index largest, const float* packed, float* weights,
+                     float* bias, cudaStream_t stream) {
+  if (block_count == 0) return;
+  const dim3 grid(rnn_grid_x(largest), static_cast<unsigned>(block_count));
+  rnn_from_packed_kernel<<<grid, threads, 0, stream>>>(blocks, packed, weights, bias);
+  TS_CHECK_LAUNCH();
+}
+void rnn_lengths(Index n, Index t, const std::int32_t* lengths, std::int32_t* cudnn_lengths, cudaStream_t stream) {
+  rnn_lengths_kernel<<<blocks_for(n), threads, 0, stream>>>(n, t, lengths, cudnn_lengths);
+  TS_CHECK_LAUNCH();
+}
+void mask_padding(Index n, Index t, Index c, const std::int32_t* lengths, const float* src, float* dst,
+                  cudaStream_t stream) {
+  if (n * t * c == 0) return;
+  TS_LAUNCH_INDEXED(mask_padding_kernel, n * t * c, blocks_for(n * t * c), threads, stream, n, t, c, lengths, src, dst);
+}
+
+void sequence_pool_forward(engine::SequencePooling mode, Index n, Index t, Index c, Index directions, const float* src,
+                           const std::int32_t* lengths, float* dst, std::int32_t* argmax, cudaStream_t stream) {
+  if (directions < 1 || c % directions != 0)
+    throw Error("sequence pooling: " + std::to_string(c) + " channels do not split into " + std::to_string(directions) +
+                " directions");
+  if (n * c == 0) return;
+  sequence_pool_forward_kernel<<<blocks_for(n * c), threads, 0, stream>>>(mode, n, t, c, c / directions, src, lengths,
+                                                                          dst, argmax);
+  TS_CHECK_LAUNCH();
+}
+void sequence_pool_backward(engine::SequencePooling mode, Index n, Index t, Index c, Index directions,
+                            const std::int32_t* lengths, const std::int32_t* argmax, const float* diff_dst,
+                            float* diff_src, cudaStream_t stream) {
+  if (directions < 1 || c % directions != 0)
+    throw Error("sequence pooling: " + std::to_string(c) + " channels do not split into " + std::to_string(directions) +
+                " directions");
+  if (n * t * c == 0) return;
+  TS_LAUNCH_INDEXED(sequence_pool_backward_kernel, n * t * c, blocks_for(n * t * c), threads, stream, mode, n, t, c,
+                    c / directions, lengths, argmax, diff_dst, diff_src);
+}
+
 }  // namespace textscale::cuda::kernels

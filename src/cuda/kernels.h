@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "textscale/engine/dims.h"
+
 namespace textscale::cuda::kernels {
 
 using Index = std::int64_t;
@@ -115,6 +117,39 @@ void embedding_forward(Index rows, Index vocab, Index dim, const std::int32_t* i
 [[nodiscard]] std::size_t word_embedding_backward_scratch(Index rows, Index vocab);
 void embedding_backward(Index rows, Index vocab, Index dim, const std::int32_t* ids, const float* diff_dst,
                         float* diff_table, void* scratch, cudaStream_t stream);
+
+// --- Recurrent layers (cuDNN's RNN API in cuda_backend.cu) ------------------------------------
+// One contiguous block of a recurrent layer's parameters: `count` floats at `canonical` in the
+// canonical weights (or, with `bias`, in the canonical bias) and at `packed` (in floats) in cuDNN's
+// weight space. A layer's blocks cover every canonical parameter once.
+struct RnnBlock {
+  Index canonical = 0, packed = 0, count = 0;
+  int bias = 0;
+};
+// The canonical weights and bias into cuDNN's weight space (`blocks`, in device memory, `largest`
+// the largest count); and a weight-space gradient back into the canonical diff_weights and
+// diff_bias (overwritten).
+void rnn_to_packed(const RnnBlock* blocks, int block_count, Index largest, const float* weights, const float* bias,
+                   float* packed, cudaStream_t stream);
+void rnn_from_packed(const RnnBlock* blocks, int block_count, Index largest, const float* packed, float* weights,
+                     float* bias, cudaStream_t stream);
+// The lengths cuDNN runs (devSeqLengths): max(lengths[i], 1), cuDNN refusing empty rows (the
+// backend masks the rows with L = 0), or t for every row when lengths is null.
+void rnn_lengths(Index n, Index t, const std::int32_t* lengths, std::int32_t* cudnn_lengths, cudaStream_t stream);
+// dst (N, T, C) = src at the steps t < lengths[i], 0 at the others (padding); dst may be src.
+void mask_padding(Index n, Index t, Index c, const std::int32_t* lengths, const float* src, float* dst,
+                  cudaStream_t stream);
+
+// Masked pooling over time (Backend::sequence_pool_*), the default host bodies of backend.h
+// computed on the device, with the same results bit for bit: src (N, T, C) over each row's
+// L = lengths[i] steps (null: T) -> dst (N, C); `argmax` (N, C) (max only, may be null otherwise)
+// the first step of each maximum, -1 in rows with L = 0. The mean adds the steps in time order in
+// fp32, as the host does. Backward writes every element of diff_src (N, T, C) (a gather).
+void sequence_pool_forward(engine::SequencePooling mode, Index n, Index t, Index c, Index directions, const float* src,
+                           const std::int32_t* lengths, float* dst, std::int32_t* argmax, cudaStream_t stream);
+void sequence_pool_backward(engine::SequencePooling mode, Index n, Index t, Index c, Index directions,
+                            const std::int32_t* lengths, const std::int32_t* argmax, const float* diff_dst,
+                            float* diff_src, cudaStream_t stream);
 
 // Softmax cross-entropy with its results in device memory (Backend::softmax_cross_entropy_stats):
 // stats[0..2] = the summed loss, the correctly classified rows, 1 + the first row with a label out
