@@ -82,8 +82,10 @@ void ModelArguments::add(po::options_description& options) {
        "override: embedding size (bilstm: word vectors; VDCNN: characters); 0 = published")                //
       ("hidden", po::value(&hidden)->default_value(0), "override: LSTM units a direction; 0 = published")  //
       ("pooling", po::value(&pooling)->default_value(""),
-       "override: the LSTM states a row is classified from: last, max or mean over its words")  //
-      ("bidirectional", po::value(&bidirectional)->default_value(true), "bilstm: an LSTM in each direction");
+       "override: the LSTM states a row is classified from: last, max or mean over its words")                //
+      ("bidirectional", po::value(&bidirectional)->default_value(true), "bilstm: an LSTM in each direction")  //
+      ("freeze-embeddings", po::value(&freeze_embeddings)->default_value(false),
+       "bilstm: keep the word vectors as initialised (from --embeddings) instead of training them");
 }
 
 engine::ModelConfig ModelArguments::config(const po::variables_map& values, const std::set<std::string>& typed) const {
@@ -111,6 +113,7 @@ engine::ModelConfig ModelArguments::config(const po::variables_map& values, cons
   take("hidden", hidden, hidden != 0);
   take("pooling", pooling, !pooling.empty());
   take("bidirectional", bidirectional, true);
+  take("freeze-embeddings", freeze_embeddings, true, "freeze_embeddings");
   return config;
 }
 

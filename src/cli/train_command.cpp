@@ -174,6 +174,9 @@ int train_command(const std::vector<std::string>& arguments) {
        "with --resume: continue even though a backend option that changes an algorithm or its rounding "
        "(--device, --backend, --precision, --winograd, --onehot-fusion, ...) differs from the checkpoint's")  //
       ("init-from", po::value(&c.init_from), "start a new run from a checkpoint's weights")                   //
+      ("embeddings", po::value(&c.embeddings),
+       "word models: start the embedding from these word vectors (word2vec/fastText .vec text or word2vec "
+       "binary; words missing from the file keep their random start; docs/word-embeddings.md)")  //
       ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(0),
        "also write the checkpoint every N steps (0: each epoch only)")                                              //
       ("log-every", po::value(&c.log_every)->default_value(50), "log line every N steps")                           //

@@ -21,6 +21,7 @@
 #include "textscale/common/hash.h"
 #include "textscale/common/interrupt.h"
 #include "textscale/common/log.h"
+#include "textscale/data/dataset_file.h"
 #include "textscale/dist/communicator.h"
 #include "textscale/dist/reducer.h"
 #include "textscale/engine/cpu/dnnl_backend.h"
@@ -28,6 +29,7 @@
 #include "textscale/train/backend_factory.h"
 #include "textscale/train/checkpoint.h"
 #include "textscale/train/fault_hooks.h"
+#include "textscale/train/pretrained_embeddings.h"
 #include "textscale/train/run_directory.h"
 #include "textscale/train/sharding.h"
 #include "textscale/train/training_step.h"
@@ -270,6 +272,9 @@ void check_options(const TrainConfig& config) {
   if (config.train_path.empty()) throw InputError("--train FILE is required");
   if (!config.resume.empty() && !config.init_from.empty())
     throw InputError("--resume and --init-from exclude each other");
+  if (!config.embeddings.empty() && !config.init_from.empty())
+    throw InputError(
+        "--embeddings and --init-from exclude each other (the checkpoint's table would replace the vectors)");
   if (config.lr_scaling != "none" && config.lr_scaling != "linear")
     throw InputError("--lr-scaling must be none or linear, not '" + config.lr_scaling + "'");
   if (config.lr_base_batch < 1) throw InputError("--lr-base-batch must be at least 1");
@@ -309,6 +314,36 @@ EvalData open_eval_data(const TrainConfig& config, const dist::World& world, con
   }
   check_same_everywhere(*world.comm, config_json, fingerprints);
   return d;
+}
+
+// --embeddings: the vectors of the training file's words into the model's embedding table, on
+// rank 0 (restore() then gives every rank rank 0's tensors); rows of words the file lacks keep
+// their random start. Returns the coverage line for the log.
+std::string load_word_vectors(const TrainConfig& config, engine::Model<float>& model) {
+  if (model.input_ids() != engine::IdType::words)
+    throw InputError("--embeddings: model " + model.config().name + " reads characters, not words");
+  auto& params = model.params();
+  const auto& tensors = params.tensors();
+  const auto table =
+      std::find_if(tensors.begin(), tensors.end(), [](const auto& t) { return t.name == "input.table"; });
+  if (table == tensors.end() || table->shape.size() != 2)
+    throw InputError("--embeddings: model " + model.config().name + " has no word embedding table");
+  const Index vocab = table->shape[0], dim = table->shape[1];
+  const data::DatasetFile file(config.train_path);
+  const PretrainedEmbeddings vectors =
+      match_pretrained(config.embeddings, file.read_vocabulary(), file.read_vocab_counts(), dim);
+  if (vectors.vocab_size != vocab)
+    throw InputError("--embeddings: the table has " + std::to_string(vocab) + " rows, the vocabulary of " +
+                     config.train_path + " " + std::to_string(vectors.vocab_size));
+  float* values = params.value(engine::ParamRef{static_cast<Index>(table - tensors.begin())});
+  const engine::Memory& memory = model.memory();
+  std::vector<float> host(static_cast<std::size_t>(vocab * dim));
+  memory.copy_to_host(host.data(), values, host.size() * sizeof(float));
+  for (Index row = 0; row < vocab; ++row)
+    if (vectors.matched[static_cast<std::size_t>(row)])
+      std::copy_n(vectors.table.begin() + row * dim, dim, host.begin() + row * dim);
+  memory.copy_to_device(values, host.data(), host.size() * sizeof(float));
+  return vectors.describe();
 }
 
 // Loads --resume (parameters, statistics, optimizer state and position) or --init-from
@@ -825,6 +860,9 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   engine::Model<float> model(model_config, memory);
   Optimizer<float> optimizer(config.optimizer, model.params().trained_count(), memory);
   model.params().initialize(config.seed);
+  std::string vectors_line;
+  if (!config.embeddings.empty() && config.resume.empty() && world.root())
+    vectors_line = load_word_vectors(config, model);
   TrainingPosition position = restore(config, backend_options, train, eval, model, optimizer, comm);
   const BatchPlan plan = plan_batches(config, world, train.rows(), position);
   model.reserve(plan.capacity);
@@ -882,6 +920,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   EpochLoop loop({config, world, train, eval, model, *backend, optimizer, step, plan, dir, info}, position,
                  show_progress);
   loop.say(model.summary());
+  if (!vectors_line.empty()) loop.say(vectors_line);
   loop.say(
       "training " + model_config.name + " on " + std::to_string(plan.train_rows) + " rows (" +
       std::to_string(plan.batches) + " batches of " + std::to_string(plan.batch) + "), backend " + backend->name() +

@@ -6,6 +6,8 @@
 #   state as an uninterrupted one (bucketed, dropout on);
 # - 2 ranks give the weights of 1 rank with the same global batch, to 1e-5 (the all-reduce sums in
 #   another order), bucketed too;
+# - --embeddings: fastText vectors learned from the training rows' tokens start the table (frozen:
+#   kept exactly);
 # - refusals: a test file with another vocabulary, --bucket-by-length for a character model, a
 #   word model on a file preprocessed with --no-words.
 source "$(dirname "$0")/../cli/lib.sh"
@@ -89,6 +91,48 @@ if command -v mpirun > /dev/null; then
   echo "bilstm 1 vs 2 ranks: equal to 1e-5"
 else
   echo "no mpirun: 1 vs 2 ranks not checked"
+fi
+
+# --- Pretrained vectors ---------------------------------------------------------------------------
+# The recipe of docs/word-embeddings.md: the training rows' tokens, fastText skip-gram vectors,
+# train --embeddings. Frozen, the checkpoint's table holds the file's vectors exactly (and the rows
+# of words the file lacks their random start); trained, the vectors move.
+if command -v fasttext > /dev/null; then
+  run_ts 0 tokens --data train.h5 --output tokens.txt
+  fasttext skipgram -input tokens.txt -output vectors -dim 16 -minCount 1 -epoch 1 -thread 2 > /dev/null 2>&1 ||
+    fail "fasttext skipgram failed"
+  for frozen in true false; do
+    run_ts 0 train --train train.h5 "${tiny[@]}" --batch-size 32 --epochs 1 --embeddings vectors.vec \
+      --freeze-embeddings "$frozen" --run-dir "vectors-$frozen" --progress off
+    expect_in "$WORK/out" "embeddings vectors.vec: 16-d"
+  done
+  py - vectors-true/checkpoint.h5 vectors-false/checkpoint.h5 train.h5 vectors.vec <<'PY' || fail "--embeddings: the table does not hold the vectors"
+import sys, h5py, numpy as np
+frozen = h5py.File(sys.argv[1], "r")["state/input.table"][()]
+trained = h5py.File(sys.argv[2], "r")["parameters/input.table"][()]
+vocab = [w.decode() if isinstance(w, bytes) else w for w in h5py.File(sys.argv[3], "r")["vocab"][()]]
+index = {w: i for i, w in enumerate(vocab)}
+lines = open(sys.argv[4], encoding="utf-8").read().split("\n")[1:]
+seen = 0
+for line in lines:
+    parts = line.rstrip(" ").split(" ")
+    if len(parts) < 2 or parts[0] not in index or index[parts[0]] == 0:
+        continue
+    row = index[parts[0]]
+    assert np.array_equal(frozen[row], np.array(parts[1:], dtype=np.float32)), parts[0]
+    seen += 1
+assert seen > 0.9 * (len(vocab) - 2), (seen, len(vocab))
+assert not np.array_equal(frozen, trained), "training did not move the vectors"
+PY
+  run_ts 1 train --train train.h5 --model crepe-small --features 8 --fc 16 --epochs 1 --embeddings vectors.vec \
+    --run-dir refused
+  expect_in "$WORK/err" "--embeddings: model crepe-small reads characters, not words"
+  run_ts 1 train --train train.h5 --model bilstm --embed-dim 8 --hidden 4 --epochs 1 --embeddings vectors.vec \
+    --run-dir refused
+  expect_in "$WORK/err" "vectors.vec"
+  echo "pretrained vectors: checked"
+else
+  echo "no fasttext: pretrained vectors not checked"
 fi
 
 # --- Refusals -------------------------------------------------------------------------------------

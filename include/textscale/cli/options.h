@@ -46,7 +46,7 @@ struct ModelArguments {
   double dropout = 0.5;
   std::int64_t embed_dim = 0, hidden = 0;
   std::string pooling;
-  bool bidirectional = true;
+  bool bidirectional = true, freeze_embeddings = false;
 
   void add(boost::program_options::options_description& options);
   // The model's configuration. `typed`: the options given on the command line; one of them that

@@ -57,6 +57,7 @@ struct TrainConfig {
   std::string resume;                 // checkpoint to continue from
   bool force_resume = false;          // resume even where the backend options change an algorithm
   std::string init_from;              // checkpoint whose weights start a new run
+  std::string embeddings;             // word vectors (.vec text or word2vec binary) that start a word model's table
   bool test_each_epoch = true;
   std::string progress = "auto";  // auto (when stdout is a terminal) | on | off
   // Data parallelism.

@@ -7,7 +7,7 @@ namespace textscale::engine {
 template <typename T>
 std::string Embedding<T>::describe() const {
   return std::string(ids_ == IdType::words ? "word " : "") + "embedding " + std::to_string(vocab_) + "x" +
-         std::to_string(dim_);
+         std::to_string(dim_) + (frozen_ ? " (frozen)" : "");
 }
 
 template <typename T>
@@ -16,7 +16,8 @@ Dims Embedding<T>::setup(ParamStore<T>& params, const std::string& prefix, Index
   if (ids_ == IdType::characters && vocab_ > 256)
     throw InputError("character embedding: " + std::to_string(vocab_) + " rows, but codes are bytes");
   length_ = length;
-  table_ = params.add(prefix + "table", {vocab_, dim_}, init_);
+  table_ = frozen_ ? params.add_state(prefix + "table", {vocab_, dim_}, init_)
+                   : params.add(prefix + "table", {vocab_, dim_}, init_);
   return {0, length, dim_};
 }
 
@@ -32,6 +33,7 @@ void Embedding<T>::forward(Context<T>& ctx, const InputBatch& in, T* dst) {
 
 template <typename T>
 void Embedding<T>::backward(Context<T>& ctx, const InputBatch& in, const T*, T* diff_dst) {
+  if (frozen_) return;
   T* diff_table = ctx.params->grad(table_);
   if (ids_ == IdType::characters)
     ctx.backend->embedding_backward(in.n, in.width, vocab_, dim_, in.character_codes("the character embedding"),

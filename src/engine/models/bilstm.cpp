@@ -18,14 +18,15 @@ namespace textscale::engine {
 namespace {
 
 struct BiLstmHyperparameters {
-  Index embedding = 200;         // word vector size (--embed-dim)
-  Index hidden = 100;            // LSTM units a direction (--hidden)
-  bool bidirectional = true;     // a second LSTM backward in time (--bidirectional)
-  std::string pooling = "last";  // last | max | mean over the real words (--pooling)
-  double dropout = 0.5;          // before the linear layer (--dropout)
+  Index embedding = 200;           // word vector size (--embed-dim)
+  Index hidden = 100;              // LSTM units a direction (--hidden)
+  bool bidirectional = true;       // a second LSTM backward in time (--bidirectional)
+  std::string pooling = "last";    // last | max | mean over the real words (--pooling)
+  double dropout = 0.5;            // before the linear layer (--dropout)
+  bool freeze_embeddings = false;  // the word vectors stay as they start (--freeze-embeddings)
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BiLstmHyperparameters, embedding, hidden, bidirectional, pooling,
-                                                dropout)
+                                                dropout, freeze_embeddings)
 
 // Embedding N(0, 1) (PyTorch's nn.Embedding), LSTM and linear layer U(-1/sqrt(fan_in), +):
 // PyTorch's defaults, so that the PyTorch peer (bench/peer_models.py) starts from the same
@@ -44,7 +45,8 @@ std::unique_ptr<InputLayer<T>> build_bilstm(const ModelConfig& c, const BiLstmHy
   body.append(std::make_unique<Dropout<T>>(h.dropout, 1));
   const Init linear = Init::fan_in_uniform(directions * h.hidden);
   body.append(std::make_unique<Linear<T>>(c.classes, false, linear, linear));
-  return std::make_unique<Embedding<T>>(c.vocab, h.embedding, Init::normal(1.0), IdType::words, true);
+  return std::make_unique<Embedding<T>>(c.vocab, h.embedding, Init::normal(1.0), IdType::words, true,
+                                        h.freeze_embeddings);
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 // embedding, V <= 256) or word ids (a word model's input, V up to millions); a batch of the other
 // type is an InputError. Padding positions are embedded like any id (row 0 for the padding id);
 // the batch's lengths are not read.
-// Parameter `table` (V, E); every row is trained, id 0 included. Backward overwrites the table's
+// Parameter `table` (V, E); every row is trained, id 0 included, unless `frozen`: the table is
+// then state (saved and restored, never updated: pretrained vectors kept as they are) and
+// backward computes nothing. Backward overwrites the table's
 // gradient with the per-id sums of diff_dst (rows no id in the batch selects get 0): a dense
 // (V, E) gradient, whatever the batch (backend.h).
 #pragma once
@@ -16,8 +18,9 @@ namespace textscale::engine {
 template <typename T>
 class Embedding final : public InputLayer<T> {
  public:
-  Embedding(Index vocab, Index dim, Init init, IdType ids = IdType::characters, bool any_width = false)
-      : vocab_(vocab), dim_(dim), init_(init), ids_(ids), any_width_(any_width) {}
+  Embedding(Index vocab, Index dim, Init init, IdType ids = IdType::characters, bool any_width = false,
+            bool frozen = false)
+      : vocab_(vocab), dim_(dim), init_(init), ids_(ids), any_width_(any_width), frozen_(frozen) {}
 
   [[nodiscard]] std::string describe() const override;
   [[nodiscard]] IdType ids() const override { return ids_; }
@@ -30,7 +33,7 @@ class Embedding final : public InputLayer<T> {
   Index vocab_, dim_, length_ = 0;
   Init init_;
   IdType ids_;
-  bool any_width_;
+  bool any_width_, frozen_;
   ParamRef table_;
 };
 
