@@ -30,6 +30,7 @@ struct DnnlBackend::Impl {
   // operands. Grown to the largest operand, never shrunk: the copies cost the memory of the two
   // largest operands, not of one per layer and direction.
   Buffer<std::uint16_t> bf16_slots[2];
+  cpu::LstmScratch lstm_scratch;  // the recurrent operation's scratch memory, shared the same way
 };
 
 namespace {
@@ -698,13 +699,14 @@ void DnnlBackend::embedding_backward(Index n, Index t, Index vocab, Index dim, c
 
 void DnnlBackend::rnn_forward(OpStatePtr& state, const RnnShape& shape, const float* src, const std::int32_t* lengths,
                               const float* weights, const float* bias, float* dst, bool training) {
-  cpu::lstm_forward(impl_->engine, state, shape, src, lengths, weights, bias, dst, training);
+  cpu::lstm_forward(impl_->engine, impl_->lstm_scratch, state, shape, src, lengths, weights, bias, dst, training);
 }
 
 void DnnlBackend::rnn_backward(OpStatePtr& state, const RnnShape& shape, const float* /*src*/,
                                const std::int32_t* lengths, const float* weights, const float* /*dst*/,
                                const float* diff_dst, float* diff_src, float* diff_weights, float* diff_bias) {
-  cpu::lstm_backward(impl_->engine, state, shape, lengths, weights, diff_dst, diff_src, diff_weights, diff_bias);
+  cpu::lstm_backward(impl_->engine, impl_->lstm_scratch, state, shape, lengths, weights, diff_dst, diff_src,
+                     diff_weights, diff_bias);
 }
 
 double DnnlBackend::softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,

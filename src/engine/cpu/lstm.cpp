@@ -31,16 +31,12 @@ struct LstmPrimitives {
   bool has_training = false, has_inference = false, has_backward = false;
 };
 
-// One direction's memory, for every shape of the call site (grown to the largest).
+// One direction's memory at a call site, for all its shapes (grown to the largest).
 struct LstmDirection {
   dnnl::stream stream;
-  Buffer<float> src;               // (T, N, C_in): the rows in the order this direction visits them, 0 at padding
-  Buffer<float> dst;               // (T, N, H): its output, in that order
-  Buffer<float> diff_dst;          // (T, N, H): the incoming gradient in that order, 0 at padding
-  Buffer<float> diff_src;          // (T, N, C_in)
-  Buffer<float> first_state;       // (N, H): zeros, the initial h and c (LstmDescs says why they are given)
-  Buffer<float> diff_first_state;  // (2, N, H): their gradients, unused
-  Buffer<std::uint8_t> workspace, scratchpad;
+  Buffer<float> src;  // (T, N, C_in): the rows in the order this direction visits them, 0 at padding
+  Buffer<float> dst;  // (T, N, H): its output, in that order
+  Buffer<std::uint8_t> workspace;
   // Weights, bias and their gradients in the primitives' layouts (made again when a layout changes).
   dnnl::memory weights_layer, weights_iter, bias, diff_weights_layer, diff_weights_iter, diff_bias, zero_bias;
 };
@@ -175,7 +171,7 @@ void combine_diff_src(Index n, Index t, Index c, const Index* lengths, const flo
 // --- Primitives -------------------------------------------------------------------------------
 
 // An LSTM over all T steps of the (T, N, C_in) input, without final states. The initial h and c are
-// given (zeros, `src_iter`) although oneDNN would take zeros for missing ones: oneDNN 2.6's backward
+// given (zeros) although oneDNN would take zeros for missing ones: oneDNN 2.6's backward
 // pairs each step's gate gradient with the previous step's h in one GEMM, and when the first h is
 // not given and the outputs go straight to dst (left to right, f32) it pairs them with the same
 // step's h instead, which gives a wrong W_h gradient (src/cpu/rnn/ref_rnn.cpp, merge_gemm_iter).
@@ -287,8 +283,9 @@ void check_shape(const RnnShape& s, const char* op) {
 
 }  // namespace
 
-void lstm_forward(const dnnl::engine& engine, OpStatePtr& state, const RnnShape& s, const float* src,
-                  const std::int32_t* lengths, const float* weights, const float* bias, float* dst, bool training) {
+void lstm_forward(const dnnl::engine& engine, LstmScratch& scratch, OpStatePtr& state, const RnnShape& s,
+                  const float* src, const std::int32_t* lengths, const float* weights, const float* bias, float* dst,
+                  bool training) {
   check_shape(s, "rnn_forward");
   LstmState& st = lstm_state(state, engine);
   st.lengths = checked_lengths(lengths, s, "rnn_forward");
@@ -303,12 +300,13 @@ void lstm_forward(const dnnl::engine& engine, OpStatePtr& state, const RnnShape&
     LstmDirection& dir = st.directions[d];
     at_least(dir.src, rows * static_cast<std::size_t>(C));
     at_least(dir.dst, rows * static_cast<std::size_t>(H));
-    at_least(dir.first_state, static_cast<std::size_t>(s.n * H));  // zeros: nothing writes it
-    at_least(dir.scratchpad, pd.scratchpad_desc().get_size());
     if (training) at_least(dir.workspace, pd.workspace_desc().get_size());
+    at_least(scratch.directions[d].zeros, static_cast<std::size_t>(s.n * H));  // nothing writes them
+    at_least(scratch.directions[d].scratchpad, pd.scratchpad_desc().get_size());
   }
   for_each_direction(D, [&](Index d) {
     LstmDirection& dir = st.directions[d];
+    LstmScratch::Direction& shared = scratch.directions[d];
     gather(s.n, s.t, C, C, 0, d, st.lengths.data(), src, dir.src.data());
     const float* wx = weights + d * s.direction_weights();
     const dnnl::memory user_wx = user_memory(canonical_weights(C, H), engine, wx),
@@ -318,13 +316,13 @@ void lstm_forward(const dnnl::engine& engine, OpStatePtr& state, const RnnShape&
     reorder_into(user_wh, pd.weights_iter_desc(), dir.weights_iter, dir.stream);
     std::unordered_map<int, dnnl::memory> args{
         {DNNL_ARG_SRC_LAYER, user_memory(pd.src_layer_desc(), engine, dir.src.data())},
-        {DNNL_ARG_SRC_ITER, user_memory(pd.src_iter_desc(), engine, dir.first_state.data())},
-        {DNNL_ARG_SRC_ITER_C, user_memory(pd.src_iter_c_desc(), engine, dir.first_state.data())},
+        {DNNL_ARG_SRC_ITER, user_memory(pd.src_iter_desc(), engine, shared.zeros.data())},
+        {DNNL_ARG_SRC_ITER_C, user_memory(pd.src_iter_c_desc(), engine, shared.zeros.data())},
         {DNNL_ARG_WEIGHTS_LAYER, dir.weights_layer},
         {DNNL_ARG_WEIGHTS_ITER, dir.weights_iter},
         {DNNL_ARG_BIAS, argument(user_bias, pd.bias_desc(), dir.bias, dir.stream, true)},
         {DNNL_ARG_DST_LAYER, user_memory(pd.dst_layer_desc(), engine, dir.dst.data())},
-        {DNNL_ARG_SCRATCHPAD, user_memory(pd.scratchpad_desc(), engine, dir.scratchpad.data())}};
+        {DNNL_ARG_SCRATCHPAD, user_memory(pd.scratchpad_desc(), engine, shared.scratchpad.data())}};
     if (training) args[DNNL_ARG_WORKSPACE] = user_memory(pd.workspace_desc(), engine, dir.workspace.data());
     TS_DNNL(primitive.execute(dir.stream, args));
     dir.stream.wait();
@@ -333,9 +331,9 @@ void lstm_forward(const dnnl::engine& engine, OpStatePtr& state, const RnnShape&
   if (training) st.trained = &p;
 }
 
-void lstm_backward(const dnnl::engine& engine, OpStatePtr& state, const RnnShape& s, const std::int32_t* lengths,
-                   const float* weights, const float* diff_dst, float* diff_src, float* diff_weights,
-                   float* diff_bias) {
+void lstm_backward(const dnnl::engine& engine, LstmScratch& scratch, OpStatePtr& state, const RnnShape& s,
+                   const std::int32_t* lengths, const float* weights, const float* diff_dst, float* diff_src,
+                   float* diff_weights, float* diff_bias) {
   check_shape(s, "rnn_backward");
   auto* st = dynamic_cast<LstmState*>(state.get());
   if (!st || !st->trained || !(st->trained->shape == s))
@@ -351,16 +349,17 @@ void lstm_backward(const dnnl::engine& engine, OpStatePtr& state, const RnnShape
   const auto& pd = p.backward_pd;
   const Index H = s.hidden, G = 4 * H, C = s.c_in, D = s.directions();
   const auto rows = static_cast<std::size_t>(s.n * s.t);
-  for (Index d = 0; d < D; ++d) {
-    LstmDirection& dir = st->directions[d];
-    at_least(dir.diff_dst, rows * static_cast<std::size_t>(H));
-    at_least(dir.diff_src, rows * static_cast<std::size_t>(C));
-    at_least(dir.diff_first_state, static_cast<std::size_t>(2 * s.n * H));
-    at_least(dir.scratchpad, pd.scratchpad_desc().get_size());
+  for (auto& shared : scratch.directions) {
+    at_least(shared.diff_dst, rows * static_cast<std::size_t>(H));
+    at_least(shared.diff_src, rows * static_cast<std::size_t>(C));
+    at_least(shared.zeros, static_cast<std::size_t>(s.n * H));
+    at_least(shared.diff_initial, static_cast<std::size_t>(2 * s.n * H));
+    at_least(shared.scratchpad, pd.scratchpad_desc().get_size());
   }
   for_each_direction(D, [&](Index d) {
     LstmDirection& dir = st->directions[d];
-    gather(s.n, s.t, H, D * H, d * H, d, st->lengths.data(), diff_dst, dir.diff_dst.data());
+    LstmScratch::Direction& shared = scratch.directions[d];
+    gather(s.n, s.t, H, D * H, d * H, d, st->lengths.data(), diff_dst, shared.diff_dst.data());
     float* wx = const_cast<float*>(weights) + d * s.direction_weights();
     float* dwx = diff_weights + d * s.direction_weights();
     dnnl::memory user_wx = user_memory(canonical_weights(C, H), engine, wx),
@@ -386,22 +385,22 @@ void lstm_backward(const dnnl::engine& engine, OpStatePtr& state, const RnnShape
     }
     std::unordered_map<int, dnnl::memory> args{
         {DNNL_ARG_SRC_LAYER, user_memory(pd.src_layer_desc(), engine, dir.src.data())},
-        {DNNL_ARG_SRC_ITER, user_memory(pd.src_iter_desc(), engine, dir.first_state.data())},
-        {DNNL_ARG_SRC_ITER_C, user_memory(pd.src_iter_c_desc(), engine, dir.first_state.data())},
+        {DNNL_ARG_SRC_ITER, user_memory(pd.src_iter_desc(), engine, shared.zeros.data())},
+        {DNNL_ARG_SRC_ITER_C, user_memory(pd.src_iter_c_desc(), engine, shared.zeros.data())},
         {DNNL_ARG_WEIGHTS_LAYER, dir.weights_layer},
         {DNNL_ARG_WEIGHTS_ITER, dir.weights_iter},
         {DNNL_ARG_BIAS, dir.zero_bias},
         {DNNL_ARG_DST_LAYER, user_memory(pd.dst_layer_desc(), engine, dir.dst.data())},
         {DNNL_ARG_WORKSPACE, user_memory(pd.workspace_desc(), engine, dir.workspace.data())},
-        {DNNL_ARG_DIFF_DST_LAYER, user_memory(pd.diff_dst_layer_desc(), engine, dir.diff_dst.data())},
-        {DNNL_ARG_DIFF_SRC_LAYER, user_memory(pd.diff_src_layer_desc(), engine, dir.diff_src.data())},
-        {DNNL_ARG_DIFF_SRC_ITER, user_memory(pd.diff_src_iter_desc(), engine, dir.diff_first_state.data())},
+        {DNNL_ARG_DIFF_DST_LAYER, user_memory(pd.diff_dst_layer_desc(), engine, shared.diff_dst.data())},
+        {DNNL_ARG_DIFF_SRC_LAYER, user_memory(pd.diff_src_layer_desc(), engine, shared.diff_src.data())},
+        {DNNL_ARG_DIFF_SRC_ITER, user_memory(pd.diff_src_iter_desc(), engine, shared.diff_initial.data())},
         {DNNL_ARG_DIFF_SRC_ITER_C,
-         user_memory(pd.diff_src_iter_c_desc(), engine, dir.diff_first_state.data() + s.n * H)},
+         user_memory(pd.diff_src_iter_c_desc(), engine, shared.diff_initial.data() + s.n * H)},
         {DNNL_ARG_DIFF_WEIGHTS_LAYER, dir.diff_weights_layer},
         {DNNL_ARG_DIFF_WEIGHTS_ITER, dir.diff_weights_iter},
         {DNNL_ARG_DIFF_BIAS, diff_bias_memory},
-        {DNNL_ARG_SCRATCHPAD, user_memory(pd.scratchpad_desc(), engine, dir.scratchpad.data())}};
+        {DNNL_ARG_SCRATCHPAD, user_memory(pd.scratchpad_desc(), engine, shared.scratchpad.data())}};
     TS_DNNL(p.backward.execute(dir.stream, args));
     TS_DNNL(dnnl::reorder(dir.diff_weights_layer, user_dwx).execute(dir.stream, dir.diff_weights_layer, user_dwx));
     TS_DNNL(dnnl::reorder(dir.diff_weights_iter, user_dwh).execute(dir.stream, dir.diff_weights_iter, user_dwh));
@@ -410,8 +409,8 @@ void lstm_backward(const dnnl::engine& engine, OpStatePtr& state, const RnnShape
     dir.stream.wait();
   });
   if (diff_src)
-    combine_diff_src(s.n, s.t, C, st->lengths.data(), st->directions[0].diff_src.data(),
-                     D == 2 ? st->directions[1].diff_src.data() : nullptr, diff_src);
+    combine_diff_src(s.n, s.t, C, st->lengths.data(), scratch.directions[0].diff_src.data(),
+                     D == 2 ? scratch.directions[1].diff_src.data() : nullptr, diff_src);
 }
 
 }  // namespace textscale::engine::cpu

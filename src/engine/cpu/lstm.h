@@ -24,24 +24,42 @@
 // 4H x H is too small to split: see bench/rnn_speed.cpp); otherwise one direction after the other,
 // each on all threads. The results depend on the thread count only through oneDNN's GEMMs.
 //
-// `state` caches the primitives per (N, T), and per direction the scratch memory, the training
-// forward's workspace (which backward reads) and the weights in the primitives' layouts, grown to
-// the largest shape seen. Backward needs the last forward of the state to have been a training one
-// with the same shape and lengths (an inference forward reuses the scratch memory).
+// `state` caches the primitives per (N, T) and, per direction, the input and output in oneDNN's
+// order and the training forward's workspace, which backward reads, and the weights in the
+// primitives' layouts; `scratch` (one per backend) holds what a call needs only while it runs. Both
+// grow to the largest shape seen. Backward needs the last forward with the state to have been a
+// training one with the same shape and lengths (an inference forward reuses the memory).
 #pragma once
 
 #include <cstdint>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "textscale/engine/backend.h"
+#include "textscale/engine/buffer.h"
 
 namespace textscale::engine::cpu {
 
-void lstm_forward(const dnnl::engine& engine, OpStatePtr& state, const RnnShape& shape, const float* src,
-                  const std::int32_t* lengths, const float* weights, const float* bias, float* dst, bool training);
+// Memory every LSTM call site of a backend shares (its operations run one at a time), per
+// direction: oneDNN's scratchpad, zeros for the initial states, and backward's gradients in
+// oneDNN's order.
+struct LstmScratch {
+  struct Direction {
+    Buffer<std::uint8_t> scratchpad;
+    Buffer<float> zeros;         // (N, H): the initial h and c (lstm.cpp says why they are given)
+    Buffer<float> diff_initial;  // (2, N, H): their gradients, unused
+    Buffer<float> diff_dst;      // (T, N, H): the incoming gradient in this direction's order, 0 at padding
+    Buffer<float> diff_src;      // (T, N, C_in): the input gradient in that order
+  };
+  Direction directions[2];
+};
+
+void lstm_forward(const dnnl::engine& engine, LstmScratch& scratch, OpStatePtr& state, const RnnShape& shape,
+                  const float* src, const std::int32_t* lengths, const float* weights, const float* bias, float* dst,
+                  bool training);
 
 // Reads the input from what the training forward kept in `state`, not from the caller's src.
-void lstm_backward(const dnnl::engine& engine, OpStatePtr& state, const RnnShape& shape, const std::int32_t* lengths,
-                   const float* weights, const float* diff_dst, float* diff_src, float* diff_weights, float* diff_bias);
+void lstm_backward(const dnnl::engine& engine, LstmScratch& scratch, OpStatePtr& state, const RnnShape& shape,
+                   const std::int32_t* lengths, const float* weights, const float* diff_dst, float* diff_src,
+                   float* diff_weights, float* diff_bias);
 
 }  // namespace textscale::engine::cpu
