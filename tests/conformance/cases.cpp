@@ -509,6 +509,201 @@ TS_CONFORMANCE_CASE(word_embedding_bad_ids) {
   }
 }
 
+// --- Recurrent layers and sequence pooling --------------------------------------------------------
+
+namespace {
+
+std::string describe(const RnnShape& s) {
+  return std::string(s.bidirectional ? "bidirectional" : "unidirectional") + " lstm n" + std::to_string(s.n) + " t" +
+         std::to_string(s.t) + " " + std::to_string(s.c_in) + "->" + std::to_string(s.hidden);
+}
+
+Index row_length(const std::vector<std::int32_t>& lengths, Index i, Index t) {
+  return lengths.empty() ? t : lengths[static_cast<std::size_t>(i)];
+}
+
+// The values of (N, T, C) `values` at each row's real steps, row after row (`lengths` empty: all T).
+template <typename V>
+std::vector<float> real_steps(const std::vector<V>& values, Index t, Index c,
+                              const std::vector<std::int32_t>& lengths) {
+  std::vector<float> kept;
+  const auto n = static_cast<Index>(values.size()) / (t * c);
+  for (Index i = 0; i < n; ++i)
+    for (Index j = 0; j < row_length(lengths, i, t) * c; ++j)
+      kept.push_back(static_cast<float>(values[static_cast<std::size_t>(i * t * c + j)]));
+  return kept;
+}
+
+// Whether (N, T, C) `values` is exactly 0 at every padding step.
+bool zero_at_padding(const std::vector<float>& values, Index t, Index c, const std::vector<std::int32_t>& lengths) {
+  const auto n = static_cast<Index>(values.size()) / (t * c);
+  for (Index i = 0; i < n; ++i)
+    for (Index j = row_length(lengths, i, t) * c; j < t * c; ++j)
+      if (values[static_cast<std::size_t>(i * t * c + j)] != 0.0f) return false;
+  return true;
+}
+
+// (N, T', C): each row's real steps from (N, T, C) `values`, then normal values from `seed` at
+// every padding step (T' >= T).
+std::vector<float> repadded(const std::vector<double>& values, Index t, Index c, Index new_t,
+                            const std::vector<std::int32_t>& lengths, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const auto n = static_cast<Index>(values.size()) / (t * c);
+  std::vector<float> out(static_cast<std::size_t>(n * new_t * c));
+  for (Index i = 0; i < n; ++i)
+    for (Index j = 0; j < new_t * c; ++j)
+      out[static_cast<std::size_t>(i * new_t * c + j)] =
+          j < row_length(lengths, i, t) * c ? static_cast<float>(values[static_cast<std::size_t>(i * t * c + j)])
+                                            : normal(rng);
+  return out;
+}
+
+struct RnnResults {
+  Tensor dst, diff_src, diff_weights, diff_bias;
+};
+
+// A training forward, backward and an inference forward of `s` over rows of `lengths` (empty: null,
+// every row T), against the reference; dst and diff_src must be exactly 0 at the padding steps,
+// whatever src and diff_dst hold there, and the same calls again give bitwise the same results.
+RnnResults check_rnn(Harness& h, const RnnShape& s, const std::vector<std::int32_t>& lengths, Tensor& src,
+                     Tensor& weights, Tensor& bias, Tensor& diff_dst) {
+  const Tolerances& tolerance = h.tolerance();
+  auto length_data = h.data(lengths);
+  RnnResults r{h.output(s.dst().count()), h.output(s.src().count()), h.output(s.weights_count()),
+               h.output(s.bias_count())};
+  State state;
+  const std::string name = describe(s) + (lengths.empty() ? "" : " with lengths");
+  auto forward = [&](auto& b, auto at, Tensor& dst, bool training) {
+    b.rnn_forward(at(state), s, at(src), lengths.empty() ? nullptr : at(length_data), at(weights), at(bias), at(dst),
+                  training);
+  };
+  auto backward = [&](auto& b, auto at) {
+    b.rnn_backward(at(state), s, at(src), lengths.empty() ? nullptr : at(length_data), at(weights), at(r.dst),
+                   at(diff_dst), at(r.diff_src), at(r.diff_weights), at(r.diff_bias));
+  };
+  h.run([&](auto& b, auto at) { forward(b, at, r.dst, true); });
+  h.expect(name + " forward", r.dst, tolerance.recurrent);
+  const std::vector<float> dst = h.download(r.dst);
+  BOOST_TEST(zero_at_padding(dst, s.t, s.dst().c, lengths), name << ": dst is 0 at the padding steps");
+  h.run(backward);
+  h.expect(name + " backward data", r.diff_src, tolerance.recurrent);
+  h.expect(name + " backward weights", r.diff_weights, tolerance.recurrent);
+  h.expect(name + " backward bias", r.diff_bias, tolerance.recurrent);
+  const std::vector<float> diff_src = h.download(r.diff_src), diff_weights = h.download(r.diff_weights);
+  BOOST_TEST(zero_at_padding(diff_src, s.t, s.c_in, lengths), name << ": diff_src is 0 at the padding steps");
+  forward(h.backend(), At<float>{Side::under_test}, r.dst, true);
+  backward(h.backend(), At<float>{Side::under_test});
+  BOOST_TEST(
+      (h.download(r.dst) == dst && h.download(r.diff_src) == diff_src && h.download(r.diff_weights) == diff_weights),
+      name << ": the same calls again give bitwise the same results");
+  auto inference = h.output(s.dst().count());
+  h.run([&](auto& b, auto at) { forward(b, at, inference, false); });
+  h.expect(name + " inference", inference, tolerance.recurrent);
+  BOOST_TEST(zero_at_padding(h.download(inference), s.t, s.dst().c, lengths), name << ": inference 0 at padding");
+  return r;
+}
+
+// Weights of normal values with standard deviation 0.3 (about PyTorch's uniform initialisation,
+// +-1/sqrt(H), for these H), so that the gates are neither saturated nor linear.
+void check_rnn(Harness& h, const RnnShape& s, const std::vector<std::int32_t>& lengths) {
+  auto src = h.random(s.src().count(), 91), weights = h.random(s.weights_count(), 92, 0.3),
+       bias = h.random(s.bias_count(), 93, 0.3), diff_dst = h.random(s.dst().count(), 94);
+  check_rnn(h, s, lengths, src, weights, bias, diff_dst);
+}
+
+}  // namespace
+
+// One and two directions; lengths 0, 1, T and between in one batch; every row T (lengths null);
+// a layer of the benchmark's width (200 -> 100) over long rows.
+TS_CONFORMANCE_CASE(rnn) {
+  check_rnn(h, {RnnCell::lstm, 5, 13, 7, 6, false}, {13, 0, 1, 7, 12});
+  check_rnn(h, {RnnCell::lstm, 6, 17, 10, 8, true}, {17, 1, 0, 9, 17, 4});
+  check_rnn(h, {RnnCell::lstm, 3, 9, 5, 4, true}, {});
+  check_rnn(h, {RnnCell::lstm, 3, 9, 5, 4, false}, {});
+  check_rnn(h, {RnnCell::lstm, 4, 60, 200, 100, true}, {60, 33, 1, 59});
+}
+
+// A row's results do not depend on the padding after it: the same rows with 19 more padding steps,
+// and other values at every padding step of src and diff_dst, give the same outputs at the real
+// steps and the same gradients (to the rounding of the sums over the batch, which now include
+// zero terms at other places).
+TS_CONFORMANCE_CASE(rnn_padding_invariance) {
+  for (bool bidirectional : {false, true}) {
+    const RnnShape s{RnnCell::lstm, 5, 12, 9, 7, bidirectional}, longer{RnnCell::lstm, 5, 31, 9, 7, bidirectional};
+    const std::vector<std::int32_t> lengths{12, 0, 1, 5, 11};
+    auto src = h.random(s.src().count(), 95), weights = h.random(s.weights_count(), 96, 0.3),
+         bias = h.random(s.bias_count(), 97, 0.3), diff_dst = h.random(s.dst().count(), 98);
+    auto long_src = h.tensor(repadded(src.ref, s.t, s.c_in, longer.t, lengths, 99)),
+         long_diff_dst = h.tensor(repadded(diff_dst.ref, s.t, s.dst().c, longer.t, lengths, 100));
+    const RnnResults base = check_rnn(h, s, lengths, src, weights, bias, diff_dst);
+    const RnnResults padded = check_rnn(h, longer, lengths, long_src, weights, bias, long_diff_dst);
+    const std::string name = describe(s) + " with 19 more padding steps";
+    const double tolerance = h.tolerance().recurrent;
+    textscale::testing::expect_close(name + ": dst", real_steps(h.download(padded.dst), longer.t, s.dst().c, lengths),
+                                     real_steps(h.download(base.dst), s.t, s.dst().c, lengths), h.tolerance().recurrent,
+                                     h.config().name.c_str(), "shorter");
+    textscale::testing::expect_close(
+        name + ": diff_src", real_steps(h.download(padded.diff_src), longer.t, s.c_in, lengths),
+        real_steps(h.download(base.diff_src), s.t, s.c_in, lengths), tolerance, h.config().name.c_str(), "shorter");
+    textscale::testing::expect_close(name + ": diff_weights", h.download(padded.diff_weights),
+                                     h.download(base.diff_weights), tolerance, h.config().name.c_str(), "shorter");
+    textscale::testing::expect_close(name + ": diff_bias", h.download(padded.diff_bias), h.download(base.diff_bias),
+                                     tolerance, h.config().name.c_str(), "shorter");
+  }
+}
+
+// The oneDNN backend runs two directions at the same time on 2 or 3 threads and in turn on 1 or
+// 4 and more: each way, against the reference.
+TS_CONFORMANCE_CASE_NEEDS(rnn_thread_counts, Need::thread_count) {
+  const int before = h.config().set_threads(1);
+  for (int threads : {1, 2, 3, 4}) {
+    h.config().set_threads(threads);
+    BOOST_TEST_MESSAGE(threads << " threads");
+    check_rnn(h, {RnnCell::lstm, 6, 17, 10, 8, true}, {17, 1, 0, 9, 17, 4});
+  }
+  h.config().set_threads(before);
+}
+
+// Last, max and mean over each row's real steps, with one and two direction blocks (block 1's
+// last state is at step 0), a row of length 0 (pools to 0, passes no gradient back) and ties in
+// the maximum (the earliest step wins). Every padding step holds a value larger than any real one.
+TS_CONFORMANCE_CASE(sequence_pooling) {
+  const std::vector<std::int32_t> lengths{9, 0, 1, 4, 7};
+  for (Index directions : {1, 2})
+    for (bool ties : {false, true})
+      for (SequencePooling mode : {SequencePooling::last, SequencePooling::max, SequencePooling::mean}) {
+        const Dims d{5, 9, 6 * directions};
+        auto src = h.random(d.count(), 101), diff_dst = h.random(d.n * d.c, 102);
+        std::vector<float> values(src.ref.begin(), src.ref.end());
+        for (Index i = 0; i < d.n; ++i)
+          for (Index j = 0; j < d.t * d.c; ++j) {
+            auto& x = values[static_cast<std::size_t>(i * d.t * d.c + j)];
+            x = j >= lengths[static_cast<std::size_t>(i)] * d.c ? 100.0f : ties ? std::round(x) : x;
+          }
+        h.set(src, values);
+        auto length_data = h.data(lengths);
+        auto argmax = h.data(std::vector<std::int32_t>(static_cast<std::size_t>(d.n * d.c), -7));
+        auto dst = h.output(d.n * d.c), diff_src = h.output(d.count());
+        const bool max = mode == SequencePooling::max;
+        const std::string name = std::string(mode == SequencePooling::last  ? "last"
+                                             : mode == SequencePooling::max ? "max"
+                                                                            : "mean") +
+                                 " pooling, " + std::to_string(directions) + " direction(s)" + (ties ? ", ties" : "");
+        h.run([&](auto& b, auto at) {
+          b.sequence_pool_forward(mode, d, directions, at(src), at(length_data), at(dst), max ? at(argmax) : nullptr);
+        });
+        h.expect(name + " forward", dst);
+        if (max) BOOST_TEST((h.download(argmax) == argmax.host), name << ": the winning steps agree");
+        h.run([&](auto& b, auto at) {
+          b.sequence_pool_backward(mode, d, directions, at(length_data), max ? at(argmax) : nullptr, at(diff_dst),
+                                   at(diff_src));
+        });
+        h.expect(name + " backward", diff_src);
+        BOOST_TEST(zero_at_padding(h.download(diff_src), d.t, d.c, lengths), name << ": no gradient to padding");
+      }
+}
+
 // Several of the blocks the CPU's loops are split into, and a remainder.
 TS_CONFORMANCE_CASE(element_wise) {
   const Index count = 200003;

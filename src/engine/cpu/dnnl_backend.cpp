@@ -1,5 +1,4 @@
 #include "textscale/engine/cpu/dnnl_backend.h"
-#include "textscale/engine/reference_backend.h"
 
 #include <omp.h>
 
@@ -12,6 +11,8 @@
 #include <vector>
 
 #include "cpu_kernels.h"
+#include "dnnl_check.h"
+#include "lstm.h"
 #include "textscale/engine/buffer.h"
 #include "winograd.h"
 
@@ -21,18 +22,6 @@ namespace textscale::engine {
 using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 
-// Runs a oneDNN C++ API statement, turning dnnl::error into DnnlError with the call and location.
-#define TS_DNNL(statement)                                                                    \
-  do {                                                                                        \
-    try {                                                                                     \
-      statement;                                                                              \
-    } catch (const dnnl::error& ts_dnnl_error_) {                                             \
-      throw DnnlError(std::string("oneDNN: ") + #statement + " failed at " + __FILE__ + ":" + \
-                      std::to_string(__LINE__) + ": " + ts_dnnl_error_.what() + " (status " + \
-                      std::to_string(ts_dnnl_error_.status) + ")");                           \
-    }                                                                                         \
-  } while (0)
-
 struct DnnlBackend::Impl {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
@@ -41,6 +30,7 @@ struct DnnlBackend::Impl {
   // operands. Grown to the largest operand, never shrunk: the copies cost the memory of the two
   // largest operands, not of one per layer and direction.
   Buffer<std::uint16_t> bf16_slots[2];
+  cpu::LstmScratch lstm_scratch;  // the recurrent operation's scratch memory, shared the same way
 };
 
 namespace {
@@ -705,18 +695,18 @@ void DnnlBackend::embedding_backward(Index n, Index t, Index vocab, Index dim, c
                                      const float* diff_dst, float* diff_table) {
   cpu::embedding_backward(n, t, vocab, dim, ids, diff_dst, diff_table);
 }
-// INTERIM: the reference loops until the oneDNN RNN primitive is wired in.
+// --- Recurrent: oneDNN's LSTM primitives (lstm.h) ---------------------------------------------
+
 void DnnlBackend::rnn_forward(OpStatePtr& state, const RnnShape& shape, const float* src, const std::int32_t* lengths,
                               const float* weights, const float* bias, float* dst, bool training) {
-  static ReferenceBackend<float> reference;
-  reference.rnn_forward(state, shape, src, lengths, weights, bias, dst, training);
+  cpu::lstm_forward(impl_->engine, impl_->lstm_scratch, state, shape, src, lengths, weights, bias, dst, training);
 }
 
-void DnnlBackend::rnn_backward(OpStatePtr& state, const RnnShape& shape, const float* src, const std::int32_t* lengths,
-                               const float* weights, const float* dst, const float* diff_dst, float* diff_src,
-                               float* diff_weights, float* diff_bias) {
-  static ReferenceBackend<float> reference;
-  reference.rnn_backward(state, shape, src, lengths, weights, dst, diff_dst, diff_src, diff_weights, diff_bias);
+void DnnlBackend::rnn_backward(OpStatePtr& state, const RnnShape& shape, const float* /*src*/,
+                               const std::int32_t* lengths, const float* weights, const float* /*dst*/,
+                               const float* diff_dst, float* diff_src, float* diff_weights, float* diff_bias) {
+  cpu::lstm_backward(impl_->engine, impl_->lstm_scratch, state, shape, lengths, weights, diff_dst, diff_src,
+                     diff_weights, diff_bias);
 }
 
 double DnnlBackend::softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,

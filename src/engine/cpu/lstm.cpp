@@ -1,0 +1,416 @@
+#include "lstm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <list>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "dnnl_check.h"
+#include "textscale/common/error.h"
+#include "textscale/engine/buffer.h"
+
+namespace textscale::engine::cpu {
+namespace {
+
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+using Desc = dnnl::memory::desc;
+
+// The primitives of one shape; both directions run them, each on its own memory.
+struct LstmPrimitives {
+  RnnShape shape;
+  dnnl::lstm_forward::primitive_desc training_pd, inference_pd;
+  dnnl::lstm_forward training, inference;
+  dnnl::lstm_backward::primitive_desc backward_pd;
+  dnnl::lstm_backward backward;
+  bool has_training = false, has_inference = false, has_backward = false;
+};
+
+// One direction's memory at a call site, for all its shapes (grown to the largest).
+struct LstmDirection {
+  dnnl::stream stream;
+  Buffer<float> src;  // (T, N, C_in): the rows in the order this direction visits them, 0 at padding
+  Buffer<float> dst;  // (T, N, H): its output, in that order
+  Buffer<std::uint8_t> workspace;
+  // Weights, bias and their gradients in the primitives' layouts (made again when a layout changes).
+  dnnl::memory weights_layer, weights_iter, bias, diff_weights_layer, diff_weights_iter, diff_bias, zero_bias;
+};
+
+struct LstmState final : OpState {
+  std::list<LstmPrimitives> cache;  // a list: references stay valid
+  LstmDirection directions[2];
+  std::vector<Index> lengths;               // per row, of the last forward
+  const LstmPrimitives* trained = nullptr;  // the last forward's primitives, when it was a training one
+};
+
+LstmState& lstm_state(OpStatePtr& state, const dnnl::engine& engine) {
+  if (!dynamic_cast<LstmState*>(state.get())) {
+    auto made = std::make_unique<LstmState>();
+    for (auto& direction : made->directions) direction.stream = dnnl::stream(engine);
+    state = std::move(made);
+  }
+  return static_cast<LstmState&>(*state);
+}
+
+Desc time_major(Index t, Index n, Index c) {
+  return {{t, n, c}, dt::f32, tag::tnc};
+}
+
+// The canonical layouts of one direction (dims.h): W_x (G*H, C_in) and W_h (G*H, H) row-major with
+// the rows in gate order are oneDNN's ldgoi; the bias (G*H) is ldgo.
+Desc canonical_weights(Index in, Index hidden) {
+  return {{1, 1, in, 4, hidden}, dt::f32, tag::ldgoi};
+}
+Desc canonical_bias(Index hidden) {
+  return {{1, 1, 4, hidden}, dt::f32, tag::ldgo};
+}
+
+dnnl::memory user_memory(const Desc& desc, const dnnl::engine& engine, const void* data) {
+  return {desc, engine, const_cast<void*>(data)};
+}
+
+// `from` reordered into `kept`, made with `wanted` (when it has another layout).
+void reorder_into(const dnnl::memory& from, const Desc& wanted, dnnl::memory& kept, dnnl::stream& stream) {
+  if (!kept || kept.get_desc() != wanted) kept = dnnl::memory(wanted, from.get_engine());
+  TS_DNNL(dnnl::reorder(from, kept).execute(stream, const_cast<dnnl::memory&>(from), kept));
+}
+
+// A user buffer as a primitive's argument: itself when the layouts agree, else `kept` (reordered
+// from it when `fill`).
+dnnl::memory argument(const dnnl::memory& user, const Desc& wanted, dnnl::memory& kept, dnnl::stream& stream,
+                      bool fill) {
+  if (user.get_desc() == wanted) return user;
+  if (fill) {
+    reorder_into(user, wanted, kept, stream);
+  } else if (!kept || kept.get_desc() != wanted) {
+    kept = dnnl::memory(wanted, user.get_engine());
+  }
+  return kept;
+}
+
+void zero(dnnl::memory& m) {
+  std::memset(m.get_data_handle(), 0, m.get_desc().get_size());
+}
+
+template <typename T>
+T* at_least(Buffer<T>& buffer, std::size_t count) {
+  if (buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
+
+// --- Copies between the caller's (N, T, C) arrays and a direction's time-major scratch ----------
+
+// The step a direction reaches at its `step`-th real step of a row of `length` steps.
+Index visited(Index direction, Index length, Index step) {
+  return direction == 0 ? step : length - 1 - step;
+}
+
+// to (T, N, width) = the `width` channels from `offset` of from (N, T, stride), each row's real
+// steps in the order `direction` visits them, then 0 at the padding steps.
+void gather(Index n, Index t, Index width, Index stride, Index offset, Index direction, const Index* lengths,
+            const float* from, float* to) {
+#pragma omp parallel for schedule(static)
+  for (Index i = 0; i < n; ++i) {
+    const Index length = lengths[i];
+    for (Index step = 0; step < t; ++step) {
+      float* out = to + (step * n + i) * width;
+      if (step < length)
+        std::copy_n(from + (i * t + visited(direction, length, step)) * stride + offset, width, out);
+      else
+        std::fill_n(out, width, 0.0f);
+    }
+  }
+}
+
+// The inverse: the `width` channels from `offset` of to (N, T, stride) from (T, N, width), 0 at the
+// padding steps.
+void scatter(Index n, Index t, Index width, Index stride, Index offset, Index direction, const Index* lengths,
+             const float* from, float* to) {
+#pragma omp parallel for schedule(static)
+  for (Index i = 0; i < n; ++i) {
+    const Index length = lengths[i];
+    for (Index step = 0; step < t; ++step) {
+      float* out = to + (i * t + step) * stride + offset;
+      if (step < length)
+        std::copy_n(from + (visited(direction, length, step) * n + i) * width, width, out);
+      else
+        std::fill_n(out, width, 0.0f);
+    }
+  }
+}
+
+// diff_src (N, T, C_in): the directions' input gradients (time-major, in their visiting order)
+// summed at the real steps, 0 at the padding steps.
+void combine_diff_src(Index n, Index t, Index c, const Index* lengths, const float* forward, const float* backward,
+                      float* diff_src) {
+#pragma omp parallel for schedule(static)
+  for (Index i = 0; i < n; ++i) {
+    const Index length = lengths[i];
+    for (Index step = 0; step < t; ++step) {
+      float* out = diff_src + (i * t + step) * c;
+      if (step >= length) {
+        std::fill_n(out, c, 0.0f);
+        continue;
+      }
+      const float* a = forward + (step * n + i) * c;
+      if (!backward) {
+        std::copy_n(a, c, out);
+        continue;
+      }
+      const float* b = backward + ((length - 1 - step) * n + i) * c;
+      for (Index k = 0; k < c; ++k) out[k] = a[k] + b[k];
+    }
+  }
+}
+
+// --- Primitives -------------------------------------------------------------------------------
+
+// An LSTM over all T steps of the (T, N, C_in) input, without final states. The initial h and c are
+// given (zeros) although oneDNN would take zeros for missing ones: oneDNN 2.6's backward
+// pairs each step's gate gradient with the previous step's h in one GEMM, and when the first h is
+// not given and the outputs go straight to dst (left to right, f32) it pairs them with the same
+// step's h instead, which gives a wrong W_h gradient (src/cpu/rnn/ref_rnn.cpp, merge_gemm_iter).
+struct LstmDescs {
+  Desc src, src_iter, dst, weights_layer, weights_iter, bias, none;
+  explicit LstmDescs(const RnnShape& s)
+      : src(time_major(s.t, s.n, s.c_in)),
+        src_iter({1, 1, s.n, s.hidden}, dt::f32, tag::ldnc),
+        dst(time_major(s.t, s.n, s.hidden)),
+        weights_layer({1, 1, s.c_in, 4, s.hidden}, dt::f32, tag::any),
+        weights_iter({1, 1, s.hidden, 4, s.hidden}, dt::f32, tag::any),
+        bias(canonical_bias(s.hidden)) {}
+};
+
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+dnnl::lstm_forward::primitive_desc forward_pd(const RnnShape& s, dnnl::prop_kind kind, const dnnl::engine& engine) {
+  const LstmDescs d(s);
+  const dnnl::lstm_forward::desc desc(kind, dnnl::rnn_direction::unidirectional_left2right, d.src, d.src_iter,
+                                      d.src_iter, d.weights_layer, d.weights_iter, d.bias, d.dst, d.none, d.none);
+  dnnl::lstm_forward::primitive_desc pd;
+  TS_DNNL(pd = dnnl::lstm_forward::primitive_desc(desc, user_scratchpad(), engine));
+  return pd;
+}
+
+LstmPrimitives& primitives(LstmState& state, const RnnShape& s, bool training, const dnnl::engine& engine) {
+  LstmPrimitives* p = nullptr;
+  for (auto& cached : state.cache)
+    if (cached.shape == s) p = &cached;
+  if (!p) {
+    p = &state.cache.emplace_back();
+    p->shape = s;
+  }
+  if (training && !p->has_training) {
+    p->training_pd = forward_pd(s, dnnl::prop_kind::forward_training, engine);
+    p->training = dnnl::lstm_forward(p->training_pd);
+    p->has_training = true;
+  }
+  if (!training && !p->has_inference) {
+    p->inference_pd = forward_pd(s, dnnl::prop_kind::forward_inference, engine);
+    p->inference = dnnl::lstm_forward(p->inference_pd);
+    p->has_inference = true;
+  }
+  return *p;
+}
+
+void make_backward(LstmPrimitives& p, const dnnl::engine& engine) {
+  if (p.has_backward) return;
+  const LstmDescs d(p.shape);
+  const dnnl::lstm_backward::desc desc(dnnl::prop_kind::backward, dnnl::rnn_direction::unidirectional_left2right, d.src,
+                                       d.src_iter, d.src_iter, d.weights_layer, d.weights_iter, d.bias, d.dst, d.none,
+                                       d.none, d.src, d.src_iter, d.src_iter, d.weights_layer, d.weights_iter, d.bias,
+                                       d.dst, d.none, d.none);
+  TS_DNNL(p.backward_pd = dnnl::lstm_backward::primitive_desc(desc, user_scratchpad(), engine, p.training_pd));
+  p.backward = dnnl::lstm_backward(p.backward_pd);
+  p.has_backward = true;
+}
+
+// --- Running the directions ---------------------------------------------------------------------
+
+// work(d) for each direction d: at the same time, one thread each, with two directions and 2 or 3
+// threads (see lstm.h); else in turn. Inside a parallel region oneDNN and the copies run on the
+// calling thread alone.
+template <typename Work>
+void for_each_direction(Index directions, const Work& work) {
+  const int threads = omp_get_max_threads();
+  if (directions < 2 || threads < 2 || threads > 3) {
+    for (Index d = 0; d < directions; ++d) work(d);
+    return;
+  }
+  std::exception_ptr failed[2];
+#pragma omp parallel num_threads(2)
+  {
+    // A region that got one thread (nested in another) runs both directions on it.
+    for (int d = omp_get_thread_num(); d < 2; d += omp_get_num_threads()) {
+      try {
+        work(d);
+      } catch (...) {
+        failed[d] = std::current_exception();
+      }
+    }
+  }
+  for (const auto& f : failed)
+    if (f) std::rethrow_exception(f);
+}
+
+std::vector<Index> checked_lengths(const std::int32_t* lengths, const RnnShape& s, const char* op) {
+  std::vector<Index> checked(static_cast<std::size_t>(s.n), s.t);
+  if (!lengths) return checked;
+  for (Index i = 0; i < s.n; ++i) {
+    if (lengths[i] < 0 || lengths[i] > s.t)
+      throw Error(std::string(op) + ": row " + std::to_string(i) + " has length " + std::to_string(lengths[i]) +
+                  ", outside [0, " + std::to_string(s.t) + "]");
+    checked[static_cast<std::size_t>(i)] = lengths[i];
+  }
+  return checked;
+}
+
+void check_shape(const RnnShape& s, const char* op) {
+  if (s.cell != RnnCell::lstm) throw Error(std::string(op) + ": the CPU backend implements LSTM cells only");
+  if (s.n < 0 || s.t < 0 || s.c_in <= 0 || s.hidden <= 0)
+    throw Error(std::string(op) + ": invalid shape n " + std::to_string(s.n) + " t " + std::to_string(s.t) + " c_in " +
+                std::to_string(s.c_in) + " hidden " + std::to_string(s.hidden));
+}
+
+}  // namespace
+
+void lstm_forward(const dnnl::engine& engine, LstmScratch& scratch, OpStatePtr& state, const RnnShape& s,
+                  const float* src, const std::int32_t* lengths, const float* weights, const float* bias, float* dst,
+                  bool training) {
+  check_shape(s, "rnn_forward");
+  LstmState& st = lstm_state(state, engine);
+  st.lengths = checked_lengths(lengths, s, "rnn_forward");
+  st.trained = nullptr;
+  if (s.n == 0 || s.t == 0) return;
+  LstmPrimitives& p = primitives(st, s, training, engine);
+  const auto& pd = training ? p.training_pd : p.inference_pd;
+  const dnnl::lstm_forward& primitive = training ? p.training : p.inference;
+  const Index H = s.hidden, G = 4 * H, C = s.c_in, D = s.directions();
+  const auto rows = static_cast<std::size_t>(s.n * s.t);
+  for (Index d = 0; d < D; ++d) {  // allocations before the threads
+    LstmDirection& dir = st.directions[d];
+    at_least(dir.src, rows * static_cast<std::size_t>(C));
+    at_least(dir.dst, rows * static_cast<std::size_t>(H));
+    if (training) at_least(dir.workspace, pd.workspace_desc().get_size());
+    at_least(scratch.directions[d].zeros, static_cast<std::size_t>(s.n * H));  // nothing writes them
+    at_least(scratch.directions[d].scratchpad, pd.scratchpad_desc().get_size());
+  }
+  for_each_direction(D, [&](Index d) {
+    LstmDirection& dir = st.directions[d];
+    LstmScratch::Direction& shared = scratch.directions[d];
+    gather(s.n, s.t, C, C, 0, d, st.lengths.data(), src, dir.src.data());
+    const float* wx = weights + d * s.direction_weights();
+    const dnnl::memory user_wx = user_memory(canonical_weights(C, H), engine, wx),
+                       user_wh = user_memory(canonical_weights(H, H), engine, wx + G * C),
+                       user_bias = user_memory(canonical_bias(H), engine, bias + d * G);
+    reorder_into(user_wx, pd.weights_layer_desc(), dir.weights_layer, dir.stream);
+    reorder_into(user_wh, pd.weights_iter_desc(), dir.weights_iter, dir.stream);
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC_LAYER, user_memory(pd.src_layer_desc(), engine, dir.src.data())},
+        {DNNL_ARG_SRC_ITER, user_memory(pd.src_iter_desc(), engine, shared.zeros.data())},
+        {DNNL_ARG_SRC_ITER_C, user_memory(pd.src_iter_c_desc(), engine, shared.zeros.data())},
+        {DNNL_ARG_WEIGHTS_LAYER, dir.weights_layer},
+        {DNNL_ARG_WEIGHTS_ITER, dir.weights_iter},
+        {DNNL_ARG_BIAS, argument(user_bias, pd.bias_desc(), dir.bias, dir.stream, true)},
+        {DNNL_ARG_DST_LAYER, user_memory(pd.dst_layer_desc(), engine, dir.dst.data())},
+        {DNNL_ARG_SCRATCHPAD, user_memory(pd.scratchpad_desc(), engine, shared.scratchpad.data())}};
+    if (training) args[DNNL_ARG_WORKSPACE] = user_memory(pd.workspace_desc(), engine, dir.workspace.data());
+    TS_DNNL(primitive.execute(dir.stream, args));
+    dir.stream.wait();
+    scatter(s.n, s.t, H, D * H, d * H, d, st.lengths.data(), dir.dst.data(), dst);
+  });
+  if (training) st.trained = &p;
+}
+
+void lstm_backward(const dnnl::engine& engine, LstmScratch& scratch, OpStatePtr& state, const RnnShape& s,
+                   const std::int32_t* lengths, const float* weights, const float* diff_dst, float* diff_src,
+                   float* diff_weights, float* diff_bias) {
+  check_shape(s, "rnn_backward");
+  auto* st = dynamic_cast<LstmState*>(state.get());
+  if (!st || !st->trained || !(st->trained->shape == s))
+    throw Error("rnn_backward: the last forward with this state was not a training forward of this shape");
+  if (checked_lengths(lengths, s, "rnn_backward") != st->lengths)
+    throw Error("rnn_backward: the lengths differ from the training forward's");
+  std::fill_n(diff_weights, s.weights_count(), 0.0f);
+  std::fill_n(diff_bias, s.bias_count(), 0.0f);
+  if (s.n == 0 || s.t == 0) return;
+  // The forward's primitives: `trained` points into the cache.
+  auto& p = const_cast<LstmPrimitives&>(*st->trained);
+  make_backward(p, engine);
+  const auto& pd = p.backward_pd;
+  const Index H = s.hidden, G = 4 * H, C = s.c_in, D = s.directions();
+  const auto rows = static_cast<std::size_t>(s.n * s.t);
+  for (auto& shared : scratch.directions) {
+    at_least(shared.diff_dst, rows * static_cast<std::size_t>(H));
+    at_least(shared.diff_src, rows * static_cast<std::size_t>(C));
+    at_least(shared.zeros, static_cast<std::size_t>(s.n * H));
+    at_least(shared.diff_initial, static_cast<std::size_t>(2 * s.n * H));
+    at_least(shared.scratchpad, pd.scratchpad_desc().get_size());
+  }
+  for_each_direction(D, [&](Index d) {
+    LstmDirection& dir = st->directions[d];
+    LstmScratch::Direction& shared = scratch.directions[d];
+    gather(s.n, s.t, H, D * H, d * H, d, st->lengths.data(), diff_dst, shared.diff_dst.data());
+    float* wx = const_cast<float*>(weights) + d * s.direction_weights();
+    float* dwx = diff_weights + d * s.direction_weights();
+    dnnl::memory user_wx = user_memory(canonical_weights(C, H), engine, wx),
+                 user_wh = user_memory(canonical_weights(H, H), engine, wx + G * C),
+                 user_dwx = user_memory(canonical_weights(C, H), engine, dwx),
+                 user_dwh = user_memory(canonical_weights(H, H), engine, dwx + G * C),
+                 user_diff_bias = user_memory(canonical_bias(H), engine, diff_bias + d * G);
+    reorder_into(user_wx, pd.weights_layer_desc(), dir.weights_layer, dir.stream);
+    reorder_into(user_wh, pd.weights_iter_desc(), dir.weights_iter, dir.stream);
+    // oneDNN adds the gradients to these: they start at 0 (the user's bias gradient already is).
+    if (!dir.diff_weights_layer || dir.diff_weights_layer.get_desc() != pd.diff_weights_layer_desc())
+      dir.diff_weights_layer = dnnl::memory(pd.diff_weights_layer_desc(), engine);
+    if (!dir.diff_weights_iter || dir.diff_weights_iter.get_desc() != pd.diff_weights_iter_desc())
+      dir.diff_weights_iter = dnnl::memory(pd.diff_weights_iter_desc(), engine);
+    zero(dir.diff_weights_layer);
+    zero(dir.diff_weights_iter);
+    dnnl::memory diff_bias_memory = argument(user_diff_bias, pd.diff_bias_desc(), dir.diff_bias, dir.stream, false);
+    zero(diff_bias_memory);
+    // LSTM backward reads the gates from the workspace, not the bias; it gets zeros.
+    if (!dir.zero_bias || dir.zero_bias.get_desc() != pd.bias_desc()) {
+      dir.zero_bias = dnnl::memory(pd.bias_desc(), engine);
+      zero(dir.zero_bias);
+    }
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC_LAYER, user_memory(pd.src_layer_desc(), engine, dir.src.data())},
+        {DNNL_ARG_SRC_ITER, user_memory(pd.src_iter_desc(), engine, shared.zeros.data())},
+        {DNNL_ARG_SRC_ITER_C, user_memory(pd.src_iter_c_desc(), engine, shared.zeros.data())},
+        {DNNL_ARG_WEIGHTS_LAYER, dir.weights_layer},
+        {DNNL_ARG_WEIGHTS_ITER, dir.weights_iter},
+        {DNNL_ARG_BIAS, dir.zero_bias},
+        {DNNL_ARG_DST_LAYER, user_memory(pd.dst_layer_desc(), engine, dir.dst.data())},
+        {DNNL_ARG_WORKSPACE, user_memory(pd.workspace_desc(), engine, dir.workspace.data())},
+        {DNNL_ARG_DIFF_DST_LAYER, user_memory(pd.diff_dst_layer_desc(), engine, shared.diff_dst.data())},
+        {DNNL_ARG_DIFF_SRC_LAYER, user_memory(pd.diff_src_layer_desc(), engine, shared.diff_src.data())},
+        {DNNL_ARG_DIFF_SRC_ITER, user_memory(pd.diff_src_iter_desc(), engine, shared.diff_initial.data())},
+        {DNNL_ARG_DIFF_SRC_ITER_C,
+         user_memory(pd.diff_src_iter_c_desc(), engine, shared.diff_initial.data() + s.n * H)},
+        {DNNL_ARG_DIFF_WEIGHTS_LAYER, dir.diff_weights_layer},
+        {DNNL_ARG_DIFF_WEIGHTS_ITER, dir.diff_weights_iter},
+        {DNNL_ARG_DIFF_BIAS, diff_bias_memory},
+        {DNNL_ARG_SCRATCHPAD, user_memory(pd.scratchpad_desc(), engine, shared.scratchpad.data())}};
+    TS_DNNL(p.backward.execute(dir.stream, args));
+    TS_DNNL(dnnl::reorder(dir.diff_weights_layer, user_dwx).execute(dir.stream, dir.diff_weights_layer, user_dwx));
+    TS_DNNL(dnnl::reorder(dir.diff_weights_iter, user_dwh).execute(dir.stream, dir.diff_weights_iter, user_dwh));
+    if (diff_bias_memory.get_data_handle() != user_diff_bias.get_data_handle())
+      TS_DNNL(dnnl::reorder(diff_bias_memory, user_diff_bias).execute(dir.stream, diff_bias_memory, user_diff_bias));
+    dir.stream.wait();
+  });
+  if (diff_src)
+    combine_diff_src(s.n, s.t, C, st->lengths.data(), scratch.directions[0].diff_src.data(),
+                     D == 2 ? scratch.directions[1].diff_src.data() : nullptr, diff_src);
+}
+
+}  // namespace textscale::engine::cpu
