@@ -16,7 +16,8 @@ namespace textscale::cli {
 int models_command(const std::vector<std::string>& arguments) {
   bool json = false;
   po::options_description options(
-      "textscale models: the models train and bench build (--model NAME)\n\nusage: textscale models [--json]");
+      "textscale models: the models train and bench build (--model NAME), the ids each reads\n\nusage: textscale "
+      "models [--json]");
   options.add_options()("help,h", "show this help")("json", po::bool_switch(&json),
                                                     "one JSON object a line: name, description, hyperparameters, "
                                                     "parameters");
@@ -29,15 +30,18 @@ int models_command(const std::vector<std::string>& arguments) {
         "hyperparameters: the published values)\n");
   for (const auto& entry : engine::model_registry().entries()) {
     const engine::Index parameters = engine::trained_parameter_count(engine::listing_config(entry.name));
+    const bool words = engine::input_ids(entry.name) == engine::IdType::words;
     if (json) {
       const nlohmann::json line{{"name", entry.name},
+                                {"input", words ? "words" : "characters"},
                                 {"description", entry.description},
                                 {"hyperparameters", entry.defaults},
                                 {"parameters", parameters}};
       std::printf("%s\n", line.dump().c_str());
     } else {
-      std::printf("\n%-12s %lld parameters\n  %s\n  hyperparameters: %s\n", entry.name.c_str(),
-                  static_cast<long long>(parameters), entry.description.c_str(), entry.defaults.dump().c_str());
+      std::printf("\n%-12s %lld parameters, reads %s\n  %s\n  hyperparameters: %s\n", entry.name.c_str(),
+                  static_cast<long long>(parameters), words ? "words" : "characters", entry.description.c_str(),
+                  entry.defaults.dump().c_str());
     }
   }
   return 0;

@@ -473,7 +473,11 @@ class EpochLoop {
 
   // Every epoch from the position on, then the final evaluation.
   void run() {
-    const double flops_per_sample = 6 * p_.model.forward_macs();  // forward 2, backward 4 per multiply-add
+    // Forward 2, backward 4 per multiply-add, at the model's full row length: the FLOP rate of the
+    // character models. The word models compute each batch only up to its longest row, so a rate
+    // at W words a row would be no measurement: they report samples/s only (`textscale bench`
+    // measures their FLOP rate on full rows).
+    const double flops_per_sample = p_.train.encoding().ids == engine::IdType::words ? 0 : 6 * p_.model.forward_macs();
     for (; position_.epoch < p_.config.epochs; ++position_.epoch) {
       if (!train_epoch()) break;
       end_epoch(flops_per_sample);
@@ -717,14 +721,18 @@ class EpochLoop {
         {"train_accuracy", static_cast<double>(position_.epoch_correct) / static_cast<double>(position_.epoch_samples)},
         {"train_seconds", position_.epoch_seconds},
         {"samples_per_second", static_cast<double>(position_.epoch_samples) / position_.epoch_seconds},
-        {"gflops", flops_per_sample * static_cast<double>(position_.epoch_samples) / position_.epoch_seconds / 1e9},
         {"ranks", p_.world.size}};
     char line[320];
-    std::snprintf(line, sizeof line, "epoch %lld done: train loss %.4f acc %.4f, %.1f samples/s (%.1f GFLOP/s dense)",
+    std::snprintf(line, sizeof line, "epoch %lld done: train loss %.4f acc %.4f, %.1f samples/s",
                   static_cast<long long>(position_.epoch + 1), record["train_loss"].get<double>(),
-                  record["train_accuracy"].get<double>(), record["samples_per_second"].get<double>(),
-                  record["gflops"].get<double>());
+                  record["train_accuracy"].get<double>(), record["samples_per_second"].get<double>());
     std::string summary = line;
+    if (flops_per_sample > 0) {
+      record["gflops"] =
+          flops_per_sample * static_cast<double>(position_.epoch_samples) / position_.epoch_seconds / 1e9;
+      std::snprintf(line, sizeof line, " (%.1f GFLOP/s dense)", record["gflops"].get<double>());
+      summary += line;
+    }
     const bool final_epoch = position_.epoch + 1 == config.epochs;
     if (!p_.eval.valid.path.empty()) {
       const auto eval_start = Clock::now();
@@ -799,11 +807,13 @@ class EpochLoop {
       record["test"] = nlohmann::json::parse(m.json(classes));
       record["test"]["samples_per_second"] = static_cast<double>(m.samples()) / eval_seconds;
       say("test set (" + p_.config.test_path + "), final weights:\n" + m.table(classes));
+      char flops[64] = "";
+      if (flops_per_sample > 0)
+        std::snprintf(flops, sizeof flops, " (%.1f GFLOP/s dense)",
+                      flops_per_sample * record["train_samples_per_second"].get<double>() / 1e9);
       char line[256];
-      std::snprintf(line, sizeof line,
-                    "accuracy %.4f | training %.1f samples/s (%.1f GFLOP/s dense) | inference %.1f samples/s",
-                    m.accuracy(), record["train_samples_per_second"].get<double>(),
-                    flops_per_sample * record["train_samples_per_second"].get<double>() / 1e9,
+      std::snprintf(line, sizeof line, "accuracy %.4f | training %.1f samples/s%s | inference %.1f samples/s",
+                    m.accuracy(), record["train_samples_per_second"].get<double>(), flops,
                     static_cast<double>(m.samples()) / eval_seconds);
       say(line);
     }
