@@ -11,6 +11,11 @@ cross-entropy, backward and torch.optim.SGD (lr 0.01, momentum 0.9, foreach) on 
 fp32 master weights). --compile: the model under torch.compile (default mode); the first steps
 compile and are part of the warm-up.
 
+--model bilstm (a word model) trains the PyTorch BiLSTM of bench/peer_word_models.py on synthetic
+rows as `textscale bench --model bilstm` does: ids (N, --length) uniform in 2..--vocab-1, every row
+at its full length. That file is optional (see "Hook: the word models' peer" below): without it
+the script prints a JSON line with "available": false and the reason, and exits 0.
+
 --peak instead measures the device: an 8192^3 GEMM in bf16 and in TF32 (TFLOP/s, mean of 10 after
 3 warm-ups) and a 2 GiB device-to-device copy (GB/s counting bytes read and written).
 
@@ -29,6 +34,29 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from peer_models import CHAR_LENGTH, MODEL_NAMES, NUM_CODES, build_model  # noqa: E402
+
+WORD_MODEL_NAMES = ("bilstm",)
+DEVICE = "cuda"
+
+
+# ---- Hook: the word models' peer --------------------------------------------------------------
+# The PyTorch BiLSTM (the same architecture and initialisation as textscale's `bilstm`) lives in
+# bench/peer_word_models.py, beside peer_models.py; make-kit.sh packs it when the checkout has it.
+# This is the only place that reads it. Used interface: BiLSTM(num_classes=C, vocab_size=V) is an
+# nn.Module whose forward(words (N, T) int64, lengths (N,) int64) returns logits (N, C).
+# Without the file, or when it does not import or build through that interface, the peer is "not
+# available": a JSON line says so and why, and the kit goes on.
+def build_word_peer(num_classes, vocab_size):
+    """(model, None), or (None, the reason the peer is not available)."""
+    try:
+        from peer_word_models import BiLSTM
+    except Exception as error:  # the file is absent (ImportError), or fails as it is imported
+        return None, f"bench/peer_word_models.py: {type(error).__name__}: {error}"
+    try:
+        return BiLSTM(num_classes=num_classes, vocab_size=vocab_size), None
+    except Exception as error:
+        return None, f"peer_word_models.BiLSTM(num_classes, vocab_size): {type(error).__name__}: {error}"
+# ------------------------------------------------------------------------------------------------
 
 
 def set_precision(precision):
@@ -75,13 +103,37 @@ def peak():
     return out
 
 
+def model_and_inputs(args):
+    """(model on the device, its inputs as a tuple), or (None, the reason the peer is not available).
+    Character models: codes (N, 1014) uniform in 0..69. Word models: ids (N, --length) uniform in
+    2..--vocab-1 (no padding, no unknown word) and every row's length --length, as textscale bench."""
+    if args.model not in WORD_MODEL_NAMES:
+        model = build_model(args.model, args.classes).to(DEVICE)
+        codes = torch.randint(0, NUM_CODES, (args.batch_size, CHAR_LENGTH), dtype=torch.uint8, device=DEVICE)
+        return model, (codes,)
+    model, why_not = build_word_peer(args.classes, args.vocab)
+    if model is None:
+        return None, why_not
+    words = torch.randint(2, args.vocab, (args.batch_size, args.length), dtype=torch.int64, device=DEVICE)
+    lengths = torch.full((args.batch_size,), args.length, dtype=torch.int64, device=DEVICE)
+    return model.to(DEVICE), (words, lengths)
+
+
+def not_available(args, why):
+    """The JSON line for a peer that is not there: the summary shows "peer not available"."""
+    print(f"peer_gpu.py: peer not available for {args.model}: {why}", file=sys.stderr)
+    return {"implementation": "pytorch-compile" if args.compile else "pytorch-eager", "model": args.model,
+            "batch": args.batch_size, "precision": args.precision, "available": False, "reason": why}
+
+
 def train(args):
     set_precision(args.precision)
     torch.manual_seed(args.seed)
-    model = build_model(args.model, args.classes).cuda()
+    model, inputs = model_and_inputs(args)
+    if model is None:
+        return not_available(args, inputs)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
-    codes = torch.randint(0, NUM_CODES, (args.batch_size, CHAR_LENGTH), dtype=torch.uint8, device="cuda")
-    labels = torch.randint(0, args.classes, (args.batch_size,), device="cuda")
+    labels = torch.randint(0, args.classes, (args.batch_size,), device=DEVICE)
     forward = torch.compile(model) if args.compile else model
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
@@ -89,7 +141,7 @@ def train(args):
 
     def step():
         with autocast:
-            loss = F.cross_entropy(forward(codes), labels)
+            loss = F.cross_entropy(forward(*inputs), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -108,6 +160,8 @@ def train(args):
         "device": torch.cuda.get_device_name(),
         "torch_version": torch.__version__,
     }
+    if args.model in WORD_MODEL_NAMES:
+        out["length"], out["vocab"] = args.length, args.vocab
     if args.repeats > 1:
         out["train_samples_per_second_windows"] = rates
     return out
@@ -115,7 +169,9 @@ def train(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=MODEL_NAMES, default="crepe-small")
+    p.add_argument("--model", choices=MODEL_NAMES + WORD_MODEL_NAMES, default="crepe-small")
+    p.add_argument("--length", type=int, default=300, help="word models: words a row (all real)")
+    p.add_argument("--vocab", type=int, default=50000, help="word models: vocabulary size")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="tf32")
     p.add_argument("--compile", action="store_true")

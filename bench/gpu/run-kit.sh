@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# On the GPU machine: unpacks the kit made by make-kit.sh, runs the `gpu` tests, a short training
-# run on real data (when the kit has it), and the benchmarks against PyTorch on the same GPU, and
+# On the GPU machine: unpacks the kit made by make-kit.sh, runs the `gpu` tests, short training
+# runs on real data (when the kit has it), and the benchmarks against PyTorch on the same GPU, and
 # writes everything under OUT_DIR:
-#   tests.log, train.log, textscale.jsonl, pytorch.jsonl, peak.json, summary.md (summarize.py).
+#   tests.log, train.log, textscale.jsonl, pytorch.jsonl, peak.json, summary.md (summarize.py);
+#   bilstm-metrics.jsonl and bilstm-evaluate.jsonl (the BiLSTM's training run, below).
 # CUDA, cuDNN, cuBLAS and NCCL come from this machine: the nvidia-* Python wheels that PyTorch
 # uses, else /usr/local/cuda.
 #
 # usage: bench/gpu/run-kit.sh KIT_ARCHIVE OUT_DIR [full | quick | profile | accuracy]
-#   quick: tests and one benchmark per model only (for a short lease);
+#   quick: tests and one benchmark per model only (for a short lease; the BiLSTM: two);
 #   full also runs torch.compile (TF32, batch 128; COMPILE=0 skips it, about two minutes);
 #   full and quick also time Crepe-small with its first block fused (the default) and unfused
 #   (--onehot-fusion off) back to back: ab.jsonl; and both models in --precision bf16 with
@@ -25,6 +26,13 @@
 #   ("ag_news imdb") choose what runs, PARALLEL (1) how many runs share the GPU at a time;
 #   ACCURACY_DEVICE=cpu makes a dry run of this mode on a machine without a GPU.
 #   Tables and per-run metrics go to OUT_DIR/accuracy/.
+# The BiLSTM (a word model), in every mode unless BILSTM=0: test_cuda_rnn with the other tests;
+# jobs/main.sh's training run on the kit's AG News words on the GPU (3 epochs, Adam 0.002, batch
+# 128, rows bucketed by length), its best checkpoint evaluated on the GPU and on the CPU; in full
+# and quick, `textscale bench --model bilstm` (300 words, vocabulary 50,000, TF32) at batch 32 and
+# 128 beside peer_gpu.py's PyTorch BiLSTM (reported "peer not available" when the kit has no
+# bench/peer_word_models.py); in full and profile, its per-layer times at batch 128. About 2
+# minutes in all; each of its programs is stopped after BILSTM_TIMEOUT seconds (150).
 set -uo pipefail
 archive=$1
 out=$2
@@ -63,7 +71,13 @@ echo "== gpu tests" | tee "$out/tests.log"
 # communicator, no MPI is initialised.
 # Each test program is stopped after TEST_TIMEOUT seconds (default 120; each took under 20 s
 # on an H200), so a hung kernel costs two minutes of a short lease, not STEP_TIMEOUT's five.
-for t in "$kit"/tests/test_cuda_* "$kit"/tests/test_nccl; do
+for name in test_cuda_backend test_cuda_rnn test_cuda_training test_nccl; do
+  t=$kit/tests/$name
+  if [[ ! -x $t ]]; then
+    echo "$name: FAILED (not in the kit)" | tee -a "$out/tests.log"
+    status=1
+    continue
+  fi
   STEP_TIMEOUT=${TEST_TIMEOUT:-120} run "$t" --log_level=test_suite --report_level=short >>"$out/tests.log" 2>&1
   rc=$?
   case $rc in  # (not in a pipeline: `status` must change in this shell)
@@ -93,6 +107,58 @@ print(f"checkpoint written on the GPU: accuracy {gpu['accuracy']:.4f} on the GPU
 sys.exit(0 if abs(gpu["accuracy"] - cpu["accuracy"]) <= 0.002 else 1)
 PY
 fi
+
+# The BiLSTM's programs: each stopped after BILSTM_TIMEOUT seconds (150), so that a hang costs
+# less than STEP_TIMEOUT's five minutes.
+bilstm() { STEP_TIMEOUT=${BILSTM_TIMEOUT:-150} run "$@"; }
+# The main job's word model (jobs/main.sh: the same data, preprocessing and options; there on 2
+# CPU ranks, 0.88 on the test split after 3 epochs) on one GPU. Then its best validation
+# checkpoint on the test split on the GPU and on the CPU: one checkpoint layout for cuDNN's and
+# oneDNN's LSTM, so the two accuracies agree but for rows whose logits round differently.
+rm -f "$out/bilstm-metrics.jsonl" "$out/bilstm-evaluate.jsonl"
+if [[ ${BILSTM:-1} == 1 ]]; then
+  if [[ -f $kit/words/train.h5 ]]; then
+    echo "== training bilstm on AG News words (GPU; jobs/main.sh's options)" | tee -a "$out/train.log"
+    bilstm "$textscale" train --device cuda --model bilstm --train "$kit/words/train.h5" \
+      --valid "$kit/words/train.valid.h5" --test "$kit/words/test.h5" --epochs 3 --optimizer adam --lr 0.002 \
+      --bucket-by-length true --test-each-epoch false --progress off --run-dir "$kit/run-bilstm" \
+      >>"$out/train.log" 2>&1 || status=1
+    cp "$kit/run-bilstm/metrics.jsonl" "$out/bilstm-metrics.jsonl" 2>/dev/null || status=1
+    for device in cuda cpu; do
+      bilstm "$textscale" evaluate --device "$device" --checkpoint "$kit/run-bilstm/best.h5" \
+        --data "$kit/words/test.h5" --json "$kit/bilstm-evaluate-$device.json" >>"$out/train.log" 2>&1 || status=1
+    done
+    "$python" - "$kit" "$out/bilstm-evaluate.jsonl" <<'PY' | tee -a "$out/train.log" || status=1
+import json, os, sys
+rows = {}
+with open(sys.argv[2], "w") as out:
+    for device in ("cuda", "cpu"):
+        path = f"{sys.argv[1]}/bilstm-evaluate-{device}.json"
+        if os.path.exists(path):
+            rows[device] = {"device": device, **json.load(open(path))}
+            out.write(json.dumps(rows[device]) + "\n")
+if len(rows) < 2:
+    missing = " and ".join(d for d in ("cuda", "cpu") if d not in rows)
+    sys.exit(f"bilstm: the best checkpoint was not evaluated on {missing} (train.log says why)")
+gpu, cpu = rows["cuda"]["accuracy"], rows["cpu"]["accuracy"]
+print(f"bilstm checkpoint written on the GPU: accuracy {gpu:.4f} on the GPU, {cpu:.4f} on the CPU")
+sys.exit(0 if abs(gpu - cpu) <= 0.002 else 1)
+PY
+  else
+    echo "== no AG News words in the kit: the bilstm training check is skipped" | tee -a "$out/train.log"
+  fi
+fi
+# bilstm_bench BATCH: textscale bench --model bilstm (synthetic full-length rows) to textscale.jsonl
+# and peer_gpu.py's PyTorch BiLSTM to pytorch.jsonl (a line saying "available": false without it).
+bilstm_bench() {
+  # shellcheck disable=SC2086
+  bilstm "$textscale" bench --device cuda --model bilstm --length 300 --vocab 50000 --batch-size "$1" \
+    --precision tf32 $timing | sed 's/^{/{"precision":"tf32",/' >>"$out/textscale.jsonl" || status=1
+  # shellcheck disable=SC2086
+  timeout "${BILSTM_TIMEOUT:-150}" "$python" "$kit/bench/gpu/peer_gpu.py" \
+    --model bilstm --length 300 --vocab 50000 --batch-size "$1" --precision tf32 $timing \
+    >>"$out/pytorch.jsonl" || status=1
+}
 
 if [[ $mode == accuracy ]]; then
   # textscale through a wrapper that gives it the kit's libraries (Python keeps its own).
@@ -171,6 +237,8 @@ if [[ $mode == profile ]]; then
     "$python" "$kit/bench/gpu/peer_gpu.py" --model "$model" --batch-size 128 --precision tf32 \
       >>"$out/pytorch.jsonl" || status=1
   done
+  [[ ${BILSTM:-1} == 1 ]] && { STEP_TIMEOUT=${BILSTM_TIMEOUT:-150} profile bilstm tf32 >>"$out/textscale.jsonl" ||
+    status=1; }
   "$python" "$kit/bench/gpu/summarize.py" "$out" | tee "$out/summary.md"
   exit $status
 fi
@@ -207,6 +275,11 @@ for model in $models; do
     done
   done
 done
+# The BiLSTM at batch 32 and 128 (in quick too: a few seconds each), TF32 only: the LSTM itself
+# runs in TF32 under --precision bf16 as well.
+if [[ ${BILSTM:-1} == 1 ]]; then
+  for batch in 32 128; do bilstm_bench "$batch"; done
+fi
 # Crepe's first block as one operation (the default) against the same three operations unfused
 # (--onehot-fusion off), back to back, TF32: ab.jsonl, a table in summary.md.
 : >"$out/ab.jsonl"
@@ -241,6 +314,7 @@ if [[ $mode == full ]]; then
     profile "$model" bf16 >/dev/null || status=1
   done
   profile crepe-small tf32 "(first block unfused)" --onehot-fusion off >/dev/null || status=1
+  [[ ${BILSTM:-1} == 1 ]] && { STEP_TIMEOUT=${BILSTM_TIMEOUT:-150} profile bilstm tf32 >/dev/null || status=1; }
 fi
 "$python" "$kit/bench/gpu/summarize.py" "$out" | tee "$out/summary.md"
 # What the step would take if every layer ran at its floor, at this machine's measured peaks.
