@@ -4,6 +4,7 @@
 # - data/prepare.sh lays out the data the jobs read by default;
 # - the CPU job script with 2 tasks under `sbatch --wait`: exit code 0, both ranks trained (a
 #   2-rank world), the run directory holds the configuration, environment, metrics and checkpoint;
+# - the BiLSTM's CPU job script the same way, on word tensors from `data/prepare.sh --words`;
 # - requeue: SIGTERM to the job's tasks mid-run (what `--signal=TERM@300` sends before the time
 #   limit): every rank stops, rank 0 checkpoints, the job requeues itself and its second start
 #   resumes from the checkpoint and completes;
@@ -64,6 +65,29 @@ done
 expect_in "$WORK/crepe-dbpedia-cpu-$id.out" "2 ranks (mpi)"
 expect_in "$run/environment-0.txt" "tasks: 2"
 expect_in "$run/environment-0.txt" "--valid $WORK/data/dbpedia/train.valid.h5"
+
+# --- 1b. the BiLSTM's CPU script on word tensors (data/prepare.sh --words) ------------------------
+# The same rows laid out as AG News, the folder the script reads by default; a tiny BiLSTM.
+mkdir -p data/ag_news
+cp data/dbpedia/train.csv data/dbpedia/test.csv data/dbpedia/classes.txt data/ag_news/
+bash "$TEXTSCALE_SOURCE_DIR/data/prepare.sh" --dest "$WORK/data" --valid 0.1 --words --textscale "$TEXTSCALE_BIN" \
+  ag_news > prepare-words.log 2>&1 || { fail "data/prepare.sh --words failed:"; tail -5 prepare-words.log >&2; }
+tiny_words="--embed-dim 16 --hidden 12 --batch-size 22 --limit-train 150 --limit-eval 101 --threads 1 --log-every 5"
+EXTRA_ARGS="$tiny_words --epochs 1" sbatch --wait --parsable --ntasks=2 --cpus-per-task=1 --time=10 \
+  --output="$WORK/%x-%j.out" "$jobs_dir/bilstm-ag-news-cpu.sbatch" > job1w.id 2> job1w.err ||
+  { fail "sbatch --wait bilstm-ag-news-cpu.sbatch failed:"; cat job1w.err >&2; cat "$WORK"/bilstm-*.out >&2 || true; }
+id=$(tr -dc 0-9 < job1w.id)
+run=$WORK/runs/bilstm-ag-news-cpu-$id
+for f in config.json metrics.jsonl checkpoint.h5 environment-0.txt; do
+  [ -f "$run/$f" ] || fail "job $id: $run/$f is missing"
+done
+bilstm_2_ranks="c = json.load(open(sys.argv[1])); o = c['options']
+sys.exit(c['world_size'] != 2 or o['model'] != 'bilstm' or o['bucket-by-length'] is not True)"
+[ -f "$run/config.json" ] && { py -c "import json, sys; $bilstm_2_ranks" "$run/config.json" ||
+  fail "job $id did not train the bilstm, rows bucketed, with 2 ranks"; }
+[ -f "$run/metrics.jsonl" ] && { py -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])][-1]; sys.exit(r['type'] != 'final' or r['ranks'] != 2)" \
+  "$run/metrics.jsonl" || fail "job $id: no final 2-rank metrics record"; }
+expect_in "$run/environment-0.txt" "--valid $WORK/data/ag_news/train.valid.h5"
 
 # --- 2. requeue: a signal mid-run, the job requeues itself and resumes ----------------------------
 id=$(EXTRA_ARGS="$tiny --limit-train 440 --epochs 12 --checkpoint-every 4" sbatch --parsable --ntasks=2 \
