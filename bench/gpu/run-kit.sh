@@ -26,7 +26,7 @@
 #   ("ag_news imdb") choose what runs, PARALLEL (1) how many runs share the GPU at a time;
 #   ACCURACY_DEVICE=cpu makes a dry run of this mode on a machine without a GPU.
 #   Tables and per-run metrics go to OUT_DIR/accuracy/.
-# The BiLSTM (a word model), in every mode unless BILSTM=0: test_cuda_rnn with the other tests;
+# The BiLSTM (a word model): test_cuda_rnn with the other tests; in every mode unless BILSTM=0,
 # jobs/main.sh's training run on the kit's AG News words on the GPU (3 epochs, Adam 0.002, batch
 # 128, rows bucketed by length), its best checkpoint evaluated on the GPU and on the CPU; in full
 # and quick, `textscale bench --model bilstm` (300 words, vocabulary 50,000, TF32) at batch 32 and
