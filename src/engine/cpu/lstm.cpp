@@ -196,10 +196,10 @@ void combine_diff_src(Index n, Index t, Index c, const Index* lengths, const flo
 // --- Primitives -------------------------------------------------------------------------------
 
 // An LSTM over all T steps of the (T, N, C_in) input, without final states. The initial h and c are
-// given (zeros) although oneDNN would take zeros for missing ones: oneDNN 2.6's backward
-// pairs each step's gate gradient with the previous step's h in one GEMM, and when the first h is
-// not given and the outputs go straight to dst (left to right, f32) it pairs them with the same
-// step's h instead, which gives a wrong W_h gradient (src/cpu/rnn/ref_rnn.cpp, merge_gemm_iter).
+// given (zeros) although oneDNN would take zeros for missing ones: oneDNN 2.6's fp32 backward pairs
+// each step's gate gradient with the previous step's h in one GEMM, and when the first h is not
+// given it pairs them with the same step's h instead, which gives a wrong W_h gradient
+// (src/cpu/rnn/ref_rnn.cpp, merge_gemm_iter with the outputs of a left-to-right LSTM in dst).
 struct LstmDescs {
   Desc src, src_iter, src_iter_c, dst, weights_layer, weights_iter, bias, none;
   // Gradients, always fp32.
