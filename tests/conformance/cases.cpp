@@ -643,7 +643,7 @@ TS_CONFORMANCE_CASE(rnn_padding_invariance) {
     const std::string name = describe(s) + " with 19 more padding steps";
     const double tolerance = h.tolerance().recurrent;
     textscale::testing::expect_close(name + ": dst", real_steps(h.download(padded.dst), longer.t, s.dst().c, lengths),
-                                     real_steps(h.download(base.dst), s.t, s.dst().c, lengths), h.tolerance().recurrent,
+                                     real_steps(h.download(base.dst), s.t, s.dst().c, lengths), tolerance,
                                      h.config().name.c_str(), "shorter");
     textscale::testing::expect_close(
         name + ": diff_src", real_steps(h.download(padded.diff_src), longer.t, s.c_in, lengths),
@@ -688,10 +688,9 @@ TS_CONFORMANCE_CASE(sequence_pooling) {
         auto argmax = h.data(std::vector<std::int32_t>(static_cast<std::size_t>(d.n * d.c), -7));
         auto dst = h.output(d.n * d.c), diff_src = h.output(d.count());
         const bool max = mode == SequencePooling::max;
-        const std::string name = std::string(mode == SequencePooling::last  ? "last"
-                                             : mode == SequencePooling::max ? "max"
-                                                                            : "mean") +
-                                 " pooling, " + std::to_string(directions) + " direction(s)" + (ties ? ", ties" : "");
+        const char* mode_name = max ? "max" : mode == SequencePooling::last ? "last" : "mean";
+        const std::string name = std::string(mode_name) + " pooling, " + std::to_string(directions) + " direction(s)" +
+                                 (ties ? ", ties" : "");
         h.run([&](auto& b, auto at) {
           b.sequence_pool_forward(mode, d, directions, at(src), at(length_data), at(dst), max ? at(argmax) : nullptr);
         });
