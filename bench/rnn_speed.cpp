@@ -5,7 +5,7 @@
 // line: per call the median and fastest wall-clock milliseconds, the median CPU milliseconds of the
 // process (all threads: what the call costs whatever else runs on the machine), and GFLOP/s at the
 // median, for each of inference, training_forward and forward_backward:
-//   {"batch", "t", "c_in", "hidden", "directions", "threads", "lengths", "forward_gflop", "cpu_isa",
+//   {"batch", "t", "c_in", "hidden", "directions", "threads", "lengths", "precision", "forward_gflop", "cpu_isa",
 //    "inference_ms", "inference_fastest_ms", "inference_cpu_ms", "inference_gflops", ...}
 // The FLOPs are the GEMMs': forward 2 N T D 4H (C_in + H); backward twice that (the gradients of
 // the inputs and states, and of the weights). Lengths: every row T (`full`, as PyTorch's nn.LSTM
@@ -13,6 +13,7 @@
 //
 //   build/bench/rnn_speed [--batch 32] [--t 300] [--c-in 200] [--hidden 100] [--unidirectional]
 //                         [--threads 2] [--iterations 5] [--warmup 2] [--lengths full|varied]
+//                         [--precision fp32|bf16]
 // bench/rnn_speed.sh runs it next to PyTorch's nn.LSTM (bench/rnn_speed.py).
 #include <time.h>
 
@@ -73,6 +74,7 @@ int main(int argc, char** argv) {
   RnnShape s{RnnCell::lstm, 32, 300, 200, 100, true};
   int threads = 2, iterations = 5, warmup = 2;
   std::string lengths_kind = "full";
+  Precision precision = Precision::fp32;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -100,12 +102,14 @@ int main(int argc, char** argv) {
       warmup = std::stoi(value());
     } else if (arg == "--lengths") {
       lengths_kind = value();
+    } else if (arg == "--precision") {
+      precision = parse_precision(value());
     } else {
       std::fprintf(stderr, "unknown option %s\n", arg.c_str());
       return 2;
     }
   }
-  DnnlBackend backend(BackendOptions{.threads = threads});
+  DnnlBackend backend(BackendOptions{.precision = precision, .threads = threads});
   // PyTorch's initialisation: uniform in +-1/sqrt(H).
   const float bound = 1.0f / std::sqrt(static_cast<float>(s.hidden));
   const auto src = uniform(static_cast<std::size_t>(s.src().count()), 1.0f, 1),
@@ -138,10 +142,10 @@ int main(int argc, char** argv) {
   const double gflop = 2.0 * static_cast<double>(s.n * s.t * s.directions() * 4 * s.hidden * (s.c_in + s.hidden)) / 1e9;
   std::printf(
       "{\"batch\": %lld, \"t\": %lld, \"c_in\": %lld, \"hidden\": %lld, \"directions\": %lld, \"threads\": %d, "
-      "\"lengths\": \"%s\", \"forward_gflop\": %.3f, \"cpu_isa\": \"%s\"",
+      "\"lengths\": \"%s\", \"precision\": \"%s\", \"forward_gflop\": %.3f, \"cpu_isa\": \"%s\"",
       static_cast<long long>(s.n), static_cast<long long>(s.t), static_cast<long long>(s.c_in),
       static_cast<long long>(s.hidden), static_cast<long long>(s.directions()), DnnlBackend::threads(),
-      lengths_kind.c_str(), gflop, DnnlBackend::cpu_isa().c_str());
+      lengths_kind.c_str(), to_string(precision).c_str(), gflop, DnnlBackend::cpu_isa().c_str());
   for (const auto& [name, timing, flops] :
        {std::tuple{"inference", inference, gflop}, std::tuple{"training_forward", training_forward, gflop},
         std::tuple{"forward_backward", forward_backward, 3 * gflop}})

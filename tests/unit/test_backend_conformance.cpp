@@ -75,9 +75,17 @@ std::vector<BackendUnderTest> configurations() {
   // 1.2e-2; 1.5e-2 among the 2 x 10^6 of convolution_long_reductions). Bound: 3e-2 per element.
   // The one-hot layer is a gather of fp32 weights, and bias gradients are fp32 sums of the fp32
   // gradient: fp32's bounds.
+  //
+  // The LSTM runs on oneDNN's bf16 kernels: x, the weights and h (the output, and an operand of
+  // the next step) are rounded to bf16, 2^-9 each, c and the sums stay fp32; backward multiplies
+  // bf16 copies of its gradients too. Each step's sums are then off by about 2^-8/sqrt(3) = 2.3e-3
+  // of their RMS, as above; the recurrence carries older errors along, shrunk by the forget gate
+  // (about 1/2 with PyTorch's initialisation), which doubles that: 5e-3 forward, and backward adds
+  // its own on top of the forward's errors in the gates, 7e-3. The worst of 10^5 elements about 5
+  // of those out: 2.5e-2 forward, 3.5e-2 backward (measured: 2.4e-2 and 3.8e-2). Bound: 8e-2.
   BackendUnderTest bf16{.name = "onednn_bf16",
                         .make = [] { return std::make_unique<DnnlBackend>(Precision::bf16); },
-                        .tolerance = {.products = 3e-2, .emulated = 1e-4},
+                        .tolerance = {.products = 3e-2, .emulated = 1e-4, .recurrent = 8e-2},
                         .emulation = Emulation::bf16_operands};
   bf16.set_threads = set_dnnl_threads;
   if (!DnnlBackend::bf16_supported())

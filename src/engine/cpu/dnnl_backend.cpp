@@ -699,7 +699,8 @@ void DnnlBackend::embedding_backward(Index n, Index t, Index vocab, Index dim, c
 
 void DnnlBackend::rnn_forward(OpStatePtr& state, const RnnShape& shape, const float* src, const std::int32_t* lengths,
                               const float* weights, const float* bias, float* dst, bool training) {
-  cpu::lstm_forward(impl_->engine, impl_->lstm_scratch, state, shape, src, lengths, weights, bias, dst, training);
+  cpu::lstm_forward(impl_->engine, impl_->lstm_scratch, state, shape, src, lengths, weights, bias, dst, training,
+                    bf16_);
 }
 
 void DnnlBackend::rnn_backward(OpStatePtr& state, const RnnShape& shape, const float* /*src*/,

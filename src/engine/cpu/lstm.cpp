@@ -24,6 +24,7 @@ using Desc = dnnl::memory::desc;
 // The primitives of one shape; both directions run them, each on its own memory.
 struct LstmPrimitives {
   RnnShape shape;
+  bool bf16 = false;
   dnnl::lstm_forward::primitive_desc training_pd, inference_pd;
   dnnl::lstm_forward training, inference;
   dnnl::lstm_backward::primitive_desc backward_pd;
@@ -34,8 +35,9 @@ struct LstmPrimitives {
 // One direction's memory at a call site, for all its shapes (grown to the largest).
 struct LstmDirection {
   dnnl::stream stream;
-  Buffer<float> src;  // (T, N, C_in): the rows in the order this direction visits them, 0 at padding
-  Buffer<float> dst;  // (T, N, H): its output, in that order
+  // fp32, or bf16 in bf16 precision:
+  Buffer<std::uint8_t> src;  // (T, N, C_in): the rows in the order this direction visits them, 0 at padding
+  Buffer<std::uint8_t> dst;  // (T, N, H): its output, in that order
   Buffer<std::uint8_t> workspace;
   // Weights, bias and their gradients in the primitives' layouts (made again when a layout changes).
   dnnl::memory weights_layer, weights_iter, bias, diff_weights_layer, diff_weights_iter, diff_bias, zero_bias;
@@ -110,36 +112,59 @@ Index visited(Index direction, Index length, Index step) {
   return direction == 0 ? step : length - 1 - step;
 }
 
+// bf16, as oneDNN's conversions round: to nearest even (the inputs are finite).
+struct Bf16 {
+  std::uint16_t bits;
+};
+inline void convert(float x, float& to) {
+  to = x;
+}
+inline void convert(float x, Bf16& to) {
+  std::uint32_t bits = 0;
+  std::memcpy(&bits, &x, sizeof bits);
+  to.bits = static_cast<std::uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+inline void convert(Bf16 x, float& to) {
+  const std::uint32_t bits = std::uint32_t{x.bits} << 16;
+  std::memcpy(&to, &bits, sizeof to);
+}
+
 // to (T, N, width) = the `width` channels from `offset` of from (N, T, stride), each row's real
 // steps in the order `direction` visits them, then 0 at the padding steps.
+template <typename To>
 void gather(Index n, Index t, Index width, Index stride, Index offset, Index direction, const Index* lengths,
-            const float* from, float* to) {
+            const float* from, To* to) {
 #pragma omp parallel for schedule(static)
   for (Index i = 0; i < n; ++i) {
     const Index length = lengths[i];
     for (Index step = 0; step < t; ++step) {
-      float* out = to + (step * n + i) * width;
-      if (step < length)
-        std::copy_n(from + (i * t + visited(direction, length, step)) * stride + offset, width, out);
-      else
-        std::fill_n(out, width, 0.0f);
+      To* out = to + (step * n + i) * width;
+      if (step < length) {
+        const float* in = from + (i * t + visited(direction, length, step)) * stride + offset;
+        for (Index k = 0; k < width; ++k) convert(in[k], out[k]);
+      } else {
+        std::fill_n(out, width, To{});
+      }
     }
   }
 }
 
 // The inverse: the `width` channels from `offset` of to (N, T, stride) from (T, N, width), 0 at the
 // padding steps.
+template <typename From>
 void scatter(Index n, Index t, Index width, Index stride, Index offset, Index direction, const Index* lengths,
-             const float* from, float* to) {
+             const From* from, float* to) {
 #pragma omp parallel for schedule(static)
   for (Index i = 0; i < n; ++i) {
     const Index length = lengths[i];
     for (Index step = 0; step < t; ++step) {
       float* out = to + (i * t + step) * stride + offset;
-      if (step < length)
-        std::copy_n(from + (visited(direction, length, step) * n + i) * width, width, out);
-      else
+      if (step < length) {
+        const From* in = from + (visited(direction, length, step) * n + i) * width;
+        for (Index k = 0; k < width; ++k) convert(in[k], out[k]);
+      } else {
         std::fill_n(out, width, 0.0f);
+      }
     }
   }
 }
@@ -171,19 +196,27 @@ void combine_diff_src(Index n, Index t, Index c, const Index* lengths, const flo
 // --- Primitives -------------------------------------------------------------------------------
 
 // An LSTM over all T steps of the (T, N, C_in) input, without final states. The initial h and c are
-// given (zeros) although oneDNN would take zeros for missing ones: oneDNN 2.6's backward
-// pairs each step's gate gradient with the previous step's h in one GEMM, and when the first h is
-// not given and the outputs go straight to dst (left to right, f32) it pairs them with the same
-// step's h instead, which gives a wrong W_h gradient (src/cpu/rnn/ref_rnn.cpp, merge_gemm_iter).
+// given (zeros) although oneDNN would take zeros for missing ones: oneDNN 2.6's fp32 backward pairs
+// each step's gate gradient with the previous step's h in one GEMM, and when the first h is not
+// given it pairs them with the same step's h instead, which gives a wrong W_h gradient
+// (src/cpu/rnn/ref_rnn.cpp, merge_gemm_iter with the outputs of a left-to-right LSTM in dst).
 struct LstmDescs {
-  Desc src, src_iter, dst, weights_layer, weights_iter, bias, none;
-  explicit LstmDescs(const RnnShape& s)
-      : src(time_major(s.t, s.n, s.c_in)),
-        src_iter({1, 1, s.n, s.hidden}, dt::f32, tag::ldnc),
-        dst(time_major(s.t, s.n, s.hidden)),
-        weights_layer({1, 1, s.c_in, 4, s.hidden}, dt::f32, tag::any),
-        weights_iter({1, 1, s.hidden, 4, s.hidden}, dt::f32, tag::any),
-        bias(canonical_bias(s.hidden)) {}
+  Desc src, src_iter, src_iter_c, dst, weights_layer, weights_iter, bias, none;
+  // Gradients, always fp32.
+  Desc diff_src, diff_src_iter, diff_dst, diff_weights_layer, diff_weights_iter;
+  LstmDescs(const RnnShape& s, bool bf16)
+      : src({s.t, s.n, s.c_in}, bf16 ? dt::bf16 : dt::f32, tag::tnc),
+        src_iter({1, 1, s.n, s.hidden}, bf16 ? dt::bf16 : dt::f32, tag::ldnc),
+        src_iter_c({1, 1, s.n, s.hidden}, dt::f32, tag::ldnc),
+        dst({s.t, s.n, s.hidden}, bf16 ? dt::bf16 : dt::f32, tag::tnc),
+        weights_layer({1, 1, s.c_in, 4, s.hidden}, bf16 ? dt::bf16 : dt::f32, tag::any),
+        weights_iter({1, 1, s.hidden, 4, s.hidden}, bf16 ? dt::bf16 : dt::f32, tag::any),
+        bias(canonical_bias(s.hidden)),
+        diff_src(time_major(s.t, s.n, s.c_in)),
+        diff_src_iter(src_iter_c),
+        diff_dst(time_major(s.t, s.n, s.hidden)),
+        diff_weights_layer({1, 1, s.c_in, 4, s.hidden}, dt::f32, tag::any),
+        diff_weights_iter({1, 1, s.hidden, 4, s.hidden}, dt::f32, tag::any) {}
 };
 
 dnnl::primitive_attr user_scratchpad() {
@@ -192,30 +225,32 @@ dnnl::primitive_attr user_scratchpad() {
   return attr;
 }
 
-dnnl::lstm_forward::primitive_desc forward_pd(const RnnShape& s, dnnl::prop_kind kind, const dnnl::engine& engine) {
-  const LstmDescs d(s);
+dnnl::lstm_forward::primitive_desc forward_pd(const RnnShape& s, bool bf16, dnnl::prop_kind kind,
+                                              const dnnl::engine& engine) {
+  const LstmDescs d(s, bf16);
   const dnnl::lstm_forward::desc desc(kind, dnnl::rnn_direction::unidirectional_left2right, d.src, d.src_iter,
-                                      d.src_iter, d.weights_layer, d.weights_iter, d.bias, d.dst, d.none, d.none);
+                                      d.src_iter_c, d.weights_layer, d.weights_iter, d.bias, d.dst, d.none, d.none);
   dnnl::lstm_forward::primitive_desc pd;
   TS_DNNL(pd = dnnl::lstm_forward::primitive_desc(desc, user_scratchpad(), engine));
   return pd;
 }
 
-LstmPrimitives& primitives(LstmState& state, const RnnShape& s, bool training, const dnnl::engine& engine) {
+LstmPrimitives& primitives(LstmState& state, const RnnShape& s, bool bf16, bool training, const dnnl::engine& engine) {
   LstmPrimitives* p = nullptr;
   for (auto& cached : state.cache)
-    if (cached.shape == s) p = &cached;
+    if (cached.shape == s && cached.bf16 == bf16) p = &cached;
   if (!p) {
     p = &state.cache.emplace_back();
     p->shape = s;
+    p->bf16 = bf16;
   }
   if (training && !p->has_training) {
-    p->training_pd = forward_pd(s, dnnl::prop_kind::forward_training, engine);
+    p->training_pd = forward_pd(s, bf16, dnnl::prop_kind::forward_training, engine);
     p->training = dnnl::lstm_forward(p->training_pd);
     p->has_training = true;
   }
   if (!training && !p->has_inference) {
-    p->inference_pd = forward_pd(s, dnnl::prop_kind::forward_inference, engine);
+    p->inference_pd = forward_pd(s, bf16, dnnl::prop_kind::forward_inference, engine);
     p->inference = dnnl::lstm_forward(p->inference_pd);
     p->has_inference = true;
   }
@@ -224,11 +259,11 @@ LstmPrimitives& primitives(LstmState& state, const RnnShape& s, bool training, c
 
 void make_backward(LstmPrimitives& p, const dnnl::engine& engine) {
   if (p.has_backward) return;
-  const LstmDescs d(p.shape);
+  const LstmDescs d(p.shape, p.bf16);
   const dnnl::lstm_backward::desc desc(dnnl::prop_kind::backward, dnnl::rnn_direction::unidirectional_left2right, d.src,
-                                       d.src_iter, d.src_iter, d.weights_layer, d.weights_iter, d.bias, d.dst, d.none,
-                                       d.none, d.src, d.src_iter, d.src_iter, d.weights_layer, d.weights_iter, d.bias,
-                                       d.dst, d.none, d.none);
+                                       d.src_iter, d.src_iter_c, d.weights_layer, d.weights_iter, d.bias, d.dst, d.none,
+                                       d.none, d.diff_src, d.diff_src_iter, d.diff_src_iter, d.diff_weights_layer,
+                                       d.diff_weights_iter, d.bias, d.diff_dst, d.none, d.none);
   TS_DNNL(p.backward_pd = dnnl::lstm_backward::primitive_desc(desc, user_scratchpad(), engine, p.training_pd));
   p.backward = dnnl::lstm_backward(p.backward_pd);
   p.has_backward = true;
@@ -285,21 +320,20 @@ void check_shape(const RnnShape& s, const char* op) {
 
 void lstm_forward(const dnnl::engine& engine, LstmScratch& scratch, OpStatePtr& state, const RnnShape& s,
                   const float* src, const std::int32_t* lengths, const float* weights, const float* bias, float* dst,
-                  bool training) {
+                  bool training, bool bf16) {
   check_shape(s, "rnn_forward");
   LstmState& st = lstm_state(state, engine);
   st.lengths = checked_lengths(lengths, s, "rnn_forward");
   st.trained = nullptr;
   if (s.n == 0 || s.t == 0) return;
-  LstmPrimitives& p = primitives(st, s, training, engine);
+  LstmPrimitives& p = primitives(st, s, bf16, training, engine);
   const auto& pd = training ? p.training_pd : p.inference_pd;
   const dnnl::lstm_forward& primitive = training ? p.training : p.inference;
   const Index H = s.hidden, G = 4 * H, C = s.c_in, D = s.directions();
-  const auto rows = static_cast<std::size_t>(s.n * s.t);
   for (Index d = 0; d < D; ++d) {  // allocations before the threads
     LstmDirection& dir = st.directions[d];
-    at_least(dir.src, rows * static_cast<std::size_t>(C));
-    at_least(dir.dst, rows * static_cast<std::size_t>(H));
+    at_least(dir.src, pd.src_layer_desc().get_size());
+    at_least(dir.dst, pd.dst_layer_desc().get_size());
     if (training) at_least(dir.workspace, pd.workspace_desc().get_size());
     at_least(scratch.directions[d].zeros, static_cast<std::size_t>(s.n * H));  // nothing writes them
     at_least(scratch.directions[d].scratchpad, pd.scratchpad_desc().get_size());
@@ -307,7 +341,10 @@ void lstm_forward(const dnnl::engine& engine, LstmScratch& scratch, OpStatePtr& 
   for_each_direction(D, [&](Index d) {
     LstmDirection& dir = st.directions[d];
     LstmScratch::Direction& shared = scratch.directions[d];
-    gather(s.n, s.t, C, C, 0, d, st.lengths.data(), src, dir.src.data());
+    if (bf16)
+      gather(s.n, s.t, C, C, 0, d, st.lengths.data(), src, reinterpret_cast<Bf16*>(dir.src.data()));
+    else
+      gather(s.n, s.t, C, C, 0, d, st.lengths.data(), src, reinterpret_cast<float*>(dir.src.data()));
     const float* wx = weights + d * s.direction_weights();
     const dnnl::memory user_wx = user_memory(canonical_weights(C, H), engine, wx),
                        user_wh = user_memory(canonical_weights(H, H), engine, wx + G * C),
@@ -326,7 +363,10 @@ void lstm_forward(const dnnl::engine& engine, LstmScratch& scratch, OpStatePtr& 
     if (training) args[DNNL_ARG_WORKSPACE] = user_memory(pd.workspace_desc(), engine, dir.workspace.data());
     TS_DNNL(primitive.execute(dir.stream, args));
     dir.stream.wait();
-    scatter(s.n, s.t, H, D * H, d * H, d, st.lengths.data(), dir.dst.data(), dst);
+    if (bf16)
+      scatter(s.n, s.t, H, D * H, d * H, d, st.lengths.data(), reinterpret_cast<const Bf16*>(dir.dst.data()), dst);
+    else
+      scatter(s.n, s.t, H, D * H, d * H, d, st.lengths.data(), reinterpret_cast<const float*>(dir.dst.data()), dst);
   });
   if (training) st.trained = &p;
 }
