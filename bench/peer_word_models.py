@@ -30,18 +30,19 @@ optimisers, weight decay, gradient clipping and the parameter count skip it) and
 one bias. The parameter count is then V E + 2 (4H (E + H) + 4H) + (2H + 1) C, as textscale's.
 
 Initialisation (torch.manual_seed first, then building the model, draws them in this order):
-  embedding  U(-a, a), a = 0.1 by default (--embed-init uniform; --embed-init normal is
-             nn.Embedding's default N(0, 1); --embed-from replaces the rows of the words a
-             fastText .vec file holds);
+  embedding  U(-a, a), a = 0.1 by default (--embed-init uniform, drawn after nn.Embedding's own
+             N(0, 1) draw; --embed-init normal keeps that N(0, 1); --embed-from replaces the
+             rows of the words a fastText .vec file holds);
   LSTM       nn.LSTM's default: every weight and bias_ih ~ U(-1/sqrt(H), 1/sqrt(H)), drawn in
              the order weight_ih, weight_hh, bias_ih (bias_hh: drawn, then set to 0), forward
              direction then backward;
   linear     nn.Linear's default: weight U(-1/sqrt(2H), 1/sqrt(2H)) (kaiming_uniform_ with
              a = sqrt(5)), bias U(-1/sqrt(2H), 1/sqrt(2H)).
 Why U(-0.1, 0.1) for the embedding: it is one well-defined draw that C++ reproduces without a
-normal sampler, and its inputs to the LSTM are small enough that the gates start near 0.5
-whatever E is (with N(0, 1) a gate's pre-activation starts with a standard deviation of about
-sqrt(E / 3) / sqrt(H), 0.8 at E = 200, H = 100).
+normal sampler, its inputs to the LSTM are small enough that the gates start near 0.5 whatever
+E is (with N(0, 1) a gate's pre-activation starts with a standard deviation of about
+sqrt(E / 3) / sqrt(H), 0.8 at E = 200, H = 100), and on AG News it trains much faster: Adam
+87.5% after one epoch against 76.6% with N(0, 1) (results/bilstm-prototype.md).
 
 Run it to print the trainable parameter count, or with --check to compare the model, in double,
 with a packed bidirectional nn.LSTM holding the same weights (logits and every gradient, each
@@ -80,8 +81,10 @@ class BiLSTM(nn.Module):
     the rows as they are (padding at the end comes after every real step, so it cannot change
     them), the backward one reads each row's real words reversed (reversal_index), padding again
     last. Both equal a packed bidirectional nn.LSTM at every real step (`--check` compares them,
-    gradients included); padding steps are computed and ignored. Built this way because PyTorch's
-    CPU backward of a packed LSTM costs time quadratic in the batch's length, about 10x this.
+    gradients included); padding steps are computed and ignored. Built this way because the CPU
+    backward of a packed LSTM (PyTorch 1.13) grows quadratically with the batch's length: one
+    thread, forward and backward of 32 rows, 0.06 s (packed) and 0.13 s (this) at 40 words, but
+    1.34 s and 0.48 s at 300 (the speed configuration); at 80 words and 64 rows, 0.35 s and 0.14 s.
     """
 
     def __init__(self, num_classes, vocab_size, embed_dim=200, hidden=100, pooling="last",
