@@ -1,29 +1,49 @@
 #!/usr/bin/python3
-"""Train a PyTorch peer model (bench/peer_models.py) on a textscale HDF5 file and evaluate it.
+"""Train a PyTorch peer model (bench/peer_models.py, peer_word_models.py) on textscale HDF5 files.
 
 The reference for textscale's trainer: same models, same data, same optimisation semantics.
 
-- Data: `chars` uint8 [N, L] and `labels` int32 [N] of files written by `textscale preprocess`
-  (docs/hdf5-schema.md), read whole into memory. The number of classes is the larger
-  `num_classes` attribute of the two files.
+- Data: files written by `textscale preprocess` (docs/hdf5-schema.md), read whole into memory:
+  `labels` int32 [N] and, for the character models (crepe-*, vdcnn-*), `chars` uint8 [N, L]; for
+  the word models (bilstm), `words` int32 [N, W] and `word_lengths` int32 [N]. The number of
+  classes is the larger `num_classes` attribute of the two files. A word model's vocabulary size
+  is the training file's `vocab_size` unless --vocab-size says otherwise (every id of both files
+  must be below it).
 - Each epoch visits the training rows in a fresh random permutation (numpy's default_rng seeded
   with --seed, drawn once per epoch) in batches of --batch-size; the last, partial batch is kept.
+- --bucket-by-length (word models): the epoch's permutation is then stably sorted by
+  `word_lengths` (rows of one length stay in random order), cut into batches of --batch-size
+  from the shortest rows up (the last, partial batch holds the longest), and the batches are
+  visited in a random order (a second numpy permutation, of the batch count, drawn right after
+  the first). Deterministic for --seed, resumable.
+- --truncate-batch (word models): each batch's `words` are cut to the batch's longest row before
+  the forward pass. Exact: the LSTM reads each row's real words only. Evaluation always reads the
+  rows in length order and truncates (the same result, faster).
 - Loss: softmax cross-entropy, averaged over the batch.
 - Optimiser: torch.optim.SGD (momentum m, dampening 0, not Nesterov: v = m v + g, w -= lr v) or
   torch.optim.Adam (betas 0.9, 0.999, eps 1e-8). --weight-decay adds wd * w to every parameter's
-  gradient (biases, BatchNorm and the embedding included).
+  gradient (biases, BatchNorm and the embedding included). The embedding's gradient is dense.
+- --clip-norm X (0: off): before each optimiser step the gradients of all trainable parameters
+  (of the loss, before weight decay) are scaled by min(1, X / (norm + 1e-6)), norm being their
+  global L2 norm (torch.nn.utils.clip_grad_norm_).
 - Schedule: constant, or step: the learning rate of epoch e (1-based) is
   lr * step_factor ** ((e - 1) // step_epochs).
 - Weights: torch.manual_seed(--seed) before the model is built (also drives dropout).
 - After each epoch the model is evaluated on the test file in eval mode (dropout off, BatchNorm
   running statistics) and one JSON line is appended to --metrics:
   {"epoch", "train_loss" (mean over the epoch's samples), "test_loss", "test_accuracy", "lr",
-   "train_seconds" (training loop only), "samples_per_second" (training rows / train_seconds)}.
+   "train_seconds" (training loop only), "train_cpu_seconds" (the process's CPU time in it: on a
+   shared machine, less sensitive to the other load than the wall time), "samples_per_second"
+   (training rows / train_seconds)}.
   A human-readable line goes to standard output.
 - --valid FILE: evaluated after every epoch ("valid_loss", "valid_accuracy"); the weights of the
   epoch with the best validation accuracy (the earliest on ties, as textscale's best.h5) are kept,
   and after the last epoch they are evaluated on the test file ("best_epoch", "best_test_loss",
   "best_test_accuracy" in the last line).
+- Word-model options: --embed-dim E, --hidden H, --pooling last|max|mean, --dropout P,
+  --vocab-size V, --embed-init uniform|normal, --embed-from FILE.vec (fastText vectors replace the
+  embedding rows of the words they hold; `peer_train.py --export-tokens TRAIN.h5 TOKENS.txt`
+  writes the training rows' words, one row per line, joined by spaces, for `fasttext skipgram`).
 - --checkpoint FILE: written (atomically) after every epoch with the model, optimiser, random
   generators and best weights; an existing one is resumed from, so a stopped run continues at
   the next epoch and gives the same result as an uninterrupted one. The metrics file is then
@@ -51,7 +71,15 @@ Step-by-step comparison with textscale (bench/trajectory.sh):
   tensor names.
 --device cuda trains and evaluates on the GPU. Without h5py (a GPU machine with PyTorch's wheels
 only), FILE.h5 is read from FILE.npz, which `peer_train.py --export-npz FILE.h5` writes where h5py
-is installed (bench/accuracy.sh --prepare-only does it).
+is installed (bench/accuracy.sh --prepare-only does it; character models only). The
+comparison with textscale (--init-from, --export-init, --save-weights) is for the character
+models only, for now.
+
+Word model example (results/bilstm-prototype.md):
+
+    /usr/bin/python3 bench/peer_train.py --model bilstm --train runs/ag_train.h5 \\
+        --test runs/ag_test.h5 --epochs 5 --batch-size 64 --optimizer adam --lr 0.002 \\
+        --bucket-by-length --truncate-batch --seed 1 --threads 2 --metrics runs/bilstm.jsonl
 """
 
 import argparse
@@ -76,6 +104,8 @@ try:
 
     from peer_models import (MODEL_NAMES, build_model, count_parameters, from_textscale_layout,
                              textscale_tensor_pairs, to_textscale_layout)
+    from peer_word_models import (EMBED_INITS, POOLINGS, WORD_MODEL_NAMES, build_word_model,
+                                  load_embedding)
     TORCH_MISSING = None
 except ImportError as error:  # --export-npz needs numpy and h5py only
     torch = None
@@ -187,42 +217,98 @@ def save_textscale_weights(model, template, target):
     np.savez(target, **{name: to_textscale_layout(model, tensor).numpy() for name, tensor in pairs})
 
 
-def load_split(path, limit):
-    """(chars uint8 [N, L], labels int64 [N], num_classes) from a textscale HDF5 file (or its
-    .npz copy when h5py is missing)."""
+class Split:
+    """One file's rows in memory: `inputs` (chars uint8 [N, L] or words int32 [N, W]), `lengths`
+    (word_lengths as int64 [N]; None for chars), `labels` int64 [N], `num_classes`, and for words
+    the file's `vocab_size` attribute and the largest id the rows hold (`max_id`)."""
+
+    def __init__(self, inputs, lengths, labels, num_classes, vocab_size=0):
+        self.inputs, self.lengths, self.labels = inputs, lengths, labels
+        self.num_classes, self.vocab_size = num_classes, vocab_size
+        self.max_id = int(inputs.max()) if lengths is not None and inputs.size else 0
+
+    def __len__(self):
+        return len(self.labels)
+
+    def batch(self, index, truncate, device):
+        """(inputs, lengths or None, labels) tensors of the rows `index`; with `truncate`, word
+        rows are cut to the longest of them (at least one column)."""
+        x = self.inputs[index]
+        lengths = None
+        if self.lengths is not None:
+            lengths = self.lengths[index]
+            if truncate:
+                x = x[:, :max(1, int(lengths.max()) if len(lengths) else 1)]
+            lengths = torch.from_numpy(np.ascontiguousarray(lengths))
+        x = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+        y = torch.from_numpy(self.labels[index]).to(device)
+        return x, lengths, y
+
+
+def load_split(path, limit, words=False):
+    """A Split from a textscale HDF5 file (or, for chars, its .npz copy when h5py is missing)."""
     if h5py is None or path.endswith(".npz"):
+        if words:
+            sys.exit(f"error: {path}: the word models read HDF5 files, which needs h5py")
         npz = os.path.splitext(path)[0] + ".npz"
         if not os.path.exists(npz):
             sys.exit(f"error: {path}: h5py is not installed and there is no {npz} "
                      "(write it with --export-npz where h5py is)")
         with np.load(npz) as f:
             n = len(f["labels"]) if limit is None else min(limit, len(f["labels"]))
-            return f["chars"][:n], f["labels"][:n].astype(np.int64), int(f["num_classes"])
+            return Split(f["chars"][:n], None, f["labels"][:n].astype(np.int64),
+                         int(f["num_classes"]))
+    names = ("words", "word_lengths", "labels") if words else ("chars", "labels")
     with h5py.File(path, "r") as f:
         version = int(f.attrs.get("schema_version", -1))
         if version != 1:
             sys.exit(f"error: {path}: schema_version {version}, expected 1")
-        for name in ("chars", "labels"):
+        for name in names:
             if name not in f:
-                sys.exit(f"error: {path}: no '{name}' dataset (preprocessed with --no-chars?)")
+                sys.exit(f"error: {path}: no '{name}' dataset (preprocessed with "
+                         f"--no-{'words' if words else 'chars'}?)")
         n = f["labels"].shape[0] if limit is None else min(limit, f["labels"].shape[0])
-        chars = f["chars"][:n]
+        inputs = f[names[0]][:n]
+        lengths = f["word_lengths"][:n].astype(np.int64) if words else None
         labels = f["labels"][:n].astype(np.int64)
         num_classes = int(f.attrs.get("num_classes", 0))
-    if chars.shape[0] != labels.shape[0]:
-        sys.exit(f"error: {path}: {chars.shape[0]} chars rows but {labels.shape[0]} labels")
-    return chars, labels, max(num_classes, int(labels.max()) + 1 if len(labels) else 0)
+        vocab_size = int(f.attrs.get("vocab_size", 0)) if words else 0
+    for name, rows in ((names[0], inputs), ("word_lengths", lengths)):
+        if rows is not None and rows.shape[0] != labels.shape[0]:
+            sys.exit(f"error: {path}: {rows.shape[0]} {name} rows but {labels.shape[0]} labels")
+    if words and len(lengths) and not 0 <= lengths.min() <= lengths.max() <= inputs.shape[1]:
+        sys.exit(f"error: {path}: word_lengths outside 0..{inputs.shape[1]}")
+    num_classes = max(num_classes, int(labels.max()) + 1 if len(labels) else 0)
+    return Split(inputs, lengths, labels, num_classes, vocab_size)
+
+
+def read_vocab(path):
+    """The `vocab` strings of a textscale HDF5 file."""
+    with h5py.File(path, "r") as f:
+        return list(f["vocab"].asstr()[:])
+
+
+def export_tokens(path, target):
+    """Writes the words of PATH's rows to TARGET, one row per line, joined by single spaces
+    (`<unk>` for id 1; rows with no words give empty lines): fastText's input."""
+    split = load_split(path, None, words=True)
+    vocab = read_vocab(path)
+    with open(target, "w", encoding="utf-8") as out:
+        for row, length in zip(split.inputs, split.lengths):
+            out.write(" ".join(vocab[i] for i in row[:length]) + "\n")
+    print(f"{path} -> {target} ({len(split)} rows, {int(split.lengths.sum())} tokens)")
 
 
 def export_npz(path):
     """Writes PATH's chars, labels and number of classes to PATH with the suffix .npz."""
-    chars, labels, num_classes = load_split(path, None)
+    split = load_split(path, None)
     target = os.path.splitext(path)[0] + ".npz"
     temporary = target + ".tmp.npz"
     # Uncompressed: the GPU kit's xz compresses it better than zip would.
-    np.savez(temporary, chars=chars, labels=labels.astype(np.int32), num_classes=num_classes)
+    np.savez(temporary, chars=split.inputs, labels=split.labels.astype(np.int32),
+             num_classes=split.num_classes)
     os.replace(temporary, target)
-    print(f"{path} -> {target} ({len(labels)} rows)")
+    print(f"{path} -> {target} ({len(split)} rows)")
 
 
 def learning_rate(args, epoch):
@@ -232,47 +318,68 @@ def learning_rate(args, epoch):
     return args.lr
 
 
-def evaluate(model, chars, labels, batch_size, device="cpu"):
-    """(mean loss, accuracy) over a split, in eval mode without gradients."""
+def run_model(model, x, lengths):
+    """Logits of a batch: word models take the lengths too."""
+    return model(x) if lengths is None else model(x, lengths)
+
+
+def evaluate(model, split, batch_size, device="cpu"):
+    """(mean loss, accuracy) over a split, in eval mode without gradients. Word rows are read in
+    length order and each batch truncated to its longest row (exact, and fast)."""
     model.eval()
     total_loss = 0.0
     correct = 0
+    rows = np.arange(len(split))
+    if split.lengths is not None:
+        rows = np.argsort(split.lengths, kind="stable")
     with torch.no_grad():
-        for start in range(0, len(labels), batch_size):
-            x = torch.from_numpy(chars[start:start + batch_size]).to(device)
-            y = torch.from_numpy(labels[start:start + batch_size]).to(device)
-            logits = model(x)
+        for start in range(0, len(split), batch_size):
+            x, lengths, y = split.batch(rows[start:start + batch_size], True, device)
+            logits = run_model(model, x, lengths)
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
-    return total_loss / len(labels), correct / len(labels)
+    return total_loss / len(split), correct / len(split)
 
 
-def train_epoch(model, optimizer, chars, labels, batch_size, order, log_every, device="cpu",
-                max_batches=None, step_log=None, first_step=1):
-    """One pass over the rows in `order` (or its first max_batches batches); returns the mean
-    training loss over the samples visited."""
+def epoch_batches(order, batch_size, lengths=None, rng=None):
+    """The row indices of an epoch's batches, in visiting order: `order` cut into batches, or,
+    with `lengths` (bucketing), `order` stably sorted by length, cut, and the batches permuted by
+    rng.permutation."""
+    if lengths is None:
+        return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    by_length = order[np.argsort(lengths[order], kind="stable")]
+    batches = [by_length[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def train_epoch(model, optimizer, split, batches, log_every, device="cpu", truncate=False,
+                clip_norm=0.0, step_log=None, first_step=1):
+    """One pass over `batches` (arrays of row indices); returns the mean training loss over the
+    samples visited."""
     model.train()
     total_loss = 0.0
-    starts = list(range(0, len(order), batch_size))[:max_batches]
-    for step, start in enumerate(starts, 1):
-        index = order[start:start + batch_size]
-        x = torch.from_numpy(chars[index]).to(device)
-        y = torch.from_numpy(labels[index]).to(device)
-        loss = F.cross_entropy(model(x), y)
+    samples = 0
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for step, index in enumerate(batches, 1):
+        x, lengths, y = split.batch(index, truncate, device)
+        loss = F.cross_entropy(run_model(model, x, lengths), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(trainable, clip_norm)
         optimizer.step()
         total_loss += loss.item() * len(index)
+        samples += len(index)
         if step_log:
             step_log.write(json.dumps({"step": first_step + step - 1, "loss": loss.item()}) + "\n")
         if log_every and step % log_every == 0:
             print(f"  batch {step}: loss {loss.item():.4f}", flush=True)
-    return total_loss / min(len(order), len(starts) * batch_size)
+    return total_loss / max(samples, 1)
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, choices=MODEL_NAMES)
+    p.add_argument("--model", required=True, choices=MODEL_NAMES + WORD_MODEL_NAMES)
     p.add_argument("--train", required=True, help="training HDF5 file")
     p.add_argument("--test", required=True, help="test HDF5 file (see --test-each-epoch)")
     p.add_argument("--valid", help="validation HDF5 file: evaluated each epoch, best weights kept")
@@ -283,6 +390,8 @@ def parse_args():
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--clip-norm", type=float, default=0.0,
+                   help="clip the gradients' global L2 norm to this (0: no clipping)")
     p.add_argument("--schedule", choices=("constant", "step"), default="constant")
     p.add_argument("--step-epochs", type=int, default=3)
     p.add_argument("--step-factor", type=float, default=0.5)
@@ -292,7 +401,20 @@ def parse_args():
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--metrics", help="JSON lines file, one line per epoch (overwritten)")
     p.add_argument("--shortcut", action="store_true", help="VDCNN with shortcut connections")
-    p.add_argument("--dropout", type=float, default=0.5, help="Crepe's dropout rate")
+    p.add_argument("--dropout", type=float, default=0.5, help="Crepe's or the BiLSTM's dropout")
+    words = p.add_argument_group("word models (bilstm)")
+    words.add_argument("--embed-dim", type=int, default=200, help="E")
+    words.add_argument("--hidden", type=int, default=100, help="H, LSTM units per direction")
+    words.add_argument("--pooling", choices=POOLINGS, default="last")
+    words.add_argument("--vocab-size", type=int, default=0,
+                       help="embedding rows (default: the training file's vocab_size)")
+    words.add_argument("--embed-init", choices=EMBED_INITS, default="uniform",
+                       help="uniform: U(-0.1, 0.1); normal: N(0, 1)")
+    words.add_argument("--embed-from", help="fastText .vec file: initial vectors of its words")
+    words.add_argument("--bucket-by-length", action="store_true",
+                       help="batches of rows of similar length, visited in a random order")
+    words.add_argument("--truncate-batch", action="store_true",
+                       help="cut each training batch to its longest row (exact)")
     p.add_argument("--init-from", help="start from a textscale checkpoint's weights")
     p.add_argument("--order", choices=("numpy", "textscale"), default="numpy",
                    help="row order: numpy's permutation, or textscale's for the same --seed")
@@ -310,14 +432,46 @@ def parse_args():
         p.error("--batch-size, --epochs, --step-epochs and --threads must be positive")
     if args.max_steps and args.checkpoint:
         p.error("--max-steps stops mid-epoch, which the per-epoch --checkpoint cannot resume from")
-    if args.max_steps < 0:
-        p.error("--max-steps must not be negative")
+    if args.max_steps < 0 or args.clip_norm < 0 or args.vocab_size < 0:
+        p.error("--max-steps, --clip-norm and --vocab-size must not be negative")
+    args.words = args.model in WORD_MODEL_NAMES
+    if args.words and (args.init_from or args.save_weights):
+        p.error("--init-from and --save-weights are for the character models")
+    if not args.words and (args.bucket_by_length or args.truncate_batch or args.embed_from):
+        p.error("--bucket-by-length, --truncate-batch and --embed-from are for the word models")
+    if args.words and (args.embed_dim < 1 or args.hidden < 1):
+        p.error("--embed-dim and --hidden must be positive")
     return args
+
+
+def make_model(args, num_classes, train):
+    """The seeded model of --model; a word model's vocabulary covers every id of the files."""
+    if not args.words:
+        return build_model(args.model, num_classes, shortcut=args.shortcut, dropout=args.dropout)
+    vocab_size = args.vocab_size or train.vocab_size
+    model = build_word_model(args.model, num_classes, vocab_size, args.embed_dim, args.hidden,
+                             args.pooling, args.dropout, args.embed_init)
+    if args.embed_from:
+        replaced = load_embedding(model, read_vocab(args.train), args.embed_from)
+        print(f"{args.embed_from}: vectors for {replaced} of {vocab_size} embedding rows",
+              flush=True)
+    return model
+
+
+def make_optimizer(args, model):
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(trainable, lr=args.lr, momentum=args.momentum,
+                               weight_decay=args.weight_decay)
+    return torch.optim.Adam(trainable, lr=args.lr, weight_decay=args.weight_decay)
 
 
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--export-npz":
         export_npz(sys.argv[2])
+        return
+    if len(sys.argv) == 4 and sys.argv[1] == "--export-tokens":
+        export_tokens(sys.argv[2], sys.argv[3])
         return
     if TORCH_MISSING is not None:
         sys.exit(f"error: {TORCH_MISSING}: training and --export-init need PyTorch (Debian: python3-torch)")
@@ -328,30 +482,31 @@ def main():
     args = parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    train_chars, train_labels, train_classes = load_split(args.train, args.limit_train)
-    test_chars, test_labels, test_classes = load_split(args.test, args.limit_test)
-    num_classes = max(train_classes, test_classes)
+    train = load_split(args.train, args.limit_train, args.words)
+    test = load_split(args.test, args.limit_test, args.words)
+    num_classes = max(train.num_classes, test.num_classes)
+    valid = load_split(args.valid, args.limit_test, args.words) if args.valid else None
+    if args.words:
+        vocab_size = args.vocab_size or train.vocab_size
+        for name, split in (("--train", train), ("--test", test), ("--valid", valid)):
+            if split is not None and split.max_id >= vocab_size:
+                sys.exit(f"error: {name} holds word id {split.max_id}, the vocabulary has "
+                         f"{vocab_size} ids (--vocab-size)")
 
     torch.manual_seed(args.seed)
-    model = build_model(args.model, num_classes, shortcut=args.shortcut, dropout=args.dropout)
+    model = make_model(args, num_classes, train)
     if args.init_from:
         load_textscale_weights(model, args.init_from)
     model = model.to(device)
     if args.order == "textscale":
         _check_mt19937_64()
-    if args.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
-                                    weight_decay=args.weight_decay)
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr,
-                                     weight_decay=args.weight_decay)
+    optimizer = make_optimizer(args, model)
     print(f"{args.model}{' (shortcut)' if args.shortcut else ''}: "
           f"{count_parameters(model):,d} parameters, {num_classes} classes, "
-          f"{len(train_labels)} training rows, {len(test_labels)} test rows, "
+          f"{len(train)} training rows, {len(test)} test rows, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
 
     rng = np.random.default_rng(args.seed)
-    valid = load_split(args.valid, args.limit_test) if args.valid else None
     best = {"epoch": 0, "accuracy": -1.0, "state": None}
     first_epoch = 1
     if args.checkpoint and os.path.exists(args.checkpoint):
@@ -375,7 +530,7 @@ def main():
         metrics.writelines(kept)
     eval_batch = args.eval_batch_size or args.batch_size
     step_log = open(args.step_log, "w") if args.step_log else None
-    batches_per_epoch = (len(train_labels) + args.batch_size - 1) // args.batch_size
+    batches_per_epoch = (len(train) + args.batch_size - 1) // args.batch_size
     for epoch in range(first_epoch, args.epochs + 1):
         done = (epoch - 1) * batches_per_epoch
         if args.max_steps and done >= args.max_steps:
@@ -383,15 +538,19 @@ def main():
         lr = learning_rate(args, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        order = rng.permutation(len(train_labels))  # drawn in either case: the same numpy stream
+        order = rng.permutation(len(train))  # drawn in either case: the same numpy stream
         if args.order == "textscale":
-            order = textscale_order(len(train_labels), args.seed, epoch - 1)
-        start = time.perf_counter()
-        train_loss = train_epoch(model, optimizer, train_chars, train_labels, args.batch_size,
-                                 order, args.log_every, device,
-                                 max_batches=args.max_steps - done if args.max_steps else None,
+            order = textscale_order(len(train), args.seed, epoch - 1)
+        batches = epoch_batches(order, args.batch_size,
+                                train.lengths if args.bucket_by_length else None, rng)
+        if args.max_steps:
+            batches = batches[:args.max_steps - done]
+        start, start_cpu = time.perf_counter(), time.process_time()
+        train_loss = train_epoch(model, optimizer, train, batches, args.log_every, device,
+                                 truncate=args.truncate_batch, clip_norm=args.clip_norm,
                                  step_log=step_log, first_step=done + 1)
         seconds = time.perf_counter() - start
+        cpu_seconds = time.process_time() - start_cpu
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -399,19 +558,19 @@ def main():
             "test_accuracy": None,
             "lr": lr,
             "train_seconds": seconds,
-            "samples_per_second": len(train_labels) / seconds,
+            "train_cpu_seconds": cpu_seconds,
+            "samples_per_second": len(train) / seconds,
         }
         line = f"epoch {epoch}: train loss {train_loss:.4f}"
         if valid is not None:
-            record["valid_loss"], record["valid_accuracy"] = evaluate(model, valid[0], valid[1],
-                                                                      eval_batch, device)
+            record["valid_loss"], record["valid_accuracy"] = evaluate(model, valid, eval_batch,
+                                                                      device)
             line += f", valid accuracy {100 * record['valid_accuracy']:.2f}%"
             if record["valid_accuracy"] > best["accuracy"]:
                 best = {"epoch": epoch, "accuracy": record["valid_accuracy"],
                         "state": copy.deepcopy(model.state_dict())}
         if args.test_each_epoch or epoch == args.epochs:
-            record["test_loss"], record["test_accuracy"] = evaluate(model, test_chars, test_labels,
-                                                                    eval_batch, device)
+            record["test_loss"], record["test_accuracy"] = evaluate(model, test, eval_batch, device)
             line += (f", test loss {record['test_loss']:.4f}, "
                      f"test accuracy {100 * record['test_accuracy']:.2f}%")
         if epoch == args.epochs and best["state"] is not None:
@@ -419,7 +578,7 @@ def main():
             model.load_state_dict(best["state"])
             record["best_epoch"] = best["epoch"]
             record["best_test_loss"], record["best_test_accuracy"] = evaluate(
-                model, test_chars, test_labels, eval_batch, device)
+                model, test, eval_batch, device)
             model.load_state_dict(final_state)
             line += (f"; best validation epoch {best['epoch']}: "
                      f"test accuracy {100 * record['best_test_accuracy']:.2f}%")

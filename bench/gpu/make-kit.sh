@@ -80,8 +80,8 @@ for dataset in ag_news imdb; do
 done
 TEXTSCALE=$build/bin/textscale TEXTSCALE_DATA=$data bash "$root/bench/accuracy.sh" --dataset ag_news \
   --work "$stage/acc-full" --prepare-only >/dev/null || echo "preparing ag_news from $data for acc-full/ failed (above)"
-cp "$root"/bench/peer_models.py "$root"/bench/peer_train.py "$root"/bench/accuracy.sh "$root"/bench/accuracy_table.py \
-  "$stage/bench/"
+cp "$root"/bench/peer_models.py "$root"/bench/peer_word_models.py "$root"/bench/peer_train.py "$root"/bench/accuracy.sh \
+  "$root"/bench/accuracy_table.py "$stage/bench/"
 cp "$root"/bench/gpu/peer_gpu.py "$root"/bench/gpu/summarize.py "$root"/bench/gpu/roofline.py "$stage/bench/gpu/"
 # The PyTorch BiLSTM, when this checkout has it (peer_gpu.py's hook reads it; without it the
 # kit's bilstm rows report the peer not available).
