@@ -9,10 +9,10 @@ of:
 - training forward: train mode, the input requiring its gradient;
 - forward and backward: the training forward, then out.backward(diff_dst) with diff_dst uniform
   in [-1, 1]; parameter gradients are reset to None first, so that each call writes them anew.
-Prints one JSON line with the median and the fastest milliseconds of each:
+Prints one JSON line with, for each, the median and the fastest wall-clock milliseconds and the
+median CPU milliseconds of the process (all threads, including any that spin while they wait):
   {"batch", "t", "c_in", "hidden", "directions", "threads", "inference_ms", "inference_fastest_ms",
-   "training_forward_ms", "training_forward_fastest_ms", "forward_backward_ms",
-   "forward_backward_fastest_ms", "torch_version", "blas"}
+   "inference_cpu_ms", "training_forward_ms", ..., "forward_backward_cpu_ms", "torch_version", "blas"}
 
 bench/rnn_speed.sh runs this with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset.
 
@@ -42,15 +42,17 @@ def blas_description():
 
 
 def timed(run, warmup, iterations):
-    """The median and the fastest milliseconds of `iterations` calls after `warmup` untimed ones."""
+    """The median and the fastest wall-clock milliseconds of `iterations` calls after `warmup`
+    untimed ones, and the median CPU milliseconds of the process (all threads)."""
     for _ in range(warmup):
         run()
-    times = []
+    wall, cpu = [], []
     for _ in range(iterations):
-        start = time.perf_counter()
+        cpu_start, start = time.process_time(), time.perf_counter()
         run()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), min(times)
+        wall.append((time.perf_counter() - start) * 1e3)
+        cpu.append((time.process_time() - cpu_start) * 1e3)
+    return statistics.median(wall), min(wall), statistics.median(cpu)
 
 
 def main():
@@ -93,8 +95,9 @@ def main():
                       ("forward_backward", forward_backward)):
         if name == "training_forward":
             lstm.train()
-        median, fastest = timed(run, args.warmup, args.iterations)
+        median, fastest, cpu = timed(run, args.warmup, args.iterations)
         result[f"{name}_ms"], result[f"{name}_fastest_ms"] = round(median, 2), round(fastest, 2)
+        result[f"{name}_cpu_ms"] = round(cpu, 2)
     result.update(torch_version=torch.__version__, blas=blas_description())
     print(json.dumps(result))
 

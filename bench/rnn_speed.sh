@@ -7,8 +7,10 @@
 #
 # Prints the machine's load (uptime) before and after, the CPU (lscpu), then a markdown table: the
 # median milliseconds of both, PyTorch / textscale (the speed-up), the same from the fastest calls
-# (less sensitive to other processes on the machine), and textscale's GFLOP/s (the GEMMs' FLOPs:
-# forward 2 N T D 4H (C_in + H), backward twice that) and its CPU milliseconds (all threads).
+# (less sensitive to other processes on the machine), textscale's GFLOP/s at the median (the GEMMs'
+# FLOPs: forward 2 N T D 4H (C_in + H), backward twice that), and the CPU milliseconds of both
+# processes (all threads; with one thread, the work a call costs whatever else runs on the machine,
+# which on a shared machine compares the two more steadily than the wall clock).
 #
 # Usage: bench/rnn_speed.sh [--threads 2] [--batches "32 128"] [--iterations 5] [--warmup 2]
 #                           [--t 300] [--c-in 200] [--hidden 100]
@@ -59,8 +61,8 @@ print(f"Command: `{sys.argv[2]}` — {first['threads']} threads, CPU {cpu} (oneD
       f"bidirectional LSTM, T {first['t']}, C_in {first['c_in']}, H {first['hidden']}.")
 print(f"Load before: `{sys.argv[3].strip()}`; after: `{sys.argv[4].strip()}`.\n")
 print("| batch | pass | textscale ms | PyTorch ms | speed-up | fastest: textscale / PyTorch ms | speed-up "
-      "| textscale GFLOP/s | textscale CPU ms |")
-print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+      "| textscale GFLOP/s | CPU ms: textscale / PyTorch | ratio |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     o, p = r["ours"], r["peer"]
     for key, label in (("inference", "inference"), ("training_forward", "training forward"),
@@ -69,6 +71,6 @@ for r in rows:
         fast, peer_fast = o[f"{key}_fastest_ms"], p[f"{key}_fastest_ms"]
         print(f"| {o['batch']} | {label} | {ms:.1f} | {peer_ms:.1f} | {peer_ms / ms:.2f}x "
               f"| {fast:.1f} / {peer_fast:.1f} | {peer_fast / fast:.2f}x | {o[f'{key}_gflops']:.0f} "
-              f"| {o[f'{key}_cpu_ms']:.1f} |")
+              f"| {o[f'{key}_cpu_ms']:.1f} / {p[f'{key}_cpu_ms']:.1f} | {p[f'{key}_cpu_ms'] / o[f'{key}_cpu_ms']:.2f}x |")
 print(f"\nPyTorch {rows[0]['peer']['torch_version']}, BLAS: {rows[0]['peer']['blas']}")
 PY

@@ -25,11 +25,11 @@ using Desc = dnnl::memory::desc;
 struct LstmPrimitives {
   RnnShape shape;
   bool bf16 = false;
-  dnnl::lstm_forward::primitive_desc training_pd, inference_pd;
-  dnnl::lstm_forward training, inference;
+  dnnl::lstm_forward::primitive_desc training_pd, inference_pd, direct_pd;
+  dnnl::lstm_forward training, inference, direct;  // direct: fp32 inference of direction 0 (direct_descs)
   dnnl::lstm_backward::primitive_desc backward_pd;
   dnnl::lstm_backward backward;
-  bool has_training = false, has_inference = false, has_backward = false;
+  bool has_training = false, has_inference = false, has_direct = false, has_backward = false;
 };
 
 // One direction's memory at a call site, for all its shapes (grown to the largest).
@@ -169,6 +169,13 @@ void scatter(Index n, Index t, Index width, Index stride, Index offset, Index di
   }
 }
 
+// 0 in the first `width` channels of (N, T, stride) `data` at the padding steps.
+void zero_padding(Index n, Index t, Index width, Index stride, const Index* lengths, float* data) {
+#pragma omp parallel for schedule(static)
+  for (Index i = 0; i < n; ++i)
+    for (Index step = lengths[i]; step < t; ++step) std::fill_n(data + (i * t + step) * stride, width, 0.0f);
+}
+
 // diff_src (N, T, C_in): the directions' input gradients (time-major, in their visiting order)
 // summed at the real steps, 0 at the padding steps.
 void combine_diff_src(Index n, Index t, Index c, const Index* lengths, const float* forward, const float* backward,
@@ -225,9 +232,17 @@ dnnl::primitive_attr user_scratchpad() {
   return attr;
 }
 
-dnnl::lstm_forward::primitive_desc forward_pd(const RnnShape& s, bool bf16, dnnl::prop_kind kind,
+// `direct`: the caller's src (N, T, C_in) and dst (N, T, D*H) in place of the time-major copies,
+// viewed as (T, N, C) with strides: direction 0 of an fp32 inference reads and writes them where
+// they are (its outputs at the padding steps are set to 0 afterwards), which saves two copies.
+// Training cannot: backward wants its input and output time-major.
+dnnl::lstm_forward::primitive_desc forward_pd(const RnnShape& s, bool bf16, dnnl::prop_kind kind, bool direct,
                                               const dnnl::engine& engine) {
-  const LstmDescs d(s, bf16);
+  LstmDescs d(s, bf16);
+  if (direct) {
+    d.src = Desc({s.t, s.n, s.c_in}, dt::f32, dnnl::memory::dims{s.c_in, s.t * s.c_in, 1});
+    d.dst = Desc({s.t, s.n, s.hidden}, dt::f32, dnnl::memory::dims{s.dst().c, s.t * s.dst().c, 1});
+  }
   const dnnl::lstm_forward::desc desc(kind, dnnl::rnn_direction::unidirectional_left2right, d.src, d.src_iter,
                                       d.src_iter_c, d.weights_layer, d.weights_iter, d.bias, d.dst, d.none, d.none);
   dnnl::lstm_forward::primitive_desc pd;
@@ -245,14 +260,19 @@ LstmPrimitives& primitives(LstmState& state, const RnnShape& s, bool bf16, bool 
     p->bf16 = bf16;
   }
   if (training && !p->has_training) {
-    p->training_pd = forward_pd(s, bf16, dnnl::prop_kind::forward_training, engine);
+    p->training_pd = forward_pd(s, bf16, dnnl::prop_kind::forward_training, false, engine);
     p->training = dnnl::lstm_forward(p->training_pd);
     p->has_training = true;
   }
   if (!training && !p->has_inference) {
-    p->inference_pd = forward_pd(s, bf16, dnnl::prop_kind::forward_inference, engine);
+    p->inference_pd = forward_pd(s, bf16, dnnl::prop_kind::forward_inference, false, engine);
     p->inference = dnnl::lstm_forward(p->inference_pd);
     p->has_inference = true;
+  }
+  if (!training && !bf16 && !p->has_direct) {
+    p->direct_pd = forward_pd(s, false, dnnl::prop_kind::forward_inference, true, engine);
+    p->direct = dnnl::lstm_forward(p->direct_pd);
+    p->has_direct = true;
   }
   return *p;
 }
@@ -337,36 +357,43 @@ void lstm_forward(const dnnl::engine& engine, LstmScratch& scratch, OpStatePtr& 
     if (training) at_least(dir.workspace, pd.workspace_desc().get_size());
     at_least(scratch.directions[d].zeros, static_cast<std::size_t>(s.n * H));  // nothing writes them
     at_least(scratch.directions[d].scratchpad, pd.scratchpad_desc().get_size());
+    if (p.has_direct) at_least(scratch.directions[d].scratchpad, p.direct_pd.scratchpad_desc().get_size());
   }
   for_each_direction(D, [&](Index d) {
     LstmDirection& dir = st.directions[d];
     LstmScratch::Direction& shared = scratch.directions[d];
+    const bool direct = d == 0 && !training && !bf16;
+    const auto& dpd = direct ? p.direct_pd : pd;
+    void* layer_in = direct ? static_cast<void*>(const_cast<float*>(src)) : dir.src.data();
+    void* layer_out = direct ? static_cast<void*>(dst) : dir.dst.data();
     if (bf16)
-      gather(s.n, s.t, C, C, 0, d, st.lengths.data(), src, reinterpret_cast<Bf16*>(dir.src.data()));
-    else
-      gather(s.n, s.t, C, C, 0, d, st.lengths.data(), src, reinterpret_cast<float*>(dir.src.data()));
+      gather(s.n, s.t, C, C, 0, d, st.lengths.data(), src, static_cast<Bf16*>(layer_in));
+    else if (!direct)
+      gather(s.n, s.t, C, C, 0, d, st.lengths.data(), src, static_cast<float*>(layer_in));
     const float* wx = weights + d * s.direction_weights();
     const dnnl::memory user_wx = user_memory(canonical_weights(C, H), engine, wx),
                        user_wh = user_memory(canonical_weights(H, H), engine, wx + G * C),
                        user_bias = user_memory(canonical_bias(H), engine, bias + d * G);
-    reorder_into(user_wx, pd.weights_layer_desc(), dir.weights_layer, dir.stream);
-    reorder_into(user_wh, pd.weights_iter_desc(), dir.weights_iter, dir.stream);
+    reorder_into(user_wx, dpd.weights_layer_desc(), dir.weights_layer, dir.stream);
+    reorder_into(user_wh, dpd.weights_iter_desc(), dir.weights_iter, dir.stream);
     std::unordered_map<int, dnnl::memory> args{
-        {DNNL_ARG_SRC_LAYER, user_memory(pd.src_layer_desc(), engine, dir.src.data())},
-        {DNNL_ARG_SRC_ITER, user_memory(pd.src_iter_desc(), engine, shared.zeros.data())},
-        {DNNL_ARG_SRC_ITER_C, user_memory(pd.src_iter_c_desc(), engine, shared.zeros.data())},
+        {DNNL_ARG_SRC_LAYER, user_memory(dpd.src_layer_desc(), engine, layer_in)},
+        {DNNL_ARG_SRC_ITER, user_memory(dpd.src_iter_desc(), engine, shared.zeros.data())},
+        {DNNL_ARG_SRC_ITER_C, user_memory(dpd.src_iter_c_desc(), engine, shared.zeros.data())},
         {DNNL_ARG_WEIGHTS_LAYER, dir.weights_layer},
         {DNNL_ARG_WEIGHTS_ITER, dir.weights_iter},
-        {DNNL_ARG_BIAS, argument(user_bias, pd.bias_desc(), dir.bias, dir.stream, true)},
-        {DNNL_ARG_DST_LAYER, user_memory(pd.dst_layer_desc(), engine, dir.dst.data())},
-        {DNNL_ARG_SCRATCHPAD, user_memory(pd.scratchpad_desc(), engine, shared.scratchpad.data())}};
+        {DNNL_ARG_BIAS, argument(user_bias, dpd.bias_desc(), dir.bias, dir.stream, true)},
+        {DNNL_ARG_DST_LAYER, user_memory(dpd.dst_layer_desc(), engine, layer_out)},
+        {DNNL_ARG_SCRATCHPAD, user_memory(dpd.scratchpad_desc(), engine, shared.scratchpad.data())}};
     if (training) args[DNNL_ARG_WORKSPACE] = user_memory(pd.workspace_desc(), engine, dir.workspace.data());
-    TS_DNNL(primitive.execute(dir.stream, args));
+    TS_DNNL((direct ? p.direct : primitive).execute(dir.stream, args));
     dir.stream.wait();
-    if (bf16)
-      scatter(s.n, s.t, H, D * H, d * H, d, st.lengths.data(), reinterpret_cast<const Bf16*>(dir.dst.data()), dst);
+    if (direct)
+      zero_padding(s.n, s.t, H, D * H, st.lengths.data(), dst);
+    else if (bf16)
+      scatter(s.n, s.t, H, D * H, d * H, d, st.lengths.data(), static_cast<const Bf16*>(layer_out), dst);
     else
-      scatter(s.n, s.t, H, D * H, d * H, d, st.lengths.data(), reinterpret_cast<const float*>(dir.dst.data()), dst);
+      scatter(s.n, s.t, H, D * H, d * H, d, st.lengths.data(), static_cast<const float*>(layer_out), dst);
   });
   if (training) st.trained = &p;
 }

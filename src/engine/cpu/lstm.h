@@ -15,9 +15,9 @@
 // oneDNN gets its inputs and outputs time-major, (T, N, C), in scratch memory: in that layout its
 // primitives compute the input-to-hidden products of all steps as one GEMM (forward) and the weight
 // gradients as one GEMM each (backward). The copies into and out of it reverse direction 1 and
-// zero the padding. Weights are reordered from the canonical layout (dims.h: PyTorch's, whose gates
-// i, f, g, o are oneDNN's i, f, c~, o) into each primitive's once per call, and the gradients
-// reordered back into the canonical layout.
+// zero the padding; direction 0 of an fp32 inference reads src and writes dst where they are. Weights are reordered
+// from the canonical layout (dims.h: PyTorch's, whose gates i, f, g, o are oneDNN's i, f, c~, o) into each primitive's
+// once per call, and the gradients reordered back into the canonical layout.
 //
 // Threads: with two directions and 2 or 3 OpenMP threads the directions run at the same time, one
 // thread each, and no time step waits at a barrier between threads: a step's GEMM (N x 4H x H) is
