@@ -82,8 +82,11 @@ BOOST_AUTO_TEST_CASE(registry_lists_every_model_at_its_published_size) {
                                                {"crepe-large", crepe(1024, 2048, 4)},
                                                {"vdcnn-9", vdcnn({1, 1, 1, 1}, 4, false)},
                                                {"vdcnn-17", vdcnn({2, 2, 2, 2}, 4, false)},
-                                               {"vdcnn-29", vdcnn({5, 5, 2, 2}, 4, false)}};
-  const std::vector<std::string> expected{"crepe-small", "crepe-large", "vdcnn-9", "vdcnn-17", "vdcnn-29"};
+                                               {"vdcnn-29", vdcnn({5, 5, 2, 2}, 4, false)},
+                                               // 50,000 x 200 table, two directions of 4H x (E + H)
+                                               // weights and 4H biases, linear 2H -> 4.
+                                               {"bilstm", 50000 * 200 + 2 * (400 * 300 + 400) + 200 * 4 + 4}};
+  const std::vector<std::string> expected{"crepe-small", "crepe-large", "vdcnn-9", "vdcnn-17", "vdcnn-29", "bilstm"};
   BOOST_TEST(model_registry().names() == expected, boost::test_tools::per_element());
   for (const auto& entry : model_registry().entries()) {
     BOOST_TEST(!entry.description.empty());
