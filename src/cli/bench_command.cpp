@@ -44,6 +44,38 @@ double median(std::vector<double> values) {
   return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
+// One batch of random ids and labels, in the backend's memory (the benchmark measures the model,
+// not the input copies): character codes in 0..A, or word ids in 2..V-1 (no padding, no unknown
+// word) with every row at its full length.
+struct SyntheticBatch {
+  engine::Buffer<std::uint8_t> codes;
+  engine::Buffer<std::int32_t> words, lengths, labels;
+  engine::InputBatch batch;
+
+  void fill(const engine::ModelConfig& c, bool word_ids, engine::Index n, engine::Index vocab,
+            const engine::Memory& memory) {
+    std::mt19937_64 rng(7);
+    const auto cells = static_cast<std::size_t>(n * c.length);
+    std::vector<std::uint8_t> host_codes(word_ids ? 0 : cells);
+    std::vector<std::int32_t> host_words(word_ids ? cells : 0),
+        host_lengths(static_cast<std::size_t>(n), static_cast<std::int32_t>(c.length));
+    for (auto& code : host_codes) code = static_cast<std::uint8_t>(rng() % static_cast<std::uint64_t>(c.alphabet + 1));
+    for (auto& w : host_words) w = static_cast<std::int32_t>(2 + rng() % static_cast<std::uint64_t>(vocab - 2));
+    std::vector<std::int32_t> host_labels(static_cast<std::size_t>(n));
+    for (auto& l : host_labels) l = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(c.classes));
+    codes.resize(host_codes.size(), memory);
+    words.resize(host_words.size(), memory);
+    lengths.resize(host_lengths.size(), memory);
+    labels.resize(host_labels.size(), memory);
+    memory.copy_to_device(codes.data(), host_codes.data(), host_codes.size());
+    memory.copy_to_device(words.data(), host_words.data(), host_words.size() * sizeof(std::int32_t));
+    memory.copy_to_device(lengths.data(), host_lengths.data(), host_lengths.size() * sizeof(std::int32_t));
+    memory.copy_to_device(labels.data(), host_labels.data(), host_labels.size() * sizeof(std::int32_t));
+    batch = word_ids ? engine::InputBatch::words(words.data(), n, c.length, lengths.data())
+                     : engine::InputBatch::characters(codes.data(), n, c.length);
+  }
+};
+
 }  // namespace
 
 int bench_command(const std::vector<std::string>& arguments) {
@@ -100,36 +132,15 @@ int bench_command(const std::vector<std::string>& arguments) {
   model.params().initialize(1);
   model.reserve(batch);
   train::Optimizer<float> optimizer(train::OptimizerConfig{}, model.params().trained_count(), memory);
-  std::mt19937_64 rng(7);
-  // Character codes in 0..A, or word ids in 2..V-1 (no padding, no unknown word) with every row
-  // at its full length.
-  const auto cells = static_cast<std::size_t>(batch * model_config.length);
-  std::vector<std::uint8_t> host_codes(words ? 0 : cells);
-  std::vector<std::int32_t> host_words(words ? cells : 0),
-      host_lengths(static_cast<std::size_t>(batch), static_cast<std::int32_t>(model_config.length));
-  for (auto& c : host_codes)
-    c = static_cast<std::uint8_t>(rng() % static_cast<std::uint64_t>(model_config.alphabet + 1));
-  for (auto& w : host_words) w = static_cast<std::int32_t>(2 + rng() % static_cast<std::uint64_t>(vocab - 2));
-  std::vector<std::int32_t> host_labels(static_cast<std::size_t>(batch));
-  for (auto& l : host_labels) l = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(model_config.classes));
-  // The batch stays in the backend's memory: this measures the model, not the input copies.
-  engine::Buffer<std::uint8_t> codes(host_codes.size(), memory);
-  engine::Buffer<std::int32_t> word_ids(host_words.size(), memory), lengths(host_lengths.size(), memory);
-  engine::Buffer<std::int32_t> labels(host_labels.size(), memory);
-  memory.copy_to_device(codes.data(), host_codes.data(), host_codes.size());
-  memory.copy_to_device(word_ids.data(), host_words.data(), host_words.size() * sizeof(std::int32_t));
-  memory.copy_to_device(lengths.data(), host_lengths.data(), host_lengths.size() * sizeof(std::int32_t));
-  memory.copy_to_device(labels.data(), host_labels.data(), host_labels.size() * sizeof(std::int32_t));
+  SyntheticBatch synthetic;
+  synthetic.fill(model_config, words, batch, vocab, memory);
   // The step's loss, accuracy and gradient norm stay in the backend's memory, as in `train`, which
   // reads them once a step; this loop reads them only after the last step.
   train::StepSetup setup;
   setup.seed = 1;
   setup.max_rows = batch;
   train::TrainingStep<float> trainer(model, *backend, &optimizer, setup);
-  const train::StepInput input{
-      words ? engine::InputBatch::words(word_ids.data(), batch, model_config.length, lengths.data())
-            : engine::InputBatch::characters(codes.data(), batch, model_config.length),
-      labels.data(), batch, 0, true};
+  const train::StepInput input{synthetic.batch, synthetic.labels.data(), batch, 0, true};
   std::int64_t next_step = 0;
   engine::Profile layer_times;
   auto train_step = [&] {

@@ -62,3 +62,23 @@ ag_news_subset() {
   "$TEXTSCALE_BIN" preprocess --input test.csv --format zhang --unescape backslash --no-words --classes classes.txt \
     --output test.h5 > /dev/null
 }
+
+# losses RUN: the first interval's loss and the last epoch's training loss.
+losses() {
+  py - "$1/metrics.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+first = next(r["loss"] for r in rows if r["type"] == "interval")
+last = [r for r in rows if r["type"] == "epoch"][-1]["train_loss"]
+print(first, last)
+PY
+}
+
+# same_state A.h5 B.h5 WHAT [GROUPS]: the checkpoints' GROUPS (default /parameters /state
+# /optimizer) are bitwise equal.
+same_state() {  # same_state A.h5 B.h5 WHAT [GROUPS]
+  local group
+  for group in ${4:-/parameters /state /optimizer}; do
+    h5diff -q "$1" "$2" "$group" "$group" > /dev/null 2>&1 || fail "$3: $group differs between $1 and $2"
+  done
+}

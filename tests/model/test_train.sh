@@ -24,16 +24,6 @@ export OMP_NUM_THREADS=2
 
 ag_news_subset "$DATA" 1200 400
 
-# first_and_last_loss RUN: the first interval's loss and the last epoch's training loss.
-losses() {
-  py - "$1/metrics.jsonl" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-first = next(r["loss"] for r in rows if r["type"] == "interval")
-last = [r for r in rows if r["type"] == "epoch"][-1]["train_loss"]
-print(first, last)
-PY
-}
 
 # --- The loss falls ------------------------------------------------------------------------------
 tiny_crepe=(--model crepe-small --features 32 --fc 64 --lr 0.02 --batch-size 32)
@@ -115,12 +105,6 @@ h5diff -q crepe/checkpoint.h5 crepe-again/checkpoint.h5 /parameters /parameters 
 
 # --- Resume gives bitwise the same state ------------------------------------------------------------
 # 1200 rows at batch 32 = 38 batches per epoch; dropout (Crepe) and batch norm (VDCNN) both exercised.
-same_state() {  # same_state A.h5 B.h5 WHAT [GROUPS]
-  local group
-  for group in ${4:-/parameters /state /optimizer}; do
-    h5diff -q "$1" "$2" "$group" "$group" > /dev/null 2>&1 || fail "$3: $group differs between $1 and $2"
-  done
-}
 eval_files=(--valid test.h5 --test test.h5)
 for model in crepe vdcnn; do
   if [ "$model" = crepe ]; then args=("${tiny_crepe[@]}"); else args=("${tiny_vdcnn[@]}"); fi
