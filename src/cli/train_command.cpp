@@ -47,14 +47,39 @@ nlohmann::json resolved_options(const po::variables_map& values) {
 
 // Options that shape the training trajectory: a resumed run must keep them. (The backend
 // options are compared by the trainer, which refuses a change unless --force-resume.)
-const std::vector<std::string> kTrajectoryOptions{"train",       "model",         "features",      "fc",
-                                                  "shortcut",    "dropout",       "batch-size",    "optimizer",
-                                                  "lr",          "momentum",      "weight-decay",  "adam-beta1",
-                                                  "adam-beta2",  "clip-norm",     "schedule",      "step-epochs",
-                                                  "step-factor", "epoch-factor",  "warmup-steps",  "seed",
-                                                  "limit-train", "init-from",     "shuffle",       "shuffle-block",
-                                                  "lr-scaling",  "lr-base-batch", "sync-bn",       "embed-dim",
-                                                  "hidden",      "pooling",       "bidirectional", "bucket-by-length"};
+const std::vector<std::string> kTrajectoryOptions{"train",
+                                                  "model",
+                                                  "features",
+                                                  "fc",
+                                                  "shortcut",
+                                                  "dropout",
+                                                  "batch-size",
+                                                  "optimizer",
+                                                  "lr",
+                                                  "momentum",
+                                                  "weight-decay",
+                                                  "adam-beta1",
+                                                  "adam-beta2",
+                                                  "clip-norm",
+                                                  "schedule",
+                                                  "step-epochs",
+                                                  "step-factor",
+                                                  "epoch-factor",
+                                                  "warmup-steps",
+                                                  "seed",
+                                                  "limit-train",
+                                                  "init-from",
+                                                  "shuffle",
+                                                  "shuffle-block",
+                                                  "lr-scaling",
+                                                  "lr-base-batch",
+                                                  "sync-bn",
+                                                  "embed-dim",
+                                                  "hidden",
+                                                  "pooling",
+                                                  "bidirectional",
+                                                  "bucket-by-length",
+                                                  "embedding-update"};
 
 // Turns an "options" object back into command-line tokens, leaving out `skip`.
 std::vector<std::string> option_tokens(const nlohmann::json& options, const std::vector<std::string>& skip) {
@@ -160,6 +185,9 @@ int train_command(const std::vector<std::string>& arguments) {
       ("adam-beta1", po::value(&c.optimizer.beta1)->default_value(0.9), "Adam beta1")                                //
       ("adam-beta2", po::value(&c.optimizer.beta2)->default_value(0.999), "Adam beta2")                              //
       ("clip-norm", po::value(&c.optimizer.clip_norm)->default_value(0.0), "clip the gradient's L2 norm (0: off)")   //
+      ("embedding-update", po::value(&c.optimizer.embedding_update)->default_value("dense"),
+       "word embeddings: dense (every row moves, as with a dense gradient: momentum, Adam's moments, weight decay) "
+       "| lazy (only the rows of the batch's words, with their optimizer state, as PyTorch's SparseAdam)")  //
       ("schedule", po::value(&c.schedule.kind)->default_value("constant"),
        "constant | step (x step-factor every step-epochs epochs; Zhang: 0.5 every 3) | factor (x epoch-factor "
        "per epoch)")                                                                                        //

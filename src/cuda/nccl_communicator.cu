@@ -100,6 +100,9 @@ class NcclCommunicator final : public dist::Communicator {
     wait(h);
   }
   std::vector<std::uint64_t> allgather(std::uint64_t value) override { return bootstrap_.allgather(value); }
+  std::vector<std::int32_t> allgatherv(const std::vector<std::int32_t>& values) override {
+    return bootstrap_.allgatherv(values);
+  }
   void barrier() override { bootstrap_.barrier(); }
 
  private:

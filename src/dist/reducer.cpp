@@ -1,15 +1,27 @@
 #include "textscale/dist/reducer.h"
 
+#include <algorithm>
 #include <chrono>
 
 namespace textscale::dist {
 
 GradientReducer::GradientReducer(Communicator& comm, float* gradients, engine::Index count,
-                                 engine::Index bucket_elements)
-    : comm_(comm), gradients_(gradients) {
-  if (bucket_elements <= 0 || bucket_elements >= count) bucket_elements = count;
-  for (engine::Index end = count; end > 0; end -= bucket_elements)
-    buckets_.push_back(Bucket{std::max<engine::Index>(0, end - bucket_elements), end, {}, false, false});
+                                 engine::Index bucket_elements, std::vector<SparseRange> sparse)
+    : comm_(comm), gradients_(gradients), sparse_(std::move(sparse)) {
+  // The dense ranges between the row-sparse ones, highest first, each cut into buckets from its end.
+  std::vector<std::pair<engine::Index, engine::Index>> ranges;
+  engine::Index begin = 0;
+  for (const auto& s : sparse_) {
+    if (s.offset > begin) ranges.emplace_back(begin, s.offset);
+    begin = s.offset + s.row_count * s.row_size;
+  }
+  if (count > begin) ranges.emplace_back(begin, count);
+  engine::Index dense = 0;
+  for (const auto& [b, e] : ranges) dense += e - b;
+  if (bucket_elements <= 0 || bucket_elements >= dense) bucket_elements = std::max<engine::Index>(dense, 1);
+  for (auto range = ranges.rbegin(); range != ranges.rend(); ++range)
+    for (engine::Index end = range->second; end > range->first; end -= bucket_elements)
+      buckets_.push_back(Bucket{std::max(range->first, end - bucket_elements), end, {}, false, false});
 }
 
 void GradientReducer::begin() {
@@ -35,9 +47,35 @@ void GradientReducer::ready_from(engine::Index offset) {
     }
 }
 
+void GradientReducer::reduce_sparse() {
+  sparse_elements_ = 0;
+  for (std::size_t i = 0; i < sparse_.size(); ++i) {
+    const SparseRange& s = sparse_[i];
+    std::vector<std::int32_t>& rows = *s.rows;
+    // The union of every rank's rows, sorted: the same list on every rank.
+    all_rows_ = comm_.allgatherv(rows);
+    std::sort(all_rows_.begin(), all_rows_.end());
+    all_rows_.erase(std::unique(all_rows_.begin(), all_rows_.end()), all_rows_.end());
+    const auto width = static_cast<std::size_t>(s.row_size);
+    packed_.resize(all_rows_.size() * width);
+    float* table = gradients_ + s.offset;
+    // Rows this rank did not touch are 0 in its gradient: copying every row of the union packs them.
+    for (std::size_t r = 0; r < all_rows_.size(); ++r)
+      std::copy_n(table + static_cast<engine::Index>(all_rows_[r]) * s.row_size, width, packed_.data() + r * width);
+    const auto count = static_cast<engine::Index>(packed_.size());
+    if (on_start_) on_start_(buckets_.size() + i, packed_.data(), count);
+    comm_.wait(comm_.allreduce_async(packed_.data(), packed_.size()));
+    for (std::size_t r = 0; r < all_rows_.size(); ++r)
+      std::copy_n(packed_.data() + r * width, width, table + static_cast<engine::Index>(all_rows_[r]) * s.row_size);
+    rows = all_rows_;
+    sparse_elements_ += count;
+  }
+}
+
 void GradientReducer::finish() {
   const auto start_time = std::chrono::steady_clock::now();
   while (next_ < buckets_.size()) start(next_++);
+  reduce_sparse();
   for (auto& bucket : buckets_)
     if (!bucket.done) {
       comm_.wait(bucket.handle);

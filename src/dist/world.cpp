@@ -130,6 +130,31 @@ class MpiCommunicator final : public Communicator {
     return all;
   }
 
+  std::vector<std::int32_t> allgatherv(const std::vector<std::int32_t>& values) override {
+    if (values.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+      throw CommError("all-gather of " + std::to_string(values.size()) + " values: more than MPI's int count");
+    std::vector<std::uint64_t> counts = allgather(values.size());
+    std::vector<int> sizes(counts.size()), displacements(counts.size());
+    std::uint64_t total = 0;
+    for (std::size_t r = 0; r < counts.size(); ++r) {
+      if (total + counts[r] > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
+        throw CommError("all-gather of more values than MPI's int count");
+      sizes[r] = static_cast<int>(counts[r]);
+      displacements[r] = static_cast<int>(total);
+      total += counts[r];
+    }
+    std::vector<std::int32_t> all(static_cast<std::size_t>(total));
+    MPI_Request request;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      check(MPI_Iallgatherv(values.data(), static_cast<int>(values.size()), MPI_INT32_T, all.data(), sizes.data(),
+                            displacements.data(), MPI_INT32_T, comm_, &request),
+            "MPI_Iallgatherv");
+    }
+    wait(remember(request));
+    return all;
+  }
+
   void barrier() override {
     MPI_Request request;
     {
@@ -229,6 +254,7 @@ class LocalCommunicator final : public Communicator {
   void wait(Handle) override {}
   void broadcast(void*, std::size_t, int) override {}
   std::vector<std::uint64_t> allgather(std::uint64_t value) override { return {value}; }
+  std::vector<std::int32_t> allgatherv(const std::vector<std::int32_t>& values) override { return values; }
   void barrier() override {}
 };
 

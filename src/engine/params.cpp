@@ -24,26 +24,29 @@ double normal_draw(std::uint64_t key, std::uint64_t i) {
 }  // namespace
 
 template <typename T>
-ParamRef ParamStore<T>::declare(const std::string& name, std::vector<Index> shape, Init init, bool trained) {
+ParamRef ParamStore<T>::declare(const std::string& name, std::vector<Index> shape, Init init, bool trained,
+                                bool row_sparse) {
   if (finalized_) throw Error("parameter '" + name + "' declared after the model was finalised");
   for (const auto& t : tensors_)
     if (t.name == name) throw Error("parameter '" + name + "' declared twice");
+  if (row_sparse && shape.size() != 2)
+    throw Error("parameter '" + name + "': a row-sparse gradient needs 2 dimensions");
   Index count = 1;
   for (Index d : shape) count *= d;
-  TensorInfo info{name, std::move(shape), trained ? trained_count_ : state_count_, count, init, trained};
+  TensorInfo info{name, std::move(shape), trained ? trained_count_ : state_count_, count, init, trained, row_sparse};
   (trained ? trained_count_ : state_count_) += count;
   tensors_.push_back(std::move(info));
   return ParamRef{static_cast<Index>(tensors_.size() - 1)};
 }
 
 template <typename T>
-ParamRef ParamStore<T>::add(const std::string& name, std::vector<Index> shape, Init init) {
-  return declare(name, std::move(shape), init, true);
+ParamRef ParamStore<T>::add(const std::string& name, std::vector<Index> shape, Init init, Gradient gradient) {
+  return declare(name, std::move(shape), init, true, gradient == Gradient::row_sparse);
 }
 
 template <typename T>
 ParamRef ParamStore<T>::add_state(const std::string& name, std::vector<Index> shape, Init init) {
-  return declare(name, std::move(shape), init, false);
+  return declare(name, std::move(shape), init, false, false);
 }
 
 template <typename T>
@@ -51,7 +54,31 @@ void ParamStore<T>::finalize(const Memory& memory) {
   values_.resize(static_cast<std::size_t>(trained_count_), memory);
   gradients_.resize(static_cast<std::size_t>(trained_count_), memory);
   state_.resize(static_cast<std::size_t>(state_count_), memory);
+  gradients_.zero();
+  row_sparse_.clear();
+  for (std::size_t i = 0; i < tensors_.size(); ++i) {
+    TensorInfo& t = tensors_[i];
+    if (!t.row_sparse) continue;
+    if (!memory.is_host()) {
+      t.row_sparse = false;
+      continue;
+    }
+    row_sparse_.push_back(RowSparse{ParamRef{static_cast<Index>(i)}, t.offset, t.shape[0], t.shape[1], {}});
+  }
   finalized_ = true;
+}
+
+template <typename T>
+void ParamStore<T>::zero_gradients() {
+  gradients_.zero();
+  for (auto& sparse : row_sparse_) sparse.rows.clear();
+}
+
+template <typename T>
+RowSparse* ParamStore<T>::row_sparse(ParamRef r) {
+  for (auto& sparse : row_sparse_)
+    if (sparse.tensor.index == r.index) return &sparse;
+  return nullptr;
 }
 
 template <typename T>

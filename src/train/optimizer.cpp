@@ -25,6 +25,8 @@ void validate(const OptimizerConfig& o, const ScheduleConfig& s) {
   const auto finite_positive = [](double v) { return std::isfinite(v) && v > 0; };
   const auto finite_non_negative = [](double v) { return std::isfinite(v) && v >= 0; };
   if (!finite_positive(o.lr)) throw InputError("--lr must be a positive finite number");
+  if (o.embedding_update != "dense" && o.embedding_update != "lazy")
+    throw InputError("--embedding-update must be dense or lazy, not '" + o.embedding_update + "'");
   if (!in_unit(o.momentum)) throw InputError("--momentum must be in [0, 1)");
   if (!finite_non_negative(o.weight_decay)) throw InputError("--weight-decay must be a finite number >= 0");
   if (!finite_non_negative(o.clip_norm)) throw InputError("--clip-norm must be a finite number >= 0");
@@ -48,20 +50,75 @@ Optimizer<T>::Optimizer(const OptimizerConfig& config, engine::Index parameters,
   own_sum_.resize(1, memory);
 }
 
+namespace {
+
+// Calls fn(begin, count) for each range of the flat buffer between the row-sparse tensors.
+template <typename Fn>
+void for_dense_ranges(const std::vector<engine::RowSparse>& sparse, engine::Index count, Fn fn) {
+  engine::Index begin = 0;
+  for (const auto& s : sparse) {
+    if (s.offset > begin) fn(begin, s.offset - begin);
+    begin = s.offset + s.row_count * s.row_size;
+  }
+  if (count > begin) fn(begin, count - begin);
+}
+
+// The gradient's sum of squares reading only the listed rows of row-sparse tensors (host memory):
+// the dense ranges by the backend, then each listed row in order, in double.
+template <typename T>
+double row_sparse_sum_squares(engine::Backend<T>& backend, engine::ParamStore<T>& params) {
+  const T* grad = params.gradients().data();
+  double total = 0;
+  for_dense_ranges(params.row_sparse(), params.trained_count(), [&](engine::Index begin, engine::Index count) {
+    total += backend.sum_squares(count, grad + begin);
+  });
+  for (const auto& s : params.row_sparse())
+    for (const std::int32_t row : s.rows) {
+      const T* g = grad + s.offset + static_cast<engine::Index>(row) * s.row_size;
+      for (engine::Index e = 0; e < s.row_size; ++e) total += static_cast<double>(g[e]) * static_cast<double>(g[e]);
+    }
+  return total;
+}
+
+}  // namespace
+
 template <typename T>
 void Optimizer<T>::queue_step(engine::Backend<T>& backend, engine::ParamStore<T>& params, double lr,
                               double* sum_squares) {
   const engine::Index count = params.trained_count();
+  T* values = params.values().data();
   const T* grad = params.gradients().data();
-  backend.sum_squares_to(count, grad, sum_squares);
+  const auto& sparse = params.row_sparse();
+  if (sparse.empty())
+    backend.sum_squares_to(count, grad, sum_squares);
+  else
+    *sum_squares = row_sparse_sum_squares(backend, params);
   backend.step_factor(sum_squares, config_.clip_norm, factor_.data());
   ++steps_;
-  if (config_.kind == "adam")
-    backend.adam_step(count, params.values().data(), grad, first_.data(), second_.data(), lr, config_.beta1,
-                      config_.beta2, config_.epsilon, config_.weight_decay, steps_, factor_.data());
-  else
-    backend.sgd_step(count, params.values().data(), grad, first_.data(), lr, config_.momentum, config_.weight_decay,
-                     factor_.data());
+  const bool adam = config_.kind == "adam";
+  const auto dense = [&](engine::Index begin, engine::Index n) {
+    if (adam)
+      backend.adam_step(n, values + begin, grad + begin, first_.data() + begin, second_.data() + begin, lr,
+                        config_.beta1, config_.beta2, config_.epsilon, config_.weight_decay, steps_, factor_.data());
+    else
+      backend.sgd_step(n, values + begin, grad + begin, first_.data() + begin, lr, config_.momentum,
+                       config_.weight_decay, factor_.data());
+  };
+  if (sparse.empty() || config_.embedding_update == "dense") {
+    dense(0, count);
+    return;
+  }
+  for_dense_ranges(sparse, count, dense);
+  for (const auto& s : sparse) {
+    const auto rows = static_cast<engine::Index>(s.rows.size());
+    if (adam)
+      backend.adam_step_rows(rows, s.rows.data(), s.row_size, values + s.offset, grad + s.offset,
+                             first_.data() + s.offset, second_.data() + s.offset, lr, config_.beta1, config_.beta2,
+                             config_.epsilon, config_.weight_decay, steps_, factor_.data());
+    else
+      backend.sgd_step_rows(rows, s.rows.data(), s.row_size, values + s.offset, grad + s.offset,
+                            first_.data() + s.offset, lr, config_.momentum, config_.weight_decay, factor_.data());
+  }
 }
 
 template <typename T>

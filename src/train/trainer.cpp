@@ -906,7 +906,10 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
 #endif
   auto& params = model.params();
   const auto bucket_elements = static_cast<Index>(config.bucket_mb * 1024 * 1024 / sizeof(float));
-  dist::GradientReducer reducer(*gradient_comm, params.gradients().data(), params.trained_count(), bucket_elements);
+  std::vector<dist::SparseRange> sparse;
+  for (auto& s : params.row_sparse()) sparse.push_back({s.offset, s.row_count, s.row_size, &s.rows});
+  dist::GradientReducer reducer(*gradient_comm, params.gradients().data(), params.trained_count(), bucket_elements,
+                                sparse);
   std::function<void(double*, Index)> allreduce_sum = [&](double* data, Index count) {
     comm.allreduce(data, static_cast<std::size_t>(count), dist::ReduceOp::sum);
   };

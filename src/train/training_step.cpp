@@ -114,7 +114,7 @@ void TrainingStep<T>::compute_gradients(const StepInput& in, std::int64_t step) 
       backend_.scale(n * classes, diff_.data(), static_cast<double>(n) / static_cast<double>(global_rows));
     model_.backward(ctx_, batch, diff_.data());
   } else {
-    model_.params().gradients().zero();
+    model_.params().zero_gradients();
     const double none[kBadLabel + 1] = {0, 0, 0};
     memory.copy_to_device(stats_.data(), none, sizeof none);
   }

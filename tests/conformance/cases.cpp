@@ -477,6 +477,40 @@ TS_CONFORMANCE_CASE(word_embedding) {
   BOOST_TEST((h.download(diff_table) == first), "word embedding backward is not deterministic");
 }
 
+// The row-sparse word embedding gradient (host memory): over two batches in a row, each call
+// clears the rows it listed before, writes bitwise the dense operation's rows of the batch's ids,
+// and lists them; the table then equals the dense operation's whole result. A bad id throws
+// before anything is written.
+TS_CONFORMANCE_CASE(word_embedding_rows) {
+  if (!h.memory().is_host()) return;  // row-sparse gradients live in host memory (params.h)
+  const Index n = 5, t = 31, vocab = 20011, dim = 24;
+  Backend<float>& b = h.backend();
+  std::vector<float> rows_table(static_cast<std::size_t>(vocab * dim), 0.0f), dense(rows_table.size());
+  std::vector<std::int32_t> rows;
+  for (std::uint64_t batch = 0; batch < 2; ++batch) {
+    std::mt19937_64 rng(70 + batch);
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(n * t));
+    for (auto& id : ids)
+      id = rng() % 4 == 0 ? static_cast<std::int32_t>(rng() % 6)
+                          : static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(vocab));
+    auto diff_dst = h.random(n * t * dim, 71 + batch);
+    const std::vector<float> gradient = h.download(diff_dst);
+    b.embedding_backward(n, t, vocab, dim, ids.data(), gradient.data(), dense.data());
+    b.embedding_backward_rows(n, t, vocab, dim, ids.data(), gradient.data(), rows_table.data(), rows);
+    std::vector<std::int32_t> expected = ids;
+    std::sort(expected.begin(), expected.end());
+    expected.erase(std::unique(expected.begin(), expected.end()), expected.end());
+    BOOST_TEST((rows == expected), "batch " << batch << ": the rows listed are the batch's distinct ids");
+    BOOST_TEST((rows_table == dense), "batch " << batch << ": the table differs from the dense gradient");
+  }
+  std::vector<std::int32_t> bad{3, 5, static_cast<std::int32_t>(vocab)};
+  const std::vector<std::int32_t> before = rows;
+  const std::vector<float> gradient(static_cast<std::size_t>(3 * dim), 1.0f);
+  BOOST_CHECK_THROW(b.embedding_backward_rows(1, 3, vocab, dim, bad.data(), gradient.data(), rows_table.data(), rows),
+                    textscale::Error);
+  BOOST_TEST((rows == before && rows_table == dense), "a bad id changed the gradient");
+}
+
 // An id outside [0, V) is an error (backend.h): the CPU backends throw; a GPU backend writes NaN
 // to that position's row and leaves it out of the gradient.
 TS_CONFORMANCE_CASE(word_embedding_bad_ids) {

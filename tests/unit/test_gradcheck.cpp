@@ -206,6 +206,43 @@ BOOST_AUTO_TEST_CASE(embedding) {
   gradcheck_input(layer, 3, 5, 6);
 }
 
+// A word table's gradient is row-sparse (params.h): after a backward over other words, the next
+// batch's gradient still matches finite differences in every row (the rows of the batch before
+// are cleared), and exactly that batch's words are listed.
+BOOST_AUTO_TEST_CASE(word_embedding_row_sparse) {
+  ReferenceBackend<double> backend;
+  ParamStore<double> params;
+  Embedding<double> layer(12, 3, Init::normal(1), IdType::words, true);
+  const Index n = 2, length = 5;
+  layer.setup(params, "input.", length);
+  params.finalize();
+  BOOST_TEST_REQUIRE(params.row_sparse().size() == 1u);
+  auto values = random_vector(params.values().size(), 31, 0.5);
+  std::copy(values.begin(), values.end(), params.values().data());
+  layer.reserve(n, host_memory());
+  Context<double> ctx{&backend, &params, true, 1, 0};
+  std::vector<std::int32_t> first{1, 2, 3, 4, 5, 6, 7, 1, 1, 0}, second{8, 9, 8, 2, 0, 11, 9, 9, 2, 2};
+  std::vector<std::int32_t> lengths{5, 4};
+  auto r = random_vector(static_cast<std::size_t>(n * length * 3), 32);
+  std::vector<double> y(r.size());
+  auto loss = [&](std::vector<std::int32_t>& ids) {
+    layer.forward(ctx, InputBatch::words(ids.data(), n, length, lengths.data()), y.data());
+    double sum = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) sum += y[i] * r[i];
+    return sum;
+  };
+  for (auto* ids : {&first, &second}) {
+    loss(*ids);
+    auto diff = r;
+    layer.backward(ctx, InputBatch::words(ids->data(), n, length, lengths.data()), y.data(), diff.data());
+  }
+  BOOST_TEST((params.row_sparse()[0].rows == std::vector<std::int32_t>{0, 2, 8, 9, 11}));
+  std::vector<double> grads(params.gradients().data(), params.gradients().data() + params.gradients().size());
+  check_elements(
+      "row-sparse word embedding", params.values().data(), grads.data(), grads.size(), [&] { return loss(second); },
+      {.samples = 100}, 33);
+}
+
 BOOST_AUTO_TEST_CASE(softmax_cross_entropy) {
   ReferenceBackend<double> backend;
   const Index n = 4, k = 5;

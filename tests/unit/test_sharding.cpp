@@ -94,6 +94,7 @@ BOOST_AUTO_TEST_CASE(order_depends_on_seed_and_epoch_only) {
 class Recorder final : public dist::Communicator {
  public:
   std::vector<std::pair<const float*, std::size_t>> started;
+  std::vector<std::int32_t> other;  // the rows the other rank touched (allgatherv)
   [[nodiscard]] int rank() const override { return 0; }
   [[nodiscard]] int size() const override { return 2; }
   [[nodiscard]] std::string name() const override { return "recorder"; }
@@ -108,6 +109,12 @@ class Recorder final : public dist::Communicator {
   void wait(dist::Handle) override {}
   void broadcast(void*, std::size_t, int) override {}
   std::vector<std::uint64_t> allgather(std::uint64_t v) override { return {v, v}; }
+  // Two ranks: this one and one that touched rows `other`.
+  std::vector<std::int32_t> allgatherv(const std::vector<std::int32_t>& values) override {
+    std::vector<std::int32_t> all = values;
+    all.insert(all.end(), other.begin(), other.end());
+    return all;
+  }
   void barrier() override {}
 };
 
@@ -159,6 +166,45 @@ BOOST_AUTO_TEST_CASE(buckets_start_when_ready_and_cover_the_buffer) {
     BOOST_TEST(std::get<1>(seen[3]) == grads.data());
     BOOST_TEST(std::get<2>(seen[3]) == 100);
   }
+}
+
+// A row-sparse range (an embedding table's gradient) is left out of the buckets; after backward
+// the union of the ranks' rows is packed, sent as the last bucket, unpacked, and listed.
+BOOST_AUTO_TEST_CASE(row_sparse_range_sends_the_union_of_the_rows) {
+  // [0, 100) dense, a 50 x 4 table at [100, 300), [300, 1000) dense.
+  std::vector<float> grads(1000, 0.0f);
+  std::vector<std::int32_t> rows{3, 7, 49};
+  for (const std::int32_t row : rows)
+    for (int e = 0; e < 4; ++e) grads[static_cast<std::size_t>(100 + row * 4 + e)] = static_cast<float>(row + e);
+  Recorder comm;
+  comm.other = {0, 7, 12};
+  dist::GradientReducer reducer(comm, grads.data(), 1000, 300, {{100, 50, 4, &rows}});
+  BOOST_TEST(reducer.buckets() == 5u);  // [700,1000) [400,700) [300,400) [0,100), then the table
+  std::vector<std::pair<std::size_t, std::vector<float>>> seen;
+  reducer.on_start(
+      [&](std::size_t i, const float* d, engine::Index n) { seen.emplace_back(i, std::vector(d, d + n)); });
+  reducer.begin();
+  reducer.ready_from(300);  // the dense buckets above the table
+  BOOST_REQUIRE(comm.started.size() == 3u);
+  BOOST_TEST(comm.started[2].first == grads.data() + 300);
+  BOOST_TEST(comm.started[2].second == 100u);
+  reducer.finish();
+  BOOST_REQUIRE(comm.started.size() == 5u);
+  BOOST_TEST(comm.started[3].first == grads.data());
+  BOOST_TEST(comm.started[3].second == 100u);
+  BOOST_TEST(comm.started[4].second == 20u);  // the union {0, 3, 7, 12, 49}, 4 elements each
+  BOOST_TEST((rows == std::vector<std::int32_t>{0, 3, 7, 12, 49}));
+  BOOST_REQUIRE(seen.size() == 5u);
+  BOOST_TEST(seen[4].first == 4u);
+  const std::vector<float> packed{0, 0, 0, 0, 3, 4, 5, 6, 7, 8, 9, 10, 0, 0, 0, 0, 49, 50, 51, 52};
+  BOOST_TEST((seen[4].second == packed));
+  BOOST_TEST(reducer.sparse_elements() == 20);
+  // Unpacked where they came from (this recorder sums nothing): the table is unchanged.
+  for (int row = 0; row < 50; ++row)
+    for (int e = 0; e < 4; ++e) {
+      const bool touched = row == 3 || row == 7 || row == 49;
+      BOOST_TEST(grads[static_cast<std::size_t>(100 + row * 4 + e)] == (touched ? static_cast<float>(row + e) : 0.0f));
+    }
 }
 
 // Bucketing keeps a permutation of the rows, makes batches of similar lengths, keeps the partial

@@ -51,6 +51,10 @@ BOOST_AUTO_TEST_CASE(invalid_settings_are_refused_by_name) {
   o.lr = 0.1;
   s.kind = "cosine";
   BOOST_CHECK_THROW(train::validate(o, s), InputError);
+  s.kind = "constant";
+  o.embedding_update = "sparse";
+  BOOST_CHECK_EXCEPTION(train::validate(o, s), InputError,
+                        [](const InputError& e) { return std::string(e.what()).find("--embedding-update") == 0; });
 }
 
 // The backend options as recorded in config.json and checkpoints: every field survives JSON, a
@@ -151,6 +155,99 @@ BOOST_AUTO_TEST_CASE(adam_first_step_moves_by_the_learning_rate) {
   BOOST_TEST(params.values()[0] == -0.01, tolerance(1e-6));
   BOOST_TEST(params.values()[1] == 0.01, tolerance(1e-6));
   BOOST_TEST(params.values()[2] == 0.0);
+}
+
+namespace {
+
+// Values of (5) dense, (6, 3) table and (4) dense tensors after `steps.size()` steps whose table
+// gradients touch the listed rows; with `row_sparse`, the table's gradient is row-sparse and only
+// the listed rows are written, as backward does. Returns the values and each step's norm.
+template <typename T>
+std::pair<std::vector<T>, std::vector<double>> steps_on_table(engine::Backend<T>& backend,
+                                                              train::OptimizerConfig config, bool row_sparse,
+                                                              const std::vector<std::vector<std::int32_t>>& steps) {
+  engine::ParamStore<T> params;
+  params.add("a", {5}, engine::Init::normal(1));
+  params.add("table", {6, 3}, engine::Init::normal(1),
+             row_sparse ? engine::Gradient::row_sparse : engine::Gradient::dense);
+  params.add("b", {4}, engine::Init::normal(1));
+  params.finalize();
+  params.initialize(7);
+  BOOST_TEST_REQUIRE(params.row_sparse().size() == (row_sparse ? 1u : 0u));
+  train::Optimizer<T> optimizer(config, params.trained_count());
+  std::vector<double> norms;
+  for (std::size_t step = 0; step < steps.size(); ++step) {
+    T* grad = params.gradients().data();
+    params.zero_gradients();
+    for (engine::Index i = 0; i < params.trained_count(); ++i)
+      if (i < 5 || i >= 23)
+        grad[i] = static_cast<T>(0.1 * static_cast<double>(i) + 0.2 * static_cast<double>(step) - 1);
+    for (const std::int32_t row : steps[step])
+      for (engine::Index e = 0; e < 3; ++e)
+        grad[5 + row * 3 + e] = static_cast<T>(0.3 * static_cast<double>(row - e) + 0.1 * static_cast<double>(step));
+    if (row_sparse) params.row_sparse()[0].rows = steps[step];
+    norms.push_back(optimizer.step(backend, params, 0.1));
+  }
+  const T* v = params.values().data();
+  return {std::vector<T>(v, v + params.trained_count()), norms};
+}
+
+template <typename T>
+void check_row_sparse_updates(engine::Backend<T>& backend, double close) {
+  const std::vector<std::vector<std::int32_t>> steps{{1, 4}, {2, 4}};
+  for (const std::string kind : {"sgd", "adam"})
+    for (const double decay : {0.0, 0.01}) {
+      train::OptimizerConfig config;
+      config.kind = kind;
+      config.weight_decay = decay;
+      const std::string what = kind + " weight decay " + std::to_string(decay);
+      const auto [start, unused] = steps_on_table(backend, config, false, {});
+      const auto [dense, dense_norms] = steps_on_table(backend, config, false, steps);
+      const auto [sparse, sparse_norms] = steps_on_table(backend, config, true, steps);
+      config.embedding_update = "lazy";
+      const auto [lazy, lazy_norms] = steps_on_table(backend, config, true, steps);
+      // The default update of a row-sparse gradient is the dense one, bitwise; the norm reads the
+      // listed rows only, summed in another order.
+      BOOST_TEST((sparse == dense), what << ": row-sparse dense update");
+      for (std::size_t s = 0; s < steps.size(); ++s) {
+        BOOST_TEST(sparse_norms[s] == dense_norms[s], tolerance(1e-6));
+        BOOST_TEST(lazy_norms[s] == dense_norms[s], tolerance(1e-6));
+      }
+      // Lazy: the other tensors as dense; rows never listed keep their start; row 1 (listed in
+      // step 1 only) keeps its value after step 1; without weight decay, rows 2 and 4 (listed in the
+      // last step) end as the dense update leaves them (a zero gradient moves nothing from a zero
+      // state).
+      const auto [after_first, unused2] = steps_on_table(backend, config, true, {steps[0]});
+      for (std::size_t i = 0; i < dense.size(); ++i) {
+        const auto row = static_cast<std::int32_t>((static_cast<std::int64_t>(i) - 5) / 3);
+        if (i < 5 || i >= 23)
+          BOOST_TEST(lazy[i] == dense[i], what << ": dense tensor element " << i);
+        else if (row == 0 || row == 3 || row == 5)
+          BOOST_TEST(lazy[i] == start[i], what << ": untouched row " << row);
+        else if (row == 1)
+          BOOST_TEST(lazy[i] == after_first[i], what << ": row 1 moved after its step");
+        else if (decay == 0)
+          BOOST_TEST(
+              std::abs(static_cast<double>(lazy[i] - dense[i])) <= close * std::abs(static_cast<double>(dense[i])),
+              what << ": row " << row);
+      }
+      // and the dense update moves what the lazy one leaves: row 1 after its step (momentum,
+      // moments), the untouched rows with weight decay.
+      BOOST_TEST(dense[5 + 3] != after_first[5 + 3], what << ": dense row 1");
+      if (decay > 0) BOOST_TEST(dense[5] != start[5], what << ": dense row 0");
+    }
+}
+
+}  // namespace
+
+// Row-sparse gradients (an embedding table's): the optimizer's default update is the dense one,
+// bitwise; --embedding-update lazy updates only the listed rows and their state.
+BOOST_AUTO_TEST_CASE(row_sparse_dense_and_lazy_updates) {
+  engine::ReferenceBackend<double> reference;
+  check_row_sparse_updates(reference, 0.0);
+  // oneDNN's backend updates listed rows with its own loop: the same arithmetic, to rounding.
+  engine::DnnlBackend dnnl;
+  check_row_sparse_updates(dnnl, 1e-6);
 }
 
 BOOST_AUTO_TEST_CASE(non_finite_gradient_is_reported) {

@@ -19,14 +19,23 @@
 
 namespace textscale::dist {
 
+// A (row_count, row_size) tensor at `offset` in the gradient buffer whose rows outside `*rows`
+// (sorted, distinct) are 0 (engine::RowSparse).
+struct SparseRange {
+  engine::Index offset = 0, row_count = 0, row_size = 0;
+  std::vector<std::int32_t>* rows = nullptr;
+};
+
 class GradientReducer {
  public:
   // `bucket_elements` <= 0 or >= count: one bucket, started after backward (no overlap).
-  GradientReducer(Communicator& comm, float* gradients, engine::Index count, engine::Index bucket_elements);
+  // `sparse`: row-sparse ranges, in offset order, left out of the buckets.
+  GradientReducer(Communicator& comm, float* gradients, engine::Index count, engine::Index bucket_elements,
+                  std::vector<SparseRange> sparse = {});
 
   // Called with each bucket just before it is sent: its index in start order (0 first, up to
-  // buckets() - 1), its data and length. The trainer queues a sum of squares of this rank's
-  // gradients there, so that a NaN or infinity is traced to the rank that produced it.
+  // buckets() - 1; the row-sparse ranges come last, their packed rows as data), its data and length. The trainer queues
+  // a sum of squares of this rank's gradients there, so that a NaN or infinity is traced to the rank that produced it.
   void on_start(std::function<void(std::size_t, const float*, engine::Index)> fn) { on_start_ = std::move(fn); }
   // Before backward.
   void begin();
@@ -35,7 +44,9 @@ class GradientReducer {
   // After backward: starts what is left and waits for every bucket.
   void finish();
 
-  [[nodiscard]] std::size_t buckets() const { return buckets_.size(); }
+  [[nodiscard]] std::size_t buckets() const { return buckets_.size() + sparse_.size(); }
+  // Of the last step: elements summed for the row-sparse ranges (their rows of the union).
+  [[nodiscard]] engine::Index sparse_elements() const { return sparse_elements_; }
   // Of the last step: seconds blocked in finish() (communication not hidden behind backward).
   [[nodiscard]] double wait_seconds() const { return wait_seconds_; }
 
@@ -46,11 +57,16 @@ class GradientReducer {
     bool started = false, done = false;
   };
   void start(std::size_t index);
+  void reduce_sparse();
 
   Communicator& comm_;
   float* gradients_;
   std::vector<Bucket> buckets_;  // in start order: highest offsets first
-  std::size_t next_ = 0;         // first bucket not started
+  std::vector<SparseRange> sparse_;
+  std::vector<float> packed_;  // a row-sparse range's rows of the union
+  std::vector<std::int32_t> all_rows_;
+  engine::Index sparse_elements_ = 0;
+  std::size_t next_ = 0;  // first bucket not started
   double wait_seconds_ = 0;
   std::function<void(std::size_t, const float*, engine::Index)> on_start_;
 };

@@ -32,7 +32,9 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "textscale/common/error.h"
 #include "textscale/engine/dims.h"
 #include "textscale/engine/memory.h"
 
@@ -190,13 +192,18 @@ class Backend {
   virtual void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const T* table,
                                  T* dst) = 0;
   // diff_table (V, E) = sum of diff_dst rows per id, over every position holding it (rows no id
-  // selects are 0). The gradient is dense: the whole table is written each call, which costs V * E
-  // even when the batch selects a few rows (a sparse row-list gradient would need a sparse
-  // optimizer step and all-reduce).
+  // selects are 0). The whole table is written each call, which costs V * E even when the batch
+  // selects a few rows: embedding_backward_rows writes only those.
   virtual void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::uint8_t* codes,
                                   const T* diff_dst, T* diff_table) = 0;
   virtual void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const T* diff_dst,
                                   T* diff_table) = 0;
+  // A row-sparse gradient (params.h: RowSparse; host memory): zeroes the rows of diff_table listed
+  // in `rows`, writes embedding_backward's rows of the ids in the batch (bitwise the same values)
+  // and lists those ids in `rows`, sorted. If every row not listed on entry was 0, diff_table then
+  // equals embedding_backward's result. An id outside [0, V) throws before anything is written.
+  virtual void embedding_backward_rows(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids,
+                                       const T* diff_dst, T* diff_table, std::vector<std::int32_t>& rows);
 
   // --- Recurrent -----------------------------------------------------------------------------
   // See RnnShape. Row i has L = lengths[i] real steps, 0 <= L <= T (lengths null: every row T);
@@ -240,6 +247,24 @@ class Backend {
   // Adam (PyTorch's convention, L2 weight decay added to the gradient), `step` counted from 1.
   virtual void adam_step(Index count, T* param, const T* grad, T* m, T* v, double lr, double beta1, double beta2,
                          double epsilon, double weight_decay, std::int64_t step, const T* factor) = 0;
+  // The same steps on rows rows[0 .. row_count) of (V, row_size) tensors only (host memory: the
+  // lazy update of a row-sparse gradient, as PyTorch's SparseAdam); the other rows, and their
+  // velocity or moments, do not change.
+  virtual void sgd_step_rows(Index row_count, const std::int32_t* rows, Index row_size, T* param, const T* grad,
+                             T* velocity, double lr, double momentum, double weight_decay, const T* factor) {
+    for (Index r = 0; r < row_count; ++r) {
+      const Index o = static_cast<Index>(rows[r]) * row_size;
+      sgd_step(row_size, param + o, grad + o, velocity + o, lr, momentum, weight_decay, factor);
+    }
+  }
+  virtual void adam_step_rows(Index row_count, const std::int32_t* rows, Index row_size, T* param, const T* grad, T* m,
+                              T* v, double lr, double beta1, double beta2, double epsilon, double weight_decay,
+                              std::int64_t step, const T* factor) {
+    for (Index r = 0; r < row_count; ++r) {
+      const Index o = static_cast<Index>(rows[r]) * row_size;
+      adam_step(row_size, param + o, grad + o, m + o, v + o, lr, beta1, beta2, epsilon, weight_decay, step, factor);
+    }
+  }
   // Sum of squares of `count` elements (gradient clipping).
   virtual double sum_squares(Index count, const T* data) = 0;
   // data *= factor.
@@ -289,6 +314,31 @@ void Backend<T>::softmax_cross_entropy_stats(Index n, Index classes, const T* lo
   }
   stats[1] = correct;
   stats[2] = 0;
+}
+
+template <typename T>
+void Backend<T>::embedding_backward_rows(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids,
+                                         const T* diff_dst, T* diff_table, std::vector<std::int32_t>& rows) {
+  const Index count = n * t;
+  for (Index i = 0; i < count; ++i)
+    if (ids[i] < 0 || ids[i] >= vocab)
+      throw Error("word id " + std::to_string(ids[i]) + " at position " + std::to_string(i) +
+                  " outside the embedding table of " + std::to_string(vocab));
+  for (const std::int32_t row : rows) std::fill(diff_table + row * dim, diff_table + (row + 1) * dim, T(0));
+  // Positions by id, then position: each id's rows are summed in position order (as the reference
+  // backend's embedding_backward does).
+  std::vector<Index> order(static_cast<std::size_t>(count));
+  for (Index i = 0; i < count; ++i) order[static_cast<std::size_t>(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [ids](Index a, Index b) { return ids[a] < ids[b]; });
+  rows.clear();
+  for (std::size_t i = 0; i < order.size();) {
+    const std::int32_t id = ids[order[i]];
+    T* row = diff_table + id * dim;
+    std::fill(row, row + dim, T(0));
+    for (; i < order.size() && ids[order[i]] == id; ++i)
+      for (Index e = 0; e < dim; ++e) row[e] += diff_dst[order[i] * dim + e];
+    rows.push_back(id);
+  }
 }
 
 template <typename T>

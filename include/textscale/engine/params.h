@@ -42,6 +42,13 @@ struct TensorInfo {
   Index count = 0;
   Init init;
   bool trained = true;
+  bool row_sparse = false;  // its gradient is row-sparse (RowSparse)
+};
+
+// How a trained tensor's gradient is kept.
+enum class Gradient {
+  dense,       // every element written by each backward
+  row_sparse,  // a table's gradient where a batch touches few rows (RowSparse)
 };
 
 // An offset into a ParamStore's buffers, valid after finalize().
@@ -49,17 +56,32 @@ struct ParamRef {
   Index index = -1;
 };
 
+// A trained (rows, row_size) tensor whose gradient is dense in layout but zero outside `rows`:
+// backward clears the rows it listed the step before and lists the rows it writes (an embedding
+// table: the words of the batch). Readers that know it (the gradient reducer, the optimizer's
+// norm and its lazy update) touch only those rows; any other reader sees the full, correct
+// gradient. Only in host memory: a tensor declared row-sparse in a GPU's memory has a dense
+// gradient.
+struct RowSparse {
+  ParamRef tensor;
+  Index offset = 0;  // of the tensor in the gradient buffer
+  Index row_count = 0, row_size = 0;
+  std::vector<std::int32_t> rows;  // sorted, distinct: the only rows that may be non-zero
+};
+
 template <typename T>
 class ParamStore {
  public:
-  // Declares a trained tensor (value + gradient).
-  ParamRef add(const std::string& name, std::vector<Index> shape, Init init);
+  // Declares a trained tensor (value + gradient). A row-sparse gradient needs a 2-D shape.
+  ParamRef add(const std::string& name, std::vector<Index> shape, Init init, Gradient gradient = Gradient::dense);
   // Declares a tensor that is saved and restored but not trained (e.g. running statistics).
   ParamRef add_state(const std::string& name, std::vector<Index> shape, Init init);
   // Allocates the buffers in `memory`; no more tensors can be added.
   void finalize(const Memory& memory = host_memory());
   // Draws every tensor's initial values from `seed`; resets the state tensors.
   void initialize(std::uint64_t seed);
+  // Zeroes every gradient (row-sparse ones list no rows).
+  void zero_gradients();
 
   [[nodiscard]] T* value(ParamRef r);
   [[nodiscard]] T* grad(ParamRef r);  // trained tensors only
@@ -71,14 +93,19 @@ class ParamStore {
   [[nodiscard]] Buffer<T>& state() { return state_; }
   [[nodiscard]] Index trained_count() const { return trained_count_; }
   [[nodiscard]] Index state_count() const { return state_count_; }
+  // The row-sparse gradients, in declaration order (none before finalize(), none on a GPU).
+  [[nodiscard]] std::vector<RowSparse>& row_sparse() { return row_sparse_; }
+  // `r`'s, or null when its gradient is dense.
+  [[nodiscard]] RowSparse* row_sparse(ParamRef r);
 
  private:
-  ParamRef declare(const std::string& name, std::vector<Index> shape, Init init, bool trained);
+  ParamRef declare(const std::string& name, std::vector<Index> shape, Init init, bool trained, bool row_sparse);
 
   std::vector<TensorInfo> tensors_;
   Index trained_count_ = 0, state_count_ = 0;
   bool finalized_ = false;
   Buffer<T> values_, gradients_, state_;
+  std::vector<RowSparse> row_sparse_;
 };
 
 extern template class ParamStore<float>;

@@ -16,6 +16,11 @@ struct OptimizerConfig {
   double weight_decay = 0;  // L2, added to the gradient (PyTorch's convention)
   double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
   double clip_norm = 0;  // > 0: scale the gradient to at most this global L2 norm
+  // Tensors with a row-sparse gradient (word embeddings, params.h): "dense" updates every row as
+  // the dense gradient would (momentum, Adam's moments and weight decay move rows the batch did
+  // not touch); "lazy" updates only the rows the batch touched, with their velocity or moments
+  // (PyTorch's SparseAdam). Other tensors are updated densely either way.
+  std::string embedding_update = "dense";
 };
 
 struct ScheduleConfig {

@@ -734,22 +734,58 @@ void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::int3
     std::memcpy(dst + i * dim, table + static_cast<Index>(ids[i]) * dim, static_cast<std::size_t>(dim) * sizeof(float));
 }
 
-void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* diff_dst,
-                        float* diff_table) {
-  const Index count = n * t;
-  check_ids(ids, count, vocab);
-  // Positions ordered by id, then by position: each id's run is summed in position order.
+namespace {
+
+// The positions of `ids` ordered by id, then by position (`order`), and where each distinct id's
+// run starts in it (`runs`, closed by count); the arrays are the calling thread's.
+struct IdRuns {
+  const std::int64_t* order;
+  const std::int64_t* starts;
+  Index count;  // distinct ids
+};
+
+IdRuns sort_ids(Index count, const std::int32_t* ids) {
   thread_local std::vector<std::int64_t> order;
   order.resize(static_cast<std::size_t>(count));
   for (Index i = 0; i < count; ++i) order[static_cast<std::size_t>(i)] = i;
   std::stable_sort(order.begin(), order.end(), [ids](std::int64_t a, std::int64_t b) { return ids[a] < ids[b]; });
-  // Run starts: runs[r] is the first sorted position of the r-th distinct id.
   thread_local std::vector<std::int64_t> runs;
   runs.clear();
   for (Index i = 0; i < count; ++i)
     if (i == 0 || ids[order[static_cast<std::size_t>(i)]] != ids[order[static_cast<std::size_t>(i - 1)]])
       runs.push_back(i);
   runs.push_back(count);
+  return {order.data(), runs.data(), static_cast<Index>(runs.size()) - 1};
+}
+
+// Each distinct id's row of diff_table = the sum of its positions' diff_dst rows, in position
+// order, in double.
+void write_id_sums(const IdRuns& runs, Index dim, const std::int32_t* ids, const float* diff_dst, float* diff_table) {
+#pragma omp parallel
+  {
+    std::vector<double> sum(static_cast<std::size_t>(dim));
+    double* s = sum.data();
+#pragma omp for schedule(static)
+    for (Index r = 0; r < runs.count; ++r) {
+      std::fill(sum.begin(), sum.end(), 0.0);
+      for (Index i = runs.starts[r]; i < runs.starts[r + 1]; ++i) {
+        const float* grad = diff_dst + runs.order[i] * dim;
+#pragma omp simd
+        for (Index e = 0; e < dim; ++e) s[e] += static_cast<double>(grad[e]);
+      }
+      float* row = diff_table + static_cast<Index>(ids[runs.order[runs.starts[r]]]) * dim;
+      for (Index e = 0; e < dim; ++e) row[e] = static_cast<float>(s[e]);
+    }
+  }
+}
+
+}  // namespace
+
+void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* diff_dst,
+                        float* diff_table) {
+  const Index count = n * t;
+  check_ids(ids, count, vocab);
+  const IdRuns runs = sort_ids(count, ids);
   // Rows no id selects are 0: clear the table in parallel blocks, then write the selected rows.
   constexpr Index block = Index{1} << 16;
   const Index blocks = (vocab * dim + block - 1) / block;
@@ -758,26 +794,19 @@ void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int
     const Index begin = b * block, end = std::min(vocab * dim, begin + block);
     std::memset(diff_table + begin, 0, static_cast<std::size_t>(end - begin) * sizeof(float));
   }
-  // The arrays are this thread's (thread_local): the parallel region reads them through pointers.
-  const std::int64_t* sorted = order.data();
-  const std::int64_t* starts = runs.data();
-  const auto run_count = static_cast<Index>(runs.size()) - 1;
-#pragma omp parallel
-  {
-    std::vector<double> sum(static_cast<std::size_t>(dim));
-    double* s = sum.data();
-#pragma omp for schedule(static)
-    for (Index r = 0; r < run_count; ++r) {
-      std::fill(sum.begin(), sum.end(), 0.0);
-      for (Index i = starts[r]; i < starts[r + 1]; ++i) {
-        const float* grad = diff_dst + sorted[i] * dim;
-#pragma omp simd
-        for (Index e = 0; e < dim; ++e) s[e] += static_cast<double>(grad[e]);
-      }
-      float* row = diff_table + static_cast<Index>(ids[sorted[starts[r]]]) * dim;
-      for (Index e = 0; e < dim; ++e) row[e] = static_cast<float>(s[e]);
-    }
-  }
+  write_id_sums(runs, dim, ids, diff_dst, diff_table);
+}
+
+void embedding_backward_rows(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* diff_dst,
+                             float* diff_table, std::vector<std::int32_t>& rows) {
+  const Index count = n * t;
+  check_ids(ids, count, vocab);
+  for (const std::int32_t row : rows)
+    std::memset(diff_table + static_cast<Index>(row) * dim, 0, static_cast<std::size_t>(dim) * sizeof(float));
+  const IdRuns runs = sort_ids(count, ids);
+  rows.resize(static_cast<std::size_t>(runs.count));
+  for (Index r = 0; r < runs.count; ++r) rows[static_cast<std::size_t>(r)] = ids[runs.order[runs.starts[r]]];
+  write_id_sums(runs, dim, ids, diff_dst, diff_table);
 }
 
 double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
@@ -807,16 +836,52 @@ void sgd_step(Index count, float* param, const float* grad, float* velocity, dou
                   [&](Index b, Index c) { sgd_chunk(param + b, grad + b, velocity + b, rate, mu, wd, factor, c); });
 }
 
+void sgd_step_rows(Index row_count, const std::int32_t* rows, Index row_size, float* param, const float* grad,
+                   float* velocity, double lr, double momentum, double weight_decay, float factor) {
+  const float wd = static_cast<float>(weight_decay), mu = static_cast<float>(momentum), rate = static_cast<float>(lr);
+#pragma omp parallel for schedule(static)
+  for (Index r = 0; r < row_count; ++r) {
+    const Index o = static_cast<Index>(rows[r]) * row_size;
+    sgd_chunk(param + o, grad + o, velocity + o, rate, mu, wd, factor, row_size);
+  }
+}
+
+namespace {
+
+// Adam's per-step constants, in the precision adam_chunk uses.
+struct AdamConstants {
+  float b1, b2, wd, step_size, sqrt_c2, eps;
+  AdamConstants(double lr, double beta1, double beta2, double epsilon, double weight_decay, std::int64_t step) {
+    const double c1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+    const double c2 = 1.0 - std::pow(beta2, static_cast<double>(step));
+    b1 = static_cast<float>(beta1);
+    b2 = static_cast<float>(beta2);
+    wd = static_cast<float>(weight_decay);
+    step_size = static_cast<float>(lr / c1);
+    sqrt_c2 = static_cast<float>(std::sqrt(c2));
+    eps = static_cast<float>(epsilon);
+  }
+};
+
+}  // namespace
+
 void adam_step(Index count, float* param, const float* grad, float* m, float* v, double lr, double beta1, double beta2,
                double epsilon, double weight_decay, std::int64_t step, float factor) {
-  const double c1 = 1.0 - std::pow(beta1, static_cast<double>(step));
-  const double c2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-  const float b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2), wd = static_cast<float>(weight_decay);
-  const float step_size = static_cast<float>(lr / c1), sqrt_c2 = static_cast<float>(std::sqrt(c2));
-  const float eps = static_cast<float>(epsilon);
+  const AdamConstants k(lr, beta1, beta2, epsilon, weight_decay, step);
   parallel_blocks(count, [&](Index b, Index c) {
-    adam_chunk(param + b, grad + b, m + b, v + b, b1, b2, wd, step_size, sqrt_c2, eps, factor, c);
+    adam_chunk(param + b, grad + b, m + b, v + b, k.b1, k.b2, k.wd, k.step_size, k.sqrt_c2, k.eps, factor, c);
   });
+}
+
+void adam_step_rows(Index row_count, const std::int32_t* rows, Index row_size, float* param, const float* grad,
+                    float* m, float* v, double lr, double beta1, double beta2, double epsilon, double weight_decay,
+                    std::int64_t step, float factor) {
+  const AdamConstants k(lr, beta1, beta2, epsilon, weight_decay, step);
+#pragma omp parallel for schedule(static)
+  for (Index r = 0; r < row_count; ++r) {
+    const Index o = static_cast<Index>(rows[r]) * row_size;
+    adam_chunk(param + o, grad + o, m + o, v + o, k.b1, k.b2, k.wd, k.step_size, k.sqrt_c2, k.eps, factor, row_size);
+  }
 }
 
 double sum_squares(Index count, const float* data) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "textscale/engine/backend.h"
 
@@ -72,6 +73,10 @@ void embedding_forward(Index n, Index t, Index vocab, Index dim, const std::int3
                        float* dst);
 void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* diff_dst,
                         float* diff_table);
+// embedding_backward's rows of the batch's ids only, after zeroing the rows listed in `rows`;
+// `rows` then lists the ids written (Backend::embedding_backward_rows).
+void embedding_backward_rows(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* diff_dst,
+                             float* diff_table, std::vector<std::int32_t>& rows);
 double softmax_cross_entropy(Index n, Index classes, const float* logits, const std::int32_t* labels,
                              float* diff_logits);
 // The gradient is multiplied by `factor` first (clipping; exact when 1).
@@ -79,6 +84,12 @@ void sgd_step(Index count, float* param, const float* grad, float* velocity, dou
               double weight_decay, float factor);
 void adam_step(Index count, float* param, const float* grad, float* m, float* v, double lr, double beta1, double beta2,
                double epsilon, double weight_decay, std::int64_t step, float factor);
+// The same steps on the listed rows of a (V, row_size) tensor (Backend::sgd_step_rows).
+void sgd_step_rows(Index row_count, const std::int32_t* rows, Index row_size, float* param, const float* grad,
+                   float* velocity, double lr, double momentum, double weight_decay, float factor);
+void adam_step_rows(Index row_count, const std::int32_t* rows, Index row_size, float* param, const float* grad,
+                    float* m, float* v, double lr, double beta1, double beta2, double epsilon, double weight_decay,
+                    std::int64_t step, float factor);
 double sum_squares(Index count, const float* data);
 void scale(Index count, float* data, double factor);
 

@@ -695,6 +695,10 @@ void DnnlBackend::embedding_backward(Index n, Index t, Index vocab, Index dim, c
                                      const float* diff_dst, float* diff_table) {
   cpu::embedding_backward(n, t, vocab, dim, ids, diff_dst, diff_table);
 }
+void DnnlBackend::embedding_backward_rows(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids,
+                                          const float* diff_dst, float* diff_table, std::vector<std::int32_t>& rows) {
+  cpu::embedding_backward_rows(n, t, vocab, dim, ids, diff_dst, diff_table, rows);
+}
 // --- Recurrent: oneDNN's LSTM primitives (lstm.h) ---------------------------------------------
 
 void DnnlBackend::rnn_forward(OpStatePtr& state, const RnnShape& shape, const float* src, const std::int32_t* lengths,
@@ -723,6 +727,19 @@ void DnnlBackend::adam_step(Index count, float* param, const float* grad, float*
                             double beta2, double epsilon, double weight_decay, std::int64_t step, const float* factor) {
   const float f = factor ? *factor : 1.0f;
   if (f != 0) cpu::adam_step(count, param, grad, m, v, lr, beta1, beta2, epsilon, weight_decay, step, f);
+}
+void DnnlBackend::sgd_step_rows(Index row_count, const std::int32_t* rows, Index row_size, float* param,
+                                const float* grad, float* velocity, double lr, double momentum, double weight_decay,
+                                const float* factor) {
+  const float f = factor ? *factor : 1.0f;
+  if (f != 0) cpu::sgd_step_rows(row_count, rows, row_size, param, grad, velocity, lr, momentum, weight_decay, f);
+}
+void DnnlBackend::adam_step_rows(Index row_count, const std::int32_t* rows, Index row_size, float* param,
+                                 const float* grad, float* m, float* v, double lr, double beta1, double beta2,
+                                 double epsilon, double weight_decay, std::int64_t step, const float* factor) {
+  const float f = factor ? *factor : 1.0f;
+  if (f != 0)
+    cpu::adam_step_rows(row_count, rows, row_size, param, grad, m, v, lr, beta1, beta2, epsilon, weight_decay, step, f);
 }
 double DnnlBackend::sum_squares(Index count, const float* data) {
   return cpu::sum_squares(count, data);

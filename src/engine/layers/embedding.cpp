@@ -17,7 +17,8 @@ Dims Embedding<T>::setup(ParamStore<T>& params, const std::string& prefix, Index
     throw InputError("character embedding: " + std::to_string(vocab_) + " rows, but codes are bytes");
   length_ = length;
   table_ = frozen_ ? params.add_state(prefix + "table", {vocab_, dim_}, init_)
-                   : params.add(prefix + "table", {vocab_, dim_}, init_);
+                   : params.add(prefix + "table", {vocab_, dim_}, init_,
+                                ids_ == IdType::words ? Gradient::row_sparse : Gradient::dense);
   return {0, length, dim_};
 }
 
@@ -38,6 +39,9 @@ void Embedding<T>::backward(Context<T>& ctx, const InputBatch& in, const T*, T* 
   if (ids_ == IdType::characters)
     ctx.backend->embedding_backward(in.n, in.width, vocab_, dim_, in.character_codes("the character embedding"),
                                     diff_dst, diff_table);
+  else if (RowSparse* sparse = ctx.params->row_sparse(table_))
+    ctx.backend->embedding_backward_rows(in.n, in.width, vocab_, dim_, in.word_ids("the word embedding"), diff_dst,
+                                         diff_table, sparse->rows);
   else
     ctx.backend->embedding_backward(in.n, in.width, vocab_, dim_, in.word_ids("the word embedding"), diff_dst,
                                     diff_table);

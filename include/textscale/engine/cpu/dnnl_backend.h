@@ -119,6 +119,8 @@ class DnnlBackend final : public Backend<float> {
                          float* dst) override;
   void embedding_backward(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* diff_dst,
                           float* diff_table) override;
+  void embedding_backward_rows(Index n, Index t, Index vocab, Index dim, const std::int32_t* ids, const float* diff_dst,
+                               float* diff_table, std::vector<std::int32_t>& rows) override;
   void rnn_forward(OpStatePtr& state, const RnnShape& shape, const float* src, const std::int32_t* lengths,
                    const float* weights, const float* bias, float* dst, bool training) override;
   void rnn_backward(OpStatePtr& state, const RnnShape& shape, const float* src, const std::int32_t* lengths,
@@ -130,6 +132,11 @@ class DnnlBackend final : public Backend<float> {
                 double weight_decay, const float* factor) override;
   void adam_step(Index count, float* param, const float* grad, float* m, float* v, double lr, double beta1,
                  double beta2, double epsilon, double weight_decay, std::int64_t step, const float* factor) override;
+  void sgd_step_rows(Index row_count, const std::int32_t* rows, Index row_size, float* param, const float* grad,
+                     float* velocity, double lr, double momentum, double weight_decay, const float* factor) override;
+  void adam_step_rows(Index row_count, const std::int32_t* rows, Index row_size, float* param, const float* grad,
+                      float* m, float* v, double lr, double beta1, double beta2, double epsilon, double weight_decay,
+                      std::int64_t step, const float* factor) override;
   double sum_squares(Index count, const float* data) override;
   void scale(Index count, float* data, double factor) override;
 

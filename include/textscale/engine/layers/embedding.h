@@ -6,9 +6,10 @@
 // the batch's lengths are not read.
 // Parameter `table` (V, E); every row is trained, id 0 included, unless `frozen`: the table is
 // then state (saved and restored, never updated: pretrained vectors kept as they are) and
-// backward computes nothing. Backward overwrites the table's
-// gradient with the per-id sums of diff_dst (rows no id in the batch selects get 0): a dense
-// (V, E) gradient, whatever the batch (backend.h).
+// backward computes nothing. Backward gives the table's gradient as the per-id sums of diff_dst,
+// 0 in rows no id in the batch selects. A character table's gradient is dense (V <= 256); a word
+// table's is row-sparse in host memory (params.h: RowSparse): backward writes only the rows of
+// the batch's words, and clears those of the batch before.
 #pragma once
 
 #include "textscale/engine/layer.h"
