@@ -84,6 +84,7 @@ int bench_command(const std::vector<std::string>& arguments) {
   std::int64_t batch = 128, warmup = 3, steps = 10, repeats = 1, gemm = 0;
   BackendArguments backend_arguments;
   bool profile = false;
+  train::OptimizerConfig optimizer_config;  // SGD with momentum 0.9, as the PyTorch peer
   po::options_description options(
       "textscale bench: throughput on synthetic batches (random codes or word ids, and labels; word rows are\n"
       "all real words)\n\n"
@@ -100,7 +101,9 @@ int bench_command(const std::vector<std::string>& arguments) {
       "time --steps this many times (each way) and report the median rate, and every one")(
       "gemm", po::value(&gemm)->default_value(0),
       "only measure the SGEMM (and bf16 GEMM) rate at this size (the peak)")(
-      "profile", po::bool_switch(&profile), "also print the time of each layer (training steps) to stderr");
+      "profile", po::bool_switch(&profile), "also print the time of each layer (training steps) to stderr")(
+      "embedding-update", po::value(&optimizer_config.embedding_update)->default_value("dense"),
+      "word models' SGD (momentum 0.9) update of the embedding: dense | lazy (train --help)");
   backend_arguments.add(options, "CPU threads (0: all cores)");
   po::variables_map values;
   if (!parse_options(arguments, options, values)) return 0;
@@ -131,7 +134,8 @@ int bench_command(const std::vector<std::string>& arguments) {
   engine::Model<float> model(model_config, memory);
   model.params().initialize(1);
   model.reserve(batch);
-  train::Optimizer<float> optimizer(train::OptimizerConfig{}, model.params().trained_count(), memory);
+  train::validate(optimizer_config, train::ScheduleConfig{});
+  train::Optimizer<float> optimizer(optimizer_config, model.params().trained_count(), memory);
   SyntheticBatch synthetic;
   synthetic.fill(model_config, words, batch, vocab, memory);
   // The step's loss, accuracy and gradient norm stay in the backend's memory, as in `train`, which
@@ -196,7 +200,10 @@ int bench_command(const std::vector<std::string>& arguments) {
   out["model"] = model_config.name;
   out["batch"] = batch;
   out["length"] = model_config.length;
-  if (words) out["vocab"] = vocab;
+  if (words) {
+    out["vocab"] = vocab;
+    out["embedding_update"] = optimizer_config.embedding_update;
+  }
   out["backend"] = backend->name();
   out["device"] = memory.is_host() ? "cpu" : "cuda";
   engine::BackendOptions resolved = train::resolve(backend_options);
