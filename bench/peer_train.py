@@ -41,8 +41,8 @@ The reference for textscale's trainer: same models, same data, same optimisation
   and after the last epoch they are evaluated on the test file ("best_epoch", "best_test_loss",
   "best_test_accuracy" in the last line).
 - Word-model options: --embed-dim E, --hidden H, --pooling last|max|mean, --dropout P,
-  --vocab-size V, --embed-init uniform|normal, --embed-from FILE.vec (fastText vectors replace the
-  embedding rows of the words they hold; `peer_train.py --export-tokens TRAIN.h5 TOKENS.txt`
+  --vocab-size V, --embed-init uniform|normal, --freeze-embeddings true|false, --embed-from
+  FILE.vec (fastText vectors replace the embedding rows of the words they hold; `peer_train.py --export-tokens TRAIN.h5 TOKENS.txt`
   writes the training rows' words, one row per line, joined by spaces, for `fasttext skipgram`).
 - --checkpoint FILE: written (atomically) after every epoch with the model, optimiser, random
   generators and best weights; an existing one is resumed from, so a stopped run continues at
@@ -411,6 +411,8 @@ def parse_args():
     words.add_argument("--embed-init", choices=EMBED_INITS, default="uniform",
                        help="uniform: U(-0.1, 0.1); normal: N(0, 1)")
     words.add_argument("--embed-from", help="fastText .vec file: initial vectors of its words")
+    words.add_argument("--freeze-embeddings", choices=("true", "false"), default="false",
+                       help="true: the embedding is not trained (textscale's --freeze-embeddings)")
     words.add_argument("--bucket-by-length", action="store_true",
                        help="batches of rows of similar length, visited in a random order")
     words.add_argument("--truncate-batch", action="store_true",
@@ -455,6 +457,8 @@ def make_model(args, num_classes, train):
         replaced = load_embedding(model, read_vocab(args.train), args.embed_from)
         print(f"{args.embed_from}: vectors for {replaced} of {vocab_size} embedding rows",
               flush=True)
+    if args.freeze_embeddings == "true":
+        model.embedding.weight.requires_grad_(False)
     return model
 
 
