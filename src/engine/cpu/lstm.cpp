@@ -6,6 +6,7 @@
 #include <cstring>
 #include <exception>
 #include <list>
+#include <new>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -38,7 +39,7 @@ struct LstmDirection {
   // fp32, or bf16 in bf16 precision:
   Buffer<std::uint8_t> src;  // (T, N, C_in): the rows in the order this direction visits them, 0 at padding
   Buffer<std::uint8_t> dst;  // (T, N, H): its output, in that order
-  Buffer<std::uint8_t> workspace;
+  UnwrittenBytes workspace;  // the training forward's, for backward
   // Weights, bias and their gradients in the primitives' layouts (made again when a layout changes).
   dnnl::memory weights_layer, weights_iter, bias, diff_weights_layer, diff_weights_iter, diff_bias, zero_bias;
 };
@@ -176,26 +177,25 @@ void zero_padding(Index n, Index t, Index width, Index stride, const Index* leng
     for (Index step = lengths[i]; step < t; ++step) std::fill_n(data + (i * t + step) * stride, width, 0.0f);
 }
 
-// diff_src (N, T, C_in): the directions' input gradients (time-major, in their visiting order)
-// summed at the real steps, 0 at the padding steps.
-void combine_diff_src(Index n, Index t, Index c, const Index* lengths, const float* forward, const float* backward,
-                      float* diff_src) {
+// diff_src (N, T, C_in) from a direction's input gradient `from` (time-major, in its visiting
+// order): direction 0's, 0 at the padding steps; then direction 1's added at the real steps (the
+// sum of the two, as one expression would round it).
+void add_diff_src(Index direction, Index n, Index t, Index c, const Index* lengths, const float* from,
+                  float* diff_src) {
 #pragma omp parallel for schedule(static)
   for (Index i = 0; i < n; ++i) {
     const Index length = lengths[i];
     for (Index step = 0; step < t; ++step) {
       float* out = diff_src + (i * t + step) * c;
       if (step >= length) {
-        std::fill_n(out, c, 0.0f);
+        if (direction == 0) std::fill_n(out, c, 0.0f);
         continue;
       }
-      const float* a = forward + (step * n + i) * c;
-      if (!backward) {
-        std::copy_n(a, c, out);
-        continue;
-      }
-      const float* b = backward + ((length - 1 - step) * n + i) * c;
-      for (Index k = 0; k < c; ++k) out[k] = a[k] + b[k];
+      const float* in = from + (visited(direction, length, step) * n + i) * c;
+      if (direction == 0)
+        std::copy_n(in, c, out);
+      else
+        for (Index k = 0; k < c; ++k) out[k] += in[k];
     }
   }
 }
@@ -291,14 +291,29 @@ void make_backward(LstmPrimitives& p, const dnnl::engine& engine) {
 
 // --- Running the directions ---------------------------------------------------------------------
 
-// work(d) for each direction d: at the same time, one thread each, with two directions and 2 or 3
-// threads (see lstm.h); else in turn. Inside a parallel region oneDNN and the copies run on the
-// calling thread alone.
-template <typename Work>
-void for_each_direction(Index directions, const Work& work) {
+// Whether the directions run at the same time, one thread each: two directions and 2 or 3 threads
+// (see lstm.h). Else they run in turn and share one scratch direction.
+bool directions_together(Index directions) {
   const int threads = omp_get_max_threads();
-  if (directions < 2 || threads < 2 || threads > 3) {
-    for (Index d = 0; d < directions; ++d) work(d);
+  return directions == 2 && threads >= 2 && threads <= 3;
+}
+
+// The scratch memory direction d uses.
+LstmScratch::Direction& scratch_of(LstmScratch& scratch, Index d, bool together) {
+  return scratch.directions[together ? d : 0];
+}
+
+// work(d) for each direction d, at the same time or in turn (directions_together), then done(d) on
+// the calling thread, in order; in turn, done(d) runs before work(d + 1), which may reuse the
+// scratch memory of d. Inside a parallel region oneDNN and the copies run on the calling thread
+// alone.
+template <typename Work, typename Done>
+void for_each_direction(Index directions, const Work& work, const Done& done) {
+  if (!directions_together(directions)) {
+    for (Index d = 0; d < directions; ++d) {
+      work(d);
+      done(d);
+    }
     return;
   }
   std::exception_ptr failed[2];
@@ -315,6 +330,7 @@ void for_each_direction(Index directions, const Work& work) {
   }
   for (const auto& f : failed)
     if (f) std::rethrow_exception(f);
+  for (Index d = 0; d < directions; ++d) done(d);
 }
 
 std::vector<Index> checked_lengths(const std::int32_t* lengths, const RnnShape& s, const char* op) {
@@ -338,6 +354,17 @@ void check_shape(const RnnShape& s, const char* op) {
 
 }  // namespace
 
+std::uint8_t* UnwrittenBytes::at_least(std::size_t bytes) {
+  if (size_ >= bytes && data_) return data_.get();
+  data_.reset();
+  size_ = 0;
+  auto* p = static_cast<std::uint8_t*>(std::aligned_alloc(64, (std::max<std::size_t>(bytes, 1) + 63) / 64 * 64));
+  if (p == nullptr) throw std::bad_alloc();
+  data_.reset(p);
+  size_ = bytes;
+  return p;
+}
+
 void lstm_forward(const dnnl::engine& engine, LstmScratch& scratch, OpStatePtr& state, const RnnShape& s,
                   const float* src, const std::int32_t* lengths, const float* weights, const float* bias, float* dst,
                   bool training, bool bf16) {
@@ -350,18 +377,20 @@ void lstm_forward(const dnnl::engine& engine, LstmScratch& scratch, OpStatePtr& 
   const auto& pd = training ? p.training_pd : p.inference_pd;
   const dnnl::lstm_forward& primitive = training ? p.training : p.inference;
   const Index H = s.hidden, G = 4 * H, C = s.c_in, D = s.directions();
+  const bool together = directions_together(D);
   for (Index d = 0; d < D; ++d) {  // allocations before the threads
     LstmDirection& dir = st.directions[d];
     at_least(dir.src, pd.src_layer_desc().get_size());
     at_least(dir.dst, pd.dst_layer_desc().get_size());
-    if (training) at_least(dir.workspace, pd.workspace_desc().get_size());
-    at_least(scratch.directions[d].zeros, static_cast<std::size_t>(s.n * H));  // nothing writes them
-    at_least(scratch.directions[d].scratchpad, pd.scratchpad_desc().get_size());
-    if (p.has_direct) at_least(scratch.directions[d].scratchpad, p.direct_pd.scratchpad_desc().get_size());
+    if (training) dir.workspace.at_least(pd.workspace_desc().get_size());
+    LstmScratch::Direction& shared = scratch_of(scratch, d, together);
+    at_least(shared.zeros, static_cast<std::size_t>(s.n * H));  // nothing writes them
+    shared.scratchpad.at_least(std::max(pd.scratchpad_desc().get_size(),
+                                        p.has_direct ? p.direct_pd.scratchpad_desc().get_size() : std::size_t{0}));
   }
-  for_each_direction(D, [&](Index d) {
+  const auto work = [&](Index d) {
     LstmDirection& dir = st.directions[d];
-    LstmScratch::Direction& shared = scratch.directions[d];
+    LstmScratch::Direction& shared = scratch_of(scratch, d, together);
     const bool direct = d == 0 && !training && !bf16;
     const auto& dpd = direct ? p.direct_pd : pd;
     void* layer_in = direct ? static_cast<void*>(const_cast<float*>(src)) : dir.src.data();
@@ -394,7 +423,8 @@ void lstm_forward(const dnnl::engine& engine, LstmScratch& scratch, OpStatePtr& 
       scatter(s.n, s.t, H, D * H, d * H, d, st.lengths.data(), static_cast<const Bf16*>(layer_out), dst);
     else
       scatter(s.n, s.t, H, D * H, d * H, d, st.lengths.data(), static_cast<const float*>(layer_out), dst);
-  });
+  };
+  for_each_direction(D, work, [](Index) {});
   if (training) st.trained = &p;
 }
 
@@ -416,16 +446,18 @@ void lstm_backward(const dnnl::engine& engine, LstmScratch& scratch, OpStatePtr&
   const auto& pd = p.backward_pd;
   const Index H = s.hidden, G = 4 * H, C = s.c_in, D = s.directions();
   const auto rows = static_cast<std::size_t>(s.n * s.t);
-  for (auto& shared : scratch.directions) {
+  const bool together = directions_together(D);
+  for (Index d = 0; d < (together ? D : 1); ++d) {  // allocations before the threads
+    LstmScratch::Direction& shared = scratch.directions[d];
     at_least(shared.diff_dst, rows * static_cast<std::size_t>(H));
     at_least(shared.diff_src, rows * static_cast<std::size_t>(C));
     at_least(shared.zeros, static_cast<std::size_t>(s.n * H));
     at_least(shared.diff_initial, static_cast<std::size_t>(2 * s.n * H));
-    at_least(shared.scratchpad, pd.scratchpad_desc().get_size());
+    shared.scratchpad.at_least(pd.scratchpad_desc().get_size());
   }
-  for_each_direction(D, [&](Index d) {
+  const auto work = [&](Index d) {
     LstmDirection& dir = st->directions[d];
-    LstmScratch::Direction& shared = scratch.directions[d];
+    LstmScratch::Direction& shared = scratch_of(scratch, d, together);
     gather(s.n, s.t, H, D * H, d * H, d, st->lengths.data(), diff_dst, shared.diff_dst.data());
     float* wx = const_cast<float*>(weights) + d * s.direction_weights();
     float* dwx = diff_weights + d * s.direction_weights();
@@ -474,10 +506,11 @@ void lstm_backward(const dnnl::engine& engine, LstmScratch& scratch, OpStatePtr&
     if (diff_bias_memory.get_data_handle() != user_diff_bias.get_data_handle())
       TS_DNNL(dnnl::reorder(diff_bias_memory, user_diff_bias).execute(dir.stream, diff_bias_memory, user_diff_bias));
     dir.stream.wait();
+  };
+  for_each_direction(D, work, [&](Index d) {
+    if (diff_src)
+      add_diff_src(d, s.n, s.t, C, st->lengths.data(), scratch_of(scratch, d, together).diff_src.data(), diff_src);
   });
-  if (diff_src)
-    combine_diff_src(s.n, s.t, C, st->lengths.data(), scratch.directions[0].diff_src.data(),
-                     D == 2 ? scratch.directions[1].diff_src.data() : nullptr, diff_src);
 }
 
 }  // namespace textscale::engine::cpu

@@ -35,9 +35,19 @@
 // primitives' layouts; `scratch` (one per backend) holds what a call needs only while it runs. Both
 // grow to the largest shape seen. Backward needs the last forward with the state to have been a
 // training one with the same shape and lengths (an inference forward reuses the memory).
+//
+// Memory: oneDNN 2.6 books far more workspace and scratchpad than its LSTM touches (at N 128,
+// T 300, 200 -> 100 a direction: a training workspace of 461 MB, of which forward and backward write
+// 188, and a backward scratchpad of 308 MB, of which they write 61), so both are allocated without
+// being written (UnwrittenBytes): the pages oneDNN never writes never take memory. When the
+// directions run in turn they share one `scratch` direction, and backward adds each direction's
+// input gradient into diff_src as soon as it has it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "textscale/engine/backend.h"
@@ -45,12 +55,28 @@
 
 namespace textscale::engine::cpu {
 
-// Memory every LSTM call site of a backend shares (its operations run one at a time), per
-// direction: oneDNN's scratchpad, zeros for the initial states, and backward's gradients in
-// oneDNN's order.
+// Host bytes for what oneDNN writes before it reads (a workspace, a scratchpad): unlike a Buffer,
+// not zero-filled, so that the pages nobody writes are never made resident.
+class UnwrittenBytes {
+ public:
+  // At least `bytes`, 64-byte aligned; the contents are kept when it does not grow, else undefined.
+  std::uint8_t* at_least(std::size_t bytes);
+  [[nodiscard]] std::uint8_t* data() { return data_.get(); }
+
+ private:
+  struct Free {
+    void operator()(std::uint8_t* p) const { std::free(p); }
+  };
+  std::unique_ptr<std::uint8_t[], Free> data_;
+  std::size_t size_ = 0;
+};
+
+// Memory every LSTM call site of a backend shares (its operations run one at a time): oneDNN's
+// scratchpad, zeros for the initial states, and backward's gradients in oneDNN's order; one per
+// direction when the directions run at the same time, else directions[0] serves both.
 struct LstmScratch {
   struct Direction {
-    Buffer<std::uint8_t> scratchpad;
+    UnwrittenBytes scratchpad;
     Buffer<float> zeros;         // (N, H): the initial h and c (lstm.cpp says why they are given)
     Buffer<float> diff_initial;  // (2, N, H): their gradients, unused
     Buffer<float> diff_dst;      // (T, N, H): the incoming gradient in this direction's order, 0 at padding

@@ -26,17 +26,25 @@ Dims Sequential<T>::setup(ParamStore<T>& params, const std::string& prefix, Dims
 }
 
 template <typename T>
+Buffer<T>& Sequential<T>::diff_src_buffer(std::size_t j) {
+  return (layers_.size() - 1 - j) % 2 == 0 ? diff_a_ : diff_b_;
+}
+
+template <typename T>
 void Sequential<T>::reserve(Index max_batch, const Memory& memory) {
   activations_.resize(layers_.size() > 0 ? layers_.size() - 1 : 0);
-  Index largest = 0;
+  Index largest[2] = {0, 0};  // per sample, of the gradients diff_a_ and diff_b_ hold
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     layers_[i]->reserve(max_batch, memory);
-    largest = std::max(largest, shapes_[i].per_sample());
+    if (i >= 1) {
+      Index& held = largest[(layers_.size() - 1 - i) % 2];
+      held = std::max(held, shapes_[i - 1].per_sample());
+    }
     if (i + 1 < layers_.size())
       activations_[i].resize(static_cast<std::size_t>(max_batch * shapes_[i].per_sample()), memory);
   }
-  diff_a_.resize(static_cast<std::size_t>(max_batch * largest), memory);
-  diff_b_.resize(static_cast<std::size_t>(max_batch * largest), memory);
+  diff_a_.resize(static_cast<std::size_t>(max_batch * largest[0]), memory);
+  diff_b_.resize(static_cast<std::size_t>(max_batch * largest[1]), memory);
 }
 
 template <typename T>
@@ -62,7 +70,7 @@ void Sequential<T>::backward(Context<T>& ctx, Index n, const T* src, const T* ds
   for (std::size_t j = layers_.size(); j-- > 0;) {
     const T* in = j == 0 ? src : activations_[j - 1].data();
     const T* out = j + 1 == layers_.size() ? dst : activations_[j].data();
-    T* grad_in = j == 0 ? diff_src : (grad == diff_a_.data() ? diff_b_.data() : diff_a_.data());
+    T* grad_in = j == 0 ? diff_src : diff_src_buffer(j).data();
     const std::size_t begin = ctx.profile ? ctx.backend->memory().mark() : 0;
     layers_[j]->backward(ctx, n, in, out, grad, grad_in);
     if (ctx.profile)

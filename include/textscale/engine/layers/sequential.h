@@ -1,7 +1,8 @@
 // A chain of layers, itself a layer: owns the activations between its layers.
 //
 // Keeps every intermediate activation for backward (N x per-sample size each, for the reserved N)
-// and two gradient buffers used alternately. Residual blocks nest Sequentials.
+// and two gradient buffers used alternately, each the size of the largest gradient it holds.
+// Residual blocks nest Sequentials.
 #pragma once
 
 #include <vector>
@@ -34,6 +35,10 @@ class Sequential final : public Layer<T> {
   void number_from(std::size_t first) { first_number_ = first; }
 
  private:
+  // Where backward writes layer j's input gradient (j >= 1): diff_a_ for the last layer, then
+  // alternately diff_b_ and diff_a_.
+  Buffer<T>& diff_src_buffer(std::size_t j);
+
   std::vector<LayerPtr<T>> layers_;
   std::string prefix_;
   std::vector<Dims> shapes_;           // shapes_[i]: output of layer i
@@ -41,7 +46,7 @@ class Sequential final : public Layer<T> {
   bool report_gradients_ = false;
   std::size_t first_number_ = 0;
   std::vector<Buffer<T>> activations_;  // outputs of layers 0 .. L-2 (the last writes to dst)
-  Buffer<T> diff_a_, diff_b_;
+  Buffer<T> diff_a_, diff_b_;           // each as large as the largest gradient diff_src_buffer puts in it
 };
 
 extern template class Sequential<float>;
