@@ -117,6 +117,7 @@ Dataset load_dataset(const std::string& path, engine::IdType ids, std::int64_t b
   d.encoding = encoding_of(file, ids);
   d.content_sha256 = file.content_sha256();
   d.total_rows = file.rows();
+  d.fingerprint = fingerprint_of(file, d.encoding, d.total_rows);
   d.first_row = begin;
   d.rows = row_range(path, d.total_rows, begin, end);
   const auto rows = static_cast<std::size_t>(d.rows), width = static_cast<std::size_t>(d.encoding.width());
@@ -179,9 +180,8 @@ ShardReader::ShardReader(const std::string& path, engine::IdType ids, std::int64
   fingerprint_ = fingerprint_of(file, encoding_, rows_);
 }
 
-std::uint64_t file_fingerprint(const std::string& path, engine::IdType ids) {
-  const data::DatasetFile file = open_file(path, ids);
-  return fingerprint_of(file, encoding_of(file, ids), file.rows());
+std::int64_t file_rows(const std::string& path, engine::IdType ids) {
+  return open_file(path, ids).rows();
 }
 
 void ShardReader::read(const std::int64_t* rows, std::int64_t count, void* ids, std::int32_t* labels,

@@ -186,7 +186,7 @@ StepAgreement agree_on_step(dist::Communicator& comm, const dist::World& world, 
 
 // A file's rows [share) for this rank's part of a distributed evaluation.
 Dataset load_eval_shard(const std::string& path, engine::IdType ids, std::int64_t limit, const dist::World& world) {
-  const std::int64_t total = load_dataset(path, ids, 0, 0).total_rows;
+  const std::int64_t total = file_rows(path, ids);
   if (total == 0) throw InputError(path + ": no rows to evaluate");
   const std::int64_t rows = limit > 0 ? std::min(limit, total) : total;
   const Share share = rank_share(rows, world.rank, world.size);
@@ -305,12 +305,12 @@ EvalData open_eval_data(const TrainConfig& config, const dist::World& world, con
   if (!config.valid_path.empty()) {
     d.valid = load_eval_shard(config.valid_path, encoding.ids, config.limit_eval, world);
     encoding.check_compatible(d.valid.encoding, config.train_path, config.valid_path);
-    fingerprints.emplace_back("--valid", file_fingerprint(config.valid_path, encoding.ids));
+    fingerprints.emplace_back("--valid", d.valid.fingerprint);
   }
   if (!config.test_path.empty()) {
     d.test = load_eval_shard(config.test_path, encoding.ids, config.limit_eval, world);
     encoding.check_compatible(d.test.encoding, config.train_path, config.test_path);
-    fingerprints.emplace_back("--test", file_fingerprint(config.test_path, encoding.ids));
+    fingerprints.emplace_back("--test", d.test.fingerprint);
   }
   check_same_everywhere(*world.comm, config_json, fingerprints);
   return d;

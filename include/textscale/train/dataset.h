@@ -51,6 +51,7 @@ struct Dataset {
   std::int64_t total_rows = 0;        // rows in the file
   std::int64_t first_row = 0;         // begin
   std::string content_sha256;         // the file's content digest; empty when it has none
+  std::uint64_t fingerprint = 0;      // the whole file's ShardReader::fingerprint()
   std::vector<std::uint8_t> chars;    // characters: (rows, L)
   std::vector<std::int32_t> words;    // words: (rows, W)
   std::vector<std::int32_t> lengths;  // words: (rows) real words a row (W for a file without word_lengths)
@@ -73,8 +74,8 @@ std::int64_t cut_to_longest(std::int32_t* words, std::int64_t count, std::int64_
 // Reads only the attributes (for checks before anything is loaded).
 Encoding read_encoding(const std::string& path, engine::IdType ids);
 
-// ShardReader::fingerprint() of a file, without reading its rows.
-std::uint64_t file_fingerprint(const std::string& path, engine::IdType ids);
+// The rows of `path`, checking it holds the tensors `ids` needs (without reading them).
+std::int64_t file_rows(const std::string& path, engine::IdType ids);
 
 // Random access to the rows of a training file, for a data-parallel rank that reads only its
 // share of each batch. Opening validates the schema and reads (and range-checks) every label;
