@@ -47,39 +47,14 @@ nlohmann::json resolved_options(const po::variables_map& values) {
 
 // Options that shape the training trajectory: a resumed run must keep them. (The backend
 // options are compared by the trainer, which refuses a change unless --force-resume.)
-const std::vector<std::string> kTrajectoryOptions{"train",
-                                                  "model",
-                                                  "features",
-                                                  "fc",
-                                                  "shortcut",
-                                                  "dropout",
-                                                  "batch-size",
-                                                  "optimizer",
-                                                  "lr",
-                                                  "momentum",
-                                                  "weight-decay",
-                                                  "adam-beta1",
-                                                  "adam-beta2",
-                                                  "clip-norm",
-                                                  "schedule",
-                                                  "step-epochs",
-                                                  "step-factor",
-                                                  "epoch-factor",
-                                                  "warmup-steps",
-                                                  "seed",
-                                                  "limit-train",
-                                                  "init-from",
-                                                  "shuffle",
-                                                  "shuffle-block",
-                                                  "lr-scaling",
-                                                  "lr-base-batch",
-                                                  "sync-bn",
-                                                  "embed-dim",
-                                                  "hidden",
-                                                  "pooling",
-                                                  "bidirectional",
-                                                  "bucket-by-length",
-                                                  "embedding-update"};
+// clang-format off
+const std::vector<std::string> kTrajectoryOptions{
+    "train", "model", "features", "fc", "shortcut", "dropout", "batch-size", "optimizer", "lr", "momentum",
+    "weight-decay", "adam-beta1", "adam-beta2", "clip-norm", "schedule", "step-epochs", "step-factor",
+    "epoch-factor", "warmup-steps", "seed", "limit-train", "init-from", "shuffle", "shuffle-block", "lr-scaling",
+    "lr-base-batch", "sync-bn", "embed-dim", "hidden", "pooling", "bidirectional", "bucket-by-length",
+    "embedding-update"};
+// clang-format on
 
 // Turns an "options" object back into command-line tokens, leaving out `skip`.
 std::vector<std::string> option_tokens(const nlohmann::json& options, const std::vector<std::string>& skip) {
