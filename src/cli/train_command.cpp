@@ -116,6 +116,28 @@ nlohmann::json options_from_checkpoint(const std::string& path, const po::variab
   return options;
 }
 
+// The optimiser's and the learning-rate schedule's options.
+void add_optimizer_options(po::options_description& options, train::OptimizerConfig& o, train::ScheduleConfig& sc) {
+  options.add_options()                                                                                   //
+      ("optimizer", po::value(&o.kind)->default_value("sgd"), "sgd (momentum) | adam")                    //
+      ("lr", po::value(&o.lr)->default_value(0.01), "learning rate")                                      //
+      ("momentum", po::value(&o.momentum)->default_value(0.9), "SGD momentum")                            //
+      ("weight-decay", po::value(&o.weight_decay)->default_value(0.0), "L2 weight decay")                 //
+      ("adam-beta1", po::value(&o.beta1)->default_value(0.9), "Adam beta1")                               //
+      ("adam-beta2", po::value(&o.beta2)->default_value(0.999), "Adam beta2")                             //
+      ("clip-norm", po::value(&o.clip_norm)->default_value(0.0), "clip the gradient's L2 norm (0: off)")  //
+      ("embedding-update", po::value(&o.embedding_update)->default_value("dense"),
+       "word embeddings: dense (every row moves, as with a dense gradient: momentum, Adam's moments, weight decay) "
+       "| lazy (only the rows of the batch's words, with their optimizer state, as PyTorch's SparseAdam)")  //
+      ("schedule", po::value(&sc.kind)->default_value("constant"),
+       "constant | step (x step-factor every step-epochs epochs; Zhang: 0.5 every 3) | factor (x epoch-factor "
+       "per epoch)")                                                                                //
+      ("step-epochs", po::value(&sc.step_epochs)->default_value(3), "step schedule period")         //
+      ("step-factor", po::value(&sc.step_factor)->default_value(0.5), "step schedule factor")       //
+      ("epoch-factor", po::value(&sc.epoch_factor)->default_value(0.94), "factor schedule factor")  //
+      ("warmup-steps", po::value(&sc.warmup_steps)->default_value(0), "linear warm-up steps");
+}
+
 std::string model_names() {
   std::string names;
   for (const auto& name : engine::model_registry().names()) names += (names.empty() ? "" : ", ") + name;
@@ -151,28 +173,13 @@ int train_command(const std::vector<std::string>& arguments) {
       ("batch-size", po::value(&c.batch_size)->default_value(128),
        "global training batch size (split across ranks)")  //
       ("batch-per-rank", po::value<std::int64_t>()->default_value(0),
-       "instead of --batch-size: rows per rank (global batch = this x ranks)")                                       //
-      ("eval-batch-size", po::value(&c.eval_batch_size)->default_value(0), "evaluation batch size (0: batch size)")  //
-      ("optimizer", po::value(&c.optimizer.kind)->default_value("sgd"), "sgd (momentum) | adam")                     //
-      ("lr", po::value(&c.optimizer.lr)->default_value(0.01), "learning rate")                                       //
-      ("momentum", po::value(&c.optimizer.momentum)->default_value(0.9), "SGD momentum")                             //
-      ("weight-decay", po::value(&c.optimizer.weight_decay)->default_value(0.0), "L2 weight decay")                  //
-      ("adam-beta1", po::value(&c.optimizer.beta1)->default_value(0.9), "Adam beta1")                                //
-      ("adam-beta2", po::value(&c.optimizer.beta2)->default_value(0.999), "Adam beta2")                              //
-      ("clip-norm", po::value(&c.optimizer.clip_norm)->default_value(0.0), "clip the gradient's L2 norm (0: off)")   //
-      ("embedding-update", po::value(&c.optimizer.embedding_update)->default_value("dense"),
-       "word embeddings: dense (every row moves, as with a dense gradient: momentum, Adam's moments, weight decay) "
-       "| lazy (only the rows of the batch's words, with their optimizer state, as PyTorch's SparseAdam)")  //
-      ("schedule", po::value(&c.schedule.kind)->default_value("constant"),
-       "constant | step (x step-factor every step-epochs epochs; Zhang: 0.5 every 3) | factor (x epoch-factor "
-       "per epoch)")                                                                                        //
-      ("step-epochs", po::value(&c.schedule.step_epochs)->default_value(3), "step schedule period")         //
-      ("step-factor", po::value(&c.schedule.step_factor)->default_value(0.5), "step schedule factor")       //
-      ("epoch-factor", po::value(&c.schedule.epoch_factor)->default_value(0.94), "factor schedule factor")  //
-      ("warmup-steps", po::value(&c.schedule.warmup_steps)->default_value(0), "linear warm-up steps")       //
-      ("seed", po::value(&c.seed)->default_value(1), "seed of initialisation, data order and dropout")      //
-      ("run-dir", po::value(&c.run_dir), "run directory (default runs/<model>-<UTC time>)")                 //
-      ("resume", po::value(&c.resume), "continue from a checkpoint (its run directory unless --run-dir)")   //
+       "instead of --batch-size: rows per rank (global batch = this x ranks)")  //
+      ("eval-batch-size", po::value(&c.eval_batch_size)->default_value(0), "evaluation batch size (0: batch size)");
+  add_optimizer_options(options, c.optimizer, c.schedule);
+  options.add_options()                                                                                    //
+      ("seed", po::value(&c.seed)->default_value(1), "seed of initialisation, data order and dropout")     //
+      ("run-dir", po::value(&c.run_dir), "run directory (default runs/<model>-<UTC time>)")                //
+      ("resume", po::value(&c.resume), "continue from a checkpoint (its run directory unless --run-dir)")  //
       ("force-resume", po::bool_switch(&c.force_resume),
        "with --resume: continue even though a backend option that changes an algorithm or its rounding "
        "(--device, --backend, --precision, --winograd, --onehot-fusion, ...) differs from the checkpoint's")  //
