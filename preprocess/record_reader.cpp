@@ -35,6 +35,8 @@ const char* to_string(BadRowReason reason) {
       return "invalid UTF-8";
     case BadRowReason::unreadable_file:
       return "unreadable file";
+    case BadRowReason::invalid_json:
+      return "invalid JSON";
     case BadRowReason::count_:
       break;
   }

@@ -24,23 +24,27 @@ bool RowEncoder::prepare(const Block& block, const RawRecord& record, BlockResul
   };
   if (record.bad) return reject(record.reason, record.detail);
 
-  const bool delimited = record.preset_label < 0;
+  const bool delimited = record.preset_label == kLabelInFields;
   if (delimited) {
-    const auto needed = static_cast<std::uint32_t>(
-        std::max(options_.label_column,
-                 options_.text_columns.empty()
-                     ? 1
-                     : *std::max_element(options_.text_columns.begin(), options_.text_columns.end())) +
-        1);
-    if (record.field_count < needed || record.field_count < 2)
+    const bool labelled = options_.label_column != kNoLabelColumn;
+    const int last_text = options_.text_columns.empty()
+                              ? (labelled ? 1 : 0)
+                              : *std::max_element(options_.text_columns.begin(), options_.text_columns.end());
+    const auto needed = static_cast<std::uint32_t>(std::max(options_.label_column, last_text) + 1);
+    const std::uint32_t least = labelled ? std::max(needed, 2u) : needed;
+    if (record.field_count < least)
       return reject(BadRowReason::field_count, "found " + std::to_string(record.field_count) +
-                                                   " fields, the layout needs " + std::to_string(std::max(needed, 2u)));
-    const LabelMapper::Result mapped =
-        labels_.map(block.field(record, static_cast<std::uint32_t>(options_.label_column)));
-    if (!mapped.ok) return reject(mapped.reason, mapped.detail);
-    label = mapped.label;
+                                                   " fields, the layout needs " + std::to_string(least));
+    if (labelled) {
+      const LabelMapper::Result mapped =
+          labels_.map(block.field(record, static_cast<std::uint32_t>(options_.label_column)));
+      if (!mapped.ok) return reject(mapped.reason, mapped.detail);
+      label = mapped.label;
+    } else {
+      label = -1;
+    }
   } else {
-    label = record.preset_label;
+    label = record.preset_label == kUnlabelled ? -1 : record.preset_label;
   }
 
   // Text: the text columns, each unescaped, joined by one space.

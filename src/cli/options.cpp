@@ -1,6 +1,7 @@
 #include "textscale/cli/options.h"
 
 #include <iostream>
+#include <sstream>
 
 #include "textscale/cli/commands.h"
 #include "textscale/common/error.h"
@@ -122,6 +123,51 @@ std::set<std::string> given_options(const po::variables_map& values) {
   for (const auto& [name, value] : values)
     if (!value.defaulted()) given.insert(name);
   return given;
+}
+
+preprocess::InputFormat parse_format(const std::string& value) {
+  if (value == "zhang") return preprocess::InputFormat::zhang;
+  if (value == "tsv" || value == "csv") return preprocess::InputFormat::tsv;
+  if (value == "imdb") return preprocess::InputFormat::imdb;
+  throw UsageError{"--format must be zhang, tsv or imdb, not '" + value + "'"};
+}
+
+preprocess::Unescape parse_unescape(const std::string& value) {
+  if (value == "none") return preprocess::Unescape::none;
+  if (value == "newline") return preprocess::Unescape::newline;
+  if (value == "backslash") return preprocess::Unescape::backslash;
+  throw UsageError{"--unescape must be none, newline or backslash, not '" + value + "'"};
+}
+
+preprocess::LabelKind parse_labels(const std::string& value) {
+  if (value == "index0") return preprocess::LabelKind::index0;
+  if (value == "index1") return preprocess::LabelKind::index1;
+  if (value == "names") return preprocess::LabelKind::names;
+  throw UsageError{"--labels must be index0, index1 or names, not '" + value + "'"};
+}
+
+char parse_delimiter(const std::string& value) {
+  if (value == "tab" || value == "\\t" || value == "\t") return '\t';
+  if (value == "comma") return ',';
+  if (value.size() == 1 && value != "\"" && value != "\n") return value[0];
+  throw UsageError{"--delimiter must be one character (or 'tab'), not '" + value + "'"};
+}
+
+std::vector<int> parse_columns(const std::string& value) {
+  std::vector<int> columns;
+  std::stringstream in(value);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    try {
+      std::size_t used = 0;
+      const int column = std::stoi(item, &used);
+      if (used != item.size()) throw std::invalid_argument(item);
+      columns.push_back(column);
+    } catch (const std::exception&) {
+      throw UsageError{"--text-columns must be comma-separated 0-based column numbers, not '" + value + "'"};
+    }
+  }
+  return columns;
 }
 
 }  // namespace textscale::cli

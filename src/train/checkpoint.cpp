@@ -164,6 +164,13 @@ void save_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer
     h5::write_attribute(f, "created_by", version_line());
     h5::write_attribute(f, "libraries", build_info().libraries);
     h5::write_attribute(f, "created", utc_now_iso8601());
+    if (!info.text.empty()) {
+      h5::write_attribute(f, "text_options", info.text.options_json);
+      if (info.encoding.ids == engine::IdType::words) {
+        h5::write_attribute(f, "tokenizer", info.text.tokenizer);
+        h5::write_string_dataset(f, "vocab", info.text.vocab);
+      }
+    }
     if (!info.train_content_sha256.empty()) h5::write_attribute(f, "train_content_sha256", info.train_content_sha256);
     if (!info.valid_content_sha256.empty()) h5::write_attribute(f, "valid_content_sha256", info.valid_content_sha256);
     auto& params = model.params();
@@ -244,6 +251,16 @@ CheckpointInfo read_info(const std::string& path) {
     info.encoding.vocab_digest = h5::read_string_attribute(f, "vocab_digest");
   }
   info.format_version = format_version(f);
+  if (h5::has_attribute(f, "text_options")) {
+    info.text.options_json = h5::read_string_attribute(f, "text_options");
+    if (info.encoding.ids == engine::IdType::words) {
+      info.text.tokenizer = h5::read_string_attribute(f, "tokenizer");
+      info.text.vocab = h5::read_string_dataset(f, "vocab");
+      if (static_cast<std::int64_t>(info.text.vocab.size()) != info.encoding.vocab_size ||
+          vocabulary_digest(info.text.vocab) != info.encoding.vocab_digest)
+        throw InputError(path + ": the vocab dataset does not match vocab_size and vocab_digest");
+    }
+  }
   for (auto [name, digest] : {std::pair{"train_content_sha256", &info.train_content_sha256},
                               std::pair{"valid_content_sha256", &info.valid_content_sha256}})
     if (h5::has_attribute(f, name)) *digest = h5::read_string_attribute(f, name);

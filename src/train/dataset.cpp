@@ -96,6 +96,19 @@ Encoding read_encoding(const std::string& path, engine::IdType ids) {
   return encoding_of(open_file(path, ids), ids);
 }
 
+TextSource read_text_source(const std::string& path, engine::IdType ids) {
+  const data::DatasetFile file = open_file(path, ids);
+  TextSource source;
+  source.options_json = file.text_attribute("options").value_or("");
+  if (source.options_json.empty()) return source;
+  if (ids == engine::IdType::words) {
+    source.tokenizer = file.text_attribute("tokenizer").value_or("");
+    if (source.tokenizer.empty()) throw InputError(path + ": attribute 'tokenizer' is missing");
+    source.vocab = file.read_vocabulary();
+  }
+  return source;
+}
+
 namespace {
 
 // The rows [begin, end) of a file of `total` rows (end < 0 or past the end: to the end); throws

@@ -892,6 +892,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   dir.write_config(record);
   CheckpointInfo info;
   info.encoding = encoding;
+  info.text = read_text_source(config.train_path, encoding.ids);
   info.training_json = config_json;
   info.model = model.config();
   info.backend_options = backend_options;

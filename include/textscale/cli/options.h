@@ -9,6 +9,7 @@
 
 #include "textscale/engine/backend_options.h"
 #include "textscale/engine/model.h"
+#include "textscale/preprocess/options.h"
 
 namespace textscale::cli {
 
@@ -58,5 +59,13 @@ struct ModelArguments {
 
 // The options of `values` given other than by their default.
 std::set<std::string> given_options(const boost::program_options::variables_map& values);
+
+// The text layout options of `preprocess` (and `predict`), as the command line spells them; each
+// throws UsageError naming the option for a value it does not accept.
+preprocess::InputFormat parse_format(const std::string& value);
+preprocess::Unescape parse_unescape(const std::string& value);
+preprocess::LabelKind parse_labels(const std::string& value);
+char parse_delimiter(const std::string& value);
+std::vector<int> parse_columns(const std::string& value);
 
 }  // namespace textscale::cli

@@ -29,6 +29,7 @@ enum class LabelKind {
 };
 
 inline constexpr int kDefaultWordLength = 300;
+inline constexpr int kNoLabelColumn = -1;
 
 struct PreprocessOptions {
   // Input and output.
@@ -41,8 +42,8 @@ struct PreprocessOptions {
   // Record layout (zhang fixes: ',' delimiter, no header, label column 0 as index1).
   char delimiter = ',';
   bool header = false;
-  bool quoting = true;  // a field starting with '"' is quoted (RFC 4180); off: quotes are text
-  int label_column = 0;
+  bool quoting = true;            // a field starting with '"' is quoted (RFC 4180); off: quotes are text
+  int label_column = 0;           // kNoLabelColumn: the rows have no label (predict), every row's label is -1
   std::vector<int> text_columns;  // 0-based; empty = every column except the label column
   LabelKind labels = LabelKind::index1;
   std::string classes_file;              // one class name per line

@@ -20,6 +20,7 @@ enum class BadRowReason : int {
   empty_text,  // only whitespace in every text column
   invalid_utf8,
   unreadable_file,  // imdb: a review file that cannot be read
+  invalid_json,     // JSON Lines (predict): not an object with a string "text"
   count_            // number of reasons
 };
 inline constexpr int kBadRowReasons = static_cast<int>(BadRowReason::count_);
@@ -40,12 +41,18 @@ struct FieldSpan {
   std::uint32_t size = 0;
 };
 
+inline constexpr std::int32_t kLabelInFields = -1;
+inline constexpr std::int32_t kUnlabelled = -2;
+
 struct RawRecord {
   std::int64_t ordinal = 0;
-  std::int64_t line = 0;           // 1-based line where the record starts; 0 for whole-file records
-  std::int32_t source = 0;         // index into Block::sources
-  std::int32_t preset_label = -1;  // label known from the layout (imdb), else -1
-  std::uint32_t first_field = 0;   // index into Block::fields
+  std::int64_t line = 0;    // 1-based line where the record starts; 0 for whole-file records
+  std::int32_t source = 0;  // index into Block::sources
+  // The label when the layout fixes it (imdb), kLabelInFields when a field holds it, or
+  // kUnlabelled: the record's one field is its text and it has no label (predict's plain lines
+  // and JSON Lines).
+  std::int32_t preset_label = -1;
+  std::uint32_t first_field = 0;  // index into Block::fields
   std::uint32_t field_count = 0;
   bool bad = false;  // the reader already found it malformed
   BadRowReason reason{};

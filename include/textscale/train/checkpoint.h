@@ -10,7 +10,9 @@
 //               char_length, char_order, num_classes, classes, created_by, libraries, created,
 //               for word models input_ids = "words", word_length, vocab_size, vocab_digest,
 //               and, when the data files have content digests, train_content_sha256 and
-//               valid_content_sha256 (docs/hdf5-schema.md, "Content digest")
+//               valid_content_sha256 (docs/hdf5-schema.md, "Content digest"); text_options
+//               (the training file's preprocess options, JSON) and, for word models, tokenizer
+//   vocab       word models: the training file's vocabulary (vocab[id], variable-length strings)
 //   parameters/<name>   every trained tensor in its canonical layout (float32 or float64)
 //   state/<name>        non-trained tensors (batch-norm running statistics)
 //   optimizer/slot0, optimizer/slot1   flat optimizer state parallel to the parameters, with
@@ -26,6 +28,8 @@
 //      checkpoint_version = 3
 //   4  the model attribute adds vocab; word models add input_ids, word_length, vocab_size and
 //      vocab_digest; checkpoint_version = 3
+//   5  adds how raw text is encoded: text_options, and for word models tokenizer and the vocab
+//      dataset (predict and serve read them); checkpoint_version = 3
 // A build reads every format version up to its own kCheckpointFormatVersion and refuses a newer
 // one, naming both versions. A checkpoint without format_version is version 1 (checkpoint_version,
 // when present, stands for it). A version that only adds attributes keeps checkpoint_version = 1,
@@ -44,7 +48,7 @@
 namespace textscale::train {
 
 // The checkpoint format version this build writes, and the newest it reads.
-inline constexpr std::int64_t kCheckpointFormatVersion = 4;
+inline constexpr std::int64_t kCheckpointFormatVersion = 5;
 
 // Where training stands: the epoch in progress (0-based), the next batch within it, the global
 // step, the running sums of the epoch so far, and model selection's best so far.
@@ -70,6 +74,8 @@ struct CheckpointInfo {
   // The content digests of the training and validation files (docs/hdf5-schema.md); empty when
   // unknown: no validation file, a file made before content digests, or a version 1 checkpoint.
   std::string train_content_sha256, valid_content_sha256;
+  // How raw text becomes the model's input; empty in a checkpoint of format version 4 or older.
+  TextSource text;
   std::int64_t format_version = kCheckpointFormatVersion;  // read: the file's
 };
 

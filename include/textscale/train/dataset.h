@@ -42,6 +42,21 @@ struct Encoding {
 // the words, each followed by a newline.
 [[nodiscard]] std::string vocabulary_digest(const std::vector<std::string>& vocab);
 
+// How a training file was made from raw text, so that new text is encoded the same way (predict,
+// serve): `textscale preprocess`'s options (the file's `options` attribute, JSON: format, columns,
+// labels, unescaping, lengths), the word tokenizer and, for word models, the vocabulary.
+struct TextSource {
+  std::string options_json;        // empty: unknown
+  std::string tokenizer;           // words: the tokenizer's name
+  std::vector<std::string> vocab;  // words: vocab[id]
+  [[nodiscard]] bool empty() const { return options_json.empty(); }
+};
+
+// The text source of the preprocessed file `path`, for a model reading `ids`: empty when the file
+// has no `options` attribute; throws InputError naming the file when a word file lacks its
+// tokenizer or vocabulary.
+TextSource read_text_source(const std::string& path, engine::IdType ids);
+
 // Rows of a file held in memory, as a model of `encoding.ids` reads them: character codes
 // (rows, L) or word ids (rows, W) with each row's real words.
 struct Dataset {
