@@ -14,6 +14,7 @@ int evaluate_command(const std::vector<std::string>& arguments);
 int bench_command(const std::vector<std::string>& arguments);
 int models_command(const std::vector<std::string>& arguments);
 int tokens_command(const std::vector<std::string>& arguments);
+int serve_command(const std::vector<std::string>& arguments);
 
 // Thrown for a command line that cannot be understood (exit code 2, usage hint).
 struct UsageError {
