@@ -14,7 +14,7 @@ namespace textscale::cli {
 namespace {
 
 void add_http_options(po::options_description& options, serve::HttpOptions& o) {
-  options.add_options()                                                                                      //
+  options.add_options()                                                                                     //
       ("host", po::value(&o.host)->default_value(o.host), "address to listen on (loopback by default)")     //
       ("port", po::value(&o.port)->default_value(o.port), "port to listen on; 0: any free port (printed)")  //
       ("http-threads", po::value(&o.http_threads)->default_value(o.http_threads),
@@ -28,7 +28,7 @@ void add_http_options(po::options_description& options, serve::HttpOptions& o) {
       ("keep-alive-requests", po::value(&o.keep_alive_requests)->default_value(o.keep_alive_requests),
        "requests one connection may make before it is closed")  //
       ("max-body", po::value(&o.max_body)->default_value(o.max_body),
-       "bytes of a request body (after Content-Encoding); more: 413")  //
+       "bytes of a request body (after Content-Encoding); more: 413")                                        //
       ("max-texts", po::value(&o.max_texts)->default_value(o.max_texts), "texts in one request; more: 413")  //
       ("max-text-bytes", po::value(&o.max_text_bytes)->default_value(o.max_text_bytes),
        "bytes of one text; more: 413")  //
@@ -36,7 +36,7 @@ void add_http_options(po::options_description& options, serve::HttpOptions& o) {
 }
 
 void add_batch_options(po::options_description& options, serve::BatchOptions& o) {
-  options.add_options()                                                                           //
+  options.add_options()                                                                                //
       ("max-batch", po::value(&o.max_batch)->default_value(o.max_batch), "texts in one forward pass")  //
       ("max-delay-ms", po::value(&o.max_delay_ms)->default_value(o.max_delay_ms),
        "the longest a request waits for others to share its batch (not at all when every open connection "

@@ -126,8 +126,7 @@ void InferenceWorker::classify(const std::vector<std::shared_ptr<Job>>& jobs) {
   for (std::size_t begin = 0; begin < rows; begin += max_batch) {
     const std::size_t n = std::min(max_batch, rows - begin);
     const auto start = Clock::now();
-    classifier_->classify(encoded_.train, begin, n, probabilities_.data() + begin * classes,
-                          predicted_.data() + begin);
+    classifier_->classify(encoded_.train, begin, n, probabilities_.data() + begin * classes, predicted_.data() + begin);
     if (serving_)
       metrics_.observe_batch(static_cast<std::int64_t>(n), std::chrono::duration<double>(Clock::now() - start).count());
   }

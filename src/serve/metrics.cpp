@@ -66,9 +66,7 @@ void Histogram::render(std::string& out, std::string_view name) const {
 }
 
 ServeMetrics::ServeMetrics(std::int64_t max_batch)
-    : request_seconds_(kSecondsBounds),
-      batch_size_(batch_bounds(max_batch)),
-      batch_seconds_(kSecondsBounds) {}
+    : request_seconds_(kSecondsBounds), batch_size_(batch_bounds(max_batch)), batch_seconds_(kSecondsBounds) {}
 
 void ServeMetrics::set_model(ModelLabels model) {
   const std::lock_guard lock(mutex_);
@@ -97,8 +95,8 @@ std::string ServeMetrics::render(std::int64_t queue_requests) const {
   std::string out;
   header(out, "textscale_http_requests_total", "counter", "HTTP requests answered, by route and status code.");
   for (const auto& [key, count] : responses_)
-    out += "textscale_http_requests_total{handler=" + label_value(key.first) + ",code=\"" +
-           std::to_string(key.second) + "\"} " + std::to_string(count) + "\n";
+    out += "textscale_http_requests_total{handler=" + label_value(key.first) + ",code=\"" + std::to_string(key.second) +
+           "\"} " + std::to_string(count) + "\n";
   header(out, "textscale_request_duration_seconds", "histogram",
          "Classify requests: from the body read to the answer ready, queueing included.");
   request_seconds_.render(out, "textscale_request_duration_seconds");

@@ -36,8 +36,7 @@ std::string read_top_k(const nlohmann::json& object, std::int64_t classes, Class
 
 }  // namespace
 
-std::variant<ClassifyRequest, RequestError> parse_classify_request(std::string_view body,
-                                                                   const RequestLimits& limits) {
+std::variant<ClassifyRequest, RequestError> parse_classify_request(std::string_view body, const RequestLimits& limits) {
   const nlohmann::json object = nlohmann::json::parse(body, nullptr, false);
   if (object.is_discarded()) return error(400, "the body is not valid JSON (UTF-8)");
   if (!object.is_object()) return error(400, "the body must be a JSON object with \"text\" or \"texts\"");

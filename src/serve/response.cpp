@@ -51,12 +51,11 @@ std::string dump(const Json& json) {
 
 }  // namespace
 
-std::string classify_response(const std::vector<std::string>& class_names, const Predictions& predictions,
-                              bool single, std::int64_t top_k) {
+std::string classify_response(const std::vector<std::string>& class_names, const Predictions& predictions, bool single,
+                              std::int64_t top_k) {
   const std::size_t classes = class_names.size();
   std::vector<std::int32_t> order(classes);
-  if (single)
-    return dump(prediction(class_names, predictions.probabilities, predictions.predicted[0], top_k, order));
+  if (single) return dump(prediction(class_names, predictions.probabilities, predictions.predicted[0], top_k, order));
   Json list = Json::array();
   for (std::size_t i = 0; i < predictions.texts; ++i)
     list.push_back(

@@ -85,7 +85,8 @@ void classify(const Service& service, const httplib::Request& request, httplib::
   const RequestLimits limits{service.http->max_texts, service.http->max_text_bytes,
                              static_cast<std::int64_t>(service.class_names.size())};
   auto parsed = parse_classify_request(body, limits);
-  if (const auto* error = std::get_if<RequestError>(&parsed)) return reply_error(response, error->status, error->message);
+  if (const auto* error = std::get_if<RequestError>(&parsed))
+    return reply_error(response, error->status, error->message);
   ClassifyRequest& classify_request = std::get<ClassifyRequest>(parsed);
 
   const auto job = std::make_shared<Job>();
@@ -99,8 +100,7 @@ void classify(const Service& service, const httplib::Request& request, httplib::
   done.wait();
   if (job->error.status != 0) return reply_error(response, job->error.status, job->error.message);
   const Predictions predictions{job->probabilities.data(), job->predicted.data(), job->texts.size()};
-  response.set_content(classify_response(service.class_names, predictions, job->single, classify_request.top_k),
-                       kJson);
+  response.set_content(classify_response(service.class_names, predictions, job->single, classify_request.top_k), kJson);
   service.metrics->observe_request(std::chrono::duration<double>(Clock::now() - start).count());
 }
 
@@ -139,7 +139,7 @@ void add_routes(httplib::Server& server, const Service& service) {
     reply_error(response, 405, "POST the texts to /v1/classify as JSON: {\"text\": \"...\"}");
   });
   const httplib::Server::HandlerWithResponse json_errors = [](const httplib::Request& request,
-                                                               httplib::Response& response) {
+                                                              httplib::Response& response) {
     if (!response.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     const std::string what = status_text(response.status);
     reply_error(response, response.status, response.status == 404 ? what + ": " + request.path : what);

@@ -1,5 +1,7 @@
 #include "textscale/serve/server.h"
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -46,6 +48,17 @@ std::string file_revision(const std::string& path) {
   return source.sha256_hex().substr(0, 12);
 }
 
+// SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a second server on the same
+// port would start and share the connections instead of failing. Keeps the listening socket in
+// `listening`.
+void listen_options(httplib::Server& server, int& listening) {
+  server.set_socket_options([&listening](int socket) {
+    const int yes = 1;
+    setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listening = socket;
+  });
+}
+
 void configure(httplib::Server& server, const HttpOptions& http, BatchQueue& queue) {
   server.new_task_queue = [threads = http.http_threads, &queue] {
     return new CountingPool(static_cast<std::size_t>(threads), queue);
@@ -58,16 +71,20 @@ void configure(httplib::Server& server, const HttpOptions& http, BatchQueue& que
   server.set_tcp_nodelay(true);
 }
 
-int bind(httplib::Server& server, const HttpOptions& http) {
-  if (http.port == 0) {
-    const int port = server.bind_to_any_port(http.host);
+// Binds and listens; returns the port. httplib listens with a backlog of 5 connections, which
+// drops the SYNs of a burst of new clients (each then retries after a second): listening again
+// on the same socket raises it to the system's limit.
+int bind(httplib::Server& server, const HttpOptions& http, const int& listening) {
+  int port = http.port;
+  if (port == 0) {
+    port = server.bind_to_any_port(http.host);
     if (port < 0) throw Error("serve: cannot listen on " + http.host + " (any port)");
-    return port;
-  }
-  if (!server.bind_to_port(http.host, http.port))
-    throw Error("serve: cannot listen on " + http.host + ":" + std::to_string(http.port) +
+  } else if (!server.bind_to_port(http.host, port)) {
+    throw Error("serve: cannot listen on " + http.host + ":" + std::to_string(port) +
                 " (in use, or not an address of this machine)");
-  return http.port;
+  }
+  if (listening >= 0) ::listen(listening, SOMAXCONN);
+  return port;
 }
 
 std::string join(const std::vector<std::string>& names) {
@@ -76,10 +93,10 @@ std::string join(const std::vector<std::string>& names) {
   return joined;
 }
 
-void print_start_line(const ServeOptions& options, int port, const ModelLabels& model,
-                      const InferenceWorker& worker, const std::string& unescape) {
-  const std::string host = options.http.host.find(':') == std::string::npos ? options.http.host
-                                                                            : "[" + options.http.host + "]";
+void print_start_line(const ServeOptions& options, int port, const ModelLabels& model, const InferenceWorker& worker,
+                      const std::string& unescape) {
+  const std::string host =
+      options.http.host.find(':') == std::string::npos ? options.http.host : "[" + options.http.host + "]";
   std::printf(
       "textscale serve: listening on http://%s:%d (model %s revision %s from %s; %lld classes: %s; backend %s, "
       "%d threads; %d HTTP threads; batches of up to %lld texts, max delay %g ms, queue %lld requests; unescape "
@@ -123,10 +140,12 @@ void serve(const ServeOptions& options) {
   metrics.set_model(model);
 
   httplib::Server server;
+  int listening = -1;
+  listen_options(server, listening);
   configure(server, options.http, queue);
   const Service service{&options.http, &queue, &metrics, worker.class_names(), model};
   add_routes(server, service);
-  const int port = bind(server, options.http);
+  const int port = bind(server, options.http, listening);
   print_start_line(options, port, model, worker, unescape);
 
   std::atomic<bool> done{false};

@@ -21,8 +21,8 @@ namespace textscale::serve {
 
 struct ModelSetup {
   std::string checkpoint;
-  train::CheckpointInfo info;              // read_classifier_info's
-  preprocess::PreprocessOptions text;      // how request texts are encoded
+  train::CheckpointInfo info;             // read_classifier_info's
+  preprocess::PreprocessOptions text;     // how request texts are encoded
   predict::ClassifierOptions classifier;  // backend and max_batch
 };
 
