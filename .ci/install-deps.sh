@@ -16,13 +16,13 @@ packages=(
   python3-h5py python3-numpy
   nodejs chromium
 )
-# The version tests/cli/test_serve_page.sh drives Chromium with (playwright-core downloads no
-# browser: the test uses Debian's /usr/bin/chromium).
-playwright_version=1.65.2
+# playwright-core, at the version tests/cli/package.json names, drives Chromium in
+# tests/cli/test_serve_page.sh (it downloads no browser: the test uses Debian's /usr/bin/chromium).
 node_dir=${TEXTSCALE_NODE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/textscale/node}
 
 install_playwright() {
-  local installed
+  local installed playwright_version
+  playwright_version=$(sed -n 's/.*"playwright-core": *"\([^"]*\)".*/\1/p' "$(dirname "$0")/../tests/cli/package.json")
   installed=$(node -p "require('$node_dir/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
   if [ "$installed" = "$playwright_version" ]; then
     echo "install-deps: playwright-core $installed present in $node_dir"

@@ -49,7 +49,9 @@ curl -s -D page.headers "$URL/" > page.html
 expect_in page.headers "Content-Type: text/html"
 expect_in page.html "<textarea"
 expect_in page.html "/v1/classify"
-if grep -Eiq '(src|href)=|@import|url\(' page.html; then fail "the page refers to an external resource"; fi
+if grep -Eiq "(src|href|action)=[\"']?[a-z]*:?//|@import|url\(" page.html; then
+  fail "the page refers to a resource elsewhere: $(grep -Eio "(src|href|action)=[\"']?[a-z]*:?//[^ ]*" page.html)"
+fi
 
 # One text, a list, top_k. Each answer is a distribution whose arg max is "predicted".
 py -c "import json; print(json.dumps({'texts': json.load(open('texts.json'))}))" > all.json
