@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 
 #include "textscale/common/error.h"
@@ -23,12 +25,6 @@ double seconds_since(Clock::time_point start) {
 template <typename T>
 void append_rows(std::vector<T>& to, const std::vector<T>& from) {
   to.insert(to.end(), from.begin(), from.end());
-}
-
-// Drops the first `count` values (all of them when fewer: a tensor the encoding does not fill).
-template <typename T>
-void drop_front(std::vector<T>& values, std::size_t count) {
-  values.erase(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(std::min(count, values.size())));
 }
 
 }  // namespace
@@ -58,6 +54,27 @@ std::string PredictSummary::text(const std::vector<std::string>& class_names) co
   return out.str();
 }
 
+std::vector<double> PredictSummary::pack_counts() const {
+  std::vector<double> packed{static_cast<double>(records), static_cast<double>(classified),
+                             static_cast<double>(labelled)};
+  for (const auto count : bad_by_reason) packed.push_back(static_cast<double>(count));
+  for (const double value : metrics.pack()) packed.push_back(value);
+  return packed;
+}
+
+void PredictSummary::add_counts(const std::vector<double>& packed) {
+  const std::size_t head = 3 + bad_by_reason.size();
+  if (packed.size() != head + metrics.pack().size())
+    throw InputError("predict: the saved counts do not fit this model");
+  records += static_cast<std::int64_t>(packed[0]);
+  classified += static_cast<std::int64_t>(packed[1]);
+  labelled += static_cast<std::int64_t>(packed[2]);
+  for (std::size_t r = 0; r < bad_by_reason.size(); ++r) bad_by_reason[r] += static_cast<std::int64_t>(packed[3 + r]);
+  train::Metrics more = metrics;  // the same classes; unpack replaces its counts
+  more.unpack(std::vector<double>(packed.begin() + static_cast<std::ptrdiff_t>(head), packed.end()));
+  metrics.merge(more);
+}
+
 std::string PredictSummary::json(const std::vector<std::string>& class_names) const {
   nlohmann::json bad_reasons = nlohmann::json::object();
   for (int r = 0; r < preprocess::kBadRowReasons; ++r)
@@ -80,17 +97,18 @@ std::string PredictSummary::json(const std::vector<std::string>& class_names) co
 }
 
 PredictRun::PredictRun(Classifier& classifier, TextEncoder& encoder, PredictionWriter& writer,
-                       const PredictRunOptions& options, std::function<void(const std::string&)> write)
-    : classifier_(classifier), encoder_(encoder), writer_(writer), options_(options), write_(std::move(write)) {
+                       const PredictRunOptions& options, dist::Communicator& comm)
+    : classifier_(classifier), encoder_(encoder), writer_(writer), options_(options), comm_(comm) {
   if (options_.batch < 1 || options_.batch > classifier_.max_batch())
     throw InputError("--batch-size must be in 1.." + std::to_string(classifier_.max_batch()));
-  summary_.metrics = train::Metrics(classifier_.classes());
+  round_.metrics = train::Metrics(classifier_.classes());
+  total_.metrics = train::Metrics(classifier_.classes());
   probabilities_.resize(static_cast<std::size_t>(options_.batch * classifier_.classes()));
   predicted_.resize(static_cast<std::size_t>(options_.batch));
 }
 
 void PredictRun::report(const preprocess::BadRow& bad) {
-  ++summary_.bad_by_reason[static_cast<int>(bad.reason)];
+  ++round_.bad_by_reason[static_cast<int>(bad.reason)];
   const std::string message = bad.where + ": " + to_string(bad.reason) + (bad.detail.empty() ? "" : ": " + bad.detail);
   if (options_.strict) throw InputError(message + " (--strict)");
   if (options_.quiet) return;
@@ -100,9 +118,9 @@ void PredictRun::report(const preprocess::BadRow& bad) {
 }
 
 void PredictRun::take_block(const preprocess::Block& block, preprocess::BlockResult& result) {
-  summary_.records += static_cast<std::int64_t>(block.records.size());
+  round_.records += static_cast<std::int64_t>(block.records.size());
+  refs_.clear();
   auto bad = result.bad.begin();
-  std::size_t row = 0;
   for (const preprocess::RawRecord& record : block.records) {
     if (bad != result.bad.end() && bad->ordinal == record.ordinal) {
       report(*bad++);
@@ -112,76 +130,100 @@ void PredictRun::take_block(const preprocess::Block& block, preprocess::BlockRes
     if (options_.id_field >= 0 && static_cast<std::int64_t>(record.field_count) > options_.id_field)
       ref.id = block.field(record, static_cast<std::uint32_t>(options_.id_field));
     refs_.push_back(std::move(ref));
-    ++row;
   }
-  if (row != result.train.rows()) throw Error("predict: encoded rows do not match the block's good records");
-  append_rows(pending_.labels, result.train.labels);
-  append_rows(pending_.chars, result.train.chars);
-  append_rows(pending_.char_lengths, result.train.char_lengths);
-  append_rows(pending_.words, result.train.words);
-  append_rows(pending_.word_lengths, result.train.word_lengths);
+  if (refs_.size() != result.train.rows()) throw Error("predict: encoded rows do not match the block's good records");
+  pending_ = std::move(result.train);
 }
 
-void PredictRun::flush(bool all) {
+void PredictRun::classify_pending(std::string& out) {
   const auto batch = static_cast<std::size_t>(options_.batch);
-  const std::size_t classes = static_cast<std::size_t>(classifier_.classes());
-  std::size_t done = 0;
-  while (pending_.rows() - done >= batch || (all && done < pending_.rows())) {
+  const auto classes = static_cast<std::size_t>(classifier_.classes());
+  for (std::size_t done = 0; done < pending_.rows();) {
     const std::size_t n = std::min(batch, pending_.rows() - done);
     auto start = Clock::now();
     classifier_.classify(pending_, done, n, probabilities_.data(), predicted_.data());
-    summary_.infer_seconds += seconds_since(start);
+    total_.infer_seconds += seconds_since(start);
     start = Clock::now();
-    text_.clear();
     for (std::size_t i = 0; i < n; ++i) {
       const RowRef& ref = refs_[done + i];
       const std::int32_t label = pending_.labels[done + i];
       const float* p = probabilities_.data() + i * classes;
       if (label >= 0) {
-        ++summary_.labelled;
-        summary_.metrics.add(label, predicted_[i], -std::log(static_cast<double>(p[label])));
+        ++round_.labelled;
+        round_.metrics.add(label, predicted_[i], -std::log(static_cast<double>(p[label])));
       }
-      writer_.append({ref.record, ref.line, ref.id, label, predicted_[i], p}, text_);
+      writer_.append({ref.record, ref.line, ref.id, label, predicted_[i], p}, out);
     }
-    write_(text_);
-    summary_.write_seconds += seconds_since(start);
-    summary_.classified += static_cast<std::int64_t>(n);
+    total_.write_seconds += seconds_since(start);
+    round_.classified += static_cast<std::int64_t>(n);
     done += n;
-    throw_if_interrupted();
   }
-  if (done == 0) return;
-  const auto L = pending_.chars.size() / std::max<std::size_t>(pending_.rows(), 1);
-  const auto W = pending_.words.size() / std::max<std::size_t>(pending_.rows(), 1);
-  drop_front(pending_.chars, done * L);
-  drop_front(pending_.words, done * W);
-  drop_front(pending_.labels, done);
-  drop_front(pending_.char_lengths, done);
-  drop_front(pending_.word_lengths, done);
-  drop_front(refs_, done);
 }
 
-PredictSummary PredictRun::run(preprocess::RecordReader& reader,
-                               const std::function<void(const PredictSummary&)>& progress) {
+std::string PredictRun::process(const preprocess::Block& block) {
+  const auto start = Clock::now();
+  preprocess::BlockResult result;
+  encoder_.encode(block, result);
+  take_block(block, result);
+  total_.encode_seconds += seconds_since(start);
+  std::string out;
+  classify_pending(out);
+  return out;
+}
+
+PredictSummary PredictRun::run(preprocess::RecordReader& reader, const std::function<void(const std::string&)>& write,
+                               const std::function<void(const PredictSummary&)>& after_round) {
   const auto begin = Clock::now();
-  for (;;) {
-    auto start = Clock::now();
+  const int ranks = comm_.size(), rank = comm_.rank();
+  const auto next = [&] {
+    const auto start = Clock::now();
     std::optional<preprocess::Block> block = reader.next();
-    summary_.read_seconds += seconds_since(start);
-    if (!block) break;
-    start = Clock::now();
-    preprocess::BlockResult result;
-    encoder_.encode(*block, result);
-    take_block(*block, result);
-    summary_.encode_seconds += seconds_since(start);
-    flush(false);
-    summary_.text_bytes = reader.text_bytes();
-    summary_.seconds = seconds_since(begin);
-    if (progress) progress(summary_);
+    total_.read_seconds += seconds_since(start);
+    return block;
+  };
+  for (std::int64_t b = 0; b < options_.skip_blocks; ++b)
+    if (!next())
+      throw InputError("the input has fewer blocks than the run being resumed wrote (" +
+                       std::to_string(options_.skip_blocks) + "): it changed");
+  total_.blocks = options_.skip_blocks;
+  for (;;) {
+    // One round: the next N blocks, one a rank.
+    std::optional<preprocess::Block> mine;
+    int got = 0;
+    for (; got < ranks; ++got) {
+      std::optional<preprocess::Block> block = next();
+      if (!block) break;
+      if (got == rank) mine = std::move(block);
+    }
+    if (got == 0) break;
+    const std::string text = mine ? process(*mine) : std::string();
+    const auto start = Clock::now();
+    if (ranks == 1) {
+      write(text);
+    } else {
+      const std::vector<std::string> parts = comm_.gather(text, 0);
+      for (const std::string& part : parts) write(part);
+    }
+    total_.write_seconds += seconds_since(start);
+    // The round's counts over the ranks, and whether any rank was interrupted.
+    std::vector<double> counts = round_.pack_counts();
+    counts.push_back(interrupt_signal());
+    comm_.allreduce(counts.data(), counts.size(), dist::ReduceOp::sum);
+    const int signal = counts.back() > 0 ? (interrupt_signal() ? interrupt_signal() : 15) : 0;
+    counts.pop_back();
+    total_.add_counts(counts);
+    round_ = PredictSummary{};
+    round_.metrics = train::Metrics(classifier_.classes());
+    total_.blocks += got;
+    total_.text_bytes = reader.text_bytes();
+    total_.seconds = seconds_since(begin);
+    if (rank == 0 && after_round) after_round(total_);
+    if (signal) throw Interrupted(signal, true);
+    if (got < ranks) break;
   }
-  flush(true);
-  summary_.text_bytes = reader.text_bytes();
-  summary_.seconds = seconds_since(begin);
-  return summary_;
+  total_.text_bytes = reader.text_bytes();
+  total_.seconds = seconds_since(begin);
+  return total_;
 }
 
 }  // namespace textscale::predict
