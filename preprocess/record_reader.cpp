@@ -50,11 +50,11 @@ constexpr std::size_t kMaxRecordsPerBlock = 4096;
 
 class DelimitedReader final : public RecordReader {
  public:
-  DelimitedReader(const std::string& path, const PreprocessOptions& options, bool hash)
-      : source_(path, hash), options_(options), buffer_(std::max<std::size_t>(options.read_bytes, 4)) {
+  DelimitedReader(std::unique_ptr<ByteSource> source, const PreprocessOptions& options)
+      : source_(std::move(source)), options_(options), buffer_(std::max<std::size_t>(options.read_bytes, 4)) {
     if (options_.header) {
       Block scratch;
-      scratch.sources.push_back(source_.path());
+      scratch.sources.push_back(source_->path());
       RawRecord record;
       if (read_record(scratch, record)) {
         if (record.bad)
@@ -67,7 +67,7 @@ class DelimitedReader final : public RecordReader {
 
   std::optional<Block> next() override {
     Block block;
-    block.sources.push_back(source_.path());
+    block.sources.push_back(source_->path());
     block.arena.reserve(options_.block_bytes + options_.block_bytes / 4);
     while (block.arena.size() < options_.block_bytes && block.records.size() < kMaxRecordsPerBlock) {
       RawRecord record;
@@ -80,8 +80,8 @@ class DelimitedReader final : public RecordReader {
     return block;
   }
 
-  std::string sha256_hex() const override { return source_.sha256_hex(); }
-  std::uint64_t stored_bytes() const override { return source_.stored_bytes(); }
+  std::string sha256_hex() const override { return source_->sha256_hex(); }
+  std::uint64_t stored_bytes() const override { return source_->stored_bytes(); }
   std::uint64_t text_bytes() const override { return text_bytes_; }
   const std::vector<std::string>& header() const override { return header_; }
 
@@ -94,7 +94,7 @@ class DelimitedReader final : public RecordReader {
     end_ = 0;
     // The first fill gathers at least 3 bytes, to see a byte order mark.
     for (std::size_t got = 1; got > 0 && (end_ == 0 || (first_fill_ && end_ < 3));)
-      end_ += got = source_.read(buffer_.data() + end_, buffer_.size() - end_);
+      end_ += got = source_->read(buffer_.data() + end_, buffer_.size() - end_);
     text_bytes_ += end_;
     if (end_ == 0) eof_ = true;
     if (first_fill_) {
@@ -328,7 +328,7 @@ class DelimitedReader final : public RecordReader {
     }
   }
 
-  ByteSource source_;
+  std::unique_ptr<ByteSource> source_;
   const PreprocessOptions& options_;
   std::vector<char> buffer_;
   std::size_t pos_ = 0;
@@ -468,7 +468,12 @@ class ImdbReader final : public RecordReader {
 
 std::unique_ptr<RecordReader> make_delimited_reader(const std::string& path, const PreprocessOptions& options,
                                                     bool hash) {
-  return std::make_unique<DelimitedReader>(path, options, hash);
+  return std::make_unique<DelimitedReader>(std::make_unique<ByteSource>(path, hash), options);
+}
+
+std::unique_ptr<RecordReader> make_delimited_reader(std::unique_ptr<ByteSource> source,
+                                                    const PreprocessOptions& options) {
+  return std::make_unique<DelimitedReader>(std::move(source), options);
 }
 
 std::unique_ptr<RecordReader> make_imdb_reader(const std::string& folder, const PreprocessOptions& options, bool hash) {

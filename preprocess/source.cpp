@@ -63,6 +63,15 @@ ByteSource::ByteSource(const std::string& path, bool hash) : path_(path), hash_(
       throw IoError("input '" + path + "' is a directory (only --format imdb reads folders)");
     }
   }
+  sniff_gzip();
+}
+
+ByteSource::ByteSource(const std::string& name, ReadFunction read, bool hash)
+    : path_(name), read_function_(std::move(read)), hash_(hash) {
+  sniff_gzip();
+}
+
+void ByteSource::sniff_gzip() {
   if (hash_) sha_ = std::make_unique<Sha256>();
   // Sniff the gzip magic number (1f 8b) without losing the bytes for plain input.
   pending_.resize(2);
@@ -92,7 +101,8 @@ ByteSource::~ByteSource() {
 std::size_t ByteSource::read_stored(char* destination, std::size_t capacity) {
   if (eof_) return 0;
   for (;;) {
-    const ssize_t got = ::read(fd_, destination, capacity);
+    const ssize_t got = read_function_ ? static_cast<ssize_t>(read_function_(destination, capacity))
+                                       : ::read(fd_, destination, capacity);
     if (got < 0) {
       if (errno == EINTR) {
         throw_if_interrupted();

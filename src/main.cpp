@@ -28,8 +28,9 @@ constexpr const char* kUsage =
     "commands:\n"
     "  preprocess   CSV/TSV/IMDB corpora -> HDF5 tensors (characters, words, labels)\n"
     "  inspect      print the summary of a preprocessed HDF5 file\n"
-    "  train        train a character model (Crepe, VDCNN) on preprocessed files\n"
+    "  train        train a model (BiLSTM, Crepe, VDCNN) on preprocessed files\n"
     "  evaluate     accuracy and per-class metrics of a checkpoint on a preprocessed file\n"
+    "  predict      classify raw text (CSV/TSV, lines, JSON Lines) with a checkpoint\n"
     "  bench        training/inference throughput on synthetic batches, and the SGEMM peak\n"
     "  models       the models train and bench build: descriptions, hyperparameters, sizes\n"
     "  tokens       a training file's words as text (to learn word vectors), and a vectors file's coverage\n"
@@ -75,6 +76,7 @@ int dispatch(int argc, char** argv) {
   if (command == "inspect") return textscale::cli::inspect_command(arguments);
   if (command == "train") return textscale::cli::train_command(arguments);
   if (command == "evaluate") return textscale::cli::evaluate_command(arguments);
+  if (command == "predict") return textscale::cli::predict_command(arguments);
   if (command == "bench") return textscale::cli::bench_command(arguments);
   if (command == "models") return textscale::cli::models_command(arguments);
   if (command == "tokens") return textscale::cli::tokens_command(arguments);

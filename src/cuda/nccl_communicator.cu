@@ -103,6 +103,9 @@ class NcclCommunicator final : public dist::Communicator {
   std::vector<std::int32_t> allgatherv(const std::vector<std::int32_t>& values) override {
     return bootstrap_.allgatherv(values);
   }
+  std::vector<std::string> gather(const std::string& bytes, int root) override {
+    return bootstrap_.gather(bytes, root);
+  }
   void barrier() override { bootstrap_.barrier(); }
 
  private:

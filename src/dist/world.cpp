@@ -155,6 +155,35 @@ class MpiCommunicator final : public Communicator {
     return all;
   }
 
+  std::vector<std::string> gather(const std::string& bytes, int root) override {
+    if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+      throw CommError("gather of " + std::to_string(bytes.size()) + " bytes: more than MPI's int count");
+    const std::vector<std::uint64_t> counts = allgather(bytes.size());
+    std::vector<int> sizes(counts.size()), displacements(counts.size());
+    std::uint64_t total = 0;
+    for (std::size_t r = 0; r < counts.size(); ++r) {
+      if (total + counts[r] > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
+        throw CommError("gather of more bytes than MPI's int count");
+      sizes[r] = static_cast<int>(counts[r]);
+      displacements[r] = static_cast<int>(total);
+      total += counts[r];
+    }
+    std::string all(rank_ == root ? static_cast<std::size_t>(total) : 0, '\0');
+    MPI_Request request;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      check(MPI_Igatherv(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, all.data(), sizes.data(),
+                         displacements.data(), MPI_BYTE, root, comm_, &request),
+            "MPI_Igatherv");
+    }
+    wait(remember(request));
+    std::vector<std::string> parts;
+    if (rank_ != root) return parts;
+    for (std::size_t r = 0; r < counts.size(); ++r)
+      parts.push_back(all.substr(static_cast<std::size_t>(displacements[r]), static_cast<std::size_t>(sizes[r])));
+    return parts;
+  }
+
   void barrier() override {
     MPI_Request request;
     {
@@ -255,6 +284,7 @@ class LocalCommunicator final : public Communicator {
   void broadcast(void*, std::size_t, int) override {}
   std::vector<std::uint64_t> allgather(std::uint64_t value) override { return {value}; }
   std::vector<std::int32_t> allgatherv(const std::vector<std::int32_t>& values) override { return values; }
+  std::vector<std::string> gather(const std::string& bytes, int) override { return {bytes}; }
   void barrier() override {}
 };
 

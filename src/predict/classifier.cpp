@@ -148,7 +148,7 @@ Classifier::Classifier(const std::string& checkpoint, const train::CheckpointInf
     m.names.push_back(c < static_cast<std::int64_t>(info.encoding.classes.size())
                           ? info.encoding.classes[static_cast<std::size_t>(c)]
                           : std::to_string(c));
-  m.backend = train::make_backend(options.backend);
+  m.backend = train::make_backend(options.backend, options.local_rank, options.local_size);
   engine::ModelConfig config = info.model;
   config.fuse_input = options.backend.onehot_fusion;
   m.model = std::make_unique<engine::Model<float>>(config, m.backend->memory());

@@ -19,9 +19,10 @@ constexpr std::size_t kMaxRecordsPerBlock = 4096;
 
 class LineReader final : public preprocess::RecordReader {
  public:
-  LineReader(const std::string& path, LineFormat format, const preprocess::PreprocessOptions& options,
-             const std::vector<std::string>& class_names, std::int64_t classes)
-      : source_(path, false),
+  LineReader(std::unique_ptr<preprocess::ByteSource> source, LineFormat format,
+             const preprocess::PreprocessOptions& options, const std::vector<std::string>& class_names,
+             std::int64_t classes)
+      : source_(std::move(source)),
         format_(format),
         options_(options),
         class_names_(class_names),
@@ -30,7 +31,7 @@ class LineReader final : public preprocess::RecordReader {
 
   std::optional<Block> next() override {
     Block block;
-    block.sources.push_back(source_.path());
+    block.sources.push_back(source_->path());
     while (block.arena.size() < options_.block_bytes && block.records.size() < kMaxRecordsPerBlock) {
       if (!next_line()) break;
       ++line_number_;
@@ -56,7 +57,7 @@ class LineReader final : public preprocess::RecordReader {
   }
 
   std::string sha256_hex() const override { return {}; }
-  std::uint64_t stored_bytes() const override { return source_.stored_bytes(); }
+  std::uint64_t stored_bytes() const override { return source_->stored_bytes(); }
   std::uint64_t text_bytes() const override { return text_bytes_; }
   const std::vector<std::string>& header() const override { return header_; }
 
@@ -69,7 +70,7 @@ class LineReader final : public preprocess::RecordReader {
     bool any = false;
     for (;;) {
       if (pos_ == end_) {
-        end_ = source_.read(buffer_.data(), buffer_.size());
+        end_ = source_->read(buffer_.data(), buffer_.size());
         pos_ = 0;
         text_bytes_ += end_;
         if (end_ == 0) break;
@@ -152,7 +153,7 @@ class LineReader final : public preprocess::RecordReader {
     }
   }
 
-  preprocess::ByteSource source_;
+  std::unique_ptr<preprocess::ByteSource> source_;
   LineFormat format_;
   const preprocess::PreprocessOptions& options_;
   std::vector<std::string> class_names_;
@@ -168,11 +169,12 @@ class LineReader final : public preprocess::RecordReader {
 
 }  // namespace
 
-std::unique_ptr<preprocess::RecordReader> make_line_reader(const std::string& path, LineFormat format,
+std::unique_ptr<preprocess::RecordReader> make_line_reader(std::unique_ptr<preprocess::ByteSource> source,
+                                                           LineFormat format,
                                                            const preprocess::PreprocessOptions& options,
                                                            const std::vector<std::string>& class_names,
                                                            std::int64_t classes) {
-  return std::make_unique<LineReader>(path, format, options, class_names, classes);
+  return std::make_unique<LineReader>(std::move(source), format, options, class_names, classes);
 }
 
 }  // namespace textscale::predict

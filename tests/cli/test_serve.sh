@@ -2,7 +2,7 @@
 # `textscale serve` over HTTP on loopback, with curl and tests/cli/serve_clients.py, on a small
 # Crepe trained here (AG News from TEXTSCALE_DATA, or a synthetic CSV without it: never skipped):
 # the command line; the start line; /healthz, / and /metrics; answers for one text, a list and
-# top_k, the same for a text whatever batch it shares; every bad request answered with its status
+# top_k, equal to `textscale predict`'s for the same texts; every bad request answered with its status
 # and a JSON error while the server keeps answering; clients that vanish or stall (with N HTTP
 # threads, N - 1 stalled connections leave one serving); concurrent requests batched; a full
 # queue answered 503; SIGTERM during requests: they are answered, new connections refused, exit
@@ -78,13 +78,21 @@ top = json.load(open("top.json"))["top"]
 assert len(top) == 2 and top[0]["probability"] >= top[1]["probability"], top
 assert top[0]["class"] == names[top[0]["index"]]
 PY
-# A text's answer does not depend on the batch it shares. Run alone (one row) and inside the list
-# (a batch of all the texts), oneDNN picks other kernels and blockings, so the sums of the
-# convolutions and dense layers are taken in another order: each is exact to about 2^-24 times
-# the sum of its terms' magnitudes, i.e. the logits agree to about 1e-6 relative here (a few
-# hundred terms of order one per output, errors partly cancelling), and a softmax moves by at
-# most half of the largest change in a logit. 2e-6 on every probability covers that with room;
-# an encoding or batching mistake (a wrong row, a lost character) moves them by far more.
+# The round trip equals `textscale predict` on the same texts (JSON Lines in, unescaping none as
+# serve's default). The list above was one forward pass of all the texts, as predict's is with
+# --batch-size at their number: the same sums in the same order, so the same floats, written the
+# same shortest way. Each text sent alone is a forward pass of one row, for which oneDNN picks
+# other kernels and blockings, so every sum of the convolutions and dense layers (224 to 1088
+# products of order one here) is taken in another order; each is exact to within n 2^-24 of the
+# sum of its terms' magnitudes and in practice to about sqrt(n) 2^-24, and a softmax moves a
+# probability by at most half the largest change of a logit. 1e-6 on a probability allows logit
+# changes of 2e-6, about 30 units of 2^-24: the sqrt(n) growth over the model's nine layers, and
+# 25 times the largest difference measured between batch sizes 1 to 64 (4e-8). An encoding or
+# batching mistake (a wrong row, a character lost or unescaped) moves probabilities far more.
+py -c "import json; [print(json.dumps({'text': t})) for t in json.load(open('texts.json'))]" > texts.jsonl
+count=$(wc -l < texts.jsonl)
+run_ts 0 predict --checkpoint model.h5 --input texts.jsonl --input-format jsonl --unescape none --batch-size "$count" \
+  --output predict.jsonl --output-format jsonl --threads 2 -q
 i=0
 while read -r text; do
   status=$(post "{\"text\": $text}")
@@ -92,13 +100,19 @@ while read -r text; do
   cp "$WORK/body" "alone-$i.json"
   i=$((i + 1))
 done < <(py -c "import json; [print(json.dumps(t)) for t in json.load(open('texts.json'))]")
-py - "$i" <<'PY' || fail "a text alone and in a batch answered differently"
+py - "$i" <<'PY' || fail "serve's answers differ from predict's"
 import json, sys
+predicted = [json.loads(line) for line in open("predict.jsonl")]
 batched = json.load(open("list.json"))["predictions"]
-for i in range(int(sys.argv[1])):
+assert len(predicted) == len(batched) == int(sys.argv[1]), (len(predicted), len(batched))
+for i, (p, b) in enumerate(zip(predicted, batched)):
+    assert p["record"] == i, p
+    same = {k: p[k] for k in ("predicted", "index", "probabilities")}
+    assert same == b, ("one batch", i, p, b)
     alone = json.load(open(f"alone-{i}.json"))
-    worst = max(abs(alone["probabilities"][c] - batched[i]["probabilities"][c]) for c in alone["probabilities"])
-    assert worst <= 2e-6, (i, worst, alone, batched[i])
+    worst = max(abs(alone["probabilities"][c] - p["probabilities"][c]) for c in p["probabilities"])
+    assert worst <= 1e-6, ("alone", i, worst, alone, p)
+print(f"serve = predict on {len(predicted)} texts: bitwise in one batch, within 1e-6 one at a time")
 PY
 
 # --- Bad requests: status and JSON error; the server keeps answering -----------------------------

@@ -115,6 +115,7 @@ class Recorder final : public dist::Communicator {
     all.insert(all.end(), other.begin(), other.end());
     return all;
   }
+  std::vector<std::string> gather(const std::string& bytes, int) override { return {bytes, bytes}; }
   void barrier() override {}
 };
 

@@ -11,6 +11,7 @@ int preprocess_command(const std::vector<std::string>& arguments);
 int inspect_command(const std::vector<std::string>& arguments);
 int train_command(const std::vector<std::string>& arguments);
 int evaluate_command(const std::vector<std::string>& arguments);
+int predict_command(const std::vector<std::string>& arguments);
 int bench_command(const std::vector<std::string>& arguments);
 int models_command(const std::vector<std::string>& arguments);
 int tokens_command(const std::vector<std::string>& arguments);

@@ -47,6 +47,8 @@ class Communicator {
   virtual std::vector<std::uint64_t> allgather(std::uint64_t value) = 0;
   // Every rank's `values` (any number on each), concatenated in rank order.
   virtual std::vector<std::int32_t> allgatherv(const std::vector<std::int32_t>& values) = 0;
+  // At `root`: every rank's `bytes`, in rank order; elsewhere: empty.
+  virtual std::vector<std::string> gather(const std::string& bytes, int root) = 0;
   virtual void barrier() = 0;
   // Short name for logs: "mpi", "local".
   [[nodiscard]] virtual std::string name() const = 0;

@@ -53,7 +53,8 @@ class TextEncoder {
 
 struct ClassifierOptions {
   engine::BackendOptions backend;
-  std::int64_t max_batch = 128;  // rows one forward pass takes at most
+  std::int64_t max_batch = 128;        // rows one forward pass takes at most
+  int local_rank = 0, local_size = 1;  // this process among the ranks on its node (picks its GPU)
 };
 
 // The model of a checkpoint on a backend, for inference. Not shared between threads.

@@ -20,9 +20,10 @@ namespace textscale::predict {
 
 enum class LineFormat { lines, jsonl };
 
-// `path`: a file, a .gz file, or "-" for standard input. `class_names` maps string labels;
-// integer labels are 0-based indices below `classes`.
-[[nodiscard]] std::unique_ptr<preprocess::RecordReader> make_line_reader(const std::string& path, LineFormat format,
+// `source`: a file, a .gz file, standard input... `class_names` maps string labels; integer labels
+// are 0-based indices below `classes`.
+[[nodiscard]] std::unique_ptr<preprocess::RecordReader> make_line_reader(std::unique_ptr<preprocess::ByteSource> source,
+                                                                         LineFormat format,
                                                                          const preprocess::PreprocessOptions& options,
                                                                          const std::vector<std::string>& class_names,
                                                                          std::int64_t classes);

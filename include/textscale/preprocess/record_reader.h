@@ -37,6 +37,10 @@ class RecordReader {
 [[nodiscard]] std::unique_ptr<RecordReader> make_delimited_reader(const std::string& path,
                                                                   const PreprocessOptions& options, bool hash);
 
+// The same from an open byte source (standard input broadcast by one rank, say).
+[[nodiscard]] std::unique_ptr<RecordReader> make_delimited_reader(std::unique_ptr<ByteSource> source,
+                                                                  const PreprocessOptions& options);
+
 // Reads an aclImdb split folder: <dir>/neg/*.txt then <dir>/pos/*.txt, each by numeric id.
 [[nodiscard]] std::unique_ptr<RecordReader> make_imdb_reader(const std::string& folder,
                                                              const PreprocessOptions& options, bool hash);

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +34,10 @@ class ByteSource {
   // path "-" reads standard input. Throws IoError naming the path if it cannot be opened or is a
   // directory.
   explicit ByteSource(const std::string& path, bool hash = true);
+  // Stored bytes come from `read` (which returns 0 at the end) instead of a file; `name` names the
+  // source in messages.
+  using ReadFunction = std::function<std::size_t(char* destination, std::size_t capacity)>;
+  ByteSource(const std::string& name, ReadFunction read, bool hash);
   ByteSource(const ByteSource&) = delete;
   ByteSource& operator=(const ByteSource&) = delete;
   ~ByteSource();
@@ -50,7 +55,10 @@ class ByteSource {
   std::size_t read_stored(char* destination, std::size_t capacity);
   bool refill();
 
+  void sniff_gzip();
+
   std::string path_;
+  ReadFunction read_function_;
   int fd_ = -1;
   bool owns_fd_ = false;
   bool hash_ = true;
