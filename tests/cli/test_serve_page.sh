@@ -34,7 +34,7 @@ if [ -z "$checkpoint" ]; then
   checkpoint=model.h5
 fi
 start_server page --checkpoint "$checkpoint" || { finish; exit; }
-text="The striker scored twice as the home team won the league title on Sunday."
+text="Roger Federer beat Andy Roddick in straight sets to win his second Wimbledon title on Sunday."
 node "$TEXTSCALE_SOURCE_DIR/tests/cli/page_test.mjs" "$URL" page.png "$node_dir" "$chromium" "$text" > node.out 2>&1 ||
   fail "the page in Chromium: $(cat node.out)"
 cat node.out
