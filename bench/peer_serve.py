@@ -51,6 +51,9 @@ def load(path):
 def make_handler(model, names):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: with Nagle's algorithm the body would wait for
+        # the client's delayed ACK of the headers (40 ms on Linux). textscale sets TCP_NODELAY too.
+        disable_nagle_algorithm = True
 
         def answer(self, status, body):
             data = json.dumps(body).encode()

@@ -14,14 +14,16 @@
 #
 # usage: bench/serve_load.sh --checkpoint RUN/best.h5 [--duration 60] [--warmup 10]
 #          [--concurrency "1 8 64"] [--max-batch 64] [--max-delay-ms 5] [--threads 2]
-#          [--texts ../shared/data/ag_news/test.csv] [--peer on|off] [--out results/serve-load]
+#          [--winograd on|off] [--texts ../shared/data/ag_news/test.csv] [--peer on|off]
+#          [--out results/serve-load]
+#   --winograd: the convolution algorithm of textscale's CPU backend, for bench and serve alike
 #   TEXTSCALE=path/to/textscale (default build/bin/textscale)
 # needs wrk (apt-get install wrk) and, for the peer, /usr/bin/python3 with torch and h5py.
 set -euo pipefail
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE  # Debian's PyTorch then runs OpenBLAS at full speed
 cd "$(dirname "$0")/.."
 
-checkpoint= duration=60 warmup=10 concurrency="1 8 64" max_batch=64 max_delay=5 threads=2
+checkpoint= duration=60 warmup=10 concurrency="1 8 64" max_batch=64 max_delay=5 threads=2 winograd=on
 texts=../shared/data/ag_news/test.csv peer=on out=results/serve-load
 while [ $# -gt 0 ]; do
   case $1 in
@@ -32,6 +34,7 @@ while [ $# -gt 0 ]; do
     --max-batch) max_batch=$2 ;;
     --max-delay-ms) max_delay=$2 ;;
     --threads) threads=$2 ;;
+    --winograd) winograd=$2 ;;
     --texts) texts=$2 ;;
     --peer) peer=$2 ;;
     --out) out=$2 ;;
@@ -67,8 +70,8 @@ record() {  # record JSON: one line of results.jsonl
 # The model's inference rate on this machine, as `textscale bench` measures it.
 for batch in "$max_batch" 1; do
   steps=$((batch == 1 ? 200 : 20))
-  line=$("$textscale" bench --model crepe-small --batch-size "$batch" --threads "$threads" --warmup 5 \
-    --steps "$steps" 2> /dev/null | grep '^{')
+  line=$("$textscale" bench --model crepe-small --batch-size "$batch" --threads "$threads" --winograd "$winograd" \
+    --warmup 5 --steps "$steps" 2> /dev/null | grep '^{')
   record "{\"kind\": \"bench\", \"batch\": $batch, \"infer_samples_per_second\": $(
     /usr/bin/python3 -c "import json,sys; print(json.loads(sys.argv[1])['infer_samples_per_second'])" "$line")}"
 done
@@ -109,7 +112,7 @@ load() {
   done
 }
 
-start textscale "$textscale" serve --checkpoint "$checkpoint" --port 0 --threads "$threads" \
+start textscale "$textscale" serve --checkpoint "$checkpoint" --port 0 --threads "$threads" --winograd "$winograd" \
   --max-batch "$max_batch" --max-delay-ms "$max_delay" --http-threads $((max_c + 8)) --max-queue 4096
 load textscale
 curl -s "$URL/metrics" > "$out/textscale-metrics.txt"
@@ -149,6 +152,6 @@ PY
 {
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
-  echo "- textscale: $("$textscale" --version | head -n 1); checkpoint $checkpoint"
+  echo "- textscale: $("$textscale" --version | head -n 1); checkpoint $checkpoint; --winograd $winograd"
   echo "- wrk: $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2); duration ${duration} s after ${warmup} s of warm-up, each concurrency"
 } | tee -a "$out/table.md"
