@@ -39,8 +39,8 @@ void add_batch_options(po::options_description& options, serve::BatchOptions& o)
   options.add_options()                                                                                //
       ("max-batch", po::value(&o.max_batch)->default_value(o.max_batch), "texts in one forward pass")  //
       ("max-delay-ms", po::value(&o.max_delay_ms)->default_value(o.max_delay_ms),
-       "the longest a request waits for others to share its batch (not at all when every open connection "
-       "has a request waiting)")  //
+       "once the model is free, the longest it waits for more requests to fill a batch (not at all when "
+       "every open connection has a request waiting)")  //
       ("max-queue", po::value(&o.max_queue)->default_value(o.max_queue),
        "requests waiting for the model; more are answered 503");
 }

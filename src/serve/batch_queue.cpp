@@ -1,5 +1,7 @@
 #include "textscale/serve/batch_queue.h"
 
+#include <algorithm>
+
 namespace textscale::serve {
 
 BatchQueue::BatchQueue(std::int64_t max_batch, std::chrono::microseconds max_delay, std::int64_t max_queue)
@@ -36,16 +38,20 @@ std::size_t BatchQueue::fitting(bool& full) const {
 }
 
 std::vector<std::shared_ptr<Job>> BatchQueue::next_batch() {
+  const Clock::time_point free = Clock::now();  // the model has finished its previous batch
   std::unique_lock lock(mutex_);
   changed_.wait(lock, [&] { return !jobs_.empty() || closed_; });
   if (jobs_.empty()) return {};
-  // Wait for more only while some open connection has no job queued yet.
+  // Wait for more only while some open connection has no job queued yet. The delay counts from
+  // the later of the first job's arrival and the model becoming free: the clients just answered
+  // get their chance to join, instead of the jobs that queued behind the last batch leaving at
+  // once as a small batch (which would make batches alternate between large and small).
   const auto ready = [&] {
     bool full = false;
     (void)fitting(full);
     return full || closed_ || static_cast<std::int64_t>(jobs_.size()) >= connections_;
   };
-  changed_.wait_until(lock, jobs_.front()->arrival + max_delay_, ready);
+  changed_.wait_until(lock, std::max(jobs_.front()->arrival, free) + max_delay_, ready);
   bool full = false;
   const std::size_t count = fitting(full);
   std::vector<std::shared_ptr<Job>> batch(jobs_.begin(), jobs_.begin() + static_cast<std::ptrdiff_t>(count));

@@ -155,6 +155,24 @@ BOOST_AUTO_TEST_CASE(waits_for_other_connections_only) {
   BOOST_TEST(seconds_since(start) >= 0.15);
 }
 
+BOOST_AUTO_TEST_CASE(delay_counts_from_the_model_becoming_free) {
+  // A job that queued while the model was busy (longer than max_delay) still waits for the other
+  // connection's job once the model is free, rather than leaving alone at once.
+  BatchQueue queue(8, 200ms, 100);
+  queue.connection_opened();
+  queue.connection_opened();
+  BOOST_REQUIRE(queue.push(job_of(1)));
+  std::this_thread::sleep_for(250ms);  // the model is busy with an earlier batch
+  std::thread answered_client([&] {
+    std::this_thread::sleep_for(20ms);
+    BOOST_CHECK(queue.push(job_of(1)));
+  });
+  const auto start = Clock::now();
+  BOOST_TEST(queue.next_batch().size() == 2u);
+  BOOST_TEST(seconds_since(start) < 0.19);
+  answered_client.join();
+}
+
 BOOST_AUTO_TEST_CASE(prometheus_text) {
   ServeMetrics metrics(6);
   metrics.set_model({"crepe-small", "0123456789ab", "run/a\"b.h5", 4, "onednn"});

@@ -3,9 +3,10 @@
 // A batch is the oldest waiting jobs, in arrival order, whose texts add up to at most max_batch
 // (a job with more texts than that is a batch of its own, classified in slices). The inference
 // thread takes a batch as soon as it is full; otherwise it waits for more jobs until max_delay
-// after the first job's arrival, but not at all once every open connection has a job waiting:
-// no other client can add to the batch then (a single client is never delayed). Connections are
-// counted by the HTTP thread pool (connection_opened / connection_closed).
+// after the later of the first job's arrival and the call of next_batch (the model becoming
+// free), but not at all once every open connection has a job waiting: no other client can add
+// to the batch then (a single client is never delayed). Connections are counted by the HTTP
+// thread pool (connection_opened / connection_closed).
 //
 // The queue holds at most max_queue jobs; push() refuses more (the caller answers 503). After
 // close(), push() refuses every job and next_batch() hands out what is left, then nothing.
