@@ -51,7 +51,8 @@ std::string resolve_input_format(const PredictArguments& a, const preprocess::Pr
   if (extension == ".txt") return "lines";
   std::error_code error;
   if (a.input != "-" && std::filesystem::is_directory(a.input, error)) return "imdb";
-  return to_string(training.format);
+  // A model trained on review folders reads other text one document a line.
+  return training.format == preprocess::InputFormat::imdb ? "lines" : to_string(training.format);
 }
 
 // The training file's options adjusted to the input's layout and the command line.
