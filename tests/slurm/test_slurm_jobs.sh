@@ -51,6 +51,23 @@ job_state() {
     sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p; s/.*Restarts=\([0-9]*\).*/\1/p' | tr '\n' ' '
 }
 
+# wait_for_requeued_job ID: waits until the job, signalled and requeued, has run again and ended.
+wait_for_requeued_job() {
+  local requeued=0 state
+  for _ in $(seq 600); do
+    state=$(job_state "$1")
+    if [ "$requeued" = 0 ] && [[ $state == PENDING\ 1* ]] && ! pgrep -f "slurmstepd: \[$1\." > /dev/null; then
+      # Slurm holds a requeued job for about two minutes before it may start again (so that its
+      # last step is gone, PMIx sockets included): once no step process is left, skip the wait.
+      sleep 2
+      scontrol update JobId="$1" StartTime=now
+      requeued=1
+    fi
+    [[ $state == COMPLETED* || $state == FAILED* || $state == CANCELLED* ]] && return
+    sleep 0.2
+  done
+}
+
 # --- 1. sbatch --wait: the CPU script with 2 tasks ------------------------------------------------
 EXTRA_ARGS="$tiny --limit-train 150 --epochs 2" sbatch --wait --parsable --ntasks=2 --cpus-per-task=1 --time=10 \
   --output="$WORK/%x-%j.out" "$jobs_dir/crepe-dbpedia-cpu.sbatch" > job1.id 2> job1.err ||
@@ -99,19 +116,7 @@ run=$WORK/runs/crepe-dbpedia-cpu-$id
 for _ in $(seq 300); do [ -f "$run/checkpoint.h5" ] && break; sleep 0.1; done
 [ -f "$run/checkpoint.h5" ] || fail "job $id wrote no checkpoint"
 scancel --signal=TERM "$id" # to the job's tasks, as --signal=TERM@300 does before the time limit
-requeued=0
-for _ in $(seq 600); do
-  state=$(job_state "$id")
-  if [ "$requeued" = 0 ] && [[ $state == PENDING\ 1* ]] && ! pgrep -f "slurmstepd: \[$id\." > /dev/null; then
-    # Slurm holds a requeued job for about two minutes before it may start again (so that its
-    # last step is gone, PMIx sockets included): once no step process is left, skip the wait.
-    sleep 2
-    scontrol update JobId="$id" StartTime=now
-    requeued=1
-  fi
-  [[ $state == COMPLETED* || $state == FAILED* || $state == CANCELLED* ]] && break
-  sleep 0.2
-done
+wait_for_requeued_job "$id"
 state=$(job_state "$id")
 out=$WORK/crepe-dbpedia-cpu-$id.out
 [ "$state" = "COMPLETED 1 " ] || {
@@ -140,17 +145,7 @@ id=$(CHECKPOINT=$crepe_checkpoint INPUT=$WORK/claims.csv OUTPUT=$WORK/requeued.c
   sbatch --parsable --ntasks=2 --cpus-per-task=1 --time=10 --output="$WORK/%x-%j.out" "$jobs_dir/predict.sbatch")
 for _ in $(seq 600); do [ -f requeued.csv.progress.json ] && break; sleep 0.05; done
 scancel --signal=TERM "$id"
-requeued=0
-for _ in $(seq 600); do
-  state=$(job_state "$id")
-  if [ "$requeued" = 0 ] && [[ $state == PENDING\ 1* ]] && ! pgrep -f "slurmstepd: \[$id\." > /dev/null; then
-    sleep 2
-    scontrol update JobId="$id" StartTime=now
-    requeued=1
-  fi
-  [[ $state == COMPLETED* || $state == FAILED* || $state == CANCELLED* ]] && break
-  sleep 0.2
-done
+wait_for_requeued_job "$id"
 state=$(job_state "$id")
 [ "$state" = "COMPLETED 1 " ] || { fail "predict job $id: expected COMPLETED after 1 restart, got '$state':"; tail -n 20 "$WORK/predict-$id.out" >&2; }
 expect_in "$WORK/predict-$id.out" "requeueing job $id"
