@@ -43,6 +43,12 @@ textscale_require(nlohmann_json_FOUND "nlohmann/json" "nlohmann-json3-dev")
 find_package(OpenSSL)
 textscale_require(OPENSSL_FOUND "OpenSSL (libcrypto, for SHA-256)" "libssl-dev")
 
+# cpp-httplib, the HTTP server of `textscale serve`: Debian's compiled library, through pkg-config.
+find_package(PkgConfig)
+textscale_require(PKG_CONFIG_FOUND "pkg-config (to find cpp-httplib)" "pkg-config")
+pkg_check_modules(CPP_HTTPLIB IMPORTED_TARGET cpp-httplib)
+textscale_require(CPP_HTTPLIB_FOUND "cpp-httplib (the HTTP server of textscale serve)" "libcpp-httplib-dev")
+
 # CUDA toolkit + cuDNN + NCCL, by default from /usr/local/cuda.
 set(TEXTSCALE_WITH_CUDA OFF)
 if(NOT TEXTSCALE_CUDA STREQUAL "OFF")

@@ -34,6 +34,7 @@ constexpr const char* kUsage =
     "  bench        training/inference throughput on synthetic batches, and the SGEMM peak\n"
     "  models       the models train and bench build: descriptions, hyperparameters, sizes\n"
     "  tokens       a training file's words as text (to learn word vectors), and a vectors file's coverage\n"
+    "  serve        a checkpoint behind an HTTP classification service (JSON API, a page, metrics)\n"
     "\n"
     "  textscale <command> --help   options of a command\n"
     "  textscale --version          version, git revision and library versions\n";
@@ -79,6 +80,7 @@ int dispatch(int argc, char** argv) {
   if (command == "bench") return textscale::cli::bench_command(arguments);
   if (command == "models") return textscale::cli::models_command(arguments);
   if (command == "tokens") return textscale::cli::tokens_command(arguments);
+  if (command == "serve") return textscale::cli::serve_command(arguments);
   std::fprintf(stderr, "textscale: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }

@@ -15,6 +15,7 @@ int predict_command(const std::vector<std::string>& arguments);
 int bench_command(const std::vector<std::string>& arguments);
 int models_command(const std::vector<std::string>& arguments);
 int tokens_command(const std::vector<std::string>& arguments);
+int serve_command(const std::vector<std::string>& arguments);
 
 // Thrown for a command line that cannot be understood (exit code 2, usage hint).
 struct UsageError {
