@@ -56,3 +56,8 @@ rm -rf "$out/run-$model"
 echo
 echo "== The best validation checkpoint on the test split"
 "$textscale" evaluate --checkpoint "$out/run-$model/best.h5" --data "$out/ag_test.h5"
+echo
+echo "== The same checkpoint on the raw test CSV (textscale predict: no preprocessing step; 2 ranks)"
+"${mpirun[@]}" "$textscale" predict --checkpoint "$out/run-$model/best.h5" --input "$data/ag_news/test.csv" \
+  --input-format zhang --top-k 2 --output "$out/ag_test_predictions.csv" --overwrite --progress off
+head -n 4 "$out/ag_test_predictions.csv"

@@ -36,7 +36,7 @@ struct PredictArguments {
   std::int64_t id_column = -1, top_k = 0, batch = 128;
   int max_errors_shown = 10;
   std::size_t max_row_bytes = 0, block_bytes = 1u << 20;
-  bool strict = false, overwrite = false, quiet = false, resume = false;
+  bool strict = false, overwrite = false, quiet = false, resume = false, sort_by_length = true;
   BackendArguments backend;
 };
 
@@ -51,7 +51,8 @@ std::string resolve_input_format(const PredictArguments& a, const preprocess::Pr
   if (extension == ".txt") return "lines";
   std::error_code error;
   if (a.input != "-" && std::filesystem::is_directory(a.input, error)) return "imdb";
-  return to_string(training.format);
+  // A model trained on review folders reads other text one document a line.
+  return training.format == preprocess::InputFormat::imdb ? "lines" : to_string(training.format);
 }
 
 // The training file's options adjusted to the input's layout and the command line.
@@ -235,6 +236,8 @@ void add_predict_options(po::options_description& options, PredictArguments& a) 
       "the preprocessed training file, for a checkpoint that does not carry its text encoding");
   po::options_description run("Run");
   run.add_options()("batch-size", po::value(&a.batch)->default_value(128), "records a forward pass")(
+      "sort-by-length", po::value(&a.sort_by_length)->default_value(true),
+      "word models: a block's rows go to the model shortest first (less padding; output order unchanged)")(
       "block-bytes", po::value(&a.block_bytes)->default_value(1u << 20),
       "text a block of records holds at most (and 4096 records): the unit a rank takes; a batch never spans "
       "two blocks")("strict", po::bool_switch(&a.strict), "stop at the first bad record instead of skipping it")(
@@ -278,6 +281,7 @@ std::string run_identity(const PredictArguments& a, const std::string& format, c
                         {"unescape", a.unescape},
                         {"max_row_bytes", a.max_row_bytes},
                         {"block_bytes", a.block_bytes},
+                        {"sort_by_length", a.sort_by_length},
                         {"vocab_from", a.vocab_from}}
       .dump();
 }
@@ -409,6 +413,7 @@ int predict_command(const std::vector<std::string>& arguments) {
   run_options.max_errors_shown = a.max_errors_shown;
   run_options.quiet = a.quiet;
   run_options.skip_blocks = resume.blocks;
+  run_options.sort_by_length = a.sort_by_length;
   predict::PredictRun run(classifier, encoder, writer, run_options, comm);
   if (world.root()) {
     if (resume.bytes > 0) {

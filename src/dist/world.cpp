@@ -131,24 +131,13 @@ class MpiCommunicator final : public Communicator {
   }
 
   std::vector<std::int32_t> allgatherv(const std::vector<std::int32_t>& values) override {
-    if (values.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
-      throw CommError("all-gather of " + std::to_string(values.size()) + " values: more than MPI's int count");
-    std::vector<std::uint64_t> counts = allgather(values.size());
-    std::vector<int> sizes(counts.size()), displacements(counts.size());
-    std::uint64_t total = 0;
-    for (std::size_t r = 0; r < counts.size(); ++r) {
-      if (total + counts[r] > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
-        throw CommError("all-gather of more values than MPI's int count");
-      sizes[r] = static_cast<int>(counts[r]);
-      displacements[r] = static_cast<int>(total);
-      total += counts[r];
-    }
-    std::vector<std::int32_t> all(static_cast<std::size_t>(total));
+    const Layout layout = gather_layout(values.size(), "all-gather of values");
+    std::vector<std::int32_t> all(layout.total);
     MPI_Request request;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      check(MPI_Iallgatherv(values.data(), static_cast<int>(values.size()), MPI_INT32_T, all.data(), sizes.data(),
-                            displacements.data(), MPI_INT32_T, comm_, &request),
+      check(MPI_Iallgatherv(values.data(), static_cast<int>(values.size()), MPI_INT32_T, all.data(),
+                            layout.sizes.data(), layout.displacements.data(), MPI_INT32_T, comm_, &request),
             "MPI_Iallgatherv");
     }
     wait(remember(request));
@@ -156,31 +145,21 @@ class MpiCommunicator final : public Communicator {
   }
 
   std::vector<std::string> gather(const std::string& bytes, int root) override {
-    if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
-      throw CommError("gather of " + std::to_string(bytes.size()) + " bytes: more than MPI's int count");
-    const std::vector<std::uint64_t> counts = allgather(bytes.size());
-    std::vector<int> sizes(counts.size()), displacements(counts.size());
-    std::uint64_t total = 0;
-    for (std::size_t r = 0; r < counts.size(); ++r) {
-      if (total + counts[r] > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
-        throw CommError("gather of more bytes than MPI's int count");
-      sizes[r] = static_cast<int>(counts[r]);
-      displacements[r] = static_cast<int>(total);
-      total += counts[r];
-    }
-    std::string all(rank_ == root ? static_cast<std::size_t>(total) : 0, '\0');
+    const Layout layout = gather_layout(bytes.size(), "gather of bytes");
+    std::string all(rank_ == root ? layout.total : 0, '\0');
     MPI_Request request;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      check(MPI_Igatherv(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, all.data(), sizes.data(),
-                         displacements.data(), MPI_BYTE, root, comm_, &request),
+      check(MPI_Igatherv(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, all.data(), layout.sizes.data(),
+                         layout.displacements.data(), MPI_BYTE, root, comm_, &request),
             "MPI_Igatherv");
     }
     wait(remember(request));
     std::vector<std::string> parts;
     if (rank_ != root) return parts;
-    for (std::size_t r = 0; r < counts.size(); ++r)
-      parts.push_back(all.substr(static_cast<std::size_t>(displacements[r]), static_cast<std::size_t>(sizes[r])));
+    for (std::size_t r = 0; r < layout.sizes.size(); ++r)
+      parts.push_back(
+          all.substr(static_cast<std::size_t>(layout.displacements[r]), static_cast<std::size_t>(layout.sizes[r])));
     return parts;
   }
 
@@ -194,6 +173,25 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  // Every rank's count of a variable-size gather, and where each one's part starts.
+  struct Layout {
+    std::vector<int> sizes, displacements;
+    std::size_t total = 0;
+  };
+  Layout gather_layout(std::size_t count, const std::string& what) {
+    const auto limit = static_cast<std::uint64_t>(std::numeric_limits<int>::max());
+    if (count > limit) throw CommError(what + ": " + std::to_string(count) + ", more than MPI's int count");
+    const std::vector<std::uint64_t> counts = allgather(count);
+    Layout layout{std::vector<int>(counts.size()), std::vector<int>(counts.size()), 0};
+    for (std::size_t r = 0; r < counts.size(); ++r) {
+      if (layout.total + counts[r] > limit) throw CommError(what + ": more in all than MPI's int count");
+      layout.sizes[r] = static_cast<int>(counts[r]);
+      layout.displacements[r] = static_cast<int>(layout.total);
+      layout.total += counts[r];
+    }
+    return layout;
+  }
+
   struct Request {
     MPI_Request request = MPI_REQUEST_NULL;
     bool done = false;

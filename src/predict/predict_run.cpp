@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iomanip>
+#include <numeric>
 #include <optional>
 #include <sstream>
 
@@ -103,8 +104,6 @@ PredictRun::PredictRun(Classifier& classifier, TextEncoder& encoder, PredictionW
     throw InputError("--batch-size must be in 1.." + std::to_string(classifier_.max_batch()));
   round_.metrics = train::Metrics(classifier_.classes());
   total_.metrics = train::Metrics(classifier_.classes());
-  probabilities_.resize(static_cast<std::size_t>(options_.batch * classifier_.classes()));
-  predicted_.resize(static_cast<std::size_t>(options_.batch));
 }
 
 void PredictRun::report(const preprocess::BadRow& bad) {
@@ -135,29 +134,56 @@ void PredictRun::take_block(const preprocess::Block& block, preprocess::BlockRes
   pending_ = std::move(result.train);
 }
 
+void PredictRun::sort_pending() {
+  const std::size_t rows = pending_.rows();
+  order_.resize(rows);
+  std::iota(order_.begin(), order_.end(), std::size_t{0});
+  sorted_ = !pending_.word_lengths.empty() && options_.sort_by_length;
+  if (!sorted_) return;
+  std::stable_sort(order_.begin(), order_.end(),
+                   [&](std::size_t a, std::size_t b) { return pending_.word_lengths[a] < pending_.word_lengths[b]; });
+  const std::size_t W = pending_.words.size() / std::max<std::size_t>(rows, 1);
+  by_length_.words.resize(pending_.words.size());
+  by_length_.word_lengths.resize(rows);
+  for (std::size_t i = 0; i < rows; ++i) {
+    std::copy_n(pending_.words.begin() + static_cast<std::ptrdiff_t>(order_[i] * W), W,
+                by_length_.words.begin() + static_cast<std::ptrdiff_t>(i * W));
+    by_length_.word_lengths[i] = pending_.word_lengths[order_[i]];
+  }
+  by_length_.labels.assign(rows, -1);  // rows() counts labels
+}
+
 void PredictRun::classify_pending(std::string& out) {
   const auto batch = static_cast<std::size_t>(options_.batch);
   const auto classes = static_cast<std::size_t>(classifier_.classes());
-  for (std::size_t done = 0; done < pending_.rows();) {
-    const std::size_t n = std::min(batch, pending_.rows() - done);
-    auto start = Clock::now();
-    classifier_.classify(pending_, done, n, probabilities_.data(), predicted_.data());
-    total_.infer_seconds += seconds_since(start);
-    start = Clock::now();
-    for (std::size_t i = 0; i < n; ++i) {
-      const RowRef& ref = refs_[done + i];
-      const std::int32_t label = pending_.labels[done + i];
-      const float* p = probabilities_.data() + i * classes;
-      if (label >= 0) {
-        ++round_.labelled;
-        round_.metrics.add(label, predicted_[i], -std::log(static_cast<double>(p[label])));
-      }
-      writer_.append({ref.record, ref.line, ref.id, label, predicted_[i], p}, out);
-    }
-    total_.write_seconds += seconds_since(start);
-    round_.classified += static_cast<std::int64_t>(n);
-    done += n;
+  const std::size_t rows = pending_.rows();
+  auto start = Clock::now();
+  sort_pending();
+  probabilities_.resize(rows * classes);
+  predicted_.resize(rows);
+  // Batches in order (or by length), results in sorted position; then written in input order.
+  const preprocess::EncodedRows& source = sorted_ ? by_length_ : pending_;
+  for (std::size_t done = 0; done < rows; done += batch) {
+    const std::size_t n = std::min(batch, rows - done);
+    classifier_.classify(source, done, n, probabilities_.data() + done * classes, predicted_.data() + done);
   }
+  position_.resize(rows);
+  for (std::size_t i = 0; i < rows; ++i) position_[order_[i]] = i;
+  total_.infer_seconds += seconds_since(start);
+  start = Clock::now();
+  for (std::size_t row = 0; row < rows; ++row) {
+    const std::size_t at = position_[row];
+    const RowRef& ref = refs_[row];
+    const std::int32_t label = pending_.labels[row];
+    const float* p = probabilities_.data() + at * classes;
+    if (label >= 0) {
+      ++round_.labelled;
+      round_.metrics.add(label, predicted_[at], -std::log(static_cast<double>(p[label])));
+    }
+    writer_.append({ref.record, ref.line, ref.id, label, predicted_[at], p}, out);
+  }
+  total_.write_seconds += seconds_since(start);
+  round_.classified += static_cast<std::int64_t>(rows);
 }
 
 std::string PredictRun::process(const preprocess::Block& block) {

@@ -8,6 +8,8 @@
 # - requeue: SIGTERM to the job's tasks mid-run (what `--signal=TERM@300` sends before the time
 #   limit): every rank stops, rank 0 checkpoints, the job requeues itself and its second start
 #   resumes from the checkpoint and completes;
+# - predict.sbatch with 2 tasks writes what one process writes; SIGTERM mid-run, the job requeues
+#   itself and its second start continues from the partial output to the same result;
 # - `sbatch --test-only` of every single-node script against the cluster advertising 64 CPUs and 4
 #   fake GPUs; the multi-node script's dry run prints the srun (and mpirun) command it would run.
 # Needs root (the daemons) and apt or the installed packages; stops the cluster at exit.
@@ -49,6 +51,23 @@ job_state() {
     sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p; s/.*Restarts=\([0-9]*\).*/\1/p' | tr '\n' ' '
 }
 
+# wait_for_requeued_job ID: waits until the job, signalled and requeued, has run again and ended.
+wait_for_requeued_job() {
+  local requeued=0 state
+  for _ in $(seq 600); do
+    state=$(job_state "$1")
+    if [ "$requeued" = 0 ] && [[ $state == PENDING\ 1* ]] && ! pgrep -f "slurmstepd: \[$1\." > /dev/null; then
+      # Slurm holds a requeued job for about two minutes before it may start again (so that its
+      # last step is gone, PMIx sockets included): once no step process is left, skip the wait.
+      sleep 2
+      scontrol update JobId="$1" StartTime=now
+      requeued=1
+    fi
+    [[ $state == COMPLETED* || $state == FAILED* || $state == CANCELLED* ]] && return
+    sleep 0.2
+  done
+}
+
 # --- 1. sbatch --wait: the CPU script with 2 tasks ------------------------------------------------
 EXTRA_ARGS="$tiny --limit-train 150 --epochs 2" sbatch --wait --parsable --ntasks=2 --cpus-per-task=1 --time=10 \
   --output="$WORK/%x-%j.out" "$jobs_dir/crepe-dbpedia-cpu.sbatch" > job1.id 2> job1.err ||
@@ -65,6 +84,7 @@ done
 expect_in "$WORK/crepe-dbpedia-cpu-$id.out" "2 ranks (mpi)"
 expect_in "$run/environment-0.txt" "tasks: 2"
 expect_in "$run/environment-0.txt" "--valid $WORK/data/dbpedia/train.valid.h5"
+crepe_checkpoint=$run/checkpoint.h5
 
 # --- 1b. the BiLSTM's CPU script on word tensors (data/prepare.sh --words) ------------------------
 # The same rows laid out as AG News, the folder the script reads by default; a tiny BiLSTM.
@@ -96,19 +116,7 @@ run=$WORK/runs/crepe-dbpedia-cpu-$id
 for _ in $(seq 300); do [ -f "$run/checkpoint.h5" ] && break; sleep 0.1; done
 [ -f "$run/checkpoint.h5" ] || fail "job $id wrote no checkpoint"
 scancel --signal=TERM "$id" # to the job's tasks, as --signal=TERM@300 does before the time limit
-requeued=0
-for _ in $(seq 600); do
-  state=$(job_state "$id")
-  if [ "$requeued" = 0 ] && [[ $state == PENDING\ 1* ]] && ! pgrep -f "slurmstepd: \[$id\." > /dev/null; then
-    # Slurm holds a requeued job for about two minutes before it may start again (so that its
-    # last step is gone, PMIx sockets included): once no step process is left, skip the wait.
-    sleep 2
-    scontrol update JobId="$id" StartTime=now
-    requeued=1
-  fi
-  [[ $state == COMPLETED* || $state == FAILED* || $state == CANCELLED* ]] && break
-  sleep 0.2
-done
+wait_for_requeued_job "$id"
 state=$(job_state "$id")
 out=$WORK/crepe-dbpedia-cpu-$id.out
 [ "$state" = "COMPLETED 1 " ] || {
@@ -122,10 +130,32 @@ expect_in "$out" "resumed at epoch"
 py -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])][-1]; sys.exit(r['type'] != 'final')" \
   "$run/metrics.jsonl" || fail "job $id: the resumed run did not finish"
 
+# --- 2b. predict.sbatch: 2 tasks write what 1 process writes; requeued, it continues -------------
+# The test rows 40 times over (8k records), in small blocks so that the job takes many rounds.
+for _ in $(seq 40); do cat data/dbpedia/test.csv; done > claims.csv
+small="--batch-size 16 --block-bytes 4000 --threads 1 --input-format zhang"
+"$TEXTSCALE_BIN" predict --checkpoint "$crepe_checkpoint" --input claims.csv $small --output one.csv --quiet ||
+  fail "predict in one process failed"
+CHECKPOINT=$crepe_checkpoint INPUT=$WORK/claims.csv OUTPUT=$WORK/predicted.csv EXTRA_ARGS="$small" \
+  sbatch --wait --parsable --ntasks=2 --cpus-per-task=1 --time=10 --output="$WORK/%x-%j.out" \
+  "$jobs_dir/predict.sbatch" > job-predict.id 2> job-predict.err ||
+  { fail "sbatch --wait predict.sbatch failed:"; cat job-predict.err "$WORK"/predict-*.out >&2 || true; }
+cmp -s one.csv predicted.csv || fail "predict.sbatch with 2 tasks differs from one process"
+id=$(CHECKPOINT=$crepe_checkpoint INPUT=$WORK/claims.csv OUTPUT=$WORK/requeued.csv EXTRA_ARGS="$small" \
+  sbatch --parsable --ntasks=2 --cpus-per-task=1 --time=10 --output="$WORK/%x-%j.out" "$jobs_dir/predict.sbatch")
+for _ in $(seq 600); do [ -f requeued.csv.progress.json ] && break; sleep 0.05; done
+scancel --signal=TERM "$id"
+wait_for_requeued_job "$id"
+state=$(job_state "$id")
+[ "$state" = "COMPLETED 1 " ] || { fail "predict job $id: expected COMPLETED after 1 restart, got '$state':"; tail -n 20 "$WORK/predict-$id.out" >&2; }
+expect_in "$WORK/predict-$id.out" "requeueing job $id"
+expect_in "$WORK/predict-$id.out" "resuming after"
+cmp -s one.csv requeued.csv || fail "the requeued predict job's output differs from one process's"
+
 # --- 3. every single-node script fits a 64-CPU, 4-GPU node -----------------------------------------
 SLURM_LOCAL_CPUS=64 SLURM_LOCAL_GPUS=4 cluster start > cluster-gpus.log 2>&1 ||
   { fail "restarting with 4 fake GPUs failed:"; tail -n 40 cluster-gpus.log >&2; }
-for script in "$jobs_dir"/*-gpu.sbatch "$jobs_dir"/*-cpu.sbatch; do
+for script in "$jobs_dir"/*-gpu.sbatch "$jobs_dir"/*-cpu.sbatch "$jobs_dir"/predict.sbatch; do
   sbatch --test-only "$script" > test-only.txt 2>&1 || true
   grep -q "to start at" test-only.txt || { fail "sbatch --test-only $(basename "$script"):"; cat test-only.txt >&2; }
 done

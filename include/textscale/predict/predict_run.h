@@ -6,9 +6,10 @@
 // N ranks, every rank reads the whole input (reading and splitting records is two orders of
 // magnitude faster than inference) and classifies block b when b mod N is its rank; each round
 // of N blocks is gathered to rank 0, which writes it in input order. Within a block, rows go to
-// the model in batches of --batch-size; a batch never spans two blocks, so N ranks give bitwise
-// the predictions of one process, and a file of one block (or a preprocessed copy evaluated with
-// the same batch size) gives bitwise the same probabilities as evaluate. Memory stays bounded by
+// the model in batches of --batch-size (word rows shortest first, unless sort_by_length is off); a
+// batch never spans two blocks, so N ranks give bitwise the predictions of one process, and a
+// file of one block in input order (or a preprocessed copy evaluated with the same batch size)
+// gives bitwise the same probabilities as evaluate. Memory stays bounded by
 // a block and its batch.
 #pragma once
 
@@ -33,6 +34,9 @@ struct PredictRunOptions {
   int max_errors_shown = 10;     // bad records reported one by one on standard error, per rank
   bool quiet = false;            // no reports of bad records (the summary still counts them)
   std::int64_t skip_blocks = 0;  // blocks already written by an earlier run (read, not classified)
+  // Word models: a block's rows go to the model shortest first, so that each batch, cut to its
+  // longest row, carries little padding; results are written in input order all the same.
+  bool sort_by_length = true;
 };
 
 // Counts over every rank (and, after a resume, the earlier run), and this rank's time split.
@@ -75,6 +79,8 @@ class PredictRun {
   // Encodes, classifies and formats one block; returns its predictions' text.
   std::string process(const preprocess::Block& block);
   void take_block(const preprocess::Block& block, preprocess::BlockResult& result);
+  // order_: the block's rows in the order they go to the model (by length, or as they are).
+  void sort_pending();
   void classify_pending(std::string& out);
   void report(const preprocess::BadRow& bad);
 
@@ -83,12 +89,15 @@ class PredictRun {
   PredictionWriter& writer_;
   PredictRunOptions options_;
   dist::Communicator& comm_;
-  PredictSummary round_;             // this rank's counts in the current round
-  PredictSummary total_;             // the counts over every rank so far, and this rank's times
-  preprocess::EncodedRows pending_;  // a block's encoded rows
-  std::vector<RowRef> refs_;         // their records
-  std::vector<float> probabilities_;
-  std::vector<std::int32_t> predicted_;
+  PredictSummary round_;               // this rank's counts in the current round
+  PredictSummary total_;               // the counts over every rank so far, and this rank's times
+  preprocess::EncodedRows pending_;    // a block's encoded rows
+  std::vector<RowRef> refs_;           // their records
+  preprocess::EncodedRows by_length_;  // the block's word rows in order_ (when sorted_)
+  bool sorted_ = false;
+  std::vector<std::size_t> order_, position_;  // position_[row]: where order_ holds row
+  std::vector<float> probabilities_;           // [rows, classes] in order_
+  std::vector<std::int32_t> predicted_;        // [rows] in order_
   int shown_ = 0;
 };
 
