@@ -47,6 +47,7 @@ textscale=${TEXTSCALE:-build/bin/textscale}
 command -v wrk > /dev/null || { echo "serve_load.sh: no wrk (apt-get install wrk)" >&2; exit 2; }
 [ -f "$texts" ] || { echo "serve_load.sh: no texts file $texts (--texts: a Zhang CSV)" >&2; exit 2; }
 mkdir -p "$out"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)  # other work on the machine shows here
 results=$out/results.jsonl
 : > "$results"
 max_c=$(tr ' ' '\n' <<< "$concurrency" | sort -n | tail -n 1)
@@ -158,4 +159,5 @@ PY
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
   echo "- textscale: $("$textscale" --version | head -n 1); checkpoint $checkpoint; --winograd $winograd"
   echo "- wrk: $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2); duration ${duration} s after ${warmup} s of warm-up, each concurrency"
+  echo "- load average (1, 5, 15 min) before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee -a "$out/table.md"
