@@ -30,7 +30,7 @@ struct HttpOptions {
 // Dynamic batching: requests waiting for the model are gathered into one forward pass.
 struct BatchOptions {
   std::int64_t max_batch = 64;   // texts in one forward pass
-  double max_delay_ms = 5.0;     // the longest the first request of a batch waits for others
+  double max_delay_ms = 5.0;     // once the model is free, the longest it waits for a batch to fill
   std::int64_t max_queue = 256;  // requests waiting for the model; more are answered 503
 };
 
