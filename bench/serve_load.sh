@@ -47,6 +47,7 @@ textscale=${TEXTSCALE:-build/bin/textscale}
 command -v wrk > /dev/null || { echo "serve_load.sh: no wrk (apt-get install wrk)" >&2; exit 2; }
 [ -f "$texts" ] || { echo "serve_load.sh: no texts file $texts (--texts: a Zhang CSV)" >&2; exit 2; }
 mkdir -p "$out"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)  # other work on the machine shows here
 results=$out/results.jsonl
 : > "$results"
 max_c=$(tr ' ' '\n' <<< "$concurrency" | sort -n | tail -n 1)
@@ -68,10 +69,11 @@ record() {  # record JSON: one line of results.jsonl
 }
 
 # The model's inference rate on this machine, as `textscale bench` measures it.
+# The median of 5 timings of about 2 s each: single short timings of this machine vary by 5-10%.
 for batch in "$max_batch" 1; do
-  steps=$((batch == 1 ? 200 : 20))
+  steps=$((batch == 1 ? 160 : (1600 + batch - 1) / batch))  # about 2 s at this machine's rates
   line=$("$textscale" bench --model crepe-small --batch-size "$batch" --threads "$threads" --winograd "$winograd" \
-    --warmup 5 --steps "$steps" 2> /dev/null | grep '^{')
+    --warmup 5 --steps "$steps" --repeats 5 2> /dev/null | grep '^{')
   record "{\"kind\": \"bench\", \"batch\": $batch, \"infer_samples_per_second\": $(
     /usr/bin/python3 -c "import json,sys; print(json.loads(sys.argv[1])['infer_samples_per_second'])" "$line")}"
 done
@@ -147,11 +149,15 @@ if ("textscale", 1) in load:
     p99 = load[("textscale", 1)]["p99_ms"]
     print(f"- p99 at concurrency 1: {p99:.2f} ms = {p99 * bench[1] / 1000:.2f}x the batch-1 inference time "
           f"(target < 2x)")
-print(f"- errors: {sum(r['errors'] for r in load.values())} (target 0)")
+for server in ("textscale", "peer"):
+    if any(s == server for s, _ in load):
+        errors = sum(r["errors"] for (s, _), r in load.items() if s == server)
+        print(f"- errors, {server}: {errors}" + (" (target 0)" if server == "textscale" else ""))
 PY
 {
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
   echo "- textscale: $("$textscale" --version | head -n 1); checkpoint $checkpoint; --winograd $winograd"
   echo "- wrk: $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2); duration ${duration} s after ${warmup} s of warm-up, each concurrency"
+  echo "- load average (1, 5, 15 min) before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee -a "$out/table.md"

@@ -36,6 +36,9 @@ expect_in api.log "listening on http://127.0.0.1:"
 expect_in api.log "model crepe-small revision "
 expect_in api.log "4 classes: World, Sports, Business, Sci/Tech; backend onednn, 2 threads; 4 HTTP threads"
 expect_in api.log "batches of up to 64 texts, max delay 5 ms, queue 256 requests; unescape none"
+# A second server on the same port is refused (no SO_REUSEPORT sharing of the connections).
+run_ts 1 serve --checkpoint model.h5 --port "${URL##*:}"
+expect_in "$WORK/err" "cannot listen on 127.0.0.1:${URL##*:}"
 
 curl -s "$URL/healthz" > health.json
 py - <<'PY' || fail "/healthz"
