@@ -61,7 +61,8 @@ prepare_words() {
       --label-column 1 --labels names --classes "$data/ag_news/classes.txt" --unescape backslash \
       --shuffle --seed 1 --validation-fraction 0.05 --no-chars --quiet --output "$stage/words/train.h5" &&
     "$build/bin/textscale" preprocess --input "$data/ag_news/test.csv" --format zhang --unescape backslash \
-      --vocab-from "$stage/words/train.h5" --no-chars --quiet --output "$stage/words/test.h5"
+      --vocab-from "$stage/words/train.h5" --no-chars --quiet --output "$stage/words/test.h5" &&
+    gzip -c "$data/ag_news/test.csv" > "$stage/words/test.csv.gz"  # raw text for textscale predict on the GPU
 }
 if [[ -f $data/ag_news/alps_train_sample/dev.tsv && -f $data/ag_news/test.csv ]]; then
   prepare_words || { echo "preparing AG News words failed (above): the kit will not include the bilstm training check"

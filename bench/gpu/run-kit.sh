@@ -144,6 +144,21 @@ gpu, cpu = rows["cuda"]["accuracy"], rows["cpu"]["accuracy"]
 print(f"bilstm checkpoint written on the GPU: accuracy {gpu:.4f} on the GPU, {cpu:.4f} on the CPU")
 sys.exit(0 if abs(gpu - cpu) <= 0.002 else 1)
 PY
+    # textscale predict on the GPU: the raw test CSV, encoded from the checkpoint, gives evaluate's
+    # accuracy (other batch boundaries: the same but for rows whose logits round differently).
+    if [[ -f $kit/words/test.csv.gz ]]; then
+      bilstm "$textscale" predict --device cuda --checkpoint "$kit/run-bilstm/best.h5" \
+        --input "$kit/words/test.csv.gz" --input-format zhang --output "$kit/bilstm-predict.csv" --overwrite \
+        --summary-json "$kit/bilstm-predict-cuda.json" >>"$out/train.log" 2>&1 || status=1
+      "$python" - "$kit" <<'PY' | tee -a "$out/train.log" || status=1
+import json, sys
+kit = sys.argv[1]
+predicted = json.load(open(f"{kit}/bilstm-predict-cuda.json"))["metrics"]["accuracy"]
+evaluated = json.load(open(f"{kit}/bilstm-evaluate-cuda.json"))["accuracy"]
+print(f"bilstm predict on the raw CSV (GPU): accuracy {predicted:.4f}, evaluate {evaluated:.4f}")
+sys.exit(0 if abs(predicted - evaluated) <= 0.002 else 1)
+PY
+    fi
   else
     echo "== no AG News words in the kit: the bilstm training check is skipped" | tee -a "$out/train.log"
   fi
