@@ -167,8 +167,77 @@ class DelimitedReader final : public RecordReader {
   }
 
   // Parses one record into the block; false when the input is exhausted before a record starts.
+  // The unquoted part of a field, up to a delimiter or the end of the line (or of the buffer).
+  // Returns true when the record ended.
+  bool read_unquoted(Block& block, RawRecord& record, std::size_t record_start, std::size_t& field_start,
+                     State& state) {
+    const char* begin = buffer_.data() + pos_;
+    const std::size_t available = end_ - pos_;
+    const char* newline = static_cast<const char*>(std::memchr(begin, '\n', available));
+    std::size_t limit = newline ? static_cast<std::size_t>(newline - begin) : available;
+    // A carriage return ends the line too: CRLF, or a lone CR (old Mac files; Python's csv
+    // module reads them the same way).
+    const char* cr = static_cast<const char*>(std::memchr(begin, '\r', limit));
+    if (cr) limit = static_cast<std::size_t>(cr - begin);
+    const char* stop = static_cast<const char*>(std::memchr(begin, options_.delimiter, limit));
+    if (stop) {
+      block.arena.append(begin, static_cast<std::size_t>(stop - begin));
+      end_field(block, record, field_start);
+      field_start = block.arena.size();
+      pos_ += static_cast<std::size_t>(stop - begin) + 1;
+      state = State::field_start;
+    } else if (cr || newline) {
+      block.arena.append(begin, limit);
+      end_field(block, record, field_start);
+      pos_ += limit + 1;
+      if (cr)
+        end_line_at_cr();
+      else
+        ++line_;
+      finish_record(block, record_start, record);
+      return true;
+    } else {
+      block.arena.append(begin, available);
+      pos_ = end_;
+    }
+    return false;
+  }
+
+  // The character after a quoted field's closing quote: "" (a literal quote), the delimiter, the
+  // end of the line, or anything else (a bad record, skipped to the end of its line). Returns true
+  // when the record ended.
+  bool read_after_quote(Block& block, RawRecord& record, std::size_t record_start, std::size_t& field_start,
+                        State& state, std::int64_t quote_line) {
+    const char c = buffer_[pos_];
+    if (c == '"') {  // "" inside a quoted field: one literal quote
+      block.arena.push_back('"');
+      ++pos_;
+      state = State::quoted;
+    } else if (c == options_.delimiter) {
+      end_field(block, record, field_start);
+      field_start = block.arena.size();
+      ++pos_;
+      state = State::field_start;
+    } else if (c == '\n' || c == '\r') {
+      end_field(block, record, field_start);
+      ++pos_;
+      if (c == '\r')
+        end_line_at_cr();
+      else
+        ++line_;
+      finish_record(block, record_start, record);
+      return true;
+    } else {
+      mark_bad(record, BadRowReason::stray_quote,
+               std::string("unexpected '") + c + "' after the closing quote of field " +
+                   std::to_string(record.field_count + 1) + " (opened on line " + std::to_string(quote_line) +
+                   "; --no-quoting reads quotes as text)");
+      state = State::skip_line;
+    }
+    return false;
+  }
+
   bool read_record(Block& block, RawRecord& record) {
-    const char delimiter = options_.delimiter;
     record.line = line_;
     record.source = 0;
     record.first_field = static_cast<std::uint32_t>(block.fields.size());
@@ -226,38 +295,9 @@ class DelimitedReader final : public RecordReader {
             state = State::unquoted;
           }
           break;
-        case State::unquoted: {
-          const char* begin = data + pos_;
-          const std::size_t available = end_ - pos_;
-          const char* newline = static_cast<const char*>(std::memchr(begin, '\n', available));
-          std::size_t limit = newline ? static_cast<std::size_t>(newline - begin) : available;
-          // A carriage return ends the line too: CRLF, or a lone CR (old Mac files; Python's csv
-          // module reads them the same way).
-          const char* cr = static_cast<const char*>(std::memchr(begin, '\r', limit));
-          if (cr) limit = static_cast<std::size_t>(cr - begin);
-          const char* stop = static_cast<const char*>(std::memchr(begin, delimiter, limit));
-          if (stop) {
-            block.arena.append(begin, static_cast<std::size_t>(stop - begin));
-            end_field(block, record, field_start);
-            field_start = block.arena.size();
-            pos_ += static_cast<std::size_t>(stop - begin) + 1;
-            state = State::field_start;
-          } else if (cr || newline) {
-            block.arena.append(begin, limit);
-            end_field(block, record, field_start);
-            pos_ += limit + 1;
-            if (cr)
-              end_line_at_cr();
-            else
-              ++line_;
-            finish_record(block, record_start, record);
-            return true;
-          } else {
-            block.arena.append(begin, available);
-            pos_ = end_;
-          }
+        case State::unquoted:
+          if (read_unquoted(block, record, record_start, field_start, state)) return true;
           break;
-        }
         case State::quoted: {
           const char* begin = data + pos_;
           const std::size_t available = end_ - pos_;
@@ -272,38 +312,9 @@ class DelimitedReader final : public RecordReader {
           }
           break;
         }
-        case State::after_quote: {
-          const char c = data[pos_];
-          if (c == '"') {  // "" inside a quoted field: one literal quote
-            block.arena.push_back('"');
-            ++pos_;
-            state = State::quoted;
-          } else if (c == delimiter) {
-            end_field(block, record, field_start);
-            field_start = block.arena.size();
-            ++pos_;
-            state = State::field_start;
-          } else if (c == '\n') {
-            end_field(block, record, field_start);
-            ++pos_;
-            ++line_;
-            finish_record(block, record_start, record);
-            return true;
-          } else if (c == '\r') {
-            end_field(block, record, field_start);
-            ++pos_;
-            end_line_at_cr();
-            finish_record(block, record_start, record);
-            return true;
-          } else {
-            mark_bad(record, BadRowReason::stray_quote,
-                     std::string("unexpected '") + c + "' after the closing quote of field " +
-                         std::to_string(record.field_count + 1) + " (opened on line " + std::to_string(quote_line) +
-                         "; --no-quoting reads quotes as text)");
-            state = State::skip_line;
-          }
+        case State::after_quote:
+          if (read_after_quote(block, record, record_start, field_start, state, quote_line)) return true;
           break;
-        }
         case State::skip_line: {
           const char* begin = data + pos_;
           const char* newline = static_cast<const char*>(std::memchr(begin, '\n', end_ - pos_));

@@ -151,12 +151,19 @@ clients vanish "$URL" > /dev/null || fail "serve_clients.py vanish"
 expect_status 200 "a good request after the bad ones" "$(post '{"text": "still answering"}')"
 
 # --- Slow clients: with 4 HTTP threads, 3 stalled connections leave one serving ---------------------
-clients stall "$URL" 3 4 > stall3.out &
-stall_pid=$!
-for _ in $(seq 1 50); do grep -q stalling stall3.out 2> /dev/null && break; sleep 0.1; done
-sleep 0.3
-seconds=$(curl -s -o "$WORK/body" -w '%{time_total}' -H 'Content-Type: application/json' \
-  --data-binary '{"text": "past the stalled"}' "$URL/v1/classify")
+# past_stalled N SECONDS TEXT: N clients stall their connections for SECONDS; meanwhile one request
+# with TEXT is answered; prints the time it took (the stalling clients run on in the background,
+# $stall_pid).
+past_stalled() {
+  clients stall "$URL" "$1" "$2" > "stall$1.out" &
+  stall_pid=$!
+  for _ in $(seq 1 50); do grep -q stalling "stall$1.out" 2> /dev/null && break; sleep 0.1; done
+  sleep 0.3
+  curl -s -o "$WORK/body" -w '%{time_total}' -H 'Content-Type: application/json' \
+    --data-binary "{\"text\": \"$3\"}" "$URL/v1/classify"
+}
+past_stalled 3 4 "past the stalled" > seconds.txt
+seconds=$(cat seconds.txt)
 expect_in "$WORK/body" "predicted"
 py -c "import sys; sys.exit(0 if $seconds < 2.0 else 1)" || fail "3 stalled connections of 4 threads: answered in $seconds s"
 echo "3 stalled connections, 4 HTTP threads: a request answered in $seconds s"
@@ -164,12 +171,8 @@ wait "$stall_pid"
 # 4 stalled connections hold every thread: a request waits until --read-timeout (2 s) and
 # --keep-alive-timeout (2 s) have freed one, and is then answered.
 sleep 4.5
-clients stall "$URL" 4 8 > stall4.out &
-stall_pid=$!
-for _ in $(seq 1 50); do grep -q stalling stall4.out 2> /dev/null && break; sleep 0.1; done
-sleep 0.3
-seconds=$(curl -s -o "$WORK/body" -w '%{time_total}' -H 'Content-Type: application/json' \
-  --data-binary '{"text": "behind the stalled"}' "$URL/v1/classify")
+past_stalled 4 8 "behind the stalled" > seconds.txt
+seconds=$(cat seconds.txt)
 expect_in "$WORK/body" "predicted"
 py -c "import sys; sys.exit(0 if 1.0 < $seconds < 12 else 1)" || fail "4 stalled connections of 4 threads: answered in $seconds s"
 echo "4 stalled connections, 4 HTTP threads: a request answered in $seconds s (after the read timeouts)"
