@@ -289,6 +289,20 @@ class LocalCommunicator final : public Communicator {
 World g_world;
 bool g_initialized = false;
 
+// Every collective here is non-blocking (MPI_Iallreduce with the buffer in place), which Open MPI
+// runs in its libnbc component. libnbc's own choice for an in-place all-reduce, or for fewer than
+// 4 ranks, is a binomial tree: rank 0 receives and sums the whole buffer and sends it back, about
+// 2.7x the time of a ring on 2 ranks for a 4 MiB gradient bucket (bench/allreduce_bench
+// --nonblocking; results/scaling.md), and rank 0's cores pay for the sums alone. The ring
+// (reduce-scatter then all-gather) moves 2(p-1)/p of the buffer per rank and splits the sums
+// evenly, as NCCL and Horovod's all-reduce do. Set before MPI_Init, unless the user chose an
+// algorithm through Open MPI's own parameters (environment or `mpirun --mca`), which then hold.
+void select_nonblocking_allreduce() {
+#ifdef OPEN_MPI
+  ::setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "ring", 0);
+#endif
+}
+
 }  // namespace
 
 std::string World::tag() const {
@@ -318,6 +332,7 @@ World& init_world(bool force_mpi, const WorldOptions& options) {
     g_world.comm = std::make_shared<LocalCommunicator>();
     return g_world;
   }
+  select_nonblocking_allreduce();
   // The main thread and the communicator's progress thread call MPI, one at a time (the
   // communicator's mutex); the input prefetch thread and OpenMP workers do not.
   int provided = 0;
