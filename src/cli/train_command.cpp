@@ -212,6 +212,9 @@ int train_command(const std::vector<std::string>& arguments) {
       ("balance", po::value(&c.balance)->default_value(false),
        "data parallel: split each global batch by the ranks' measured speeds, so that a slower rank takes fewer "
        "rows (same samples and mean gradient; not bitwise reproducible)")  //
+      ("accumulate", po::value(&c.accumulate)->default_value(1),
+       "gradient accumulation: each rank computes its share of a batch in N micro-batches and sums their "
+       "gradients before the all-reduce and the update (the batch's gradient; the memory of one micro-batch)")  //
       ("lr-scaling", po::value(&c.lr_scaling)->default_value("none"),
        "none | linear: lr x global batch / --lr-base-batch (large global batches; combine with --warmup-steps)")  //
       ("lr-base-batch", po::value(&c.lr_base_batch)->default_value(128), "batch size --lr is tuned for")          //

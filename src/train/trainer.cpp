@@ -279,6 +279,10 @@ void check_options(const TrainConfig& config) {
     throw InputError("--lr-scaling must be none or linear, not '" + config.lr_scaling + "'");
   if (config.lr_base_batch < 1) throw InputError("--lr-base-batch must be at least 1");
   if (!(config.bucket_mb >= 0 && config.bucket_mb <= 4096)) throw InputError("--bucket-mb must be in [0, 4096]");
+  if (config.accumulate < 1) throw InputError("--accumulate must be at least 1");
+  if (config.accumulate > config.batch_size)
+    throw InputError("--accumulate " + std::to_string(config.accumulate) + " is more micro-batches than the " +
+                     std::to_string(config.batch_size) + " rows of a batch");
   if (!(config.comm_timeout >= 0 && config.comm_timeout <= 1e7))
     throw InputError("--comm-timeout must be in [0, 1e7] seconds (0: no limit)");
   engine::validate(config.backend);
@@ -917,6 +921,10 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   StepSetup setup;
   setup.seed = config.seed;
   setup.max_rows = static_cast<Index>(plan.capacity);
+  // --accumulate: micro-batches of the even share's N-th part (a larger --balance share takes more).
+  if (config.accumulate > 1)
+    setup.micro_rows =
+        static_cast<Index>((rank_share(plan.batch, 0, world.size).count + config.accumulate - 1) / config.accumulate);
   if (world.size > 1) {
     setup.reducer = &reducer;
     setup.stats_comm = gradient_comm.get();

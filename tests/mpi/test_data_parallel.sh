@@ -3,7 +3,8 @@
 # - 2 and 3 ranks give the weights of 1 rank with the same global batch (dropout on: its masks
 #   follow the sample, not the rank), to 1e-5 (the all-reduce and the per-rank GEMMs sum in
 #   another order); bucketed-and-overlapped equals one bucket after backward, bitwise on 2 ranks;
-#   with --balance and one rank slowed down, the faster rank takes more rows, same weights;
+#   with --balance and one rank slowed down, the faster rank takes more rows, same weights; so do
+#   gradient accumulation (--accumulate) on 1 and 2 ranks;
 #   distributed evaluation equals one process's counts exactly;
 # - a checkpoint resumes on another number of ranks (2->1->3, 1->2, and after a SIGTERM that
 #   reached one rank) and ends where the uninterrupted run ends, to 1e-5;
@@ -63,6 +64,13 @@ same_params one/checkpoint.h5 two/checkpoint.h5 1e-5
 same_params one/checkpoint.h5 three/checkpoint.h5 1e-5
 same_params two-single/checkpoint.h5 two-small/checkpoint.h5
 same_params two-single/checkpoint.h5 two/checkpoint.h5
+# Gradient accumulation: the batch in micro-batches, their gradients summed before the all-reduce
+# (1 process: 22 rows as 6, 6, 6, 4; 2 ranks: 11 rows as 4, 4, 3, added to the dense buckets as
+# they are sent, small buckets too): the same sums in another order, to the same 1e-5.
+train 1 one-acc "${tiny[@]}" --epochs 2 --accumulate 4
+train 2 two-acc "${tiny[@]}" --epochs 2 --accumulate 3 --bucket-mb 0.01
+same_params one/checkpoint.h5 one-acc/checkpoint.h5 1e-5
+same_params one/checkpoint.h5 two-acc/checkpoint.h5 1e-5
 grep -q "2 ranks (mpi)" two.log || fail "the 2-rank run does not say it runs on 2 ranks"
 grep -q "comm wait .* ms/step (least " two.log || fail "the 2-rank run does not report its communication wait"
 # --balance with rank 1 slowed down (5 ms a row, several times the tiny model's own time): rank 0

@@ -68,6 +68,7 @@ struct TrainConfig {
   double comm_timeout = 300;            // seconds a collective may take before the job is ended
   std::int64_t mpi_progress_us = 1000;  // the MPI progress thread's polling interval (dist::WorldOptions)
   bool balance = false;                 // split each batch by the ranks' measured speeds (sharding.h)
+  std::int64_t accumulate = 1;          // micro-batches a rank's share of a batch is computed in (StepSetup)
   std::string lr_scaling = "none";      // none | linear: lr x batch_size / lr_base_batch
   std::int64_t lr_base_batch = 128;
   bool skip_nonfinite = false;  // skip steps whose loss or gradient is not finite

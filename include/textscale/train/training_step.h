@@ -64,6 +64,13 @@ struct StepSetup {
   dist::GradientReducer* reducer = nullptr;
   dist::Communicator* stats_comm = nullptr;
   std::function<void(double*, engine::Index)>* allreduce_sum = nullptr;
+  // Gradient accumulation (--accumulate): a step's rows go through forward and backward in
+  // micro-batches of at most `micro_rows` rows whose gradients are summed before the reduction and
+  // the update, so a global batch needs the memory of one micro-batch (0: the whole batch at once).
+  // The summed gradient is the batch's up to the order of additions; dropout masks are the whole
+  // batch's (keyed by each row's place in the global batch); batch normalisation sees each
+  // micro-batch's statistics, as in PyTorch.
+  engine::Index micro_rows = 0;
   // Wait for the device before the compute time is taken (--balance on a GPU).
   bool time_compute_exactly = false;
   StepHooks* hooks = nullptr;
@@ -100,6 +107,16 @@ class TrainingStep {
  private:
   // `in`'s batch and labels in the backend's memory (copied through this step's buffers if needed).
   std::pair<engine::InputBatch, const std::int32_t*> stage(const StepInput& in);
+  // Forward, loss (into stats slot `slot`) and backward of `in`.
+  void forward_backward(const StepInput& in, engine::Index global_rows, std::size_t slot);
+  // Accumulation: adds this micro-batch's gradient to accumulated_ (copies it for the first).
+  void accumulate(bool first);
+  // Accumulation, after the last micro-batch's backward: its row-sparse gradients become the sums
+  // over every micro-batch (rows: their union); without a reducer the dense ones too (the
+  // reducer adds the dense ones bucket by bucket, just before sending each).
+  void merge_accumulated();
+  // Loss, correct and bad-label slot `slot` in stats_ (0: the first micro-batch's).
+  [[nodiscard]] std::size_t stats_slot(std::size_t slot) const;
 
   engine::Model<T>& model_;
   engine::Backend<T>& backend_;
@@ -117,6 +134,14 @@ class TrainingStep {
   engine::Buffer<double> stats_;
   std::vector<double> host_stats_;
   double compute_seconds_ = 0;
+  // Accumulation: the micro-batches of the last step, their rows, the gradient's dense ranges
+  // ([begin, end) between the row-sparse tensors), the sum so far (its row-sparse tensors are 0
+  // outside the rows listed in union_rows_, one list per tensor).
+  std::size_t parts_ = 1;
+  engine::Index part_rows_ = 0;
+  std::vector<std::pair<engine::Index, engine::Index>> dense_ranges_;
+  engine::Buffer<T> accumulated_;
+  std::vector<std::vector<std::int32_t>> union_rows_;
 };
 
 extern template class TrainingStep<float>;
