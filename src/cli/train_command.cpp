@@ -212,6 +212,9 @@ int train_command(const std::vector<std::string>& arguments) {
       ("balance", po::value(&c.balance)->default_value(false),
        "data parallel: split each global batch by the ranks' measured speeds, so that a slower rank takes fewer "
        "rows (same samples and mean gradient; not bitwise reproducible)")  //
+      ("allreduce-precision", po::value(&c.allreduce_precision)->default_value("fp32"),
+       "data parallel: gradient buckets sent as fp32 | bf16 (half the bytes; each value and partial sum "
+       "rounded to bf16, 8 significant bits)")  //
       ("accumulate", po::value(&c.accumulate)->default_value(1),
        "gradient accumulation: each rank computes its share of a batch in N micro-batches and sums their "
        "gradients before the all-reduce and the update (the batch's gradient; the memory of one micro-batch)")  //

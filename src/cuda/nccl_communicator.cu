@@ -1,10 +1,12 @@
 #include <nccl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <thread>
 
 #include "check.h"
+#include "kernels.h"
 #include "textscale/cuda/cuda_backend.h"
 #include "textscale/cuda/nccl_communicator.h"
 
@@ -47,6 +49,7 @@ class NcclCommunicator final : public dist::Communicator {
         ncclCommDestroy(comm_);
     }
     for (auto& [id, event] : pending_) cudaEventDestroy(event);
+    if (staging_) cudaFree(staging_);
     cudaStreamDestroy(stream_);
   }
   NcclCommunicator(const NcclCommunicator&) = delete;
@@ -65,8 +68,18 @@ class NcclCommunicator final : public dist::Communicator {
   void allreduce(std::int64_t* data, std::size_t count, dist::ReduceOp op) override {
     wait(start(data, count, ncclInt64, op));
   }
-  dist::Handle allreduce_async(float* data, std::size_t count) override {
-    return start(data, count, ncclFloat, dist::ReduceOp::sum);
+  dist::Handle allreduce_async(float* data, std::size_t count, dist::Wire wire) override {
+    if (wire == dist::Wire::fp32) return start(data, count, ncclFloat, dist::ReduceOp::sum);
+    // bf16: rounded into staging memory, summed there by NCCL in bf16, widened back, all on the
+    // communicator's stream; the completion event follows the widening.
+    kernels::bf16* narrow = staging(count);
+    const auto n = static_cast<engine::Index>(count);
+    return enqueue([&] {
+      kernels::to_bf16(n, data, narrow, stream_);
+      const ncclResult_t status = ncclAllReduce(narrow, narrow, count, ncclBfloat16, ncclSum, comm_, stream_);
+      if (status == ncclSuccess || status == ncclInProgress) kernels::to_float(n, narrow, data, stream_);
+      return status;
+    });
   }
   bool test(dist::Handle handle) override {
     auto found = pending_.find(handle.id);
@@ -109,6 +122,25 @@ class NcclCommunicator final : public dist::Communicator {
   void barrier() override { bootstrap_.barrier(); }
 
  private:
+  // Device memory for `count` bf16 values of a bf16 all-reduce, disjoint from the ones in flight:
+  // taken in turn from one buffer, from its start again once none is pending (the reducer waits
+  // for every bucket of a step), grown after the stream has finished with it.
+  kernels::bf16* staging(std::size_t count) {
+    if (pending_.empty()) staging_used_ = 0;
+    if (staging_used_ + count > staging_size_) {
+      TS_CHECK_CUDA(cudaStreamSynchronize(stream_));
+      staging_used_ = 0;
+      if (count > staging_size_) {
+        if (staging_) TS_CHECK_CUDA(cudaFree(staging_));
+        staging_ = nullptr;
+        staging_size_ = std::max(count, 2 * staging_size_);
+        TS_CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&staging_), staging_size_ * sizeof(kernels::bf16)));
+      }
+    }
+    kernels::bf16* p = staging_ + staging_used_;
+    staging_used_ += count;
+    return p;
+  }
   dist::Handle start(void* data, std::size_t count, ncclDataType_t type, dist::ReduceOp op) {
     return enqueue([&] { return ncclAllReduce(data, data, count, type, to_nccl(op), comm_, stream_); });
   }
@@ -168,6 +200,8 @@ class NcclCommunicator final : public dist::Communicator {
   bool failed_ = false;
   std::int64_t next_ = 0;
   std::map<std::int64_t, cudaEvent_t> pending_;
+  kernels::bf16* staging_ = nullptr;
+  std::size_t staging_size_ = 0, staging_used_ = 0;
 };
 
 }  // namespace

@@ -6,8 +6,8 @@
 namespace textscale::dist {
 
 GradientReducer::GradientReducer(Communicator& comm, float* gradients, engine::Index count,
-                                 engine::Index bucket_elements, std::vector<SparseRange> sparse)
-    : comm_(comm), gradients_(gradients), sparse_(std::move(sparse)) {
+                                 engine::Index bucket_elements, std::vector<SparseRange> sparse, Wire wire)
+    : comm_(comm), gradients_(gradients), wire_(wire), sparse_(std::move(sparse)) {
   // The dense ranges between the row-sparse ones, highest first, each cut into buckets from its end.
   std::vector<std::pair<engine::Index, engine::Index>> ranges;
   engine::Index begin = 0;
@@ -32,7 +32,8 @@ void GradientReducer::begin() {
 void GradientReducer::start(std::size_t index) {
   Bucket& bucket = buckets_[index];
   if (on_start_) on_start_(index, gradients_ + bucket.begin, bucket.end - bucket.begin);
-  bucket.handle = comm_.allreduce_async(gradients_ + bucket.begin, static_cast<std::size_t>(bucket.end - bucket.begin));
+  bucket.handle =
+      comm_.allreduce_async(gradients_ + bucket.begin, static_cast<std::size_t>(bucket.end - bucket.begin), wire_);
   bucket.started = true;
 }
 
@@ -64,7 +65,7 @@ void GradientReducer::reduce_sparse() {
       std::copy_n(table + static_cast<engine::Index>(all_rows_[r]) * s.row_size, width, packed_.data() + r * width);
     const auto count = static_cast<engine::Index>(packed_.size());
     if (on_start_) on_start_(buckets_.size() + i, packed_.data(), count);
-    comm_.wait(comm_.allreduce_async(packed_.data(), packed_.size()));
+    comm_.wait(comm_.allreduce_async(packed_.data(), packed_.size(), wire_));
     for (std::size_t r = 0; r < all_rows_.size(); ++r)
       std::copy_n(packed_.data() + r * width, width, table + static_cast<engine::Index>(all_rows_[r]) * s.row_size);
     rows = all_rows_;

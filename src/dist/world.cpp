@@ -43,6 +43,13 @@ MPI_Op mpi_op(ReduceOp op) {
   return MPI_SUM;
 }
 
+// MPI has no bf16 type: bf16 values travel as 16-bit integers, summed in float and rounded back.
+void bf16_sum(void* in, void* inout, int* length, MPI_Datatype*) {
+  const auto* a = static_cast<const std::uint16_t*>(in);
+  auto* b = static_cast<std::uint16_t*>(inout);
+  for (int i = 0; i < *length; ++i) b[i] = to_bf16(from_bf16(a[i]) + from_bf16(b[i]));
+}
+
 // MPI's non-blocking collectives advance only inside MPI calls, and backward spends long
 // stretches inside oneDNN: a progress thread calls MPI_Test on the collectives in flight every
 // `poll_interval` (WorldOptions::progress_microseconds), so that gradient buckets are reduced
@@ -54,6 +61,7 @@ class MpiCommunicator final : public Communicator {
       : comm_(comm), timeout_(timeout_seconds), poll_interval_(poll_interval) {
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
+    check(MPI_Op_create(&bf16_sum, 1, &bf16_sum_), "MPI_Op_create");
     if (poll_interval_.count() > 0) progress_ = std::thread([this] { progress_loop(); });
   }
   ~MpiCommunicator() override {
@@ -63,6 +71,9 @@ class MpiCommunicator final : public Communicator {
     }
     wake_.notify_all();
     if (progress_.joinable()) progress_.join();
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Op_free(&bf16_sum_);
   }
   [[nodiscard]] int rank() const override { return rank_; }
   [[nodiscard]] int size() const override { return size_; }
@@ -74,8 +85,13 @@ class MpiCommunicator final : public Communicator {
     blocking(data, count, MPI_INT64_T, op);
   }
 
-  Handle allreduce_async(float* data, std::size_t count) override {
-    return start(data, count, MPI_FLOAT, ReduceOp::sum);
+  Handle allreduce_async(float* data, std::size_t count, Wire wire) override {
+    if (wire == Wire::fp32) return start(data, count, MPI_FLOAT, ReduceOp::sum);
+    // bf16: the bucket's values rounded into a buffer of the request's own, summed there with a
+    // user-defined operation, widened back into `data` when the request is seen complete.
+    std::vector<std::uint16_t> narrow(count);
+    for (std::size_t i = 0; i < count; ++i) narrow[i] = to_bf16(data[i]);
+    return start(nullptr, count, MPI_UINT16_T, bf16_sum_, data, std::move(narrow));
   }
 
   bool test(Handle handle) override {
@@ -195,14 +211,17 @@ class MpiCommunicator final : public Communicator {
   struct Request {
     MPI_Request request = MPI_REQUEST_NULL;
     bool done = false;
+    float* widen_to = nullptr;          // a bf16 all-reduce's destination, until it is written
+    std::vector<std::uint16_t> narrow;  // its bf16 values
   };
 
-  Handle remember(MPI_Request request) {
+  Handle remember(MPI_Request request) { return remember(Request{request, false, nullptr, {}}); }
+  Handle remember(Request request) {
     Handle handle;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       handle.id = next_id_++;
-      requests_.emplace(handle.id, Request{request, false});
+      requests_.emplace(handle.id, std::move(request));
     }
     wake_.notify_all();
     return handle;
@@ -212,12 +231,18 @@ class MpiCommunicator final : public Communicator {
   bool test_locked(std::int64_t id) {
     auto found = requests_.find(id);
     if (found == requests_.end()) return true;
-    if (!found->second.done) {
+    Request& request = found->second;
+    if (!request.done) {
       int done = 0;
-      check(MPI_Test(&found->second.request, &done, MPI_STATUS_IGNORE), "MPI_Test");
-      found->second.done = done != 0;
+      check(MPI_Test(&request.request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      request.done = done != 0;
     }
-    return found->second.done;
+    if (request.done && request.widen_to) {
+      for (std::size_t i = 0; i < request.narrow.size(); ++i) request.widen_to[i] = from_bf16(request.narrow[i]);
+      request.widen_to = nullptr;
+      request.narrow = {};
+    }
+    return request.done;
   }
 
   void progress_loop() {
@@ -239,15 +264,21 @@ class MpiCommunicator final : public Communicator {
   }
 
   Handle start(void* data, std::size_t count, MPI_Datatype type, ReduceOp op) {
+    return start(data, count, type, mpi_op(op), nullptr, {});
+  }
+  // `widen_to` and `narrow`: a bf16 all-reduce of `narrow` (in place of `data`), widened into `widen_to`.
+  Handle start(void* data, std::size_t count, MPI_Datatype type, MPI_Op op, float* widen_to,
+               std::vector<std::uint16_t> narrow) {
     if (count > static_cast<std::size_t>(std::numeric_limits<int>::max()))
       throw CommError("all-reduce of " + std::to_string(count) + " elements: more than MPI's int count");
-    MPI_Request request;
+    Request request{MPI_REQUEST_NULL, false, widen_to, std::move(narrow)};  // moving keeps narrow's storage
+    if (widen_to) data = request.narrow.data();
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      check(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(count), type, mpi_op(op), comm_, &request),
+      check(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(count), type, op, comm_, &request.request),
             "MPI_Iallreduce");
     }
-    return remember(request);
+    return remember(std::move(request));
   }
 
   void blocking(void* data, std::size_t count, MPI_Datatype type, ReduceOp op) {
@@ -256,6 +287,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   MPI_Comm comm_;
+  MPI_Op bf16_sum_ = MPI_OP_NULL;  // Wire::bf16's sum
   double timeout_;
   std::chrono::microseconds poll_interval_;
   int rank_ = 0, size_ = 1;
@@ -276,7 +308,7 @@ class LocalCommunicator final : public Communicator {
   void allreduce(float*, std::size_t, ReduceOp) override {}
   void allreduce(double*, std::size_t, ReduceOp) override {}
   void allreduce(std::int64_t*, std::size_t, ReduceOp) override {}
-  Handle allreduce_async(float*, std::size_t) override { return {}; }
+  Handle allreduce_async(float*, std::size_t, Wire) override { return {}; }
   bool test(Handle) override { return true; }
   void wait(Handle) override {}
   void broadcast(void*, std::size_t, int) override {}

@@ -280,6 +280,8 @@ void check_options(const TrainConfig& config) {
   if (config.lr_base_batch < 1) throw InputError("--lr-base-batch must be at least 1");
   if (!(config.bucket_mb >= 0 && config.bucket_mb <= 4096)) throw InputError("--bucket-mb must be in [0, 4096]");
   if (config.accumulate < 1) throw InputError("--accumulate must be at least 1");
+  if (config.allreduce_precision != "fp32" && config.allreduce_precision != "bf16")
+    throw InputError("--allreduce-precision must be fp32 or bf16, not '" + config.allreduce_precision + "'");
   if (config.accumulate > config.batch_size)
     throw InputError("--accumulate " + std::to_string(config.accumulate) + " is more micro-batches than the " +
                      std::to_string(config.batch_size) + " rows of a batch");
@@ -914,7 +916,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   std::vector<dist::SparseRange> sparse;
   for (auto& s : params.row_sparse()) sparse.push_back({s.offset, s.row_count, s.row_size, &s.rows});
   dist::GradientReducer reducer(*gradient_comm, params.gradients().data(), params.trained_count(), bucket_elements,
-                                sparse);
+                                sparse, config.allreduce_precision == "bf16" ? dist::Wire::bf16 : dist::Wire::fp32);
   std::function<void(double*, Index)> allreduce_sum = [&](double* data, Index count) {
     comm.allreduce(data, static_cast<std::size_t>(count), dist::ReduceOp::sum);
   };

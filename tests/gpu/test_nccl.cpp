@@ -116,7 +116,7 @@ BOOST_AUTO_TEST_CASE(ordered_with_the_backend) {
   auto data = r.upload(host);
   // Queued behind backend work on the same data: the all-reduce must see the doubled values.
   r.backend->scale(static_cast<engine::Index>(count), data.data(), 2.0);
-  const dist::Handle h = r.nccl->allreduce_async(data.data(), count);
+  const dist::Handle h = r.nccl->allreduce_async(data.data(), count, dist::Wire::fp32);
   r.nccl->wait(h);
   r.backend->scale(static_cast<engine::Index>(count), data.data(), 0.5);  // after the reduction
   std::vector<float> want(count);
@@ -125,7 +125,7 @@ BOOST_AUTO_TEST_CASE(ordered_with_the_backend) {
 
   // A handle that test() saw finish needs no wait (the reducer does not wait for such buckets).
   r.memory.copy_to_device(data.data(), host.data(), count * sizeof(float));
-  const dist::Handle polled = r.nccl->allreduce_async(data.data(), count);
+  const dist::Handle polled = r.nccl->allreduce_async(data.data(), count, dist::Wire::fp32);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (!r.nccl->test(polled))
     if (std::chrono::steady_clock::now() > deadline) BOOST_FAIL("an all-reduce did not finish in 30 s");

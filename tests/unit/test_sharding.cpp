@@ -101,7 +101,7 @@ class Recorder final : public dist::Communicator {
   void allreduce(float*, std::size_t, dist::ReduceOp) override {}
   void allreduce(double*, std::size_t, dist::ReduceOp) override {}
   void allreduce(std::int64_t*, std::size_t, dist::ReduceOp) override {}
-  dist::Handle allreduce_async(float* data, std::size_t count) override {
+  dist::Handle allreduce_async(float* data, std::size_t count, dist::Wire) override {
     started.emplace_back(data, count);
     return {static_cast<std::int64_t>(started.size())};
   }

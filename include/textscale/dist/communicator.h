@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,28 @@
 namespace textscale::dist {
 
 enum class ReduceOp { sum, max, min };
+
+// How an all-reduce of floats travels. bf16 (`train --allreduce-precision bf16`) sends half the
+// bytes: each rank's values are rounded to bf16 (to nearest, ties to even), every partial sum
+// of the all-reduce is rounded to bf16 again, and the result is widened back to float. With
+// a ring over p ranks an element carries up to p roundings of relative size 2^-8 each (bf16 keeps 8 significant bits).
+enum class Wire { fp32, bf16 };
+
+// bf16 <-> float on the host: the upper 16 bits of the float, rounded to nearest even (a NaN
+// stays a NaN).
+[[nodiscard]] inline std::uint16_t to_bf16(float value) {
+  std::uint32_t bits = 0;
+  std::memcpy(&bits, &value, sizeof bits);
+  if ((bits & 0x7fffffffU) > 0x7f800000U) return static_cast<std::uint16_t>((bits >> 16) | 0x40U);
+  bits += 0x7fffU + ((bits >> 16) & 1U);
+  return static_cast<std::uint16_t>(bits >> 16);
+}
+[[nodiscard]] inline float from_bf16(std::uint16_t value) {
+  const std::uint32_t bits = static_cast<std::uint32_t>(value) << 16;
+  float result = 0;
+  std::memcpy(&result, &bits, sizeof result);
+  return result;
+}
 
 // A collective that was started and has to be waited for. Backends keep their own request state
 // behind the id; a handle is used once.
@@ -35,8 +58,9 @@ class Communicator {
   virtual void allreduce(float* data, std::size_t count, ReduceOp op) = 0;
   virtual void allreduce(double* data, std::size_t count, ReduceOp op) = 0;
   virtual void allreduce(std::int64_t* data, std::size_t count, ReduceOp op) = 0;
-  // Starts an in-place sum of `count` floats; the data must not be touched until wait().
-  virtual Handle allreduce_async(float* data, std::size_t count) = 0;
+  // Starts an in-place sum of `count` floats sent as `wire`; the data must not be touched until
+  // wait() (or a test() that returned true).
+  virtual Handle allreduce_async(float* data, std::size_t count, Wire wire) = 0;
   // Lets started collectives progress; true when `handle` has completed (it may still be waited).
   virtual bool test(Handle handle) = 0;
   // Blocks until `handle` completes. Throws CommError after the communicator's timeout.

@@ -30,8 +30,9 @@ class GradientReducer {
  public:
   // `bucket_elements` <= 0 or >= count: one bucket, started after backward (no overlap).
   // `sparse`: row-sparse ranges, in offset order, left out of the buckets.
+  // `wire`: how the buckets travel (Wire::bf16: half the bytes, rounded).
   GradientReducer(Communicator& comm, float* gradients, engine::Index count, engine::Index bucket_elements,
-                  std::vector<SparseRange> sparse = {});
+                  std::vector<SparseRange> sparse = {}, Wire wire = Wire::fp32);
 
   // Called with each bucket just before it is sent: its index in start order (0 first, up to
   // buckets() - 1; the row-sparse ranges come last, their packed rows as data), its data and length. The trainer queues
@@ -61,6 +62,7 @@ class GradientReducer {
 
   Communicator& comm_;
   float* gradients_;
+  Wire wire_;
   std::vector<Bucket> buckets_;  // in start order: highest offsets first
   std::vector<SparseRange> sparse_;
   std::vector<float> packed_;  // a row-sparse range's rows of the union

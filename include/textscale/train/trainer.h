@@ -61,15 +61,16 @@ struct TrainConfig {
   bool test_each_epoch = true;
   std::string progress = "auto";  // auto (when stdout is a terminal) | on | off
   // Data parallelism.
-  std::string shuffle = "rows";         // rows | blocks (sharding.h)
-  std::int64_t shuffle_block = 256;     // rows per block with shuffle = blocks
-  bool bucket_by_length = false;        // word models: batches of rows of similar length (sharding.h)
-  double bucket_mb = 4;                 // gradient all-reduce bucket size; 0: one bucket after backward
-  double comm_timeout = 300;            // seconds a collective may take before the job is ended
-  std::int64_t mpi_progress_us = 1000;  // the MPI progress thread's polling interval (dist::WorldOptions)
-  bool balance = false;                 // split each batch by the ranks' measured speeds (sharding.h)
-  std::int64_t accumulate = 1;          // micro-batches a rank's share of a batch is computed in (StepSetup)
-  std::string lr_scaling = "none";      // none | linear: lr x batch_size / lr_base_batch
+  std::string shuffle = "rows";              // rows | blocks (sharding.h)
+  std::int64_t shuffle_block = 256;          // rows per block with shuffle = blocks
+  bool bucket_by_length = false;             // word models: batches of rows of similar length (sharding.h)
+  double bucket_mb = 4;                      // gradient all-reduce bucket size; 0: one bucket after backward
+  double comm_timeout = 300;                 // seconds a collective may take before the job is ended
+  std::int64_t mpi_progress_us = 1000;       // the MPI progress thread's polling interval (dist::WorldOptions)
+  bool balance = false;                      // split each batch by the ranks' measured speeds (sharding.h)
+  std::int64_t accumulate = 1;               // micro-batches a rank's share of a batch is computed in (StepSetup)
+  std::string allreduce_precision = "fp32";  // fp32 | bf16: how gradient buckets travel (dist::Wire)
+  std::string lr_scaling = "none";           // none | linear: lr x batch_size / lr_base_batch
   std::int64_t lr_base_batch = 128;
   bool skip_nonfinite = false;  // skip steps whose loss or gradient is not finite
   std::string fault;            // tests: "throw|kill|nan|term|slow:RANK:STEP" injects a failure
