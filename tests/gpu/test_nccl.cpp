@@ -135,6 +135,31 @@ BOOST_AUTO_TEST_CASE(ordered_with_the_backend) {
   r.nccl->wait(dist::Handle{12345});
 }
 
+// bf16 buckets (--allreduce-precision bf16): the values come back rounded to bf16, within one
+// rounding of 2^-8 per rank of the sum of the ranks' magnitudes, and two buckets in flight at
+// once (staging memory taken in turn) do not disturb each other.
+BOOST_AUTO_TEST_CASE(bf16_wire) {
+  Ranks r;
+  const std::size_t count = 100003;
+  std::vector<float> host(2 * count);
+  for (std::size_t i = 0; i < host.size(); ++i) host[i] = contribution(r.rank, i) / 4096.0f;
+  auto data = r.upload(host);
+  const dist::Handle first = r.nccl->allreduce_async(data.data(), count, dist::Wire::bf16);
+  const dist::Handle second = r.nccl->allreduce_async(data.data() + count, count, dist::Wire::bf16);
+  r.nccl->wait(second);
+  r.nccl->wait(first);
+  const std::vector<float> got = r.download(data);
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    double magnitude = 0;
+    for (int k = 0; k < r.size; ++k) magnitude += std::fabs(contribution(k, i) / 4096.0);
+    const double exact = sum_over_ranks(r.size, i) / 4096.0;
+    const bool is_bf16 = dist::from_bf16(dist::to_bf16(got[i])) == got[i];
+    bad += !is_bf16 || std::fabs(got[i] - exact) > r.size * std::ldexp(magnitude, -8);
+  }
+  BOOST_TEST(bad == 0u, bad << " of " << got.size() << " elements not bf16 or too far from the sum");
+}
+
 // Doubles and 64-bit integers, sum, max and min: values a float reduction would round (2^40 + k,
 // 1 + 2^-40), and per-rank extremes at different elements.
 BOOST_AUTO_TEST_CASE(every_type_and_operation) {
