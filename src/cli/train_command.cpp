@@ -151,6 +151,7 @@ int train_command(const std::vector<std::string>& arguments) {
   BackendArguments backend;
   ModelArguments model;
   bool sync_bn = false;
+  std::string bucket_mb;
   std::string config_file;
   std::set<std::string> typed;
   po::options_description options(
@@ -202,9 +203,9 @@ int train_command(const std::vector<std::string>& arguments) {
       ("bucket-by-length", po::value(&c.bucket_by_length)->default_value(false),
        "word models: each batch of rows of similar length (sorted within pools of 50 batches; batch order "
        "shuffled), so that less padding is computed")  //
-      ("bucket-mb", po::value(&c.bucket_mb)->default_value(4.0),
+      ("bucket-mb", po::value(&bucket_mb)->default_value("auto"),
        "data parallel: gradient all-reduce bucket size in MiB, overlapped with backward (0: one bucket after "
-       "backward)")  //
+       "backward; auto: from the gradient's size and the all-reduce's cost measured at start)")  //
       ("comm-timeout", po::value(&c.comm_timeout)->default_value(300.0),
        "data parallel: seconds a collective may wait for the other ranks before the job is ended (0: no limit)")  //
       ("mpi-progress-us", po::value(&c.mpi_progress_us)->default_value(1000),
@@ -259,6 +260,18 @@ int train_command(const std::vector<std::string>& arguments) {
   if (model.name == "help") return models_command({});
   c.model = model.config(values, typed);
   c.model.sync_bn = sync_bn;
+  if (bucket_mb == "auto") {
+    c.bucket_mb = -1;
+  } else {
+    std::size_t used = 0;
+    try {
+      c.bucket_mb = std::stod(bucket_mb, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != bucket_mb.size() || !(c.bucket_mb >= 0 && c.bucket_mb <= 4096))
+      throw InputError("--bucket-mb must be auto or in [0, 4096], not '" + bucket_mb + "'");
+  }
   if (c.train_path.empty()) throw UsageError{"--train FILE is required"};
   if (c.force_resume && !values.count("resume")) throw UsageError{"--force-resume goes with --resume"};
   c.backend = backend.options();

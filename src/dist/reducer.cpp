@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <vector>
 
 namespace textscale::dist {
 
@@ -83,6 +85,43 @@ void GradientReducer::finish() {
       bucket.done = true;
     }
   wait_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
+}
+
+AllreduceCost measure_allreduce(Communicator& comm, float* scratch, engine::Index count, Wire wire) {
+  const auto time = [&](engine::Index n) {
+    double least = 0;
+    for (int rep = 0; rep < 8; ++rep) {
+      comm.barrier();
+      const auto start = std::chrono::steady_clock::now();
+      comm.wait(comm.allreduce_async(scratch, static_cast<std::size_t>(n), wire));
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (rep == 1 || (rep > 1 && seconds < least)) least = seconds;  // the first is a warm-up
+    }
+    return least;
+  };
+  // The ends of the range the bucket is chosen in; the fastest of 7 (what the link gives when
+  // nothing else on the machine disturbs it), the slowest rank's.
+  const engine::Index small = std::min<engine::Index>(count, 256 * 1024),
+                      large = std::min<engine::Index>(count, 4 * 1024 * 1024);
+  double measured[2] = {time(small), time(large)};
+  comm.allreduce(measured, 2, ReduceOp::max);
+  AllreduceCost cost;
+  if (large > small) cost.seconds_per_element = (measured[1] - measured[0]) / static_cast<double>(large - small);
+  cost.fixed_seconds = measured[0] - static_cast<double>(small) * cost.seconds_per_element;
+  return cost;
+}
+
+engine::Index choose_bucket_elements(engine::Index count, const AllreduceCost& cost) {
+  constexpr engine::Index least = 1024 * 1024 / 4, most = 64 * 1024 * 1024 / 4;
+  double best = static_cast<double>(least);
+  if (cost.seconds_per_element <= 0)
+    best = static_cast<double>(most);  // no cost per element measured: as few buckets as allowed
+  else if (cost.fixed_seconds > 0)
+    best = std::sqrt(static_cast<double>(count) * cost.fixed_seconds / cost.seconds_per_element);
+  // A power of two (of MiB): the same choice run after run unless the measurement moves by more
+  // than a factor of 1.4.
+  best = std::exp2(std::round(std::log2(std::clamp(best, static_cast<double>(least), static_cast<double>(most)))));
+  return std::min(static_cast<engine::Index>(best), count);
 }
 
 }  // namespace textscale::dist

@@ -89,7 +89,16 @@ class MpiCommunicator final : public Communicator {
     if (wire == Wire::fp32) return start(data, count, MPI_FLOAT, ReduceOp::sum);
     // bf16: the bucket's values rounded into a buffer of the request's own, summed there with a
     // user-defined operation, widened back into `data` when the request is seen complete.
-    std::vector<std::uint16_t> narrow(count);
+    // Buffers are reused: fresh ones of megabytes would be zeroed page by page on every bucket.
+    std::vector<std::uint16_t> narrow;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!spare_.empty()) {
+        narrow = std::move(spare_.back());
+        spare_.pop_back();
+      }
+    }
+    narrow.resize(count);
     for (std::size_t i = 0; i < count; ++i) narrow[i] = to_bf16(data[i]);
     return start(nullptr, count, MPI_UINT16_T, bf16_sum_, data, std::move(narrow));
   }
@@ -240,7 +249,7 @@ class MpiCommunicator final : public Communicator {
     if (request.done && request.widen_to) {
       for (std::size_t i = 0; i < request.narrow.size(); ++i) request.widen_to[i] = from_bf16(request.narrow[i]);
       request.widen_to = nullptr;
-      request.narrow = {};
+      spare_.push_back(std::move(request.narrow));
     }
     return request.done;
   }
@@ -287,7 +296,8 @@ class MpiCommunicator final : public Communicator {
   }
 
   MPI_Comm comm_;
-  MPI_Op bf16_sum_ = MPI_OP_NULL;  // Wire::bf16's sum
+  MPI_Op bf16_sum_ = MPI_OP_NULL;                  // Wire::bf16's sum
+  std::vector<std::vector<std::uint16_t>> spare_;  // bf16 buffers of finished all-reduces
   double timeout_;
   std::chrono::microseconds poll_interval_;
   int rank_ = 0, size_ = 1;

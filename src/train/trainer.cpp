@@ -278,7 +278,8 @@ void check_options(const TrainConfig& config) {
   if (config.lr_scaling != "none" && config.lr_scaling != "linear")
     throw InputError("--lr-scaling must be none or linear, not '" + config.lr_scaling + "'");
   if (config.lr_base_batch < 1) throw InputError("--lr-base-batch must be at least 1");
-  if (!(config.bucket_mb >= 0 && config.bucket_mb <= 4096)) throw InputError("--bucket-mb must be in [0, 4096]");
+  if (!(config.bucket_mb == -1 || (config.bucket_mb >= 0 && config.bucket_mb <= 4096)))
+    throw InputError("--bucket-mb must be auto or in [0, 4096]");
   if (config.accumulate < 1) throw InputError("--accumulate must be at least 1");
   if (config.allreduce_precision != "fp32" && config.allreduce_precision != "bf16")
     throw InputError("--allreduce-precision must be fp32 or bf16, not '" + config.allreduce_precision + "'");
@@ -844,6 +845,37 @@ class EpochLoop {
 
 }  // namespace
 
+// The gradient all-reduce's bucket size in elements: --bucket-mb, or with --bucket-mb auto
+// (a negative bucket_mb) the size dist::choose_bucket_elements gives for the all-reduce cost
+// measured now on every rank. `line` says what was chosen, for the log.
+Index gradient_buckets(const TrainConfig& config, dist::Communicator& comm, engine::ParamStore<float>& params,
+                       dist::Wire wire, std::string& line) {
+  Index dense = params.trained_count();
+  for (const auto& s : params.row_sparse()) dense -= s.row_count * s.row_size;
+  const auto mib = [](Index elements) { return static_cast<double>(elements) * sizeof(float) / (1024.0 * 1024.0); };
+  char text[256];
+  if (config.bucket_mb >= 0) {
+    const auto elements = static_cast<Index>(config.bucket_mb * 1024 * 1024 / sizeof(float));
+    const Index buckets = elements > 0 && elements < dense ? (dense + elements - 1) / elements : 1;
+    std::snprintf(text, sizeof text, "gradient all-reduce: %lld bucket(s) of at most %.3g MiB (--bucket-mb)",
+                  static_cast<long long>(buckets), buckets > 1 ? config.bucket_mb : mib(dense));
+    line = text;
+    return elements;
+  }
+  // The gradient buffer holds no gradient yet (zeros on every rank): a scratch the probe may sum.
+  const dist::AllreduceCost cost =
+      dist::measure_allreduce(comm, params.gradients().data(), std::max<Index>(dense, 1), wire);
+  const Index elements = dist::choose_bucket_elements(dense, cost);
+  std::snprintf(text, sizeof text,
+                "gradient all-reduce: %lld bucket(s) of %.3g MiB (--bucket-mb auto: measured %.0f us + %.3g GB/s of "
+                "gradient a bucket)",
+                static_cast<long long>((dense + elements - 1) / std::max<Index>(elements, 1)), mib(elements),
+                1e6 * cost.fixed_seconds,
+                cost.seconds_per_element > 0 ? sizeof(float) / cost.seconds_per_element / 1e9 : 0.0);
+  line = text;
+  return elements;
+}
+
 int run_training(const TrainConfig& config, const std::string& config_json) {
   check_options(config);
   dist::World& world = dist::init_world(false, {config.comm_timeout, config.mpi_progress_us});
@@ -912,11 +944,14 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
     gradient_comm = cuda::make_nccl_communicator(comm, *backend, config.comm_timeout);
 #endif
   auto& params = model.params();
-  const auto bucket_elements = static_cast<Index>(config.bucket_mb * 1024 * 1024 / sizeof(float));
+  const dist::Wire wire = config.allreduce_precision == "bf16" ? dist::Wire::bf16 : dist::Wire::fp32;
+  std::string bucket_line;
+  const Index bucket_elements =
+      world.size > 1 ? gradient_buckets(config, *gradient_comm, params, wire, bucket_line) : 0;
   std::vector<dist::SparseRange> sparse;
   for (auto& s : params.row_sparse()) sparse.push_back({s.offset, s.row_count, s.row_size, &s.rows});
   dist::GradientReducer reducer(*gradient_comm, params.gradients().data(), params.trained_count(), bucket_elements,
-                                sparse, config.allreduce_precision == "bf16" ? dist::Wire::bf16 : dist::Wire::fp32);
+                                sparse, wire);
   std::function<void(double*, Index)> allreduce_sum = [&](double* data, Index count) {
     comm.allreduce(data, static_cast<std::size_t>(count), dist::ReduceOp::sum);
   };
@@ -945,6 +980,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
                  show_progress);
   loop.say(model.summary());
   if (!vectors_line.empty()) loop.say(vectors_line);
+  if (!bucket_line.empty()) loop.say(bucket_line);
   loop.say(
       "training " + model_config.name + " on " + std::to_string(plan.train_rows) + " rows (" +
       std::to_string(plan.batches) + " batches of " + std::to_string(plan.batch) + "), backend " + backend->name() +

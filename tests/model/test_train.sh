@@ -307,7 +307,7 @@ small=(--model crepe-small --features 32 --fc 64)
 for bad in "--momentum nan:--momentum must be in [0, 1)" "--lr inf:--lr must be a positive finite number" \
   "--weight-decay nan:--weight-decay must be a finite number" "--dropout nan:--dropout must be in [0, 1)" \
   "--clip-norm nan:--clip-norm must be a finite number" "--adam-beta2 nan:--adam-beta2 must be in [0, 1)" \
-  "--bucket-mb nan:--bucket-mb must be in [0, 4096]" "--threads 100000:--threads must be in 0..1024" \
+  "--bucket-mb nan:--bucket-mb must be auto or in [0, 4096]" "--threads 100000:--threads must be in 0..1024" \
   "--eval-batch-size -5:--eval-batch-size must be >= 0" "--progress sometimes:--progress must be auto, on or off"; do
   read -r -a option <<< "${bad%%:*}"
   run_ts 1 train --train train.h5 "${small[@]}" --batch-size 32 --epochs 1 --max-steps 1 --run-dir nan-run "${option[@]}"

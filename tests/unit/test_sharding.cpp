@@ -251,3 +251,20 @@ BOOST_AUTO_TEST_CASE(bucket_by_length_groups_similar_rows) {
                                  lengths[static_cast<std::size_t>(bucketed[static_cast<std::size_t>((b - 1) * batch)])];
   BOOST_TEST(!ascending);
 }
+
+// --bucket-mb auto: sqrt(gradient x fixed cost / cost per element), a power of two of MiB within
+// [1, 64] MiB, never more than the gradient.
+BOOST_AUTO_TEST_CASE(bucket_size_from_the_measured_cost) {
+  constexpr engine::Index mib = 1024 * 1024 / 4;  // elements of a MiB of floats
+  // 11.3 M elements, 20 us + 1 ns an element: sqrt(2.26e11) = 475 k elements, 1.8 MiB -> 2 MiB.
+  BOOST_TEST(dist::choose_bucket_elements(11'337'988, {20e-6, 1e-9}) == 2 * mib);
+  // 400 us a message (a slow network's latency) and 0.1 ns an element: 213 MiB -> at most 64.
+  BOOST_TEST(dist::choose_bucket_elements(100'000'000, {400e-6, 1e-10}) == 64 * mib);
+  // 1 us and 1 ns: 0.4 MiB -> at least 1; a fixed cost measured negative (noise) -> 1 MiB.
+  BOOST_TEST(dist::choose_bucket_elements(11'337'988, {1e-6, 1e-9}) == mib);
+  BOOST_TEST(dist::choose_bucket_elements(11'337'988, {-5e-6, 1e-9}) == mib);
+  // No cost per element measured: as large as allowed.
+  BOOST_TEST(dist::choose_bucket_elements(100'000'000, {20e-6, 0}) == 64 * mib);
+  // A gradient smaller than the bucket: one bucket of the gradient.
+  BOOST_TEST(dist::choose_bucket_elements(1000, {20e-6, 1e-9}) == 1000);
+}

@@ -73,4 +73,22 @@ class GradientReducer {
   std::function<void(std::size_t, const float*, engine::Index)> on_start_;
 };
 
+// What an all-reduce of n elements costs on this communicator, the slowest rank's:
+// fixed_seconds + n * seconds_per_element.
+struct AllreduceCost {
+  double fixed_seconds = 0, seconds_per_element = 0;
+};
+
+// Measures AllreduceCost with `wire` on every rank at once (a collective): the fastest of 7
+// all-reduces of 1 MiB and of 16 MiB of floats of `scratch` (at most `count` elements; its values
+// are summed over the ranks, so zeros stay zeros).
+AllreduceCost measure_allreduce(Communicator& comm, float* scratch, engine::Index count, Wire wire);
+
+// The bucket size, in elements, for a gradient of `count` elements: a step's all-reduce costs
+// about (count / b) * fixed + count * per_element, and the last bucket, sent when backward ends,
+// is exposed whole (fixed + b * per_element); their sum is least at b = sqrt(count * fixed /
+// per_element), rounded to a power of two within [1, 64] MiB of floats (at most the whole
+// gradient).
+engine::Index choose_bucket_elements(engine::Index count, const AllreduceCost& cost);
+
 }  // namespace textscale::dist

@@ -61,11 +61,11 @@ struct TrainConfig {
   bool test_each_epoch = true;
   std::string progress = "auto";  // auto (when stdout is a terminal) | on | off
   // Data parallelism.
-  std::string shuffle = "rows";              // rows | blocks (sharding.h)
-  std::int64_t shuffle_block = 256;          // rows per block with shuffle = blocks
-  bool bucket_by_length = false;             // word models: batches of rows of similar length (sharding.h)
-  double bucket_mb = 4;                      // gradient all-reduce bucket size; 0: one bucket after backward
-  double comm_timeout = 300;                 // seconds a collective may take before the job is ended
+  std::string shuffle = "rows";      // rows | blocks (sharding.h)
+  std::int64_t shuffle_block = 256;  // rows per block with shuffle = blocks
+  bool bucket_by_length = false;     // word models: batches of rows of similar length (sharding.h)
+  double bucket_mb = -1;             // gradient all-reduce bucket size in MiB; 0: one bucket after backward; -1: auto
+  double comm_timeout = 300;         // seconds a collective may take before the job is ended
   std::int64_t mpi_progress_us = 1000;       // the MPI progress thread's polling interval (dist::WorldOptions)
   bool balance = false;                      // split each batch by the ranks' measured speeds (sharding.h)
   std::int64_t accumulate = 1;               // micro-batches a rank's share of a batch is computed in (StepSetup)
