@@ -21,6 +21,19 @@ Model (weak scaling: a fixed batch per rank, 128 rows as in the published setups
                  (the ranks' step-time imbalance, which adds its own wait, is left out)
   efficiency     E(N) = T_compute / T(N)
 
+Configurations for GPU clusters (the "configurations" section of the output):
+  accumulation   `--accumulate A`: a step computes A micro-batches and all-reduces once, while the
+                 last micro-batch's backward runs: T_compute = A T_micro, and only 2/3 T_micro
+                 hides communication: T_exposed = max(T_ar(bucket), T_ar(S) - 2/3 T_micro)
+  bf16 gradients `--allreduce-precision bf16`: S = 2 bytes x parameters, plus the conversions
+                 (4 + 2 bytes read and written each way per parameter at the GPU's memory
+                 bandwidth, 3.35 TB/s on an H100 SXM), exposed
+  bucket size    `--bucket-mb auto`: b = sqrt(S c0 / c1), a power of two within 1-64 MiB, where a
+                 bucket of b bytes costs c0 + b c1 (c0 = 2 ceil(log2 N) alpha, c1 = 2 (N-1)/N / B),
+                 as textscale chooses it from the cost it measures at start
+  per-GPU rows   micro-batches of 128 rows (the published setups), or of 256 and 512 where the
+                 activations fit (Crepe-small and VDCNN-9 at 512 rows need a few GB)
+
 Parameters (each stated in the output):
 - CPU ranks: T_compute measured on this machine (textscale, 1 rank x 1 thread, batch 128, from
   bench/scaling_speed.sh); intra-node alpha/B fitted to MPI_Allreduce measured here (2 ranks,
@@ -72,6 +85,50 @@ def exposed_time(params, t_compute, n, bandwidth, alpha, bucket=BUCKET_BYTES):
     """Seconds of all-reduce per step not hidden behind backward (see the module's docstring)."""
     t_ar = gradient_allreduce_time(4 * params, n, bandwidth, alpha, bucket)
     return max(allreduce_time(min(bucket, 4 * params), n, bandwidth, alpha), t_ar - 2 / 3 * t_compute)
+
+
+def auto_bucket(nbytes, n, bandwidth, alpha):
+    """--bucket-mb auto's choice (src/dist/reducer.cpp, choose_bucket_elements), in bytes."""
+    if n == 1:
+        return nbytes
+    c0 = 2 * math.ceil(math.log2(n)) * alpha
+    c1 = 2 * (n - 1) / n / bandwidth
+    best = math.sqrt(nbytes * c0 / c1)
+    best = 2 ** round(math.log2(min(max(best, 2**20), 64 * 2**20)))
+    return min(best, nbytes)
+
+
+def configuration_efficiency(params, t_micro, accumulate, n, bandwidth, alpha, wire_bytes, hbm=3.35e12):
+    """Efficiency of a step of `accumulate` micro-batches of t_micro seconds each, with the gradient
+    sent as wire_bytes a parameter in --bucket-mb auto buckets (see the module's docstring)."""
+    nbytes = wire_bytes * params
+    bucket = auto_bucket(nbytes, n, bandwidth, alpha)
+    t_ar = gradient_allreduce_time(nbytes, n, bandwidth, alpha, bucket)
+    exposed = max(allreduce_time(min(bucket, nbytes), n, bandwidth, alpha), t_ar - 2 / 3 * t_micro)
+    if wire_bytes == 2:
+        exposed += 2 * 6 * params / hbm  # to bf16 and back
+    t_compute = accumulate * t_micro
+    return t_compute / (t_compute + exposed), bucket
+
+
+def smallest_configuration(params, t_per_row, n, link, target=0.9):
+    """The fewest rows per GPU (micro-batch rows x accumulate) reaching `target` at n GPUs, for each
+    wire precision: [(wire, micro, accumulate, efficiency, bucket)]."""
+    bandwidth, alpha = link(n)
+    found = []
+    for wire, wire_bytes in (("fp32", 4), ("bf16", 2)):
+        best = None
+        for micro in (128, 256, 512):
+            for accumulate in (1, 2, 4, 8, 16, 32, 64):
+                eff, bucket = configuration_efficiency(params, micro * t_per_row, accumulate, n, bandwidth, alpha,
+                                                       wire_bytes)
+                if eff >= target:
+                    rows = micro * accumulate
+                    if best is None or rows < best[1] * best[2] or (rows == best[1] * best[2] and accumulate < best[2]):
+                        best = (wire, micro, accumulate, eff, bucket)
+                    break
+        found.append(best)
+    return found
 
 
 def fit_shared_memory(points):
@@ -145,6 +202,32 @@ def main():
                 cells.append(f"{t_compute / (t_compute + exposed):.0%}")
             print(f"| {model} | {1000 * t_compute:.1f} | {4 * params / 1e6:.0f} | " + " | ".join(cells) + " |")
         print()
+
+    print_configurations()
+
+
+def print_configurations(n=64):
+    """The smallest per-GPU work at which each model is predicted at >= 90% on n H100s."""
+    link = lambda k: (360e9, 10e-6) if k <= 8 else (40e9, 20e-6)
+    print(f"### Configurations predicted at >= 90% on {n} H100s ({n // 8} nodes x 8)\n")
+    print("Rows per GPU = micro-batch rows x `--accumulate`; global batch = rows per GPU x GPUs; "
+          "buckets as `--bucket-mb auto` chooses them.\n")
+    print("| model | gradient MB | compute ms per 128 rows | all-reduce | micro-batch rows | `--accumulate` | "
+          "rows per GPU | global batch | predicted efficiency | bucket MiB | 128 rows, no accumulation |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for model, (params, fwd) in MODELS.items():
+        rate = (0.35 if model.startswith("crepe") else 0.20) * 989e12
+        t_per_row = 3 * fwd / rate
+        for wire_bytes, found in zip((4, 2), smallest_configuration(params, t_per_row, n, link)):
+            base, _ = configuration_efficiency(params, 128 * t_per_row, 1, n, *link(n), wire_bytes)
+            if found is None:
+                print(f"| {model} | {4 * params / 1e6:.0f} | {1000 * 128 * t_per_row:.2f} | "
+                      f"{'fp32' if wire_bytes == 4 else 'bf16'} | - | - | > {512 * 64} | - | below 90% | - | {base:.0%} |")
+                continue
+            wire, micro, accumulate, eff, bucket = found
+            print(f"| {model} | {4 * params / 1e6:.0f} | {1000 * 128 * t_per_row:.2f} | {wire} | {micro} | {accumulate} | "
+                  f"{micro * accumulate} | {n * micro * accumulate} | {eff:.0%} | {bucket / 2**20:g} | {base:.0%} |")
+    print()
 
 
 if __name__ == "__main__":
