@@ -61,10 +61,23 @@ MODELS = {
     "vdcnn-9": (14_176_164, 605e6),
     "vdcnn-17": (16_268_964, 1_354e6),
     "vdcnn-29": (16_639_908, 1_803e6),
+    # The BiLSTM at 300 words (2 directions x 300 steps x 4 gates x 100 x (200 + 100) x 2 FLOPs),
+    # with its 50,000 x 200 embedding trained (a dense gradient on GPUs) or frozen (as the IMDB
+    # recipe in docs/word-models.md).
+    "bilstm": (10_241_604, 144e6),
+    "bilstm-frozen": (241_604, 144e6),
 }
 RANKS = [2, 8, 16, 32, 64, 128, 256, 512]
 BATCH_PER_RANK = 128
 BUCKET_BYTES = 4 * 2**20  # textscale train --bucket-mb default
+
+
+def gpu_rate(model):
+    """Assumed training FLOP/s on an H100: 35% of the dense BF16 peak for Crepe's large
+    convolutions and GEMMs, 20% for VDCNN (narrow early stages are memory-bound), 10% for the
+    BiLSTM (a recurrence of small GEMMs, 100 hidden units)."""
+    share = 0.35 if model.startswith("crepe") else 0.10 if model.startswith("bilstm") else 0.20
+    return share * 989e12
 
 
 def allreduce_time(nbytes, n, bandwidth, alpha):
@@ -181,7 +194,7 @@ def main():
                           lambda n: (bw_shm, alpha_shm) if n <= 2 else (12.5e9 / 2, 2e-6), BUCKET_BYTES))
     # H100 nodes: 8 GPUs/node, NVLink within, NDR across.
     for model, (params, fwd) in MODELS.items():
-        rate = (0.35 if model.startswith("crepe") else 0.20) * 989e12
+        rate = gpu_rate(model)
         t_compute = 3 * fwd * BATCH_PER_RANK / rate
         for bucket in (BUCKET_BYTES, 32 * 2**20):
             scenarios.append((f"H100 nodes (8 GPUs/node, NVLink 4 + 400 Gb/s NDR per GPU), "
@@ -216,7 +229,7 @@ def print_configurations(n=64):
           "rows per GPU | global batch | predicted efficiency | bucket MiB | 128 rows, no accumulation |")
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for model, (params, fwd) in MODELS.items():
-        rate = (0.35 if model.startswith("crepe") else 0.20) * 989e12
+        rate = gpu_rate(model)
         t_per_row = 3 * fwd / rate
         for wire_bytes, found in zip((4, 2), smallest_configuration(params, t_per_row, n, link)):
             base, _ = configuration_efficiency(params, 128 * t_per_row, 1, n, *link(n), wire_bytes)
