@@ -110,7 +110,11 @@ class MpiCommunicator final : public Communicator {
 
   void wait(Handle handle) override {
     // Poll rather than MPI_Wait: ranks may share cores, and the wait has a time limit so that a
-    // rank that died or diverged ends the job instead of stalling it.
+    // rank that died or diverged ends the job instead of stalling it. The first 200 us poll
+    // back to back (a bucket about to finish); then the rank sleeps 50 us between polls, so that
+    // a rank waiting for a slower one does not take the processor's shared resources (a
+    // virtual machine's cores, a core's other hardware thread) from it or from this rank's own
+    // progress thread.
     const auto start = std::chrono::steady_clock::now();
     for (int polls = 0;; ++polls) {
       {
@@ -126,7 +130,10 @@ class MpiCommunicator final : public Communicator {
           throw CommError("a collective did not complete within " + std::to_string(static_cast<int>(timeout_)) +
                           " s (--comm-timeout): another rank died or stopped responding");
       }
-      sched_yield();
+      if (std::chrono::steady_clock::now() - start < std::chrono::microseconds(200))
+        sched_yield();
+      else
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   }
 
