@@ -106,6 +106,21 @@ gpu, cpu = (json.load(open(f"{sys.argv[1]}/evaluate-{d}.json")) for d in ("cuda"
 print(f"checkpoint written on the GPU: accuracy {gpu['accuracy']:.4f} on the GPU, {cpu['accuracy']:.4f} on the CPU")
 sys.exit(0 if abs(gpu["accuracy"] - cpu["accuracy"]) <= 0.002 else 1)
 PY
+  # Gradient accumulation on the GPU: 4 micro-batches of 32 rows take the steps of one batch of
+  # 128 (the same samples, dropout masks and summed gradient, to rounding).
+  for accumulate in 1 4; do
+    run "$textscale" train --device cuda --model crepe-small --train "$kit/data/train.h5" --batch-size 128 \
+      --max-steps 20 --log-every 10 --progress off --accumulate "$accumulate" --run-dir "$kit/run-accumulate-$accumulate" \
+      >>"$out/train.log" 2>&1 || status=1
+  done
+  "$python" - "$kit" <<'PY' | tee -a "$out/train.log" || status=1
+import json, sys
+losses = [[r["loss"] for r in map(json.loads, open(f"{sys.argv[1]}/run-accumulate-{a}/metrics.jsonl")) if r["type"] == "interval"]
+          for a in (1, 4)]
+print(f"--accumulate 4 against one batch of 128, training losses: {losses[1]} against {losses[0]}")
+sys.exit(0 if losses[0] and len(losses[0]) == len(losses[1]) and
+         all(abs(a - b) <= 1e-3 * abs(a) for a, b in zip(*losses)) else 1)
+PY
 fi
 
 # The BiLSTM's programs: each stopped after BILSTM_TIMEOUT seconds (150), so that a hang costs
