@@ -239,7 +239,7 @@ def print_configurations(n=64):
                 continue
             wire, micro, accumulate, eff, bucket = found
             print(f"| {model} | {4 * params / 1e6:.0f} | {1000 * 128 * t_per_row:.2f} | {wire} | {micro} | {accumulate} | "
-                  f"{micro * accumulate} | {n * micro * accumulate} | {eff:.0%} | {bucket / 2**20:g} | {base:.0%} |")
+                  f"{micro * accumulate} | {n * micro * accumulate} | {eff:.0%} | {bucket / 2**20:.3g} | {base:.0%} |")
     print()
 
 
