@@ -49,7 +49,7 @@ die() {
 }
 
 # The nodes that exist now, in order: tsn1 tsn2 ...
-names() { ip netns list 2> /dev/null | awk '{print $1}' | grep -E "^$prefix[0-9]+$" | sort -V || true; }
+names() { ip netns list 2> /dev/null | awk '{print $1}' | grep -E "^${prefix}[0-9]+$" | sort -V || true; }
 # node_of NAME|ADDRESS: the node's name
 node_of() {
   local node=$1
@@ -62,14 +62,14 @@ uts_file() { echo "$dir/$1.uts"; }
 
 # pids NODE: every process in NODE's network or UTS namespace
 pids() {
-  local node=$1 net_id uts_id p
-  net_id=$(stat -L -c %i "/run/netns/$node" 2> /dev/null) || return 0
-  uts_id=$(stat -L -c %i "$(uts_file "$node")" 2> /dev/null || echo none)
-  for p in /proc/[0-9]*; do
-    case "$(readlink "$p/ns/net" 2> /dev/null)|$(readlink "$p/ns/uts" 2> /dev/null)" in
-      "net:[$net_id]|"* | *"|uts:[$uts_id]") echo "${p#/proc/}" ;;
-    esac
-  done
+  local node=$1 uts_id
+  [ -e "/run/netns/$node" ] || return 0
+  {
+    ip netns pids "$node" 2> /dev/null || true
+    if uts_id=$(stat -L -c %i "$(uts_file "$node")" 2> /dev/null); then
+      find /proc/[0-9]*/ns/uts -maxdepth 0 -lname "uts:\\[$uts_id\\]" 2> /dev/null | cut -d/ -f3
+    fi
+  } | sort -un
 }
 
 # kill_node NODE: SIGKILL its processes until none is left (a process may fork meanwhile)
@@ -134,7 +134,7 @@ start() {
     if [ "${node#"$prefix"}" -gt "$n" ]; then remove_node "$node"; fi
   done
   for ((i = 1; i <= n; i++)); do add_node "$i"; done
-  for ((i = 1; i <= n; i++)); do echo "$prefix$i slots=${SLOTS:-1}"; done > "$dir/hostfile"
+  for ((i = 1; i <= n; i++)); do echo "$prefix$i slots=1"; done > "$dir/hostfile"
   # The first node reaches every other one before we say so.
   for ((i = 2; i <= n; i++)); do
     for _ in $(seq 50); do
