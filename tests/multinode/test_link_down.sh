@@ -22,4 +22,5 @@ grep -qE "\[rank 0/2\] error: (a collective did not complete within 10 s \(--com
 # What the job said (for the record): textscale's lines, and Open MPI's headlines.
 grep -E "^\[rank|lost communication|ORTE|unexpectedly disconnected|MPI_ABORT" cut.log | sort -u | sed 's/^/  | /'
 no_processes_left $((40 - took / 1000))
+echo "no process left in the nodes $((($(now_ms) - cut_at) / 1000)) s after the link was cut"
 finish

@@ -18,4 +18,5 @@ grep -qE "\[rank 0/2\] (error|failure detector): lost rank 1 on tsnt2 \(pid [0-9
 # What the job said (for the record): textscale's lines, and Open MPI's headlines.
 grep -E "^\[rank|lost communication|ORTE|unexpectedly disconnected|MPI_ABORT" killed.log | sort -u | sed 's/^/  | /'
 no_processes_left 5
+echo "no process left in the nodes $((($(now_ms) - killed_at) / 1000)) s after the kill"
 finish
