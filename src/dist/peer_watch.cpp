@@ -123,7 +123,9 @@ struct PeerWatch::State {
     if (peer.status == Peer::Status::watching && peer.rank >= 0) {
       peer.status = Peer::Status::lost;
       any_lost->store(true);
-      std::fprintf(stderr, "%sfailure detector: lost %s: its connection closed before the end of the run\n",
+      std::fprintf(stderr,
+                   "%sfailure detector: lost %s: its connection closed before the end of the run (the "
+                   "process was killed, or its node failed)\n",
                    tag.c_str(), describe(peer).c_str());
       std::fflush(stderr);
     } else if (peer.status == Peer::Status::watching) {
