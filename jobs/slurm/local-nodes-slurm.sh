@@ -130,7 +130,8 @@ case $action in
     n=${1:?usage: local-nodes-slurm.sh start N}
     [ "$(id -u)" = 0 ] || die "run as root"
     exec < /dev/null
-    stop > /dev/null 2>&1 || true # a fresh cluster: the configuration names the nodes
+    bash "$here/local-cluster.sh" install # what is missing of Slurm and munge
+    stop > /dev/null 2>&1 || true         # a fresh cluster: the configuration names the nodes
     nodes start "$n"
     mapfile -t names < <(nodes names)
     mkdir -p "$dir"

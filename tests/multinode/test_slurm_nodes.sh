@@ -4,11 +4,8 @@
 # on the CPU, AG News rows standing in for Amazon polarity, a tiny Crepe. Launched both ways the
 # script offers: srun's PMIx (the default) and Open MPI's mpirun inside the allocation
 # (LAUNCHER=mpirun). Each job ends COMPLETED with a 2-rank run whose ranks report the two nodes'
-# hostnames.
+# hostnames. Slurm and munge are installed when missing (as tests/slurm does).
 source "$(dirname "$0")/lib.sh"
-for tool in slurmctld slurmd sbatch munge; do
-  command -v "$tool" > /dev/null || skip "no $tool (jobs/slurm/local-cluster.sh start installs Slurm and munge)"
-done
 export SLURM_NODES_DIR=/var/tmp/textscale-slurm-nodes-test
 slurm() { bash "$TEXTSCALE_SOURCE_DIR/jobs/slurm/local-nodes-slurm.sh" "$@"; }
 trap 'slurm stop > /dev/null 2>&1 || true; nodes stop > /dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
