@@ -2,7 +2,8 @@
 # Several "nodes" on one Linux machine, for running and testing multi-node jobs without a cluster:
 # each node is a network namespace with its own hostname (a UTS namespace) and one veth link to a
 # switch (a bridge in a namespace of its own), so that Open MPI and Slurm see separate hosts that
-# talk over TCP. Files, processes and cores stay shared, as on nodes with a shared file system.
+# talk over TCP. Files, the process table and the cores stay shared, as on nodes with a shared
+# file system.
 # Run as root (CAP_SYS_ADMIN and CAP_NET_ADMIN). Idempotent.
 #
 #   local-nodes.sh start N            nodes tsn1..tsnN (hostnames = names), tsnI at 10.77.0.I/24 on
@@ -143,7 +144,7 @@ start() {
     done
     reachable "${prefix}1" "$net.$i" || die "${prefix}1 cannot reach $net.$i"
   done
-  say "ready: $n nodes ($(names | tr '\n' ' ')) on $net.0/24; hostfile $dir/hostfile"
+  say "ready: $n nodes ($(names | paste -sd " ")) on $net.0/24; hostfile $dir/hostfile"
 }
 
 stop() {
