@@ -134,6 +134,7 @@ def main():
     if args.tcp:
         tcp_nodes(rows)
         return
+    rows = [r for r in rows if "link" not in r and "nodes" not in r]  # the namespace nodes' are --tcp's
     points = [r for r in rows if "bytes" in r and 2**20 <= r["bytes"] <= BUCKET_BYTES]
     alpha_shm, bw_shm = fit_shared_memory(points)
     measured = {r["model"]: r for r in rows if r.get("impl") == "textscale" and r.get("config") == "1x1"}
