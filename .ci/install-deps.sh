@@ -7,6 +7,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake git pkg-config clang-format curl time
+  iproute2
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools
   libboost-program-options-dev libboost-test-dev

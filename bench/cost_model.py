@@ -2,6 +2,7 @@
 """Predicted data-parallel efficiency of textscale's models at 8 ... 512 ranks.
 
     /usr/bin/python3 bench/cost_model.py --measured results/scaling-measured.jsonl
+    /usr/bin/python3 bench/cost_model.py --measured tcp-nodes.md --tcp   # bench/tcp_nodes_speed.sh's output
 
 Model (weak scaling: a fixed batch per rank, 128 rows as in the published setups):
 
@@ -156,12 +157,54 @@ def fit_shared_memory(points):
     return max(intercept / 2, 1e-6), 1 / slope
 
 
+def tcp_nodes(rows):
+    """Measured against predicted: N namespace nodes x 1 rank over TCP on this machine, global
+    batch 128 (bench/tcp_nodes_speed.sh). The link's latency and bandwidth are fitted to its own
+    2-node MPI_Allreduce points (1 MiB to the bucket size); a rank's compute is its largest share
+    of the batch at the 1-process rate, slowed by N / cores when the nodes outnumber the cores."""
+    points = [r for r in rows if r.get("link") == "tcp-veth"]
+    alpha, bw = fit_shared_memory([p for p in points if p["ranks"] == 2 and 2**20 <= p["bytes"] <= BUCKET_BYTES])
+    print("## Cost model: namespace nodes over TCP on this machine (global batch 128)\n")
+    print(f"Fitted to MPI_Allreduce between 2 nodes over TCP (veth + bridge): latency {alpha * 1e6:.0f} us, "
+          f"bandwidth {bw / 1e9:.2f} GB/s.\n")
+    print("| all-reduce | measured ms | model ms |")
+    print("|---|---:|---:|")
+    for p in points:
+        if p["bytes"] in (2**20, BUCKET_BYTES, 16 * 2**20, 64 * 2**20):
+            print(f'| {p["ranks"]} nodes, {p["bytes"] / 2**20:g} MiB | {1000 * p["seconds"]:.2f} | '
+                  f'{1000 * allreduce_time(p["bytes"], p["ranks"], bw, alpha):.2f} |')
+    print()
+    base = {r["model"]: r for r in rows if r.get("impl") == "textscale" and r.get("config") == "1x1"}
+    print("| model | nodes | compute ms/step (model) | all-reduce alone ms (model) | exposed ms (model) | "
+          "samples/s predicted | samples/s measured | comm wait ms, largest / least (measured) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        if r.get("impl") != "textscale" or "nodes" not in r or r["ranks"] < 2 or r["model"] not in base:
+            continue
+        n, cores, params = r["ranks"], r["cores"], MODELS[r["model"]][0]
+        rows_per_rank = math.ceil(128 / n)
+        t_compute = rows_per_rank / base[r["model"]]["samples_per_second"] * max(1.0, n / cores)
+        t_ar = gradient_allreduce_time(4 * params, n, bw, alpha)
+        exposed = exposed_time(params, t_compute, n, bw, alpha)
+        note = " (oversubscribed)" if n > cores else ""
+        print(f'| {r["model"]} | {n}{note} | {1000 * t_compute:.0f} | {1000 * t_ar:.1f} | {1000 * exposed:.1f} | '
+              f'{128 / (t_compute + exposed):.1f} | {r["samples_per_second"]:.1f} | '
+              f'{r["comm_wait_ms_per_step"]:.1f} / {r["comm_wait_least_ms_per_step"]:.1f} |')
+    print()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--measured", required=True,
                    help="JSON lines of bench/scaling_speed.sh (textscale configurations and allreduce points)")
+    p.add_argument("--tcp", action="store_true",
+                   help="the measured lines are bench/tcp_nodes_speed.sh's: namespace nodes over TCP")
     args = p.parse_args()
     rows = [json.loads(l) for l in open(args.measured) if l.strip().startswith("{")]
+    if args.tcp:
+        tcp_nodes(rows)
+        return
+    rows = [r for r in rows if "link" not in r and "nodes" not in r]  # the namespace nodes' are --tcp's
     points = [r for r in rows if "bytes" in r and 2**20 <= r["bytes"] <= BUCKET_BYTES]
     alpha_shm, bw_shm = fit_shared_memory(points)
     measured = {r["model"]: r for r in rows if r.get("impl") == "textscale" and r.get("config") == "1x1"}

@@ -6,6 +6,8 @@
 #                                       the node is idle; a changed configuration restarts them
 #   jobs/slurm/local-cluster.sh stop    cancel jobs, stop the daemons (munged only if started here)
 #   jobs/slurm/local-cluster.sh status  exit 0 when the controller answers and the node is usable
+#   jobs/slurm/local-cluster.sh install install what is missing (slurmctld, slurmd, munge, ...), as
+#                                       start does (local-nodes-slurm.sh uses it)
 #
 # The configuration is the cluster's own, $SLURM_LOCAL_DIR/etc/slurm.conf (ports 6917/6918), so a
 # machine's /etc/slurm and a Slurm already running there are left alone: clients find it through
@@ -222,12 +224,13 @@ case $action in
     esac
     ;;
   stop) stop ;;
+  install) install_packages ;;
   status)
     scontrol ping 2> /dev/null | grep -q UP || exit 1
     case $(node_state) in idle | mix | alloc | comp) exit 0 ;; *) exit 1 ;; esac
     ;;
   *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|install" >&2
     exit 2
     ;;
 esac

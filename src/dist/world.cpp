@@ -1,5 +1,7 @@
 #include <mpi.h>
+#include <netinet/in.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,6 +16,7 @@
 #include "textscale/common/error.h"
 #include "textscale/common/log.h"
 #include "textscale/dist/communicator.h"
+#include "textscale/dist/peer_watch.h"
 
 namespace textscale::dist {
 namespace {
@@ -78,6 +81,11 @@ class MpiCommunicator final : public Communicator {
   [[nodiscard]] int rank() const override { return rank_; }
   [[nodiscard]] int size() const override { return size_; }
   [[nodiscard]] std::string name() const override { return "mpi"; }
+  // Waits then also end when the failure detector has lost a rank (set once, before training).
+  void watch(std::shared_ptr<const PeerWatch> peers) {
+    std::lock_guard<std::mutex> lock(mutex_);  // the progress thread reads it under the mutex
+    peers_ = std::move(peers);
+  }
 
   void allreduce(float* data, std::size_t count, ReduceOp op) override { blocking(data, count, MPI_FLOAT, op); }
   void allreduce(double* data, std::size_t count, ReduceOp op) override { blocking(data, count, MPI_DOUBLE, op); }
@@ -117,6 +125,12 @@ class MpiCommunicator final : public Communicator {
     // progress thread.
     const auto start = std::chrono::steady_clock::now();
     for (int polls = 0;; ++polls) {
+      // A lost rank ends the wait before MPI is called again (it might abort this process on
+      // the peer's closed connection without naming it).
+      if (peers_) {
+        const std::string lost = peers_->lost();
+        if (!lost.empty()) throw CommError(lost);
+      }
       {
         std::lock_guard<std::mutex> lock(mutex_);
         if (test_locked(handle.id)) {
@@ -126,9 +140,12 @@ class MpiCommunicator final : public Communicator {
       }
       if (timeout_ > 0 && polls % 64 == 63) {
         const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        if (waited > timeout_)
+        if (waited > timeout_) {
+          const std::string silent = peers_ ? peers_->silent(3.0) : "";
           throw CommError("a collective did not complete within " + std::to_string(static_cast<int>(timeout_)) +
-                          " s (--comm-timeout): another rank died or stopped responding");
+                          " s (--comm-timeout): another rank died or stopped responding" +
+                          (silent.empty() ? "" : "; no heartbeat from " + silent));
+        }
       }
       if (std::chrono::steady_clock::now() - start < std::chrono::microseconds(200))
         sched_yield();
@@ -264,6 +281,10 @@ class MpiCommunicator final : public Communicator {
   void progress_loop() {
     std::unique_lock<std::mutex> lock(mutex_);
     while (!stop_) {
+      if (peers_ && !peers_->lost().empty()) {  // the waiting thread ends the job: no more MPI calls
+        wake_.wait_for(lock, poll_interval_);
+        continue;
+      }
       bool pending = false;
       for (auto& [id, request] : requests_)
         if (!request.done) {
@@ -314,6 +335,7 @@ class MpiCommunicator final : public Communicator {
   std::int64_t next_id_ = 0;
   std::unordered_map<std::int64_t, Request> requests_;
   std::thread progress_;
+  std::shared_ptr<const PeerWatch> peers_;
 };
 
 // One process: every collective is the identity.
@@ -337,6 +359,19 @@ class LocalCommunicator final : public Communicator {
 
 World g_world;
 bool g_initialized = false;
+std::shared_ptr<PeerWatch> g_peer_watch;  // ranks > 1
+
+// Every rank's host name, in rank order (blocking: called once at start).
+std::vector<std::string> gather_hosts(const std::string& host, int size) {
+  constexpr int kLength = 256;
+  std::string mine = host.substr(0, kLength - 1);
+  mine.resize(kLength, '\0');
+  std::string all(static_cast<std::size_t>(kLength) * static_cast<std::size_t>(size), '\0');
+  check(MPI_Allgather(mine.data(), kLength, MPI_CHAR, all.data(), kLength, MPI_CHAR, MPI_COMM_WORLD), "MPI_Allgather");
+  std::vector<std::string> hosts;
+  for (int r = 0; r < size; ++r) hosts.emplace_back(all.c_str() + static_cast<std::size_t>(r) * kLength);
+  return hosts;
+}
 
 // Every collective here is non-blocking (MPI_Iallreduce with the buffer in place), which Open MPI
 // runs in its libnbc component. libnbc's own choice for an in-place all-reduce, or for fewer than
@@ -379,9 +414,13 @@ World& init_world(bool force_mpi, const WorldOptions& options) {
   g_world.processor = host;
   if (!force_mpi && !launched_by_mpi()) {
     g_world.comm = std::make_shared<LocalCommunicator>();
+    g_world.hosts = {g_world.processor};
     return g_world;
   }
   select_nonblocking_allreduce();
+  // A socket number taken before MPI opens its own: the failure detector's connection to rank 0
+  // (peer_watch.h says why the order matters).
+  const int reserved_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   // The main thread and the communicator's progress thread call MPI, one at a time (the
   // communicator's mutex); the input prefetch thread and OpenMP workers do not.
   int provided = 0;
@@ -407,8 +446,16 @@ World& init_world(bool force_mpi, const WorldOptions& options) {
              "all-reduce overlaps backward less");
     interval = 0;
   }
-  g_world.comm = std::make_shared<MpiCommunicator>(comm, options.timeout_seconds, std::chrono::microseconds(interval));
+  auto mpi_comm = std::make_shared<MpiCommunicator>(comm, options.timeout_seconds, std::chrono::microseconds(interval));
+  g_world.comm = mpi_comm;
   log::set_rank(g_world.rank, g_world.size);
+  g_world.hosts = gather_hosts(g_world.processor, g_world.size);
+  if (g_world.size > 1) {
+    g_peer_watch = std::make_shared<PeerWatch>(*mpi_comm, g_world.processor, reserved_fd);
+    mpi_comm->watch(g_peer_watch);
+  } else if (reserved_fd >= 0) {
+    ::close(reserved_fd);
+  }
   return g_world;
 }
 
@@ -420,13 +467,17 @@ void finalize_world() {
   if (!g_initialized || !g_world.mpi) return;
   int finalized = 0;
   MPI_Finalized(&finalized);
-  g_world.comm.reset();  // stops the progress thread before MPI ends
+  if (g_peer_watch) g_peer_watch->farewell();  // this rank's end is not a loss
+  g_world.comm.reset();                        // stops the progress thread before MPI ends
+  g_peer_watch.reset();
   if (!finalized) MPI_Finalize();
 }
 
 void abort_world(int exit_code) {
   std::fflush(stdout);
   std::fflush(stderr);
+  // This rank reported its own error: the others need not report it as lost.
+  if (g_peer_watch) g_peer_watch->farewell();
   if (g_initialized && g_world.mpi && g_world.size > 1) MPI_Abort(MPI_COMM_WORLD, exit_code);
   std::_Exit(exit_code);
 }

@@ -843,6 +843,24 @@ class EpochLoop {
   double final_test_seconds_ = 0;
 };
 
+// "ranks by host: a: 0, 1; b: 2, 3" when the ranks span several hosts, "" otherwise: a launcher
+// that loses a node names the node.
+std::string hosts_line(const dist::World& world) {
+  std::vector<std::pair<std::string, std::string>> by_host;  // in order of first rank
+  for (std::size_t r = 0; r < world.hosts.size(); ++r) {
+    auto found = std::find_if(by_host.begin(), by_host.end(), [&](const auto& h) { return h.first == world.hosts[r]; });
+    if (found == by_host.end())
+      by_host.emplace_back(world.hosts[r], std::to_string(r));
+    else
+      found->second += ", " + std::to_string(r);
+  }
+  if (by_host.size() < 2) return "";
+  std::string line = "ranks by host:";
+  for (std::size_t i = 0; i < by_host.size(); ++i)
+    line += (i ? "; " : " ") + by_host[i].first + ": " + by_host[i].second;
+  return line;
+}
+
 }  // namespace
 
 // The gradient all-reduce's bucket size in elements: --bucket-mb, or with --bucket-mb auto
@@ -925,6 +943,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   record["device"] = memory.is_host() ? "cpu" : "cuda";
   record["backend_options"] = nlohmann::json::parse(engine::backend_options_json(backend_options));
   record["world_size"] = world.size;
+  record["hosts"] = world.hosts;
   record["model_resolved"] = nlohmann::json::parse(model_config_json(model.config()));
   record["parameters"] = model.params().trained_count();
   dir.write_config(record);
@@ -989,6 +1008,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
       (config.resume.empty()
            ? ""
            : ", resumed at epoch " + std::to_string(position.epoch + 1) + " batch " + std::to_string(position.batch)));
+  if (const std::string hosts = hosts_line(world); !hosts.empty()) loop.say(hosts);
   loop.run();
   return 0;
 }

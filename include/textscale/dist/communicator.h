@@ -82,8 +82,9 @@ class Communicator {
 struct World {
   int rank = 0, size = 1;
   int local_rank = 0, local_size = 1;
-  bool mpi = false;       // MPI was started (a launcher is present)
-  std::string processor;  // node name
+  bool mpi = false;                // MPI was started (a launcher is present)
+  std::string processor;           // node name
+  std::vector<std::string> hosts;  // every rank's node name, in rank order
   std::shared_ptr<Communicator> comm;
 
   [[nodiscard]] bool root() const { return rank == 0; }
