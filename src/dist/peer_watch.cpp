@@ -280,13 +280,20 @@ void PeerWatch::State::receive(Peer& peer) {
     if (peer.rank < 0) {  // the introduction, on rank 0
       if (buffer[i] != '\n') {
         peer.introduction += buffer[i];
+        if (peer.introduction.size() > 512) {  // no introduction of ours is this long: not a rank
+          peer.status = Peer::Status::ended;
+          close(peer);
+          return;
+        }
         continue;
       }
       std::istringstream in(peer.introduction);
       in >> peer.rank >> peer.pid >> peer.host;
-      if (!in) {  // not one of ours: ignore it
+      if (!in) {  // not one of ours: drop the connection
         peer.rank = -1;
         peer.status = Peer::Status::ended;
+        close(peer);
+        return;
       }
     } else if (buffer[i] == kGoodbye) {
       peer.status = Peer::Status::ended;
