@@ -138,6 +138,21 @@ void add_optimizer_options(po::options_description& options, train::OptimizerCon
       ("warmup-steps", po::value(&sc.warmup_steps)->default_value(0), "linear warm-up steps");
 }
 
+// --bucket-mb: "auto" (-1) or MiB in [0, 4096].
+double parse_bucket_mb(const std::string& text) {
+  if (text == "auto") return -1;
+  std::size_t used = 0;
+  double mib = 0;
+  try {
+    mib = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || !(mib >= 0 && mib <= 4096))
+    throw InputError("--bucket-mb must be auto or in [0, 4096], not '" + text + "'");
+  return mib;
+}
+
 std::string model_names() {
   std::string names;
   for (const auto& name : engine::model_registry().names()) names += (names.empty() ? "" : ", ") + name;
@@ -260,18 +275,7 @@ int train_command(const std::vector<std::string>& arguments) {
   if (model.name == "help") return models_command({});
   c.model = model.config(values, typed);
   c.model.sync_bn = sync_bn;
-  if (bucket_mb == "auto") {
-    c.bucket_mb = -1;
-  } else {
-    std::size_t used = 0;
-    try {
-      c.bucket_mb = std::stod(bucket_mb, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != bucket_mb.size() || !(c.bucket_mb >= 0 && c.bucket_mb <= 4096))
-      throw InputError("--bucket-mb must be auto or in [0, 4096], not '" + bucket_mb + "'");
-  }
+  c.bucket_mb = parse_bucket_mb(bucket_mb);
   if (c.train_path.empty()) throw UsageError{"--train FILE is required"};
   if (c.force_resume && !values.count("resume")) throw UsageError{"--force-resume goes with --resume"};
   c.backend = backend.options();
