@@ -124,16 +124,18 @@ class NcclCommunicator final : public dist::Communicator {
  private:
   // Device memory for `count` bf16 values of a bf16 all-reduce, disjoint from the ones in flight:
   // taken in turn from one buffer, from its start again once none is pending (the reducer waits
-  // for every bucket of a step), grown after the stream has finished with it.
+  // for every bucket of a step). When the buckets in flight outgrow it, the stream is waited for
+  // once and the buffer grown to hold them all, so later steps never wait here.
   kernels::bf16* staging(std::size_t count) {
     if (pending_.empty()) staging_used_ = 0;
     if (staging_used_ + count > staging_size_) {
       TS_CHECK_CUDA(cudaStreamSynchronize(stream_));
+      const std::size_t needed = staging_used_ + count;
       staging_used_ = 0;
-      if (count > staging_size_) {
+      if (needed > staging_size_) {
         if (staging_) TS_CHECK_CUDA(cudaFree(staging_));
         staging_ = nullptr;
-        staging_size_ = std::max(count, 2 * staging_size_);
+        staging_size_ = std::max(needed, 2 * staging_size_);
         TS_CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&staging_), staging_size_ * sizeof(kernels::bf16)));
       }
     }

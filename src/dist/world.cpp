@@ -113,7 +113,12 @@ class MpiCommunicator final : public Communicator {
 
   bool test(Handle handle) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    return test_locked(handle.id);
+    // A finished request is forgotten here: the gradient reducer never waits for buckets it saw
+    // finish, and requests kept would pile up, step after step, in the progress thread's loop
+    // (a later wait() on the handle returns at once).
+    if (!test_locked(handle.id)) return false;
+    requests_.erase(handle.id);
+    return true;
   }
 
   void wait(Handle handle) override {
