@@ -20,6 +20,10 @@ measured at the largest measured rank count to the model's there, so the project
 from what was measured. Strong scaling stops at one row per rank. Predicted rows are marked
 `predicted` in the CSV (their comm wait is the model's exposed time) and drawn dashed.
 
+--tcp-measured FILE adds the runs of bench/tcp_nodes_speed.sh (JSON lines: N "nodes" on this
+machine, network namespaces over TCP, global batch 128, so strong scaling) for the same model,
+each against that file's own 1-process rate, drawn as their own points.
+
 Writes OUT/scaling.csv, OUT/scaling.png (speed-up and efficiency vs ranks, with the ideal line)
 and OUT/README.md (the command, the machine, the table). Needs python3-matplotlib for the plot.
 """
@@ -81,6 +85,12 @@ def plot(rows, path, title):
     ideal = [1, top]
     ax_s.plot(ideal, ideal, ":", color="black", label="ideal")
     ax_e.plot(ideal, [100, 100], ":", color="black", label="ideal")
+    tcp = sorted((r["ranks"], r["speedup"], r["efficiency"]) for r in rows if r["kind"] == "measured over TCP")
+    if tcp:
+        n, sp, e = zip(*tcp)
+        label = "strong scaling, measured: namespace nodes over TCP" + (" (3 on 2 cores)" if max(n) > 2 else "")
+        ax_s.plot(n, sp, "^", color="tab:green", markersize=8, label=label)
+        ax_e.plot(n, [100 * x for x in e], "^", color="tab:green", markersize=8, label=label)
     for mode in ("strong", "weak"):
         for kind, style, marker in (("measured", "-", "o"), ("predicted", "--", "s")):
             pts = sorted((r["ranks"], r["speedup"], r["efficiency"]) for r in rows
@@ -119,7 +129,8 @@ def main():
     p.add_argument("--modes", nargs="+", default=["strong", "weak"], choices=["strong", "weak"])
     p.add_argument("--batch", type=int, default=128, help="global batch (strong) / rows per rank (weak)")
     p.add_argument("--steps", type=int, default=6, help="K: K warm-up steps, then K timed")
-    p.add_argument("--bucket-mb", type=float, default=4)
+    p.add_argument("--bucket-mb", default="auto", help="textscale train --bucket-mb")
+    p.add_argument("--tcp-measured", help="JSON lines of bench/tcp_nodes_speed.sh to add to the plot")
     p.add_argument("--predict-to", type=int, default=512, help="cost-model rows up to this many ranks (0: none)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
@@ -185,6 +196,18 @@ def main():
                 n *= 2
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.tcp_measured:
+        runs = [json.loads(l) for l in open(args.tcp_measured) if l.startswith("{") and '"impl"' in l]
+        runs = [r for r in runs if r["model"] == args.model]
+        one = next(r for r in runs if r["ranks"] == 1)
+        for r in runs:
+            if r["ranks"] > 1:
+                speedup = r["samples_per_second"] / one["samples_per_second"]
+                rows.append({"mode": "strong", "model": args.model, "ranks": r["ranks"], "global_batch": args.batch,
+                             "batch_per_rank": args.batch / r["ranks"], "samples_per_second": r["samples_per_second"],
+                             "step_ms": 1000 * args.batch / r["samples_per_second"],
+                             "comm_wait_ms": r.get("comm_wait_ms_per_step", 0.0), "speedup": speedup,
+                             "efficiency": speedup / r["ranks"], "kind": "measured over TCP"})
 
     fields = ["mode", "model", "ranks", "global_batch", "batch_per_rank", "samples_per_second", "step_ms",
               "comm_wait_ms", "speedup", "efficiency", "kind"]
