@@ -122,6 +122,14 @@ class DelimitedReader final : public RecordReader {
     ++line_;
   }
 
+  // A line ended at the character just consumed: a CR (end_line_at_cr) or a LF.
+  void end_line(bool at_cr) {
+    if (at_cr)
+      end_line_at_cr();
+    else
+      ++line_;
+  }
+
   void mark_bad(RawRecord& record, BadRowReason reason, std::string detail) {
     if (record.bad) return;
     record.bad = true;
@@ -190,10 +198,7 @@ class DelimitedReader final : public RecordReader {
       block.arena.append(begin, limit);
       end_field(block, record, field_start);
       pos_ += limit + 1;
-      if (cr)
-        end_line_at_cr();
-      else
-        ++line_;
+      end_line(cr != nullptr);
       finish_record(block, record_start, record);
       return true;
     } else {
@@ -221,10 +226,7 @@ class DelimitedReader final : public RecordReader {
     } else if (c == '\n' || c == '\r') {
       end_field(block, record, field_start);
       ++pos_;
-      if (c == '\r')
-        end_line_at_cr();
-      else
-        ++line_;
+      end_line(c == '\r');
       finish_record(block, record_start, record);
       return true;
     } else {
@@ -322,10 +324,7 @@ class DelimitedReader final : public RecordReader {
           const char* cr = static_cast<const char*>(std::memchr(begin, '\r', limit));
           if (cr || newline) {
             pos_ += (cr ? static_cast<std::size_t>(cr - begin) : limit) + 1;
-            if (cr)
-              end_line_at_cr();
-            else
-              ++line_;
+            end_line(cr != nullptr);
             // Drop whatever part of the bad record was copied; keep its fields empty.
             block.arena.resize(record_start);
             block.fields.resize(record.first_field);

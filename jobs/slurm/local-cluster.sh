@@ -24,6 +24,7 @@
 # has; gres File= must name character devices (symlinks to /dev/null) or CUDA_VISIBLE_DEVICES is
 # never set; without systemd, /run/munge must be created and munged started as user munge.
 set -euo pipefail
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/slurm-common.sh"
 action=${1:-start}
 dir=${SLURM_LOCAL_DIR:-/var/tmp/textscale-slurm}
 cpus=${SLURM_LOCAL_CPUS:-$(nproc)}
@@ -86,11 +87,10 @@ install_packages() {
 }
 
 write_config() {
-  local memory gres_node="" gres_types="" gres_lines="" changed=0 i
+  local memory gres_node="" gres_types="" gres_lines="" changed=0
   memory=$(slurmd -C 2> /dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
   if [ "$gpus" -gt 0 ]; then
-    mkdir -p "$dir/fake-gpu"
-    for ((i = 0; i < gpus; i++)); do ln -sfn /dev/null "$dir/fake-gpu/gpu$i"; done
+    make_fake_gpus "$gpus"
     gres_node="Gres=gpu:$gpus"
     gres_types="GresTypes=gpu"
     gres_lines="AutoDetect=off
@@ -102,30 +102,10 @@ ClusterName=textscale-local
 SlurmctldHost=$node(127.0.0.1)
 SlurmctldPort=6917
 SlurmdPort=6918
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
-SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.pid
-SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SlurmdParameters=config_overrides
-MpiDefault=pmix
-ReturnToService=2
-MailProg=/bin/true
-SlurmdTimeout=300
-InactiveLimit=0
-KillWait=10
-MinJobAge=600
+$(slurm_common_settings)
 $gres_types
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=${memory:-1000} $gres_node State=UNKNOWN
 EnforcePartLimits=ALL
@@ -145,22 +125,6 @@ PartitionName=debug Nodes=ALL Default=YES MaxNodes=1 MaxTime=INFINITE State=UP"
     changed=1
   fi
   echo $changed
-}
-
-start_munge() {
-  munge -n 2> /dev/null | unmunge > /dev/null 2>&1 && return 0
-  install -d -o munge -g munge -m 0755 /run/munge
-  install -d -o munge -g munge -m 0700 /var/log/munge /etc/munge
-  install -d -o munge -g munge -m 0711 /var/lib/munge
-  [ -s /etc/munge/munge.key ] || runuser -u munge -- mungekey --create --keyfile=/etc/munge/munge.key
-  chown munge:munge /etc/munge/munge.key
-  chmod 0400 /etc/munge/munge.key
-  rm -f /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock
-  runuser -u munge -- /usr/sbin/munged
-  : > "$dir/munged-started-here"
-  local i
-  for i in $(seq 50); do munge -n 2> /dev/null | unmunge > /dev/null 2>&1 && return 0; sleep 0.1; done
-  die "munged does not answer"
 }
 
 node_state() { sinfo -h -n "$node" -o %t 2> /dev/null | head -n 1; }

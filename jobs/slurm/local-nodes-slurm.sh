@@ -22,6 +22,7 @@ set -euo pipefail
 action=${1:-}
 shift || true
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/slurm-common.sh"
 dir=${SLURM_NODES_DIR:-/var/tmp/textscale-slurm-nodes}
 cpus=${SLURM_NODES_CPUS:-1}
 gpus=${SLURM_NODES_GPUS:-0}
@@ -45,8 +46,7 @@ write_config() {
   memory=$(slurmd -C 2> /dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
   mkdir -p "$dir/etc" "$dir/state" "$dir/log" "$dir/spool"
   if [ "$gpus" -gt 0 ]; then
-    mkdir -p "$dir/fake-gpu"
-    for ((i = 0; i < gpus; i++)); do ln -sfn /dev/null "$dir/fake-gpu/gpu$i"; done
+    make_fake_gpus "$gpus"
     gres_node="Gres=gpu:$gpus"
     gres_types="GresTypes=gpu"
     printf 'AutoDetect=off\nName=gpu File=%s/fake-gpu/gpu[0-%d]\n' "$dir" $((gpus - 1)) > "$dir/etc/gres.conf"
@@ -60,52 +60,19 @@ write_config() {
     cat << EOF
 SlurmctldPort=6937
 SlurmdPort=6938
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool/%n
 TmpFS=$dir/tmp/%n
-SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd-%n.pid
-SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd-%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SlurmdParameters=config_overrides
-MpiDefault=pmix
-ReturnToService=2
-MailProg=/bin/true
-SlurmdTimeout=300
-InactiveLimit=0
-KillWait=10
-MinJobAge=600
 $gres_types
 EOF
+    slurm_common_settings
     for node in "${names[@]}"; do
       echo "NodeName=$node NodeAddr=$(nodes address "$node") CPUs=$cpus RealMemory=${memory:-1000} $gres_node State=UNKNOWN"
     done
     echo "PartitionName=nodes Nodes=$list Default=YES MaxTime=INFINITE State=UP"
   } > "$conf"
   for node in "${names[@]}"; do mkdir -p "$dir/spool/$node" "$dir/tmp/$node"; done
-}
-
-start_munge() {
-  munge -n 2> /dev/null | unmunge > /dev/null 2>&1 && return 0
-  install -d -o munge -g munge -m 0755 /run/munge
-  install -d -o munge -g munge -m 0700 /var/log/munge /etc/munge
-  install -d -o munge -g munge -m 0711 /var/lib/munge
-  [ -s /etc/munge/munge.key ] || runuser -u munge -- mungekey --create --keyfile=/etc/munge/munge.key
-  rm -f /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock
-  runuser -u munge -- /usr/sbin/munged
-  : > "$dir/munged-started-here"
-  for _ in $(seq 50); do munge -n 2> /dev/null | unmunge > /dev/null 2>&1 && return 0; sleep 0.1; done
-  die "munged does not answer"
 }
 
 # Every node's state, one word a line ("idle", "down*", ...)
