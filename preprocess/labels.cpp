@@ -35,8 +35,8 @@ std::vector<std::string> read_class_names(const std::string& path) {
   return names;
 }
 
-LabelMapper::LabelMapper(LabelKind kind, const std::vector<std::string>& names)
-    : kind_(kind), num_classes_(static_cast<std::int64_t>(names.size())) {
+LabelMapper::LabelMapper(LabelKind kind, const std::vector<std::string>& names, std::int64_t max_classes)
+    : kind_(kind), num_classes_(static_cast<std::int64_t>(names.size())), max_classes_(max_classes) {
   for (std::size_t i = 0; i < names.size(); ++i) by_name_.emplace(names[i], static_cast<std::int32_t>(i));
 }
 
@@ -71,11 +71,13 @@ LabelMapper::Result LabelMapper::map(std::string_view field) const {
   const std::int64_t index = number - base;
   // Without a class list the number of classes is the largest label + 1: bounded, so that one
   // stray number cannot make the writer count (and store) millions of empty classes.
-  const std::int64_t bound = num_classes_ > 0 ? num_classes_ : kMaxClasses;
+  const std::int64_t bound = num_classes_ > 0 ? num_classes_ : max_classes_;
   if (index < 0 || index >= bound) {
     result.reason = BadRowReason::label_out_of_range;
-    result.detail = "label " + std::to_string(number) + " is outside " + std::to_string(base) + ".." +
-                    std::to_string(bound - 1 + base) + (num_classes_ > 0 ? "" : " (no class list given)");
+    result.detail =
+        "label " + std::to_string(number) + " is outside " + std::to_string(base) + ".." +
+        std::to_string(bound - 1 + base) +
+        (num_classes_ > 0 ? "" : " (no class list: --classes FILE names them, --max-classes raises the bound)");
     return result;
   }
   result.label = static_cast<std::int32_t>(index);

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "textscale/common/error.h"
+#include "textscale/common/schema.h"
 #include "textscale/data/dataset_file.h"
 #include "textscale/preprocess/labels.h"
 
@@ -74,9 +75,28 @@ bool same_file(const std::string& a, const std::string& b) {
 
 void resolve(PreprocessOptions& o) {
   namespace fs = std::filesystem;
-  if (o.input.empty()) throw InputError("--input is required");
-  if (o.output.empty()) throw InputError("--output is required");
-  if (o.input != "-" && same_file(o.input, o.output)) throw InputError("--output must differ from --input");
+  if (o.input.empty()) throw OptionError("--input is required");
+  if (o.output.empty()) throw OptionError("--output is required");
+  if (o.input != "-" && same_file(o.input, o.output)) throw OptionError("--output must differ from --input");
+  // The values alone first: a wrong one is refused before any file is read.
+  if (o.label_column < 0 || o.label_column > kMaxColumn)
+    throw OptionError("--label-column must be in 0.." + std::to_string(kMaxColumn));
+  if (o.word_length < 0 || o.word_length > kMaxLength)
+    throw OptionError("--word-length must be in 1.." + std::to_string(kMaxLength) + " (0: the default)");
+  if (o.max_classes < 1 || o.max_classes > kMaxClasses)
+    throw OptionError("--max-classes must be in 1.." + std::to_string(kMaxClasses));
+  if (o.max_errors_shown < 0) throw OptionError("--max-errors-shown must be at least 0");
+  if (o.threads < 0) throw OptionError("--threads must be at least 0 (0: all cores)");
+  if (o.min_count < 1) throw OptionError("--min-count must be >= 1");
+  if (o.compression < 0 || o.compression > 9) throw OptionError("--compress must be 0..9");
+  if (o.max_row_bytes < 16 || o.max_row_bytes > kMaxRowBytes)
+    throw OptionError("--max-row-bytes must be in 16.." + std::to_string(kMaxRowBytes));
+  if (o.threads > kMaxThreads) throw OptionError("--threads must be at most " + std::to_string(kMaxThreads));
+  if (!(o.validation_fraction >= 0.0 && o.validation_fraction < 1.0))  // also refuses NaN
+    throw OptionError("--validation-fraction must be in [0, 1)");
+  if (!o.chars && !o.words) throw OptionError("nothing to write: both --no-chars and --no-words given");
+  if (o.chars && (o.char_length < 1 || o.char_length > kMaxLength))
+    throw OptionError("--char-length must be in 1.." + std::to_string(kMaxLength));
   switch (o.format) {
     case InputFormat::zhang:
       o.delimiter = ',';
@@ -95,21 +115,16 @@ void resolve(PreprocessOptions& o) {
       o.classes_file.clear();
       break;
     case InputFormat::tsv:
-      if (o.label_column < 0 || o.label_column > kMaxColumn)
-        throw InputError("--label-column must be in 0.." + std::to_string(kMaxColumn));
       for (const int column : o.text_columns) {
         if (column < 0 || column > kMaxColumn)
-          throw InputError("--text-columns must be in 0.." + std::to_string(kMaxColumn));
-        if (column == o.label_column) throw InputError("--text-columns includes the label column");
+          throw OptionError("--text-columns must be in 0.." + std::to_string(kMaxColumn));
+        if (column == o.label_column) throw OptionError("--text-columns includes the label column");
       }
       if (o.labels == LabelKind::names && o.classes_file.empty())
-        throw InputError("--labels names needs --classes FILE (one class name per line)");
+        throw OptionError("--labels names needs --classes FILE (one class name per line)");
       break;
   }
   if (!o.classes_file.empty()) o.class_names = read_class_names(o.classes_file);
-  if (!o.chars && !o.words) throw InputError("nothing to write: both --no-chars and --no-words given");
-  if (o.chars && (o.char_length < 1 || o.char_length > kMaxLength))
-    throw InputError("--char-length must be in 1.." + std::to_string(kMaxLength));
   if (o.words && o.word_length == 0)  // the default: the training file's W with --vocab-from
     o.word_length =
         o.vocab_from.empty()
@@ -118,24 +133,17 @@ void resolve(PreprocessOptions& o) {
                                                                 .chunk_cache_bytes = 0})
                                    .word_length());
   if (o.words && (o.word_length < 1 || o.word_length > kMaxLength))
-    throw InputError("--word-length must be in 1.." + std::to_string(kMaxLength));
+    throw OptionError("--word-length must be in 1.." + std::to_string(kMaxLength));
   if (o.words && o.vocab_from.empty() && o.vocab_size < 3)
-    throw InputError("--vocab-size must be >= 3 (it counts the reserved ids 0 and 1)");
-  if (!o.vocab_from.empty() && !o.words) throw InputError("--vocab-from needs word encoding (drop --no-words)");
-  if (!(o.validation_fraction >= 0.0 && o.validation_fraction < 1.0))  // also refuses NaN
-    throw InputError("--validation-fraction must be in [0, 1)");
+    throw OptionError("--vocab-size must be >= 3 (it counts the reserved ids 0 and 1)");
+  if (!o.vocab_from.empty() && !o.words) throw OptionError("--vocab-from needs word encoding (drop --no-words)");
   if (o.validation_fraction > 0.0 && o.validation_output.empty())
     o.validation_output = default_validation_path(o.output);
   if (o.validation_fraction == 0.0) o.validation_output.clear();
   if (!o.validation_output.empty() && same_file(o.validation_output, o.output))
-    throw InputError("--validation-output must differ from --output");
+    throw OptionError("--validation-output must differ from --output");
   if (!o.validation_output.empty() && o.input != "-" && same_file(o.validation_output, o.input))
-    throw InputError("--validation-output must differ from --input");
-  if (o.min_count < 1) throw InputError("--min-count must be >= 1");
-  if (o.compression < 0 || o.compression > 9) throw InputError("--compress must be 0..9");
-  if (o.max_row_bytes < 16 || o.max_row_bytes > kMaxRowBytes)
-    throw InputError("--max-row-bytes must be in 16.." + std::to_string(kMaxRowBytes));
-  if (o.threads > kMaxThreads) throw InputError("--threads must be at most " + std::to_string(kMaxThreads));
+    throw OptionError("--validation-output must differ from --input");
   if (o.threads <= 0) o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (o.split.empty()) o.split = o.vocab_from.empty() ? "train" : "test";
   if (o.max_errors_shown < 0) o.max_errors_shown = 0;

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <csignal>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -593,7 +594,10 @@ std::string format_summary(const PreprocessSummary& s, const PreprocessOptions& 
   out << "\n";
   const auto describe = [&](const OutputSummary& output) {
     out << "wrote " << output.path << ": " << output.rows << " rows; per class";
-    for (std::size_t c = 0; c < output.class_counts.size(); ++c) {
+    // At most kShownClasses of them: the line stays short whatever the number of classes.
+    constexpr std::size_t kShownClasses = 20;
+    const std::size_t classes = output.class_counts.size();
+    for (std::size_t c = 0; c < std::min(classes, kShownClasses); ++c) {
       out << (c ? ", " : " ");
       if (c < o.class_names.size())
         out << o.class_names[c] << "=";
@@ -601,6 +605,9 @@ std::string format_summary(const PreprocessSummary& s, const PreprocessOptions& 
         out << c << "=";
       out << output.class_counts[c];
     }
+    if (classes > kShownClasses) out << ", ... (" << classes << " classes)";
+    const auto empty = std::count(output.class_counts.begin(), output.class_counts.end(), std::int64_t{0});
+    if (empty > 0) out << "; " << empty << " class(es) with no row";
     out << "\n";
   };
   describe(s.train);

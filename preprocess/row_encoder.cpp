@@ -15,7 +15,7 @@ bool in_validation(std::uint64_t seed, std::int64_t ordinal, double fraction) {
 }
 
 RowEncoder::RowEncoder(const PreprocessOptions& options, const CharQuantizer& quantizer)
-    : options_(options), quantizer_(quantizer), labels_(options.labels, options.class_names) {}
+    : options_(options), quantizer_(quantizer), labels_(options.labels, options.class_names, options.max_classes) {}
 
 bool RowEncoder::prepare(const Block& block, const RawRecord& record, BlockResult& result, std::int32_t& label) {
   const auto reject = [&](BadRowReason reason, std::string detail) {

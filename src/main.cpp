@@ -7,6 +7,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,6 +38,7 @@ constexpr const char* kUsage =
     "  serve        a checkpoint behind an HTTP classification service (JSON API, a page, metrics)\n"
     "\n"
     "  textscale <command> --help   options of a command\n"
+    "  textscale <command> ... --log-level debug   also what lies behind an error (library calls, source lines)\n"
     "  textscale --version          version, git revision and library versions\n";
 
 // "cpu: <model name> (family F, model M), N cores; oneDNN <instruction set>": oneDNN picks its
@@ -55,13 +57,44 @@ std::string cpu_line() {
          textscale::engine::DnnlBackend::cpu_isa();
 }
 
+// Removes --log-level LEVEL (or --log-level=LEVEL), given before or after the command, and sets
+// the level: debug adds what lies behind an error (the library call and source line, HDF5's stack).
+std::vector<std::string> take_log_level(std::vector<std::string> words) {
+  namespace log = textscale::log;
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    std::string level;
+    if (words[i] == "--log-level" && i + 1 < words.size()) {
+      level = words[i + 1];
+      words.erase(words.begin() + static_cast<std::ptrdiff_t>(i), words.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+    } else if (words[i].rfind("--log-level=", 0) == 0) {
+      level = words[i].substr(12);
+      words.erase(words.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      continue;
+    }
+    if (level == "debug")
+      log::set_level(log::Level::debug);
+    else if (level == "info")
+      log::set_level(log::Level::info);
+    else if (level == "warning")
+      log::set_level(log::Level::warn);
+    else if (level == "error")
+      log::set_level(log::Level::error);
+    else
+      throw textscale::OptionError("--log-level must be debug, info, warning or error, not '" + level + "'");
+    --i;
+  }
+  return words;
+}
+
 int dispatch(int argc, char** argv) {
-  if (argc < 2) {
+  std::vector<std::string> words = take_log_level(std::vector<std::string>(argv + 1, argv + argc));
+  if (words.empty()) {
     std::fputs(kUsage, stderr);
     return 2;
   }
-  const std::string command = argv[1];
-  const std::vector<std::string> arguments(argv + 2, argv + argc);
+  const std::string command = words.front();
+  const std::vector<std::string> arguments(words.begin() + 1, words.end());
   if (command == "--help" || command == "-h" || command == "help") {
     std::fputs(kUsage, stdout);
     return 0;
@@ -93,6 +126,13 @@ std::string rank_tag() {
   return world ? world->tag() : std::string();
 }
 
+// A mistake in the command line: exit status 2, with where to read the command's options.
+int usage_error(const std::string& message, int argc, char** argv) {
+  std::fprintf(stderr, "%stextscale: %s\n(see textscale %s --help)\n", rank_tag().c_str(), message.c_str(),
+               argc > 1 ? argv[1] : "");
+  return 2;
+}
+
 // Set when every rank of a data-parallel run stopped together after a signal.
 bool stopped_everywhere = false;
 
@@ -108,14 +148,22 @@ int run(int argc, char** argv) {
     }
     return 128 + interrupted.signal();
   } catch (const textscale::cli::UsageError& error) {
-    std::fprintf(stderr, "%stextscale: %s\n(see textscale %s --help)\n", rank_tag().c_str(), error.message.c_str(),
-                 argc > 1 ? argv[1] : "");
-    return 2;
+    return usage_error(error.message, argc, argv);
+  } catch (const textscale::OptionError& error) {
+    return usage_error(error.what(), argc, argv);
   } catch (const textscale::Error& error) {
     std::fprintf(stderr, "%serror: %s\n", rank_tag().c_str(), error.what());
     return 1;
   } catch (const std::filesystem::filesystem_error& error) {  // the system refused: not a bug
     std::fprintf(stderr, "%serror: %s\n", rank_tag().c_str(), error.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr,
+                 "%serror: out of memory: an allocation was refused (the model, its optimizer state and the "
+                 "activations of a batch need more than this process may use: the machine's free memory, ulimit -v "
+                 "or the job's memory limit); try a smaller --batch-size (or --accumulate N), a smaller model, or "
+                 "fewer ranks a node\n",
+                 rank_tag().c_str());
     return 1;
   } catch (const std::exception& error) {
     std::fprintf(stderr, "%sinternal error: %s\n", rank_tag().c_str(), error.what());

@@ -108,10 +108,15 @@ int bench_command(const std::vector<std::string>& arguments) {
   po::variables_map values;
   if (!parse_options(arguments, options, values)) return 0;
   if (model_arguments.name == "help") return models_command({});
-  if (batch < 1 || steps < 1 || repeats < 1 || warmup < 0)
-    throw UsageError{"--batch-size, --steps and --repeats must be positive"};
+  require_range("batch-size", batch, 1);
+  require_range("steps", steps, 1);
+  require_range("repeats", repeats, 1);
+  require_range("warmup", warmup, 0);
+  require_range("gemm", gemm, 0, std::numeric_limits<std::int64_t>::max(), "0: time the model");
+  require_range("classes", classes, 2);
+  require_range("length", length, 0, std::numeric_limits<std::int64_t>::max(), "0: 1014 characters or 300 words");
+  require_range("vocab", vocab, 2);
   const engine::BackendOptions backend_options = backend_arguments.options();
-  engine::validate(backend_options);
   engine::DnnlBackend::set_threads(backend_options.threads);
   nlohmann::json out{{"threads", engine::DnnlBackend::threads()}};
   if (gemm > 0) {
@@ -124,7 +129,6 @@ int bench_command(const std::vector<std::string>& arguments) {
   }
   engine::ModelConfig model_config = model_arguments.config(values, given_options(values));
   const bool words = engine::input_ids(model_config.name) == engine::IdType::words;
-  if (length < 0 || vocab < 2) throw UsageError{"--length must be >= 0 and --vocab at least 2"};
   model_config.classes = classes;
   model_config.length = length > 0 ? length : words ? 300 : 1014;
   if (words) model_config.vocab = vocab;

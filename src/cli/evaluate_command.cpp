@@ -94,9 +94,10 @@ int evaluate_command(const std::vector<std::string>& arguments) {
   po::variables_map values;
   if (!parse_options(arguments, options, values)) return 0;
   if (checkpoint.empty() || data.empty()) throw UsageError{"--checkpoint and --data are required"};
-  if (batch < 1) throw UsageError{"--batch-size must be at least 1"};
+  require_range("batch-size", batch, 1);
+  require_range("limit", limit, 0, std::numeric_limits<std::int64_t>::max(), "0: every row");
+  require_range("top-k", top_k, 0, std::numeric_limits<std::int64_t>::max(), "0: every class");
   const engine::BackendOptions backend_options = backend_arguments.options();
-  engine::validate(backend_options);
   const train::CheckpointInfo info = train::read_checkpoint_info(checkpoint);
   const train::Dataset dataset = train::load_dataset(data, info.encoding.ids);
   if (dataset.rows == 0) throw InputError(data + ": no rows to evaluate");

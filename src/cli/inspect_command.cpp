@@ -65,7 +65,7 @@ int inspect_command(const std::vector<std::string>& arguments) {
   for (const long long row : rows) {
     if (file.rows() == 0) throw InputError("--row " + std::to_string(row) + ": '" + path + "' has no rows");
     if (row < 0 || row >= file.rows())
-      throw InputError("--row " + std::to_string(row) + " is outside 0.." + std::to_string(file.rows() - 1));
+      throw OptionError("--row " + std::to_string(row) + " is outside 0.." + std::to_string(file.rows() - 1));
     const std::int32_t label = all_labels[static_cast<std::size_t>(row)];
     std::cout << "row " << row << ": label " << label;
     if (static_cast<std::size_t>(label) < classes.size())

@@ -11,13 +11,62 @@ namespace po = boost::program_options;
 
 namespace textscale::cli {
 
+namespace {
+
+template <typename T>
+bool holds(const po::option_description& option) {
+  return dynamic_cast<const po::typed_value<T>*>(option.semantic().get()) != nullptr;
+}
+
+std::string bound(std::int64_t value) {
+  if (value == std::numeric_limits<std::int64_t>::max()) return "";
+  return std::to_string(value);
+}
+
+std::string bound(double value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+}  // namespace
+
+void store_checked(const po::parsed_options& parsed, const po::options_description& options,
+                   po::variables_map& values) {
+  for (const auto& option : parsed.options) {
+    const po::option_description* description = options.find_nothrow(option.string_key, false);
+    if (!description || !(holds<unsigned long>(*description) || holds<unsigned>(*description))) continue;
+    for (const auto& token : option.value)
+      if (!token.empty() && token[0] == '-')
+        throw UsageError{"--" + option.string_key + " must not be negative, not '" + token + "'"};
+  }
+  po::store(parsed, values);
+}
+
+void require_range(const std::string& name, double value, double low, double high, const std::string& note) {
+  if (value >= low && value <= high) return;  // false for NaN
+  std::ostringstream shown;
+  shown << value;
+  throw OptionError("--" + name + " must be in " + bound(low) + ".." + bound(high) +
+                    (note.empty() ? "" : " (" + note + ")") + ", not " + shown.str());
+}
+
+void require_range(const std::string& name, std::int64_t value, std::int64_t low, std::int64_t high,
+                   const std::string& note) {
+  if (value >= low && value <= high) return;
+  const std::string range = high == std::numeric_limits<std::int64_t>::max() ? "at least " + bound(low)
+                                                                             : "in " + bound(low) + ".." + bound(high);
+  throw OptionError("--" + name + " must be " + range + (note.empty() ? "" : " (" + note + ")") + ", not " +
+                    std::to_string(value));
+}
+
 bool parse_options(const std::vector<std::string>& arguments, const po::options_description& options,
                    po::variables_map& values, const po::positional_options_description* positional) {
   try {
     po::command_line_parser parser(arguments);
     parser.options(options);
     if (positional) parser.positional(*positional);
-    po::store(parser.run(), values);
+    store_checked(parser.run(), options, values);
     if (values.count("help")) {
       std::cout << options << "\n";
       return false;
@@ -60,11 +109,12 @@ engine::BackendOptions BackendArguments::options() const {
     o.threads = threads;
     o.winograd = engine::parse_switch("winograd", winograd);
     if (winograd_min_channels < 1 || winograd_min_channels > (std::int64_t{1} << 20))
-      throw InputError("--winograd-min-channels must be in 1..1048576, not " + std::to_string(winograd_min_channels));
+      throw OptionError("--winograd-min-channels must be in 1..1048576, not " + std::to_string(winograd_min_channels));
     o.winograd_min_channels = winograd_min_channels;
     o.onehot_fusion = engine::parse_switch("onehot-fusion", onehot_fusion);
     o.cudnn_search = engine::parse_algorithm_search(cudnn_search);
     o.bf16_convolutions = engine::parse_switch("bf16-conv", bf16_conv);
+    engine::validate(o);
     return o;
   } catch (const InputError& error) {
     throw UsageError{error.what()};
@@ -90,7 +140,16 @@ void ModelArguments::add(po::options_description& options) {
 }
 
 engine::ModelConfig ModelArguments::config(const po::variables_map& values, const std::set<std::string>& typed) const {
+  if (!engine::model_registry().find(name)) try {
+      (void)engine::model_registry().at(name);  // names the known models
+    } catch (const InputError& error) {
+      throw OptionError(std::string("--model: ") + error.what());
+    }
   const engine::ModelEntry& model = engine::model_registry().at(name);
+  for (const auto& [option, value] :
+       {std::pair{"features", features}, {"fc", fc}, {"embed-dim", embed_dim}, {"hidden", hidden}})
+    require_range(option, value, 0, std::numeric_limits<std::int64_t>::max(), "0: the published value");
+  if (!(dropout >= 0 && dropout < 1)) throw OptionError("--dropout must be in [0, 1), not " + std::to_string(dropout));
   engine::ModelConfig config;
   config.name = name;
   // `set`: whether the value is one to store (--features 0 and --fc 0 mean the published value).

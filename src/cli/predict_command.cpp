@@ -370,7 +370,10 @@ int predict_command(const std::vector<std::string>& arguments) {
   po::variables_map values;
   if (!parse_options(arguments, options, values)) return 0;
   if (a.checkpoint.empty()) throw UsageError{"--checkpoint is required"};
-  if (a.top_k < 0) throw UsageError{"--top-k must be >= 0"};
+  require_range("top-k", a.top_k, 0, std::numeric_limits<std::int64_t>::max(), "0: every class");
+  require_range("batch-size", a.batch, 1);
+  require_range("id-column", a.id_column, -1, std::numeric_limits<std::int64_t>::max(), "-1: none");
+  require_range("max-errors-shown", std::int64_t{a.max_errors_shown}, 0);
   if (a.progress != "auto" && a.progress != "on" && a.progress != "off")
     throw UsageError{"--progress must be auto, on or off"};
   const std::string output_format = a.output_format == "auto"

@@ -38,6 +38,9 @@ int preprocess_command(const std::vector<std::string>& arguments) {
       "labels are 0-based or 1-based integers, or class names listed in --classes")(
       "classes", po::value(&o.classes_file)->value_name("FILE"),
       "class names, one per line, in index order (zhang: classes.txt beside the input by default)")(
+      "max-classes", po::value(&o.max_classes)->default_value(1000),
+      "without --classes: the most classes integer labels may make; a label above is a bad row (label out of "
+      "range)")(
       "unescape", po::value(&unescape)->value_name("none|newline|backslash")->default_value("newline"),
       "newline: \\n becomes a newline (Zhang); backslash: AG News style, a run of backslashes becomes a newline "
       "and \\$ a dollar; none: keep the text as it is");

@@ -71,7 +71,7 @@ TokenCounts write_tokens(const data::DatasetFile& file, const std::string& outpu
                      "would leak into training)");
   std::error_code error;
   if (std::filesystem::equivalent(file.path(), output, error))
-    throw InputError("--output '" + output + "' is the data file itself");
+    throw OptionError("--output '" + output + "' is the data file itself");
   const std::vector<std::string> vocab = file.read_vocabulary();
   const bool stored_lengths = !file.shape("word_lengths").empty();
   const std::int64_t width = file.word_length();

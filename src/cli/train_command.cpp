@@ -149,7 +149,7 @@ double parse_bucket_mb(const std::string& text) {
     used = 0;
   }
   if (used != text.size() || !(mib >= 0 && mib <= 4096))
-    throw InputError("--bucket-mb must be auto or in [0, 4096], not '" + text + "'");
+    throw OptionError("--bucket-mb must be auto or in [0, 4096], not '" + text + "'");
   return mib;
 }
 
@@ -245,7 +245,7 @@ int train_command(const std::vector<std::string>& arguments) {
   backend.add(options, "CPU threads per rank (0: the node's cores / its ranks)");
   po::variables_map values;
   try {
-    po::store(po::command_line_parser(arguments).options(options).run(), values);
+    store_checked(po::command_line_parser(arguments).options(options).run(), options, values);
     typed = given_options(values);
     if (values.count("config") && values.count("resume"))
       throw UsageError{"--config and --resume exclude each other (a resume takes its checkpoint's options)"};
@@ -253,7 +253,7 @@ int train_command(const std::vector<std::string>& arguments) {
       // A repeat is a new run, from the same starting weights where the run had --init-from.
       const auto tokens =
           option_tokens(options_from_config(values["config"].as<std::string>()), {"resume", "run-dir", "force-resume"});
-      po::store(po::command_line_parser(tokens).options(options).run(), values);
+      store_checked(po::command_line_parser(tokens).options(options).run(), options, values);
     }
     if (values.count("resume")) {
       if (values.count("init-from"))
@@ -262,7 +262,7 @@ int train_command(const std::vector<std::string>& arguments) {
       const auto saved = options_from_checkpoint(values["resume"].as<std::string>(), values);
       // Options not given now come from the checkpoint; --max-steps applies to one invocation.
       const auto tokens = option_tokens(saved, {"resume", "run-dir", "max-steps", "progress", "force-resume"});
-      po::store(po::command_line_parser(tokens).options(options).run(), values);
+      store_checked(po::command_line_parser(tokens).options(options).run(), options, values);
     }
     po::notify(values);
   } catch (const po::error& error) {

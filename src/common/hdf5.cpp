@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "textscale/common/error.h"
+#include "textscale/common/log.h"
 
 namespace textscale {
 
@@ -25,24 +26,28 @@ herr_t collect_frame(unsigned, const H5E_error2_t* frame, void* client_data) {
 }  // namespace
 
 void throw_hdf5_error(const char* expression, const char* file, int line) {
-  // HDF5's stack repeats itself; the outermost frame says what failed and the innermost why
-  // (for I/O, with the system's errno message).
+  // HDF5's stack repeats itself; the outermost frame says what failed and the innermost why (for
+  // I/O, with the system's message). The user reads why; the call, the source line and the stack
+  // go to the debug log (--log-level debug).
   std::vector<std::string> frames;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect_frame, &frames);
   H5Eclear2(H5E_DEFAULT);
-  std::ostringstream message;
-  message << "HDF5 call failed: " << expression << " (" << file << ":" << line << ")";
-  if (!frames.empty()) message << ": " << frames.front();
+  std::ostringstream stack;
+  for (const auto& frame : frames) stack << "\n  " << frame;
+  TS_LOG(debug, "HDF5 call failed: " << expression << " (" << file << ":" << line << ")" << stack.str());
+  std::string reason = frames.empty() ? std::string("the HDF5 library reported an error") : frames.front();
+  reason = reason.substr(reason.find(": ") == std::string::npos ? 0 : reason.find(": ") + 2);  // no function name
   if (frames.size() > 1) {
     std::string cause = frames.back();
     const std::size_t system = cause.find("error message = '");
     if (system != std::string::npos) {
       const std::size_t begin = system + 17;
-      cause = cause.substr(begin, cause.find('\'', begin) - begin);
+      reason = cause.substr(begin, cause.find('\'', begin) - begin);  // the system's own words
+    } else {
+      reason += " (" + cause.substr(cause.find(": ") == std::string::npos ? 0 : cause.find(": ") + 2) + ")";
     }
-    message << "; cause: " << cause.substr(0, 300);
   }
-  throw Hdf5Error(message.str());
+  throw Hdf5Error(reason.substr(0, 300));
 }
 }  // namespace detail
 

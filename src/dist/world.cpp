@@ -412,7 +412,7 @@ World& init_world(bool force_mpi, double timeout_seconds) {
 World& init_world(bool force_mpi, const WorldOptions& options) {
   if (g_initialized) return g_world;
   if (options.progress_microseconds < 0 || options.progress_microseconds > 10'000'000)
-    throw InputError("--mpi-progress-us must be in 0..10000000 (0: no progress thread)");
+    throw OptionError("--mpi-progress-us must be in 0..10000000 (0: no progress thread)");
   g_initialized = true;
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);

@@ -10,25 +10,25 @@ Device parse_device(const std::string& text) {
   if (text == "auto") return Device::automatic;
   if (text == "cpu") return Device::cpu;
   if (text == "cuda") return Device::cuda;
-  throw InputError("--device must be auto, cpu or cuda, not '" + text + "'");
+  throw OptionError("--device must be auto, cpu or cuda, not '" + text + "'");
 }
 
 CpuBackend parse_cpu_backend(const std::string& text) {
   if (text == "onednn") return CpuBackend::onednn;
   if (text == "reference") return CpuBackend::reference;
-  throw InputError("--backend must be onednn or reference, not '" + text + "'");
+  throw OptionError("--backend must be onednn or reference, not '" + text + "'");
 }
 
 AlgorithmSearch parse_algorithm_search(const std::string& text) {
   if (text == "heuristic") return AlgorithmSearch::heuristic;
   if (text == "measure") return AlgorithmSearch::measure;
-  throw InputError("--cudnn-search must be heuristic or measure, not '" + text + "'");
+  throw OptionError("--cudnn-search must be heuristic or measure, not '" + text + "'");
 }
 
 bool parse_switch(const std::string& option, const std::string& text) {
   if (text == "on" || text == "true" || text == "yes" || text == "1") return true;
   if (text == "off" || text == "false" || text == "no" || text == "0") return false;
-  throw InputError("--" + option + " must be on or off, not '" + text + "'");
+  throw OptionError("--" + option + " must be on or off, not '" + text + "'");
 }
 
 std::string to_string(Device device) {
@@ -52,10 +52,10 @@ std::string to_string(AlgorithmSearch search) {
 }
 
 void validate(const BackendOptions& options) {
-  if (options.threads < 0 || options.threads > 1024) throw InputError("--threads must be in 0..1024 (0: automatic)");
+  if (options.threads < 0 || options.threads > 1024) throw OptionError("--threads must be in 0..1024 (0: automatic)");
   if (options.winograd_min_channels < 1 || options.winograd_min_channels > (Index{1} << 20))
-    throw InputError("--winograd-min-channels must be in 1..1048576, not " +
-                     std::to_string(options.winograd_min_channels));
+    throw OptionError("--winograd-min-channels must be in 1..1048576, not " +
+                      std::to_string(options.winograd_min_channels));
 }
 
 // The enums in JSON: their command-line spellings, parsed strictly.
@@ -99,6 +99,8 @@ BackendOptions backend_options_from_json(const std::string& json) {
     validate(options);
     return options;
   } catch (const nlohmann::json::exception& error) {
+    throw InputError(std::string("backend options: ") + error.what());
+  } catch (const OptionError& error) {  // a value recorded in a file, not typed on this command line
     throw InputError(std::string("backend options: ") + error.what());
   }
 }

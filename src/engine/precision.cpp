@@ -8,7 +8,7 @@ Precision parse_precision(const std::string& text) {
   if (text == "fp32") return Precision::fp32;
   if (text == "tf32") return Precision::tf32;
   if (text == "bf16") return Precision::bf16;
-  throw InputError("--precision must be fp32, tf32 or bf16, not '" + text + "'");
+  throw OptionError("--precision must be fp32, tf32 or bf16, not '" + text + "'");
 }
 
 std::string to_string(Precision precision) {

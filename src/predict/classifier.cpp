@@ -138,7 +138,7 @@ struct Classifier::Impl {
 Classifier::Classifier(const std::string& checkpoint, const train::CheckpointInfo& info,
                        const ClassifierOptions& options)
     : impl_(std::make_unique<Impl>()) {
-  if (options.max_batch < 1) throw InputError("--batch-size must be at least 1");
+  if (options.max_batch < 1) throw OptionError("--batch-size must be at least 1");
   engine::validate(options.backend);
   Impl& m = *impl_;
   m.info = info;

@@ -101,7 +101,7 @@ PredictRun::PredictRun(Classifier& classifier, TextEncoder& encoder, PredictionW
                        const PredictRunOptions& options, dist::Communicator& comm)
     : classifier_(classifier), encoder_(encoder), writer_(writer), options_(options), comm_(comm) {
   if (options_.batch < 1 || options_.batch > classifier_.max_batch())
-    throw InputError("--batch-size must be in 1.." + std::to_string(classifier_.max_batch()));
+    throw OptionError("--batch-size must be in 1.." + std::to_string(classifier_.max_batch()));
   round_.metrics = train::Metrics(classifier_.classes());
   total_.metrics = train::Metrics(classifier_.classes());
 }

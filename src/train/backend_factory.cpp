@@ -57,7 +57,7 @@ std::unique_ptr<engine::Backend<float>> make_backend(const engine::BackendOption
   (void)local_rank;  // a GPU setting
   const bool bf16 = options.precision == engine::Precision::bf16;
   if (options.cpu_backend == engine::CpuBackend::onednn) return std::make_unique<engine::DnnlBackend>(options);
-  if (bf16) throw InputError("--precision bf16: the reference backend computes in fp32 and fp64 only");
+  if (bf16) throw OptionError("--precision bf16: the reference backend computes in fp32 and fp64 only");
   return std::make_unique<engine::ReferenceBackend<float>>();
 }
 

@@ -20,10 +20,10 @@ FaultHooks::FaultHooks(const std::string& spec, int rank) : rank_(rank) {
     fault_rank_ = std::stoi(spec.substr(first + 1, second - first - 1));
     step_ = std::stoll(spec.substr(second + 1));
   } catch (const std::exception&) {
-    throw InputError("--fault expects KIND:RANK:STEP, not '" + spec + "'");
+    throw OptionError("--fault expects KIND:RANK:STEP, not '" + spec + "'");
   }
   if (kind_ != "throw" && kind_ != "kill" && kind_ != "nan" && kind_ != "term" && kind_ != "slow")
-    throw InputError("--fault kind must be throw, kill, nan, term or slow, not '" + kind_ + "'");
+    throw OptionError("--fault kind must be throw, kill, nan, term or slow, not '" + kind_ + "'");
 }
 
 void FaultHooks::before_step(std::int64_t step) {

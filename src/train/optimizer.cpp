@@ -18,27 +18,27 @@ double learning_rate(const OptimizerConfig& o, const ScheduleConfig& s, std::int
 }
 
 void validate(const OptimizerConfig& o, const ScheduleConfig& s) {
-  if (o.kind != "sgd" && o.kind != "adam") throw InputError("--optimizer must be sgd or adam, not '" + o.kind + "'");
+  if (o.kind != "sgd" && o.kind != "adam") throw OptionError("--optimizer must be sgd or adam, not '" + o.kind + "'");
   // Written so that NaN fails every check (a comparison with NaN is false) and infinity the
   // finiteness ones.
   const auto in_unit = [](double v) { return v >= 0 && v < 1; };
   const auto finite_positive = [](double v) { return std::isfinite(v) && v > 0; };
   const auto finite_non_negative = [](double v) { return std::isfinite(v) && v >= 0; };
-  if (!finite_positive(o.lr)) throw InputError("--lr must be a positive finite number");
+  if (!finite_positive(o.lr)) throw OptionError("--lr must be a positive finite number");
   if (o.embedding_update != "dense" && o.embedding_update != "lazy")
-    throw InputError("--embedding-update must be dense or lazy, not '" + o.embedding_update + "'");
-  if (!in_unit(o.momentum)) throw InputError("--momentum must be in [0, 1)");
-  if (!finite_non_negative(o.weight_decay)) throw InputError("--weight-decay must be a finite number >= 0");
-  if (!finite_non_negative(o.clip_norm)) throw InputError("--clip-norm must be a finite number >= 0");
-  if (!in_unit(o.beta1)) throw InputError("--adam-beta1 must be in [0, 1)");
-  if (!in_unit(o.beta2)) throw InputError("--adam-beta2 must be in [0, 1)");
-  if (!finite_positive(o.epsilon)) throw InputError("Adam's epsilon must be a positive finite number");
-  if (!finite_positive(s.step_factor)) throw InputError("--step-factor must be a positive finite number");
-  if (!finite_positive(s.epoch_factor)) throw InputError("--epoch-factor must be a positive finite number");
+    throw OptionError("--embedding-update must be dense or lazy, not '" + o.embedding_update + "'");
+  if (!in_unit(o.momentum)) throw OptionError("--momentum must be in [0, 1)");
+  if (!finite_non_negative(o.weight_decay)) throw OptionError("--weight-decay must be a finite number >= 0");
+  if (!finite_non_negative(o.clip_norm)) throw OptionError("--clip-norm must be a finite number >= 0");
+  if (!in_unit(o.beta1)) throw OptionError("--adam-beta1 must be in [0, 1)");
+  if (!in_unit(o.beta2)) throw OptionError("--adam-beta2 must be in [0, 1)");
+  if (!finite_positive(o.epsilon)) throw OptionError("Adam's epsilon must be a positive finite number");
+  if (!finite_positive(s.step_factor)) throw OptionError("--step-factor must be a positive finite number");
+  if (!finite_positive(s.epoch_factor)) throw OptionError("--epoch-factor must be a positive finite number");
   if (s.kind != "constant" && s.kind != "step" && s.kind != "factor")
-    throw InputError("--schedule must be constant, step or factor, not '" + s.kind + "'");
-  if (s.step_epochs < 1) throw InputError("--step-epochs must be at least 1");
-  if (s.warmup_steps < 0) throw InputError("--warmup-steps must not be negative");
+    throw OptionError("--schedule must be constant, step or factor, not '" + s.kind + "'");
+  if (s.step_epochs < 1) throw OptionError("--step-epochs must be at least 1");
+  if (s.warmup_steps < 0) throw OptionError("--warmup-steps must not be negative");
 }
 
 template <typename T>

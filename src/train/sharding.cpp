@@ -11,7 +11,7 @@ namespace textscale::train {
 ShuffleMode parse_shuffle_mode(const std::string& name) {
   if (name == "rows") return ShuffleMode::rows;
   if (name == "blocks") return ShuffleMode::blocks;
-  throw InputError("--shuffle must be rows or blocks, not '" + name + "'");
+  throw OptionError("--shuffle must be rows or blocks, not '" + name + "'");
 }
 
 Share rank_share(std::int64_t batch_rows, int rank, int size) {

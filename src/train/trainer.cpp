@@ -21,6 +21,7 @@
 #include "textscale/common/hash.h"
 #include "textscale/common/interrupt.h"
 #include "textscale/common/log.h"
+#include "textscale/common/system_memory.h"
 #include "textscale/data/dataset_file.h"
 #include "textscale/dist/communicator.h"
 #include "textscale/dist/reducer.h"
@@ -264,37 +265,60 @@ void check_resumed_options(const std::string& path, engine::BackendOptions befor
 
 namespace {
 
-// Throws InputError naming the first option out of range.
+// Throws OptionError naming the first option out of range.
 void check_options(const TrainConfig& config) {
   validate(config.optimizer, config.schedule);
-  if (config.epochs < 1) throw InputError("--epochs must be at least 1");
-  if (config.batch_size < 1) throw InputError("--batch-size must be at least 1");
-  if (config.train_path.empty()) throw InputError("--train FILE is required");
+  if (config.epochs < 1) throw OptionError("--epochs must be at least 1");
+  if (config.batch_size < 1) throw OptionError("--batch-size must be at least 1");
+  if (config.train_path.empty()) throw OptionError("--train FILE is required");
   if (!config.resume.empty() && !config.init_from.empty())
-    throw InputError("--resume and --init-from exclude each other");
+    throw OptionError("--resume and --init-from exclude each other");
   if (!config.embeddings.empty() && !config.init_from.empty())
-    throw InputError(
+    throw OptionError(
         "--embeddings and --init-from exclude each other (the checkpoint's table would replace the vectors)");
   if (config.lr_scaling != "none" && config.lr_scaling != "linear")
-    throw InputError("--lr-scaling must be none or linear, not '" + config.lr_scaling + "'");
-  if (config.lr_base_batch < 1) throw InputError("--lr-base-batch must be at least 1");
+    throw OptionError("--lr-scaling must be none or linear, not '" + config.lr_scaling + "'");
+  if (config.lr_base_batch < 1) throw OptionError("--lr-base-batch must be at least 1");
   if (!(config.bucket_mb == -1 || (config.bucket_mb >= 0 && config.bucket_mb <= 4096)))
-    throw InputError("--bucket-mb must be auto or in [0, 4096]");
-  if (config.accumulate < 1) throw InputError("--accumulate must be at least 1");
+    throw OptionError("--bucket-mb must be auto or in [0, 4096]");
+  if (config.accumulate < 1) throw OptionError("--accumulate must be at least 1");
   if (config.allreduce_precision != "fp32" && config.allreduce_precision != "bf16")
-    throw InputError("--allreduce-precision must be fp32 or bf16, not '" + config.allreduce_precision + "'");
+    throw OptionError("--allreduce-precision must be fp32 or bf16, not '" + config.allreduce_precision + "'");
   if (config.accumulate > config.batch_size)
-    throw InputError("--accumulate " + std::to_string(config.accumulate) + " is more micro-batches than the " +
-                     std::to_string(config.batch_size) + " rows of a batch");
+    throw OptionError("--accumulate " + std::to_string(config.accumulate) + " is more micro-batches than the " +
+                      std::to_string(config.batch_size) + " rows of a batch");
   if (!(config.comm_timeout >= 0 && config.comm_timeout <= 1e7))
-    throw InputError("--comm-timeout must be in [0, 1e7] seconds (0: no limit)");
+    throw OptionError("--comm-timeout must be in [0, 1e7] seconds (0: no limit)");
   engine::validate(config.backend);
-  if (config.eval_batch_size < 0) throw InputError("--eval-batch-size must be >= 0 (0: the batch size)");
+  if (config.eval_batch_size < 0) throw OptionError("--eval-batch-size must be >= 0 (0: the batch size)");
   if (config.progress != "auto" && config.progress != "on" && config.progress != "off")
-    throw InputError("--progress must be auto, on or off, not '" + config.progress + "'");
+    throw OptionError("--progress must be auto, on or off, not '" + config.progress + "'");
   (void)parse_shuffle_mode(config.shuffle);
-  if (config.shuffle_block < 1) throw InputError("--shuffle-block must be at least 1");
+  if (config.shuffle_block < 1) throw OptionError("--shuffle-block must be at least 1");
+  for (const auto& [name, value] : {std::pair{"checkpoint-every", config.checkpoint_every},
+                                    {"log-every", config.log_every},
+                                    {"max-steps", config.max_steps},
+                                    {"limit-train", config.limit_train},
+                                    {"limit-eval", config.limit_eval}})
+    if (value < 0)
+      throw OptionError("--" + std::string(name) + " must be at least 0 (0: off), not " + std::to_string(value));
   (void)FaultHooks(config.fault, 0);
+}
+
+// Refuses a model whose parameters, gradients and optimizer state alone need more memory than this
+// process may allocate (the node's ranks share it), naming both sizes, before allocating any.
+void check_model_fits(const engine::ModelConfig& model, const OptimizerConfig& optimizer, int local_ranks) {
+  const Index parameters = engine::trained_parameter_count(model);
+  const int slots = optimizer.kind == "adam" ? 2 : optimizer.momentum > 0 ? 1 : 0;
+  const double need = static_cast<double>(parameters) * sizeof(float) * (2 + slots) * local_ranks;
+  const AvailableMemory available = available_memory();
+  if (available.bytes == 0 || need <= static_cast<double>(available.bytes)) return;
+  throw InputError("model " + model.name + " has " + std::to_string(parameters) +
+                   " parameters with these hyperparameters: their values, gradients and " + optimizer.kind +
+                   " state need " + memory_size(need) +
+                   (local_ranks > 1 ? " for the " + std::to_string(local_ranks) + " ranks on this node" : "") +
+                   ", more than the " + memory_size(static_cast<double>(available.bytes)) + " " + available.limit +
+                   " leaves (textscale models lists the published sizes)");
 }
 
 // The evaluation files: this rank's shards of them.
@@ -328,13 +352,13 @@ EvalData open_eval_data(const TrainConfig& config, const dist::World& world, con
 // their random start. Returns the coverage line for the log.
 std::string load_word_vectors(const TrainConfig& config, engine::Model<float>& model) {
   if (model.input_ids() != engine::IdType::words)
-    throw InputError("--embeddings: model " + model.config().name + " reads characters, not words");
+    throw OptionError("--embeddings: model " + model.config().name + " reads characters, not words");
   auto& params = model.params();
   const auto& tensors = params.tensors();
   const auto table =
       std::find_if(tensors.begin(), tensors.end(), [](const auto& t) { return t.name == "input.table"; });
   if (table == tensors.end() || table->shape.size() != 2)
-    throw InputError("--embeddings: model " + model.config().name + " has no word embedding table");
+    throw OptionError("--embeddings: model " + model.config().name + " has no word embedding table");
   const Index vocab = table->shape[0], dim = table->shape[1];
   const data::DatasetFile file(config.train_path);
   const PretrainedEmbeddings vectors =
@@ -417,10 +441,10 @@ BatchPlan plan_batches(const TrainConfig& config, const dist::World& world, std:
   if (config.model.sync_bn && world.size > 1) {
     const std::int64_t last = train_rows % p.batch;
     if (p.batch < world.size || (last > 0 && last < world.size))
-      throw InputError("--sync-bn needs at least one row of every batch on every rank: with " +
-                       std::to_string(world.size) + " ranks, " + std::to_string(train_rows) + " rows and batch " +
-                       std::to_string(p.batch) + " the last batch has " + std::to_string(last) +
-                       " rows (change --batch-size or --limit-train)");
+      throw OptionError("--sync-bn needs at least one row of every batch on every rank: with " +
+                        std::to_string(world.size) + " ranks, " + std::to_string(train_rows) + " rows and batch " +
+                        std::to_string(p.batch) + " the last batch has " + std::to_string(last) +
+                        " rows (change --batch-size or --limit-train)");
   }
   p.lr_multiplier =
       config.lr_scaling == "linear" ? static_cast<double>(p.batch) / static_cast<double>(config.lr_base_batch) : 1.0;
@@ -908,8 +932,8 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
                     config.limit_train > 0 ? config.limit_train : -1);
   if (train.rows() == 0) throw InputError(config.train_path + ": no training rows");
   if (config.bucket_by_length && train.encoding().ids != engine::IdType::words)
-    throw InputError("--bucket-by-length: model " + config.model.name +
-                     " reads character rows of one length; bucketing is for the word models");
+    throw OptionError("--bucket-by-length: model " + config.model.name +
+                      " reads character rows of one length; bucketing is for the word models");
   const Encoding& encoding = train.encoding();
   const EvalData eval = open_eval_data(config, world, train, config_json);
 
@@ -923,6 +947,7 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   backend_options = resolve(backend_options, world.local_size);
   auto backend = make_backend(backend_options, world.local_rank, world.local_size);
   const engine::Memory& memory = backend->memory();
+  if (memory.is_host()) check_model_fits(model_config, config.optimizer, world.local_size);
   engine::Model<float> model(model_config, memory);
   Optimizer<float> optimizer(config.optimizer, model.params().trained_count(), memory);
   model.params().initialize(config.seed);

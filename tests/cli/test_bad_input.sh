@@ -77,7 +77,7 @@ expect_in err "--format must be zhang, tsv or imdb"
 run_ts 2 preprocess --input bad.csv
 expect_in err "--output is required"
 run_ts 2 preprocess --input bad.csv --output x.h5 --no-such-option
-run_ts 1 preprocess --input bad.csv --output x.h5 --format tsv --labels names
+run_ts 2 preprocess --input bad.csv --output x.h5 --format tsv --labels names
 expect_in err "--labels names needs --classes"
 
 # --- an existing output is kept unless --overwrite ---------------------------------------------
@@ -94,7 +94,11 @@ echo "precious" > full.h5
 status=0
 ( ulimit -f 512; exec "$TEXTSCALE_BIN" preprocess --input big.csv --output full.h5 --overwrite ) >"$WORK/out" 2>"$WORK/err" || status=$?
 [ "$status" = 1 ] || fail "a full disk must exit 1, got $status: $(cat "$WORK/err")"
-grep -qiE "HDF5 call failed|cannot (write|finish|sync)" "$WORK/err" || fail "no write error reported: $(cat "$WORK/err")"
+grep -qiE "cannot (write|finish|sync).*File too large" "$WORK/err" || fail "no write error reported: $(cat "$WORK/err")"
+! grep -qE "\.(cpp|h):[0-9]+|\bH5[A-Z]|HDF5 call" "$WORK/err" || fail "the write error quotes HDF5 calls or source lines: $(cat "$WORK/err")"
+# --log-level debug adds them.
+( ulimit -f 512; exec "$TEXTSCALE_BIN" preprocess --input big.csv --output full.h5 --overwrite --log-level debug ) >"$WORK/out" 2>"$WORK/err" || true
+expect_in "$WORK/err" "debug: HDF5 call failed"
 [ "$(cat full.h5)" = precious ] || fail "the previous full.h5 was damaged by a failed write"
 no_leftovers "$WORK"
 # The same with --shuffle, where rows are spooled first.
@@ -108,7 +112,7 @@ no_leftovers "$WORK"
 # --- outputs that would destroy something ------------------------------------------------------
 printf '"1","a","b"\n"2","c","d"\n' > source.csv
 cp source.csv source.keep
-run_ts 1 preprocess --input source.csv --output source.csv --overwrite
+run_ts 2 preprocess --input source.csv --output source.csv --overwrite
 expect_in err "--output must differ from --input"
 cmp -s source.csv source.keep || fail "--output equal to --input replaced the input"
 mkdir -p out-folder
@@ -136,6 +140,35 @@ run_ts 0 preprocess --input huge.tsv --format tsv --labels index0 --no-words --o
 expect_in err "huge.tsv:1: label out of range"
 expect_in err "huge.tsv:4: label out of range"
 expect_in out "wrote huge.h5: 2 rows"
+# One stray label far above the others (1048575 among 0 and 1) is past --max-classes (1000 by
+# default): a bad row, not 1,048,576 classes.
+{ for i in $(seq 20); do printf '%d\tt %d\n' $((i % 2)) "$i"; done; printf '1048575\tstray\n'; } > stray.tsv
+run_ts 0 preprocess --input stray.tsv --format tsv --labels index0 --no-words --output stray.h5
+expect_in err "stray.tsv:21: label out of range: label 1048575 is outside 0..999 (no class list"
+py -c "import h5py; assert h5py.File('stray.h5','r').attrs['num_classes'] == 2" || fail "a stray label made classes"
+run_ts 1 preprocess --input stray.tsv --format tsv --labels index0 --no-words --output x.h5 --strict
+expect_absent x.h5
+run_ts 2 preprocess --input stray.tsv --format tsv --labels index0 --no-words --output x.h5 --max-classes 0
+expect_in err "--max-classes must be in 1..1048576"
+# Raised on purpose, the summary stays one short line.
+run_ts 0 preprocess --input stray.tsv --format tsv --labels index0 --no-words --output many.h5 --max-classes 1048576
+expect_in out "(1048576 classes); 1048573 class(es) with no row"
+[ "$(wc -c < "$WORK/out")" -lt 2000 ] || fail "the summary of 1048576 classes is $(wc -c < "$WORK/out") bytes"
+
+# --- a model too large for the memory it may use: the sizes, exit 1, nothing written -------------
+status=0
+( ulimit -v 4000000; exec "$TEXTSCALE_BIN" train --train nc.h5 --model crepe-small --features 60000 --fc 8 \
+  --run-dir big-run ) > "$WORK/out" 2> "$WORK/err" || status=$?
+[ "$status" = 1 ] || fail "a model larger than ulimit -v: exit $status, expected 1: $(cat "$WORK/err")"
+expect_in "$WORK/err" "GiB, more than the"
+expect_in "$WORK/err" "the address-space limit (ulimit -v) leaves"
+expect_absent big-run
+# Activations past the limit: the allocation that fails is reported, exit 1 (not an internal error).
+status=0
+( ulimit -v 4000000; exec "$TEXTSCALE_BIN" bench --model crepe-small --batch-size 20000 --warmup 0 --steps 1 \
+  --threads 1 ) > "$WORK/out" 2> "$WORK/err" || status=$?
+[ "$status" = 1 ] || fail "a batch larger than ulimit -v: exit $status, expected 1: $(cat "$WORK/err")"
+expect_in "$WORK/err" "error: out of memory: an allocation was refused"
 
 # --- line ends: LF, CRLF and lone CR (old Mac files) all end a row; a header must parse --------
 printf '1\ta\r0\tb\r\n1\tc\n' > cr.tsv
@@ -170,16 +203,16 @@ expect_in err "2_7.txt: unreadable file: not a regular file"
 expect_in err "5_8.txt: unreadable file: not a regular file"
 expect_in out "wrote imdb.h5: 2 rows"
 
-# --- option values out of range are refused by name ---------------------------------------------
-run_ts 1 preprocess --input source.csv --output x.h5 --validation-fraction nan
+# --- option values out of range are command-line errors (exit 2) naming the option ----------------
+run_ts 2 preprocess --input source.csv --output x.h5 --validation-fraction nan
 expect_in err "--validation-fraction must be in [0, 1)"
-run_ts 1 preprocess --input source.csv --output x.h5 --max-row-bytes -1
-expect_in err "--max-row-bytes must be in 16.."
-run_ts 1 preprocess --input source.csv --output x.h5 --char-length 2000000000
+run_ts 2 preprocess --input source.csv --output x.h5 --max-row-bytes -1
+expect_in err "--max-row-bytes must not be negative"
+run_ts 2 preprocess --input source.csv --output x.h5 --char-length 2000000000
 expect_in err "--char-length must be in 1.."
-run_ts 1 preprocess --input source.csv --output x.h5 --threads 100000
+run_ts 2 preprocess --input source.csv --output x.h5 --threads 100000
 expect_in err "--threads must be at most"
-run_ts 1 preprocess --input huge.tsv --format tsv --labels index0 --label-column 2147483647 --output x.h5
+run_ts 2 preprocess --input huge.tsv --format tsv --labels index0 --label-column 2147483647 --output x.h5
 expect_in err "--label-column must be in 0.."
 run_ts 1 preprocess --input big.csv --output x.h5 --validation-fraction 0.00001
 expect_in err "holds no row (raise --validation-fraction)"

@@ -50,6 +50,6 @@ run_ts 2 train --train absent.h5 --model crepe-large --shortcut true
 expect_in err "--shortcut is not an option of model crepe-large"
 run_ts 2 bench --model crepe-small --shortcut false
 expect_in err "--shortcut is not an option of model crepe-small"
-run_ts 1 train --train absent.h5 --model vdcnn-10
+run_ts 2 train --train absent.h5 --model vdcnn-10
 expect_in err "unknown model 'vdcnn-10' (known: crepe-small, crepe-large, vdcnn-9, vdcnn-17, vdcnn-29, bilstm)"
 finish

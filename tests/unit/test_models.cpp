@@ -115,7 +115,7 @@ BOOST_AUTO_TEST_CASE(hyperparameters_are_completed_and_checked) {
     try {
       Model<float> model(config);
       BOOST_ERROR(config.name << " " << config.hyperparameters.dump() << " was built");
-    } catch (const textscale::InputError& error) {
+    } catch (const textscale::Error& error) {  // InputError, or OptionError for a value out of range
       BOOST_TEST(std::string(error.what()).find(why) != std::string::npos, error.what() << " names " << why);
     }
   };

@@ -87,7 +87,7 @@ BOOST_AUTO_TEST_CASE(order_depends_on_seed_and_epoch_only) {
   const auto blocks = train::epoch_order(100, 1, 0, train::ShuffleMode::blocks, 16);
   for (std::size_t i = 0; i < blocks.size(); ++i)
     if (blocks[i] % 16 != 0) BOOST_REQUIRE_EQUAL(blocks[i], blocks[i - 1] + 1);
-  BOOST_CHECK_THROW(train::parse_shuffle_mode("random"), InputError);
+  BOOST_CHECK_THROW(train::parse_shuffle_mode("random"), OptionError);
 }
 
 // A communicator that records what it is asked to reduce.

@@ -43,18 +43,18 @@ BOOST_AUTO_TEST_CASE(invalid_settings_are_refused_by_name) {
   train::OptimizerConfig o;
   train::ScheduleConfig s;
   o.kind = "rmsprop";
-  BOOST_CHECK_EXCEPTION(train::validate(o, s), InputError,
-                        [](const InputError& e) { return std::string(e.what()).find("--optimizer") == 0; });
+  BOOST_CHECK_EXCEPTION(train::validate(o, s), OptionError,
+                        [](const OptionError& e) { return std::string(e.what()).find("--optimizer") == 0; });
   o.kind = "sgd";
   o.lr = -1;
-  BOOST_CHECK_THROW(train::validate(o, s), InputError);
+  BOOST_CHECK_THROW(train::validate(o, s), OptionError);
   o.lr = 0.1;
   s.kind = "cosine";
-  BOOST_CHECK_THROW(train::validate(o, s), InputError);
+  BOOST_CHECK_THROW(train::validate(o, s), OptionError);
   s.kind = "constant";
   o.embedding_update = "sparse";
-  BOOST_CHECK_EXCEPTION(train::validate(o, s), InputError,
-                        [](const InputError& e) { return std::string(e.what()).find("--embedding-update") == 0; });
+  BOOST_CHECK_EXCEPTION(train::validate(o, s), OptionError,
+                        [](const OptionError& e) { return std::string(e.what()).find("--embedding-update") == 0; });
 }
 
 // The backend options as recorded in config.json and checkpoints: every field survives JSON, a

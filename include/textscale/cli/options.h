@@ -3,6 +3,7 @@
 
 #include <boost/program_options.hpp>
 #include <cstdint>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
@@ -20,6 +21,19 @@ bool parse_options(const std::vector<std::string>& arguments,
                    const boost::program_options::options_description& options,
                    boost::program_options::variables_map& values,
                    const boost::program_options::positional_options_description* positional = nullptr);
+
+// Stores one parser's result in `values`, refusing a negative number for an option of an unsigned
+// type (which the parser would wrap around to a huge value) with a UsageError naming the option.
+void store_checked(const boost::program_options::parsed_options& parsed,
+                   const boost::program_options::options_description& options,
+                   boost::program_options::variables_map& values);
+
+// Throws OptionError "--NAME must be in LOW..HIGH[ (NOTE)], not VALUE" unless LOW <= value <= HIGH
+// (NaN is outside every range).
+void require_range(const std::string& name, double value, double low, double high, const std::string& note = "");
+// The same for an integer option, its bounds written as integers.
+void require_range(const std::string& name, std::int64_t value, std::int64_t low,
+                   std::int64_t high = std::numeric_limits<std::int64_t>::max(), const std::string& note = "");
 
 // The backend options of `train`, `bench` and `evaluate` (engine::BackendOptions) as the command
 // line spells them: add() declares them, options() converts them.

@@ -22,6 +22,14 @@ class InputError : public Error {
   using Error::Error;
 };
 
+// A command-line option's value is outside its range or choices, or options exclude each other or
+// do not apply (to the model, or to the data's kind): the command line is wrong, exit status 2 as
+// for an unknown option. Thrown where the value is checked, before any file is read or written.
+class OptionError : public Error {
+ public:
+  using Error::Error;
+};
+
 // An operating-system call failed (open, read, write, rename): message includes strerror.
 class IoError : public Error {
  public:

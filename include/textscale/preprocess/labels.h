@@ -19,8 +19,8 @@ namespace textscale::preprocess {
 class LabelMapper {
  public:
   // `names` is the class list: when not empty it bounds integer labels to its size (else to
-  // kMaxClasses), and it is the map for LabelKind::names.
-  LabelMapper(LabelKind kind, const std::vector<std::string>& names);
+  // `max_classes`), and it is the map for LabelKind::names.
+  LabelMapper(LabelKind kind, const std::vector<std::string>& names, std::int64_t max_classes);
 
   struct Result {
     std::int32_t label = -1;  // 0-based, valid when ok
@@ -32,7 +32,8 @@ class LabelMapper {
 
  private:
   LabelKind kind_;
-  std::int64_t num_classes_ = 0;  // 0: unbounded
+  std::int64_t num_classes_ = 0;  // 0: no class list
+  std::int64_t max_classes_;
   std::unordered_map<std::string, std::int32_t> by_name_;
 };
 

@@ -48,6 +48,9 @@ struct PreprocessOptions {
   LabelKind labels = LabelKind::index1;
   std::string classes_file;              // one class name per line
   std::vector<std::string> class_names;  // resolved from classes_file or the format
+  // Without a class list, integer labels from 0 (index0; 1 for index1) up to this many classes;
+  // a label above is a bad row, so that one stray number cannot make a million classes.
+  std::int64_t max_classes = 1000;
   Unescape unescape = Unescape::newline;
 
   // Encoding.

@@ -35,9 +35,9 @@ template <typename T>
 std::unique_ptr<InputLayer<T>> build_bilstm(const ModelConfig& c, const BiLstmHyperparameters& h, Sequential<T>& body) {
   if (c.vocab < 2)
     throw InputError("model bilstm reads word ids: the data file needs a vocabulary (preprocess without --no-words)");
-  if (h.embedding < 1) throw InputError("--embed-dim must be positive");
-  if (h.hidden < 1) throw InputError("--hidden must be positive");
-  if (!(h.dropout >= 0 && h.dropout < 1)) throw InputError("--dropout must be in [0, 1)");  // NaN too
+  if (h.embedding < 1) throw OptionError("--embed-dim must be positive");
+  if (h.hidden < 1) throw OptionError("--hidden must be positive");
+  if (!(h.dropout >= 0 && h.dropout < 1)) throw OptionError("--dropout must be in [0, 1)");  // NaN too
   const SequencePooling pooling = parse_sequence_pooling(h.pooling);
   const Index directions = h.bidirectional ? 2 : 1;
   body.append(std::make_unique<Lstm<T>>(h.hidden, h.bidirectional));

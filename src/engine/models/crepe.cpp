@@ -44,9 +44,9 @@ void append_crepe_body(const CrepeHyperparameters& h, Index classes, Conv& conv,
 template <typename T>
 std::unique_ptr<InputLayer<T>> build_crepe(const ModelConfig& c, const CrepeHyperparameters& h, double init_std,
                                            Sequential<T>& body) {
-  if (h.features < 1) throw InputError("--features must be positive (0 = the published value)");
-  if (h.fc < 1) throw InputError("--fc must be positive (0 = the published value)");
-  if (!(h.dropout >= 0 && h.dropout < 1)) throw InputError("--dropout must be in [0, 1)");  // NaN too
+  if (h.features < 1) throw OptionError("--features must be positive (0 = the published value)");
+  if (h.fc < 1) throw OptionError("--fc must be positive (0 = the published value)");
+  if (!(h.dropout >= 0 && h.dropout < 1)) throw OptionError("--dropout must be in [0, 1)");  // NaN too
   const Init init = Init::normal(init_std);
   auto conv = [&](Index kernel) {
     return std::make_unique<Conv1d<T>>(typename Conv1d<T>::Options{h.features, kernel, 1, 0, true, true, init, init});

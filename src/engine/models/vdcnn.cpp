@@ -32,8 +32,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(VdcnnHyperparameters, features, 
 template <typename T>
 std::unique_ptr<InputLayer<T>> build_vdcnn(const ModelConfig& c, const VdcnnHyperparameters& h,
                                            const std::array<int, 4>& blocks, Sequential<T>& body) {
-  if (h.features < 1) throw InputError("--features must be positive (0 = the published value)");
-  if (h.fc < 1) throw InputError("--fc must be positive (0 = the published value)");
+  if (h.features < 1) throw OptionError("--features must be positive (0 = the published value)");
+  if (h.fc < 1) throw OptionError("--fc must be positive (0 = the published value)");
   if (h.embedding < 1 || h.kmax < 1) throw InputError("the embedding size and k of k-max must be positive");
   auto input = std::make_unique<Embedding<T>>(c.alphabet + 1, h.embedding, Init::normal(1.0));
   body.append(std::make_unique<Conv1d<T>>(typename Conv1d<T>::Options{
