@@ -196,6 +196,10 @@ int train_command(const std::vector<std::string>& arguments) {
       ("seed", po::value(&c.seed)->default_value(1), "seed of initialisation, data order and dropout")     //
       ("run-dir", po::value(&c.run_dir), "run directory (default runs/<model>-<UTC time>)")                //
       ("resume", po::value(&c.resume), "continue from a checkpoint (its run directory unless --run-dir)")  //
+      ("overwrite", po::bool_switch(&c.overwrite),
+       "a new run in a run directory that holds a previous run's files (config.json, metrics.jsonl, "
+       "checkpoints): replace them (they go when this run writes its config.json, once its options and files "
+       "are accepted)")  //
       ("force-resume", po::bool_switch(&c.force_resume),
        "with --resume: continue even though a backend option that changes an algorithm or its rounding "
        "(--device, --backend, --precision, --winograd, --onehot-fusion, ...) differs from the checkpoint's")  //
@@ -251,8 +255,8 @@ int train_command(const std::vector<std::string>& arguments) {
       throw UsageError{"--config and --resume exclude each other (a resume takes its checkpoint's options)"};
     if (values.count("config")) {
       // A repeat is a new run, from the same starting weights where the run had --init-from.
-      const auto tokens =
-          option_tokens(options_from_config(values["config"].as<std::string>()), {"resume", "run-dir", "force-resume"});
+      const auto tokens = option_tokens(options_from_config(values["config"].as<std::string>()),
+                                        {"resume", "run-dir", "force-resume", "overwrite"});
       po::store(po::command_line_parser(tokens).options(options).run(), values);
     }
     if (values.count("resume")) {
@@ -261,7 +265,8 @@ int train_command(const std::vector<std::string>& arguments) {
             "--resume and --init-from exclude each other (a resume takes its weights from the checkpoint)"};
       const auto saved = options_from_checkpoint(values["resume"].as<std::string>(), values);
       // Options not given now come from the checkpoint; --max-steps applies to one invocation.
-      const auto tokens = option_tokens(saved, {"resume", "run-dir", "max-steps", "progress", "force-resume"});
+      const auto tokens =
+          option_tokens(saved, {"resume", "run-dir", "max-steps", "progress", "force-resume", "overwrite"});
       po::store(po::command_line_parser(tokens).options(options).run(), values);
     }
     po::notify(values);
@@ -278,11 +283,14 @@ int train_command(const std::vector<std::string>& arguments) {
   c.bucket_mb = parse_bucket_mb(bucket_mb);
   if (c.train_path.empty()) throw UsageError{"--train FILE is required"};
   if (c.force_resume && !values.count("resume")) throw UsageError{"--force-resume goes with --resume"};
+  if (c.overwrite && values.count("resume"))
+    throw UsageError{"--overwrite replaces a previous run by a new one: it does not go with --resume"};
   c.backend = backend.options();
   if (c.mpi_progress_us < 0 || c.mpi_progress_us > 10'000'000)
     throw UsageError{"--mpi-progress-us must be in 0..10000000 (0: no progress thread)"};
   nlohmann::json resolved = resolved_options(values);
-  resolved.erase("force-resume");  // applies to one invocation
+  resolved.erase("force-resume");  // these two apply to one invocation
+  resolved.erase("overwrite");
   // A run started from --init-from records it, and its resume keeps the record, but the weights now
   // come from the checkpoint being resumed.
   if (values.count("resume")) c.init_from.clear();
