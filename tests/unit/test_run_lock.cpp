@@ -107,9 +107,9 @@ BOOST_AUTO_TEST_CASE(stale_temporaries) {
   Folder folder;
   const std::string dead = std::to_string(dead_pid()), live = std::to_string(::getpid());
   const fs::path target = folder.path / "out.h5";
-  for (const std::string name : {".out.h5.tmp-" + host() + "-" + dead, "out.h5.tokens-" + host() + "-" + dead,
-                                 "out.h5.tmp-" + host() + "-" + live, "out.h5.spool-elsewhere-" + dead,
-                                 "other.h5.tmp-" + host() + "-" + dead, "out.h5.tmp-" + dead})
+  for (const std::string& name : {".out.h5.tmp-" + host() + "-" + dead, "out.h5.tokens-" + host() + "-" + dead,
+                                  "out.h5.tmp-" + host() + "-" + live, "out.h5.spool-elsewhere-" + dead,
+                                  "other.h5.tmp-" + host() + "-" + dead, "out.h5.tmp-" + dead})
     std::ofstream(folder.path / name) << "x";
   const auto removed = remove_stale_temporaries(target.string());
   BOOST_TEST(removed.size() == 2u);
