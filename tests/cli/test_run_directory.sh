@@ -39,8 +39,8 @@ PY
 
 # --- One run at a time ---------------------------------------------------------------------------
 # The first run is slowed (5 ms a row from step 0: about 0.2 s a step, 10 steps an epoch) so that
-# the others start while it runs; it writes a checkpoint every 2 steps.
-"$TEXTSCALE_BIN" train "${tiny[@]}" --epochs 3 --checkpoint-every 2 --fault slow:0:0 --run-dir shared \
+# the others start while it runs; it writes a checkpoint every 2 steps. It says it is Slurm job 4242.
+SLURM_JOB_ID=4242 "$TEXTSCALE_BIN" train "${tiny[@]}" --epochs 3 --checkpoint-every 2 --fault slow:0:0 --run-dir shared \
   > first.out 2> first.err &
 first=$!
 waited=0
@@ -50,7 +50,7 @@ while [ $waited -lt 300 ] && ! { [ -f shared/checkpoint.h5 ] && grep -q '"pid"' 
 done
 [ -f shared/.lock ] || fail "no lock file in the run directory of a running run"
 run_ts 1 train "${tiny[@]}" --epochs 1 --run-dir shared
-expect_in "$WORK/err" "run directory 'shared' is in use by process $first on host $host"
+expect_in "$WORK/err" "run directory 'shared' is in use by process $first on host $host (Slurm job 4242), started"
 run_ts 1 train --resume shared/checkpoint.h5 --progress off
 expect_in "$WORK/err" "is in use by process $first on host $host"
 kill -0 "$first" 2>/dev/null || fail "the first run ended before the second started: make it slower"
