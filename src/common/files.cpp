@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <array>
 #include <cerrno>
 #include <csignal>
 #include <ctime>
@@ -15,13 +14,13 @@
 
 namespace textscale {
 
-namespace {
-
 std::string host_name() {
   char name[256] = {};
   if (::gethostname(name, sizeof name - 1) != 0) return "localhost";
   return name;
 }
+
+namespace {
 
 // Whether the tag "<host>-<pid>" names a process of this host that no longer runs.
 bool dead_here(std::string_view tag, const std::string& host) {

@@ -20,11 +20,6 @@ namespace textscale::train {
 
 namespace {
 
-std::string this_host() {
-  char name[256] = {};
-  return ::gethostname(name, sizeof name - 1) == 0 ? std::string(name) : std::string("localhost");
-}
-
 std::string this_slurm_job() {
   const char* id = std::getenv("SLURM_JOB_ID");
   return id ? id : "";
@@ -70,7 +65,7 @@ std::string describe(const Holder& h) {
 // time: a requeued job retakes the lock its first run left on a file system that kept it).
 bool provably_gone(const Holder& h) {
   if (!h.known) return false;
-  const std::string host = this_host(), job = this_slurm_job();
+  const std::string host = host_name(), job = this_slurm_job();
   if (h.host == host) return h.pid != ::getpid() && ::kill(static_cast<pid_t>(h.pid), 0) != 0 && errno == ESRCH;
   return !job.empty() && h.slurm_job == job;
 }
@@ -166,7 +161,7 @@ bool RunLock::try_exclusive() {
 }
 
 void RunLock::write_holder() {
-  nlohmann::json record{{"host", this_host()}, {"pid", static_cast<long>(::getpid())}, {"started", utc_now_iso8601()}};
+  nlohmann::json record{{"host", host_name()}, {"pid", static_cast<long>(::getpid())}, {"started", utc_now_iso8601()}};
   if (const std::string job = this_slurm_job(); !job.empty()) record["slurm_job_id"] = job;
   const std::string text = record.dump() + "\n";
   // Synced: other hosts read it from a network file system.

@@ -6,6 +6,9 @@
 
 namespace textscale {
 
+// This host's name (gethostname; "localhost" when it fails).
+[[nodiscard]] std::string host_name();
+
 // "<host>-<pid>": ends the name of every temporary file this process writes, so that a later run
 // can tell whether the writer is gone (remove_stale_temporaries).
 [[nodiscard]] std::string process_tag();
