@@ -96,7 +96,7 @@ RowFileWriter::RowFileWriter(std::string path, RowLayout layout, bool overwrite,
   std::error_code error;
   if (!overwrite_ && fs::exists(path_, error))
     throw InputError("output '" + path_ + "' exists (use --overwrite to replace it)");
-  temporary_path_ = path_ + ".tmp-" + std::to_string(::getpid());
+  temporary_path_ = path_ + ".tmp-" + process_tag();
   // Every object of 4 KiB or more starts on a page boundary, so preallocated chunks can take
   // direct I/O.
   h5::Handle access(TS_CHECK_HDF5(H5Pcreate(H5P_FILE_ACCESS)));
@@ -139,9 +139,12 @@ void RowFileWriter::set_up() {
     add("word_lengths", H5T_STD_I32LE, H5T_NATIVE_INT32, 0, 4);
   }
   if (shuffle_) {
-    spool_path_ = path_ + ".spool-" + std::to_string(::getpid());
+    spool_path_ = path_ + ".spool-" + process_tag();
     spool_ = std::fopen(spool_path_.c_str(), "w+b");
     if (!spool_) throw IoError(errno_message("cannot create temporary file '" + spool_path_ + "'", errno));
+    // Read and written through spool_ alone: unlinked now, it vanishes with the process however
+    // that ends.
+    std::remove(spool_path_.c_str());
   } else {
     create_columns();
   }
@@ -149,7 +152,6 @@ void RowFileWriter::set_up() {
 
 RowFileWriter::~RowFileWriter() {
   if (spool_) std::fclose(spool_);
-  if (!spool_path_.empty()) std::remove(spool_path_.c_str());
   chunks_.reset();
   if (!committed_) {
     columns_.clear();

@@ -30,6 +30,7 @@
 
 #include "textscale/common/build_info.h"
 #include "textscale/common/error.h"
+#include "textscale/common/files.h"
 #include "textscale/common/hdf5.h"
 #include "textscale/common/interrupt.h"
 #include "textscale/common/log.h"
@@ -217,8 +218,7 @@ bool is_stream(const std::string& path) {
 class StreamCopy {
  public:
   // `input`: "-" for standard input, else the path of the pipe or FIFO.
-  StreamCopy(const std::string& input, const std::string& output)
-      : path_(output + ".stdin-" + std::to_string(::getpid())) {
+  StreamCopy(const std::string& input, const std::string& output) : path_(output + ".stdin-" + process_tag()) {
     const std::string name = input == "-" ? std::string("standard input") : "input '" + input + "'";
     int fd = STDIN_FILENO;
     if (input != "-") {
@@ -414,6 +414,12 @@ void refuse_existing_outputs(const PreprocessOptions& o) {
   }
 }
 
+// Removes what a killed preprocess left beside the outputs (remove_stale_temporaries).
+void remove_stale_outputs(const PreprocessOptions& o) {
+  for (const std::string& path : {o.output, o.validation_output})
+    if (!path.empty()) (void)remove_stale_temporaries(path);
+}
+
 // --vocab-from: the training file's vocabulary into `vocabulary`, its minimum count and (unless
 // given) its class names into `options`; returns its number of classes (0 without --vocab-from).
 std::int64_t adopt_training_file(PreprocessOptions& options, Vocabulary& vocabulary) {
@@ -436,6 +442,7 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
   PreprocessSummary summary;
 
   refuse_existing_outputs(o);
+  remove_stale_outputs(o);
 
   const bool count_pass = o.words && o.vocab_from.empty();
   std::optional<StreamCopy> stream_copy;
@@ -467,7 +474,7 @@ PreprocessSummary run_preprocess(PreprocessOptions& options) {
   if (count_pass) {
     train_rows = 0;
     valid_rows = 0;
-    spool.emplace(o.output + ".tokens-" + std::to_string(::getpid()));
+    spool.emplace(o.output + ".tokens-" + process_tag());
     auto reader = open_reader(input, o, true);
     std::vector<TokenCounter> counters(static_cast<std::size_t>(o.threads));
     Pass pass(*reader, o.threads);

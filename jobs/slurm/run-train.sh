@@ -33,8 +33,14 @@ ranks=${SLURM_NTASKS:-1}
 
 args=(train --train "$train" --test "$test" --run-dir "$run_dir" --progress off "$@")
 [ -f "$valid" ] && args+=(--valid "$valid")
-# A requeued (or resubmitted) job continues from its last checkpoint.
-[ -f "$run_dir/checkpoint.h5" ] && args+=(--resume "$run_dir/checkpoint.h5")
+# A requeued (or resubmitted) job continues from its last checkpoint. A requeued job that ended
+# before its first checkpoint (a node lost) starts afresh over what it left: `train` refuses a
+# run directory holding a previous run's files unless --overwrite.
+if [ -f "$run_dir/checkpoint.h5" ]; then
+  args+=(--resume "$run_dir/checkpoint.h5")
+elif [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then
+  args+=(--overwrite)
+fi
 # EXTRA_ARGS ("--name value" or "--name=value" words) replace the script's values of the same options.
 if [ -n "${EXTRA_ARGS:-}" ]; then
   read -r -a extra <<< "$EXTRA_ARGS"

@@ -33,6 +33,7 @@ train::Metrics evaluate_with_predictions(const std::string& checkpoint, const tr
   predict::Classifier classifier(checkpoint, info, {backend_options, batch});
   predict::PredictionWriter writer(format == "jsonl" ? predict::OutputFormat::jsonl : predict::OutputFormat::csv,
                                    classifier.class_names(), top_k, false, true);
+  (void)remove_stale_temporaries(path);
   const std::string temporary = temporary_path(path);
   std::FILE* out = std::fopen(temporary.c_str(), "wb");
   if (!out) throw IoError(errno_message("cannot write '" + temporary + "'", errno));

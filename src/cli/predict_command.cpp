@@ -128,6 +128,7 @@ class PredictionOutput {
     if (std::filesystem::is_directory(path, error)) throw InputError("--output '" + path + "' is a folder");
     if (!overwrite && std::filesystem::exists(path, error))
       throw InputError("--output '" + path + "' exists (use --overwrite to replace it)");
+    for (const std::string& target : {path, path + ".progress.json"}) (void)remove_stale_temporaries(target);
     temporary_ = keep_ ? partial : temporary_path(path);
     if (keep_bytes >= 0) {
       std::filesystem::resize_file(temporary_, static_cast<std::uintmax_t>(keep_bytes));

@@ -78,6 +78,7 @@ TokenCounts write_tokens(const data::DatasetFile& file, const std::string& outpu
   const std::int64_t block = std::max<std::int64_t>(1, static_cast<std::int64_t>(kBlockBytes) / (4 * width));
   std::vector<std::int32_t> ids(static_cast<std::size_t>(block * width)), lengths(static_cast<std::size_t>(block));
 
+  (void)remove_stale_temporaries(output);
   TemporaryOutput out(temporary_path(output));
   TokenCounts counts;
   std::string text;

@@ -153,6 +153,16 @@ double parse_bucket_mb(const std::string& text) {
   return mib;
 }
 
+// Throws UsageError for options missing or given together that do not go together.
+void check_combinations(const train::TrainConfig& c, bool resume) {
+  if (c.train_path.empty()) throw UsageError{"--train FILE is required"};
+  if (c.force_resume && !resume) throw UsageError{"--force-resume goes with --resume"};
+  if (c.overwrite && resume)
+    throw UsageError{"--overwrite replaces a previous run by a new one: it does not go with --resume"};
+  if (c.mpi_progress_us < 0 || c.mpi_progress_us > 10'000'000)
+    throw UsageError{"--mpi-progress-us must be in 0..10000000 (0: no progress thread)"};
+}
+
 std::string model_names() {
   std::string names;
   for (const auto& name : engine::model_registry().names()) names += (names.empty() ? "" : ", ") + name;
@@ -196,6 +206,9 @@ int train_command(const std::vector<std::string>& arguments) {
       ("seed", po::value(&c.seed)->default_value(1), "seed of initialisation, data order and dropout")     //
       ("run-dir", po::value(&c.run_dir), "run directory (default runs/<model>-<UTC time>)")                //
       ("resume", po::value(&c.resume), "continue from a checkpoint (its run directory unless --run-dir)")  //
+      ("overwrite", po::bool_switch(&c.overwrite),
+       "replace a previous run's files in --run-dir (config.json, metrics.jsonl, checkpoints): they go when "
+       "this run, accepted, writes its config.json")  //
       ("force-resume", po::bool_switch(&c.force_resume),
        "with --resume: continue even though a backend option that changes an algorithm or its rounding "
        "(--device, --backend, --precision, --winograd, --onehot-fusion, ...) differs from the checkpoint's")  //
@@ -251,8 +264,8 @@ int train_command(const std::vector<std::string>& arguments) {
       throw UsageError{"--config and --resume exclude each other (a resume takes its checkpoint's options)"};
     if (values.count("config")) {
       // A repeat is a new run, from the same starting weights where the run had --init-from.
-      const auto tokens =
-          option_tokens(options_from_config(values["config"].as<std::string>()), {"resume", "run-dir", "force-resume"});
+      const auto tokens = option_tokens(options_from_config(values["config"].as<std::string>()),
+                                        {"resume", "run-dir", "force-resume", "overwrite"});
       store_checked(po::command_line_parser(tokens).options(options).run(), options, values);
     }
     if (values.count("resume")) {
@@ -261,7 +274,8 @@ int train_command(const std::vector<std::string>& arguments) {
             "--resume and --init-from exclude each other (a resume takes its weights from the checkpoint)"};
       const auto saved = options_from_checkpoint(values["resume"].as<std::string>(), values);
       // Options not given now come from the checkpoint; --max-steps applies to one invocation.
-      const auto tokens = option_tokens(saved, {"resume", "run-dir", "max-steps", "progress", "force-resume"});
+      const auto tokens =
+          option_tokens(saved, {"resume", "run-dir", "max-steps", "progress", "force-resume", "overwrite"});
       store_checked(po::command_line_parser(tokens).options(options).run(), options, values);
     }
     po::notify(values);
@@ -276,13 +290,11 @@ int train_command(const std::vector<std::string>& arguments) {
   c.model = model.config(values, typed);
   c.model.sync_bn = sync_bn;
   c.bucket_mb = parse_bucket_mb(bucket_mb);
-  if (c.train_path.empty()) throw UsageError{"--train FILE is required"};
-  if (c.force_resume && !values.count("resume")) throw UsageError{"--force-resume goes with --resume"};
+  check_combinations(c, values.count("resume") > 0);
   c.backend = backend.options();
-  if (c.mpi_progress_us < 0 || c.mpi_progress_us > 10'000'000)
-    throw UsageError{"--mpi-progress-us must be in 0..10000000 (0: no progress thread)"};
   nlohmann::json resolved = resolved_options(values);
-  resolved.erase("force-resume");  // applies to one invocation
+  resolved.erase("force-resume");  // these two apply to one invocation
+  resolved.erase("overwrite");
   // A run started from --init-from records it, and its resume keeps the record, but the weights now
   // come from the checkpoint being resumed.
   if (values.count("resume")) c.init_from.clear();

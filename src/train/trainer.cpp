@@ -958,20 +958,6 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   const BatchPlan plan = plan_batches(config, world, train.rows(), position);
   model.reserve(plan.capacity);
 
-  // --- Run directory (written by rank 0) -------------------------------------------------------
-  RunDirectory dir(config.run_dir, config.resume, model_config.name, world.root());
-  nlohmann::json record = nlohmann::json::parse(config_json);
-  record["revision"] = version_line();
-  record["libraries"] = build_info().libraries;
-  record["backend"] = backend->name();
-  record["threads"] = engine::DnnlBackend::threads();
-  record["device"] = memory.is_host() ? "cpu" : "cuda";
-  record["backend_options"] = nlohmann::json::parse(engine::backend_options_json(backend_options));
-  record["world_size"] = world.size;
-  record["hosts"] = world.hosts;
-  record["model_resolved"] = nlohmann::json::parse(model_config_json(model.config()));
-  record["parameters"] = model.params().trained_count();
-  dir.write_config(record);
   CheckpointInfo info;
   info.encoding = encoding;
   info.text = read_text_source(config.train_path, encoding.ids);
@@ -1014,6 +1000,21 @@ int run_training(const TrainConfig& config, const std::string& config_json) {
   setup.time_compute_exactly = plan.balance && !memory.is_host();
   if (faults.any()) setup.hooks = &faults;
   TrainingStep<float> step(model, *backend, &optimizer, setup);
+
+  // --- Run directory (written by rank 0), once nothing above has refused the run ---------------
+  RunDirectory dir(config.run_dir, config.resume, model_config.name, world.root(), config.overwrite);
+  nlohmann::json record = nlohmann::json::parse(config_json);
+  record["revision"] = version_line();
+  record["libraries"] = build_info().libraries;
+  record["backend"] = backend->name();
+  record["threads"] = engine::DnnlBackend::threads();
+  record["device"] = memory.is_host() ? "cpu" : "cuda";
+  record["backend_options"] = nlohmann::json::parse(engine::backend_options_json(backend_options));
+  record["world_size"] = world.size;
+  record["hosts"] = world.hosts;
+  record["model_resolved"] = nlohmann::json::parse(model_config_json(model.config()));
+  record["parameters"] = model.params().trained_count();
+  dir.write_config(record);
 
   // Rank 0 speaks; the others only warn and fail (through the log, tagged with their rank). Under
   // a launcher a rank's stdout is often a pseudo-terminal whatever the job's output is (Open MPI

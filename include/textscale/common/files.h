@@ -2,11 +2,26 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace textscale {
 
-// "<dir>/.<name>.tmp-<pid>": same folder (so rename is atomic), hidden, unique per process.
+// This host's name (gethostname; "localhost" when it fails).
+[[nodiscard]] std::string host_name();
+
+// "<host>-<pid>": ends the name of every temporary file this process writes, so that a later run
+// can tell whether the writer is gone (remove_stale_temporaries).
+[[nodiscard]] std::string process_tag();
+
+// "<dir>/.<name>.tmp-<host>-<pid>": same folder (so rename is atomic), hidden, unique per process.
 [[nodiscard]] std::string temporary_path(const std::string& path);
+
+// Removes the temporary files of `path` that a killed process left: ".<name>.tmp-<tag>" and
+// "<name>.<kind>-<tag>" (kind tmp, spool, stdin or tokens; tag a process_tag()) whose host is this
+// host and whose process is no longer running. Files of other hosts and of running processes stay
+// (a dead writer's PID taken by a new process keeps its files too). Logs a warning for each file
+// removed and returns their paths.
+std::vector<std::string> remove_stale_temporaries(const std::string& path);
 
 // fsyncs a file (or, with `directory`, a folder). Throws IoError naming the path.
 void sync_file(const std::string& path, bool directory = false);

@@ -17,6 +17,7 @@
 //                   and the final evaluation ("final")
 //   checkpoint.h5   the latest state (every `checkpoint_every` steps, each epoch, on SIGINT/SIGTERM)
 //   best.h5         the weights with the best validation accuracy so far
+//   .lock           while the run lasts: its host, PID and Slurm job (run_lock.h)
 // Resuming from checkpoint.h5 continues at the same batch with the same data order, dropout masks
 // and optimizer state, so an interrupted and resumed run ends with bitwise the same weights as an
 // uninterrupted one (same backend; any thread count), and on another number of ranks continues
@@ -56,6 +57,7 @@ struct TrainConfig {
   std::int64_t log_every = 50;        // steps
   std::string resume;                 // checkpoint to continue from
   bool force_resume = false;          // resume even where the backend options change an algorithm
+  bool overwrite = false;             // a new run replaces a previous run's files in run_dir
   std::string init_from;              // checkpoint whose weights start a new run
   std::string embeddings;             // word vectors (.vec text or word2vec binary) that start a word model's table
   bool test_each_epoch = true;
