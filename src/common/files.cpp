@@ -81,6 +81,29 @@ void sync_file(const std::string& path, bool directory) {
   ::close(fd);
 }
 
+void write_text_file(const std::string& path, const std::string& content, const std::string& shown_as) {
+  const std::string& name = shown_as.empty() ? path : shown_as;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw IoError(errno_message("cannot create '" + name + "'", errno));
+  std::size_t written = 0;
+  while (written < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int error = n < 0 ? errno : ENOSPC;
+      ::close(fd);
+      ::unlink(path.c_str());
+      throw IoError(errno_message("cannot write '" + name + "'", error));
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::close(fd) != 0) {
+    const int error = errno;
+    ::unlink(path.c_str());
+    throw IoError(errno_message("cannot write '" + name + "'", error));
+  }
+}
+
 void commit_file(const std::string& temporary, const std::string& path) {
   sync_file(temporary);
   if (std::rename(temporary.c_str(), path.c_str()) != 0)

@@ -1,5 +1,6 @@
 #include "textscale/train/run_directory.h"
 
+#include <cerrno>
 #include <filesystem>
 #include <system_error>
 #include <vector>
@@ -59,16 +60,7 @@ void RunDirectory::write_config(const nlohmann::json& record) {
   const std::string path = path_ + "/config.json";
   if (!(resuming_ && std::filesystem::exists(path))) {
     const std::string temporary = temporary_path(path);
-    {
-      std::ofstream out(temporary);
-      out << record.dump(2) << "\n";
-      out.flush();
-      if (!out) {
-        std::error_code error;
-        std::filesystem::remove(temporary, error);
-        throw IoError("cannot write '" + path + "'");
-      }
-    }
+    write_text_file(temporary, record.dump(2) + "\n", path);
     // --overwrite: the previous run's checkpoints go first, so that no checkpoint is ever beside
     // another run's config.json; its metrics.jsonl is truncated below.
     if (!resuming_)
@@ -80,11 +72,14 @@ void RunDirectory::write_config(const nlohmann::json& record) {
     commit_file(temporary, path);
   }
   metrics_.open(path_ + "/metrics.jsonl", resuming_ ? std::ios::app : std::ios::trunc);
-  if (!metrics_) throw IoError("cannot write " + path_ + "/metrics.jsonl");
+  if (!metrics_) throw IoError(errno_message("cannot write " + path_ + "/metrics.jsonl", errno));
 }
 
 void RunDirectory::write_metrics(const nlohmann::json& record) {
-  if (writer_) metrics_ << record.dump() << "\n" << std::flush;
+  if (!writer_) return;
+  errno = 0;
+  metrics_ << record.dump() << "\n" << std::flush;
+  if (!metrics_) throw IoError(errno_message("cannot write " + path_ + "/metrics.jsonl", errno ? errno : EIO));
 }
 
 }  // namespace textscale::train

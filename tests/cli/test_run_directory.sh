@@ -129,4 +129,12 @@ run_ts 0 predict --checkpoint shared/checkpoint.h5 --input texts.txt --output pr
 expect_in "$WORK/err" "removed .predictions.csv.tmp-$host-$dead"
 expect_absent ".predictions.csv.tmp-$host-$dead"
 no_leftovers "$WORK"
+# --- a full disk when config.json is written: the file and the system's reason -----------------
+status=0
+( ulimit -f 1; exec "$TEXTSCALE_BIN" train "${tiny[@]}" --epochs 1 --run-dir full-disk ) > "$WORK/out" 2> "$WORK/err" ||
+  status=$?
+[ "$status" = 1 ] || fail "config.json on a full disk: exit $status, expected 1: $(cat "$WORK/err")"
+expect_in "$WORK/err" "cannot write 'full-disk/config.json': File too large"
+[ -z "$(find full-disk -name 'config.json*' 2> /dev/null)" ] || fail "a partial config.json was left: $(ls -a full-disk)"
+
 finish

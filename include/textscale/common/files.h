@@ -29,6 +29,11 @@ void sync_file(const std::string& path, bool directory = false);
 // fsyncs `temporary`, renames it to `path` (replacing it) and fsyncs the folder. Throws IoError.
 void commit_file(const std::string& temporary, const std::string& path);
 
+// Writes `content` to `path` (created or truncated). Throws IoError naming `shown_as` (the file
+// the user knows, when `path` is its temporary; default `path`) and the system's reason (a full
+// disk, a file-size limit); a partly written file is removed.
+void write_text_file(const std::string& path, const std::string& content, const std::string& shown_as = "");
+
 // Current UTC time as ISO 8601 ("2026-11-23T14:05:00Z").
 [[nodiscard]] std::string utc_now_iso8601();
 // Current UTC time for file names ("20261123-140500").
