@@ -7,9 +7,11 @@
 #include <type_traits>
 
 #include "textscale/common/build_info.h"
+#include "textscale/common/checksum.h"
 #include "textscale/common/error.h"
 #include "textscale/common/files.h"
 #include "textscale/common/hdf5.h"
+#include "textscale/common/log.h"
 #include "textscale/engine/model_registry.h"
 
 namespace textscale::train {
@@ -20,6 +22,8 @@ constexpr const char* kFormat = "textscale-checkpoint";
 // What builds that know only checkpoint_version require (checkpoint.h: format versions): version 3
 // changed the model attribute, which they cannot read.
 constexpr std::int64_t kLegacyVersion = 3;
+// The first format version whose tensors carry the attribute sha256.
+constexpr std::int64_t kFirstDigestVersion = 6;
 
 nlohmann::json position_json(const TrainingPosition& p) {
   return {{"epoch", p.epoch},
@@ -52,6 +56,12 @@ hid_t memory_type() {
   return std::is_same_v<T, double> ? H5T_NATIVE_DOUBLE : H5T_NATIVE_FLOAT;
 }
 
+std::size_t element_count(const std::vector<engine::Index>& shape) {
+  std::size_t count = 1;
+  for (const auto d : shape) count *= static_cast<std::size_t>(d);
+  return count;
+}
+
 template <typename T>
 void write_array(hid_t group, const std::string& name, const std::vector<engine::Index>& shape, const T* data) {
   std::vector<hsize_t> dims(shape.begin(), shape.end());
@@ -60,12 +70,14 @@ void write_array(hid_t group, const std::string& name, const std::vector<engine:
       TS_CHECK_HDF5(H5Dcreate2(group, name.c_str(), std::is_same_v<T, double> ? H5T_IEEE_F64LE : H5T_IEEE_F32LE,
                                space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
   TS_CHECK_HDF5(H5Dwrite(dataset.get(), memory_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
+  // The memory layout is the stored one (little-endian IEEE), so this is the digest of the stored bytes.
+  h5::write_attribute(dataset.get(), "sha256", sha256_hex(data, element_count(shape) * sizeof(T)));
   TS_CHECK_HDF5(dataset.close());
 }
 
 template <typename T>
 void read_array(hid_t group, const std::string& path, const std::string& group_name, const std::string& name,
-                const std::vector<engine::Index>& shape, T* data) {
+                const std::vector<engine::Index>& shape, T* data, bool has_digest) {
   const std::string where = path + ": " + group_name + "/" + name;
   if (H5Lexists(group, name.c_str(), H5P_DEFAULT) <= 0)
     throw InputError(where + " missing: the checkpoint is of another model or architecture");
@@ -82,6 +94,13 @@ void read_array(hid_t group, const std::string& path, const std::string& group_n
   }
   if (H5Dread(dataset.get(), memory_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
     throw InputError(where + ": cannot read (truncated or damaged file?)");
+  if (!has_digest) return;
+  if (!h5::has_attribute(dataset.get(), "sha256"))
+    throw InputError(where + " has no attribute sha256 (format version " + std::to_string(kFirstDigestVersion) +
+                     " and later record one for every tensor): damaged checkpoint");
+  const std::string stored = h5::read_string_attribute(dataset.get(), "sha256");
+  if (sha256_hex(data, element_count(shape) * sizeof(T)) != stored)
+    throw InputError(where + " is damaged: the SHA-256 of its data differs from the one recorded when it was saved");
 }
 
 // format_version; a checkpoint without it is version 1, or what checkpoint_version says.
@@ -293,6 +312,10 @@ void load(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimi
   if (model_config_json(have) != model_config_json(want))
     throw InputError(path + ": the checkpoint holds model " + model_config_json(info.model) + ", this run uses " +
                      model_config_json(want));
+  const bool has_digests = info.format_version >= kFirstDigestVersion;
+  if (!has_digests)
+    TS_LOG(warn, path << ": checkpoint format version " << info.format_version
+                      << " has no tensor checksums; its weights are loaded unverified");
   h5::Handle file = open_checkpoint(path);
   h5::Handle parameters(TS_CHECK_HDF5(H5Gopen2(file.get(), "parameters", H5P_DEFAULT)));
   h5::Handle state(TS_CHECK_HDF5(H5Gopen2(file.get(), "state", H5P_DEFAULT)));
@@ -300,7 +323,7 @@ void load(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimi
   for (std::size_t i = 0; i < params.tensors().size(); ++i) {
     const auto& t = params.tensors()[i];
     read_array(t.trained ? parameters.get() : state.get(), path, t.trained ? "parameters" : "state", t.name, t.shape,
-               params.value(engine::ParamRef{static_cast<engine::Index>(i)}));
+               params.value(engine::ParamRef{static_cast<engine::Index>(i)}), has_digests);
   }
   if (optimizer) {
     if (info.optimizer_kind.empty()) throw InputError(path + ": the checkpoint has no optimizer state to resume from");
@@ -311,7 +334,7 @@ void load(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimi
     optimizer->set_steps(h5::read_int_attribute(group.get(), "steps"));
     for (int s = 0; s < optimizer->slot_count(); ++s)
       read_array(group.get(), path, "optimizer", "slot" + std::to_string(s), {params.trained_count()},
-                 optimizer->slot(s).data());
+                 optimizer->slot(s).data(), has_digests);
   }
 }
 }  // namespace

@@ -207,7 +207,7 @@ run_ts 0 train --train remade.h5 --valid test.h5 "${tiny_crepe[@]}" --epochs 1 -
   fail "the checkpoint does not record the training file's content digest"
 [ "$(content remade/checkpoint.h5 valid_content_sha256)" = "$(content test.h5 content_sha256)" ] ||
   fail "the checkpoint does not record the validation file's content digest"
-[ "$(content remade/checkpoint.h5 format_version)" = 5 ] || fail "the checkpoint has no format_version 5"
+[ "$(content remade/checkpoint.h5 format_version)" = 6 ] || fail "the checkpoint has no format_version 6"
 # The same path re-made with another --seed (the same rows in another order) is refused by name.
 remake 2
 run_ts 1 train --resume remade/checkpoint.h5 --max-steps 3
@@ -233,7 +233,7 @@ with h5py.File("remade/checkpoint.h5", "r+") as f:
 PY
 run_ts 0 train --resume remade/checkpoint.h5 --max-steps 4 --progress off
 expect_in "$WORK/err" "cannot check that remade.h5 is the data remade/checkpoint.h5 was trained on"
-[ "$(content remade/checkpoint.h5 format_version)" = 5 ] || fail "the resumed run did not write format_version 5"
+[ "$(content remade/checkpoint.h5 format_version)" = 6 ] || fail "the resumed run did not write format_version 6"
 # A training file from before content digests: trains, and a resume warns.
 cp remade.h5 undigested.h5
 py -c "import h5py; del h5py.File('undigested.h5', 'r+').attrs['content_sha256']"
@@ -241,11 +241,11 @@ run_ts 0 train --train undigested.h5 "${tiny_crepe[@]}" --epochs 1 --run-dir und
 run_ts 0 train --resume undigested/checkpoint.h5 --max-steps 2 --progress off
 expect_in "$WORK/err" "cannot check that undigested.h5 is the data undigested/checkpoint.h5 was trained on: undigested.h5 has no content digest"
 # A checkpoint of a newer format version is refused, naming both versions.
-py -c "import h5py, numpy; h5py.File('remade/checkpoint.h5', 'r+').attrs['format_version'] = numpy.int64(6)"
+py -c "import h5py, numpy; h5py.File('remade/checkpoint.h5', 'r+').attrs['format_version'] = numpy.int64(7)"
 run_ts 1 train --resume remade/checkpoint.h5 --max-steps 5
-expect_in "$WORK/err" "remade/checkpoint.h5: checkpoint format version 6 is newer than this build reads (versions 1 to 5)"
+expect_in "$WORK/err" "remade/checkpoint.h5: checkpoint format version 7 is newer than this build reads (versions 1 to 6)"
 run_ts 1 evaluate --checkpoint remade/checkpoint.h5 --data test.h5
-expect_in "$WORK/err" "checkpoint format version 6 is newer than this build reads"
+expect_in "$WORK/err" "checkpoint format version 7 is newer than this build reads"
 echo "data identity: checked"
 
 # --- Refusals --------------------------------------------------------------------------------------
