@@ -28,9 +28,13 @@ std::array<unsigned char, 32> Sha256::digest() {
 }
 
 std::string Sha256::hex() {
+  return hex_string(digest());
+}
+
+std::string hex_string(const std::array<unsigned char, 32>& digest) {
   static const char* digits = "0123456789abcdef";
   std::string out;
-  for (const unsigned char byte : digest()) {
+  for (const unsigned char byte : digest) {
     out.push_back(digits[byte >> 4]);
     out.push_back(digits[byte & 15]);
   }

@@ -75,9 +75,23 @@ void write_array(hid_t group, const std::string& name, const std::vector<engine:
   TS_CHECK_HDF5(dataset.close());
 }
 
+// Whether the stored bytes of `dataset`, read into `data` as T, match its attribute sha256.
 template <typename T>
-void read_array(hid_t group, const std::string& path, const std::string& group_name, const std::string& name,
-                const std::vector<engine::Index>& shape, T* data, bool has_digest) {
+bool matches_digest(hid_t dataset, const T* data, std::size_t count) {
+  const std::string stored = h5::read_string_attribute(dataset, "sha256");
+  h5::Handle type(TS_CHECK_HDF5(H5Dget_type(dataset)));
+  if (H5Tget_size(type.get()) == sizeof(T)) return sha256_hex(data, count * sizeof(T)) == stored;
+  // Stored in another precision (float64 read as float32, or the reverse): digest the stored bytes.
+  std::vector<unsigned char> bytes(count * H5Tget_size(type.get()));
+  TS_CHECK_HDF5(H5Dread(dataset, type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()));
+  return sha256_hex(bytes.data(), bytes.size()) == stored;
+}
+
+// Reads one tensor and verifies its sha256 when it has one (required from format version 6 on).
+// Returns whether it was verified.
+template <typename T>
+bool read_array(hid_t group, const std::string& path, const std::string& group_name, const std::string& name,
+                const std::vector<engine::Index>& shape, T* data, bool digest_required) {
   const std::string where = path + ": " + group_name + "/" + name;
   if (H5Lexists(group, name.c_str(), H5P_DEFAULT) <= 0)
     throw InputError(where + " missing: the checkpoint is of another model or architecture");
@@ -94,13 +108,14 @@ void read_array(hid_t group, const std::string& path, const std::string& group_n
   }
   if (H5Dread(dataset.get(), memory_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
     throw InputError(where + ": cannot read (truncated or damaged file?)");
-  if (!has_digest) return;
-  if (!h5::has_attribute(dataset.get(), "sha256"))
+  if (!h5::has_attribute(dataset.get(), "sha256")) {
+    if (!digest_required) return false;
     throw InputError(where + " has no attribute sha256 (format version " + std::to_string(kFirstDigestVersion) +
                      " and later record one for every tensor): damaged checkpoint");
-  const std::string stored = h5::read_string_attribute(dataset.get(), "sha256");
-  if (sha256_hex(data, element_count(shape) * sizeof(T)) != stored)
+  }
+  if (!matches_digest(dataset.get(), data, element_count(shape)))
     throw InputError(where + " is damaged: the SHA-256 of its data differs from the one recorded when it was saved");
+  return true;
 }
 
 // format_version; a checkpoint without it is version 1, or what checkpoint_version says.
@@ -312,18 +327,17 @@ void load(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimi
   if (model_config_json(have) != model_config_json(want))
     throw InputError(path + ": the checkpoint holds model " + model_config_json(info.model) + ", this run uses " +
                      model_config_json(want));
-  const bool has_digests = info.format_version >= kFirstDigestVersion;
-  if (!has_digests)
-    TS_LOG(warn, path << ": checkpoint format version " << info.format_version
-                      << " has no tensor checksums; its weights are loaded unverified");
+  const bool digests_required = info.format_version >= kFirstDigestVersion;
+  bool unverified = false;  // a tensor without sha256 (format version 5 or older)
   h5::Handle file = open_checkpoint(path);
   h5::Handle parameters(TS_CHECK_HDF5(H5Gopen2(file.get(), "parameters", H5P_DEFAULT)));
   h5::Handle state(TS_CHECK_HDF5(H5Gopen2(file.get(), "state", H5P_DEFAULT)));
   auto& params = model.params();
   for (std::size_t i = 0; i < params.tensors().size(); ++i) {
     const auto& t = params.tensors()[i];
-    read_array(t.trained ? parameters.get() : state.get(), path, t.trained ? "parameters" : "state", t.name, t.shape,
-               params.value(engine::ParamRef{static_cast<engine::Index>(i)}), has_digests);
+    unverified |=
+        !read_array(t.trained ? parameters.get() : state.get(), path, t.trained ? "parameters" : "state", t.name,
+                    t.shape, params.value(engine::ParamRef{static_cast<engine::Index>(i)}), digests_required);
   }
   if (optimizer) {
     if (info.optimizer_kind.empty()) throw InputError(path + ": the checkpoint has no optimizer state to resume from");
@@ -333,9 +347,12 @@ void load(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimi
     h5::Handle group(TS_CHECK_HDF5(H5Gopen2(file.get(), "optimizer", H5P_DEFAULT)));
     optimizer->set_steps(h5::read_int_attribute(group.get(), "steps"));
     for (int s = 0; s < optimizer->slot_count(); ++s)
-      read_array(group.get(), path, "optimizer", "slot" + std::to_string(s), {params.trained_count()},
-                 optimizer->slot(s).data(), has_digests);
+      unverified |= !read_array(group.get(), path, "optimizer", "slot" + std::to_string(s), {params.trained_count()},
+                                optimizer->slot(s).data(), digests_required);
   }
+  if (unverified)
+    TS_LOG(warn, path << ": checkpoint format version " << info.format_version
+                      << " has no tensor checksums; its weights are loaded unverified");
 }
 }  // namespace
 

@@ -24,6 +24,9 @@ class Sha256 {
   void* context_ = nullptr;
 };
 
+// Lower-case hexadecimal of a digest.
+[[nodiscard]] std::string hex_string(const std::array<unsigned char, 32>& digest);
+
 // SHA-256 (hex) of `size` bytes.
 [[nodiscard]] std::string sha256_hex(const void* data, std::size_t size);
 
