@@ -288,10 +288,16 @@ run_ts 1 train --train train.h5 --test two.h5 "${tiny_crepe[@]}" --epochs 1
 expect_in "$WORK/err" "two.h5 does not match train.h5: number of classes 2 vs 4"
 cp test.h5 other_alphabet.h5
 py - <<'PY'
-import h5py
+import h5py, hashlib, struct
 with h5py.File("other_alphabet.h5", "r+") as f:
     a = f.attrs["alphabet"]
     f.attrs["alphabet"] = a[1] + a[0] + a[2:]
+    # A file made with this alphabet: its description digest agrees (docs/hdf5-schema.md).
+    text = lambda items: struct.pack("<q", len(items)) + b"".join(s.encode() + b"\0" for s in items)
+    vocab = list(f["vocab"].asstr()[:]) if "vocab" in f else []
+    description = (struct.pack("<q", int(f.attrs["num_classes"])) + text(list(f.attrs["classes"])) +
+                   f.attrs["alphabet"].encode() + b"\0" + text(vocab))
+    f.attrs["description_sha256"] = hashlib.sha256(description).hexdigest()
 PY
 run_ts 1 evaluate --checkpoint crepe-full/checkpoint.h5 --data other_alphabet.h5
 expect_in "$WORK/err" "other_alphabet.h5 does not match crepe-full/checkpoint.h5: alphabet"
@@ -331,8 +337,10 @@ with h5py.File("test.h5", "r") as src, h5py.File("empty.h5", "w") as dst:
     for k, v in src.attrs.items():
         dst.attrs[k] = v
     dst.attrs["num_rows"] = 0
-    dst.create_dataset("chars", shape=(0, src["chars"].shape[1]), dtype="u1")
-    dst.create_dataset("labels", shape=(0,), dtype="i4")
+    width = src["chars"].shape[1]
+    dst.create_dataset("chars", shape=(0, width), maxshape=(None, width), chunks=(1, width), dtype="u1",
+                       fletcher32=True)
+    dst.create_dataset("labels", shape=(0,), maxshape=(None,), chunks=(1,), dtype="i4", fletcher32=True)
 PY
 run_ts 1 train --train train.h5 --valid empty.h5 "${small[@]}" --epochs 1 --run-dir empty-valid
 expect_in "$WORK/err" "empty.h5: no rows to evaluate"
