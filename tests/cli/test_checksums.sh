@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Damage is an error naming the file and what is damaged, never data read silently:
 # - a flipped byte inside a checkpoint tensor: evaluate and train --resume exit 1 naming the
-#   tensor (its sha256 attribute); a checkpoint of format version 5 (no sha256) loads with a
+#   tensor (attribute tensor_sha256); a checkpoint of format version 5 (without it) loads with a
 #   warning;
 # - a flipped byte inside a chunk of a preprocessed file's `chars`: training and evaluation exit 1
 #   naming the dataset (HDF5's Fletcher-32 filter), for chunks written through HDF5 and for those
@@ -73,17 +73,27 @@ py - <<'PY'
 import h5py, numpy
 with h5py.File("old/checkpoint.h5", "r+") as f:
     f.attrs["format_version"] = numpy.int64(5)
-    f.visititems(lambda name, o: o.attrs.__delitem__("sha256") if "sha256" in o.attrs else None)
+    del f.attrs["tensor_sha256"]
 PY
 run_ts 0 evaluate --checkpoint old/checkpoint.h5 --data data.h5
 expect_in "$WORK/err" "old/checkpoint.h5: checkpoint format version 5 has no tensor checksums"
 run_ts 0 train --resume old/checkpoint.h5 --max-steps 4
 expect_in "$WORK/err" "has no tensor checksums"
-# A version 6 checkpoint whose digest is gone is damaged, not old.
+# A version 6 checkpoint whose digests are gone is damaged, not old.
 cp run/checkpoint.h5 stripped.h5
-py -c "import h5py; f = h5py.File('stripped.h5', 'r+'); del f['parameters/$tensor'].attrs['sha256']"
+py -c "import h5py; del h5py.File('stripped.h5', 'r+').attrs['tensor_sha256']"
 run_ts 1 evaluate --checkpoint stripped.h5 --data data.h5
-expect_in "$WORK/err" "stripped.h5: parameters/$tensor has no attribute sha256"
+expect_in "$WORK/err" "stripped.h5: attribute tensor_sha256 missing"
+cp run/checkpoint.h5 partial.h5
+py - "$tensor" <<'PY'
+import h5py, json, sys
+with h5py.File("partial.h5", "r+") as f:
+    digests = json.loads(f.attrs["tensor_sha256"])
+    del digests["parameters/" + sys.argv[1]]
+    f.attrs["tensor_sha256"] = json.dumps(digests)
+PY
+run_ts 1 evaluate --checkpoint partial.h5 --data data.h5
+expect_in "$WORK/err" "partial.h5: parameters/$tensor has no SHA-256 in attribute tensor_sha256"
 echo "checkpoints: checked"
 
 # --- preprocessed files -----------------------------------------------------------------------
