@@ -223,8 +223,8 @@ void RowFileWriter::create_preallocated(Column& column, std::int64_t rows) {
   TS_CHECK_HDF5(H5Pset_chunk(create.get(), rank, chunk));
   TS_CHECK_HDF5(H5Pset_alloc_time(create.get(), H5D_ALLOC_TIME_EARLY));
   TS_CHECK_HDF5(H5Pset_fill_time(create.get(), H5D_FILL_TIME_NEVER));
-  // HDF5 allocates each chunk with room for its Fletcher-32 checksum, which flush_chunk computes
-  // and finish() writes after the chunk, as the filter would have.
+  // HDF5 allocates each chunk with room for its Fletcher-32 checksum, which the chunk writer
+  // computes and finish() writes after the chunk, as the filter would have.
   TS_CHECK_HDF5(H5Pset_fletcher32(create.get()));
   column.dataset = h5::Handle(TS_CHECK_HDF5(
       H5Dcreate2(file_.get(), column.name, column.file_type, space.get(), H5P_DEFAULT, create.get(), H5P_DEFAULT)));
@@ -256,8 +256,9 @@ void RowFileWriter::flush_chunk(Column& column) {
   const std::size_t bytes = column.chunk_bytes();
   const std::size_t used = static_cast<std::size_t>(column.staged) * column.row_bytes;
   std::memset(column.staging + used, 0, bytes - used);  // the tail of the last chunk
-  column.chunk_checksums[column.next_chunk] = fletcher32(column.staging, bytes);
-  chunks_->submit(column.stream, column.staging, bytes, column.chunk_addresses[column.next_chunk++]);
+  chunks_->submit(column.stream, column.staging, bytes, column.chunk_addresses[column.next_chunk],
+                  &column.chunk_checksums[column.next_chunk]);
+  ++column.next_chunk;
   column.staging = nullptr;
   column.staged = 0;
 }

@@ -24,8 +24,8 @@
 // every open.
 //
 // Checksums: every row dataset has HDF5's Fletcher-32 filter, so HDF5 verifies each chunk it
-// reads. Preallocated chunks bypass HDF5's filter pipeline: the writer computes the same
-// checksum and stores it after the chunk, where the filter would have.
+// reads. Preallocated chunks bypass HDF5's filter pipeline: the chunk writer's threads compute
+// the same checksum and finish() stores it after the chunk, where the filter would have.
 #pragma once
 
 #include <array>
