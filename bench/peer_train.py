@@ -261,8 +261,8 @@ def load_split(path, limit, words=False):
     names = ("words", "word_lengths", "labels") if words else ("chars", "labels")
     with h5py.File(path, "r") as f:
         version = int(f.attrs.get("schema_version", -1))
-        if version != 1:
-            sys.exit(f"error: {path}: schema_version {version}, expected 1")
+        if version not in (1, 2):
+            sys.exit(f"error: {path}: schema_version {version}, expected 1 or 2")
         for name in names:
             if name not in f:
                 sys.exit(f"error: {path}: no '{name}' dataset (preprocessed with "

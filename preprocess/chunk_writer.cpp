@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <new>
 
+#include "textscale/common/checksum.h"
 #include "textscale/common/error.h"
 
 namespace textscale::preprocess {
@@ -56,10 +57,11 @@ unsigned char* ChunkWriter::acquire(int stream, std::size_t bytes) {
   return buffer;
 }
 
-void ChunkWriter::submit(int stream, unsigned char* buffer, std::size_t bytes, std::uint64_t offset) {
+void ChunkWriter::submit(int stream, unsigned char* buffer, std::size_t bytes, std::uint64_t offset,
+                         std::uint32_t* checksum) {
   std::lock_guard<std::mutex> lock(mutex_);
   rethrow_locked();
-  jobs_.push_back(Job{stream, buffer, bytes, offset});
+  jobs_.push_back(Job{stream, buffer, bytes, offset, checksum});
   changed_.notify_all();
 }
 
@@ -98,6 +100,7 @@ void ChunkWriter::run() {
 }
 
 void ChunkWriter::write(const Job& job) {
+  if (job.checksum) *job.checksum = fletcher32(job.buffer, job.bytes);
   for (std::size_t done = 0; done < job.bytes;) {
     const int fd = fd_;
     const ssize_t wrote = ::pwrite(fd, job.buffer + done, job.bytes - done, static_cast<off_t>(job.offset + done));

@@ -27,6 +27,7 @@ constexpr hsize_t kMaxPreallocatedChunk = 16u << 20;        // larger aligned ch
 constexpr std::uint64_t kMinPreallocatedBytes = 64u << 20;  // smaller outputs: write through HDF5
 constexpr std::size_t kChunkCacheBytes = 32u << 20;
 constexpr std::size_t kCopyBatchRows = 4096;
+constexpr hsize_t kChecksumBytes = 4;  // HDF5's Fletcher-32 filter: a little-endian uint32 after the chunk
 
 // The content digest hashes integers as they lie in memory, which is its little-endian definition.
 static_assert(std::endian::native == std::endian::little, "the content digest assumes a little-endian host");
@@ -79,7 +80,8 @@ struct RowFileWriter::Column {
   int stream = 0;                    // this column's buffer pool in chunks_
   hsize_t staged = 0;
   std::size_t next_chunk = 0;
-  Sha256 digest;  // of the rows appended so far, in file order
+  std::vector<std::uint32_t> chunk_checksums;  // Fletcher-32 of each preallocated chunk
+  Sha256 digest;                               // of the rows appended so far, in file order
 
   [[nodiscard]] std::size_t chunk_bytes() const { return static_cast<std::size_t>(chunk_rows) * row_bytes; }
 };
@@ -202,6 +204,7 @@ void RowFileWriter::create_extendible(Column& column, std::optional<std::int64_t
     TS_CHECK_HDF5(H5Pset_shuffle(create.get()));
     TS_CHECK_HDF5(H5Pset_deflate(create.get(), static_cast<unsigned>(layout_.compression)));
   }
+  TS_CHECK_HDF5(H5Pset_fletcher32(create.get()));  // last: the checksum covers the chunk as stored
   // Room for a few chunks of each dataset, so appends smaller than a chunk never read back.
   h5::Handle access(TS_CHECK_HDF5(H5Pcreate(H5P_DATASET_ACCESS)));
   TS_CHECK_HDF5(H5Pset_chunk_cache(access.get(), 521, kChunkCacheBytes, 1.0));
@@ -222,17 +225,21 @@ void RowFileWriter::create_preallocated(Column& column, std::int64_t rows) {
   TS_CHECK_HDF5(H5Pset_chunk(create.get(), rank, chunk));
   TS_CHECK_HDF5(H5Pset_alloc_time(create.get(), H5D_ALLOC_TIME_EARLY));
   TS_CHECK_HDF5(H5Pset_fill_time(create.get(), H5D_FILL_TIME_NEVER));
+  // HDF5 allocates each chunk with room for its Fletcher-32 checksum, which the chunk writer
+  // computes and finish() writes after the chunk, as the filter would have.
+  TS_CHECK_HDF5(H5Pset_fletcher32(create.get()));
   column.dataset = h5::Handle(TS_CHECK_HDF5(
       H5Dcreate2(file_.get(), column.name, column.file_type, space.get(), H5P_DEFAULT, create.get(), H5P_DEFAULT)));
   const hsize_t chunks = (static_cast<hsize_t>(rows) + column.chunk_rows - 1) / column.chunk_rows;
   column.chunk_addresses.resize(chunks);
+  column.chunk_checksums.resize(chunks);
   for (hsize_t c = 0; c < chunks; ++c) {
     const hsize_t offset[2] = {c * column.chunk_rows, 0};
     unsigned filter_mask = 0;
     haddr_t address = HADDR_UNDEF;
     hsize_t size = 0;
     TS_CHECK_HDF5(H5Dget_chunk_info_by_coord(column.dataset.get(), offset, &filter_mask, &address, &size));
-    if (address == HADDR_UNDEF || size != column.chunk_bytes())
+    if (address == HADDR_UNDEF || size != column.chunk_bytes() + kChecksumBytes)
       throw Hdf5Error(std::string("chunk ") + std::to_string(c) + " of '" + column.name + "' was not preallocated");
     column.chunk_addresses[c] = address;
   }
@@ -251,7 +258,9 @@ void RowFileWriter::flush_chunk(Column& column) {
   const std::size_t bytes = column.chunk_bytes();
   const std::size_t used = static_cast<std::size_t>(column.staged) * column.row_bytes;
   std::memset(column.staging + used, 0, bytes - used);  // the tail of the last chunk
-  chunks_->submit(column.stream, column.staging, bytes, column.chunk_addresses[column.next_chunk++]);
+  chunks_->submit(column.stream, column.staging, bytes, column.chunk_addresses[column.next_chunk],
+                  &column.chunk_checksums[column.next_chunk]);
+  ++column.next_chunk;
   column.staging = nullptr;
   column.staged = 0;
 }
@@ -385,6 +394,7 @@ void RowFileWriter::finish() {
     chunks_->finish();
     direct_ = chunks_->direct();
     chunks_.reset();
+    write_chunk_checksums();
   }
   if (expected_rows_ && !shuffle_ && rows_ != *expected_rows_)
     throw InputError("'" + path_ + "': " + std::to_string(rows_) + " rows written, " + std::to_string(*expected_rows_) +
@@ -401,6 +411,25 @@ void RowFileWriter::finish() {
   // Make the bytes durable before the name points at them.
   sync_file(temporary_path_);
   finished_ = true;
+}
+
+void RowFileWriter::write_chunk_checksums() {
+  const int fd = ::open(temporary_path_.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw IoError(errno_message("cannot open output '" + temporary_path_ + "'", errno));
+  for (const auto& column : columns_)
+    for (std::size_t c = 0; c < column->chunk_checksums.size(); ++c) {
+      const std::uint32_t value = column->chunk_checksums[c];
+      const unsigned char bytes[kChecksumBytes] = {
+          static_cast<unsigned char>(value), static_cast<unsigned char>(value >> 8),
+          static_cast<unsigned char>(value >> 16), static_cast<unsigned char>(value >> 24)};
+      const auto offset = static_cast<off_t>(column->chunk_addresses[c] + column->chunk_bytes());
+      if (::pwrite(fd, bytes, sizeof bytes, offset) != static_cast<ssize_t>(sizeof bytes)) {
+        const int error = errno;
+        ::close(fd);
+        throw IoError(errno_message("cannot write output '" + temporary_path_ + "'", error));
+      }
+    }
+  if (::close(fd) != 0) throw IoError(errno_message("cannot write output '" + temporary_path_ + "'", errno));
 }
 
 void RowFileWriter::describe_content(const ContentDescription& description) {
@@ -430,6 +459,7 @@ void RowFileWriter::store_content_digest() {
   content_sha256_ = sha.hex();
   try {
     h5::write_attribute(file_.get(), "content_sha256", content_sha256_);
+    h5::write_attribute(file_.get(), "description_sha256", hex_string(description_digest_));
   } catch (const Hdf5Error& error) {
     throw IoError("cannot write output '" + path_ + "': " + error.what());
   }

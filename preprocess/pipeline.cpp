@@ -393,8 +393,14 @@ void write_metadata(RowFileWriter& writer, const std::string& split, std::uint64
     h5::write_string_dataset(file, "vocab", vocabulary->words());
     const hsize_t count = vocabulary->size();
     h5::Handle space(TS_CHECK_HDF5(H5Screate_simple(1, &count, nullptr)));
+    // One chunk, for the Fletcher-32 checksum HDF5 verifies on reading.
+    h5::Handle create(TS_CHECK_HDF5(H5Pcreate(H5P_DATASET_CREATE)));
+    if (count > 0) {
+      TS_CHECK_HDF5(H5Pset_chunk(create.get(), 1, &count));
+      TS_CHECK_HDF5(H5Pset_fletcher32(create.get()));
+    }
     h5::Handle dataset(TS_CHECK_HDF5(
-        H5Dcreate2(file, "vocab_counts", H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+        H5Dcreate2(file, "vocab_counts", H5T_STD_I64LE, space.get(), H5P_DEFAULT, create.get(), H5P_DEFAULT)));
     TS_CHECK_HDF5(
         H5Dwrite(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, vocabulary->counts().data()));
   }

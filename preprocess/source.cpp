@@ -1,7 +1,6 @@
 #include "textscale/preprocess/source.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,37 +14,6 @@ namespace textscale::preprocess {
 
 namespace {
 constexpr std::size_t kRawChunk = 1u << 20;
-}
-
-Sha256::Sha256() : context_(EVP_MD_CTX_new()) {
-  if (!context_ || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(context_), EVP_sha256(), nullptr) != 1)
-    throw Error("OpenSSL: cannot initialise SHA-256");
-}
-
-Sha256::~Sha256() {
-  EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(context_));
-}
-
-void Sha256::update(const void* data, std::size_t size) {
-  if (size > 0) EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(context_), data, size);
-}
-
-std::array<unsigned char, 32> Sha256::digest() {
-  std::array<unsigned char, 32> digest{};
-  unsigned int length = 0;
-  if (EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(context_), digest.data(), &length) != 1 || length != digest.size())
-    throw Error("OpenSSL: cannot finish SHA-256");
-  return digest;
-}
-
-std::string Sha256::hex() {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (const unsigned char byte : digest()) {
-    out.push_back(digits[byte >> 4]);
-    out.push_back(digits[byte & 15]);
-  }
-  return out;
 }
 
 ByteSource::ByteSource(const std::string& path, bool hash) : path_(path), hash_(hash) {

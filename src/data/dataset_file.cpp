@@ -3,10 +3,15 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <set>
 
+#include "textscale/common/checksum.h"
 #include "textscale/common/error.h"
 #include "textscale/common/hdf5.h"
+#include "textscale/common/log.h"
 #include "textscale/common/schema.h"
 
 namespace textscale::data {
@@ -22,6 +27,41 @@ std::vector<hsize_t> dims_of(hid_t dataset) {
 
 bool exists(hid_t file, const char* name) {
   return H5Lexists(file, name, H5P_DEFAULT) > 0;
+}
+
+bool has_fletcher32(hid_t dataset) {
+  h5::Handle create(TS_CHECK_HDF5(H5Dget_create_plist(dataset)));
+  const int filters = TS_CHECK_HDF5(H5Pget_nfilters(create.get()));
+  for (int i = 0; i < filters; ++i) {
+    unsigned flags = 0, config = 0;
+    std::size_t values = 0;
+    if (TS_CHECK_HDF5(H5Pget_filter2(create.get(), static_cast<unsigned>(i), &flags, &values, nullptr, 0, nullptr,
+                                     &config)) == H5Z_FILTER_FLETCHER32)
+      return true;
+  }
+  return false;
+}
+
+// Whether a failed read is HDF5's Fletcher-32 filter finding a chunk whose bytes changed.
+bool is_checksum_error(const Hdf5Error& error) {
+  return std::strstr(error.what(), "Fletcher32") != nullptr;
+}
+
+// Says once per file and process that a file without checksums is read unverified.
+void warn_unverified(const std::string& name, std::int64_t version) {
+  static std::mutex mutex;
+  static std::set<std::string> warned;
+  const std::lock_guard lock(mutex);
+  if (!warned.insert(name).second) return;
+  TS_LOG(warn, name << ": schema_version " << version
+                    << " has no checksums; its data is read unverified (re-run preprocess to add them)");
+}
+
+// A count, then each string with its terminating NUL (docs/hdf5-schema.md, "Content digest").
+void hash_strings(Sha256& sha, const std::vector<std::string>& strings) {
+  const auto count = static_cast<std::int64_t>(strings.size());
+  sha.update(&count, sizeof count);
+  for (const std::string& text : strings) sha.update(text.c_str(), text.size() + 1);
 }
 
 // One row dataset: its handle and shape (width 0 for a 1-D dataset).
@@ -67,6 +107,10 @@ struct DatasetFile::Impl {
     if (H5Tget_class(type.get()) != type_class || (type_size != H5T_VARIABLE && H5Tget_size(type.get()) != type_size) ||
         (type_size == H5T_VARIABLE && H5Tis_variable_str(type.get()) <= 0))
       throw error("dataset '" + std::string(dataset) + "' has the wrong type, expected " + expected);
+    if (checksums && (row_dataset || std::strcmp(dataset, "vocab_counts") == 0) && !has_fletcher32(d.handle.get()))
+      throw error("dataset '" + std::string(dataset) + "' has no Fletcher-32 checksum (schema_version " +
+                  std::to_string(kFirstChecksumSchemaVersion) +
+                  " and later write one): damaged file, re-run preprocess");
     d.rows = static_cast<std::int64_t>(dims[0]);
     d.width = rank == 2 ? static_cast<std::int64_t>(dims[1]) : 0;
     if (row_dataset && d.rows != rows)
@@ -78,9 +122,11 @@ struct DatasetFile::Impl {
   void validate() {
     require_attribute("schema_version", "; not a textscale dataset (see docs/hdf5-schema.md)");
     const auto version = h5::read_int_attribute(file.get(), "schema_version");
-    if (version != kSchemaVersion)
+    if (version < kOldestSchemaVersion || version > kSchemaVersion)
       throw error("schema_version " + std::to_string(version) + " is not supported (this build reads " +
-                  std::to_string(kSchemaVersion) + ")");
+                  std::to_string(kOldestSchemaVersion) + " to " + std::to_string(kSchemaVersion) + ")");
+    checksums = version >= kFirstChecksumSchemaVersion;
+    if (!checksums) warn_unverified(name, version);
     require_attribute("num_classes", "");
     num_classes = h5::read_int_attribute(file.get(), "num_classes");
     if (num_classes < 1 || num_classes > kMaxClasses)
@@ -109,6 +155,23 @@ struct DatasetFile::Impl {
     }
     validate_chars();
     validate_words();
+    if (checksums) verify_description();
+  }
+
+  // The attribute description_sha256 against the metadata it covers (docs/hdf5-schema.md,
+  // "Checksums"): num_classes, classes, alphabet and vocab.
+  void verify_description() const {
+    require_attribute("description_sha256", " (schema_version 2 and later record it): damaged file");
+    const std::string stored = h5::read_string_attribute(file.get(), "description_sha256");
+    Sha256 sha;
+    sha.update(&num_classes, sizeof num_classes);
+    hash_strings(sha, classes);
+    sha.update(alphabet.c_str(), alphabet.size() + 1);
+    hash_strings(sha, has_vocab ? h5::read_string_dataset(file.get(), "vocab") : std::vector<std::string>());
+    if (sha.hex() != stored)
+      throw error(
+          "the metadata (num_classes, classes, alphabet, vocab) does not match description_sha256: damaged file, "
+          "re-run preprocess");
   }
 
   void validate_chars() {
@@ -168,8 +231,22 @@ struct DatasetFile::Impl {
       const hsize_t size[2] = {static_cast<hsize_t>(count), static_cast<hsize_t>(std::max<std::int64_t>(d.width, 1))};
       TS_CHECK_HDF5(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, size, nullptr));
       h5::Handle memory(TS_CHECK_HDF5(H5Screate_simple(d.width > 0 ? 2 : 1, size, nullptr)));
-      TS_CHECK_HDF5(H5Dread(d.handle.get(), memory_type, memory.get(), space.get(), H5P_DEFAULT, out));
+      checked_read(dataset, [&] {
+        TS_CHECK_HDF5(H5Dread(d.handle.get(), memory_type, memory.get(), space.get(), H5P_DEFAULT, out));
+      });
     });
+  }
+
+  // Runs the read `fn`, turning a checksum failure into a message that names the dataset.
+  template <typename Fn>
+  void checked_read(const char* dataset, Fn fn) const {
+    try {
+      fn();
+    } catch (const Hdf5Error& failure) {
+      if (!is_checksum_error(failure)) throw;
+      throw error("dataset '" + std::string(dataset) +
+                  "' is damaged (checksum mismatch in a chunk) — re-run preprocess");
+    }
   }
 
   // Stored lengths of rows [begin, begin + count) are within 0..width.
@@ -182,6 +259,7 @@ struct DatasetFile::Impl {
   }
 
   std::size_t chunk_cache_bytes = 0;
+  bool checksums = false;  // schema_version 2 and later
 };
 
 DatasetFile::DatasetFile(const std::string& path, const OpenOptions& options) : impl_(std::make_unique<Impl>()) {
@@ -297,7 +375,9 @@ std::vector<std::int64_t> DatasetFile::read_vocab_counts() const {
   impl_->named([&] {
     h5::Handle dataset(TS_CHECK_HDF5(H5Dopen2(impl_->file.get(), "vocab_counts", H5P_DEFAULT)));
     if (!counts.empty())
-      TS_CHECK_HDF5(H5Dread(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, counts.data()));
+      impl_->checked_read("vocab_counts", [&] {
+        TS_CHECK_HDF5(H5Dread(dataset.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, counts.data()));
+      });
   });
   return counts;
 }

@@ -3,13 +3,17 @@
 #include <hdf5.h>
 
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <type_traits>
 
 #include "textscale/common/build_info.h"
+#include "textscale/common/checksum.h"
 #include "textscale/common/error.h"
 #include "textscale/common/files.h"
 #include "textscale/common/hdf5.h"
+#include "textscale/common/log.h"
 #include "textscale/engine/model_registry.h"
 
 namespace textscale::train {
@@ -20,6 +24,10 @@ constexpr const char* kFormat = "textscale-checkpoint";
 // What builds that know only checkpoint_version require (checkpoint.h: format versions): version 3
 // changed the model attribute, which they cannot read.
 constexpr std::int64_t kLegacyVersion = 3;
+// The first format version with the attribute tensor_sha256.
+constexpr std::int64_t kFirstDigestVersion = 6;
+// "group/name" of each tensor -> the SHA-256 (hex) of its stored bytes.
+using TensorDigests = std::map<std::string, std::string>;
 
 nlohmann::json position_json(const TrainingPosition& p) {
   return {{"epoch", p.epoch},
@@ -52,8 +60,15 @@ hid_t memory_type() {
   return std::is_same_v<T, double> ? H5T_NATIVE_DOUBLE : H5T_NATIVE_FLOAT;
 }
 
+std::size_t element_count(const std::vector<engine::Index>& shape) {
+  std::size_t count = 1;
+  for (const auto d : shape) count *= static_cast<std::size_t>(d);
+  return count;
+}
+
+// Writes one tensor; returns the SHA-256 (hex) of its stored bytes.
 template <typename T>
-void write_array(hid_t group, const std::string& name, const std::vector<engine::Index>& shape, const T* data) {
+std::string write_array(hid_t group, const std::string& name, const std::vector<engine::Index>& shape, const T* data) {
   std::vector<hsize_t> dims(shape.begin(), shape.end());
   h5::Handle space(TS_CHECK_HDF5(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)));
   h5::Handle dataset(
@@ -61,12 +76,26 @@ void write_array(hid_t group, const std::string& name, const std::vector<engine:
                                space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
   TS_CHECK_HDF5(H5Dwrite(dataset.get(), memory_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
   TS_CHECK_HDF5(dataset.close());
+  // The memory layout is the stored one (little-endian IEEE), so this is the digest of the stored bytes.
+  return sha256_hex(data, element_count(shape) * sizeof(T));
 }
 
+// Whether the stored bytes of `dataset`, read into `data` as T, have the SHA-256 `stored`.
+template <typename T>
+bool matches_digest(hid_t dataset, const T* data, std::size_t count, const std::string& stored) {
+  h5::Handle type(TS_CHECK_HDF5(H5Dget_type(dataset)));
+  if (H5Tget_size(type.get()) == sizeof(T)) return sha256_hex(data, count * sizeof(T)) == stored;
+  // Stored in another precision (float64 read as float32, or the reverse): digest the stored bytes.
+  std::vector<unsigned char> bytes(count * H5Tget_size(type.get()));
+  TS_CHECK_HDF5(H5Dread(dataset, type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()));
+  return sha256_hex(bytes.data(), bytes.size()) == stored;
+}
+
+// Reads one tensor and verifies it against `digests` (null: a checkpoint without them).
 template <typename T>
 void read_array(hid_t group, const std::string& path, const std::string& group_name, const std::string& name,
-                const std::vector<engine::Index>& shape, T* data) {
-  const std::string where = path + ": " + group_name + "/" + name;
+                const std::vector<engine::Index>& shape, T* data, const TensorDigests* digests) {
+  const std::string tensor = group_name + "/" + name, where = path + ": " + tensor;
   if (H5Lexists(group, name.c_str(), H5P_DEFAULT) <= 0)
     throw InputError(where + " missing: the checkpoint is of another model or architecture");
   h5::Handle dataset(TS_CHECK_HDF5(H5Dopen2(group, name.c_str(), H5P_DEFAULT)));
@@ -82,6 +111,26 @@ void read_array(hid_t group, const std::string& path, const std::string& group_n
   }
   if (H5Dread(dataset.get(), memory_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
     throw InputError(where + ": cannot read (truncated or damaged file?)");
+  if (!digests) return;
+  const auto digest = digests->find(tensor);
+  if (digest == digests->end())
+    throw InputError(where + " has no SHA-256 in attribute tensor_sha256: damaged checkpoint");
+  if (!matches_digest(dataset.get(), data, element_count(shape), digest->second))
+    throw InputError(where + " is damaged: the SHA-256 of its data differs from the one recorded when it was saved");
+}
+
+// The attribute tensor_sha256; none in a checkpoint of format version 5 or older.
+std::optional<TensorDigests> tensor_digests(hid_t file, const std::string& path, std::int64_t version) {
+  if (version < kFirstDigestVersion) return std::nullopt;
+  if (!h5::has_attribute(file, "tensor_sha256"))
+    throw InputError(path + ": attribute tensor_sha256 missing (format version " + std::to_string(kFirstDigestVersion) +
+                     " and later record one): damaged checkpoint");
+  const auto json = nlohmann::json::parse(h5::read_string_attribute(file, "tensor_sha256"), nullptr, false);
+  if (!json.is_object()) throw InputError(path + ": attribute tensor_sha256 is not a JSON object: damaged checkpoint");
+  TensorDigests digests;
+  for (const auto& [tensor, digest] : json.items())
+    if (digest.is_string()) digests[tensor] = digest.get<std::string>();
+  return digests;
 }
 
 // format_version; a checkpoint without it is version 1, or what checkpoint_version says.
@@ -176,19 +225,23 @@ void save_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer
     auto& params = model.params();
     h5::Handle parameters(TS_CHECK_HDF5(H5Gcreate2(f, "parameters", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
     h5::Handle state(TS_CHECK_HDF5(H5Gcreate2(f, "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+    TensorDigests digests;
     for (std::size_t i = 0; i < params.tensors().size(); ++i) {
       const auto& t = params.tensors()[i];
-      write_array(t.trained ? parameters.get() : state.get(), t.name, t.shape,
-                  params.value(engine::ParamRef{static_cast<engine::Index>(i)}));
+      digests[(t.trained ? "parameters/" : "state/") + t.name] =
+          write_array(t.trained ? parameters.get() : state.get(), t.name, t.shape,
+                      params.value(engine::ParamRef{static_cast<engine::Index>(i)}));
     }
     if (optimizer) {
       h5::Handle group(TS_CHECK_HDF5(H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
       h5::write_attribute(group.get(), "kind", optimizer->config().kind);
       h5::write_attribute(group.get(), "steps", optimizer->steps());
       for (int s = 0; s < optimizer->slot_count(); ++s)
-        write_array(group.get(), "slot" + std::to_string(s), {params.trained_count()}, optimizer->slot(s).data());
+        digests["optimizer/slot" + std::to_string(s)] =
+            write_array(group.get(), "slot" + std::to_string(s), {params.trained_count()}, optimizer->slot(s).data());
       TS_CHECK_HDF5(group.close());
     }
+    h5::write_attribute(f, "tensor_sha256", nlohmann::json(digests).dump());
     TS_CHECK_HDF5(parameters.close());
     TS_CHECK_HDF5(state.close());
     TS_CHECK_HDF5(file.close());
@@ -294,13 +347,18 @@ void load(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimi
     throw InputError(path + ": the checkpoint holds model " + model_config_json(info.model) + ", this run uses " +
                      model_config_json(want));
   h5::Handle file = open_checkpoint(path);
+  const std::optional<TensorDigests> digests = tensor_digests(file.get(), path, info.format_version);
+  if (!digests)
+    TS_LOG(warn, path << ": checkpoint format version " << info.format_version
+                      << " has no tensor checksums; its weights are loaded unverified");
+  const TensorDigests* expected = digests ? &*digests : nullptr;
   h5::Handle parameters(TS_CHECK_HDF5(H5Gopen2(file.get(), "parameters", H5P_DEFAULT)));
   h5::Handle state(TS_CHECK_HDF5(H5Gopen2(file.get(), "state", H5P_DEFAULT)));
   auto& params = model.params();
   for (std::size_t i = 0; i < params.tensors().size(); ++i) {
     const auto& t = params.tensors()[i];
     read_array(t.trained ? parameters.get() : state.get(), path, t.trained ? "parameters" : "state", t.name, t.shape,
-               params.value(engine::ParamRef{static_cast<engine::Index>(i)}));
+               params.value(engine::ParamRef{static_cast<engine::Index>(i)}), expected);
   }
   if (optimizer) {
     if (info.optimizer_kind.empty()) throw InputError(path + ": the checkpoint has no optimizer state to resume from");
@@ -311,7 +369,7 @@ void load(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimi
     optimizer->set_steps(h5::read_int_attribute(group.get(), "steps"));
     for (int s = 0; s < optimizer->slot_count(); ++s)
       read_array(group.get(), path, "optimizer", "slot" + std::to_string(s), {params.trained_count()},
-                 optimizer->slot(s).data());
+                 optimizer->slot(s).data(), expected);
   }
 }
 }  // namespace

@@ -196,17 +196,23 @@ Dataset load_eval_shard(const std::string& path, engine::IdType ids, std::int64_
   return d;
 }
 
+// A data file as one rank sees it: the option naming it, its path there, its fingerprint.
+struct FileFingerprint {
+  std::string option, path;
+  std::uint64_t fingerprint = 0;
+};
+
 // Refuses to start when the ranks were not given the same configuration and data.
 void check_same_everywhere(dist::Communicator& comm, const std::string& config_json,
-                           const std::vector<std::pair<std::string, std::uint64_t>>& files) {
+                           const std::vector<FileFingerprint>& files) {
   if (comm.size() == 1) return;
-  auto compare = [&](const std::string& what, std::uint64_t mine) {
+  auto compare = [&](const std::string& what, const std::string& detail, std::uint64_t mine) {
     const auto all = comm.allgather(mine);
     std::string differ;
     for (std::size_t r = 1; r < all.size(); ++r)
       if (all[r] != all[0]) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
     if (!differ.empty())
-      throw InputError("rank(s) " + differ + " were started with a different " + what + " than rank 0");
+      throw InputError("rank(s) " + differ + " were started with a different " + what + " than rank 0" + detail);
   };
   // The options, less those that may differ per rank: threads, and the paths of the data files
   // (a node may read its own copy; their contents are compared below).
@@ -215,8 +221,10 @@ void check_same_everywhere(dist::Communicator& comm, const std::string& config_j
   if (options.contains("options"))
     for (const char* name : {"threads", "train", "valid", "test", "run-dir", "progress"})
       options["options"].erase(name);
-  compare("configuration", fnv1a(options.dump()));
-  for (const auto& [path, fingerprint] : files) compare("file for " + path + " (content differs)", fingerprint);
+  compare("configuration", "", fnv1a(options.dump()));
+  // Each rank names its own path: the same relative path may hold different files on two nodes.
+  for (const auto& file : files)
+    compare("file for " + file.option, ": the content of '" + file.path + "' differs", file.fingerprint);
 }
 
 // A resumed run reads the data its checkpoint was trained on: refuses a file whose content digest
@@ -331,17 +339,17 @@ struct EvalData {
 EvalData open_eval_data(const TrainConfig& config, const dist::World& world, const ShardReader& train,
                         const std::string& config_json) {
   const Encoding& encoding = train.encoding();
-  std::vector<std::pair<std::string, std::uint64_t>> fingerprints{{"--train", train.fingerprint()}};
+  std::vector<FileFingerprint> fingerprints{{"--train", config.train_path, train.fingerprint()}};
   EvalData d;
   if (!config.valid_path.empty()) {
     d.valid = load_eval_shard(config.valid_path, encoding.ids, config.limit_eval, world);
     encoding.check_compatible(d.valid.encoding, config.train_path, config.valid_path);
-    fingerprints.emplace_back("--valid", d.valid.fingerprint);
+    fingerprints.push_back({"--valid", config.valid_path, d.valid.fingerprint});
   }
   if (!config.test_path.empty()) {
     d.test = load_eval_shard(config.test_path, encoding.ids, config.limit_eval, world);
     encoding.check_compatible(d.test.encoding, config.train_path, config.test_path);
-    fingerprints.emplace_back("--test", d.test.fingerprint);
+    fingerprints.push_back({"--test", config.test_path, d.test.fingerprint});
   }
   check_same_everywhere(*world.comm, config_json, fingerprints);
   return d;

@@ -24,7 +24,8 @@ assert chars.shape == (7600, 1014) and chars.dtype == np.uint8
 assert words.shape == (7600, 300) and words.dtype == np.int32
 assert list(np.bincount(labels[:])) == [1900] * 4
 assert [str(c) for c in f.attrs["classes"]] == ["World", "Sports", "Business", "Sci/Tech"]
-assert f.attrs["schema_version"] == 1 and f.attrs["num_rows"] == 7600
+assert f.attrs["schema_version"] == 2 and f.attrs["num_rows"] == 7600
+assert all(f[name].fletcher32 for name in ("labels", "chars", "char_lengths", "words", "word_lengths"))
 assert f.attrs["source_sha256"] == "521465c2428ed7f02f8d6db6ffdd4b5447c1c701962353eb2c40d548c3c85699"
 alphabet = f.attrs["alphabet"]
 assert len(alphabet) == 69 and alphabet.startswith("abcdefghijklmnopqrstuvwxyz0123456789-,;.!?:'\"/\\|_@#$%^&*~`+=<>()[]{}")

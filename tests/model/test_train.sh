@@ -207,7 +207,7 @@ run_ts 0 train --train remade.h5 --valid test.h5 "${tiny_crepe[@]}" --epochs 1 -
   fail "the checkpoint does not record the training file's content digest"
 [ "$(content remade/checkpoint.h5 valid_content_sha256)" = "$(content test.h5 content_sha256)" ] ||
   fail "the checkpoint does not record the validation file's content digest"
-[ "$(content remade/checkpoint.h5 format_version)" = 5 ] || fail "the checkpoint has no format_version 5"
+[ "$(content remade/checkpoint.h5 format_version)" = 6 ] || fail "the checkpoint has no format_version 6"
 # The same path re-made with another --seed (the same rows in another order) is refused by name.
 remake 2
 run_ts 1 train --resume remade/checkpoint.h5 --max-steps 3
@@ -233,7 +233,7 @@ with h5py.File("remade/checkpoint.h5", "r+") as f:
 PY
 run_ts 0 train --resume remade/checkpoint.h5 --max-steps 4 --progress off
 expect_in "$WORK/err" "cannot check that remade.h5 is the data remade/checkpoint.h5 was trained on"
-[ "$(content remade/checkpoint.h5 format_version)" = 5 ] || fail "the resumed run did not write format_version 5"
+[ "$(content remade/checkpoint.h5 format_version)" = 6 ] || fail "the resumed run did not write format_version 6"
 # A training file from before content digests: trains, and a resume warns.
 cp remade.h5 undigested.h5
 py -c "import h5py; del h5py.File('undigested.h5', 'r+').attrs['content_sha256']"
@@ -241,11 +241,11 @@ run_ts 0 train --train undigested.h5 "${tiny_crepe[@]}" --epochs 1 --run-dir und
 run_ts 0 train --resume undigested/checkpoint.h5 --max-steps 2 --progress off
 expect_in "$WORK/err" "cannot check that undigested.h5 is the data undigested/checkpoint.h5 was trained on: undigested.h5 has no content digest"
 # A checkpoint of a newer format version is refused, naming both versions.
-py -c "import h5py, numpy; h5py.File('remade/checkpoint.h5', 'r+').attrs['format_version'] = numpy.int64(6)"
+py -c "import h5py, numpy; h5py.File('remade/checkpoint.h5', 'r+').attrs['format_version'] = numpy.int64(7)"
 run_ts 1 train --resume remade/checkpoint.h5 --max-steps 5
-expect_in "$WORK/err" "remade/checkpoint.h5: checkpoint format version 6 is newer than this build reads (versions 1 to 5)"
+expect_in "$WORK/err" "remade/checkpoint.h5: checkpoint format version 7 is newer than this build reads (versions 1 to 6)"
 run_ts 1 evaluate --checkpoint remade/checkpoint.h5 --data test.h5
-expect_in "$WORK/err" "checkpoint format version 6 is newer than this build reads"
+expect_in "$WORK/err" "checkpoint format version 7 is newer than this build reads"
 echo "data identity: checked"
 
 # --- Refusals --------------------------------------------------------------------------------------
@@ -288,10 +288,16 @@ run_ts 1 train --train train.h5 --test two.h5 "${tiny_crepe[@]}" --epochs 1
 expect_in "$WORK/err" "two.h5 does not match train.h5: number of classes 2 vs 4"
 cp test.h5 other_alphabet.h5
 py - <<'PY'
-import h5py
+import h5py, hashlib, struct
 with h5py.File("other_alphabet.h5", "r+") as f:
     a = f.attrs["alphabet"]
     f.attrs["alphabet"] = a[1] + a[0] + a[2:]
+    # A file made with this alphabet: its description digest agrees (docs/hdf5-schema.md).
+    text = lambda items: struct.pack("<q", len(items)) + b"".join(s.encode() + b"\0" for s in items)
+    vocab = list(f["vocab"].asstr()[:]) if "vocab" in f else []
+    description = (struct.pack("<q", int(f.attrs["num_classes"])) + text(list(f.attrs["classes"])) +
+                   f.attrs["alphabet"].encode() + b"\0" + text(vocab))
+    f.attrs["description_sha256"] = hashlib.sha256(description).hexdigest()
 PY
 run_ts 1 evaluate --checkpoint crepe-full/checkpoint.h5 --data other_alphabet.h5
 expect_in "$WORK/err" "other_alphabet.h5 does not match crepe-full/checkpoint.h5: alphabet"
@@ -331,8 +337,10 @@ with h5py.File("test.h5", "r") as src, h5py.File("empty.h5", "w") as dst:
     for k, v in src.attrs.items():
         dst.attrs[k] = v
     dst.attrs["num_rows"] = 0
-    dst.create_dataset("chars", shape=(0, src["chars"].shape[1]), dtype="u1")
-    dst.create_dataset("labels", shape=(0,), dtype="i4")
+    width = src["chars"].shape[1]
+    dst.create_dataset("chars", shape=(0, width), maxshape=(None, width), chunks=(1, width), dtype="u1",
+                       fletcher32=True)
+    dst.create_dataset("labels", shape=(0,), maxshape=(None,), chunks=(1,), dtype="i4", fletcher32=True)
 PY
 run_ts 1 train --train train.h5 --valid empty.h5 "${small[@]}" --epochs 1 --run-dir empty-valid
 expect_in "$WORK/err" "empty.h5: no rows to evaluate"

@@ -10,7 +10,8 @@
 #   reached one rank) and ends where the uninterrupted run ends, to 1e-5;
 # - failures end the job fast, naming the rank: a rank killed with SIGKILL, an exception on one
 #   rank, a non-finite loss on one rank (and --skip-nonfinite skips that step); mismatched
-#   configuration or data across ranks is refused at start;
+#   configuration or data across ranks is refused at start, also when every rank reads the same
+#   relative path in a folder of its own that holds another shuffle of the same source;
 # - with --sync-bn, batch-norm statistics span the ranks: one step on 2 and 3 ranks equals one
 #   process's; VDCNN with per-rank statistics trains on 2 ranks.
 source "$(dirname "$0")/../cli/lib.sh"
@@ -208,8 +209,25 @@ mismatch files "rank(s) 1 were started with a different file for --train" \
 # The same rows in another order: only the content digest tells the files apart.
 ts preprocess --input train.tsv --format tsv --label-column 1 --labels names --classes "$DATA/ag_news/classes.txt" \
   --unescape backslash --no-words --shuffle --seed 3 --output reordered.h5 > /dev/null
-mismatch reordered "rank(s) 1 were started with a different file for --train (content differs)" \
+mismatch reordered "rank(s) 1 were started with a different file for --train than rank 0: the content of '" \
   -np 1 "$TEXTSCALE_BIN" train "${tiny[@]}" --run-dir m3 : -np 1 "$TEXTSCALE_BIN" train "${tiny[@]/train.h5/reordered.h5}" --run-dir m3
+# Nodes with local copies: every rank reads train.h5 in a folder of its own (one per rank), the
+# run directory is shared. The same source shuffled with --seed 1 on rank 0 and --seed 2 on rank 1
+# is refused, naming the file; the same file on both runs.
+for r in 0 1; do
+  mkdir -p "rank$r"
+  cp test.h5 "rank$r/"
+  ts preprocess --input train.tsv --format tsv --label-column 1 --labels names --classes "$DATA/ag_news/classes.txt" \
+    --unescape backslash --no-words --shuffle --seed $((r + 1)) --output "rank$r/train.h5" > /dev/null
+done
+printf '#!/usr/bin/env bash\ncd "%s/rank$OMPI_COMM_WORLD_RANK" && exec "%s" "$@"\n' "$WORK" "$TEXTSCALE_BIN" > in-rank-folder.sh
+chmod +x in-rank-folder.sh
+mismatch rank-folders "rank(s) 1 were started with a different file for --train than rank 0: the content of 'train.h5' differs" \
+  -np 2 "$WORK/in-rank-folder.sh" train "${tiny[@]}" --max-steps 2 --run-dir "$WORK/m4"
+cp rank0/train.h5 rank1/train.h5
+"${MPIRUN[@]}" -np 2 "$WORK/in-rank-folder.sh" train "${tiny[@]}" --max-steps 2 --run-dir "$WORK/m5" > m5.log 2>&1 ||
+  { fail "rank folders holding the same file: mpirun exited non-zero:"; tail -10 m5.log >&2; }
+[ -f m5/checkpoint.h5 ] || fail "rank folders holding the same file: no checkpoint in the shared run directory"
 echo "failures: checked"
 
 # --- Synchronised batch normalisation -------------------------------------------------------------

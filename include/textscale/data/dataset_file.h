@@ -2,7 +2,10 @@
 // evaluation, `textscale inspect` and `preprocess --vocab-from`.
 //
 // Opening a file validates it at the boundary, before anything is read through its shapes:
-// - the schema_version attribute is present and known;
+// - the schema_version attribute is present and known (1 or 2);
+// - from schema_version 2: every row dataset and vocab_counts has HDF5's Fletcher-32 filter, and
+//   description_sha256 matches num_classes, classes, alphabet and vocab (read for the purpose);
+//   a version 1 file is read with one warning that it has no checksums;
 // - num_classes is within 1..kMaxClasses and `classes`, when non-empty, names that many;
 // - `labels` is int32 [N] (N is the file's row count; attribute num_rows, when present, agrees);
 // - with `chars`: uint8 [N, L], attributes alphabet (at most 255 symbols), char_length = L and
@@ -12,9 +15,10 @@
 // - `vocab`, when present, is 1-D variable-length strings; `vocab_counts`, when present, int64 of
 //   the same length;
 // - content_sha256, when present, is 64 hexadecimal digits.
-// Row reads check their values: labels within [0, num_classes), character codes within the
-// alphabet, word ids within the vocabulary, stored lengths within their row's width. Every error
-// is an InputError that starts with the file's name (the path, or what the caller chose, such as
+// Row reads check their values (and HDF5 the Fletcher-32 checksum of every chunk they read; a
+// mismatch is an InputError "dataset 'chars' is damaged (checksum mismatch in a chunk)"): labels within [0,
+// num_classes), character codes within the alphabet, word ids within the vocabulary, stored lengths within their row's
+// width. Every error is an InputError that starts with the file's name (the path, or what the caller chose, such as
 // "--vocab-from 'train.h5'") and names the dataset or attribute concerned.
 //
 // Files made before content digests were recorded have no content_sha256: content_sha256() is

@@ -31,8 +31,11 @@ class ChunkWriter {
   // write.
   unsigned char* acquire(int stream, std::size_t bytes);
   // Queues a buffer from acquire(stream, bytes) to be written at `offset` (a multiple of 4096);
-  // the buffer returns to the stream's pool once written.
-  void submit(int stream, unsigned char* buffer, std::size_t bytes, std::uint64_t offset);
+  // the buffer returns to the stream's pool once written. With `checksum`, the buffer's
+  // Fletcher-32 (as HDF5's filter computes it) is stored there before the write, on the writing
+  // thread; read it after finish().
+  void submit(int stream, unsigned char* buffer, std::size_t bytes, std::uint64_t offset,
+              std::uint32_t* checksum = nullptr);
   // Waits until everything queued is written; rethrows the first failed write (IoError naming
   // the file and the system's message).
   void finish();
@@ -45,6 +48,7 @@ class ChunkWriter {
     unsigned char* buffer;
     std::size_t bytes;
     std::uint64_t offset;
+    std::uint32_t* checksum;
   };
   void run();
   void write(const Job& job);

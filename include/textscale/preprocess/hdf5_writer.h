@@ -20,7 +20,12 @@
 // Content digest: each dataset's rows are hashed (SHA-256) as they go to the file, in the file's
 // row order, so the digest costs no second read; finish() combines them with what
 // describe_content() gave into the attribute content_sha256 (docs/hdf5-schema.md, "Content
-// digest").
+// digest"), and the description's own digest as description_sha256, which readers verify on
+// every open.
+//
+// Checksums: every row dataset has HDF5's Fletcher-32 filter, so HDF5 verifies each chunk it
+// reads. Preallocated chunks bypass HDF5's filter pipeline: the chunk writer's threads compute
+// the same checksum and finish() stores it after the chunk, where the filter would have.
 #pragma once
 
 #include <array>
@@ -108,6 +113,7 @@ class RowFileWriter {
   void spool(const EncodedRows& rows);
   void copy_spool_permuted();
   void close_columns();
+  void write_chunk_checksums();
   void store_content_digest();
   [[nodiscard]] std::size_t spool_row_bytes() const;
 

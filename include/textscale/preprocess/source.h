@@ -12,22 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "textscale/common/checksum.h"
+
 namespace textscale::preprocess {
 
-// Incremental SHA-256 (OpenSSL) for callers hashing something other than one stream.
-class Sha256 {
- public:
-  Sha256();
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  ~Sha256();
-  void update(const void* data, std::size_t size);
-  [[nodiscard]] std::array<unsigned char, 32> digest();  // finishes the digest
-  [[nodiscard]] std::string hex();                       // finishes the digest
-
- private:
-  void* context_ = nullptr;
-};
+using textscale::Sha256;
 
 class ByteSource {
  public:

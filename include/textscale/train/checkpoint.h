@@ -11,7 +11,9 @@
 //               for word models input_ids = "words", word_length, vocab_size, vocab_digest,
 //               and, when the data files have content digests, train_content_sha256 and
 //               valid_content_sha256 (docs/hdf5-schema.md, "Content digest"); text_options
-//               (the training file's preprocess options, JSON) and, for word models, tokenizer
+//               (the training file's preprocess options, JSON) and, for word models, tokenizer;
+//               tensor_sha256 (JSON: "parameters/<name>", "state/<name>", "optimizer/slot<s>" -> the
+//               SHA-256, hex, of that tensor's stored bytes), verified on every load
 //   vocab       word models: the training file's vocabulary (vocab[id], variable-length strings)
 //   parameters/<name>   every trained tensor in its canonical layout (float32 or float64)
 //   state/<name>        non-trained tensors (batch-norm running statistics)
@@ -30,6 +32,10 @@
 //      vocab_digest; checkpoint_version = 3
 //   5  adds how raw text is encoded: text_options, and for word models tokenizer and the vocab
 //      dataset (predict and serve read them); checkpoint_version = 3
+//   6  adds tensor_sha256, the SHA-256 of every tensor (parameters, state, optimizer slots),
+//      verified on every load; checkpoint_version = 3. Older versions load with a warning that
+//      their weights are unverified. (One attribute at the root rather than one per tensor:
+//      `h5diff -d` of two checkpoints' groups compares their values, not digests that differ.)
 // A build reads every format version up to its own kCheckpointFormatVersion and refuses a newer
 // one, naming both versions. A checkpoint without format_version is version 1 (checkpoint_version,
 // when present, stands for it). A version that only adds attributes keeps checkpoint_version = 1,
@@ -48,7 +54,7 @@
 namespace textscale::train {
 
 // The checkpoint format version this build writes, and the newest it reads.
-inline constexpr std::int64_t kCheckpointFormatVersion = 5;
+inline constexpr std::int64_t kCheckpointFormatVersion = 6;
 
 // Where training stands: the epoch in progress (0-based), the next batch within it, the global
 // step, the running sums of the epoch so far, and model selection's best so far.
@@ -94,7 +100,8 @@ void save_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer
 CheckpointInfo read_checkpoint_info(const std::string& path);
 
 // Loads parameters and state into `model` (and the optimizer state when `optimizer` is given).
-// Refuses, naming the file, a checkpoint of another model or of other sizes.
+// Refuses, naming the file, a checkpoint of another model or of other sizes, and a tensor whose
+// data does not match its digest in tensor_sha256 (naming the tensor).
 template <typename T>
 void load_checkpoint(const std::string& path, engine::Model<T>& model, Optimizer<T>* optimizer);
 
