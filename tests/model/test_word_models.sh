@@ -127,7 +127,7 @@ for line in lines:
 assert seen > 0.9 * (len(vocab) - 2), (seen, len(vocab))
 assert not np.array_equal(frozen, trained), "training did not move the vectors"
 PY
-  run_ts 1 train --train train.h5 --model crepe-small --features 8 --fc 16 --epochs 1 --embeddings vectors.vec \
+  run_ts 2 train --train train.h5 --model crepe-small --features 8 --fc 16 --epochs 1 --embeddings vectors.vec \
     --run-dir refused
   expect_in "$WORK/err" "--embeddings: model crepe-small reads characters, not words"
   run_ts 1 train --train train.h5 --model bilstm --embed-dim 8 --hidden 4 --epochs 1 --embeddings vectors.vec \
@@ -146,7 +146,7 @@ expect_in "$WORK/err" "test-own-vocab.h5 does not match train.h5: vocabulary"
 run_ts 1 evaluate --checkpoint learn-true/checkpoint.h5 --data test-chars.h5
 expect_in "$WORK/err" "test-chars.h5"
 expect_in "$WORK/err" "word"
-run_ts 1 train --train train.h5 --model crepe-small --features 8 --fc 16 --epochs 1 --bucket-by-length true \
+run_ts 2 train --train train.h5 --model crepe-small --features 8 --fc 16 --epochs 1 --bucket-by-length true \
   --run-dir refused
 expect_in "$WORK/err" "--bucket-by-length: model crepe-small reads character rows of one length"
 run_ts 2 train --train train.h5 --model crepe-small --hidden 5 --epochs 1 --run-dir refused
