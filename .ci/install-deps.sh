@@ -7,6 +7,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake git pkg-config clang-format curl time
+  clang-14 libfuzzer-14-dev
   iproute2
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools

@@ -128,8 +128,16 @@ std::string rank_tag() {
 
 // A mistake in the command line: exit status 2, with where to read the command's options.
 int usage_error(const std::string& message, int argc, char** argv) {
+  std::string command;  // the first word that is not --log-level's
+  for (int i = 1; i < argc && command.empty(); ++i) {
+    const std::string word = argv[i];
+    if (word == "--log-level")
+      ++i;
+    else if (word.rfind("--log-level=", 0) != 0)
+      command = word;
+  }
   std::fprintf(stderr, "%stextscale: %s\n(see textscale %s --help)\n", rank_tag().c_str(), message.c_str(),
-               argc > 1 ? argv[1] : "");
+               command.c_str());
   return 2;
 }
 

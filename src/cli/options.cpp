@@ -23,12 +23,6 @@ std::string bound(std::int64_t value) {
   return std::to_string(value);
 }
 
-std::string bound(double value) {
-  std::ostringstream out;
-  out << value;
-  return out.str();
-}
-
 }  // namespace
 
 void store_checked(const po::parsed_options& parsed, const po::options_description& options,
@@ -41,14 +35,6 @@ void store_checked(const po::parsed_options& parsed, const po::options_descripti
         throw UsageError{"--" + option.string_key + " must not be negative, not '" + token + "'"};
   }
   po::store(parsed, values);
-}
-
-void require_range(const std::string& name, double value, double low, double high, const std::string& note) {
-  if (value >= low && value <= high) return;  // false for NaN
-  std::ostringstream shown;
-  shown << value;
-  throw OptionError("--" + name + " must be in " + bound(low) + ".." + bound(high) +
-                    (note.empty() ? "" : " (" + note + ")") + ", not " + shown.str());
 }
 
 void require_range(const std::string& name, std::int64_t value, std::int64_t low, std::int64_t high,

@@ -28,10 +28,8 @@ void store_checked(const boost::program_options::parsed_options& parsed,
                    const boost::program_options::options_description& options,
                    boost::program_options::variables_map& values);
 
-// Throws OptionError "--NAME must be in LOW..HIGH[ (NOTE)], not VALUE" unless LOW <= value <= HIGH
-// (NaN is outside every range).
-void require_range(const std::string& name, double value, double low, double high, const std::string& note = "");
-// The same for an integer option, its bounds written as integers.
+// Throws OptionError "--NAME must be in LOW..HIGH (NOTE), not VALUE" (or "at least LOW" without
+// HIGH) unless LOW <= value <= HIGH.
 void require_range(const std::string& name, std::int64_t value, std::int64_t low,
                    std::int64_t high = std::numeric_limits<std::int64_t>::max(), const std::string& note = "");
 
