@@ -76,6 +76,20 @@ struct SyntheticBatch {
   }
 };
 
+// bench's counts, each within its range (OptionError naming the first that is not).
+void check_counts(std::int64_t batch, std::int64_t warmup, std::int64_t steps, std::int64_t repeats, std::int64_t gemm,
+                  std::int64_t classes, std::int64_t length, std::int64_t vocab) {
+  constexpr std::int64_t kNoLimit = std::numeric_limits<std::int64_t>::max();
+  require_range("batch-size", batch, 1);
+  require_range("steps", steps, 1);
+  require_range("repeats", repeats, 1);
+  require_range("warmup", warmup, 0);
+  require_range("gemm", gemm, 0, kNoLimit, "0: time the model");
+  require_range("classes", classes, 2);
+  require_range("length", length, 0, kNoLimit, "0: 1014 characters or 300 words");
+  require_range("vocab", vocab, 2);
+}
+
 }  // namespace
 
 int bench_command(const std::vector<std::string>& arguments) {
@@ -108,14 +122,7 @@ int bench_command(const std::vector<std::string>& arguments) {
   po::variables_map values;
   if (!parse_options(arguments, options, values)) return 0;
   if (model_arguments.name == "help") return models_command({});
-  require_range("batch-size", batch, 1);
-  require_range("steps", steps, 1);
-  require_range("repeats", repeats, 1);
-  require_range("warmup", warmup, 0);
-  require_range("gemm", gemm, 0, std::numeric_limits<std::int64_t>::max(), "0: time the model");
-  require_range("classes", classes, 2);
-  require_range("length", length, 0, std::numeric_limits<std::int64_t>::max(), "0: 1014 characters or 300 words");
-  require_range("vocab", vocab, 2);
+  check_counts(batch, warmup, steps, repeats, gemm, classes, length, vocab);
   const engine::BackendOptions backend_options = backend_arguments.options();
   engine::DnnlBackend::set_threads(backend_options.threads);
   nlohmann::json out{{"threads", engine::DnnlBackend::threads()}};
